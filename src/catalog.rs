@@ -1,0 +1,226 @@
+//! The catalog: every account of a flows directory, parsed, validated and
+//! with its route table built. Pure: it is given file contents ([`Sources`],
+//! read by a [`crate::store`]) and does no I/O of its own.
+//!
+//! Building checks what no single document can: numbers and patterns claimed
+//! by two callflows (Kazoo's `unique`), and `callflow` nodes that name a
+//! callflow the account lacks.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::ids::{AccountId, DocId, DocType};
+use crate::model::{
+    Account, Callflow, Code, Diagnostic, Document, Node, parse_account, parse_callflow,
+    parse_document,
+};
+use crate::routing::RouteTable;
+
+/// A file as read by a store.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// The path to show in diagnostics.
+    pub path: String,
+    pub text: String,
+}
+
+/// The files of one account.
+#[derive(Debug, Clone)]
+pub struct AccountSource {
+    pub id: AccountId,
+    /// `account.json`, when present.
+    pub account: Option<SourceFile>,
+    pub callflows: Vec<(DocId, SourceFile)>,
+    /// Other documents, by type (the folder name) and id.
+    pub documents: Vec<(DocType, DocId, SourceFile)>,
+}
+
+/// Everything a store read, with the problems it met while listing (ids that
+/// are not valid, unreadable files, stray files).
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    pub accounts: Vec<AccountSource>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Every account, ready to route and run calls.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    accounts: BTreeMap<AccountId, Arc<AccountFlows>>,
+}
+
+/// One account: its settings, documents and route table.
+#[derive(Debug, Clone)]
+pub struct AccountFlows {
+    pub account: Account,
+    pub callflows: BTreeMap<DocId, Arc<Callflow>>,
+    pub documents: BTreeMap<DocType, BTreeMap<DocId, Document>>,
+    pub routes: RouteTable,
+    /// Callflow id → the file it came from.
+    pub files: BTreeMap<DocId, String>,
+}
+
+impl Catalog {
+    /// Parses and validates everything in `sources`. Returns the catalog and
+    /// every diagnostic, the store's included, sorted by file.
+    ///
+    /// `is_module` tells which module names exist; nodes naming anything else
+    /// get an `unknown_module` warning.
+    pub fn build(sources: Sources, is_module: &dyn Fn(&str) -> bool) -> (Self, Vec<Diagnostic>) {
+        let mut diagnostics = sources.diagnostics;
+        let mut accounts = BTreeMap::new();
+        for source in sources.accounts {
+            let id = source.id.clone();
+            let flows = build_account(&source, is_module, &mut diagnostics);
+            accounts.insert(id, Arc::new(flows));
+        }
+        // A stable sort keeps each file's diagnostics in discovery order.
+        diagnostics.sort_by(|a, b| a.file.cmp(&b.file));
+        (Self { accounts }, diagnostics)
+    }
+
+    pub fn accounts(&self) -> impl Iterator<Item = &Arc<AccountFlows>> {
+        self.accounts.values()
+    }
+
+    pub fn account(&self, id: &str) -> Option<&Arc<AccountFlows>> {
+        self.accounts.get(id)
+    }
+
+    /// The only account, when there is exactly one.
+    pub fn single_account(&self) -> Option<&Arc<AccountFlows>> {
+        let mut all = self.accounts.values();
+        match (all.next(), all.next()) {
+            (Some(only), None) => Some(only),
+            _ => None,
+        }
+    }
+}
+
+impl AccountFlows {
+    /// A document of the given type and id.
+    pub fn document(&self, doc_type: &str, id: &str) -> Option<&Document> {
+        self.documents.get(doc_type)?.get(id)
+    }
+}
+
+fn build_account(
+    source: &AccountSource,
+    is_module: &dyn Fn(&str) -> bool,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> AccountFlows {
+    let account = match &source.account {
+        None => Account::new(source.id.clone()),
+        Some(file) => {
+            let (account, diags) = parse_account(&source.id, &file.text);
+            diagnostics.extend(diags.into_iter().map(|d| d.in_file(&file.path)));
+            account
+        }
+    };
+
+    let mut callflows = BTreeMap::new();
+    let mut files = BTreeMap::new();
+    for (id, file) in &source.callflows {
+        let (callflow, diags) = parse_callflow(id, &file.text);
+        diagnostics.extend(diags.into_iter().map(|d| d.in_file(&file.path)));
+        if let Some(callflow) = callflow {
+            callflows.insert(id.clone(), Arc::new(callflow));
+            files.insert(id.clone(), file.path.clone());
+        }
+    }
+
+    let mut documents: BTreeMap<DocType, BTreeMap<DocId, Document>> = BTreeMap::new();
+    for (doc_type, id, file) in &source.documents {
+        let (doc, diags) = parse_document(doc_type, id, &file.text);
+        diagnostics.extend(diags.into_iter().map(|d| d.in_file(&file.path)));
+        if let Some(doc) = doc {
+            documents
+                .entry(doc_type.clone())
+                .or_default()
+                .insert(id.clone(), doc);
+        }
+    }
+
+    let (routes, conflicts) = RouteTable::build(&account, callflows.values().map(AsRef::as_ref));
+    for conflict in conflicts {
+        let holder = &callflows[&conflict.holder_id];
+        let (what, pointer) = if conflict.is_pattern {
+            ("Pattern", "/patterns")
+        } else {
+            ("Number", "/numbers")
+        };
+        diagnostics.push(
+            Diagnostic::error(
+                Code::Unique,
+                pointer,
+                format!(
+                    "{what} {} exists in callflow {} {}",
+                    conflict.value,
+                    holder.id,
+                    holder.display_name()
+                ),
+            )
+            .in_file(&files[&conflict.callflow_id]),
+        );
+    }
+
+    for (id, callflow) in &callflows {
+        let exists = |target: &str| callflows.contains_key(target);
+        check_nodes(callflow, &exists, is_module, &files[id], diagnostics);
+    }
+
+    AccountFlows {
+        account,
+        callflows,
+        documents,
+        routes,
+        files,
+    }
+}
+
+/// Warns about nodes naming unknown modules, and `callflow` nodes whose
+/// `data.id` names no callflow of the account.
+fn check_nodes(
+    callflow: &Callflow,
+    exists: &dyn Fn(&str) -> bool,
+    is_module: &dyn Fn(&str) -> bool,
+    file: &str,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let Some(flow) = &callflow.flow else { return };
+    flow.walk("/flow", &mut |pointer, node| {
+        let Node::Module(node) = node else { return };
+        if !is_module(&node.module) {
+            diagnostics.push(
+                Diagnostic::warning(
+                    Code::UnknownModule,
+                    format!("{pointer}/module"),
+                    format!(
+                        "no module is called {:?}: a call skips this node to `_`",
+                        node.module
+                    ),
+                )
+                .in_file(file),
+            );
+            return;
+        }
+        if node.module != "callflow" || node.skips() {
+            return;
+        }
+        if let Some(Value::String(target)) = node.data.get("id")
+            && !exists(target) {
+                diagnostics.push(
+                    Diagnostic::warning(
+                        Code::MissingCallflow,
+                        format!("{pointer}/data/id"),
+                        format!(
+                            "callflow {target:?} does not exist in this account: a call here continues with `_`"
+                        ),
+                    )
+                    .in_file(file),
+                );
+            }
+    });
+}

@@ -1,0 +1,81 @@
+//! `callflow check`: validate a flows directory.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Args;
+use serde_json::json;
+
+use super::{FlowsArgs, Format};
+use callflow::model::diagnostic;
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    flows: FlowsArgs,
+
+    /// Output format; json prints {"diagnostics":[{severity, file, pointer, code, message}]}.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
+    let (catalog, diagnostics) = args.flows.load()?;
+    let (errors, warnings) = diagnostic::count(&diagnostics);
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        Format::Json => {
+            serde_json::to_writer(&mut out, &json!({ "diagnostics": diagnostics }))?;
+            writeln!(out)?;
+        }
+        Format::Text => {
+            for diag in &diagnostics {
+                writeln!(out, "{diag}\n")?;
+            }
+            let accounts = catalog.accounts().count();
+            let callflows: usize = catalog.accounts().map(|a| a.callflows.len()).sum();
+            let documents: usize = catalog
+                .accounts()
+                .map(|a| {
+                    a.documents
+                        .values()
+                        .map(std::collections::BTreeMap::len)
+                        .sum::<usize>()
+                })
+                .sum();
+            writeln!(
+                out,
+                "checked {} in {} ({} {}, {} {}): {}, {}",
+                plural(accounts, "account"),
+                args.flows.flows.display(),
+                callflows,
+                if callflows == 1 {
+                    "callflow"
+                } else {
+                    "callflows"
+                },
+                documents,
+                if documents == 1 {
+                    "other document"
+                } else {
+                    "other documents"
+                },
+                plural(errors, "error"),
+                plural(warnings, "warning")
+            )?;
+        }
+    }
+    Ok(if errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn plural(n: usize, word: &str) -> String {
+    match n {
+        0 => format!("no {word}s"),
+        1 => format!("1 {word}"),
+        n => format!("{n} {word}s"),
+    }
+}

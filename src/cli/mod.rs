@@ -1,0 +1,137 @@
+//! Command-line interface: one file per subcommand. Subcommands write their
+//! results to stdout and return the process exit code; problems that make a
+//! command impossible (a missing flows directory, an unknown account) are
+//! `anyhow` errors, printed by `main` with exit code 2.
+
+mod check;
+mod route;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+use callflow::catalog::{AccountFlows, Catalog};
+use callflow::model::Diagnostic;
+use callflow::model::kazoo::is_kazoo_module;
+use callflow::store::{FlowsDir, Store};
+
+/// Exit code for unusable input (bad arguments, missing files).
+pub const EXIT_USAGE: u8 = 2;
+
+/// A Kazoo-compatible callflow interpreter whose modules are Lua scripts.
+#[derive(Debug, Parser)]
+#[command(name = "callflow", version, about, long_about = None)]
+pub struct Cli {
+    /// Log more (-v: info, -vv: debug, -vvv: trace); `RUST_LOG` overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate every document of a flows directory and report all problems.
+    ///
+    /// Exit status: 0 when there are no errors (warnings allowed), 1 when there
+    /// are errors, 2 when the flows directory cannot be read.
+    Check(check::CheckArgs),
+    /// Show which callflow a dialled number reaches, as Kazoo would route it.
+    ///
+    /// Exit status: 0 when a callflow is found, 1 when none is, 2 on unusable
+    /// input (missing flows directory, unknown account).
+    Route(route::RouteArgs),
+}
+
+/// Where the flows directory is.
+#[derive(Debug, Args)]
+struct FlowsArgs {
+    /// The flows directory: <DIR>/<account>/callflows/<id>.json, ...
+    #[arg(long, value_name = "DIR", default_value = "flows")]
+    flows: PathBuf,
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// Human-readable text.
+    Text,
+    /// One JSON object, for tools.
+    Json,
+}
+
+/// Runs the parsed command line; returns the exit code.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check(args) => check::run(&args),
+        Command::Route(args) => route::run(&args),
+    }
+}
+
+/// Sends logs to stderr; the level comes from `RUST_LOG`, else from -v.
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+}
+
+impl FlowsArgs {
+    /// Reads and validates the flows directory.
+    fn load(&self) -> anyhow::Result<(Catalog, Vec<Diagnostic>)> {
+        let sources = FlowsDir::new(&self.flows)
+            .read()
+            .context("cannot load flows")?;
+        Ok(Catalog::build(sources, &is_kazoo_module))
+    }
+}
+
+/// Picks the account named by `--account`, or the only one.
+fn select_account<'a>(
+    catalog: &'a Catalog,
+    account: Option<&str>,
+    flows: &std::path::Path,
+) -> anyhow::Result<&'a AccountFlows> {
+    if let Some(id) = account {
+        if let Some(found) = catalog.account(id) {
+            return Ok(found);
+        }
+        bail!(
+            "account {id:?} not found in {}; accounts: {}",
+            flows.display(),
+            account_list(catalog)
+        );
+    }
+    if let Some(only) = catalog.single_account() {
+        return Ok(only);
+    }
+    if catalog.accounts().next().is_none() {
+        bail!("{} holds no account folders", flows.display());
+    }
+    bail!(
+        "{} holds several accounts, choose one with --account: {}",
+        flows.display(),
+        account_list(catalog)
+    )
+}
+
+fn account_list(catalog: &Catalog) -> String {
+    let ids: Vec<&str> = catalog.accounts().map(|a| a.account.id.as_str()).collect();
+    if ids.is_empty() {
+        "none".to_owned()
+    } else {
+        ids.join(", ")
+    }
+}

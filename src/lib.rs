@@ -1,0 +1,27 @@
+//! callflow: a Kazoo-compatible callflow interpreter whose modules are Lua
+//! scripts.
+//!
+//! # Layout
+//!
+//! In data-flow order:
+//!
+//! * [`ids`]: validated account ids, document ids and document types; the only
+//!   way a name becomes part of a path.
+//! * [`store`]: where documents live; [`store::FlowsDir`] reads the flows
+//!   directory into [`catalog::Sources`] (file contents, no parsing).
+//! * [`model`]: callflow, account and other documents, parsed from JSON into
+//!   validated immutable types, with [`model::Diagnostic`]s for every problem.
+//! * [`pattern`]: Kazoo's regexes in the `regex` crate's dialect.
+//! * [`routing`]: number normalization and the route table that picks the
+//!   callflow for a dialled number, exactly as Kazoo does.
+//! * [`catalog`]: every account of a store, parsed, cross-checked and routed.
+//!
+//! The binary (`src/main.rs`, `src/cli/`) is the only place that prints,
+//! chooses exit codes or uses `anyhow`.
+
+pub mod catalog;
+pub mod ids;
+pub mod model;
+pub mod pattern;
+pub mod routing;
+pub mod store;

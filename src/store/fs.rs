@@ -1,0 +1,224 @@
+//! The flows directory:
+//!
+//! ```text
+//! flows/<account_id>/account.json           optional account settings
+//! flows/<account_id>/callflows/<id>.json    one callflow per file; id = file stem
+//! flows/<account_id>/<doc_type>/<id>.json   other documents modules read
+//! ```
+//!
+//! Folder and file names are ids ([`crate::ids`]); anything else is reported
+//! and skipped, so no id can name a path outside its folder. Hidden files
+//! (`.x`, vim's `.x.swp` among them) and editor backups (`x~`) are ignored
+//! silently; other
+//! stray files get a warning. Entries are read in name order, so results never
+//! depend on the file system's listing order.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::{Store, StoreError};
+use crate::catalog::{AccountSource, SourceFile, Sources};
+use crate::ids::{AccountId, DocId, DocType, IdError};
+use crate::model::{Code, Diagnostic};
+
+/// The folder that holds callflow documents inside an account.
+pub const CALLFLOWS: &str = "callflows";
+/// The account settings file inside an account.
+pub const ACCOUNT_FILE: &str = "account.json";
+
+/// A flows directory on disk.
+#[derive(Debug, Clone)]
+pub struct FlowsDir {
+    root: PathBuf,
+}
+
+impl FlowsDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+impl Store for FlowsDir {
+    fn read(&self) -> Result<Sources, StoreError> {
+        match fs::metadata(&self.root) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(StoreError::NotADirectory {
+                    path: self.root.clone(),
+                });
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::Missing {
+                    path: self.root.clone(),
+                });
+            }
+            Err(source) => {
+                return Err(StoreError::Io {
+                    path: self.root.clone(),
+                    source,
+                });
+            }
+        }
+        let entries = list(&self.root).map_err(|source| StoreError::Io {
+            path: self.root.clone(),
+            source,
+        })?;
+        let mut sources = Sources::default();
+        for entry in entries {
+            let path = display(&entry.path);
+            if !entry.is_dir {
+                sources
+                    .diagnostics
+                    .push(ignored(&path, "not an account folder"));
+                continue;
+            }
+            match AccountId::new(&entry.name) {
+                Ok(id) => {
+                    let account = read_account(id, &entry.path, &mut sources.diagnostics);
+                    sources.accounts.push(account);
+                }
+                Err(err) => sources.diagnostics.push(invalid_id(&path, &err)),
+            }
+        }
+        Ok(sources)
+    }
+}
+
+struct Entry {
+    name: String,
+    path: PathBuf,
+    is_dir: bool,
+}
+
+/// The visible entries of `dir`, sorted by name. Names that are not UTF-8
+/// come back lossily converted, so the id check rejects them.
+fn list(dir: &Path) -> io::Result<Vec<Entry>> {
+    let mut entries = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // Hidden files (vim's `.x.swp` among them) and editor backups.
+        if name.starts_with('.') || name.ends_with('~') {
+            continue;
+        }
+        let path = entry.path();
+        // Follows symbolic links, so a linked folder counts as a folder.
+        let is_dir = fs::metadata(&path).is_ok_and(|m| m.is_dir());
+        entries.push(Entry { name, path, is_dir });
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(entries)
+}
+
+fn read_account(id: AccountId, dir: &Path, diags: &mut Vec<Diagnostic>) -> AccountSource {
+    let mut source = AccountSource {
+        id,
+        account: None,
+        callflows: Vec::new(),
+        documents: Vec::new(),
+    };
+    let entries = match list(dir) {
+        Ok(entries) => entries,
+        Err(err) => {
+            diags.push(io_error(&display(dir), &err));
+            return source;
+        }
+    };
+    for entry in entries {
+        let path = display(&entry.path);
+        if !entry.is_dir {
+            if entry.name == ACCOUNT_FILE {
+                source.account = read_file(&entry.path, diags);
+            } else {
+                diags.push(ignored(
+                    &path,
+                    "an account folder holds account.json and document folders only",
+                ));
+            }
+            continue;
+        }
+        let doc_type = match DocType::new(&entry.name) {
+            Ok(doc_type) => doc_type,
+            Err(err) => {
+                diags.push(invalid_id(&path, &err));
+                continue;
+            }
+        };
+        for (id, file) in read_documents(&entry.path, diags) {
+            if doc_type.as_str() == CALLFLOWS {
+                source.callflows.push((id, file));
+            } else {
+                source.documents.push((doc_type.clone(), id, file));
+            }
+        }
+    }
+    source
+}
+
+fn read_documents(dir: &Path, diags: &mut Vec<Diagnostic>) -> Vec<(DocId, SourceFile)> {
+    let entries = match list(dir) {
+        Ok(entries) => entries,
+        Err(err) => {
+            diags.push(io_error(&display(dir), &err));
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = display(&entry.path);
+        let stem = entry.name.strip_suffix(".json");
+        match (entry.is_dir, stem) {
+            (false, Some(stem)) => match DocId::new(stem) {
+                Ok(id) => {
+                    if let Some(file) = read_file(&entry.path, diags) {
+                        out.push((id, file));
+                    }
+                }
+                Err(err) => diags.push(invalid_id(&path, &err)),
+            },
+            _ => diags.push(ignored(&path, "documents are <id>.json files")),
+        }
+    }
+    out
+}
+
+fn read_file(path: &Path, diags: &mut Vec<Diagnostic>) -> Option<SourceFile> {
+    let shown = display(path);
+    match fs::read(path) {
+        Ok(bytes) => {
+            if let Ok(text) = String::from_utf8(bytes) {
+                Some(SourceFile { path: shown, text })
+            } else {
+                diags.push(
+                    Diagnostic::error(Code::Json, "", "the file is not UTF-8 text").in_file(&shown),
+                );
+                None
+            }
+        }
+        Err(err) => {
+            diags.push(io_error(&shown, &err));
+            None
+        }
+    }
+}
+
+fn display(path: &Path) -> String {
+    path.display().to_string()
+}
+
+fn ignored(path: &str, why: &str) -> Diagnostic {
+    Diagnostic::warning(Code::IgnoredFile, "", format!("ignored: {why}")).in_file(path)
+}
+
+fn invalid_id(path: &str, err: &IdError) -> Diagnostic {
+    Diagnostic::error(Code::InvalidId, "", format!("{err}; skipped")).in_file(path)
+}
+
+fn io_error(path: &str, err: &io::Error) -> Diagnostic {
+    Diagnostic::error(Code::Io, "", format!("cannot read: {err}")).in_file(path)
+}

@@ -1,0 +1,35 @@
+//! Stores: where documents live. The flows directory ([`FlowsDir`]) is the
+//! embedded default; a database backend can come later behind [`Store`].
+//!
+//! A store only reads and writes files; parsing and validation belong to
+//! [`crate::model`] and [`crate::catalog`].
+
+mod fs;
+
+use std::path::PathBuf;
+
+pub use fs::FlowsDir;
+
+use crate::catalog::Sources;
+
+/// A place documents are read from.
+pub trait Store {
+    /// Reads every account's files. Problems with single files (unreadable,
+    /// badly named) are diagnostics in the result; `Err` means the store as a
+    /// whole is unusable.
+    fn read(&self) -> Result<Sources, StoreError>;
+}
+
+/// The store as a whole cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("flows directory {} does not exist", path.display())]
+    Missing { path: PathBuf },
+    #[error("{} is not a directory", path.display())]
+    NotADirectory { path: PathBuf },
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}

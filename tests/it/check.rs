@@ -1,0 +1,29 @@
+//! `tests/check/<case>/`: each case is a flows directory (`flows/`) with a
+//! `README.md` saying what it shows. `callflow check` runs on it in both
+//! formats; the exit code and output are snapshotted.
+
+use serde_json::Value;
+
+use crate::support::{callflow, insta_settings, render_output};
+
+#[test]
+fn check_cases() {
+    insta_settings().bind(|| {
+        insta::glob!("../check", "*/README.md", |readme| {
+            let dir = readme.parent().unwrap();
+            let text = callflow(dir, &["check", "--flows", "flows"]);
+            let json = callflow(dir, &["check", "--flows", "flows", "--format", "json"]);
+            assert_eq!(text.status.code(), json.status.code(), "both formats agree");
+            let parsed: Value = serde_json::from_slice(&json.stdout).unwrap();
+            let errors = parsed["diagnostics"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| d["severity"] == "error")
+                .count();
+            assert_eq!(text.status.code(), Some(i32::from(errors > 0)));
+            let pretty = serde_json::to_string_pretty(&parsed).unwrap();
+            insta::assert_snapshot!(format!("{}\n--- json\n{pretty}\n", render_output(&text)));
+        });
+    });
+}

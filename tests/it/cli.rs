@@ -1,0 +1,165 @@
+//! The real binary on the bundled sample flows (`flows/acme`), as the README
+//! shows it: `check` is clean, `route` answers for every number and pattern,
+//! and bad input gets a clear error with exit code 2.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde_json::Value;
+
+use callflow::store::{FlowsDir, Store};
+
+use crate::support::{callflow, insta_settings, render_output, root};
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+#[test]
+fn check_on_the_sample_flows_is_clean() {
+    let output = callflow(&root(), &["check"]);
+    assert_eq!(output.status.code(), Some(0), "{}", render_output(&output));
+    let text = stdout(&output);
+    assert!(text.ends_with(": no errors, no warnings\n"), "{text}");
+
+    let json = callflow(&root(), &["check", "--format", "json"]);
+    let parsed: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(parsed, serde_json::json!({"diagnostics": []}));
+}
+
+/// A dialled number for each pattern of the sample account. Every pattern
+/// must be listed, so a new pattern in the sample needs an example here.
+const PATTERN_EXAMPLES: &[(&str, &str, Option<&str>)] = &[
+    (r"^\*97([0-9]*)$", "*971001", Some("1001")),
+    (r"^\*\*([0-9]*)$", "**1002", Some("1002")),
+    (r"^\*72([0-9]*)$", "*724155550123", Some("4155550123")),
+    (r"^\*3([0-9]*)$", "*3101", Some("101")),
+    (r"^\*0([0-9]*)$", "*01003", Some("1003")),
+];
+
+#[test]
+fn route_answers_for_every_number_and_pattern_of_the_sample() {
+    let sources = FlowsDir::new(root().join("flows")).read().unwrap();
+    let account = &sources.accounts[0];
+    let mut numbers: BTreeMap<String, String> = BTreeMap::new();
+    let mut patterns: BTreeMap<String, String> = BTreeMap::new();
+    for (id, file) in &account.callflows {
+        let doc: Value = serde_json::from_str(&file.text).unwrap();
+        for n in doc["numbers"].as_array().unwrap() {
+            numbers.insert(n.as_str().unwrap().to_owned(), id.to_string());
+        }
+        for p in doc["patterns"].as_array().unwrap() {
+            patterns.insert(p.as_str().unwrap().to_owned(), id.to_string());
+        }
+    }
+    assert!(numbers.len() >= 10 && !patterns.is_empty());
+
+    for (number, id) in &numbers {
+        let dialled = if number == "no_match" {
+            "4155550123"
+        } else {
+            number
+        };
+        let output = callflow(&root(), &["route", dialled, "--format", "json"]);
+        assert_eq!(output.status.code(), Some(0), "{}", render_output(&output));
+        let route: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(route["callflow_id"], id.as_str(), "{dialled}");
+        let expected = if number == "no_match" {
+            "no_match"
+        } else {
+            "number"
+        };
+        assert_eq!(route["matched"], expected, "{dialled}");
+    }
+
+    assert_eq!(
+        patterns.keys().collect::<Vec<_>>().len(),
+        PATTERN_EXAMPLES.len(),
+        "one example per sample pattern"
+    );
+    for (pattern, dialled, capture) in PATTERN_EXAMPLES {
+        let id = patterns
+            .get(*pattern)
+            .unwrap_or_else(|| panic!("{pattern} is in the sample"));
+        let output = callflow(&root(), &["route", dialled, "--format", "json"]);
+        assert_eq!(output.status.code(), Some(0), "{}", render_output(&output));
+        let route: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(route["callflow_id"], id.as_str(), "{dialled}");
+        assert_eq!(route["matched"], "pattern");
+        assert_eq!(route["pattern"], *pattern);
+        assert_eq!(route["capture_group"].as_str(), *capture);
+    }
+}
+
+#[test]
+fn route_json_shape() {
+    let output = callflow(&root(), &["route", "4158867900", "--format", "json"]);
+    assert_eq!(
+        stdout(&output),
+        concat!(
+            r#"{"account":"acme","dialled":"4158867900","number":"+14158867900","#,
+            r#""callflow_id":"main","name":"Main number","matched":"number"}"#,
+            "\n"
+        )
+    );
+    let output = callflow(&root(), &["route", "*3", "--format", "json"]);
+    let route: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(
+        route.get("capture_group").is_none(),
+        "empty capture omitted"
+    );
+    assert!(route.get("capture_groups").is_none());
+
+    let output = callflow(
+        &root(),
+        &[
+            "route",
+            "5550100",
+            "--inception",
+            "offnet",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let error: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(error["error"], "not_found");
+    assert_eq!(error["number"], "+14155550100");
+}
+
+#[test]
+fn route_and_errors_read_well() {
+    insta_settings().bind(|| {
+        let runs: &[&[&str]] = &[
+            &["route", "4158867900"],
+            &["route", "*971001"],
+            &["route", "*99"],
+            &["route", "5550100", "--inception", "offnet"],
+            &["route", "1000", "--account", "nope"],
+            &["route", "1000", "--flows", "no/such/dir"],
+            &["check", "--flows", "Cargo.toml"],
+            &["route"],
+        ];
+        let mut text = String::new();
+        for args in runs {
+            let output = callflow(&root(), args);
+            writeln!(
+                text,
+                "$ callflow {}\n{}",
+                args.join(" "),
+                render_output(&output)
+            )
+            .unwrap();
+        }
+        insta::assert_snapshot!(text);
+    });
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for args in [&["--help"][..], &["check", "--help"], &["route", "--help"]] {
+        let output = callflow(&root(), args);
+        assert_eq!(output.status.code(), Some(0));
+        assert!(stdout(&output).contains("Usage: callflow"), "{args:?}");
+    }
+}

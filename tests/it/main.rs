@@ -1,0 +1,28 @@
+//! The single integration-test binary (one binary links faster than many).
+//! Each module below says what belongs in it; data-driven cases live in
+//! folders under `tests/` and their snapshots in the top-level `snapshots/`.
+
+// A failed unwrap is a failed test, with its location: what tests want.
+#![allow(clippy::unwrap_used)]
+// Test output is built by appending; speed does not matter here.
+#![allow(clippy::format_push_string)]
+
+/// Shared helpers: the callflow binary, insta settings, rendering.
+mod support;
+
+/// `tests/check/<case>/`: whole flows directories through `callflow check`,
+/// stdout and exit code snapshotted.
+mod check;
+/// The real binary on the bundled sample flows, as the README uses it.
+mod cli;
+/// `tests/kazoo-examples/`: every Kazoo example document loads, with exactly
+/// the diagnostics `EXPECTED.json` lists.
+mod examples;
+/// `tests/invalid/*.json`: one broken callflow document per file, its
+/// diagnostics snapshotted.
+mod invalid;
+/// `tests/routing/*.json`: one account per file and a table of dialled numbers
+/// with the route each must get.
+mod routing;
+/// Repository rules that keep the code base consistent.
+mod tidy;
