@@ -93,7 +93,7 @@ impl FlowsArgs {
     fn load(&self) -> anyhow::Result<(Catalog, Vec<Diagnostic>)> {
         let sources = FlowsDir::new(&self.flows)
             .read()
-            .context("cannot load flows")?;
+            .context("cannot load flows (choose the flows directory with --flows DIR)")?;
         Ok(Catalog::build(sources, &is_kazoo_module))
     }
 }

@@ -23,9 +23,9 @@ pub trait Store {
 /// The store as a whole cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("flows directory {} does not exist", path.display())]
+    #[error("flows directory {:?} does not exist", path.display().to_string())]
     Missing { path: PathBuf },
-    #[error("{} is not a directory", path.display())]
+    #[error("{:?} is not a directory", path.display().to_string())]
     NotADirectory { path: PathBuf },
     #[error("cannot read {}: {source}", path.display())]
     Io {
