@@ -45,6 +45,30 @@ pub struct Sources {
     pub diagnostics: Vec<Diagnostic>,
 }
 
+/// What the catalog needs to know about modules: which exist, and the data
+/// schema each declares. The module host's [`crate::host::ModuleSet`]
+/// implements it; [`KazooModules`] knows Kazoo's module names only.
+pub trait Modules {
+    /// Whether a module of this name exists.
+    fn provides(&self, name: &str) -> bool;
+    /// The schema of the module's node data, when it declares one.
+    fn schema(&self, name: &str) -> Option<&Value>;
+}
+
+/// Kazoo's module inventory, without schemas.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KazooModules;
+
+impl Modules for KazooModules {
+    fn provides(&self, name: &str) -> bool {
+        crate::model::kazoo::is_kazoo_module(name)
+    }
+
+    fn schema(&self, _name: &str) -> Option<&Value> {
+        None
+    }
+}
+
 /// Every account, ready to route and run calls.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
@@ -66,14 +90,14 @@ impl Catalog {
     /// Parses and validates everything in `sources`. Returns the catalog and
     /// every diagnostic, the store's included, sorted by file.
     ///
-    /// `is_module` tells which module names exist; nodes naming anything else
-    /// get an `unknown_module` warning.
-    pub fn build(sources: Sources, is_module: &dyn Fn(&str) -> bool) -> (Self, Vec<Diagnostic>) {
+    /// `modules` tells which module names exist (nodes naming anything else
+    /// get an `unknown_module` warning) and what data each accepts.
+    pub fn build(sources: Sources, modules: &dyn Modules) -> (Self, Vec<Diagnostic>) {
         let mut diagnostics = sources.diagnostics;
         let mut accounts = BTreeMap::new();
         for source in sources.accounts {
             let id = source.id.clone();
-            let flows = build_account(&source, is_module, &mut diagnostics);
+            let flows = build_account(&source, modules, &mut diagnostics);
             accounts.insert(id, Arc::new(flows));
         }
         // A stable sort keeps each file's diagnostics in discovery order.
@@ -108,7 +132,7 @@ impl AccountFlows {
 
 fn build_account(
     source: &AccountSource,
-    is_module: &dyn Fn(&str) -> bool,
+    modules: &dyn Modules,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> AccountFlows {
     let account = match &source.account {
@@ -168,7 +192,7 @@ fn build_account(
 
     for (id, callflow) in &callflows {
         let exists = |target: &str| callflows.contains_key(target);
-        check_nodes(callflow, &exists, is_module, &files[id], diagnostics);
+        check_nodes(callflow, &exists, modules, &files[id], diagnostics);
     }
 
     AccountFlows {
@@ -180,47 +204,52 @@ fn build_account(
     }
 }
 
-/// Warns about nodes naming unknown modules, and `callflow` nodes whose
-/// `data.id` names no callflow of the account.
+/// Checks every node: its module exists, its data fits the module's schema,
+/// and a `callflow` node's `data.id` names a callflow of the account.
 fn check_nodes(
     callflow: &Callflow,
     exists: &dyn Fn(&str) -> bool,
-    is_module: &dyn Fn(&str) -> bool,
+    modules: &dyn Modules,
     file: &str,
     diagnostics: &mut Vec<Diagnostic>,
 ) {
     let Some(flow) = &callflow.flow else { return };
+    let mut found = Vec::new();
     flow.walk("/flow", &mut |pointer, node| {
         let Node::Module(node) = node else { return };
-        if !is_module(&node.module) {
-            diagnostics.push(
-                Diagnostic::warning(
-                    Code::UnknownModule,
-                    format!("{pointer}/module"),
-                    format!(
-                        "no module is called {:?}: a call skips this node to `_`",
-                        node.module
-                    ),
-                )
-                .in_file(file),
-            );
+        if !modules.provides(&node.module) {
+            let kazoo = if crate::model::kazoo::is_kazoo_module(&node.module) {
+                " (a Kazoo module no script implements yet)"
+            } else {
+                ""
+            };
+            found.push(Diagnostic::warning(
+                Code::UnknownModule,
+                format!("{pointer}/module"),
+                format!(
+                    "no script provides module {:?}{kazoo}: a call skips this node to `_`",
+                    node.module
+                ),
+            ));
             return;
+        }
+        if let Some(schema) = modules.schema(&node.module) {
+            let data = Value::Object(node.data.clone());
+            crate::schema::check(schema, &data, &format!("{pointer}/data"), &mut found);
         }
         if node.module != "callflow" || node.skips() {
             return;
         }
         if let Some(Value::String(target)) = node.data.get("id")
             && !exists(target) {
-                diagnostics.push(
-                    Diagnostic::warning(
-                        Code::MissingCallflow,
-                        format!("{pointer}/data/id"),
-                        format!(
-                            "callflow {target:?} does not exist in this account: a call here continues with `_`"
-                        ),
-                    )
-                    .in_file(file),
-                );
+                found.push(Diagnostic::warning(
+                    Code::MissingCallflow,
+                    format!("{pointer}/data/id"),
+                    format!(
+                        "callflow {target:?} does not exist in this account: a call here continues with `_`"
+                    ),
+                ));
             }
     });
+    diagnostics.extend(found.into_iter().map(|d| d.in_file(file)));
 }

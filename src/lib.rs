@@ -15,13 +15,25 @@
 //! * [`routing`]: number normalization and the route table that picks the
 //!   callflow for a dialled number, exactly as Kazoo does.
 //! * [`catalog`]: every account of a store, parsed, cross-checked and routed.
+//! * [`schema`]: the JSON Schema subset modules declare their data with.
+//! * [`trace`]: what happened during a call, as events; text and JSON.
+//! * [`engine`]: the executor (Kazoo's `cf_exe`) and the call-control port.
+//! * [`host`]: the Luau module host and the Lua-facing API.
+//! * [`sim`]: the deterministic call simulator (scenarios, virtual time).
+//! * [`limits`]: every limit, documented in one place.
 //!
 //! The binary (`src/main.rs`, `src/cli/`) is the only place that prints,
 //! chooses exit codes or uses `anyhow`.
 
 pub mod catalog;
+pub mod engine;
+pub mod host;
 pub mod ids;
+pub mod limits;
 pub mod model;
 pub mod pattern;
 pub mod routing;
+pub mod schema;
+pub mod sim;
 pub mod store;
+pub mod trace;

@@ -1,4 +1,4 @@
-//! `callflow check`: validate a flows directory.
+//! `callflow check`: validate a flows directory and the module scripts.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::json;
 
-use super::{FlowsArgs, Format};
+use super::{FlowsArgs, Format, ScriptsArgs};
 use callflow::model::diagnostic;
 
 #[derive(Debug, Args)]
@@ -14,13 +14,19 @@ pub struct CheckArgs {
     #[command(flatten)]
     flows: FlowsArgs,
 
+    #[command(flatten)]
+    scripts: ScriptsArgs,
+
     /// Output format; json prints {"diagnostics":[{severity, file, pointer, code, message}]}.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
 }
 
 pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
-    let (catalog, diagnostics) = args.flows.load()?;
+    // Scripts first (their schemas check the flows), then the flows.
+    let (modules, mut diagnostics) = args.scripts.load(&[]);
+    let (catalog, flow_diagnostics) = args.flows.load(&modules)?;
+    diagnostics.extend(flow_diagnostics);
     let (errors, warnings) = diagnostic::count(&diagnostics);
     let mut out = std::io::stdout().lock();
     match args.format {
@@ -43,9 +49,10 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
                         .sum::<usize>()
                 })
                 .sum();
+            let scripts = modules.module_names().count();
             writeln!(
                 out,
-                "checked {} in {} ({} {}, {} {}): {}, {}",
+                "checked {} in {} ({} {}, {} {}) and {} {}: {}, {}",
                 plural(accounts, "account"),
                 args.flows.flows.display(),
                 callflows,
@@ -60,6 +67,8 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
                 } else {
                     "other documents"
                 },
+                scripts,
+                if scripts == 1 { "module" } else { "modules" },
                 plural(errors, "error"),
                 plural(warnings, "warning")
             )?;

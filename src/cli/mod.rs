@@ -3,8 +3,10 @@
 //! command impossible (a missing flows directory, an unknown account) are
 //! `anyhow` errors, printed by `main` with exit code 2.
 
+mod bench;
 mod check;
 mod route;
+mod simulate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,9 +15,9 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
-use callflow::catalog::{AccountFlows, Catalog};
+use callflow::catalog::{AccountFlows, Catalog, Modules};
+use callflow::host::ModuleSet;
 use callflow::model::Diagnostic;
-use callflow::model::kazoo::is_kazoo_module;
 use callflow::store::{FlowsDir, Store};
 
 /// Exit code for unusable input (bad arguments, missing files).
@@ -45,6 +47,33 @@ enum Command {
     /// Exit status: 0 when a callflow is found, 1 when none is, 2 on unusable
     /// input (missing flows directory, unknown account).
     Route(route::RouteArgs),
+    /// Simulate a call in virtual time and print its trace.
+    ///
+    /// Give a scenario file, or describe the call with --to (and --account,
+    /// --from, --dtmf, --hangup-at). Exit status: 0 when the call was
+    /// simulated (whatever happened in it), 2 on a bad scenario or unusable
+    /// input.
+    Simulate(simulate::SimulateArgs),
+    /// Run many simulated calls of a scenario at once and print throughput
+    /// and memory as JSON.
+    Bench(bench::BenchArgs),
+}
+
+/// Where module scripts come from, besides the built-in ones.
+#[derive(Debug, Args)]
+struct ScriptsArgs {
+    /// A directory of module scripts (<module>.lua, lib/<helper>.lua): adds
+    /// modules and overrides built-in ones of the same name. Repeatable.
+    #[arg(long = "scripts", value_name = "DIR")]
+    scripts: Vec<PathBuf>,
+}
+
+impl ScriptsArgs {
+    /// The built-in scripts plus those of `--scripts` (and `extra`).
+    fn load(&self, extra: &[PathBuf]) -> (ModuleSet, Vec<Diagnostic>) {
+        let dirs: Vec<&PathBuf> = self.scripts.iter().chain(extra).collect();
+        ModuleSet::load(&dirs, 1)
+    }
 }
 
 /// Where the flows directory is.
@@ -69,6 +98,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Route(args) => route::run(&args),
+        Command::Simulate(args) => simulate::run(&args),
+        Command::Bench(args) => bench::run(&args),
     }
 }
 
@@ -90,11 +121,32 @@ pub fn init_logging(verbose: u8) {
 
 impl FlowsArgs {
     /// Reads and validates the flows directory.
-    fn load(&self) -> anyhow::Result<(Catalog, Vec<Diagnostic>)> {
-        let sources = FlowsDir::new(&self.flows)
-            .read()
-            .context("cannot load flows (choose the flows directory with --flows DIR)")?;
-        Ok(Catalog::build(sources, &is_kazoo_module))
+    fn load(&self, modules: &dyn Modules) -> anyhow::Result<(Catalog, Vec<Diagnostic>)> {
+        load_flows(&self.flows, modules)
+    }
+}
+
+/// Reads and validates a flows directory.
+fn load_flows(
+    dir: &std::path::Path,
+    modules: &dyn Modules,
+) -> anyhow::Result<(Catalog, Vec<Diagnostic>)> {
+    let sources = FlowsDir::new(dir)
+        .read()
+        .context("cannot load flows (choose the flows directory with --flows DIR)")?;
+    Ok(Catalog::build(sources, modules))
+}
+
+/// Prints problems that do not stop a command (to stderr), with a count.
+fn report_problems(what: &str, diagnostics: &[Diagnostic]) {
+    let (errors, _) = callflow::model::diagnostic::count(diagnostics);
+    for diag in diagnostics.iter().filter(|d| d.is_error()) {
+        eprintln!("{diag}");
+    }
+    if errors > 0 {
+        eprintln!(
+            "warning: {what} have {errors} error(s); running with what loaded (see `callflow check`)"
+        );
     }
 }
 

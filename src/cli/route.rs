@@ -7,6 +7,7 @@ use clap::{Args, ValueEnum};
 use serde_json::{Map, Value, json};
 
 use super::{FlowsArgs, Format, select_account};
+use callflow::catalog::KazooModules;
 use callflow::model::diagnostic;
 use callflow::routing::{Inception, RouteError};
 
@@ -50,7 +51,7 @@ impl From<InceptionArg> for Inception {
 }
 
 pub fn run(args: &RouteArgs) -> anyhow::Result<ExitCode> {
-    let (catalog, diagnostics) = args.flows.load()?;
+    let (catalog, diagnostics) = args.flows.load(&KazooModules)?;
     let (errors, _) = diagnostic::count(&diagnostics);
     if errors > 0 {
         tracing::warn!(

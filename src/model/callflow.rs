@@ -119,6 +119,14 @@ pub(crate) fn from_object(id: &DocId, obj: &Object, diags: &mut Vec<Diagnostic>)
     }
 }
 
+/// Parses a flow (a node tree) given as JSON, such as one a module builds:
+/// the node and the problems found (pointers relative to the node).
+pub fn parse_flow(value: &Value) -> (Node, Vec<Diagnostic>) {
+    let mut diags = Vec::new();
+    let node = parse_node(value, "", &mut diags);
+    (node, diags)
+}
+
 /// Reads `numbers` or `patterns`: strings of 1 to `max_len` characters, each
 /// listed once. `check` sees every string kept, with its pointer.
 fn unique_strings(

@@ -71,6 +71,16 @@ pub enum Code {
     Io,
     /// A time zone that is not in the IANA database.
     Timezone,
+    /// A Lua script that does not compile or load.
+    Script,
+    /// A number below a schema's `minimum`.
+    Minimum,
+    /// A number above a schema's `maximum`.
+    Maximum,
+    /// A string that does not match a schema's `pattern`.
+    Pattern,
+    /// A value Kazoo's non-strict validation would convert (`"20"` for 20).
+    Coerced,
 }
 
 impl Code {
@@ -103,6 +113,11 @@ impl Code {
             Code::IgnoredFile => "ignored_file",
             Code::Io => "io",
             Code::Timezone => "timezone",
+            Code::Script => "script",
+            Code::Minimum => "minimum",
+            Code::Maximum => "maximum",
+            Code::Pattern => "pattern",
+            Code::Coerced => "coerced",
         }
     }
 }
@@ -173,6 +188,13 @@ impl Diagnostic {
         self
     }
 
+    /// Adds a line (1-based), for sources that report no column.
+    #[must_use]
+    pub fn at_line(mut self, line: usize) -> Self {
+        self.line = Some(line);
+        self
+    }
+
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }
@@ -194,8 +216,11 @@ impl fmt::Display for Diagnostic {
             self.message,
             self.file
         )?;
-        if let (Some(line), Some(column)) = (self.line, self.column) {
-            write!(f, ":{line}:{column}")?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
         }
         if !self.pointer.is_empty() {
             write!(f, " at {}", self.pointer)?;

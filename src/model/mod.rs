@@ -18,7 +18,7 @@ mod metaflow;
 use serde_json::{Map, Value};
 
 pub use account::{Account, DialPlanRule, parse_account};
-pub use callflow::parse_callflow;
+pub use callflow::{parse_callflow, parse_flow};
 pub use diagnostic::{Code, Diagnostic, Severity};
 pub use document::{Document, parse_document};
 

@@ -1,6 +1,7 @@
-//! `tests/check/<case>/`: each case is a flows directory (`flows/`) with a
-//! `README.md` saying what it shows. `callflow check` runs on it in both
-//! formats; the exit code and output are snapshotted.
+//! `tests/check/<case>/`: each case is a flows directory (`flows/`, and
+//! `scripts/` when the case has module scripts) with a `README.md` saying
+//! what it shows. `callflow check` runs on it in both formats; the exit code
+//! and output are snapshotted.
 
 use serde_json::Value;
 
@@ -11,8 +12,13 @@ fn check_cases() {
     insta_settings().bind(|| {
         insta::glob!("../check", "*/README.md", |readme| {
             let dir = readme.parent().unwrap();
-            let text = callflow(dir, &["check", "--flows", "flows"]);
-            let json = callflow(dir, &["check", "--flows", "flows", "--format", "json"]);
+            let mut args = vec!["check", "--flows", "flows"];
+            if dir.join("scripts").is_dir() {
+                args.extend(["--scripts", "scripts"]);
+            }
+            let text = callflow(dir, &args);
+            args.extend(["--format", "json"]);
+            let json = callflow(dir, &args);
             assert_eq!(text.status.code(), json.status.code(), "both formats agree");
             let parsed: Value = serde_json::from_slice(&json.stdout).unwrap();
             let errors = parsed["diagnostics"]

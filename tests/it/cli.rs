@@ -20,11 +20,23 @@ fn check_on_the_sample_flows_is_clean() {
     let output = callflow(&root(), &["check"]);
     assert_eq!(output.status.code(), Some(0), "{}", render_output(&output));
     let text = stdout(&output);
-    assert!(text.ends_with(": no errors, no warnings\n"), "{text}");
+    assert!(text.contains(": no errors, "), "{text}");
 
+    // The only warnings: Kazoo modules the sample uses that no script
+    // implements yet (they come with the PBX modules).
     let json = callflow(&root(), &["check", "--format", "json"]);
     let parsed: Value = serde_json::from_slice(&json.stdout).unwrap();
-    assert_eq!(parsed, serde_json::json!({"diagnostics": []}));
+    for diag in parsed["diagnostics"].as_array().unwrap() {
+        assert_eq!(diag["severity"], "warning", "{diag}");
+        assert_eq!(diag["code"], "unknown_module", "{diag}");
+        assert!(
+            diag["message"]
+                .as_str()
+                .unwrap()
+                .contains("a Kazoo module no script implements yet"),
+            "{diag}"
+        );
+    }
 }
 
 /// A dialled number for each pattern of the sample account. Every pattern

@@ -24,5 +24,10 @@ mod invalid;
 /// `tests/routing/*.json`: one account per file and a table of dialled numbers
 /// with the route each must get.
 mod routing;
+/// Sandbox violations, many calls on one VM: nothing leaks.
+mod sandbox;
+/// `tests/scenarios/*.json`: one simulated call per file, its trace
+/// snapshotted (and simulated twice: it must not change).
+mod scenarios;
 /// Repository rules that keep the code base consistent.
 mod tidy;

@@ -10,9 +10,9 @@ use std::fs;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use callflow::catalog::KazooModules;
 use callflow::catalog::{AccountSource, Catalog, SourceFile, Sources};
 use callflow::ids::{AccountId, DocId};
-use callflow::model::kazoo::is_kazoo_module;
 use callflow::routing::{Inception, NotFound, Route, RouteError, RouteTable};
 
 use crate::support::root;
@@ -61,7 +61,7 @@ fn table_of(case: &Case) -> RouteTable {
             accounts: vec![account],
             diagnostics: Vec::new(),
         },
-        &is_kazoo_module,
+        &KazooModules,
     );
     catalog.single_account().unwrap().routes.clone()
 }

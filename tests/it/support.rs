@@ -2,11 +2,16 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Arc;
 
-use callflow::catalog::{AccountSource, Catalog, SourceFile, Sources};
+use callflow::catalog::{AccountSource, Catalog, KazooModules, SourceFile, Sources};
+use callflow::host::{ModuleHost, ModuleSet};
 use callflow::ids::{AccountId, DocId};
 use callflow::model::Diagnostic;
-use callflow::model::kazoo::is_kazoo_module;
+use callflow::sim::scenario::resolve;
+use callflow::sim::{self, Options, Scenario};
+use callflow::store::{FlowsDir, Store};
+use callflow::trace::Trace;
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -73,7 +78,7 @@ pub fn catalog_of(callflows: &[(&str, &str, &str)]) -> (Catalog, Vec<Diagnostic>
             accounts: vec![account],
             diagnostics: Vec::new(),
         },
-        &is_kazoo_module,
+        &KazooModules,
     )
 }
 
@@ -83,4 +88,44 @@ pub fn codes(diagnostics: &[Diagnostic]) -> Vec<String> {
         .iter()
         .map(|d| format!("{} {} {}", d.severity.as_str(), d.code, d.pointer))
         .collect()
+}
+
+/// Simulates the scenario file at `path` (flows and scripts as the file
+/// says, relative to it; the sample flows otherwise) on a fresh VM.
+pub fn simulate_file(path: &Path) -> Trace {
+    let scenario = Scenario::parse(&std::fs::read_to_string(path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    // Relative to the repository root (the tests' working directory), so
+    // that script paths in traces are the same on every machine.
+    let relative = path.strip_prefix(root()).unwrap_or(path);
+    let base = relative.parent().unwrap();
+    let flows = scenario
+        .flows
+        .as_ref()
+        .map_or_else(|| PathBuf::from("flows"), |f| resolve(base, f));
+    let scripts: Vec<PathBuf> = scenario.scripts.iter().map(|s| resolve(base, s)).collect();
+    let (modules, problems) = ModuleSet::load(&scripts, 1);
+    assert!(
+        problems.iter().all(|d| !d.is_error()),
+        "script problems: {problems:?}"
+    );
+    let (catalog, _) = Catalog::build(FlowsDir::new(flows).read().unwrap(), &modules);
+    let account = Arc::clone(sim::account_for(&scenario, &catalog).unwrap());
+    let host = ModuleHost::new(Arc::new(modules), Options::default().limits).unwrap();
+    run_local(sim::simulate(
+        &scenario,
+        &account,
+        &host,
+        &Options::default(),
+        0,
+    ))
+    .trace
+}
+
+/// Runs a future on a current-thread runtime with a `LocalSet`.
+pub fn run_local<F: std::future::Future>(future: F) -> F::Output {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    tokio::task::LocalSet::new().block_on(&runtime, future)
 }

@@ -1,0 +1,56 @@
+-- Helpers shared by the built-in modules: reading node data the way Kazoo's
+-- kz_json getters do (numbers and booleans may arrive as strings, as
+-- Crossbar's non-strict validation lets them through).
+local kazoo = {}
+
+-- Every DTMF digit, in Kazoo's order: the default terminators of play, tts, ...
+kazoo.ALL_DIGITS = { "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "0", "#" }
+
+-- `value` as a whole number ("20" and 20 alike), else `default`.
+function kazoo.integer(value: any, default: number?): number?
+	if type(value) == "number" then
+		return math.floor(value)
+	elseif type(value) == "string" then
+		local n = tonumber(value)
+		if n then
+			return math.floor(n)
+		end
+	end
+	return default
+end
+
+-- `value` as a boolean (true, "true"; false, "false"), else `default`.
+function kazoo.boolean(value: any, default: boolean?): boolean?
+	if type(value) == "boolean" then
+		return value
+	elseif value == "true" then
+		return true
+	elseif value == "false" then
+		return false
+	end
+	return default
+end
+
+-- `value` if it is a non-empty string, else `default`.
+function kazoo.string(value: any, default: string?): string?
+	if type(value) == "string" and value ~= "" then
+		return value
+	end
+	return default
+end
+
+-- The keys of a table, sorted (so that loops over node data are
+-- deterministic whatever the table's internal order).
+function kazoo.sorted_keys(t: { [string]: any }): { string }
+	local keys = {}
+	for key in t do
+		table.insert(keys, key)
+	end
+	table.sort(keys)
+	return keys
+end
+
+-- The schema fragment for a list of DTMF digits.
+kazoo.DIGITS_SCHEMA = { type = "array", items = { type = "string", enum = kazoo.ALL_DIGITS } }
+
+return kazoo

@@ -1,0 +1,465 @@
+//! One call as modules see it: read-only facts, mutable call state (route
+//! facts, variables, caller id, language, DTMF collections, RNG), its trace,
+//! and the verbs of [`CallControl`] wrapped so that each is recorded in the
+//! trace with its arguments and outcome.
+//!
+//! A `Call` is shared (`Rc`) between the engine and the module host for the
+//! life of the call; nothing in it is visible to another call.
+
+use std::cell::{Ref, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use super::control::{
+    BridgeOutcome, BridgeRequest, CallControl, CollectOutcome, CollectRequest, Gone, Hangup,
+    HttpOutcome, HttpRequest, PlayOutcome, PlayRequest, RecordOutcome, RecordRequest, SleepReason,
+    SpeakRequest,
+};
+use crate::catalog::AccountFlows;
+use crate::ids::DocId;
+use crate::routing::Inception;
+use crate::trace::{Event, Trace};
+
+/// Facts about a call that never change while it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallFacts {
+    pub call_id: String,
+    /// The dialled number, as received.
+    pub to: String,
+    /// The caller's number.
+    pub from: String,
+    pub caller_id_name: String,
+    pub inception: Inception,
+    /// The device the call comes from, when on-net.
+    pub calling_device: Option<DocId>,
+    /// Unix time (ms) at which the call started.
+    pub start_epoch_ms: i64,
+    /// Seed of the call's random numbers.
+    pub seed: u64,
+}
+
+/// The route facts modules read; updated when a module branches to a route
+/// it looked up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteFacts {
+    /// The callflow currently running.
+    pub callflow_id: String,
+    pub capture_group: Option<String>,
+    pub capture_groups: Vec<(String, String)>,
+    /// Whether the call was routed by `no_match`.
+    pub no_match: bool,
+}
+
+/// Caller id as modules changed it (Kazoo's `prepend_cid_*` and
+/// `rewrite_cid_*`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallerIdChanges {
+    pub prefix_name: String,
+    pub prefix_number: String,
+    pub rewrite_name: Option<String>,
+    pub rewrite_number: Option<String>,
+}
+
+/// The state modules change.
+#[derive(Debug)]
+struct CallState {
+    answered: bool,
+    route: RouteFacts,
+    variables: BTreeMap<String, Value>,
+    caller_id: CallerIdChanges,
+    language: Option<String>,
+    collections: BTreeMap<String, String>,
+    rng: fastrand::Rng,
+}
+
+/// One call.
+pub struct Call {
+    pub facts: CallFacts,
+    /// The account's documents, as they were when the call started.
+    pub account: Arc<AccountFlows>,
+    backend: Rc<dyn CallControl>,
+    trace: Rc<RefCell<Trace>>,
+    state: RefCell<CallState>,
+}
+
+impl std::fmt::Debug for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call")
+            .field("facts", &self.facts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Fields of an outcome, for [`Trace::complete`].
+fn fields(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+impl Call {
+    pub fn new(
+        facts: CallFacts,
+        account: Arc<AccountFlows>,
+        backend: Rc<dyn CallControl>,
+        trace: Rc<RefCell<Trace>>,
+    ) -> Self {
+        let rng = fastrand::Rng::with_seed(facts.seed);
+        Self {
+            facts,
+            account,
+            backend,
+            trace,
+            state: RefCell::new(CallState {
+                answered: false,
+                route: RouteFacts::default(),
+                variables: BTreeMap::new(),
+                caller_id: CallerIdChanges::default(),
+                language: None,
+                collections: BTreeMap::new(),
+                rng,
+            }),
+        }
+    }
+
+    /// Milliseconds of call time since the call started.
+    pub fn now_ms(&self) -> u64 {
+        self.backend.now_ms()
+    }
+
+    /// Unix time in milliseconds, from the call's clock.
+    pub fn now_epoch_ms(&self) -> i64 {
+        self.facts.start_epoch_ms + i64::try_from(self.now_ms()).unwrap_or(i64::MAX)
+    }
+
+    /// How the call ended, once it has.
+    pub fn hangup_info(&self) -> Option<Hangup> {
+        self.backend.hangup_info()
+    }
+
+    pub fn is_gone(&self) -> bool {
+        self.backend.hangup_info().is_some()
+    }
+
+    /// The trace so far.
+    pub fn trace(&self) -> Ref<'_, Trace> {
+        self.trace.borrow()
+    }
+
+    /// Records an event at the current call time.
+    pub fn record(&self, event: Event) {
+        self.trace.borrow_mut().push(event);
+    }
+
+    /// An event stamped now.
+    pub fn event(&self, name: &str) -> Event {
+        Event::new(self.now_ms(), name)
+    }
+
+    fn alive(&self) -> Result<(), Gone> {
+        if self.is_gone() { Err(Gone) } else { Ok(()) }
+    }
+
+    // Route facts.
+
+    pub fn route(&self) -> RouteFacts {
+        self.state.borrow().route.clone()
+    }
+
+    pub fn set_route(&self, route: RouteFacts) {
+        self.state.borrow_mut().route = route;
+    }
+
+    pub fn set_callflow_id(&self, id: &str) {
+        id.clone_into(&mut self.state.borrow_mut().route.callflow_id);
+    }
+
+    // Variables, caller id, language, collections, randomness.
+
+    pub fn variable(&self, name: &str) -> Option<Value> {
+        self.state.borrow().variables.get(name).cloned()
+    }
+
+    /// Sets (or with `Value::Null` removes) a call variable.
+    pub fn set_variable(&self, name: &str, value: Value) {
+        self.record(
+            self.event("set")
+                .with("name", name)
+                .with("value", value.clone()),
+        );
+        let mut state = self.state.borrow_mut();
+        if value.is_null() {
+            state.variables.remove(name);
+        } else {
+            state.variables.insert(name.to_owned(), value);
+        }
+    }
+
+    /// The caller id a bridge would present: Kazoo's prefixes on the
+    /// original, replaced by rewrites where set.
+    pub fn caller_id(&self) -> (String, String) {
+        let state = self.state.borrow();
+        let changes = &state.caller_id;
+        let name = changes
+            .rewrite_name
+            .clone()
+            .unwrap_or_else(|| format!("{}{}", changes.prefix_name, self.facts.caller_id_name));
+        let number = changes
+            .rewrite_number
+            .clone()
+            .unwrap_or_else(|| format!("{}{}", changes.prefix_number, self.facts.from));
+        (name, number)
+    }
+
+    pub fn caller_id_changes(&self) -> CallerIdChanges {
+        self.state.borrow().caller_id.clone()
+    }
+
+    /// Replaces the caller id changes (`set_cid`, `prepend_cid`) and records it.
+    pub fn set_caller_id_changes(&self, changes: CallerIdChanges) {
+        self.state.borrow_mut().caller_id = changes;
+        let (name, number) = self.caller_id();
+        self.record(
+            self.event("set")
+                .with("name", "caller_id")
+                .with("value", json!({"name": name, "number": number})),
+        );
+    }
+
+    pub fn language(&self) -> Option<String> {
+        self.state.borrow().language.clone()
+    }
+
+    pub fn set_language(&self, language: &str) {
+        self.record(
+            self.event("set")
+                .with("name", "language")
+                .with("value", language),
+        );
+        self.state.borrow_mut().language = Some(language.to_owned());
+    }
+
+    /// Digits stored under a collection name by `collect`.
+    pub fn collection(&self, name: &str) -> String {
+        self.state
+            .borrow()
+            .collections
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Runs `f` with the call's random number generator.
+    pub fn with_rng<T>(&self, f: impl FnOnce(&mut fastrand::Rng) -> T) -> T {
+        f(&mut self.state.borrow_mut().rng)
+    }
+
+    /// Drops buffered DTMF and, when named, a stored collection.
+    pub fn flush_dtmf(&self, collection: Option<&str>) {
+        self.backend.flush_dtmf();
+        if let Some(name) = collection {
+            self.state.borrow_mut().collections.remove(name);
+        }
+    }
+
+    // Verbs: each checks the call is alive, records its event, runs on the
+    // backend and completes the event with the outcome.
+
+    /// Answers the call; recorded the first time only. Returns whether it
+    /// answered now (false when it already was).
+    pub async fn answer(&self) -> Result<bool, Gone> {
+        self.alive()?;
+        if self.is_answered() {
+            return Ok(false);
+        }
+        self.record(self.event("answer"));
+        self.backend.answer().await?;
+        self.state.borrow_mut().answered = true;
+        Ok(true)
+    }
+
+    pub fn is_answered(&self) -> bool {
+        self.state.borrow().answered
+    }
+
+    pub async fn ring(&self) -> Result<(), Gone> {
+        self.alive()?;
+        self.record(self.event("ring"));
+        self.backend.ring().await
+    }
+
+    /// Hangs up the call (recorded by the backend as a `hangup` event).
+    pub async fn hangup(&self, cause: &str) {
+        self.backend.hangup(cause).await;
+    }
+
+    pub async fn transfer(&self, target: &str) -> Result<(), Gone> {
+        self.alive()?;
+        self.record(self.event("transfer").with("target", target));
+        self.backend.transfer(target).await
+    }
+
+    pub async fn play(&self, request: &PlayRequest) -> Result<PlayOutcome, Gone> {
+        self.alive()?;
+        let mut event = self.event("play").with("media", request.media.as_str());
+        if request.loop_count != 1 {
+            event = event.with("loop_count", request.loop_count);
+        }
+        let pending = self.trace.borrow_mut().begin(event);
+        let outcome = self.backend.play(request).await?;
+        self.trace
+            .borrow_mut()
+            .complete(pending, play_fields(&outcome));
+        Ok(outcome)
+    }
+
+    /// `tts` or `say` (`name`), with the request's text and style.
+    pub async fn speak(&self, name: &str, request: &SpeakRequest) -> Result<PlayOutcome, Gone> {
+        self.alive()?;
+        let style_key = if name == "say" { "type" } else { "voice" };
+        let mut event = self
+            .event(name)
+            .with("text", request.text.as_str())
+            .with(style_key, request.style.as_str());
+        if let Some(language) = &request.language {
+            event = event.with("language", language.as_str());
+        }
+        let pending = self.trace.borrow_mut().begin(event);
+        let outcome = self.backend.speak(request).await?;
+        self.trace
+            .borrow_mut()
+            .complete(pending, play_fields(&outcome));
+        Ok(outcome)
+    }
+
+    /// Collects digits; stores them under `collection` when given.
+    pub async fn collect(
+        &self,
+        request: &CollectRequest,
+        collection: Option<&str>,
+    ) -> Result<CollectOutcome, Gone> {
+        self.alive()?;
+        let mut event = self
+            .event("collect")
+            .with("max_digits", request.max_digits)
+            .with("timeout_ms", request.timeout_ms);
+        if let Some(prompt) = &request.prompt {
+            event = event.with("prompt", prompt.as_str());
+        }
+        let pending = self.trace.borrow_mut().begin(event);
+        let outcome = self.backend.collect(request).await?;
+        self.trace.borrow_mut().complete(
+            pending,
+            fields(json!({
+                "digits": outcome.digits,
+                "reason": outcome.reason,
+                "duration_ms": outcome.duration_ms,
+            })),
+        );
+        if let Some(name) = collection {
+            self.state
+                .borrow_mut()
+                .collections
+                .insert(name.to_owned(), outcome.digits.clone());
+        }
+        Ok(outcome)
+    }
+
+    pub async fn record_media(&self, request: &RecordRequest) -> Result<RecordOutcome, Gone> {
+        self.alive()?;
+        let event = self
+            .event("record")
+            .with("time_limit_ms", request.time_limit_ms);
+        let pending = self.trace.borrow_mut().begin(event);
+        let outcome = self.backend.record(request).await?;
+        self.trace.borrow_mut().complete(
+            pending,
+            fields(json!({
+                "recording_id": outcome.recording_id,
+                "reason": outcome.reason,
+                "duration_ms": outcome.duration_ms,
+            })),
+        );
+        Ok(outcome)
+    }
+
+    pub async fn bridge(&self, request: &BridgeRequest) -> Result<BridgeOutcome, Gone> {
+        self.alive()?;
+        let endpoints: Vec<&str> = request.endpoints.iter().map(|e| e.id.as_str()).collect();
+        let event = self
+            .event("bridge")
+            .with("endpoints", json!(endpoints))
+            .with("strategy", json!(request.strategy))
+            .with("timeout_s", request.timeout_s);
+        let pending = self.trace.borrow_mut().begin(event);
+        let outcome = self.backend.bridge(request).await?;
+        let mut outcome_fields = fields(json!({
+            "status": outcome.status.as_str(),
+            "cause": outcome.cause,
+            "sip": outcome.sip,
+        }));
+        if let Some(by) = &outcome.answered_by {
+            outcome_fields.insert("answered_by".into(), json!(by));
+        }
+        outcome_fields.insert("duration_ms".into(), json!(outcome.duration_ms));
+        self.trace.borrow_mut().complete(pending, outcome_fields);
+        Ok(outcome)
+    }
+
+    pub async fn sleep(&self, ms: u64) -> Result<SleepReason, Gone> {
+        self.alive()?;
+        let pending = self
+            .trace
+            .borrow_mut()
+            .begin(self.event("sleep").with("ms", ms));
+        let reason = self.backend.sleep(ms).await?;
+        self.trace
+            .borrow_mut()
+            .complete(pending, fields(json!({ "reason": reason })));
+        Ok(reason)
+    }
+
+    pub async fn send_dtmf(&self, digits: &str) -> Result<(), Gone> {
+        self.alive()?;
+        self.record(self.event("send_dtmf").with("digits", digits));
+        self.backend.send_dtmf(digits).await
+    }
+
+    pub async fn respond(&self, code: u16, message: &str) -> Result<(), Gone> {
+        self.alive()?;
+        self.record(
+            self.event("respond")
+                .with("code", code)
+                .with("message", message),
+        );
+        self.backend.respond(code, message).await
+    }
+
+    pub async fn http(&self, request: &HttpRequest) -> HttpOutcome {
+        let pending = self.trace.borrow_mut().begin(
+            self.event("http")
+                .with("method", request.method.as_str())
+                .with("url", request.url.as_str()),
+        );
+        let outcome = self.backend.http(request).await;
+        let mut outcome_fields = fields(json!({ "status": outcome.status }));
+        if let Some(error) = &outcome.error {
+            outcome_fields.insert("error".into(), json!(error));
+        }
+        self.trace.borrow_mut().complete(pending, outcome_fields);
+        outcome
+    }
+}
+
+fn play_fields(outcome: &PlayOutcome) -> Map<String, Value> {
+    let mut map = fields(json!({ "reason": outcome.reason }));
+    if let Some(digit) = outcome.digit {
+        map.insert("digit".into(), json!(digit.to_string()));
+    }
+    map.insert("duration_ms".into(), json!(outcome.duration_ms));
+    map
+}

@@ -1,0 +1,295 @@
+//! The call-control port: the one trait through which the engine reaches the
+//! outside world ([`CallControl`]), and the requests and outcomes of its verbs.
+//!
+//! The simulator implements it now ([`crate::sim`]); a real media backend
+//! (SIP/RTP) will implement it later. Each verb returns an outcome; a caller
+//! hang-up during a verb is an outcome (`reason: hangup`), and every verb
+//! called once the call is gone returns [`Gone`].
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::Serialize;
+
+/// A future that stays on the worker thread that created it.
+pub type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// The call is gone: no verb can run on it any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gone;
+
+/// Who ended a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HungUpBy {
+    Caller,
+    Callee,
+    System,
+}
+
+impl HungUpBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HungUpBy::Caller => "caller",
+            HungUpBy::Callee => "callee",
+            HungUpBy::System => "system",
+        }
+    }
+}
+
+/// How and when a call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hangup {
+    pub t_ms: u64,
+    pub cause: String,
+    pub by: HungUpBy,
+    /// The call reached [`crate::limits::Limits::max_call_ms`].
+    pub timed_out: bool,
+    /// The call left this system by a transfer (no hangup was sent).
+    pub transferred: bool,
+}
+
+/// Play one media (file id, URL, `tone_stream://`...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlayRequest {
+    pub media: String,
+    /// Digits that stop playback; the digit stays in the call's DTMF buffer.
+    pub terminators: String,
+    /// Times to play it; 0 plays until a terminator or a hang-up.
+    pub loop_count: u32,
+}
+
+/// Text to speech or a `say` of a number, date, ...
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpeakRequest {
+    pub text: String,
+    /// `tts` voice, or the `say` type (`number`, `items`, ...).
+    pub style: String,
+    pub language: Option<String>,
+    pub terminators: String,
+}
+
+/// Why a playback ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlayReason {
+    Completed,
+    Terminator,
+    Hangup,
+}
+
+/// What a playback did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlayOutcome {
+    pub reason: PlayReason,
+    /// The terminator pressed, when `reason` is `Terminator`.
+    pub digit: Option<char>,
+    pub duration_ms: u64,
+}
+
+/// Collect DTMF digits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectRequest {
+    pub max_digits: u32,
+    /// A terminator pressed before this many digits is ignored.
+    pub min_digits: u32,
+    /// Wait for the first digit (from the end of the prompt).
+    pub timeout_ms: u64,
+    /// Wait between digits.
+    pub interdigit_ms: u64,
+    pub terminators: String,
+    /// Played first; any digit stops it and counts.
+    pub prompt: Option<String>,
+}
+
+/// Why a collection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CollectReason {
+    MaxDigits,
+    Terminator,
+    Timeout,
+    Hangup,
+}
+
+/// The digits collected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectOutcome {
+    pub digits: String,
+    pub reason: CollectReason,
+    pub duration_ms: u64,
+}
+
+/// Record the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordRequest {
+    pub time_limit_ms: u64,
+    pub terminators: String,
+    /// A name for the recording (media name).
+    pub name: Option<String>,
+}
+
+/// Why a recording ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordReason {
+    Terminator,
+    MaxLength,
+    Hangup,
+}
+
+/// The recording made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordOutcome {
+    pub recording_id: String,
+    pub duration_ms: u64,
+    pub reason: RecordReason,
+}
+
+/// How endpoints of a bridge ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// All at once (each after its own delay); the first to answer wins.
+    Simultaneous,
+    /// One after another, in order.
+    Single,
+}
+
+/// One endpoint to ring (a device).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BridgeEndpoint {
+    pub id: String,
+    /// Seconds before it starts ringing.
+    pub delay_s: u64,
+    /// Seconds it rings before giving up.
+    pub timeout_s: u64,
+}
+
+/// Ring endpoints and connect the caller to the first that answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeRequest {
+    pub endpoints: Vec<BridgeEndpoint>,
+    pub strategy: Strategy,
+    /// Overall limit in seconds.
+    pub timeout_s: u64,
+    pub ringback: Option<String>,
+    /// What the callees see.
+    pub caller_id_name: String,
+    pub caller_id_number: String,
+}
+
+/// How a bridge ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BridgeStatus {
+    Answered,
+    Busy,
+    NoAnswer,
+    Failed,
+    Cancelled,
+    Hangup,
+}
+
+impl BridgeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BridgeStatus::Answered => "answered",
+            BridgeStatus::Busy => "busy",
+            BridgeStatus::NoAnswer => "no_answer",
+            BridgeStatus::Failed => "failed",
+            BridgeStatus::Cancelled => "cancelled",
+            BridgeStatus::Hangup => "hangup",
+        }
+    }
+}
+
+/// What a bridge did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeOutcome {
+    pub status: BridgeStatus,
+    /// Hang-up cause (Q.850 name): `NORMAL_CLEARING`, `USER_BUSY`, `NO_ANSWER`, ...
+    pub cause: String,
+    /// SIP response code of the failure (or 200).
+    pub sip: u16,
+    pub answered_by: Option<String>,
+    /// Ringing plus talking time.
+    pub duration_ms: u64,
+    /// Talking time, when answered.
+    pub talk_ms: u64,
+}
+
+/// Why a wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SleepReason {
+    Completed,
+    Hangup,
+}
+
+/// An HTTP request made on behalf of a module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: Option<String>,
+    pub timeout_ms: u64,
+}
+
+/// The HTTP response, or why there is none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpOutcome {
+    /// HTTP status; 0 when the request failed.
+    pub status: u16,
+    pub body: String,
+    pub headers: BTreeMap<String, String>,
+    /// Why the request failed, when it did.
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
+/// The outside world of one call: the media server, the caller, the callees.
+///
+/// Implementations record what they observe during a verb (digits pressed,
+/// hang-ups) in the call's trace as they happen.
+pub trait CallControl {
+    /// Milliseconds of call time since the call started.
+    fn now_ms(&self) -> u64;
+    /// How the call ended, once it has.
+    fn hangup_info(&self) -> Option<Hangup>;
+    /// Answers the call (no-op when already answered).
+    fn answer(&self) -> LocalFuture<'_, Result<(), Gone>>;
+    /// Sends ringing to the caller.
+    fn ring(&self) -> LocalFuture<'_, Result<(), Gone>>;
+    /// Hangs up the call with `cause` (no-op when already gone).
+    fn hangup(&self, cause: &str) -> LocalFuture<'_, ()>;
+    /// Hands the call to another destination; it leaves without a hang-up.
+    fn transfer(&self, target: &str) -> LocalFuture<'_, Result<(), Gone>>;
+    fn play<'a>(&'a self, request: &'a PlayRequest) -> LocalFuture<'a, Result<PlayOutcome, Gone>>;
+    fn speak<'a>(&'a self, request: &'a SpeakRequest)
+    -> LocalFuture<'a, Result<PlayOutcome, Gone>>;
+    fn collect<'a>(
+        &'a self,
+        request: &'a CollectRequest,
+    ) -> LocalFuture<'a, Result<CollectOutcome, Gone>>;
+    fn record<'a>(
+        &'a self,
+        request: &'a RecordRequest,
+    ) -> LocalFuture<'a, Result<RecordOutcome, Gone>>;
+    fn bridge<'a>(
+        &'a self,
+        request: &'a BridgeRequest,
+    ) -> LocalFuture<'a, Result<BridgeOutcome, Gone>>;
+    /// Waits `ms` milliseconds, or until the caller hangs up.
+    fn sleep(&self, ms: u64) -> LocalFuture<'_, Result<SleepReason, Gone>>;
+    /// Sends DTMF to the caller.
+    fn send_dtmf<'a>(&'a self, digits: &'a str) -> LocalFuture<'a, Result<(), Gone>>;
+    /// Sends a SIP response; a final one (>= 300) on an unanswered call ends it.
+    fn respond<'a>(&'a self, code: u16, message: &'a str) -> LocalFuture<'a, Result<(), Gone>>;
+    /// Drops the digits pressed so far.
+    fn flush_dtmf(&self);
+    /// Makes an HTTP request (allowed after the call is gone).
+    fn http<'a>(&'a self, request: &'a HttpRequest) -> LocalFuture<'a, HttpOutcome>;
+}

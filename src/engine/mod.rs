@@ -1,0 +1,366 @@
+//! The executor: runs a callflow's action tree with Kazoo's `cf_exe`
+//! semantics (`kazoo-callflows.md` §2).
+//!
+//! * A module's result is a child key: `continue(key)` goes to
+//!   `children[key]`, falls back to `_` for any missing key, and stops when
+//!   `_` is missing. An empty node `{}` stops.
+//! * `branch` enters another flow and pushes the branching node's `_` child
+//!   (when it has a non-empty one) on a return stack; `stop` pops that stack
+//!   (a return from a sub-flow) or, when it is empty, ends the call.
+//! * At most [`Limits::max_branches`] branches per call; the next one ends the
+//!   call (`branch_limit`).
+//! * `data.skip_module: true` and modules nobody provides skip to `_`.
+//! * `transfer` and `usurp` end the walk without a hang-up.
+//! * A module that fails (script error, limit, bad return value) is recorded
+//!   as an `error` event and the call continues with `_`, as Kazoo does for a
+//!   crashed module.
+//!
+//! The engine knows nothing of Lua or of the outside world: modules run
+//! through [`ModuleRunner`] (the module host), verbs through
+//! [`control::CallControl`] (the simulator, later a media server).
+
+pub mod call;
+pub mod control;
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use serde_json::json;
+
+pub use call::{Call, CallFacts, CallerIdChanges, RouteFacts};
+pub use control::{CallControl, Gone, Hangup, HungUpBy, LocalFuture};
+
+use crate::limits::Limits;
+use crate::model::diagnostic::pointer_push;
+use crate::model::{Callflow, ModuleNode, Node};
+
+/// What a module asks the executor to do next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Next {
+    /// Go to this child (falling back to `_`).
+    Continue(String),
+    /// Enter another flow.
+    Branch(BranchTarget),
+    /// Return from the current sub-flow, or end the call (with this hang-up
+    /// cause, when given).
+    Stop(Option<String>),
+    /// The call was transferred: end without a hang-up.
+    Transfer,
+    /// Another application took the call (conference, fax): end without a
+    /// hang-up.
+    Usurp(String),
+}
+
+/// Where a branch goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BranchTarget {
+    /// Another callflow of the account.
+    Callflow(Arc<Callflow>),
+    /// A flow built by a module (pivot-style), run as if it were a callflow
+    /// called `inline`.
+    Flow(Arc<Node>),
+}
+
+/// Why a module failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleError {
+    pub module: String,
+    /// The script file the error comes from, when known.
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    pub message: String,
+}
+
+/// Runs modules: the module host implements it; engine tests use fakes.
+pub trait ModuleRunner {
+    /// Whether a module of this name exists.
+    fn provides(&self, module: &str) -> bool;
+    /// Runs `node`'s module on `call`.
+    fn invoke<'a>(
+        &'a self,
+        call: &'a Rc<Call>,
+        node: &'a ModuleNode,
+    ) -> LocalFuture<'a, Result<Next, ModuleError>>;
+}
+
+/// Why a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// No node left to run: the system hung up.
+    FlowEnd,
+    CallerHangup,
+    CalleeHangup,
+    /// A module hung up (`hangup`, `response`).
+    ModuleHangup,
+    Transfer,
+    Usurped,
+    BranchLimit,
+    /// The call lasted [`Limits::max_call_ms`].
+    MaxDuration,
+    /// No callflow matched the dialled number.
+    NoRoute,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::FlowEnd => "flow_end",
+            EndReason::CallerHangup => "caller_hangup",
+            EndReason::CalleeHangup => "callee_hangup",
+            EndReason::ModuleHangup => "module_hangup",
+            EndReason::Transfer => "transfer",
+            EndReason::Usurped => "usurped",
+            EndReason::BranchLimit => "branch_limit",
+            EndReason::MaxDuration => "max_duration",
+            EndReason::NoRoute => "no_route",
+        }
+    }
+}
+
+/// A place in a flow: the flow's root and the child keys leading to a node.
+#[derive(Debug, Clone)]
+struct Frame {
+    root: Root,
+    keys: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+enum Root {
+    Callflow(Arc<Callflow>),
+    Inline(Arc<Node>),
+}
+
+impl Frame {
+    fn new(root: Root) -> Self {
+        Self {
+            root,
+            keys: Vec::new(),
+        }
+    }
+
+    fn callflow_id(&self) -> &str {
+        match &self.root {
+            Root::Callflow(callflow) => callflow.id.as_str(),
+            Root::Inline(_) => "inline",
+        }
+    }
+
+    /// The node this frame points at; `None` for a callflow without `flow`.
+    fn node(&self) -> Option<&Node> {
+        let mut node = match &self.root {
+            Root::Callflow(callflow) => callflow.flow.as_ref()?,
+            Root::Inline(node) => node.as_ref(),
+        };
+        for key in &self.keys {
+            node = node.as_module()?.child(key)?;
+        }
+        Some(node)
+    }
+
+    /// JSON Pointer of the node inside its document.
+    fn pointer(&self) -> String {
+        let mut pointer = "/flow".to_owned();
+        for key in &self.keys {
+            pointer = pointer_push(&pointer_push(&pointer, "children"), key);
+        }
+        pointer
+    }
+
+    fn child(&self, key: &str) -> Self {
+        let mut keys = self.keys.clone();
+        keys.push(key.to_owned());
+        Self {
+            root: self.root.clone(),
+            keys,
+        }
+    }
+}
+
+/// Runs `callflow` on `call` until the call ends, then hangs it up if it is
+/// still up, and records the `end` event.
+pub async fn run(
+    call: &Rc<Call>,
+    callflow: Arc<Callflow>,
+    runner: &dyn ModuleRunner,
+    limits: &Limits,
+) -> EndReason {
+    let reason = walk(call, Frame::new(Root::Callflow(callflow)), runner, limits).await;
+    finish(call, reason).await
+}
+
+/// Ends a call that was never routed.
+pub async fn end_unrouted(call: &Rc<Call>) -> EndReason {
+    call.hangup("NO_ROUTE_DESTINATION").await;
+    finish(call, EndReason::NoRoute).await
+}
+
+/// A walk that stopped with an empty return stack, with its hang-up cause.
+struct Stopped(Option<String>);
+
+async fn walk(
+    call: &Rc<Call>,
+    mut frame: Frame,
+    runner: &dyn ModuleRunner,
+    limits: &Limits,
+) -> EndReason {
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut branches_left = limits.max_branches;
+    loop {
+        if let Some(gone) = call.hangup_info() {
+            return gone_reason(&gone);
+        }
+        let Some(Node::Module(node)) = frame.node() else {
+            // An empty node, or a callflow without `flow`: stop.
+            match stop(&mut frame, &mut stack, None) {
+                Ok(()) => continue,
+                Err(stopped) => return end_walk(call, stopped).await,
+            }
+        };
+        call.set_callflow_id(frame.callflow_id());
+        call.record(
+            call.event("node")
+                .with("callflow_id", frame.callflow_id())
+                .with("path", frame.pointer())
+                .with("module", node.module.as_str()),
+        );
+        let next = run_node(call, node, runner).await;
+        // Kazoo: a destroyed channel ends the executor whatever the module said.
+        if let Some(gone) = call.hangup_info() {
+            return gone_reason(&gone);
+        }
+        match next {
+            Next::Continue(key) => {
+                let target = if node.child(&key).is_some() {
+                    Some(key)
+                } else if key != "_" && node.child("_").is_some() {
+                    Some("_".to_owned())
+                } else {
+                    None
+                };
+                match target {
+                    Some(key) => frame = frame.child(&key),
+                    None => {
+                        if let Err(stopped) = stop(&mut frame, &mut stack, None) {
+                            return end_walk(call, stopped).await;
+                        }
+                    }
+                }
+            }
+            Next::Branch(target) => {
+                if branches_left == 0 {
+                    call.record(
+                        call.event("branch_limit")
+                            .with("max_branches", limits.max_branches),
+                    );
+                    call.hangup("NORMAL_CLEARING").await;
+                    return EndReason::BranchLimit;
+                }
+                branches_left -= 1;
+                if matches!(node.child("_"), Some(Node::Module(_))) {
+                    stack.push(frame.child("_"));
+                }
+                frame = match target {
+                    BranchTarget::Callflow(callflow) => {
+                        call.record(
+                            call.event("branch")
+                                .with("callflow_id", callflow.id.as_str()),
+                        );
+                        Frame::new(Root::Callflow(callflow))
+                    }
+                    BranchTarget::Flow(flow) => {
+                        call.record(call.event("branch").with("callflow_id", "inline"));
+                        Frame::new(Root::Inline(flow))
+                    }
+                };
+            }
+            Next::Stop(cause) => {
+                if let Err(stopped) = stop(&mut frame, &mut stack, cause) {
+                    return end_walk(call, stopped).await;
+                }
+            }
+            Next::Transfer => return EndReason::Transfer,
+            Next::Usurp(app) => {
+                call.record(call.event("usurp").with("app", app));
+                return EndReason::Usurped;
+            }
+        }
+    }
+}
+
+/// Runs one node's module (or skips it) and says where to go next; a failed
+/// module is recorded and continues with `_`.
+async fn run_node(call: &Rc<Call>, node: &ModuleNode, runner: &dyn ModuleRunner) -> Next {
+    if node.skips() {
+        call.record(skip(call, node, "skip_module"));
+        return Next::Continue("_".to_owned());
+    }
+    if !runner.provides(&node.module) {
+        call.record(skip(call, node, "unknown_module"));
+        return Next::Continue("_".to_owned());
+    }
+    match runner.invoke(call, node).await {
+        Ok(next) => next,
+        Err(err) => {
+            let mut event = call.event("error").with("module", err.module.as_str());
+            if let Some(file) = &err.file {
+                event = event.with("file", file.as_str());
+            }
+            if let Some(line) = err.line {
+                event = event.with("line", line);
+            }
+            call.record(event.with("message", err.message.as_str()));
+            Next::Continue("_".to_owned())
+        }
+    }
+}
+
+fn skip(call: &Call, node: &ModuleNode, reason: &str) -> crate::trace::Event {
+    call.event("skip")
+        .with("module", node.module.as_str())
+        .with("reason", reason)
+}
+
+/// Kazoo's `stop`: pop the return stack, or end the walk.
+fn stop(frame: &mut Frame, stack: &mut Vec<Frame>, cause: Option<String>) -> Result<(), Stopped> {
+    match stack.pop() {
+        Some(resume) => {
+            *frame = resume;
+            Ok(())
+        }
+        None => Err(Stopped(cause)),
+    }
+}
+
+async fn end_walk(call: &Rc<Call>, Stopped(cause): Stopped) -> EndReason {
+    let cause = cause.unwrap_or_else(|| "NORMAL_CLEARING".to_owned());
+    call.hangup(&cause).await;
+    EndReason::FlowEnd
+}
+
+fn gone_reason(gone: &Hangup) -> EndReason {
+    if gone.transferred {
+        EndReason::Transfer
+    } else if gone.timed_out {
+        EndReason::MaxDuration
+    } else {
+        match gone.by {
+            HungUpBy::Caller => EndReason::CallerHangup,
+            HungUpBy::Callee => EndReason::CalleeHangup,
+            HungUpBy::System => EndReason::ModuleHangup,
+        }
+    }
+}
+
+/// Hangs up a call still up after the walk (not for transfers and usurped
+/// calls, which leave without one) and records `end`.
+async fn finish(call: &Rc<Call>, reason: EndReason) -> EndReason {
+    if !matches!(reason, EndReason::Transfer | EndReason::Usurped) && !call.is_gone() {
+        call.hangup("NORMAL_CLEARING").await;
+    }
+    call.record(
+        call.event("end")
+            .with("reason", reason.as_str())
+            .with("duration_ms", json!(call.now_ms())),
+    );
+    reason
+}

@@ -1,0 +1,1261 @@
+//! The whole Lua-facing API, in one file: the `call` object modules get,
+//! and the globals `re`, `require`, `print` and `math.random`.
+//!
+//! [`API`] lists every function and field with its signature;
+//! `scripts/README.md` documents each one under the same heading and
+//! `scripts/callflow.d.luau` declares its types (a test checks all three
+//! agree).
+//!
+//! Verbs return outcome tables. A caller hang-up during a verb is an outcome
+//! (`reason = "hangup"`); a verb called once the call is gone raises the
+//! error `"hangup"` (a plain string), which ends the module unless the
+//! script catches it with `pcall` to clean up. Directives (`branch`, `stop`,
+//! `transfer`, `usurp`) take effect when `handle` returns.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use mlua::{Function, IntoLuaMulti, Lua, MultiValue, Table, Value as LuaValue, Variadic};
+use serde_json::{Value, json};
+
+use super::convert::{freeze, from_lua, to_lua, to_lua_frozen};
+use super::{Current, Invocation};
+use crate::engine::control::{
+    BridgeEndpoint, BridgeRequest, CollectRequest, HttpRequest, PlayOutcome, PlayRequest,
+    RecordRequest, SpeakRequest, Strategy,
+};
+use crate::engine::{BranchTarget, Call, CallerIdChanges, Next, RouteFacts};
+use crate::ids::DocId;
+use crate::model::parse_flow;
+use crate::pattern::{self, Pattern};
+use crate::routing::RouteError;
+use crate::trace::CORE_EVENTS;
+
+/// One entry of the API: a `call` method or field, or a global.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiItem {
+    /// How scripts write it: `call:play`, `call.to`, `re.match`, ...
+    pub name: &'static str,
+    pub signature: &'static str,
+    pub summary: &'static str,
+}
+
+macro_rules! api {
+    ($( $name:literal : $sig:literal => $summary:literal ),* $(,)?) => {
+        &[ $( ApiItem { name: $name, signature: $sig, summary: $summary } ),* ]
+    };
+}
+
+/// Every function and field scripts can use.
+pub const API: &[ApiItem] = api![
+    "call:answer": "call:answer() -> boolean" => "Answer the call; true if it answered now, false if it already was.",
+    "call:hangup": "call:hangup(cause?)" => "Hang up now (cause defaults to NORMAL_CLEARING).",
+    "call:ring": "call:ring()" => "Send ringing to the caller.",
+    "call:play": "call:play(media, {terminators, loop}?) -> {reason, digit, duration_ms}" => "Play a media file, URL or tone.",
+    "call:tts": "call:tts(text, {voice, language, terminators}?) -> {reason, digit, duration_ms}" => "Speak text.",
+    "call:say": "call:say(text, {type, method, language, terminators}?) -> {reason, digit, duration_ms}" => "Say a number, date, spelled name, ...",
+    "call:collect_digits": "call:collect_digits({max, min, timeout_ms, interdigit_ms, terminators, prompt, collection}?) -> {digits, reason, duration_ms}" => "Collect DTMF digits.",
+    "call:record": "call:record({time_limit_s, terminators, name}?) -> {recording_id, duration_ms, reason}" => "Record the caller.",
+    "call:bridge": "call:bridge(endpoints, {timeout_s, strategy, ringback}?) -> {status, cause, sip, answered_by, duration_ms, talk_ms}" => "Ring devices and connect the caller to the first that answers.",
+    "call:sleep": "call:sleep(ms) -> {reason}" => "Wait, or until the caller hangs up.",
+    "call:send_dtmf": "call:send_dtmf(digits)" => "Send DTMF to the caller.",
+    "call:respond": "call:respond(code, message?)" => "Send a SIP response; a final one (>= 300) ends the call.",
+    "call:transfer": "call:transfer(target) -> directive" => "Transfer the call; the flow ends without a hang-up.",
+    "call:get": "call:get(name) -> value" => "Read a call variable.",
+    "call:set": "call:set(name, value)" => "Set (or with nil remove) a call variable.",
+    "call:caller_id": "call:caller_id() -> {name, number, original_name, original_number, prefix_name, prefix_number}" => "The caller id bridges present.",
+    "call:set_caller_id": "call:set_caller_id({name, number, prefix_name, prefix_number})" => "Rewrite or prefix the caller id.",
+    "call:language": "call:language() -> string?" => "The call's language.",
+    "call:set_language": "call:set_language(language)" => "Set the call's language.",
+    "call:doc": "call:doc(type, id) -> table?" => "Read an account document (read-only).",
+    "call:lookup": "call:lookup(number, {normalize}?) -> route?, reason" => "Route a number as the router would.",
+    "call:branch": "call:branch(callflow_id | route | flow) -> directive?, error" => "Enter another flow when handle returns.",
+    "call:stop": "call:stop(cause?) -> directive" => "Return from this sub-flow, or end the call.",
+    "call:usurp": "call:usurp(app) -> directive" => "Hand the call to another application; the flow ends without a hang-up.",
+    "call:children": "call:children() -> {key, ...}" => "The node's child keys, in document order.",
+    "call:has_child": "call:has_child(key) -> boolean" => "Whether the node has a non-empty child with this key.",
+    "call:log": "call:log(level, message)" => "Add a log line to the trace.",
+    "call:emit": "call:emit({event = name, ...})" => "Add a module's own event to the trace.",
+    "call:now": "call:now() -> number" => "Unix time in milliseconds, from the call's clock.",
+    "call:elapsed_ms": "call:elapsed_ms() -> number" => "Milliseconds since the call started.",
+    "call:date": "call:date(timezone?) -> {year, month, day, hour, minute, second, weekday, yday, timezone}" => "The call's current local time.",
+    "call:collection": "call:collection(name) -> string" => "Digits stored by collect_digits under this name.",
+    "call:flush_dtmf": "call:flush_dtmf(collection?)" => "Drop buffered digits (and a stored collection).",
+    "call:http": "call:http({url, method, headers, body, timeout_ms}) -> {status, body, headers, error}" => "Make an HTTP request.",
+    "call.to": "call.to: string" => "The dialled number, as received.",
+    "call.from": "call.from: string" => "The caller's number.",
+    "call.caller_id_name": "call.caller_id_name: string" => "The caller's name.",
+    "call.account_id": "call.account_id: string" => "The account.",
+    "call.callflow_id": "call.callflow_id: string" => "The callflow running now.",
+    "call.capture_group": "call.capture_group: string?" => "What the matching pattern captured.",
+    "call.capture_groups": "call.capture_groups: {[string]: string}" => "Named captures.",
+    "call.inception": "call.inception: \"onnet\" | \"offnet\"" => "Where the call comes from.",
+    "call.call_id": "call.call_id: string" => "The call's id.",
+    "call.calling_device": "call.calling_device: string?" => "The device the call comes from, when on-net.",
+    "call.no_match": "call.no_match: boolean" => "Whether the call was routed by no_match.",
+    "call.module": "call.module: string" => "The module running.",
+    "re.match": "re.match(pattern, text) -> {match, groups, named}?" => "Match a Kazoo regex.",
+    "re.test": "re.test(pattern, text) -> boolean" => "Whether a Kazoo regex matches.",
+    "require": "require(name) -> value" => "Load a helper from scripts/lib/.",
+    "print": "print(...)" => "Log to the trace (level info).",
+    "math.random": "math.random(m?, n?) -> number" => "Random numbers seeded per call.",
+];
+
+/// Digits that stop playback unless a script says otherwise.
+const ALL_DIGITS: &str = "1234567890*#";
+
+/// Builds the `call` object and the `re` table from raw functions; see
+/// [`register`]. Raw functions return `true, results...` when they ran,
+/// `false` when the call is gone (raised as the plain string "hangup") and
+/// `false, message` on a usage error (raised at the script's line).
+const PRELUDE: &str = r#"
+local raw, raw_re = ...
+local Call = {}
+local meta = { __index = Call, __metatable = "call" }
+local function pass(ok, ...)
+    if ok then
+        return ...
+    end
+    local message = ...
+    if message == nil then
+        error("hangup", 0)
+    end
+    error(message, 3)
+end
+for name, f in raw do
+    Call[name] = function(self, ...)
+        if getmetatable(self) ~= "call" then
+            error("call:" .. name .. "(...) is a method: write call:" .. name .. "(...) with a colon", 2)
+        end
+        return pass(f(...))
+    end
+end
+local re = {}
+for name, f in raw_re do
+    re[name] = function(...)
+        return pass(f(...))
+    end
+end
+table.freeze(Call)
+table.freeze(re)
+return function(facts)
+    return setmetatable(facts, meta)
+end, re
+"#;
+
+const MAKE_CALL: &str = "callflow.make_call";
+
+/// Registers the globals and the call constructor on a new VM (before
+/// sandboxing).
+pub(crate) fn register(lua: &Lua, current: Rc<Current>) -> mlua::Result<()> {
+    lua.set_app_data(current);
+    lua.set_app_data(RegexCache::default());
+    let globals = lua.globals();
+    globals.set("print", lua.create_function(print)?)?;
+    globals.set("require", lua.create_function(require)?)?;
+    let math: Table = globals.get("math")?;
+    math.set("random", lua.create_function(random)?)?;
+    math.set("randomseed", lua.create_function(randomseed)?)?;
+    let raw_re = lua.create_table()?;
+    raw_re.set("match", checked(lua, re_match)?)?;
+    raw_re.set("test", checked(lua, re_test)?)?;
+
+    let raw = raw_functions(lua)?;
+    let (make, re): (Function, Table) = lua
+        .load(PRELUDE)
+        .set_name("=callflow")
+        .call((raw, raw_re))?;
+    globals.set("re", re)?;
+    lua.set_named_registry_value(MAKE_CALL, make)?;
+    Ok(())
+}
+
+/// The `call` object for an invocation: facts as fields, verbs as methods.
+pub(crate) fn call_object(lua: &Lua, inv: &Invocation) -> mlua::Result<Table> {
+    let facts = lua.create_table()?;
+    facts.set("module", inv.module.as_str())?;
+    if let Some(call) = &inv.call {
+        let route = call.route();
+        facts.set("to", call.facts.to.as_str())?;
+        facts.set("from", call.facts.from.as_str())?;
+        facts.set("caller_id_name", call.facts.caller_id_name.as_str())?;
+        facts.set("account_id", call.account.account.id.as_str())?;
+        facts.set("callflow_id", route.callflow_id.as_str())?;
+        facts.set("capture_group", route.capture_group.as_deref())?;
+        let groups = lua.create_table()?;
+        for (name, value) in &route.capture_groups {
+            groups.set(name.as_str(), value.as_str())?;
+        }
+        groups.set_readonly(true);
+        facts.set("capture_groups", groups)?;
+        facts.set("inception", call.facts.inception.as_str())?;
+        facts.set("call_id", call.facts.call_id.as_str())?;
+        facts.set(
+            "calling_device",
+            call.facts.calling_device.as_ref().map(DocId::as_str),
+        )?;
+        facts.set("no_match", route.no_match)?;
+    }
+    let make: Function = lua.named_registry_value(MAKE_CALL)?;
+    let call: Table = make.call(facts)?;
+    // Read-only from here (a protected metatable keeps table.freeze away).
+    call.set_readonly(true);
+    Ok(call)
+}
+
+// Plumbing shared by the raw functions.
+
+fn current(lua: &Lua) -> mlua::Result<Rc<Invocation>> {
+    lua.app_data_ref::<Rc<Current>>()
+        .and_then(|current| current.get())
+        .ok_or_else(|| mlua::Error::runtime("no module is running"))
+}
+
+fn call_of(inv: &Invocation, name: &str) -> mlua::Result<Rc<Call>> {
+    inv.call.clone().ok_or_else(|| {
+        mlua::Error::runtime(format!(
+            "call:{name} is only available while handling a call, not while the script loads"
+        ))
+    })
+}
+
+/// `true, values...`: the verb ran.
+fn done(lua: &Lua, values: impl IntoLuaMulti) -> mlua::Result<MultiValue> {
+    let mut out = values.into_lua_multi(lua)?;
+    out.push_front(LuaValue::Boolean(true));
+    Ok(out)
+}
+
+/// `false`: the call is gone (the prelude raises "hangup").
+fn gone() -> MultiValue {
+    MultiValue::from_iter([LuaValue::Boolean(false)])
+}
+
+/// `false, message`: a usage error, raised by the prelude at the script's
+/// line with this one-line message.
+fn failed(lua: &Lua, err: &mlua::Error) -> mlua::Result<MultiValue> {
+    let (message, _) = describe_error(err);
+    (false, message).into_lua_multi(lua)
+}
+
+/// A synchronous raw function whose errors become `false, message`.
+fn checked<A, R>(
+    lua: &Lua,
+    f: impl Fn(&Lua, A) -> mlua::Result<R> + 'static,
+) -> mlua::Result<Function>
+where
+    A: mlua::FromLuaMulti,
+    R: IntoLuaMulti,
+{
+    lua.create_function(move |lua, args: A| match f(lua, args) {
+        Ok(values) => done(lua, values),
+        Err(err) => failed(lua, &err),
+    })
+}
+
+/// Registers a synchronous raw function. Bodies return `done(..)` themselves
+/// (so they can return several values); errors become `false, message`.
+macro_rules! sync_fn {
+    ($lua:ident, $raw:ident, $name:literal, $f:expr) => {
+        $raw.set(
+            $name,
+            $lua.create_function(move |lua, args| match ($f)(lua, args) {
+                Ok(values) => Ok(values),
+                Err(err) => failed(lua, &err),
+            })?,
+        )?;
+    };
+}
+/// Registers an async raw function (a verb): finds the invocation and its
+/// call, runs the body; errors become `false, message`.
+macro_rules! async_fn {
+    ($lua0:ident, $raw:ident, $name:literal, |$lua:ident, $call:ident, $inv:ident, $args:ident : $ty:ty| $body:expr) => {
+        $raw.set(
+            $name,
+            $lua0.create_async_function(|$lua: Lua, $args: $ty| async move {
+                let result: mlua::Result<MultiValue> = async {
+                    let $inv = current(&$lua)?;
+                    let $call = call_of(&$inv, $name)?;
+                    $body
+                }
+                .await;
+                match result {
+                    Ok(values) => Ok(values),
+                    Err(err) => failed(&$lua, &err),
+                }
+            })?,
+        )?;
+    };
+}
+
+fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
+    let raw = lua.create_table()?;
+    register_control(lua, &raw)?;
+    register_media(lua, &raw)?;
+    register_input(lua, &raw)?;
+    register_outside(lua, &raw)?;
+    register_state(lua, &raw)?;
+    register_flow(lua, &raw)?;
+    register_trace(lua, &raw)?;
+    Ok(raw)
+}
+
+/// Call control: answer, hang up, ring, wait, DTMF, SIP responses, transfer.
+fn register_control(lua: &Lua, raw: &Table) -> mlua::Result<()> {
+    async_fn!(lua, raw, "answer", |lua, call, inv, _args: ()| {
+        let _ = &inv;
+        match call.answer().await {
+            Ok(now) => done(&lua, now),
+            Err(_) => Ok(gone()),
+        }
+    });
+    async_fn!(
+        lua,
+        raw,
+        "hangup",
+        |lua, call, inv, cause: Option<String>| {
+            let _ = &inv;
+            call.hangup(cause.as_deref().unwrap_or("NORMAL_CLEARING"))
+                .await;
+            done(&lua, ())
+        }
+    );
+    async_fn!(lua, raw, "ring", |lua, call, inv, _args: ()| {
+        let _ = &inv;
+        match call.ring().await {
+            Ok(()) => done(&lua, ()),
+            Err(_) => Ok(gone()),
+        }
+    });
+    async_fn!(lua, raw, "sleep", |lua, call, inv, ms: f64| {
+        let _ = &inv;
+        let ms = non_negative(ms, "sleep milliseconds")?;
+        match call.sleep(ms).await {
+            Ok(reason) => {
+                let table = lua.create_table()?;
+                table.set("reason", snake(&reason))?;
+                done(&lua, table)
+            }
+            Err(_) => Ok(gone()),
+        }
+    });
+    async_fn!(lua, raw, "send_dtmf", |lua, call, inv, digits: String| {
+        let _ = &inv;
+        if digits.is_empty()
+            || !digits
+                .chars()
+                .all(|c| c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D' | 'a'..='d'))
+        {
+            return Err(mlua::Error::runtime(format!(
+                "send_dtmf takes digits 0-9, *, # and A-D, not {digits:?}"
+            )));
+        }
+        match call.send_dtmf(&digits).await {
+            Ok(()) => done(&lua, ()),
+            Err(_) => Ok(gone()),
+        }
+    });
+    async_fn!(
+        lua,
+        raw,
+        "respond",
+        |lua, call, inv, args: (f64, Option<String>)| {
+            let _ = &inv;
+            let (code, message) = args;
+            let code = u16::try_from(non_negative(code, "response code")?)
+                .ok()
+                .filter(|c| (100..700).contains(c))
+                .ok_or_else(|| mlua::Error::runtime("a SIP response code is 100 to 699"))?;
+            match call.respond(code, message.as_deref().unwrap_or("")).await {
+                Ok(()) => done(&lua, ()),
+                Err(_) => Ok(gone()),
+            }
+        }
+    );
+    async_fn!(lua, raw, "transfer", |lua, call, inv, target: String| {
+        match call.transfer(&target).await {
+            Ok(()) => {
+                *inv.directive.borrow_mut() = Some(Next::Transfer);
+                done(&lua, true)
+            }
+            Err(_) => Ok(gone()),
+        }
+    });
+    Ok(())
+}
+
+/// Media: playback and speech.
+fn register_media(lua: &Lua, raw: &Table) -> mlua::Result<()> {
+    async_fn!(
+        lua,
+        raw,
+        "play",
+        |lua, call, inv, args: (String, Option<Table>)| {
+            let _ = &inv;
+            let (media, opts) = args;
+            let request = PlayRequest {
+                media,
+                terminators: opt_digits(opts.as_ref(), "terminators")?
+                    .unwrap_or_else(|| ALL_DIGITS.to_owned()),
+                loop_count: match opt_u64(opts.as_ref(), "loop")? {
+                    Some(n) => u32::try_from(n).unwrap_or(u32::MAX),
+                    None => 1,
+                },
+            };
+            match call.play(&request).await {
+                Ok(outcome) => done(&lua, play_table(&lua, &outcome)?),
+                Err(_) => Ok(gone()),
+            }
+        }
+    );
+    async_fn!(
+        lua,
+        raw,
+        "tts",
+        |lua, call, inv, args: (String, Option<Table>)| {
+            let _ = &inv;
+            let (text, opts) = args;
+            let request = SpeakRequest {
+                text,
+                style: opt_string(opts.as_ref(), "voice")?.unwrap_or_else(|| "female".to_owned()),
+                language: opt_string(opts.as_ref(), "language")?.or_else(|| call.language()),
+                terminators: opt_digits(opts.as_ref(), "terminators")?
+                    .unwrap_or_else(|| ALL_DIGITS.to_owned()),
+            };
+            match call.speak("tts", &request).await {
+                Ok(outcome) => done(&lua, play_table(&lua, &outcome)?),
+                Err(_) => Ok(gone()),
+            }
+        }
+    );
+    async_fn!(
+        lua,
+        raw,
+        "say",
+        |lua, call, inv, args: (String, Option<Table>)| {
+            let _ = &inv;
+            let (text, opts) = args;
+            let request = SpeakRequest {
+                text,
+                style: opt_string(opts.as_ref(), "type")?
+                    .unwrap_or_else(|| "name_spelled".to_owned()),
+                language: opt_string(opts.as_ref(), "language")?.or_else(|| call.language()),
+                terminators: opt_digits(opts.as_ref(), "terminators")?
+                    .unwrap_or_else(|| ALL_DIGITS.to_owned()),
+            };
+            match call.speak("say", &request).await {
+                Ok(outcome) => done(&lua, play_table(&lua, &outcome)?),
+                Err(_) => Ok(gone()),
+            }
+        }
+    );
+    Ok(())
+}
+
+/// Input: digit collection and recording.
+fn register_input(lua: &Lua, raw: &Table) -> mlua::Result<()> {
+    async_fn!(
+        lua,
+        raw,
+        "collect_digits",
+        |lua, call, inv, opts: Option<Table>| {
+            let _ = &inv;
+            let opts = opts.as_ref();
+            let request = CollectRequest {
+                max_digits: u32::try_from(opt_u64(opts, "max")?.unwrap_or(1).max(1))
+                    .unwrap_or(u32::MAX),
+                min_digits: u32::try_from(opt_u64(opts, "min")?.unwrap_or(0)).unwrap_or(u32::MAX),
+                timeout_ms: opt_u64(opts, "timeout_ms")?.unwrap_or(5000),
+                interdigit_ms: opt_u64(opts, "interdigit_ms")?.unwrap_or(2000),
+                terminators: opt_digits(opts, "terminators")?.unwrap_or_else(|| "#".to_owned()),
+                prompt: opt_string(opts, "prompt")?,
+            };
+            let collection = opt_string(opts, "collection")?;
+            match call.collect(&request, collection.as_deref()).await {
+                Ok(outcome) => {
+                    let table = lua.create_table()?;
+                    table.set("digits", outcome.digits)?;
+                    table.set("reason", snake(&outcome.reason))?;
+                    table.set("duration_ms", outcome.duration_ms)?;
+                    done(&lua, table)
+                }
+                Err(_) => Ok(gone()),
+            }
+        }
+    );
+    async_fn!(lua, raw, "record", |lua, call, inv, opts: Option<Table>| {
+        let _ = &inv;
+        let opts = opts.as_ref();
+        let request = RecordRequest {
+            time_limit_ms: opt_u64(opts, "time_limit_s")?.unwrap_or(3600) * 1000,
+            terminators: opt_digits(opts, "terminators")?.unwrap_or_else(|| "#".to_owned()),
+            name: opt_string(opts, "name")?,
+        };
+        match call.record_media(&request).await {
+            Ok(outcome) => {
+                let table = lua.create_table()?;
+                table.set("recording_id", outcome.recording_id)?;
+                table.set("duration_ms", outcome.duration_ms)?;
+                table.set("reason", snake(&outcome.reason))?;
+                done(&lua, table)
+            }
+            Err(_) => Ok(gone()),
+        }
+    });
+    Ok(())
+}
+
+/// Reaching other parties: bridges and HTTP.
+fn register_outside(lua: &Lua, raw: &Table) -> mlua::Result<()> {
+    async_fn!(
+        lua,
+        raw,
+        "bridge",
+        |lua, call, inv, args: (Table, Option<Table>)| {
+            let _ = &inv;
+            let (list, opts) = args;
+            let opts = opts.as_ref();
+            let timeout_s = opt_u64(opts, "timeout_s")?.unwrap_or(20);
+            let strategy = match opt_string(opts, "strategy")?.as_deref() {
+                None | Some("simultaneous") => Strategy::Simultaneous,
+                Some("single") => Strategy::Single,
+                Some(other) => {
+                    return Err(mlua::Error::runtime(format!(
+                        "bridge strategy must be \"simultaneous\" or \"single\", not {other:?}"
+                    )));
+                }
+            };
+            let mut endpoints = Vec::new();
+            for item in list.sequence_values::<LuaValue>() {
+                endpoints.push(match item? {
+                LuaValue::String(id) => BridgeEndpoint {
+                    id: id.to_string_lossy(),
+                    delay_s: 0,
+                    timeout_s,
+                },
+                LuaValue::Table(t) => BridgeEndpoint {
+                    id: t.get::<String>("id").map_err(|_| {
+                        mlua::Error::runtime("each bridge endpoint needs an `id` (a device id)")
+                    })?,
+                    delay_s: opt_u64(Some(&t), "delay")?.unwrap_or(0),
+                    timeout_s: opt_u64(Some(&t), "timeout")?.unwrap_or(timeout_s),
+                },
+                other => {
+                    return Err(mlua::Error::runtime(format!(
+                        "bridge endpoints are device ids or {{id, delay, timeout}} tables, not {}",
+                        other.type_name()
+                    )));
+                }
+            });
+            }
+            let (caller_id_name, caller_id_number) = call.caller_id();
+            let request = BridgeRequest {
+                endpoints,
+                strategy,
+                timeout_s,
+                ringback: opt_string(opts, "ringback")?,
+                caller_id_name,
+                caller_id_number,
+            };
+            match call.bridge(&request).await {
+                Ok(outcome) => {
+                    let table = lua.create_table()?;
+                    table.set("status", outcome.status.as_str())?;
+                    table.set("cause", outcome.cause)?;
+                    table.set("sip", outcome.sip)?;
+                    table.set("answered_by", outcome.answered_by)?;
+                    table.set("duration_ms", outcome.duration_ms)?;
+                    table.set("talk_ms", outcome.talk_ms)?;
+                    done(&lua, table)
+                }
+                Err(_) => Ok(gone()),
+            }
+        }
+    );
+    async_fn!(lua, raw, "http", |lua, call, inv, request: Table| {
+        let _ = &inv;
+        let request = http_request(&lua, &request)?;
+        let outcome = call.http(&request).await;
+        let table = lua.create_table()?;
+        table.set("status", outcome.status)?;
+        table.set("body", outcome.body)?;
+        let headers = lua.create_table()?;
+        for (key, value) in &outcome.headers {
+            headers.set(key.as_str(), value.as_str())?;
+        }
+        table.set("headers", headers)?;
+        table.set("error", outcome.error)?;
+        table.set("duration_ms", outcome.duration_ms)?;
+        done(&lua, table)
+    });
+
+    Ok(())
+}
+
+/// Call state: variables, caller id, language, DTMF collections.
+fn register_state(lua: &Lua, raw: &Table) -> mlua::Result<()> {
+    sync_fn!(lua, raw, "get", |lua, name: String| {
+        let call = call_of(&*current(lua)?, "get")?;
+        let value = match call.variable(&name) {
+            Some(value) => to_lua(lua, &value)?,
+            None => LuaValue::Nil,
+        };
+        done(lua, value)
+    });
+    sync_fn!(lua, raw, "set", |lua, (name, value): (String, LuaValue)| {
+        let call = call_of(&*current(lua)?, "set")?;
+        if name.is_empty() {
+            return Err(mlua::Error::runtime("a call variable needs a name"));
+        }
+        call.set_variable(&name, from_lua(lua, value)?);
+        done(lua, ())
+    });
+    sync_fn!(lua, raw, "caller_id", |lua, (): ()| {
+        let call = call_of(&*current(lua)?, "caller_id")?;
+        let (name, number) = call.caller_id();
+        let changes = call.caller_id_changes();
+        let table = lua.create_table()?;
+        table.set("name", name)?;
+        table.set("number", number)?;
+        table.set("original_name", call.facts.caller_id_name.as_str())?;
+        table.set("original_number", call.facts.from.as_str())?;
+        table.set("prefix_name", changes.prefix_name)?;
+        table.set("prefix_number", changes.prefix_number)?;
+        done(lua, table)
+    });
+    sync_fn!(lua, raw, "set_caller_id", |lua, opts: Table| {
+        let call = call_of(&*current(lua)?, "set_caller_id")?;
+        let mut changes = call.caller_id_changes();
+        let set = |target: &mut Option<String>, value: Option<String>| {
+            if let Some(value) = value {
+                *target = Some(value).filter(|v| !v.is_empty());
+            }
+        };
+        set(&mut changes.rewrite_name, opt_string(Some(&opts), "name")?);
+        set(
+            &mut changes.rewrite_number,
+            opt_string(Some(&opts), "number")?,
+        );
+        if let Some(prefix) = opt_string(Some(&opts), "prefix_name")? {
+            changes.prefix_name = prefix;
+        }
+        if let Some(prefix) = opt_string(Some(&opts), "prefix_number")? {
+            changes.prefix_number = prefix;
+        }
+        call.set_caller_id_changes(CallerIdChanges { ..changes });
+        done(lua, ())
+    });
+    sync_fn!(lua, raw, "language", |lua, (): ()| {
+        let call = call_of(&*current(lua)?, "language")?;
+        done(lua, call.language())
+    });
+    sync_fn!(lua, raw, "set_language", |lua, language: String| {
+        let call = call_of(&*current(lua)?, "set_language")?;
+        call.set_language(&language);
+        done(lua, ())
+    });
+    sync_fn!(lua, raw, "collection", |lua, name: String| {
+        let call = call_of(&*current(lua)?, "collection")?;
+        done(lua, call.collection(&name))
+    });
+    sync_fn!(lua, raw, "flush_dtmf", |lua, collection: Option<String>| {
+        let call = call_of(&*current(lua)?, "flush_dtmf")?;
+        call.flush_dtmf(collection.as_deref());
+        done(lua, ())
+    });
+    Ok(())
+}
+
+/// The flow: documents, routes, branches, directives, children.
+fn register_flow(lua: &Lua, raw: &Table) -> mlua::Result<()> {
+    sync_fn!(lua, raw, "doc", |lua, (doc_type, id): (String, String)| {
+        let call = call_of(&*current(lua)?, "doc")?;
+        let value = if doc_type == "callflows" {
+            call.account.callflows.get(id.as_str()).map(|cf| {
+                let mut doc = cf.to_value();
+                if let Value::Object(obj) = &mut doc {
+                    obj.insert("id".into(), json!(cf.id.as_str()));
+                }
+                doc
+            })
+        } else {
+            call.account.document(&doc_type, &id).map(|doc| {
+                let mut body = (*doc.body).clone();
+                body.insert("id".into(), json!(doc.id.as_str()));
+                Value::Object(body)
+            })
+        };
+        match value {
+            Some(value) => done(lua, to_lua_frozen(lua, &value)?),
+            None => done(lua, LuaValue::Nil),
+        }
+    });
+    sync_fn!(lua, raw, "lookup", |lua,
+                                  (number, opts): (
+        String,
+        Option<Table>
+    )| {
+        let call = call_of(&*current(lua)?, "lookup")?;
+        let routes = &call.account.routes;
+        let number = if opt_bool(opts.as_ref(), "normalize")?.unwrap_or(false) {
+            routes.normalizer().normalize(&number)
+        } else {
+            number
+        };
+        match routes.lookup(&number) {
+            Ok(route) => {
+                let table = lua.create_table()?;
+                table.set("callflow_id", route.callflow_id.as_str())?;
+                table.set("number", route.number.as_str())?;
+                table.set("matched", route.matched.as_str())?;
+                table.set("pattern", route.pattern.as_deref())?;
+                table.set("capture_group", route.capture_group.as_deref())?;
+                let groups = lua.create_table()?;
+                for (name, value) in &route.capture_groups {
+                    groups.set(name.as_str(), value.as_str())?;
+                }
+                table.set("capture_groups", groups)?;
+                table.set("no_match", route.no_match)?;
+                done(lua, table)
+            }
+            Err(err @ (RouteError::NotFound { .. } | RouteError::EmptyNumber)) => {
+                done(lua, (LuaValue::Nil, err.to_string()))
+            }
+        }
+    });
+    sync_fn!(lua, raw, "branch", |lua, target: LuaValue| {
+        let inv = current(lua)?;
+        let call = call_of(&inv, "branch")?;
+        match branch_target(lua, &call, target)? {
+            Ok(target) => {
+                *inv.directive.borrow_mut() = Some(Next::Branch(target));
+                done(lua, true)
+            }
+            Err(reason) => done(lua, (LuaValue::Nil, reason)),
+        }
+    });
+    sync_fn!(lua, raw, "stop", |lua, cause: Option<String>| {
+        let inv = current(lua)?;
+        call_of(&inv, "stop")?;
+        *inv.directive.borrow_mut() = Some(Next::Stop(cause));
+        done(lua, true)
+    });
+    sync_fn!(lua, raw, "usurp", |lua, app: String| {
+        let inv = current(lua)?;
+        call_of(&inv, "usurp")?;
+        *inv.directive.borrow_mut() = Some(Next::Usurp(app));
+        done(lua, true)
+    });
+    sync_fn!(lua, raw, "children", |lua, (): ()| {
+        let inv = current(lua)?;
+        let keys: Vec<&str> = inv.children.iter().map(|(k, _)| k.as_str()).collect();
+        done(lua, lua.create_sequence_from(keys)?)
+    });
+    sync_fn!(lua, raw, "has_child", |lua, key: String| {
+        let inv = current(lua)?;
+        done(lua, inv.children.iter().any(|(k, full)| *full && *k == key))
+    });
+    Ok(())
+}
+
+/// Trace and clock: log, emit, now, elapsed, date.
+fn register_trace(lua: &Lua, raw: &Table) -> mlua::Result<()> {
+    sync_fn!(
+        lua,
+        raw,
+        "log",
+        |lua, (level, message): (String, String)| {
+            let inv = current(lua)?;
+            if !matches!(level.as_str(), "debug" | "info" | "warning" | "error") {
+                return Err(mlua::Error::runtime(format!(
+                    "log level must be debug, info, warning or error, not {level:?}"
+                )));
+            }
+            log(&inv, &level, &message);
+            done(lua, ())
+        }
+    );
+    sync_fn!(lua, raw, "emit", |lua, event: Table| {
+        let inv = current(lua)?;
+        let call = call_of(&inv, "emit")?;
+        let name: String = event
+            .get::<Option<String>>("event")?
+            .ok_or_else(|| mlua::Error::runtime("call:emit needs an `event` name"))?;
+        let valid = name.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.');
+        if !valid || CORE_EVENTS.contains(&name.as_str()) {
+            return Err(mlua::Error::runtime(format!(
+                "event name {name:?} must be lower-case letters, digits, '_' and '.', and not one of the engine's own events"
+            )));
+        }
+        let Value::Object(fields) = from_lua(lua, LuaValue::Table(event))? else {
+            return Err(mlua::Error::runtime("call:emit takes a table"));
+        };
+        let mut recorded = call.event(&name).with("module", inv.module.as_str());
+        for (key, value) in fields {
+            if !matches!(key.as_str(), "event" | "t_ms" | "module") {
+                recorded = recorded.with(&key, value);
+            }
+        }
+        call.record(recorded);
+        done(lua, ())
+    });
+    sync_fn!(lua, raw, "now", |lua, (): ()| {
+        let call = call_of(&*current(lua)?, "now")?;
+        #[allow(clippy::cast_precision_loss)] // epoch milliseconds fit in 53 bits until year 287396
+        let now = call.now_epoch_ms() as f64;
+        done(lua, now)
+    });
+    sync_fn!(lua, raw, "elapsed_ms", |lua, (): ()| {
+        let call = call_of(&*current(lua)?, "elapsed_ms")?;
+        done(lua, call.now_ms())
+    });
+    sync_fn!(lua, raw, "date", |lua, timezone: Option<String>| {
+        let call = call_of(&*current(lua)?, "date")?;
+        let name = timezone
+            .or_else(|| call.account.account.timezone.clone())
+            .unwrap_or_else(|| "UTC".to_owned());
+        let tz = jiff::tz::TimeZone::get(&name)
+            .map_err(|_| mlua::Error::runtime(format!("unknown time zone {name:?}")))?;
+        let stamp = jiff::Timestamp::from_millisecond(call.now_epoch_ms())
+            .map_err(|e| mlua::Error::runtime(e.to_string()))?;
+        let local = stamp.to_zoned_datetime(tz);
+        let table = lua.create_table()?;
+        table.set("year", local.year())?;
+        table.set("month", local.month())?;
+        table.set("day", local.day())?;
+        table.set("hour", local.hour())?;
+        table.set("minute", local.minute())?;
+        table.set("second", local.second())?;
+        table.set("weekday", local.weekday().to_monday_one_offset())?;
+        table.set("yday", local.day_of_year())?;
+        table.set("timezone", name)?;
+        table.set("offset_s", local.offset().seconds())?;
+        done(lua, table)
+    });
+    Ok(())
+}
+
+/// Resolves what `call:branch` was given; `Ok(Err(reason))` when there is no
+/// such target.
+fn branch_target(
+    lua: &Lua,
+    call: &Call,
+    target: LuaValue,
+) -> mlua::Result<Result<BranchTarget, String>> {
+    let flows = &call.account.callflows;
+    match target {
+        LuaValue::String(id) => {
+            let id = id.to_string_lossy();
+            Ok(flows
+                .get(id.as_str())
+                .map(|cf| BranchTarget::Callflow(Arc::clone(cf)))
+                .ok_or_else(|| format!("no callflow {id:?} in this account")))
+        }
+        LuaValue::Table(table) => {
+            if let Some(id) = table.get::<Option<String>>("callflow_id")? {
+                let Some(callflow) = flows.get(id.as_str()) else {
+                    return Ok(Err(format!("no callflow {id:?} in this account")));
+                };
+                // A route from call:lookup: its captures become the call's.
+                let mut route = call.route();
+                route.capture_group = table.get::<Option<String>>("capture_group")?;
+                route.capture_groups = Vec::new();
+                if let Some(groups) = table.get::<Option<Table>>("capture_groups")? {
+                    for pair in groups.pairs::<String, String>() {
+                        route.capture_groups.push(pair?);
+                    }
+                    route.capture_groups.sort();
+                }
+                route.no_match = table.get::<Option<bool>>("no_match")?.unwrap_or(false);
+                call.set_route(RouteFacts { ..route });
+                return Ok(Ok(BranchTarget::Callflow(Arc::clone(callflow))));
+            }
+            let value = from_lua(lua, LuaValue::Table(table))?;
+            let (node, diags) = parse_flow(&value);
+            match diags.iter().find(|d| d.is_error()) {
+                Some(diag) => Ok(Err(format!(
+                    "invalid flow at {}: {}",
+                    if diag.pointer.is_empty() {
+                        "/"
+                    } else {
+                        &diag.pointer
+                    },
+                    diag.message
+                ))),
+                None => Ok(Ok(BranchTarget::Flow(Arc::new(node)))),
+            }
+        }
+        other => Err(mlua::Error::runtime(format!(
+            "call:branch takes a callflow id, a route from call:lookup or a flow table, not {}",
+            other.type_name()
+        ))),
+    }
+}
+
+fn http_request(lua: &Lua, table: &Table) -> mlua::Result<HttpRequest> {
+    let url: String = table
+        .get::<Option<String>>("url")?
+        .ok_or_else(|| mlua::Error::runtime("call:http needs a `url`"))?;
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(mlua::Error::runtime(format!(
+            "call:http takes http:// or https:// URLs, not {url:?}"
+        )));
+    }
+    let method = opt_string(Some(table), "method")?
+        .unwrap_or_else(|| "GET".to_owned())
+        .to_ascii_uppercase();
+    let mut headers = BTreeMap::new();
+    if let Some(given) = table.get::<Option<Table>>("headers")? {
+        for pair in given.pairs::<String, String>() {
+            let (key, value) = pair?;
+            headers.insert(key.to_ascii_lowercase(), value);
+        }
+    }
+    let body = match table.get::<LuaValue>("body")? {
+        LuaValue::Nil => None,
+        LuaValue::String(text) => Some(text.to_string_lossy()),
+        LuaValue::Table(body) => {
+            headers
+                .entry("content-type".to_owned())
+                .or_insert_with(|| "application/json".to_owned());
+            Some(from_lua(lua, LuaValue::Table(body))?.to_string())
+        }
+        other => {
+            return Err(mlua::Error::runtime(format!(
+                "an HTTP body is a string or a table, not {}",
+                other.type_name()
+            )));
+        }
+    };
+    Ok(HttpRequest {
+        method,
+        url,
+        headers,
+        body,
+        timeout_ms: opt_u64(Some(table), "timeout_ms")?.unwrap_or(5000),
+    })
+}
+
+fn play_table(lua: &Lua, outcome: &PlayOutcome) -> mlua::Result<Table> {
+    let table = lua.create_table()?;
+    table.set("reason", snake(&outcome.reason))?;
+    table.set("digit", outcome.digit.map(String::from))?;
+    table.set("duration_ms", outcome.duration_ms)?;
+    Ok(table)
+}
+
+/// The `snake_case` name serde gives an outcome enum.
+fn snake(value: &impl serde::Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(Value::String(name)) => name,
+        _ => String::new(),
+    }
+}
+
+fn log(inv: &Invocation, level: &str, message: &str) {
+    if let Some(call) = &inv.call {
+        call.record(
+            call.event("log")
+                .with("level", level)
+                .with("module", inv.module.as_str())
+                .with("message", message),
+        );
+    } else {
+        tracing::info!(module = %inv.module, "{message}");
+    }
+}
+
+// Options tables.
+
+fn opt_value(opts: Option<&Table>, key: &str) -> mlua::Result<LuaValue> {
+    match opts {
+        Some(table) => table.get(key),
+        None => Ok(LuaValue::Nil),
+    }
+}
+
+fn opt_string(opts: Option<&Table>, key: &str) -> mlua::Result<Option<String>> {
+    match opt_value(opts, key)? {
+        LuaValue::Nil => Ok(None),
+        LuaValue::String(text) => Ok(Some(text.to_string_lossy())),
+        other => Err(mlua::Error::runtime(format!(
+            "option `{key}` must be a string, not {}",
+            other.type_name()
+        ))),
+    }
+}
+
+fn opt_bool(opts: Option<&Table>, key: &str) -> mlua::Result<Option<bool>> {
+    match opt_value(opts, key)? {
+        LuaValue::Nil => Ok(None),
+        LuaValue::Boolean(b) => Ok(Some(b)),
+        other => Err(mlua::Error::runtime(format!(
+            "option `{key}` must be a boolean, not {}",
+            other.type_name()
+        ))),
+    }
+}
+
+fn opt_u64(opts: Option<&Table>, key: &str) -> mlua::Result<Option<u64>> {
+    match opt_value(opts, key)? {
+        LuaValue::Nil => Ok(None),
+        LuaValue::Integer(n) => Ok(Some(u64::try_from(n).map_err(|_| negative(key))?)),
+        LuaValue::Number(n) => Ok(Some(non_negative(n, key)?)),
+        LuaValue::String(text) => text
+            .to_str()
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .map(Some)
+            .ok_or_else(|| mlua::Error::runtime(format!("option `{key}` must be a number"))),
+        other => Err(mlua::Error::runtime(format!(
+            "option `{key}` must be a number, not {}",
+            other.type_name()
+        ))),
+    }
+}
+
+fn negative(what: &str) -> mlua::Error {
+    mlua::Error::runtime(format!("{what} must be a whole number >= 0"))
+}
+
+fn non_negative(n: f64, what: &str) -> mlua::Result<u64> {
+    if n.is_finite() && n >= 0.0 && n.fract() == 0.0 && n <= 9_007_199_254_740_992.0 {
+        // Checked above: a whole, non-negative number within f64's exact range.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        Ok(n as u64)
+    } else {
+        Err(negative(what))
+    }
+}
+
+/// Digits given as a string (`"#*"`) or a list (`{"#", "*"}`).
+fn opt_digits(opts: Option<&Table>, key: &str) -> mlua::Result<Option<String>> {
+    let digits = match opt_value(opts, key)? {
+        LuaValue::Nil => return Ok(None),
+        LuaValue::String(text) => text.to_string_lossy(),
+        LuaValue::Table(list) => {
+            let mut out = String::new();
+            for item in list.sequence_values::<String>() {
+                out.push_str(&item?);
+            }
+            out
+        }
+        other => {
+            return Err(mlua::Error::runtime(format!(
+                "option `{key}` must be a string or a list of digits, not {}",
+                other.type_name()
+            )));
+        }
+    };
+    if !digits
+        .chars()
+        .all(|c| c.is_ascii_digit() || c == '*' || c == '#')
+    {
+        return Err(mlua::Error::runtime(format!(
+            "option `{key}` takes digits 0-9, * and #, not {digits:?}"
+        )));
+    }
+    Ok(Some(digits))
+}
+
+// Globals.
+
+// The signature `create_function` wants: owned arguments, a `Result`.
+#[allow(clippy::needless_pass_by_value, clippy::unnecessary_wraps)]
+fn print(lua: &Lua, args: Variadic<LuaValue>) -> mlua::Result<()> {
+    let parts: Vec<String> = args
+        .iter()
+        .map(|v| match v {
+            LuaValue::String(s) => s.to_string_lossy(),
+            other => other
+                .to_string()
+                .unwrap_or_else(|_| other.type_name().to_owned()),
+        })
+        .collect();
+    if let Ok(inv) = current(lua) {
+        log(&inv, "info", &parts.join("\t"));
+    } else {
+        tracing::info!("lua: {}", parts.join("\t"));
+    }
+    Ok(())
+}
+
+fn require(lua: &Lua, name: String) -> mlua::Result<LuaValue> {
+    let inv = current(lua)?;
+    if let Some(value) = inv.required.borrow().get(&name) {
+        return Ok(value.clone());
+    }
+    let lib = inv.set.lib(&name).ok_or_else(|| {
+        mlua::Error::runtime(format!(
+            "module {name:?} not found: helpers are scripts/lib/<name>.lua"
+        ))
+    })?;
+    let value: LuaValue = lua
+        .load(&*lib.bytecode)
+        .set_name(format!("@{}", lib.file))
+        .set_environment(inv.env.clone())
+        .eval()?;
+    if let LuaValue::Table(table) = &value {
+        freeze(table)?;
+    }
+    inv.required.borrow_mut().insert(name, value.clone());
+    Ok(value)
+}
+
+fn random(lua: &Lua, (m, n): (Option<f64>, Option<f64>)) -> mlua::Result<f64> {
+    let inv = current(lua)?;
+    let call = call_of(&inv, "math.random")?;
+    call.with_rng(|rng| {
+        let mut range = |low: f64, high: f64| -> mlua::Result<f64> {
+            if !(low.is_finite() && high.is_finite()) || low > high {
+                return Err(mlua::Error::runtime("math.random: interval is empty"));
+            }
+            // Whole numbers within f64's exact integer range, as Lua's are.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+            let value = rng.i64(low.floor() as i64..=high.floor() as i64) as f64;
+            Ok(value)
+        };
+        match (m, n) {
+            (None, _) => Ok(rng.f64()),
+            (Some(m), None) => range(1.0, m),
+            (Some(m), Some(n)) => range(m, n),
+        }
+    })
+}
+
+fn randomseed(lua: &Lua, seed: f64) -> mlua::Result<()> {
+    let call = call_of(&*current(lua)?, "math.randomseed")?;
+    // The seed's bits, whatever number it is.
+    call.with_rng(|rng| rng.seed(seed.to_bits()));
+    Ok(())
+}
+
+/// Compiled `re` patterns, per VM.
+#[derive(Default)]
+struct RegexCache(std::cell::RefCell<BTreeMap<String, Pattern>>);
+
+const REGEX_CACHE_MAX: usize = 1024;
+
+fn compiled(lua: &Lua, source: &str) -> mlua::Result<Pattern> {
+    if let Some(cache) = lua.app_data_ref::<RegexCache>()
+        && let Some(found) = cache.0.borrow().get(source)
+    {
+        return Ok(found.clone());
+    }
+    let pattern = pattern::compile(source)
+        .map_err(|err| mlua::Error::runtime(format!("invalid pattern {source:?}: {err}")))?;
+    if let Some(cache) = lua.app_data_ref::<RegexCache>() {
+        let mut map = cache.0.borrow_mut();
+        if map.len() >= REGEX_CACHE_MAX {
+            map.clear();
+        }
+        map.insert(source.to_owned(), pattern.clone());
+    }
+    Ok(pattern)
+}
+
+fn re_match(lua: &Lua, (source, text): (String, String)) -> mlua::Result<LuaValue> {
+    let pattern = compiled(lua, &source)?;
+    let Some(caps) = pattern.regex().captures(text.as_bytes()) else {
+        return Ok(LuaValue::Nil);
+    };
+    let as_text = |m: Option<regex::bytes::Match<'_>>| {
+        m.map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned())
+    };
+    let table = lua.create_table()?;
+    table.set("match", as_text(caps.get(0)))?;
+    let groups = lua.create_table()?;
+    for index in 1..caps.len() {
+        // Groups that did not take part are empty strings, as in Erlang's re.
+        groups.raw_seti(index, as_text(caps.get(index)).unwrap_or_default())?;
+    }
+    table.set("groups", groups)?;
+    let named = lua.create_table()?;
+    for name in pattern.regex().capture_names().flatten() {
+        if let Some(value) = as_text(caps.name(name)) {
+            named.set(name, value)?;
+        }
+    }
+    table.set("named", named)?;
+    Ok(LuaValue::Table(table))
+}
+
+fn re_test(lua: &Lua, (source, text): (String, String)) -> mlua::Result<bool> {
+    Ok(compiled(lua, &source)?.is_match(&text))
+}
+
+/// A Lua error as a one-line message and, when known, the script file and
+/// line it comes from.
+pub fn describe_error(err: &mlua::Error) -> (String, Option<(String, u32)>) {
+    match err {
+        mlua::Error::CallbackError { traceback, cause } => {
+            let (message, location) = describe_error(cause);
+            (message, location.or_else(|| traceback_location(traceback)))
+        }
+        mlua::Error::WithContext { context, cause } => {
+            let (message, location) = describe_error(cause);
+            (format!("{context}: {message}"), location)
+        }
+        mlua::Error::MemoryError(_) => (
+            "out of memory: the worker's Lua VM reached its memory limit".to_owned(),
+            None,
+        ),
+        mlua::Error::RuntimeError(text) | mlua::Error::SyntaxError { message: text, .. } => {
+            let first = text.lines().next().unwrap_or_default();
+            match split_location(first) {
+                Some((file, line, message)) => (sanitize(message), Some((file, line))),
+                None => (sanitize(first), traceback_location(text)),
+            }
+        }
+        other => {
+            let text = other.to_string();
+            let first = text.lines().next().unwrap_or_default().to_owned();
+            (sanitize(&first), traceback_location(&text))
+        }
+    }
+}
+
+/// `file.lua:12: message` → (file, 12, message).
+fn split_location(text: &str) -> Option<(String, u32, &str)> {
+    let (head, message) = text.split_once(": ")?;
+    let (file, line) = head.rsplit_once(':')?;
+    if !is_lua_file(file) {
+        return None;
+    }
+    Some((file.to_owned(), line.parse().ok()?, message))
+}
+
+fn is_lua_file(name: &str) -> bool {
+    std::path::Path::new(name)
+        .extension()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case("lua"))
+}
+
+/// The innermost script frame of a traceback.
+fn traceback_location(text: &str) -> Option<(String, u32)> {
+    text.lines().find_map(|line| {
+        let line = line.trim();
+        let (head, _) = line.split_once(": in ")?;
+        let (file, number) = head.rsplit_once(':')?;
+        if is_lua_file(file) {
+            Some((file.to_owned(), number.parse().ok()?))
+        } else {
+            None
+        }
+    })
+}
+
+/// Error values that are tables or functions print as addresses, which
+/// differ from run to run; say what they are instead.
+fn sanitize(message: &str) -> String {
+    for kind in ["table", "function", "userdata", "thread"] {
+        if message.starts_with(&format!("{kind}: 0x")) {
+            return format!("error() was called with a {kind}, not a message");
+        }
+    }
+    message.to_owned()
+}

@@ -1,0 +1,396 @@
+//! The module host: runs module scripts in a sandboxed Luau VM.
+//!
+//! One VM per worker thread ([`ModuleHost`]); one coroutine per module
+//! invocation. Each invocation loads the module's bytecode afresh into its
+//! own read-only environment (about 15 µs), so module-level locals, globals
+//! and the module table can never carry state from one call to the next:
+//! writing a global or the module table is an error. The VM-wide hooks
+//! (interrupt budget, `math.random`, `print`) find the invocation they act
+//! for through [`Current`], which the invocation's future sets each time it
+//! is polled.
+//!
+//! * `sandbox.rs`: creating the VM (libraries, stripped globals, limits).
+//! * `api.rs`: the whole Lua-facing API (the `call` object, `re`, `require`).
+//! * `scripts.rs`: built-in and user scripts, compiled into a [`ModuleSet`].
+//! * `convert.rs`: JSON ⇄ Lua.
+
+pub mod api;
+mod convert;
+mod sandbox;
+pub mod scripts;
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use mlua::{Function, Lua, LuaSerdeExt, Table, Value as LuaValue};
+use serde_json::Value;
+
+pub use scripts::{Loaded, ModuleScript, ModuleSet, ScriptError};
+
+use crate::engine::{Call, LocalFuture, ModuleError, ModuleRunner, Next};
+use crate::limits::Limits;
+use crate::model::ModuleNode;
+
+/// A Luau VM that runs modules of a [`ModuleSet`]. Not `Send`: one per
+/// worker thread.
+pub struct ModuleHost {
+    lua: Lua,
+    set: RefCell<Arc<ModuleSet>>,
+    current: Rc<Current>,
+    limits: Limits,
+}
+
+/// The module host cannot start (the Lua VM failed to initialize).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot start the Lua VM: {message}")]
+pub struct HostError {
+    pub message: String,
+}
+
+/// The invocation running on the VM right now, if any.
+#[derive(Default)]
+pub(crate) struct Current(RefCell<Option<Rc<Invocation>>>);
+
+impl Current {
+    pub(crate) fn get(&self) -> Option<Rc<Invocation>> {
+        self.0.borrow().clone()
+    }
+
+    fn replace(&self, inv: Option<Rc<Invocation>>) -> Option<Rc<Invocation>> {
+        std::mem::replace(&mut *self.0.borrow_mut(), inv)
+    }
+}
+
+/// One run of a module's script: its call, node, budget and the directive
+/// (`branch`, `stop`, ...) it asked for.
+pub(crate) struct Invocation {
+    /// `None` while a script is only being loaded (smoke test).
+    pub call: Option<Rc<Call>>,
+    pub module: String,
+    /// The node's child keys, in document order, and whether each child is
+    /// a module node (not `{}`).
+    pub children: Vec<(String, bool)>,
+    pub set: Arc<ModuleSet>,
+    /// The read-only environment of this invocation's scripts.
+    pub env: Table,
+    budget: Cell<u64>,
+    killed: Cell<bool>,
+    pub directive: RefCell<Option<Next>>,
+    /// Helpers loaded with `require` during this invocation.
+    pub required: RefCell<BTreeMap<String, LuaValue>>,
+}
+
+impl Invocation {
+    /// Uses one interrupt tick; false once the budget is spent.
+    fn tick(&self) -> bool {
+        let left = self.budget.get();
+        if left == 0 {
+            self.killed.set(true);
+            return false;
+        }
+        self.budget.set(left - 1);
+        true
+    }
+}
+
+/// Polls an invocation's future with the invocation set as current.
+struct Scoped<F> {
+    current: Rc<Current>,
+    inv: Rc<Invocation>,
+    inner: Pin<Box<F>>,
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let previous = self.current.replace(Some(Rc::clone(&self.inv)));
+        let result = self.inner.as_mut().poll(cx);
+        self.current.replace(previous);
+        result
+    }
+}
+
+impl ModuleHost {
+    /// A new VM for `set`, with `limits`.
+    pub fn new(set: Arc<ModuleSet>, limits: Limits) -> Result<Self, HostError> {
+        let current = Rc::new(Current::default());
+        let lua = sandbox::new_vm(&limits, Rc::clone(&current)).map_err(|e| HostError {
+            message: e.to_string(),
+        })?;
+        Ok(Self {
+            lua,
+            set: RefCell::new(set),
+            current,
+            limits,
+        })
+    }
+
+    /// The module set calls started from now on use.
+    pub fn module_set(&self) -> Arc<ModuleSet> {
+        Arc::clone(&self.set.borrow())
+    }
+
+    /// Replaces the module set (a reload); running invocations keep theirs.
+    pub fn set_module_set(&self, set: Arc<ModuleSet>) {
+        *self.set.borrow_mut() = set;
+    }
+
+    /// Bytes the VM uses now.
+    pub fn used_memory(&self) -> usize {
+        self.lua.used_memory()
+    }
+
+    fn invocation(
+        &self,
+        call: Option<Rc<Call>>,
+        module: &str,
+        children: Vec<(String, bool)>,
+    ) -> mlua::Result<Rc<Invocation>> {
+        let env = self.lua.create_table()?;
+        let meta = self.lua.create_table()?;
+        meta.set("__index", self.lua.globals())?;
+        meta.set("__metatable", false)?;
+        env.set_metatable(Some(meta))?;
+        env.set_readonly(true);
+        Ok(Rc::new(Invocation {
+            call,
+            module: module.to_owned(),
+            children,
+            set: self.module_set(),
+            env,
+            budget: Cell::new(self.limits.interrupts_per_invoke),
+            killed: Cell::new(false),
+            directive: RefCell::new(None),
+            required: RefCell::new(BTreeMap::new()),
+        }))
+    }
+
+    /// Loads a module's chunk in `inv`'s environment and returns its table.
+    fn load_module(&self, inv: &Invocation) -> Result<Table, ModuleError> {
+        let set = Arc::clone(&inv.set);
+        let script = match set.module(&inv.module) {
+            Some(Loaded::Ready(module)) => &module.script,
+            Some(Loaded::Broken(err)) => {
+                return Err(ModuleError {
+                    module: inv.module.clone(),
+                    file: Some(err.file.clone()),
+                    line: err.line,
+                    message: format!("the module's script does not load: {}", err.message),
+                });
+            }
+            None => {
+                return Err(ModuleError {
+                    module: inv.module.clone(),
+                    file: None,
+                    line: None,
+                    message: "no script provides this module".to_owned(),
+                });
+            }
+        };
+        let loaded: mlua::Result<LuaValue> = self
+            .lua
+            .load(&*script.bytecode)
+            .set_name(format!("@{}", script.file))
+            .set_environment(inv.env.clone())
+            .eval();
+        let to_error = |message: String, line| ModuleError {
+            module: inv.module.clone(),
+            file: Some(script.file.clone()),
+            line,
+            message,
+        };
+        match loaded {
+            Ok(LuaValue::Table(table)) => match table.get::<LuaValue>("handle") {
+                Ok(LuaValue::Function(_)) => {
+                    convert::freeze(&table).map_err(|e| to_error(e.to_string(), None))?;
+                    Ok(table)
+                }
+                _ => Err(to_error(
+                    "the script's table has no `handle` function".to_owned(),
+                    None,
+                )),
+            },
+            Ok(other) => Err(to_error(
+                format!(
+                    "the script returns {}, not a table {{ handle = function(call, data) ... end }}",
+                    other.type_name()
+                ),
+                None,
+            )),
+            Err(err) => Err(module_error(&inv.module, &err)),
+        }
+    }
+
+    /// Loads a module without a call and reads its `schema` and
+    /// `description` (the smoke test of [`ModuleSet::build`]).
+    pub(crate) fn inspect(
+        &self,
+        name: &str,
+    ) -> Result<(Option<Value>, Option<String>), ScriptError> {
+        let file = match self.module_set().module(name) {
+            Some(Loaded::Ready(module)) => module.script.file.clone(),
+            _ => name.to_owned(),
+        };
+        let inv = self
+            .invocation(None, name, Vec::new())
+            .map_err(|e| script_error(&file, &e.to_string()))?;
+        let previous = self.current.replace(Some(Rc::clone(&inv)));
+        let result = self.load_module(&inv);
+        self.current.replace(previous);
+        let table = result.map_err(|e| ScriptError {
+            file: e.file.unwrap_or(file.clone()),
+            line: e.line,
+            message: e.message,
+        })?;
+        let schema = match table.get::<LuaValue>("schema") {
+            Ok(LuaValue::Nil) => None,
+            Ok(LuaValue::Table(schema)) => Some(
+                convert::from_lua(&self.lua, LuaValue::Table(schema)).map_err(|e| {
+                    script_error(&file, &format!("`schema` is not plain data: {e}"))
+                })?,
+            ),
+            Ok(other) => {
+                return Err(script_error(
+                    &file,
+                    &format!("`schema` must be a table, found {}", other.type_name()),
+                ));
+            }
+            Err(e) => return Err(script_error(&file, &e.to_string())),
+        };
+        let description = match table.get::<LuaValue>("description") {
+            Ok(LuaValue::String(text)) => Some(text.to_string_lossy()),
+            _ => None,
+        };
+        Ok((schema, description))
+    }
+
+    /// Runs a module's `handle` for `node` on `call`.
+    async fn run(&self, call: &Rc<Call>, node: &ModuleNode) -> Result<Next, ModuleError> {
+        let children = node
+            .children
+            .iter()
+            .map(|(key, child)| (key.clone(), child.as_module().is_some()))
+            .collect();
+        let inv = self
+            .invocation(Some(Rc::clone(call)), &node.module, children)
+            .map_err(|e| module_error(&node.module, &e))?;
+        let lua = self.lua.clone();
+        let data_options = mlua::serde::SerializeOptions::new()
+            .serialize_none_to_null(false)
+            .serialize_unit_to_null(false)
+            .set_array_metatable(false);
+        let task = {
+            let inv = Rc::clone(&inv);
+            async move {
+                let module = self.load_module(&inv)?;
+                let prepared = (|| -> mlua::Result<(Function, LuaValue, Table)> {
+                    let handle: Function = module.get("handle")?;
+                    let data = lua.to_value_with(&node.data, data_options)?;
+                    if let LuaValue::Table(table) = &data {
+                        convert::freeze(table)?;
+                    }
+                    let call_object = api::call_object(&lua, &inv)?;
+                    Ok((handle, data, call_object))
+                })();
+                let (handle, data, call_object) =
+                    prepared.map_err(|e| module_error(&inv.module, &e))?;
+                handle
+                    .call_async::<LuaValue>((call_object, data))
+                    .await
+                    .map_err(|e| module_error(&inv.module, &e))
+            }
+        };
+        let scoped = Scoped {
+            current: Rc::clone(&self.current),
+            inv: Rc::clone(&inv),
+            inner: Box::pin(task),
+        };
+        let result = scoped.await;
+        if inv.killed.get() {
+            return Err(ModuleError {
+                module: node.module.clone(),
+                file: result.as_ref().err().and_then(|e| e.file.clone()),
+                line: result.as_ref().err().and_then(|e| e.line),
+                message: format!(
+                    "ran past its budget of {} interrupts (an endless loop?)",
+                    self.limits.interrupts_per_invoke
+                ),
+            });
+        }
+        let returned = match result {
+            Ok(value) => value,
+            // A verb called after the caller hung up ends the module; the
+            // engine sees the call is gone.
+            Err(_) if call.is_gone() => return Ok(Next::Continue("_".to_owned())),
+            Err(err) => return Err(err),
+        };
+        if let Some(directive) = inv.directive.borrow_mut().take() {
+            return Ok(directive);
+        }
+        match returned {
+            LuaValue::Nil => Ok(Next::Continue("_".to_owned())),
+            LuaValue::String(key) if !key.as_bytes().is_empty() => {
+                Ok(Next::Continue(key.to_string_lossy()))
+            }
+            other => Err(ModuleError {
+                module: node.module.clone(),
+                file: None,
+                line: None,
+                message: format!(
+                    "handle returned {}; it must return a child key (a non-empty string), nil for \"_\", or a call:branch/stop/transfer directive",
+                    describe_value(&other)
+                ),
+            }),
+        }
+    }
+}
+
+impl ModuleRunner for ModuleHost {
+    fn provides(&self, module: &str) -> bool {
+        self.module_set().module(module).is_some()
+    }
+
+    fn invoke<'a>(
+        &'a self,
+        call: &'a Rc<Call>,
+        node: &'a ModuleNode,
+    ) -> LocalFuture<'a, Result<Next, ModuleError>> {
+        Box::pin(self.run(call, node))
+    }
+}
+
+fn describe_value(value: &LuaValue) -> String {
+    match value {
+        LuaValue::String(_) => "an empty string".to_owned(),
+        LuaValue::Boolean(b) => format!("the boolean {b}"),
+        LuaValue::Integer(n) => format!("the number {n}"),
+        LuaValue::Number(n) => format!("the number {n}"),
+        other => format!("a {}", other.type_name()),
+    }
+}
+
+fn script_error(file: &str, message: &str) -> ScriptError {
+    ScriptError {
+        file: file.to_owned(),
+        line: None,
+        message: message.to_owned(),
+    }
+}
+
+/// Turns a Lua error into a [`ModuleError`] with the script location.
+fn module_error(module: &str, err: &mlua::Error) -> ModuleError {
+    let (message, location) = api::describe_error(err);
+    let (file, line) = location.map_or((None, None), |(f, l)| (Some(f), Some(l)));
+    ModuleError {
+        module: module.to_owned(),
+        file,
+        line,
+        message,
+    }
+}

@@ -1,0 +1,369 @@
+//! Module scripts: where they come from, and the compiled, checked set a VM
+//! runs ([`ModuleSet`]).
+//!
+//! * Built-in modules and helpers are embedded in the binary (the files of
+//!   `scripts/`), so `callflow` works from any directory.
+//! * Each `--scripts DIR` adds `DIR/<module>.lua` and helpers in `DIR/lib/`;
+//!   later sources override earlier ones of the same name.
+//!
+//! Building a set compiles every script to Luau bytecode (syntax errors with
+//! file and line) and smoke-loads every module in a scratch sandbox: its
+//! chunk must return a table with a `handle` function; its `schema` and
+//! `description` are read there. A module that fails stays in the set as
+//! broken, so a call reaching it records the error instead of silently
+//! skipping it. This is the only code that reads script files.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+
+use mlua::chunk::Compiler;
+use serde_json::Value;
+
+use super::ModuleHost;
+use crate::limits::Limits;
+use crate::model::{Code, Diagnostic};
+
+/// Built-in modules and helpers: (path under `scripts/`, source).
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("answer.lua", include_str!("../../scripts/answer.lua")),
+    ("callflow.lua", include_str!("../../scripts/callflow.lua")),
+    (
+        "collect_dtmf.lua",
+        include_str!("../../scripts/collect_dtmf.lua"),
+    ),
+    ("hangup.lua", include_str!("../../scripts/hangup.lua")),
+    ("language.lua", include_str!("../../scripts/language.lua")),
+    ("noop.lua", include_str!("../../scripts/noop.lua")),
+    ("play.lua", include_str!("../../scripts/play.lua")),
+    (
+        "prepend_cid.lua",
+        include_str!("../../scripts/prepend_cid.lua"),
+    ),
+    ("response.lua", include_str!("../../scripts/response.lua")),
+    ("say.lua", include_str!("../../scripts/say.lua")),
+    (
+        "set_alert_info.lua",
+        include_str!("../../scripts/set_alert_info.lua"),
+    ),
+    ("set_cid.lua", include_str!("../../scripts/set_cid.lua")),
+    (
+        "set_variables.lua",
+        include_str!("../../scripts/set_variables.lua"),
+    ),
+    ("sleep.lua", include_str!("../../scripts/sleep.lua")),
+    ("tts.lua", include_str!("../../scripts/tts.lua")),
+    ("lib/kazoo.lua", include_str!("../../scripts/lib/kazoo.lua")),
+];
+
+/// Where built-in scripts say they come from in errors.
+pub const BUILTIN_PREFIX: &str = "builtin/";
+
+/// Whether a script is a module or a helper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Module,
+    Lib,
+}
+
+/// One script's source text.
+#[derive(Debug, Clone)]
+pub struct ScriptSource {
+    pub kind: Kind,
+    /// Module name (file stem) or helper name (`require` name).
+    pub name: String,
+    /// The path shown in errors.
+    pub file: String,
+    pub text: String,
+}
+
+/// A compiled script.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub name: String,
+    pub file: String,
+    pub bytecode: Arc<[u8]>,
+}
+
+/// A module ready to run.
+#[derive(Debug, Clone)]
+pub struct ModuleScript {
+    pub script: Compiled,
+    /// The `schema` the module declares for its node data.
+    pub schema: Option<Value>,
+    pub description: Option<String>,
+}
+
+/// A script that does not compile or load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptError {
+    pub file: String,
+    pub line: Option<u32>,
+    pub message: String,
+}
+
+/// A module of the set: ready, or broken with the reason.
+#[derive(Debug, Clone)]
+pub enum Loaded {
+    Ready(ModuleScript),
+    Broken(ScriptError),
+}
+
+/// Every module and helper a VM can run, immutable once built.
+#[derive(Debug, Clone, Default)]
+pub struct ModuleSet {
+    pub generation: u64,
+    modules: BTreeMap<String, Loaded>,
+    libs: BTreeMap<String, Compiled>,
+}
+
+/// Whether `name` can name a module or helper.
+pub fn is_script_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    name.len() <= 64
+        && bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// The built-in scripts as sources.
+pub fn builtin_sources() -> Vec<ScriptSource> {
+    BUILTIN
+        .iter()
+        .filter_map(|(path, text)| {
+            let (kind, stem) = match path.strip_prefix("lib/") {
+                Some(rest) => (Kind::Lib, rest),
+                None => (Kind::Module, *path),
+            };
+            Some(ScriptSource {
+                kind,
+                name: stem.strip_suffix(".lua")?.to_owned(),
+                file: format!("{BUILTIN_PREFIX}{path}"),
+                text: (*text).to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// Reads the scripts of a `--scripts` directory: `<name>.lua` modules and
+/// `lib/<name>.lua` helpers. Other files are left alone (editor settings,
+/// type definitions, docs); badly named `.lua` files get a warning.
+pub fn read_dir(dir: &Path) -> Result<(Vec<ScriptSource>, Vec<Diagnostic>), std::io::Error> {
+    let mut sources = Vec::new();
+    let mut diags = Vec::new();
+    read_into(dir, Kind::Module, &mut sources, &mut diags)?;
+    let lib = dir.join("lib");
+    if lib.is_dir() {
+        read_into(&lib, Kind::Lib, &mut sources, &mut diags)?;
+    }
+    Ok((sources, diags))
+}
+
+fn read_into(
+    dir: &Path,
+    kind: Kind,
+    sources: &mut Vec<ScriptSource>,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<(), std::io::Error> {
+    let mut entries: Vec<_> = fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(std::fs::DirEntry::file_name);
+    for entry in entries {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        let Some(stem) = name.strip_suffix(".lua") else {
+            continue;
+        };
+        if name.starts_with('.') || !path.is_file() {
+            continue;
+        }
+        let shown = path.display().to_string();
+        if !is_script_name(stem) {
+            diags.push(
+                Diagnostic::warning(
+                    Code::IgnoredFile,
+                    "",
+                    "ignored: script names are lower-case letters, digits and '_', starting with a letter",
+                )
+                .in_file(&shown),
+            );
+            continue;
+        }
+        match fs::read_to_string(&path) {
+            Ok(text) => sources.push(ScriptSource {
+                kind,
+                name: stem.to_owned(),
+                file: shown,
+                text,
+            }),
+            Err(err) => diags.push(
+                Diagnostic::error(Code::Io, "", format!("cannot read: {err}")).in_file(&shown),
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// Compiles Luau source to bytecode; errors carry the line.
+pub fn compile(source: &ScriptSource) -> Result<Compiled, ScriptError> {
+    // Debug level 1 keeps line numbers for error messages.
+    match Compiler::new().set_debug_level(1).compile(&source.text) {
+        Ok(bytecode) => Ok(Compiled {
+            name: source.name.clone(),
+            file: source.file.clone(),
+            bytecode: bytecode.into(),
+        }),
+        Err(err) => {
+            let text = match &err {
+                mlua::Error::SyntaxError { message, .. } => message.clone(),
+                other => other.to_string(),
+            };
+            // Luau reports "<line>: <message>".
+            let (line, message) = match text.split_once(": ") {
+                Some((line, rest)) if line.parse::<u32>().is_ok() => {
+                    (line.parse().ok(), rest.to_owned())
+                }
+                _ => (None, text),
+            };
+            Err(ScriptError {
+                file: source.file.clone(),
+                line,
+                message: format!("syntax error: {message}"),
+            })
+        }
+    }
+}
+
+impl ScriptError {
+    /// The error as a `script` diagnostic.
+    pub fn to_diagnostic(&self) -> Diagnostic {
+        let diag = Diagnostic::error(Code::Script, "", self.message.clone()).in_file(&self.file);
+        match self.line {
+            Some(line) => diag.at_line(line as usize),
+            None => diag,
+        }
+    }
+}
+
+impl ModuleSet {
+    /// Compiles and checks `sources` (later ones override earlier ones of
+    /// the same kind and name). Returns the set and every problem found.
+    pub fn build(sources: Vec<ScriptSource>, generation: u64) -> (Self, Vec<Diagnostic>) {
+        let mut by_name: BTreeMap<(bool, String), ScriptSource> = BTreeMap::new();
+        for source in sources {
+            by_name.insert((source.kind == Kind::Lib, source.name.clone()), source);
+        }
+        let mut set = ModuleSet {
+            generation,
+            ..ModuleSet::default()
+        };
+        let mut diags = Vec::new();
+        for ((is_lib, name), source) in by_name {
+            match (compile(&source), is_lib) {
+                (Ok(compiled), true) => {
+                    set.libs.insert(name, compiled);
+                }
+                (Ok(compiled), false) => {
+                    set.modules.insert(
+                        name,
+                        Loaded::Ready(ModuleScript {
+                            script: compiled,
+                            schema: None,
+                            description: None,
+                        }),
+                    );
+                }
+                (Err(err), is_lib) => {
+                    diags.push(err.to_diagnostic());
+                    if !is_lib {
+                        set.modules.insert(name, Loaded::Broken(err));
+                    }
+                }
+            }
+        }
+        set.smoke_load(&mut diags);
+        (set, diags)
+    }
+
+    /// The built-in scripts plus those of `dirs`, in that order of precedence.
+    pub fn load(dirs: &[impl AsRef<Path>], generation: u64) -> (Self, Vec<Diagnostic>) {
+        let mut sources = builtin_sources();
+        let mut diags = Vec::new();
+        for dir in dirs {
+            let dir = dir.as_ref();
+            match read_dir(dir) {
+                Ok((found, problems)) => {
+                    sources.extend(found);
+                    diags.extend(problems);
+                }
+                Err(err) => diags.push(
+                    Diagnostic::error(
+                        Code::Io,
+                        "",
+                        format!("cannot read the scripts directory: {err}"),
+                    )
+                    .in_file(&dir.display().to_string()),
+                ),
+            }
+        }
+        let (set, more) = Self::build(sources, generation);
+        diags.extend(more);
+        (set, diags)
+    }
+
+    /// Runs each module's chunk in a scratch sandbox; records its schema and
+    /// description, or marks it broken.
+    fn smoke_load(&mut self, diags: &mut Vec<Diagnostic>) {
+        let snapshot = Arc::new(self.clone());
+        let host = match ModuleHost::new(Arc::clone(&snapshot), Limits::default()) {
+            Ok(host) => host,
+            Err(err) => {
+                diags.push(
+                    Diagnostic::error(Code::Script, "", format!("cannot start the Lua VM: {err}"))
+                        .in_file("scripts"),
+                );
+                return;
+            }
+        };
+        for (name, loaded) in &mut self.modules {
+            let Loaded::Ready(module) = loaded else {
+                continue;
+            };
+            match host.inspect(name) {
+                Ok((schema, description)) => {
+                    module.schema = schema;
+                    module.description = description;
+                }
+                Err(err) => {
+                    diags.push(err.to_diagnostic());
+                    *loaded = Loaded::Broken(err);
+                }
+            }
+        }
+    }
+
+    pub fn module(&self, name: &str) -> Option<&Loaded> {
+        self.modules.get(name)
+    }
+
+    pub fn lib(&self, name: &str) -> Option<&Compiled> {
+        self.libs.get(name)
+    }
+
+    /// Module names, sorted.
+    pub fn module_names(&self) -> impl Iterator<Item = &str> {
+        self.modules.keys().map(String::as_str)
+    }
+}
+
+impl crate::catalog::Modules for ModuleSet {
+    fn provides(&self, name: &str) -> bool {
+        self.modules.contains_key(name)
+    }
+
+    fn schema(&self, name: &str) -> Option<&Value> {
+        match self.modules.get(name)? {
+            Loaded::Ready(module) => module.schema.as_ref(),
+            Loaded::Broken(_) => None,
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! Every limit the engine and the module host enforce, in one documented
+//! struct (rhai's `Limits` practice). Defaults suit production and
+//! simulation alike; tests and benchmarks may tighten them.
+
+/// Limits on one call and on the scripts it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Branches (the `callflow` module and others entering another flow) one
+    /// call may take before it is ended: Kazoo's `max_branch_count`, which is
+    /// what stops a callflow that branches to itself.
+    pub max_branches: u32,
+    /// Interrupt ticks one module invocation may use. Luau interrupts at
+    /// function calls and loop back-edges, so this bounds CPU per invocation
+    /// deterministically (about 70 ms of a tight loop on a 2 GHz core for the
+    /// default), including loops wrapped in `pcall`.
+    pub interrupts_per_invoke: u64,
+    /// Bytes the Lua VM of one worker may allocate in total (all calls on that
+    /// worker share it); an allocation past it fails with a memory error in
+    /// the script that made it.
+    pub vm_memory_bytes: usize,
+    /// Longest a call may last, in milliseconds of call time; a call still
+    /// running then is hung up (cause `ALLOTTED_TIMEOUT`).
+    pub max_call_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_branches: 50,
+            interrupts_per_invoke: 10_000_000,
+            vm_memory_bytes: 256 << 20,
+            max_call_ms: 4 * 60 * 60 * 1000,
+        }
+    }
+}

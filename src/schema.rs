@@ -1,0 +1,370 @@
+//! Module data schemas: the small JSON Schema subset module scripts use to
+//! declare the `data` they accept (`scripts/README.md`, "Schemas").
+//!
+//! Keywords: `type` (a name or a list of names among `string`, `integer`,
+//! `number`, `boolean`, `object`, `array`, `null`), `enum`, `minimum`,
+//! `maximum`, `minLength`, `maxLength`, `pattern` (Kazoo's regex dialect),
+//! `properties`, `required`, `additionalProperties` (boolean), `items`,
+//! `minItems`, `maxItems`, `oneOf` / `anyOf` (valid when any alternative is);
+//! `default` and `description` are documentation. Other keywords are ignored.
+//!
+//! Like Crossbar's non-strict validation, a string that reads as the integer,
+//! number or boolean a schema wants (`"20"` for 20) is accepted with a
+//! `coerced` warning rather than a type error.
+//!
+//! Written here rather than taken from a JSON Schema crate: the general
+//! validators bring URL, IDNA and big-number stacks for formats and remote
+//! references modules never use, and none does Kazoo's coercion.
+
+use serde_json::{Map, Value};
+
+use crate::model::diagnostic::pointer_push;
+use crate::model::{Code, Diagnostic};
+use crate::pattern;
+
+/// Checks `value` (at `pointer`) against `schema`, pushing a diagnostic for
+/// every problem.
+pub fn check(schema: &Value, value: &Value, pointer: &str, diags: &mut Vec<Diagnostic>) {
+    let Value::Object(schema) = schema else {
+        return;
+    };
+    let coerced;
+    let value = match check_type(schema, value, pointer, diags) {
+        TypeCheck::Mismatch => return,
+        TypeCheck::Ok => value,
+        TypeCheck::Coerced(converted) => {
+            coerced = converted;
+            &coerced
+        }
+    };
+    if let Some(Value::Array(allowed)) = schema.get("enum")
+        && !allowed.contains(value)
+    {
+        let list: Vec<String> = allowed.iter().map(Value::to_string).collect();
+        diags.push(Diagnostic::error(
+            Code::Enum,
+            pointer,
+            format!("must be one of {}, found {value}", list.join(", ")),
+        ));
+    }
+    match value {
+        Value::Number(n) => check_number(schema, n.as_f64().unwrap_or(0.0), pointer, diags),
+        Value::String(text) => check_string(schema, text, pointer, diags),
+        Value::Array(items) => check_array(schema, items, pointer, diags),
+        Value::Object(obj) => check_object(schema, obj, pointer, diags),
+        Value::Null | Value::Bool(_) => {}
+    }
+    for key in ["oneOf", "anyOf"] {
+        if let Some(Value::Array(alternatives)) = schema.get(key) {
+            let any = alternatives.iter().any(|alt| {
+                let mut scratch = Vec::new();
+                check(alt, value, pointer, &mut scratch);
+                scratch.iter().all(|d| !d.is_error())
+            });
+            if !any {
+                diags.push(Diagnostic::error(
+                    Code::Type,
+                    pointer,
+                    "matches none of the allowed forms",
+                ));
+            }
+        }
+    }
+}
+
+enum TypeCheck {
+    Ok,
+    Mismatch,
+    Coerced(Value),
+}
+
+fn type_names(schema: &Map<String, Value>) -> Vec<&str> {
+    match schema.get("type") {
+        Some(Value::String(name)) => vec![name.as_str()],
+        Some(Value::Array(names)) => names.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn has_type(value: &Value, name: &str) -> bool {
+    match name {
+        "string" => value.is_string(),
+        "integer" => value.as_f64().is_some_and(|n| n.fract() == 0.0),
+        "number" => value.is_number(),
+        "boolean" => value.is_boolean(),
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        "null" => value.is_null(),
+        _ => true,
+    }
+}
+
+fn check_type(
+    schema: &Map<String, Value>,
+    value: &Value,
+    pointer: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> TypeCheck {
+    let names = type_names(schema);
+    if names.is_empty() || names.iter().any(|name| has_type(value, name)) {
+        return TypeCheck::Ok;
+    }
+    if let Value::String(text) = value {
+        for name in &names {
+            let converted = match *name {
+                "integer" => text.trim().parse::<i64>().ok().map(Value::from),
+                "number" => text.trim().parse::<f64>().ok().map(Value::from),
+                "boolean" => match text.as_str() {
+                    "true" => Some(Value::Bool(true)),
+                    "false" => Some(Value::Bool(false)),
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let Some(converted) = converted {
+                diags.push(Diagnostic::warning(
+                    Code::Coerced,
+                    pointer,
+                    format!(
+                        "is the string {value} where {} {name} is expected; Kazoo converts it, modules see the string",
+                        article(name)
+                    ),
+                ));
+                return TypeCheck::Coerced(converted);
+            }
+        }
+    }
+    let expected: Vec<String> = names
+        .iter()
+        .map(|name| format!("{} {name}", article(name)))
+        .collect();
+    diags.push(Diagnostic::error(
+        Code::Type,
+        pointer,
+        format!(
+            "must be {}, found {}",
+            expected.join(" or "),
+            describe(value)
+        ),
+    ));
+    TypeCheck::Mismatch
+}
+
+fn article(name: &str) -> &'static str {
+    if matches!(
+        name.as_bytes().first(),
+        Some(b'a' | b'e' | b'i' | b'o' | b'u')
+    ) {
+        "an"
+    } else {
+        "a"
+    }
+}
+
+fn describe(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn check_number(schema: &Map<String, Value>, n: f64, pointer: &str, diags: &mut Vec<Diagnostic>) {
+    if let Some(min) = schema.get("minimum").and_then(Value::as_f64)
+        && n < min
+    {
+        diags.push(Diagnostic::error(
+            Code::Minimum,
+            pointer,
+            format!("must be at least {min}, found {n}"),
+        ));
+    }
+    if let Some(max) = schema.get("maximum").and_then(Value::as_f64)
+        && n > max
+    {
+        diags.push(Diagnostic::error(
+            Code::Maximum,
+            pointer,
+            format!("must be at most {max}, found {n}"),
+        ));
+    }
+}
+
+fn check_string(
+    schema: &Map<String, Value>,
+    text: &str,
+    pointer: &str,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let len = text.chars().count();
+    if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
+        && (len as u64) < min
+    {
+        diags.push(Diagnostic::error(
+            Code::MinLength,
+            pointer,
+            format!("must be at least {min} characters, found {len}"),
+        ));
+    }
+    if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
+        && (len as u64) > max
+    {
+        diags.push(Diagnostic::error(
+            Code::MaxLength,
+            pointer,
+            format!("must not be more than {max} characters, found {len}"),
+        ));
+    }
+    if let Some(Value::String(regex)) = schema.get("pattern")
+        && let Ok(compiled) = pattern::compile(regex)
+        && !compiled.is_match(text)
+    {
+        diags.push(Diagnostic::error(
+            Code::Pattern,
+            pointer,
+            format!("{text:?} does not match {regex}"),
+        ));
+    }
+}
+
+fn check_array(
+    schema: &Map<String, Value>,
+    items: &[Value],
+    pointer: &str,
+    diags: &mut Vec<Diagnostic>,
+) {
+    if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
+        && (items.len() as u64) < min
+    {
+        diags.push(Diagnostic::error(
+            Code::MinLength,
+            pointer,
+            format!("needs at least {min} items, found {}", items.len()),
+        ));
+    }
+    if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
+        && (items.len() as u64) > max
+    {
+        diags.push(Diagnostic::error(
+            Code::MaxLength,
+            pointer,
+            format!("takes at most {max} items, found {}", items.len()),
+        ));
+    }
+    if let Some(item_schema) = schema.get("items") {
+        for (index, item) in items.iter().enumerate() {
+            check(
+                item_schema,
+                item,
+                &pointer_push(pointer, &index.to_string()),
+                diags,
+            );
+        }
+    }
+}
+
+fn check_object(
+    schema: &Map<String, Value>,
+    obj: &Map<String, Value>,
+    pointer: &str,
+    diags: &mut Vec<Diagnostic>,
+) {
+    if let Some(Value::Array(required)) = schema.get("required") {
+        for name in required.iter().filter_map(Value::as_str) {
+            if !obj.contains_key(name) {
+                diags.push(Diagnostic::error(
+                    Code::Required,
+                    pointer_push(pointer, name),
+                    format!("`{name}` is required"),
+                ));
+            }
+        }
+    }
+    let properties = schema.get("properties").and_then(Value::as_object);
+    for (key, value) in obj {
+        match properties.and_then(|p| p.get(key)) {
+            Some(property) => check(property, value, &pointer_push(pointer, key), diags),
+            None if schema.get("additionalProperties") == Some(&Value::Bool(false))
+                && key != "skip_module" =>
+            {
+                diags.push(Diagnostic::error(
+                    Code::UnknownKey,
+                    pointer_push(pointer, key),
+                    format!("`{key}` is not a setting of this module"),
+                ));
+            }
+            None => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn run(schema: &Value, value: &Value) -> Vec<String> {
+        let mut diags = Vec::new();
+        check(schema, value, "/data", &mut diags);
+        diags
+            .iter()
+            .map(|d| {
+                format!(
+                    "{} {} {}: {}",
+                    d.severity.as_str(),
+                    d.code,
+                    d.pointer,
+                    d.message
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn checks_the_subset() {
+        let schema = json!({
+            "type": "object",
+            "required": ["text"],
+            "additionalProperties": false,
+            "properties": {
+                "text": {"type": "string", "minLength": 1, "maxLength": 5},
+                "timeout": {"type": "integer", "minimum": 1},
+                "strategy": {"type": "string", "enum": ["single", "simultaneous"]},
+                "terminators": {"type": "array", "items": {"type": "string", "pattern": "^[0-9*#]$"}},
+                "answer": {"type": "boolean"},
+                "duration": {"oneOf": [{"type": "integer"}, {"type": "string", "pattern": "^\\d+$"}]}
+            }
+        });
+        assert!(run(&schema, &json!({"text": "hi", "skip_module": true})).is_empty());
+        assert_eq!(
+            run(
+                &schema,
+                &json!({"timeout": 0, "strategy": "random", "terminators": ["1", "x"], "color": 1,
+                       "answer": "yes", "duration": "x"})
+            ),
+            vec![
+                "error required /data/text: `text` is required",
+                "error minimum /data/timeout: must be at least 1, found 0",
+                "error enum /data/strategy: must be one of \"single\", \"simultaneous\", found \"random\"",
+                "error pattern /data/terminators/1: \"x\" does not match ^[0-9*#]$",
+                "error unknown_key /data/color: `color` is not a setting of this module",
+                "error type /data/answer: must be a boolean, found a string",
+                "error type /data/duration: matches none of the allowed forms",
+            ]
+        );
+        assert_eq!(
+            run(
+                &schema,
+                &json!({"text": "toolong", "timeout": "20", "answer": "false"})
+            ),
+            vec![
+                "error maxLength /data/text: must not be more than 5 characters, found 7",
+                "warning coerced /data/timeout: is the string \"20\" where an integer is expected; Kazoo converts it, modules see the string",
+                "warning coerced /data/answer: is the string \"false\" where a boolean is expected; Kazoo converts it, modules see the string",
+            ]
+        );
+    }
+}

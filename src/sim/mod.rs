@@ -1,0 +1,169 @@
+//! The call simulator: runs a scenario's call through the router, the
+//! engine and the module host, in virtual time, and returns its trace.
+//!
+//! Deterministic: the same scenario, flows and scripts give a byte-identical
+//! trace. Time is the call's own clock (advanced by what the scenario
+//! implies), randomness comes from the scenario's seed, and nothing reads the
+//! wall clock or the network (unless `allow_network` is set and a request has
+//! no stub).
+
+mod backend;
+mod network;
+pub mod scenario;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+pub use backend::{
+    DEFAULT_INTERDIGIT_MS, DEFAULT_TALK_MS, MIN_SPEECH_MS, SPEECH_MS_PER_CHAR, SimBackend, World,
+};
+pub use scenario::{Scenario, ScenarioError};
+
+use crate::catalog::{AccountFlows, Catalog};
+use crate::engine::{self, Call, CallFacts, EndReason, ModuleRunner, RouteFacts};
+use crate::ids::DocId;
+use crate::limits::Limits;
+use crate::routing::Inception;
+use crate::trace::{Event, Trace};
+
+/// How to run simulations.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    pub limits: Limits,
+    /// Let HTTP requests without a stub reach the network.
+    pub allow_network: bool,
+}
+
+/// The result of one simulated call.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub trace: Trace,
+    pub end: EndReason,
+}
+
+/// Finds the scenario's account (named, or the only one).
+pub fn account_for<'a>(
+    scenario: &Scenario,
+    catalog: &'a Catalog,
+) -> Result<&'a Arc<AccountFlows>, ScenarioError> {
+    let error = |message: String| ScenarioError {
+        path: "account".to_owned(),
+        message,
+    };
+    let accounts: Vec<&str> = catalog.accounts().map(|a| a.account.id.as_str()).collect();
+    let found = match &scenario.account {
+        Some(id) => catalog.account(id).ok_or_else(|| {
+            error(format!(
+                "no account {id:?} in the flows (accounts: {})",
+                accounts.join(", ")
+            ))
+        })?,
+        None => catalog.single_account().ok_or_else(|| {
+            error(format!(
+                "the flows hold {} accounts ({}): say which with \"account\"",
+                accounts.len(),
+                accounts.join(", ")
+            ))
+        })?,
+    };
+    if let Some(device) = &scenario.calling_device
+        && found.document("devices", device).is_none()
+    {
+        return Err(ScenarioError {
+            path: "calling_device".to_owned(),
+            message: format!("no device {device:?} in account {}", found.account.id),
+        });
+    }
+    Ok(found)
+}
+
+/// Simulates the scenario's call. `index` tells calls of one benchmark apart
+/// (it becomes part of the call id); 0 for a single simulation.
+pub async fn simulate(
+    scenario: &Scenario,
+    account: &Arc<AccountFlows>,
+    runner: &dyn ModuleRunner,
+    options: &Options,
+    index: u64,
+) -> Outcome {
+    let call_id = if index == 0 {
+        format!("sim-{}", scenario.seed)
+    } else {
+        format!("sim-{}-{index}", scenario.seed)
+    };
+    let world = Rc::new(World {
+        call_id: call_id.clone(),
+        endpoints: scenario.endpoints.clone(),
+        media: scenario.media.clone(),
+        http: scenario.http.clone(),
+        allow_network: options.allow_network,
+        max_call_ms: scenario.max_call_ms.unwrap_or(options.limits.max_call_ms),
+    });
+    let trace = Rc::new(RefCell::new(Trace::new()));
+    let backend = Rc::new(SimBackend::new(world, &scenario.caller, Rc::clone(&trace)));
+    let inception: Inception = scenario.inception.into();
+    let facts = CallFacts {
+        call_id,
+        to: scenario.to.clone(),
+        from: scenario.from.clone(),
+        caller_id_name: scenario
+            .caller_id_name
+            .clone()
+            .unwrap_or_else(|| scenario.from.clone()),
+        inception,
+        calling_device: scenario
+            .calling_device
+            .as_deref()
+            .and_then(|d| DocId::new(d).ok()),
+        start_epoch_ms: scenario.start_epoch_ms(),
+        seed: scenario.seed.wrapping_add(index),
+    };
+    let call = Rc::new(Call::new(
+        facts,
+        Arc::clone(account),
+        backend,
+        Rc::clone(&trace),
+    ));
+
+    let end = match account.routes.resolve(&scenario.to, inception) {
+        Ok(route) => {
+            let mut event = Event::new(0, "route")
+                .with("dialled", scenario.to.as_str())
+                .with("number", route.number.as_str())
+                .with("callflow_id", route.callflow_id.as_str())
+                .with("matched", route.matched.as_str());
+            if let Some(pattern) = &route.pattern {
+                event = event.with("pattern", pattern.as_str());
+            }
+            if let Some(capture) = &route.capture_group {
+                event = event.with("capture_group", capture.as_str());
+            }
+            call.record(event);
+            call.set_route(RouteFacts {
+                callflow_id: route.callflow_id.to_string(),
+                capture_group: route.capture_group.clone(),
+                capture_groups: route.capture_groups.clone(),
+                no_match: route.no_match,
+            });
+            match account.callflows.get(&route.callflow_id) {
+                Some(callflow) => {
+                    engine::run(&call, Arc::clone(callflow), runner, &options.limits).await
+                }
+                None => engine::end_unrouted(&call).await,
+            }
+        }
+        Err(err) => {
+            call.record(
+                Event::new(0, "route")
+                    .with("dialled", scenario.to.as_str())
+                    .with("error", "not_found")
+                    .with("message", err.to_string()),
+            );
+            engine::end_unrouted(&call).await
+        }
+    };
+    drop(call);
+    let trace = trace.borrow().clone();
+    Outcome { trace, end }
+}

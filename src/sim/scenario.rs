@@ -1,0 +1,448 @@
+//! Scenario files: a simulated call and the world around it.
+//!
+//! ```json
+//! {
+//!   "account": "acme", "to": "1000", "from": "+14155550100", "caller_id_name": "Alice",
+//!   "inception": "onnet", "calling_device": "dev_alice",
+//!   "start": "2026-11-25T14:30:00Z", "seed": 1,
+//!   "caller": [ {"on": "collect", "dtmf": "1"}, {"at_ms": 5000, "dtmf": "2"}, {"at_ms": 60000, "hangup": true} ],
+//!   "endpoints": {
+//!     "dev_bob":   {"answer_after_ms": 4000, "hangup_after_ms": 30000},
+//!     "dev_carol": {"busy": true},
+//!     "dev_dave":  {"reject": {"cause": "CALL_REJECTED", "sip": 603}},
+//!     "dev_erin":  {"unregistered": true}
+//!   },
+//!   "media": {"default_ms": 3000, "durations_ms": {"greeting": 8000}},
+//!   "http": {"https://app.example.com/ivr": {"status": 200, "body": {}}}
+//! }
+//! ```
+//!
+//! Everything but `to` has a default. Unknown keys are errors (a typo must
+//! not silently change a test), and every error names its JSON path.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::routing::Inception;
+
+/// The default start: Monday 2026-01-05 17:00 UTC (09:00 in California,
+/// 12:00 in New York, 18:00 in Paris), so that business hours are open.
+pub const DEFAULT_START: &str = "2026-01-05T17:00:00Z";
+/// The default caller number.
+pub const DEFAULT_FROM: &str = "+14155550100";
+
+/// A parsed, checked scenario.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// What the scenario is about (for readers; not used).
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The account; may be omitted when the flows hold one account.
+    #[serde(default)]
+    pub account: Option<String>,
+    /// The dialled number.
+    pub to: String,
+    #[serde(default = "default_from")]
+    pub from: String,
+    /// Defaults to `from`.
+    #[serde(default)]
+    pub caller_id_name: Option<String>,
+    #[serde(default)]
+    pub inception: InceptionName,
+    #[serde(default)]
+    pub calling_device: Option<String>,
+    /// RFC 3339 time of the call's start.
+    #[serde(default = "default_start")]
+    pub start: String,
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    #[serde(default)]
+    pub caller: Vec<CallerAction>,
+    #[serde(default)]
+    pub endpoints: BTreeMap<String, EndpointBehaviour>,
+    #[serde(default)]
+    pub media: Media,
+    #[serde(default)]
+    pub http: BTreeMap<String, HttpStub>,
+    /// The flows directory, relative to the scenario file (a command-line
+    /// `--flows` wins).
+    #[serde(default)]
+    pub flows: Option<PathBuf>,
+    /// Script directories, relative to the scenario file (added after those
+    /// given on the command line).
+    #[serde(default)]
+    pub scripts: Vec<PathBuf>,
+    /// Longest call, in ms (default: the engine's limit, four hours).
+    #[serde(default)]
+    pub max_call_ms: Option<u64>,
+}
+
+/// `"onnet"` or `"offnet"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InceptionName {
+    #[default]
+    Onnet,
+    Offnet,
+}
+
+impl From<InceptionName> for Inception {
+    fn from(name: InceptionName) -> Self {
+        match name {
+            InceptionName::Onnet => Inception::Onnet,
+            InceptionName::Offnet => Inception::Offnet,
+        }
+    }
+}
+
+/// One thing the caller does: when (`at_ms`, or `on: "collect"`) and what
+/// (`dtmf` or `hangup`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallerAction {
+    /// Milliseconds from the start of the call.
+    #[serde(default)]
+    pub at_ms: Option<u64>,
+    /// `"collect"`: when the call next starts waiting for digits.
+    #[serde(default)]
+    pub on: Option<Trigger>,
+    /// With `on`: how long after the trigger.
+    #[serde(default)]
+    pub delay_ms: Option<u64>,
+    /// Digits pressed one by one.
+    #[serde(default)]
+    pub dtmf: Option<String>,
+    /// Between two digits (default 100 ms).
+    #[serde(default)]
+    pub interdigit_ms: Option<u64>,
+    #[serde(default)]
+    pub hangup: Option<bool>,
+}
+
+/// What an `on` action waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    Collect,
+}
+
+/// How a simulated device behaves when a bridge rings it. Devices not
+/// listed ring without answering.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointBehaviour {
+    /// Answers after ringing this long.
+    #[serde(default)]
+    pub answer_after_ms: Option<u64>,
+    /// Once answered, hangs up after this long (default 30 s).
+    #[serde(default)]
+    pub hangup_after_ms: Option<u64>,
+    #[serde(default)]
+    pub busy: bool,
+    #[serde(default)]
+    pub reject: Option<Reject>,
+    #[serde(default)]
+    pub unregistered: bool,
+    /// DTMF the device presses once answered (used by metaflows).
+    #[serde(default)]
+    pub dtmf: Vec<TimedDtmf>,
+}
+
+/// A rejection: cause and SIP code (default `CALL_REJECTED`, 603).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reject {
+    #[serde(default = "default_reject_cause")]
+    pub cause: String,
+    #[serde(default = "default_reject_sip")]
+    pub sip: u16,
+}
+
+/// Digits pressed at a time.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimedDtmf {
+    pub at_ms: u64,
+    pub digits: String,
+}
+
+/// How long media plays.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Media {
+    #[serde(default = "default_media_ms")]
+    pub default_ms: u64,
+    #[serde(default)]
+    pub durations_ms: BTreeMap<String, u64>,
+}
+
+impl Default for Media {
+    fn default() -> Self {
+        Self {
+            default_ms: default_media_ms(),
+            durations_ms: BTreeMap::new(),
+        }
+    }
+}
+
+/// A canned HTTP response.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpStub {
+    #[serde(default = "default_http_status")]
+    pub status: u16,
+    /// A string is sent as is; anything else as JSON.
+    #[serde(default)]
+    pub body: Option<Value>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// How long the request takes.
+    #[serde(default)]
+    pub delay_ms: u64,
+}
+
+fn default_from() -> String {
+    DEFAULT_FROM.to_owned()
+}
+fn default_start() -> String {
+    DEFAULT_START.to_owned()
+}
+fn default_seed() -> u64 {
+    1
+}
+fn default_media_ms() -> u64 {
+    3000
+}
+fn default_http_status() -> u16 {
+    200
+}
+fn default_reject_cause() -> String {
+    "CALL_REJECTED".to_owned()
+}
+fn default_reject_sip() -> u16 {
+    603
+}
+
+/// A scenario that cannot be used; the message names the JSON path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ScenarioError {
+    /// JSON path of the problem (`caller[2].at_ms`), or `.` for the whole file.
+    pub path: String,
+    pub message: String,
+}
+
+impl Scenario {
+    /// Parses and checks scenario JSON.
+    pub fn parse(text: &str) -> Result<Self, ScenarioError> {
+        let deserializer = &mut serde_json::Deserializer::from_str(text);
+        let scenario: Scenario = serde_path_to_error::deserialize(deserializer).map_err(|err| {
+            // serde_path_to_error says "?" where it has no path yet.
+            let path = match err.path().to_string() {
+                p if p == "?" => ".".to_owned(),
+                p => p,
+            };
+            let inner = err.into_inner();
+            let message = match (inner.line(), inner.column()) {
+                (0, _) => inner.to_string(),
+                (line, column) => {
+                    let text = inner.to_string();
+                    let head = text
+                        .rsplit_once(" at line ")
+                        .map_or(text.as_str(), |(h, _)| h);
+                    format!("{head} (line {line}, column {column})")
+                }
+            };
+            ScenarioError { path, message }
+        })?;
+        scenario.check()?;
+        Ok(scenario)
+    }
+
+    fn check(&self) -> Result<(), ScenarioError> {
+        let fail = |path: String, message: &str| {
+            Err(ScenarioError {
+                path,
+                message: message.to_owned(),
+            })
+        };
+        if self.to.is_empty() {
+            return fail("to".into(), "the dialled number must not be empty");
+        }
+        if self.start.parse::<jiff::Timestamp>().is_err() {
+            return fail(
+                "start".into(),
+                "must be an RFC 3339 time such as 2026-11-25T14:30:00Z",
+            );
+        }
+        for (index, action) in self.caller.iter().enumerate() {
+            let path = |field: &str| format!("caller[{index}]{field}");
+            match (action.at_ms, action.on) {
+                (Some(_), Some(_)) => {
+                    return fail(path(""), "give either `at_ms` or `on`, not both");
+                }
+                (None, None) => return fail(path(""), "say when: `at_ms` or `on: \"collect\"`"),
+                (Some(_), None) if action.delay_ms.is_some() => {
+                    return fail(path(".delay_ms"), "`delay_ms` goes with `on`");
+                }
+                _ => {}
+            }
+            match (&action.dtmf, action.hangup) {
+                (Some(_), Some(true)) => {
+                    return fail(path(""), "give either `dtmf` or `hangup`, not both");
+                }
+                (None, None | Some(false)) => {
+                    return fail(path(""), "say what: `dtmf` or `hangup: true`");
+                }
+                (Some(digits), _) => check_dtmf(digits, &path(".dtmf"))?,
+                _ => {}
+            }
+        }
+        for (id, endpoint) in &self.endpoints {
+            let outcomes = [
+                endpoint.answer_after_ms.is_some(),
+                endpoint.busy,
+                endpoint.reject.is_some(),
+                endpoint.unregistered,
+            ];
+            if outcomes.iter().filter(|set| **set).count() > 1 {
+                return fail(
+                    format!("endpoints.{id}"),
+                    "choose one of answer_after_ms, busy, reject, unregistered",
+                );
+            }
+            for (index, press) in endpoint.dtmf.iter().enumerate() {
+                check_dtmf(
+                    &press.digits,
+                    &format!("endpoints.{id}.dtmf[{index}].digits"),
+                )?;
+            }
+        }
+        for url in self.http.keys() {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return fail(
+                    format!("http.{url}"),
+                    "stub URLs start with http:// or https://",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The start as Unix milliseconds.
+    pub fn start_epoch_ms(&self) -> i64 {
+        self.start
+            .parse::<jiff::Timestamp>()
+            .map_or(0, jiff::Timestamp::as_millisecond)
+    }
+}
+
+/// `relative` resolved against `base` (the scenario's folder), with `.` and
+/// `..` folded away lexically so that paths read well in traces
+/// (`tests/scenarios/../engine/scripts` becomes `tests/engine/scripts`).
+pub fn resolve(base: &Path, relative: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in base.join(relative).components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) {
+                    out.pop();
+                } else {
+                    out.push("..");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
+
+fn check_dtmf(digits: &str, path: &str) -> Result<(), ScenarioError> {
+    if digits.is_empty()
+        || !digits
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D'))
+    {
+        return Err(ScenarioError {
+            path: path.to_owned(),
+            message: format!("DTMF is digits 0-9, *, # and A-D, not {digits:?}"),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_paths() {
+        let r = |b: &str, p: &str| resolve(Path::new(b), Path::new(p)).display().to_string();
+        assert_eq!(
+            r("tests/scenarios", "../engine/scripts"),
+            "tests/engine/scripts"
+        );
+        assert_eq!(r("tests/scenarios", "./flows"), "tests/scenarios/flows");
+        assert_eq!(r("", "../x"), "../x");
+        assert_eq!(r("a", ".."), ".");
+        assert_eq!(r("/abs/dir", "/other"), "/other");
+    }
+
+    #[test]
+    fn defaults() {
+        let s = Scenario::parse(r#"{"to": "1000"}"#).unwrap();
+        assert_eq!(s.from, DEFAULT_FROM);
+        assert_eq!(s.seed, 1);
+        assert_eq!(s.media.default_ms, 3000);
+        assert_eq!(s.start_epoch_ms(), 1_767_632_400_000);
+    }
+
+    #[test]
+    fn errors_name_the_path() {
+        for (text, expected) in [
+            (r"{}", ".: missing field `to` (line 1, column 2)"),
+            (
+                r#"{"to": "1", "caller": [{"at_ms": "5"}]}"#,
+                "caller[0].at_ms: invalid type: string \"5\", expected u64 (line 1, column 36)",
+            ),
+            (
+                r#"{"to": "1", "callr": []}"#,
+                "callr: unknown field `callr`, expected one of `description`, `account`, `to`, `from`, `caller_id_name`, `inception`, `calling_device`, `start`, `seed`, `caller`, `endpoints`, `media`, `http`, `flows`, `scripts`, `max_call_ms` (line 1, column 19)",
+            ),
+            (
+                r#"{"to": "1", "caller": [{"dtmf": "1"}]}"#,
+                "caller[0]: say when: `at_ms` or `on: \"collect\"`",
+            ),
+            (
+                r#"{"to": "1", "caller": [{"at_ms": 1, "dtmf": "1x"}]}"#,
+                "caller[0].dtmf: DTMF is digits 0-9, *, # and A-D, not \"1x\"",
+            ),
+            (
+                r#"{"to": "1", "endpoints": {"d": {"busy": true, "unregistered": true}}}"#,
+                "endpoints.d: choose one of answer_after_ms, busy, reject, unregistered",
+            ),
+            (
+                r#"{"to": "1", "start": "yesterday"}"#,
+                "start: must be an RFC 3339 time such as 2026-11-25T14:30:00Z",
+            ),
+            (
+                "{\"to\": \"1\",",
+                ".: EOF while parsing a value (line 1, column 11)",
+            ),
+        ] {
+            assert_eq!(
+                Scenario::parse(text).unwrap_err().to_string(),
+                expected,
+                "{text}"
+            );
+        }
+    }
+}

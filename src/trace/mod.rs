@@ -1,0 +1,232 @@
+//! Execution traces: what happened during a call, as an ordered list of
+//! events `{"t_ms": <call time>, "event": <name>, ...fields}`.
+//!
+//! Two renderings: JSON (`{"events": [...]}`, for tools and the API) and a
+//! compact text form, one line per event, for humans and snapshots. Both are
+//! byte-identical for the same scenario, flows and scripts: fields keep their
+//! insertion order, maps coming from scripts are sorted, and times are call
+//! time, never wall-clock time.
+//!
+//! A verb is recorded when it starts ([`Trace::begin`]) and completed with its
+//! outcome when it ends ([`Trace::complete`]), so that what happened during it
+//! (a digit pressed, a hangup) follows it in the list and times never go
+//! backwards.
+
+use std::fmt::Write;
+
+use serde_json::{Map, Value};
+
+/// Names of the events the engine and the call-control API record. A
+/// module's own events (`call:emit`) must not reuse them.
+pub const CORE_EVENTS: &[&str] = &[
+    "answer",
+    "branch",
+    "branch_limit",
+    "bridge",
+    "collect",
+    "dtmf",
+    "end",
+    "error",
+    "hangup",
+    "http",
+    "log",
+    "node",
+    "play",
+    "record",
+    "respond",
+    "ring",
+    "route",
+    "say",
+    "send_dtmf",
+    "set",
+    "skip",
+    "sleep",
+    "stop",
+    "transfer",
+    "tts",
+    "usurp",
+    "warning",
+];
+
+/// One event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Milliseconds of call time since the call started.
+    pub t_ms: u64,
+    pub name: String,
+    /// Fields in the order they were added.
+    pub fields: Map<String, Value>,
+}
+
+/// A handle to an event begun with [`Trace::begin`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pending(usize);
+
+/// The events of one call, in order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Trace {
+    events: Vec<Event>,
+}
+
+impl Event {
+    pub fn new(t_ms: u64, name: &str) -> Self {
+        Self {
+            t_ms,
+            name: name.to_owned(),
+            fields: Map::new(),
+        }
+    }
+
+    /// Adds a field (builder style).
+    #[must_use]
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.fields.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// The event as JSON: `{"t_ms", "event", ...fields}`.
+    pub fn to_json(&self) -> Value {
+        let mut obj = Map::new();
+        obj.insert("t_ms".into(), Value::from(self.t_ms));
+        obj.insert("event".into(), Value::from(self.name.clone()));
+        for (key, value) in &self.fields {
+            obj.insert(key.clone(), value.clone());
+        }
+        Value::Object(obj)
+    }
+}
+
+impl Trace {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, event: Event) {
+        self.events.push(event);
+    }
+
+    /// Records the start of a verb; fields added later with [`Trace::complete`].
+    pub fn begin(&mut self, event: Event) -> Pending {
+        self.events.push(event);
+        Pending(self.events.len() - 1)
+    }
+
+    /// Adds the outcome fields to an event begun earlier.
+    pub fn complete(&mut self, pending: Pending, fields: Map<String, Value>) {
+        if let Some(event) = self.events.get_mut(pending.0) {
+            event.fields.extend(fields);
+        }
+    }
+
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    /// The last event with this name.
+    pub fn last(&self, name: &str) -> Option<&Event> {
+        self.events.iter().rev().find(|e| e.name == name)
+    }
+
+    /// `{"events": [...]}`.
+    pub fn to_json(&self) -> Value {
+        let events = self.events.iter().map(Event::to_json).collect();
+        let mut obj = Map::new();
+        obj.insert("events".into(), Value::Array(events));
+        Value::Object(obj)
+    }
+
+    /// One line per event: `mm:ss.mmm  name     key=value ...`.
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        for event in &self.events {
+            render_event(&mut out, event);
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Renders one event on one line (without the newline).
+pub fn render_event(out: &mut String, event: &Event) {
+    out.push_str(&format_time(event.t_ms));
+    let _ = write!(out, "  {:<8}", event.name);
+    for (key, value) in &event.fields {
+        out.push(' ');
+        out.push_str(key);
+        out.push('=');
+        render_value(out, value);
+    }
+    // Events without fields leave the name's padding at the end of the line.
+    let trimmed = out.trim_end().len();
+    out.truncate(trimmed);
+}
+
+/// `mm:ss.mmm`, or `h:mm:ss.mmm` from one hour on.
+pub fn format_time(t_ms: u64) -> String {
+    let ms = t_ms % 1000;
+    let s = (t_ms / 1000) % 60;
+    let m = (t_ms / 60_000) % 60;
+    let h = t_ms / 3_600_000;
+    if h > 0 {
+        format!("{h}:{m:02}:{s:02}.{ms:03}")
+    } else {
+        format!("{m:02}:{s:02}.{ms:03}")
+    }
+}
+
+/// Strings that need no quotes stay bare; everything else is compact JSON.
+fn render_value(out: &mut String, value: &Value) {
+    match value {
+        Value::String(text) if is_bare(text) => out.push_str(text),
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+fn is_bare(text: &str) -> bool {
+    !text.is_empty()
+        && text.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'_' | b'-' | b'.' | b':' | b'/' | b'+' | b'*' | b'#' | b'@'
+                )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_lines() {
+        let mut trace = Trace::new();
+        let pending = trace.begin(Event::new(0, "play").with("media", "greeting"));
+        trace.push(Event::new(5000, "dtmf").with("digit", "1"));
+        let mut outcome = Map::new();
+        outcome.insert("reason".into(), "terminator".into());
+        outcome.insert("digit".into(), "1".into());
+        trace.complete(pending, outcome);
+        trace.push(
+            Event::new(3_725_042, "log")
+                .with("message", "two words")
+                .with("n", 3),
+        );
+        trace.push(Event::new(3_725_042, "answer"));
+        assert_eq!(
+            trace.render_text(),
+            "00:00.000  play     media=greeting reason=terminator digit=1\n\
+             00:05.000  dtmf     digit=1\n\
+             1:02:05.042  log      message=\"two words\" n=3\n\
+             1:02:05.042  answer\n"
+        );
+        assert_eq!(
+            trace.to_json()["events"][0],
+            serde_json::json!({"t_ms": 0, "event": "play", "media": "greeting", "reason": "terminator", "digit": "1"})
+        );
+    }
+
+    #[test]
+    fn core_events_are_sorted() {
+        assert!(CORE_EVENTS.windows(2).all(|w| w[0] < w[1]));
+    }
+}

@@ -1,0 +1,4 @@
+return {
+	schema = "an object, please",
+	handle = function(call, data) end,
+}

@@ -1,0 +1,5 @@
+local settings = nil
+local timeout = settings.timeout
+return {
+	handle = function(call, data) end,
+}

@@ -1,0 +1,3 @@
+return {
+	description = "Forgot its handle function.",
+}

@@ -1,0 +1,5 @@
+return {
+	handle = function(call, data)
+		local x = = 1
+	end,
+}

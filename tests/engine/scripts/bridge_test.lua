@@ -1,0 +1,12 @@
+-- Test module: bridge to data.endpoints and log the outcome.
+return {
+	description = "Test: bridge and log the outcome.",
+	handle = function(call, data)
+		local r = call:bridge(data.endpoints, { strategy = data.strategy, timeout_s = data.timeout_s })
+		call:log("info", string.format("status=%s cause=%s sip=%d answered_by=%s talk_ms=%d",
+			r.status, r.cause, r.sip, tostring(r.answered_by), r.talk_ms))
+		if r.status ~= "answered" then
+			return "failed"
+		end
+	end,
+}

@@ -1,0 +1,8 @@
+-- Sandbox test: a module that tries to leave its sandbox; the attempt must
+-- end the module with an error event while the call goes on.
+return {
+	description = "Sandbox test: sb_require.",
+	handle = function(call, data)
+		return require("io")
+	end,
+}
