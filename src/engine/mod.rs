@@ -364,3 +364,163 @@ async fn finish(call: &Rc<Call>, reason: EndReason) -> EndReason {
     );
     reason
 }
+
+#[cfg(test)]
+mod tests {
+    //! The executor with a Rust module runner: no Lua involved.
+
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::catalog::{AccountSource, Catalog, KazooModules, SourceFile, Sources};
+    use crate::ids::{AccountId, DocId};
+    use crate::sim::{SimBackend, World, scenario::Media};
+    use crate::trace::Trace;
+
+    /// Modules whose result is fixed by name: `go_<key>` continues to
+    /// `<key>`, `branch_<id>` branches to callflow `<id>`, `stop` stops,
+    /// `fail` fails.
+    struct Scripted;
+
+    impl ModuleRunner for Scripted {
+        fn provides(&self, module: &str) -> bool {
+            module != "missing"
+        }
+
+        fn invoke<'a>(
+            &'a self,
+            call: &'a Rc<Call>,
+            node: &'a ModuleNode,
+        ) -> LocalFuture<'a, Result<Next, ModuleError>> {
+            Box::pin(async move {
+                let name = node.module.as_str();
+                if let Some(key) = name.strip_prefix("go_") {
+                    return Ok(Next::Continue(key.to_owned()));
+                }
+                if let Some(id) = name.strip_prefix("branch_") {
+                    let target = Arc::clone(&call.account.callflows[id]);
+                    return Ok(Next::Branch(BranchTarget::Callflow(target)));
+                }
+                match name {
+                    "stop" => Ok(Next::Stop(Some("USER_BUSY".to_owned()))),
+                    "fail" => Err(ModuleError {
+                        module: name.to_owned(),
+                        file: None,
+                        line: None,
+                        message: "failed".to_owned(),
+                    }),
+                    _ => Ok(Next::Continue("_".to_owned())),
+                }
+            })
+        }
+    }
+
+    fn run_with(callflows: &[(&str, &str)], limits: Limits) -> String {
+        let sources = Sources {
+            accounts: vec![AccountSource {
+                id: AccountId::new("a").unwrap(),
+                account: None,
+                callflows: callflows
+                    .iter()
+                    .map(|(id, text)| {
+                        (
+                            DocId::new(id).unwrap(),
+                            SourceFile {
+                                path: format!("{id}.json"),
+                                text: (*text).to_owned(),
+                            },
+                        )
+                    })
+                    .collect(),
+                documents: Vec::new(),
+            }],
+            diagnostics: Vec::new(),
+        };
+        let (catalog, _) = Catalog::build(sources, &KazooModules);
+        let account = Arc::clone(catalog.single_account().unwrap());
+        let trace = Rc::new(RefCell::new(Trace::new()));
+        let world = Rc::new(World {
+            call_id: "t".into(),
+            endpoints: BTreeMap::new(),
+            media: Media::default(),
+            http: BTreeMap::new(),
+            allow_network: false,
+            max_call_ms: limits.max_call_ms,
+        });
+        let backend = Rc::new(SimBackend::new(world, &[], Rc::clone(&trace)));
+        let facts = CallFacts {
+            call_id: "t".into(),
+            to: "1".into(),
+            from: "2".into(),
+            caller_id_name: "x".into(),
+            inception: crate::routing::Inception::Onnet,
+            calling_device: None,
+            start_epoch_ms: 0,
+            seed: 1,
+        };
+        let call = Rc::new(Call::new(
+            facts,
+            Arc::clone(&account),
+            backend,
+            Rc::clone(&trace),
+        ));
+        let start = Arc::clone(&account.callflows["main"]);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(run(&call, start, &Scripted, &limits));
+        let events = trace.borrow();
+        events
+            .events()
+            .iter()
+            .map(|e| match e.name.as_str() {
+                "node" => format!(
+                    "{}:{}",
+                    e.fields["callflow_id"].as_str().unwrap(),
+                    e.fields["path"].as_str().unwrap()
+                ),
+                "end" => format!("end:{}", e.fields["reason"].as_str().unwrap()),
+                "hangup" => format!("hangup:{}", e.fields["cause"].as_str().unwrap()),
+                other => other.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn fallback_stop_and_return() {
+        let main = r#"{"numbers":["1"],"flow":{"module":"go_nope","children":{
+            "_":{"module":"branch_sub","children":{"_":{"module":"go_x","children":{"x":{}}}}}}}}"#;
+        let sub =
+            r#"{"numbers":["2"],"flow":{"module":"fail","children":{"_":{"module":"stop"}}}}"#;
+        assert_eq!(
+            run_with(&[("main", main), ("sub", sub)], Limits::default()),
+            "main:/flow main:/flow/children/_ branch sub:/flow error sub:/flow/children/_ \
+             main:/flow/children/_/children/_ hangup:NORMAL_CLEARING end:flow_end"
+        );
+    }
+
+    #[test]
+    fn stop_with_a_cause_and_no_return_stack_hangs_up_with_it() {
+        let main =
+            r#"{"numbers":["1"],"flow":{"module":"missing","children":{"_":{"module":"stop"}}}}"#;
+        assert_eq!(
+            run_with(&[("main", main)], Limits::default()),
+            "main:/flow skip main:/flow/children/_ hangup:USER_BUSY end:flow_end"
+        );
+    }
+
+    #[test]
+    fn the_branch_limit_is_configurable() {
+        let main = r#"{"numbers":["1"],"flow":{"module":"branch_main"}}"#;
+        let limits = Limits {
+            max_branches: 2,
+            ..Limits::default()
+        };
+        assert_eq!(
+            run_with(&[("main", main)], limits),
+            "main:/flow branch main:/flow branch main:/flow branch_limit hangup:NORMAL_CLEARING end:branch_limit"
+        );
+    }
+}

@@ -151,6 +151,7 @@ const MAKE_CALL: &str = "callflow.make_call";
 pub(crate) fn register(lua: &Lua, current: Rc<Current>) -> mlua::Result<()> {
     lua.set_app_data(current);
     lua.set_app_data(RegexCache::default());
+    lua.set_app_data(super::Chunks::default());
     let globals = lua.globals();
     globals.set("print", lua.create_function(print)?)?;
     globals.set("require", lua.create_function(require)?)?;
@@ -1094,11 +1095,8 @@ fn require(lua: &Lua, name: String) -> mlua::Result<LuaValue> {
             "module {name:?} not found: helpers are scripts/lib/<name>.lua"
         ))
     })?;
-    let value: LuaValue = lua
-        .load(&*lib.bytecode)
-        .set_name(format!("@{}", lib.file))
-        .set_environment(inv.env.clone())
-        .eval()?;
+    let value: LuaValue =
+        super::instantiate(lua, inv.set.generation, true, lib, &inv.env)?.call(())?;
     if let LuaValue::Table(table) = &value {
         freeze(table)?;
     }
@@ -1258,4 +1256,28 @@ fn sanitize(message: &str) -> String {
         }
     }
     message.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The raw functions registered are exactly the `call:` methods of [`API`].
+    #[test]
+    fn api_list_matches_the_registered_functions() {
+        let lua = Lua::new();
+        let raw = raw_functions(&lua).unwrap();
+        let mut registered: Vec<String> = raw
+            .pairs::<String, LuaValue>()
+            .map(|pair| format!("call:{}", pair.unwrap().0))
+            .collect();
+        registered.sort();
+        let mut listed: Vec<String> = API
+            .iter()
+            .filter(|item| item.name.starts_with("call:"))
+            .map(|item| item.name.to_owned())
+            .collect();
+        listed.sort();
+        assert_eq!(registered, listed);
+    }
 }

@@ -52,6 +52,41 @@ pub struct HostError {
     pub message: String,
 }
 
+/// Each script's chunk, loaded once per VM and module-set generation;
+/// invocations run clones of it (sharing the bytecode) in their own
+/// environments.
+#[derive(Default)]
+pub(crate) struct Chunks(RefCell<BTreeMap<(u64, bool, String), Function>>);
+
+/// A fresh instance of `script`'s chunk whose globals are `env`.
+pub(crate) fn instantiate(
+    lua: &Lua,
+    generation: u64,
+    is_lib: bool,
+    script: &scripts::Compiled,
+    env: &Table,
+) -> mlua::Result<Function> {
+    let key = (generation, is_lib, script.name.clone());
+    let cached = lua
+        .app_data_ref::<Chunks>()
+        .and_then(|chunks| chunks.0.borrow().get(&key).cloned());
+    let chunk = if let Some(chunk) = cached {
+        chunk
+    } else {
+        let chunk = lua
+            .load(&*script.bytecode)
+            .set_name(format!("@{}", script.file))
+            .into_function()?;
+        if let Some(chunks) = lua.app_data_ref::<Chunks>() {
+            chunks.0.borrow_mut().insert(key, chunk.clone());
+        }
+        chunk
+    };
+    let instance = chunk.deep_clone()?;
+    instance.set_environment(env.clone())?;
+    Ok(instance)
+}
+
 /// The invocation running on the VM right now, if any.
 #[derive(Default)]
 pub(crate) struct Current(RefCell<Option<Rc<Invocation>>>);
@@ -139,6 +174,9 @@ impl ModuleHost {
     /// Replaces the module set (a reload); running invocations keep theirs.
     pub fn set_module_set(&self, set: Arc<ModuleSet>) {
         *self.set.borrow_mut() = set;
+        if let Some(chunks) = self.lua.app_data_ref::<Chunks>() {
+            chunks.0.borrow_mut().clear();
+        }
     }
 
     /// Bytes the VM uses now.
@@ -193,12 +231,9 @@ impl ModuleHost {
                 });
             }
         };
-        let loaded: mlua::Result<LuaValue> = self
-            .lua
-            .load(&*script.bytecode)
-            .set_name(format!("@{}", script.file))
-            .set_environment(inv.env.clone())
-            .eval();
+        let loaded: mlua::Result<LuaValue> =
+            instantiate(&self.lua, set.generation, false, script, &inv.env)
+                .and_then(|chunk| chunk.call(()));
         let to_error = |message: String, line| ModuleError {
             module: inv.module.clone(),
             file: Some(script.file.clone()),

@@ -35,6 +35,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ),
     ("hangup.lua", include_str!("../../scripts/hangup.lua")),
     ("language.lua", include_str!("../../scripts/language.lua")),
+    ("menu.lua", include_str!("../../scripts/menu.lua")),
     ("noop.lua", include_str!("../../scripts/noop.lua")),
     ("play.lua", include_str!("../../scripts/play.lua")),
     (

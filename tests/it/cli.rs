@@ -169,9 +169,165 @@ fn route_and_errors_read_well() {
 
 #[test]
 fn every_subcommand_has_help() {
-    for args in [&["--help"][..], &["check", "--help"], &["route", "--help"]] {
+    for args in [
+        &["--help"][..],
+        &["check", "--help"],
+        &["route", "--help"],
+        &["simulate", "--help"],
+        &["bench", "--help"],
+    ] {
         let output = callflow(&root(), args);
         assert_eq!(output.status.code(), Some(0));
         assert!(stdout(&output).contains("Usage: callflow"), "{args:?}");
+    }
+}
+
+#[test]
+fn simulate_prints_the_same_trace_as_the_library() {
+    let path = root().join("tests/scenarios/sample-ivr.json");
+    let output = callflow(&root(), &["simulate", "tests/scenarios/sample-ivr.json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", render_output(&output));
+    assert_eq!(
+        stdout(&output),
+        crate::support::simulate_file(&path).render_text()
+    );
+
+    let json = callflow(
+        &root(),
+        &[
+            "simulate",
+            "tests/scenarios/sample-ivr.json",
+            "--format",
+            "json",
+        ],
+    );
+    let parsed: Value = serde_json::from_slice(&json.stdout).unwrap();
+    let events = parsed["events"].as_array().unwrap();
+    assert_eq!(events[0]["event"], "route");
+    assert_eq!(events.last().unwrap()["event"], "end");
+    assert!(events.iter().all(|e| e["t_ms"].is_u64()));
+}
+
+#[test]
+fn simulate_without_a_scenario_file() {
+    let output = callflow(
+        &root(),
+        &[
+            "simulate",
+            "--to",
+            "1100",
+            "--dtmf",
+            "9,2",
+            "--hangup-at",
+            "60000",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", render_output(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("route    dialled=1100 number=1100 callflow_id=main-menu"),
+        "{text}"
+    );
+    assert!(text.contains("branch   callflow_id=support"), "{text}");
+}
+
+#[test]
+fn simulate_errors_name_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"to": "1000", "caller": [{"at_ms": 10, "dtmf": "1"}, {"at_ms": "soon", "hangup": true}]}"#).unwrap();
+    let unknown = dir.path().join("unknown.json");
+    std::fs::write(&unknown, r#"{"to": "1000", "account": "globex"}"#).unwrap();
+    let flows = root().join("flows");
+    let flows = flows.to_str().unwrap();
+    for (args, expected) in [
+        (
+            vec!["simulate", bad.to_str().unwrap(), "--flows", flows],
+            "caller[1].at_ms: invalid type: string \"soon\", expected u64",
+        ),
+        (
+            vec!["simulate", unknown.to_str().unwrap(), "--flows", flows],
+            "account: no account \"globex\" in the flows (accounts: acme)",
+        ),
+        (
+            vec!["simulate", "--to", "1000", "--dtmf", "1@soon"],
+            "--dtmf: \"1@soon\": the time after @ is milliseconds",
+        ),
+        (
+            vec!["simulate", "--to", "1000", "--dtmf", "x"],
+            "DTMF is digits 0-9, *, # and A-D",
+        ),
+        (
+            vec!["simulate", "missing.json"],
+            "cannot read scenario missing.json",
+        ),
+    ] {
+        let output = callflow(&root(), &args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_module_that_raises_shows_its_file_and_line_and_the_call_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let play = std::fs::read_to_string(root().join("scripts/play.lua")).unwrap();
+    let broken = play.replacen(
+        "\t\tlocal media = kazoo.string(data.id)",
+        "\t\terror(\"the play module is broken\")\n\t\tlocal media = kazoo.string(data.id)",
+        1,
+    );
+    assert_ne!(broken, play);
+    std::fs::write(dir.path().join("play.lua"), &broken).unwrap();
+    let line = broken
+        .lines()
+        .position(|l| l.contains("is broken"))
+        .unwrap()
+        + 1;
+    let scripts = dir.path().to_str().unwrap();
+    let output = callflow(
+        &root(),
+        &[
+            "simulate",
+            "tests/scenarios/sample-main-after-hours.json",
+            "--scripts",
+            scripts,
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", render_output(&output));
+    let text = stdout(&output);
+    let error = format!(
+        "error    module=play file={scripts}/play.lua line={line} message=\"the play module is broken\""
+    );
+    assert!(text.contains(&error), "{text}");
+    // The call went on to the play node's "_" child.
+    assert!(
+        text.contains(
+            "node     callflow_id=main path=/flow/children/_/children/_ module=voicemail"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn bench_prints_its_figures() {
+    let output = callflow(
+        &root(),
+        &[
+            "bench",
+            "tests/scenarios/sample-ivr.json",
+            "--calls",
+            "40",
+            "--concurrency",
+            "8",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", render_output(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["calls"], 40);
+    assert_eq!(report["concurrency"], 8);
+    for key in ["wall_ms", "calls_per_sec", "peak_rss_kb"] {
+        assert!(report[key].is_number(), "{key}: {report}");
     }
 }

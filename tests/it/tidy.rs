@@ -1,5 +1,6 @@
-//! Repository rules: every Rust source file opens with a `//!` paragraph
-//! saying what it owns (rust-analyzer's tidy check).
+//! Repository rules (rust-analyzer's tidy checks): every Rust source file
+//! opens with a `//!` paragraph; the Lua API's list, its documentation and
+//! its type definitions agree; every script in `scripts/` is built in.
 
 use std::fs;
 use std::path::Path;
@@ -33,4 +34,64 @@ fn every_source_file_says_what_it_owns() {
         missing.is_empty(),
         "files without a //! header: {missing:?}"
     );
+}
+
+#[test]
+fn the_api_docs_and_types_list_the_same_names() {
+    use callflow::host::api::API;
+    let readme = fs::read_to_string(root().join("scripts/README.md")).unwrap();
+    let types = fs::read_to_string(root().join("scripts/callflow.d.luau")).unwrap();
+    let headings: Vec<&str> = readme
+        .lines()
+        .filter_map(|line| line.strip_prefix("### `"))
+        .filter_map(|rest| rest.strip_suffix('`'))
+        .collect();
+    let mut listed: Vec<&str> = API.iter().map(|item| item.name).collect();
+    let mut documented = headings.clone();
+    listed.sort_unstable();
+    documented.sort_unstable();
+    assert_eq!(
+        documented, listed,
+        "scripts/README.md headings vs host::api::API"
+    );
+    for item in API {
+        let declared = if let Some(method) = item.name.strip_prefix("call:") {
+            types.contains(&format!("function {method}(self"))
+        } else if let Some(field) = item.name.strip_prefix("call.") {
+            types.contains(&format!("\t{field}: "))
+        } else if let Some(function) = item.name.strip_prefix("re.") {
+            types.contains(&format!("\t{function}: ("))
+        } else {
+            // require, print, math.random: Luau's own declarations.
+            true
+        };
+        assert!(
+            declared,
+            "{} is not declared in scripts/callflow.d.luau",
+            item.name
+        );
+        assert!(
+            readme.contains(item.signature) || item.signature.starts_with("call."),
+            "scripts/README.md does not show the signature {}",
+            item.signature
+        );
+    }
+}
+
+#[test]
+fn every_script_is_built_in() {
+    use callflow::host::scripts::BUILTIN;
+    let mut on_disk = Vec::new();
+    for (dir, prefix) in [("scripts", ""), ("scripts/lib", "lib/")] {
+        for entry in fs::read_dir(root().join(dir)).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            if Path::new(&name).extension().is_some_and(|e| e == "lua") {
+                on_disk.push(format!("{prefix}{name}"));
+            }
+        }
+    }
+    on_disk.sort();
+    let mut built_in: Vec<String> = BUILTIN.iter().map(|(path, _)| (*path).to_owned()).collect();
+    built_in.sort();
+    assert_eq!(on_disk, built_in, "scripts/ vs host::scripts::BUILTIN");
 }
