@@ -19,7 +19,7 @@
 use serde_json::{Map, Value};
 
 use crate::model::diagnostic::pointer_push;
-use crate::model::{Code, Diagnostic};
+use crate::model::{Code, Diagnostic, type_name};
 use crate::pattern;
 
 /// Checks `value` (at `pointer`) against `schema`, pushing a diagnostic for
@@ -144,7 +144,7 @@ fn check_type(
         format!(
             "must be {}, found {}",
             expected.join(" or "),
-            describe(value)
+            type_name(value)
         ),
     ));
     TypeCheck::Mismatch
@@ -158,17 +158,6 @@ fn article(name: &str) -> &'static str {
         "an"
     } else {
         "a"
-    }
-}
-
-fn describe(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
@@ -309,18 +298,7 @@ mod tests {
     fn run(schema: &Value, value: &Value) -> Vec<String> {
         let mut diags = Vec::new();
         check(schema, value, "/data", &mut diags);
-        diags
-            .iter()
-            .map(|d| {
-                format!(
-                    "{} {} {}: {}",
-                    d.severity.as_str(),
-                    d.code,
-                    d.pointer,
-                    d.message
-                )
-            })
-            .collect()
+        diags.iter().map(Diagnostic::one_line).collect()
     }
 
     #[test]

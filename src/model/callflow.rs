@@ -286,18 +286,7 @@ mod tests {
 
     fn parse(text: &str) -> (Option<Callflow>, Vec<String>) {
         let (cf, diags) = parse_callflow(&DocId::new("cf").unwrap(), text);
-        let rendered = diags
-            .iter()
-            .map(|d| {
-                format!(
-                    "{} {} {}: {}",
-                    d.severity.as_str(),
-                    d.code,
-                    d.pointer,
-                    d.message
-                )
-            })
-            .collect();
+        let rendered = diags.iter().map(Diagnostic::one_line).collect();
         (cf, rendered)
     }
 

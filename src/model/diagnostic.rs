@@ -195,6 +195,17 @@ impl Diagnostic {
         self
     }
 
+    /// `severity code pointer: message` on one line (for tests and logs).
+    pub fn one_line(&self) -> String {
+        format!(
+            "{} {} {}: {}",
+            self.severity.as_str(),
+            self.code,
+            self.pointer,
+            self.message
+        )
+    }
+
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }

@@ -21,6 +21,7 @@ pub use account::{Account, DialPlanRule, parse_account};
 pub use callflow::{parse_callflow, parse_flow};
 pub use diagnostic::{Code, Diagnostic, Severity};
 pub use document::{Document, parse_document};
+pub(crate) use json::type_name;
 
 use crate::ids::DocId;
 
