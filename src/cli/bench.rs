@@ -133,6 +133,7 @@ fn run_worker(
             let next = Rc::clone(&next);
             let scenario = scenario.clone();
             let account = Arc::clone(account);
+            let options = options.clone();
             tasks.push(tokio::task::spawn_local(async move {
                 let mut ran = 0u64;
                 loop {

@@ -10,8 +10,11 @@ use clap::{Args, ValueEnum};
 
 use super::{Format, ScriptsArgs, load_flows, report_problems};
 use callflow::host::{ModuleHost, ModuleSet};
+use callflow::ids::{AccountId, DocId, DocType};
+use callflow::model::Object;
 use callflow::sim::scenario::{CallerAction, InceptionName, Trigger, resolve};
-use callflow::sim::{self, Options, Scenario};
+use callflow::sim::{self, Options, Persist, Scenario};
+use callflow::store::FlowsDir;
 
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
@@ -33,6 +36,17 @@ pub struct SimulateArgs {
     /// Let HTTP requests that no stub answers reach the network.
     #[arg(long)]
     allow_network: bool,
+
+    /// Let HTTP requests reach loopback, link-local and private addresses
+    /// (refused by default).
+    #[arg(long)]
+    allow_private_http: bool,
+
+    /// Write the documents the call changes (voicemail messages, park slots,
+    /// temporal rule overrides) back to the flows directory, atomically.
+    /// Without it, changes last as long as the simulated call.
+    #[arg(long)]
+    persist: bool,
 
     #[command(flatten)]
     quick: QuickArgs,
@@ -224,8 +238,21 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     let account = sim::account_for(&scenario, &catalog)
         .map_err(anyhow::Error::from)
         .context("bad scenario")?;
+    let persist: Option<Persist> = args.persist.then(|| {
+        let store = FlowsDir::new(&flows_dir);
+        Arc::new(
+            move |account: &AccountId, doc_type: &DocType, id: &DocId, body: &Object| {
+                store
+                    .write_document(account, doc_type, id, body)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            },
+        ) as Persist
+    });
     let options = Options {
         allow_network: args.allow_network,
+        allow_private_http: args.allow_private_http,
+        persist,
         ..Options::default()
     };
     let outcome = run_one(&scenario, account, Arc::new(modules), &options)?;

@@ -18,6 +18,7 @@ use super::control::{
     HttpOutcome, HttpRequest, PlayOutcome, PlayRequest, RecordOutcome, RecordRequest, SleepReason,
     SpeakRequest,
 };
+use super::documents::Documents;
 use crate::catalog::AccountFlows;
 use crate::ids::DocId;
 use crate::routing::Inception;
@@ -81,6 +82,7 @@ pub struct Call {
     /// The account's documents, as they were when the call started.
     pub account: Arc<AccountFlows>,
     backend: Rc<dyn CallControl>,
+    docs: Rc<dyn Documents>,
     trace: Rc<RefCell<Trace>>,
     state: RefCell<CallState>,
 }
@@ -106,6 +108,7 @@ impl Call {
         facts: CallFacts,
         account: Arc<AccountFlows>,
         backend: Rc<dyn CallControl>,
+        docs: Rc<dyn Documents>,
         trace: Rc<RefCell<Trace>>,
     ) -> Self {
         let rng = fastrand::Rng::with_seed(facts.seed);
@@ -113,6 +116,7 @@ impl Call {
             facts,
             account,
             backend,
+            docs,
             trace,
             state: RefCell::new(CallState {
                 answered: false,
@@ -264,6 +268,28 @@ impl Call {
         if let Some(name) = collection {
             self.state.borrow_mut().collections.remove(name);
         }
+    }
+
+    /// The account's documents as this call sees them (its own writes
+    /// included).
+    pub fn documents(&self) -> &dyn Documents {
+        self.docs.as_ref()
+    }
+
+    /// Saves a document through the documents port and records it.
+    pub fn save_document(
+        &self,
+        doc_type: &crate::ids::DocType,
+        id: &DocId,
+        body: Map<String, Value>,
+    ) -> Result<(), String> {
+        self.docs.put(doc_type, id, body)?;
+        self.record(
+            self.event("store")
+                .with("doc_type", doc_type.as_str())
+                .with("id", id.as_str()),
+        );
+        Ok(())
     }
 
     // Verbs: each checks the call is alive, records its event, runs on the
@@ -421,6 +447,41 @@ impl Call {
             .borrow_mut()
             .complete(pending, fields(json!({ "reason": reason })));
         Ok(reason)
+    }
+
+    /// Waits until the call ends (the caller hangs up, or its time runs out).
+    pub async fn wait_for_hangup(&self) -> Result<(), Gone> {
+        self.alive()?;
+        let pending = self.trace.borrow_mut().begin(self.event("wait"));
+        let reason = self.backend.sleep(u64::MAX).await?;
+        self.trace
+            .borrow_mut()
+            .complete(pending, fields(json!({ "reason": reason })));
+        Ok(())
+    }
+
+    /// Starts or stops recording the whole call.
+    pub async fn record_call(&self, start: bool) -> Result<String, Gone> {
+        self.alive()?;
+        let id = self.backend.record_call(start).await?;
+        self.record(
+            self.event("record_call")
+                .with("action", if start { "start" } else { "stop" })
+                .with("recording_id", id.as_str()),
+        );
+        Ok(id)
+    }
+
+    /// Listens for fax tones.
+    pub async fn detect_fax(&self, ms: u64) -> Result<bool, Gone> {
+        self.alive()?;
+        let pending = self.trace.borrow_mut().begin(self.event("fax_detect"));
+        let fax = self.backend.detect_fax(ms).await?;
+        self.trace.borrow_mut().complete(
+            pending,
+            fields(json!({ "result": if fax { "fax" } else { "voice" } })),
+        );
+        Ok(fax)
     }
 
     pub async fn send_dtmf(&self, digits: &str) -> Result<(), Gone> {

@@ -157,10 +157,13 @@ pub enum Strategy {
     Single,
 }
 
-/// One endpoint to ring (a device).
+/// One endpoint to ring: a device, or an off-net number (a carrier).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BridgeEndpoint {
+    /// The device id, or the number when `offnet`.
     pub id: String,
+    /// An off-net destination reached through a carrier.
+    pub offnet: bool,
     /// Seconds before it starts ringing.
     pub delay_s: u64,
     /// Seconds it rings before giving up.
@@ -175,6 +178,8 @@ pub struct BridgeRequest {
     /// Overall limit in seconds.
     pub timeout_s: u64,
     pub ringback: Option<String>,
+    /// Page: endpoints answer at once (auto-answer), as Kazoo's `page_group`.
+    pub page: bool,
     /// What the callees see.
     pub caller_id_name: String,
     pub caller_id_number: String,
@@ -292,4 +297,9 @@ pub trait CallControl {
     fn flush_dtmf(&self);
     /// Makes an HTTP request (allowed after the call is gone).
     fn http<'a>(&'a self, request: &'a HttpRequest) -> LocalFuture<'a, HttpOutcome>;
+    /// Starts (`true`) or stops recording the whole call; returns the
+    /// recording's id.
+    fn record_call(&self, start: bool) -> LocalFuture<'_, Result<String, Gone>>;
+    /// Listens up to `ms` for fax tones; true when the caller is a fax.
+    fn detect_fax(&self, ms: u64) -> LocalFuture<'_, Result<bool, Gone>>;
 }

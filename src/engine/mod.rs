@@ -21,6 +21,7 @@
 
 pub mod call;
 pub mod control;
+pub mod documents;
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use serde_json::json;
 
 pub use call::{Call, CallFacts, CallerIdChanges, RouteFacts};
 pub use control::{CallControl, Gone, Hangup, HungUpBy, LocalFuture};
+pub use documents::{Documents, Overlay};
 
 use crate::limits::Limits;
 use crate::model::diagnostic::pointer_push;
@@ -49,6 +51,10 @@ pub enum Next {
     /// Another application took the call (conference, fax): end without a
     /// hang-up.
     Usurp(String),
+    /// Replace the current node with this flow (Kazoo's
+    /// `continue_with_flow`, the pivot hand-off): the return stack and the
+    /// branch count are untouched.
+    Replace(Arc<Node>),
 }
 
 /// Where a branch goes.
@@ -278,6 +284,14 @@ async fn walk(
                     return end_walk(call, stopped).await;
                 }
             }
+            Next::Replace(flow) => {
+                call.record(
+                    call.event("branch")
+                        .with("callflow_id", "inline")
+                        .with("replace", true),
+                );
+                frame = Frame::new(Root::Inline(flow));
+            }
             Next::Transfer => return EndReason::Transfer,
             Next::Usurp(app) => {
                 call.record(call.event("usurp").with("app", app));
@@ -446,7 +460,9 @@ mod tests {
             media: Media::default(),
             http: BTreeMap::new(),
             allow_network: false,
+            allow_private_http: false,
             max_call_ms: limits.max_call_ms,
+            fax: false,
         });
         let backend = Rc::new(SimBackend::new(world, &[], Rc::clone(&trace)));
         let facts = CallFacts {
@@ -459,10 +475,12 @@ mod tests {
             start_epoch_ms: 0,
             seed: 1,
         };
+        let docs = Rc::new(Overlay::new(Arc::clone(&account), None));
         let call = Rc::new(Call::new(
             facts,
             Arc::clone(&account),
             backend,
+            docs,
             Rc::clone(&trace),
         ));
         let start = Arc::clone(&account.callflows["main"]);

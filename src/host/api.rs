@@ -57,11 +57,14 @@ pub const API: &[ApiItem] = api![
     "call:say": "call:say(text, {type, method, language, terminators}?) -> {reason, digit, duration_ms}" => "Say a number, date, spelled name, ...",
     "call:collect_digits": "call:collect_digits({max, min, timeout_ms, interdigit_ms, terminators, prompt, collection}?) -> {digits, reason, duration_ms}" => "Collect DTMF digits.",
     "call:record": "call:record({time_limit_s, terminators, name}?) -> {recording_id, duration_ms, reason}" => "Record the caller.",
-    "call:bridge": "call:bridge(endpoints, {timeout_s, strategy, ringback}?) -> {status, cause, sip, answered_by, duration_ms, talk_ms}" => "Ring devices and connect the caller to the first that answers.",
+    "call:bridge": "call:bridge(endpoints, {timeout_s, strategy, ringback, page}?) -> {status, cause, sip, answered_by, duration_ms, talk_ms}" => "Ring devices or off-net numbers and connect the caller to the first that answers.",
     "call:sleep": "call:sleep(ms) -> {reason}" => "Wait, or until the caller hangs up.",
     "call:send_dtmf": "call:send_dtmf(digits)" => "Send DTMF to the caller.",
     "call:respond": "call:respond(code, message?)" => "Send a SIP response; a final one (>= 300) ends the call.",
     "call:transfer": "call:transfer(target) -> directive" => "Transfer the call; the flow ends without a hang-up.",
+    "call:wait_for_hangup": "call:wait_for_hangup()" => "Wait until the call ends.",
+    "call:record_call": "call:record_call(\"start\" | \"stop\") -> recording_id" => "Start or stop recording the whole call.",
+    "call:detect_fax": "call:detect_fax(seconds?) -> \"fax\" | \"voice\"" => "Listen for fax tones.",
     "call:get": "call:get(name) -> value" => "Read a call variable.",
     "call:set": "call:set(name, value)" => "Set (or with nil remove) a call variable.",
     "call:caller_id": "call:caller_id() -> {name, number, original_name, original_number, prefix_name, prefix_number}" => "The caller id bridges present.",
@@ -69,9 +72,12 @@ pub const API: &[ApiItem] = api![
     "call:language": "call:language() -> string?" => "The call's language.",
     "call:set_language": "call:set_language(language)" => "Set the call's language.",
     "call:doc": "call:doc(type, id) -> table?" => "Read an account document (read-only).",
+    "call:docs": "call:docs(type) -> {table, ...}" => "Every account document of a type, by id.",
+    "call:save_doc": "call:save_doc(type, id, doc)" => "Save a document that must outlive the call.",
     "call:lookup": "call:lookup(number, {normalize}?) -> route?, reason" => "Route a number as the router would.",
     "call:branch": "call:branch(callflow_id | route | flow) -> directive?, error" => "Enter another flow when handle returns.",
     "call:stop": "call:stop(cause?) -> directive" => "Return from this sub-flow, or end the call.",
+    "call:replace_flow": "call:replace_flow(flow) -> directive?, error" => "Replace the current node with a flow (Kazoo's pivot hand-off).",
     "call:usurp": "call:usurp(app) -> directive" => "Hand the call to another application; the flow ends without a hang-up.",
     "call:children": "call:children() -> {key, ...}" => "The node's child keys, in document order.",
     "call:has_child": "call:has_child(key) -> boolean" => "Whether the node has a non-empty child with this key.",
@@ -96,6 +102,13 @@ pub const API: &[ApiItem] = api![
     "call.no_match": "call.no_match: boolean" => "Whether the call was routed by no_match.",
     "call.module": "call.module: string" => "The module running.",
     "re.match": "re.match(pattern, text) -> {match, groups, named}?" => "Match a Kazoo regex.",
+    "calendar.days_in_month": "calendar.days_in_month(year, month) -> number" => "Days in a month.",
+    "calendar.weekday": "calendar.weekday(year, month, day) -> number" => "Day of the week, 1 (Monday) to 7 (Sunday).",
+    "calendar.to_days": "calendar.to_days(year, month, day) -> number" => "Days since 0000-01-01 (Erlang's gregorian days).",
+    "calendar.from_days": "calendar.from_days(days) -> year, month, day" => "The date of a gregorian day number.",
+    "calendar.iso_week": "calendar.iso_week(year, month, day) -> iso_year, week" => "ISO week of a date.",
+    "calendar.from_iso_week": "calendar.from_iso_week(iso_year, week) -> year, month, day" => "The Monday of an ISO week (weeks past the year's last carry on).",
+    "calendar.date": "calendar.date(epoch_ms, timezone?) -> {year, month, day, hour, minute, second, weekday, yday, timezone, offset_s}" => "Local time of an instant in an IANA time zone.",
     "re.test": "re.test(pattern, text) -> boolean" => "Whether a Kazoo regex matches.",
     "require": "require(name) -> value" => "Load a helper from scripts/lib/.",
     "print": "print(...)" => "Log to the trace (level info).",
@@ -105,12 +118,13 @@ pub const API: &[ApiItem] = api![
 /// Digits that stop playback unless a script says otherwise.
 const ALL_DIGITS: &str = "1234567890*#";
 
-/// Builds the `call` object and the `re` table from raw functions; see
+/// Builds the `call` object and the helper tables (`re`, `calendar`) from raw
+/// functions; see
 /// [`register`]. Raw functions return `true, results...` when they ran,
 /// `false` when the call is gone (raised as the plain string "hangup") and
 /// `false, message` on a usage error (raised at the script's line).
 const PRELUDE: &str = r#"
-local raw, raw_re = ...
+local raw, raw_helpers = ...
 local Call = {}
 local meta = { __index = Call, __metatable = "call" }
 local function pass(ok, ...)
@@ -131,17 +145,20 @@ for name, f in raw do
         return pass(f(...))
     end
 end
-local re = {}
-for name, f in raw_re do
-    re[name] = function(...)
-        return pass(f(...))
+local helpers = {}
+for helper, functions in raw_helpers do
+    local wrapped = {}
+    for name, f in functions do
+        wrapped[name] = function(...)
+            return pass(f(...))
+        end
     end
+    helpers[helper] = table.freeze(wrapped)
 end
 table.freeze(Call)
-table.freeze(re)
 return function(facts)
     return setmetatable(facts, meta)
-end, re
+end, helpers
 "#;
 
 const MAKE_CALL: &str = "callflow.make_call";
@@ -161,13 +178,19 @@ pub(crate) fn register(lua: &Lua, current: Rc<Current>) -> mlua::Result<()> {
     let raw_re = lua.create_table()?;
     raw_re.set("match", checked(lua, re_match)?)?;
     raw_re.set("test", checked(lua, re_test)?)?;
+    let raw_helpers = lua.create_table()?;
+    raw_helpers.set("re", raw_re)?;
+    raw_helpers.set("calendar", calendar_functions(lua)?)?;
 
     let raw = raw_functions(lua)?;
-    let (make, re): (Function, Table) = lua
+    let (make, helpers): (Function, Table) = lua
         .load(PRELUDE)
         .set_name("=callflow")
-        .call((raw, raw_re))?;
-    globals.set("re", re)?;
+        .call((raw, raw_helpers))?;
+    for pair in helpers.pairs::<String, Table>() {
+        let (name, table) = pair?;
+        globals.set(name, table)?;
+    }
     lua.set_named_registry_value(MAKE_CALL, make)?;
     Ok(())
 }
@@ -294,6 +317,8 @@ fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
     let raw = lua.create_table()?;
     register_control(lua, &raw)?;
     register_media(lua, &raw)?;
+    register_background(lua, &raw)?;
+    register_documents(lua, &raw)?;
     register_input(lua, &raw)?;
     register_outside(lua, &raw)?;
     register_state(lua, &raw)?;
@@ -382,6 +407,101 @@ fn register_control(lua: &Lua, raw: &Table) -> mlua::Result<()> {
             }
             Err(_) => Ok(gone()),
         }
+    });
+    Ok(())
+}
+
+/// Waiting, whole-call recording, fax detection.
+fn register_background(lua: &Lua, raw: &Table) -> mlua::Result<()> {
+    async_fn!(lua, raw, "wait_for_hangup", |lua, call, inv, _args: ()| {
+        let _ = &inv;
+        match call.wait_for_hangup().await {
+            Ok(()) => done(&lua, ()),
+            Err(_) => Ok(gone()),
+        }
+    });
+    async_fn!(lua, raw, "record_call", |lua, call, inv, action: String| {
+        let _ = &inv;
+        let start = match action.as_str() {
+            "start" => true,
+            "stop" => false,
+            other => {
+                return Err(mlua::Error::runtime(format!(
+                    "record_call takes \"start\" or \"stop\", not {other:?}"
+                )));
+            }
+        };
+        match call.record_call(start).await {
+            Ok(id) => done(&lua, id),
+            Err(_) => Ok(gone()),
+        }
+    });
+    async_fn!(
+        lua,
+        raw,
+        "detect_fax",
+        |lua, call, inv, seconds: Option<f64>| {
+            let _ = &inv;
+            let ms = non_negative(seconds.unwrap_or(5.0), "fax detection seconds")? * 1000;
+            match call.detect_fax(ms).await {
+                Ok(fax) => done(&lua, if fax { "fax" } else { "voice" }),
+                Err(_) => Ok(gone()),
+            }
+        }
+    );
+    Ok(())
+}
+
+/// Account documents: reading them, saving state that outlives the call.
+fn register_documents(lua: &Lua, raw: &Table) -> mlua::Result<()> {
+    sync_fn!(lua, raw, "doc", |lua, (doc_type, id): (String, String)| {
+        let call = call_of(&*current(lua)?, "doc")?;
+        match document(&call, &doc_type, &id) {
+            Some(value) => done(lua, to_lua_frozen(lua, &value)?),
+            None => done(lua, LuaValue::Nil),
+        }
+    });
+    sync_fn!(lua, raw, "docs", |lua, doc_type: String| {
+        let call = call_of(&*current(lua)?, "docs")?;
+        let ids: Vec<String> = if doc_type == "callflows" {
+            call.account
+                .callflows
+                .keys()
+                .map(ToString::to_string)
+                .collect()
+        } else {
+            call.documents().ids(&doc_type)
+        };
+        let list = lua.create_table()?;
+        for id in ids {
+            if let Some(value) = document(&call, &doc_type, &id) {
+                list.raw_push(to_lua_frozen(lua, &value)?)?;
+            }
+        }
+        list.set_readonly(true);
+        done(lua, list)
+    });
+    sync_fn!(lua, raw, "save_doc", |lua,
+                                    (doc_type, id, body): (
+        String,
+        String,
+        Table
+    )| {
+        let call = call_of(&*current(lua)?, "save_doc")?;
+        let doc_type =
+            crate::ids::DocType::new(&doc_type).map_err(|e| mlua::Error::runtime(e.to_string()))?;
+        if doc_type.as_str() == "callflows" {
+            return Err(mlua::Error::runtime(
+                "callflows are not saved by modules; use the REST API or the flows directory",
+            ));
+        }
+        let id = DocId::new(&id).map_err(|e| mlua::Error::runtime(e.to_string()))?;
+        let Value::Object(body) = from_lua(lua, LuaValue::Table(body))? else {
+            return Err(mlua::Error::runtime("a document is a table of fields"));
+        };
+        call.save_document(&doc_type, &id, body)
+            .map_err(|e| mlua::Error::runtime(format!("cannot save {doc_type}/{id}: {e}")))?;
+        done(lua, ())
     });
     Ok(())
 }
@@ -529,26 +649,7 @@ fn register_outside(lua: &Lua, raw: &Table) -> mlua::Result<()> {
             };
             let mut endpoints = Vec::new();
             for item in list.sequence_values::<LuaValue>() {
-                endpoints.push(match item? {
-                LuaValue::String(id) => BridgeEndpoint {
-                    id: id.to_string_lossy(),
-                    delay_s: 0,
-                    timeout_s,
-                },
-                LuaValue::Table(t) => BridgeEndpoint {
-                    id: t.get::<String>("id").map_err(|_| {
-                        mlua::Error::runtime("each bridge endpoint needs an `id` (a device id)")
-                    })?,
-                    delay_s: opt_u64(Some(&t), "delay")?.unwrap_or(0),
-                    timeout_s: opt_u64(Some(&t), "timeout")?.unwrap_or(timeout_s),
-                },
-                other => {
-                    return Err(mlua::Error::runtime(format!(
-                        "bridge endpoints are device ids or {{id, delay, timeout}} tables, not {}",
-                        other.type_name()
-                    )));
-                }
-            });
+                endpoints.push(bridge_endpoint(item?, timeout_s)?);
             }
             let (caller_id_name, caller_id_number) = call.caller_id();
             let request = BridgeRequest {
@@ -556,6 +657,7 @@ fn register_outside(lua: &Lua, raw: &Table) -> mlua::Result<()> {
                 strategy,
                 timeout_s,
                 ringback: opt_string(opts, "ringback")?,
+                page: opt_bool(opts, "page")?.unwrap_or(false),
                 caller_id_name,
                 caller_id_number,
             };
@@ -670,28 +772,6 @@ fn register_state(lua: &Lua, raw: &Table) -> mlua::Result<()> {
 
 /// The flow: documents, routes, branches, directives, children.
 fn register_flow(lua: &Lua, raw: &Table) -> mlua::Result<()> {
-    sync_fn!(lua, raw, "doc", |lua, (doc_type, id): (String, String)| {
-        let call = call_of(&*current(lua)?, "doc")?;
-        let value = if doc_type == "callflows" {
-            call.account.callflows.get(id.as_str()).map(|cf| {
-                let mut doc = cf.to_value();
-                if let Value::Object(obj) = &mut doc {
-                    obj.insert("id".into(), json!(cf.id.as_str()));
-                }
-                doc
-            })
-        } else {
-            call.account.document(&doc_type, &id).map(|doc| {
-                let mut body = (*doc.body).clone();
-                body.insert("id".into(), json!(doc.id.as_str()));
-                Value::Object(body)
-            })
-        };
-        match value {
-            Some(value) => done(lua, to_lua_frozen(lua, &value)?),
-            None => done(lua, LuaValue::Nil),
-        }
-    });
     sync_fn!(lua, raw, "lookup", |lua,
                                   (number, opts): (
         String,
@@ -735,6 +815,28 @@ fn register_flow(lua: &Lua, raw: &Table) -> mlua::Result<()> {
             }
             Err(reason) => done(lua, (LuaValue::Nil, reason)),
         }
+    });
+    sync_fn!(lua, raw, "replace_flow", |lua, flow: Table| {
+        let inv = current(lua)?;
+        call_of(&inv, "replace_flow")?;
+        let value = from_lua(lua, LuaValue::Table(flow))?;
+        let (node, diags) = parse_flow(&value);
+        if let Some(diag) = diags.iter().find(|d| d.is_error()) {
+            let at = if diag.pointer.is_empty() {
+                "/"
+            } else {
+                &diag.pointer
+            };
+            return done(
+                lua,
+                (
+                    LuaValue::Nil,
+                    format!("invalid flow at {at}: {}", diag.message),
+                ),
+            );
+        }
+        *inv.directive.borrow_mut() = Some(Next::Replace(Arc::new(node)));
+        done(lua, true)
     });
     sync_fn!(lua, raw, "stop", |lua, cause: Option<String>| {
         let inv = current(lua)?;
@@ -819,25 +921,27 @@ fn register_trace(lua: &Lua, raw: &Table) -> mlua::Result<()> {
         let name = timezone
             .or_else(|| call.account.account.timezone.clone())
             .unwrap_or_else(|| "UTC".to_owned());
-        let tz = jiff::tz::TimeZone::get(&name)
-            .map_err(|_| mlua::Error::runtime(format!("unknown time zone {name:?}")))?;
-        let stamp = jiff::Timestamp::from_millisecond(call.now_epoch_ms())
-            .map_err(|e| mlua::Error::runtime(e.to_string()))?;
-        let local = stamp.to_zoned_datetime(tz);
-        let table = lua.create_table()?;
-        table.set("year", local.year())?;
-        table.set("month", local.month())?;
-        table.set("day", local.day())?;
-        table.set("hour", local.hour())?;
-        table.set("minute", local.minute())?;
-        table.set("second", local.second())?;
-        table.set("weekday", local.weekday().to_monday_one_offset())?;
-        table.set("yday", local.day_of_year())?;
-        table.set("timezone", name)?;
-        table.set("offset_s", local.offset().seconds())?;
-        done(lua, table)
+        done(lua, local_date(lua, call.now_epoch_ms(), &name)?)
     });
     Ok(())
+}
+
+/// A document as scripts see it: its fields plus `id`.
+fn document(call: &Call, doc_type: &str, id: &str) -> Option<Value> {
+    if doc_type == "callflows" {
+        return call.account.callflows.get(id).map(|cf| {
+            let mut doc = cf.to_value();
+            if let Value::Object(obj) = &mut doc {
+                obj.insert("id".into(), json!(cf.id.as_str()));
+            }
+            doc
+        });
+    }
+    call.documents().get(doc_type, id).map(|body| {
+        let mut body = (*body).clone();
+        body.insert("id".into(), json!(id));
+        Value::Object(body)
+    })
 }
 
 /// Resolves what `call:branch` was given; `Ok(Err(reason))` when there is no
@@ -892,6 +996,43 @@ fn branch_target(
         }
         other => Err(mlua::Error::runtime(format!(
             "call:branch takes a callflow id, a route from call:lookup or a flow table, not {}",
+            other.type_name()
+        ))),
+    }
+}
+
+/// One element of `call:bridge`'s endpoint list: a device id, a
+/// `{id, delay, timeout}` table, or `{number = ...}` for an off-net number.
+fn bridge_endpoint(item: LuaValue, timeout_s: u64) -> mlua::Result<BridgeEndpoint> {
+    match item {
+        LuaValue::String(id) => Ok(BridgeEndpoint {
+            id: id.to_string_lossy(),
+            offnet: false,
+            delay_s: 0,
+            timeout_s,
+        }),
+        LuaValue::Table(t) => {
+            let (id, offnet) = match (
+                t.get::<Option<String>>("id")?,
+                t.get::<Option<String>>("number")?,
+            ) {
+                (Some(id), None) => (id, false),
+                (None, Some(number)) => (number, true),
+                _ => {
+                    return Err(mlua::Error::runtime(
+                        "a bridge endpoint table has an `id` (a device) or a `number` (off-net), not both",
+                    ));
+                }
+            };
+            Ok(BridgeEndpoint {
+                id,
+                offnet,
+                delay_s: opt_u64(Some(&t), "delay")?.unwrap_or(0),
+                timeout_s: opt_u64(Some(&t), "timeout")?.unwrap_or(timeout_s),
+            })
+        }
+        other => Err(mlua::Error::runtime(format!(
+            "bridge endpoints are device ids or {{id, delay, timeout}} / {{number, ...}} tables, not {}",
             other.type_name()
         ))),
     }
@@ -1130,6 +1271,116 @@ fn randomseed(lua: &Lua, seed: f64) -> mlua::Result<()> {
     // The seed's bits, whatever number it is.
     call.with_rng(|rng| rng.seed(seed.to_bits()));
     Ok(())
+}
+
+/// Erlang's `calendar:date_to_gregorian_days` origin: day 0 is 0000-01-01.
+fn day_zero() -> jiff::civil::Date {
+    jiff::civil::date(0, 1, 1)
+}
+
+fn civil(year: i64, month: i64, day: i64) -> mlua::Result<jiff::civil::Date> {
+    let invalid = || mlua::Error::runtime(format!("{year}-{month}-{day} is not a date"));
+    jiff::civil::Date::new(
+        i16::try_from(year).map_err(|_| invalid())?,
+        i8::try_from(month).map_err(|_| invalid())?,
+        i8::try_from(day).map_err(|_| invalid())?,
+    )
+    .map_err(|_| invalid())
+}
+
+fn ymd(date: jiff::civil::Date) -> (i64, i64, i64) {
+    (
+        i64::from(date.year()),
+        i64::from(date.month()),
+        i64::from(date.day()),
+    )
+}
+
+fn add_days(date: jiff::civil::Date, days: i64) -> mlua::Result<jiff::civil::Date> {
+    date.checked_add(
+        jiff::Span::new()
+            .try_days(days)
+            .map_err(|e| mlua::Error::runtime(e.to_string()))?,
+    )
+    .map_err(|e| mlua::Error::runtime(e.to_string()))
+}
+
+/// The `calendar` helpers: civil-date arithmetic for time-based modules.
+fn calendar_functions(lua: &Lua) -> mlua::Result<Table> {
+    let table = lua.create_table()?;
+    table.set(
+        "days_in_month",
+        checked(lua, |_, (year, month): (i64, i64)| {
+            Ok(i64::from(civil(year, month, 1)?.days_in_month()))
+        })?,
+    )?;
+    table.set(
+        "weekday",
+        checked(lua, |_, (year, month, day): (i64, i64, i64)| {
+            Ok(i64::from(
+                civil(year, month, day)?.weekday().to_monday_one_offset(),
+            ))
+        })?,
+    )?;
+    table.set(
+        "to_days",
+        checked(lua, |_, (year, month, day): (i64, i64, i64)| {
+            let span = civil(year, month, day)?
+                .since((jiff::Unit::Day, day_zero()))
+                .map_err(|e| mlua::Error::runtime(e.to_string()))?;
+            Ok(i64::from(span.get_days()))
+        })?,
+    )?;
+    table.set(
+        "from_days",
+        checked(lua, |_, days: i64| Ok(ymd(add_days(day_zero(), days)?)))?,
+    )?;
+    table.set(
+        "iso_week",
+        checked(lua, |_, (year, month, day): (i64, i64, i64)| {
+            let week = civil(year, month, day)?.iso_week_date();
+            Ok((i64::from(week.year()), i64::from(week.week())))
+        })?,
+    )?;
+    table.set(
+        "from_iso_week",
+        checked(lua, |_, (year, week): (i64, i64)| {
+            let year =
+                i16::try_from(year).map_err(|_| mlua::Error::runtime("year out of range"))?;
+            let monday = jiff::civil::ISOWeekDate::new(year, 1, jiff::civil::Weekday::Monday)
+                .map_err(|e| mlua::Error::runtime(e.to_string()))?
+                .date();
+            Ok(ymd(add_days(monday, (week - 1) * 7)?))
+        })?,
+    )?;
+    table.set(
+        "date",
+        checked(lua, |lua, (epoch_ms, timezone): (i64, Option<String>)| {
+            local_date(lua, epoch_ms, timezone.as_deref().unwrap_or("UTC"))
+        })?,
+    )?;
+    Ok(table)
+}
+
+/// A local date and time table for an instant in a time zone.
+fn local_date(lua: &Lua, epoch_ms: i64, name: &str) -> mlua::Result<Table> {
+    let tz = jiff::tz::TimeZone::get(name)
+        .map_err(|_| mlua::Error::runtime(format!("unknown time zone {name:?}")))?;
+    let stamp = jiff::Timestamp::from_millisecond(epoch_ms)
+        .map_err(|e| mlua::Error::runtime(e.to_string()))?;
+    let local = stamp.to_zoned_datetime(tz);
+    let table = lua.create_table()?;
+    table.set("year", local.year())?;
+    table.set("month", local.month())?;
+    table.set("day", local.day())?;
+    table.set("hour", local.hour())?;
+    table.set("minute", local.minute())?;
+    table.set("second", local.second())?;
+    table.set("weekday", local.weekday().to_monday_one_offset())?;
+    table.set("yday", local.day_of_year())?;
+    table.set("timezone", name)?;
+    table.set("offset_s", local.offset().seconds())?;
+    Ok(table)
 }
 
 /// Compiled `re` patterns, per VM.

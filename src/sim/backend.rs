@@ -26,10 +26,10 @@ use serde_json::Value;
 
 use super::scenario::{CallerAction, EndpointBehaviour, HttpStub, Media, Trigger};
 use crate::engine::control::{
-    BridgeOutcome, BridgeRequest, BridgeStatus, CallControl, CollectOutcome, CollectReason,
-    CollectRequest, Gone, Hangup, HttpOutcome, HttpRequest, HungUpBy, LocalFuture, PlayOutcome,
-    PlayReason, PlayRequest, RecordOutcome, RecordReason, RecordRequest, SleepReason, SpeakRequest,
-    Strategy,
+    BridgeEndpoint, BridgeOutcome, BridgeRequest, BridgeStatus, CallControl, CollectOutcome,
+    CollectReason, CollectRequest, Gone, Hangup, HttpOutcome, HttpRequest, HungUpBy, LocalFuture,
+    PlayOutcome, PlayReason, PlayRequest, RecordOutcome, RecordReason, RecordRequest, SleepReason,
+    SpeakRequest, Strategy,
 };
 use crate::trace::{Event, Trace};
 
@@ -51,7 +51,10 @@ pub struct World {
     pub media: Media,
     pub http: BTreeMap<String, HttpStub>,
     pub allow_network: bool,
+    pub allow_private_http: bool,
     pub max_call_ms: u64,
+    /// The caller is a fax machine (for fax detection).
+    pub fax: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +80,8 @@ struct State {
     scheduled: u64,
     on_collect: VecDeque<OnCollect>,
     recordings: u32,
+    /// The id of the whole-call recording running, if any.
+    call_recording: Option<String>,
 }
 
 /// Why [`SimBackend::advance`] returned.
@@ -320,7 +325,8 @@ impl SimBackend {
                 break;
             }
             let fate = self.fate(
-                &endpoint.id,
+                endpoint,
+                request.page,
                 begins,
                 endpoint.timeout_s.saturating_mul(1000),
             );
@@ -385,8 +391,15 @@ impl SimBackend {
         })
     }
 
-    fn fate(&self, id: &str, begins: u64, timeout_ms: u64) -> Fate {
-        let behaviour = self.world.endpoints.get(id).cloned().unwrap_or_default();
+    /// How one endpoint answers or fails. Off-net numbers are looked up by
+    /// number, then under `"offnet"` (any carrier call).
+    fn fate(&self, endpoint: &BridgeEndpoint, page: bool, begins: u64, timeout_ms: u64) -> Fate {
+        let endpoints = &self.world.endpoints;
+        let behaviour = endpoints
+            .get(&endpoint.id)
+            .or_else(|| endpoint.offnet.then(|| endpoints.get("offnet")).flatten())
+            .cloned()
+            .unwrap_or_default();
         let fail = |status, cause: &str, sip| {
             Fate::Fail(Failure {
                 at: begins,
@@ -403,6 +416,10 @@ impl SimBackend {
         }
         if let Some(reject) = &behaviour.reject {
             return fail(BridgeStatus::Failed, &reject.cause, reject.sip);
+        }
+        if page {
+            // Paged devices answer by themselves.
+            return Fate::Answer(begins);
         }
         match behaviour.answer_after_ms {
             Some(after) if after <= timeout_ms => Fate::Answer(begins + after),
@@ -474,9 +491,20 @@ impl SimBackend {
 
     fn http_response(&self, request: &HttpRequest) -> HttpOutcome {
         let start = self.now();
+        if let Some(reason) =
+            super::network::refused(&request.url).filter(|_| !self.world.allow_private_http)
+        {
+            return HttpOutcome {
+                status: 0,
+                body: String::new(),
+                headers: BTreeMap::new(),
+                error: Some(reason),
+                duration_ms: 0,
+            };
+        }
         let Some(stub) = self.world.http.get(&request.url) else {
             let error = if self.world.allow_network {
-                super::network::request(request)
+                super::network::request(request, self.world.allow_private_http)
             } else {
                 Err(format!(
                     "no stub for {} in the scenario's \"http\" (pass --allow-network to make real requests)",
@@ -745,7 +773,47 @@ impl CallControl for SimBackend {
             outcome
         })
     }
+
+    fn record_call(&self, start: bool) -> LocalFuture<'_, Result<String, Gone>> {
+        Box::pin(async move {
+            self.alive()?;
+            Ok(self.recording(start))
+        })
+    }
+
+    fn detect_fax(&self, ms: u64) -> LocalFuture<'_, Result<bool, Gone>> {
+        Box::pin(async move {
+            self.alive()?;
+            let listen = if self.world.fax {
+                ms.min(FAX_TONE_MS)
+            } else {
+                ms
+            };
+            let stop = self.advance(self.now().saturating_add(listen), true, &|_| false);
+            park().await;
+            Ok(self.world.fax && stop == Stop::Deadline)
+        })
+    }
 }
+
+impl SimBackend {
+    fn recording(&self, start: bool) -> String {
+        let mut state = self.state.borrow_mut();
+        if !start {
+            return state.call_recording.take().unwrap_or_default();
+        }
+        if let Some(running) = &state.call_recording {
+            return running.clone();
+        }
+        state.recordings += 1;
+        let id = format!("{}-rec{}", self.world.call_id, state.recordings);
+        state.call_recording = Some(id.clone());
+        id
+    }
+}
+
+/// How long fax detection takes to hear a fax's tones.
+const FAX_TONE_MS: u64 = 2000;
 
 /// The usual hang-up cause for a SIP failure code.
 fn cause_for_sip(code: u16) -> &'static str {

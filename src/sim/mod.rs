@@ -21,18 +21,40 @@ pub use backend::{
 pub use scenario::{Scenario, ScenarioError};
 
 use crate::catalog::{AccountFlows, Catalog};
-use crate::engine::{self, Call, CallFacts, EndReason, ModuleRunner, RouteFacts};
-use crate::ids::DocId;
+use crate::engine::documents::Sink;
+use crate::engine::{self, Call, CallFacts, EndReason, ModuleRunner, Overlay, RouteFacts};
+use crate::ids::{AccountId, DocId, DocType};
 use crate::limits::Limits;
+use crate::model::Object;
 use crate::routing::Inception;
 use crate::trace::{Event, Trace};
 
+/// Persists a document a call wrote: (account, type, id, body).
+pub type Persist =
+    Arc<dyn Fn(&AccountId, &DocType, &DocId, &Object) -> Result<(), String> + Send + Sync>;
+
 /// How to run simulations.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Clone, Default)]
 pub struct Options {
     pub limits: Limits,
     /// Let HTTP requests without a stub reach the network.
     pub allow_network: bool,
+    /// Let HTTP requests reach loopback, link-local and private addresses.
+    pub allow_private_http: bool,
+    /// Where documents calls write go (voicemail messages, park slots, rule
+    /// overrides); without it they last as long as the call.
+    pub persist: Option<Persist>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("limits", &self.limits)
+            .field("allow_network", &self.allow_network)
+            .field("allow_private_http", &self.allow_private_http)
+            .field("persist", &self.persist.is_some())
+            .finish()
+    }
 }
 
 /// The result of one simulated call.
@@ -98,6 +120,8 @@ pub async fn simulate(
         media: scenario.media.clone(),
         http: scenario.http.clone(),
         allow_network: options.allow_network,
+        allow_private_http: options.allow_private_http,
+        fax: scenario.fax,
         max_call_ms: scenario.max_call_ms.unwrap_or(options.limits.max_call_ms),
     });
     let trace = Rc::new(RefCell::new(Trace::new()));
@@ -119,10 +143,18 @@ pub async fn simulate(
         start_epoch_ms: scenario.start_epoch_ms(),
         seed: scenario.seed.wrapping_add(index),
     };
+    let sink: Option<Sink> = options.persist.clone().map(|persist| {
+        let account_id = account.account.id.clone();
+        Box::new(move |doc_type: &DocType, id: &DocId, body: &Object| {
+            persist(&account_id, doc_type, id, body)
+        }) as Sink
+    });
+    let docs = Rc::new(Overlay::new(Arc::clone(account), sink));
     let call = Rc::new(Call::new(
         facts,
         Arc::clone(account),
         backend,
+        docs,
         Rc::clone(&trace),
     ));
 

@@ -79,6 +79,9 @@ pub struct Scenario {
     /// Longest call, in ms (default: the engine's limit, four hours).
     #[serde(default)]
     pub max_call_ms: Option<u64>,
+    /// The caller is a fax machine (what fax detection hears).
+    #[serde(default)]
+    pub fax: bool,
 }
 
 /// `"onnet"` or `"offnet"`.
@@ -415,7 +418,7 @@ mod tests {
             ),
             (
                 r#"{"to": "1", "callr": []}"#,
-                "callr: unknown field `callr`, expected one of `description`, `account`, `to`, `from`, `caller_id_name`, `inception`, `calling_device`, `start`, `seed`, `caller`, `endpoints`, `media`, `http`, `flows`, `scripts`, `max_call_ms` (line 1, column 19)",
+                "callr: unknown field `callr`, expected one of `description`, `account`, `to`, `from`, `caller_id_name`, `inception`, `calling_device`, `start`, `seed`, `caller`, `endpoints`, `media`, `http`, `flows`, `scripts`, `max_call_ms`, `fax` (line 1, column 19)",
             ),
             (
                 r#"{"to": "1", "caller": [{"dtmf": "1"}]}"#,

@@ -43,6 +43,48 @@ impl FlowsDir {
     }
 }
 
+impl FlowsDir {
+    /// Writes a document atomically and durably: the JSON goes to a hidden
+    /// temporary file in the document's folder, is flushed to disk, renamed
+    /// over `<id>.json`, and the folder is flushed. A crash leaves either the
+    /// old document or the new one, never a mix. Returns the path written.
+    pub fn write_document(
+        &self,
+        account: &AccountId,
+        doc_type: &DocType,
+        id: &DocId,
+        body: &crate::model::Object,
+    ) -> Result<PathBuf, StoreError> {
+        let dir = self.root.join(account.as_str()).join(doc_type.as_str());
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StoreError::Io { path, source }
+        };
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let path = dir.join(format!("{id}.json"));
+        let mut text = serde_json::to_string_pretty(body).map_err(|e| StoreError::Io {
+            path: path.clone(),
+            source: io::Error::other(e),
+        })?;
+        text.push('\n');
+        let mut temp = tempfile::Builder::new()
+            .prefix(&format!(".{id}."))
+            .suffix(".tmp")
+            .tempfile_in(&dir)
+            .map_err(io(&dir))?;
+        std::io::Write::write_all(&mut temp, text.as_bytes()).map_err(io(temp.path()))?;
+        temp.as_file().sync_all().map_err(io(&path))?;
+        temp.persist(&path).map_err(|e| StoreError::Io {
+            path: path.clone(),
+            source: e.error,
+        })?;
+        fs::File::open(&dir)
+            .and_then(|folder| folder.sync_all())
+            .map_err(io(&dir))?;
+        Ok(path)
+    }
+}
+
 impl Store for FlowsDir {
     fn read(&self) -> Result<Sources, StoreError> {
         match fs::metadata(&self.root) {
@@ -221,4 +263,38 @@ fn invalid_id(path: &str, err: &IdError) -> Diagnostic {
 
 fn io_error(path: &str, err: &io::Error) -> Diagnostic {
     Diagnostic::error(Code::Io, "", format!("cannot read: {err}")).in_file(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_are_atomic_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FlowsDir::new(dir.path());
+        let account = AccountId::new("acme").unwrap();
+        let doc_type = DocType::new("vmboxes").unwrap();
+        let id = DocId::new("vm-1001").unwrap();
+        let mut body = crate::model::Object::new();
+        body.insert("messages".into(), serde_json::json!([{"length": 4000}]));
+        let path = store
+            .write_document(&account, &doc_type, &id, &body)
+            .unwrap();
+        assert_eq!(path, dir.path().join("acme/vmboxes/vm-1001.json"));
+        body.insert("name".into(), serde_json::json!("Alice"));
+        store
+            .write_document(&account, &doc_type, &id, &body)
+            .unwrap();
+        // No temporary file is left behind, and the reader sees the last write.
+        let names: Vec<_> = fs::read_dir(dir.path().join("acme/vmboxes"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("vm-1001.json")]);
+        let sources = store.read().unwrap();
+        let (_, _, file) = &sources.accounts[0].documents[0];
+        let read: serde_json::Value = serde_json::from_str(&file.text).unwrap();
+        assert_eq!(read["name"], "Alice");
+    }
 }

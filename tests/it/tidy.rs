@@ -59,7 +59,11 @@ fn the_api_docs_and_types_list_the_same_names() {
             types.contains(&format!("function {method}(self"))
         } else if let Some(field) = item.name.strip_prefix("call.") {
             types.contains(&format!("\t{field}: "))
-        } else if let Some(function) = item.name.strip_prefix("re.") {
+        } else if let Some(function) = item
+            .name
+            .strip_prefix("re.")
+            .or_else(|| item.name.strip_prefix("calendar."))
+        {
             types.contains(&format!("\t{function}: ("))
         } else {
             // require, print, math.random: Luau's own declarations.
