@@ -48,6 +48,8 @@ pub struct CallFacts {
 pub struct RouteFacts {
     /// The callflow currently running.
     pub callflow_id: String,
+    /// The dialled number, normalized as routing saw it.
+    pub number: String,
     pub capture_group: Option<String>,
     pub capture_groups: Vec<(String, String)>,
     /// Whether the call was routed by `no_match`.

@@ -75,6 +75,8 @@ pub const API: &[ApiItem] = api![
     "call:docs": "call:docs(type) -> {table, ...}" => "Every account document of a type, by id.",
     "call:save_doc": "call:save_doc(type, id, doc)" => "Save a document that must outlive the call.",
     "call:lookup": "call:lookup(number, {normalize}?) -> route?, reason" => "Route a number as the router would.",
+    "call:normalize": "call:normalize(number) -> string" => "A number as routing normalizes it (dial plan, E.164).",
+    "call:account": "call:account() -> table" => "The account document (read-only).",
     "call:branch": "call:branch(callflow_id | route | flow) -> directive?, error" => "Enter another flow when handle returns.",
     "call:stop": "call:stop(cause?) -> directive" => "Return from this sub-flow, or end the call.",
     "call:replace_flow": "call:replace_flow(flow) -> directive?, error" => "Replace the current node with a flow (Kazoo's pivot hand-off).",
@@ -94,6 +96,7 @@ pub const API: &[ApiItem] = api![
     "call.caller_id_name": "call.caller_id_name: string" => "The caller's name.",
     "call.account_id": "call.account_id: string" => "The account.",
     "call.callflow_id": "call.callflow_id: string" => "The callflow running now.",
+    "call.number": "call.number: string" => "The dialled number, normalized as routing saw it.",
     "call.capture_group": "call.capture_group: string?" => "What the matching pattern captured.",
     "call.capture_groups": "call.capture_groups: {[string]: string}" => "Named captures.",
     "call.inception": "call.inception: \"onnet\" | \"offnet\"" => "Where the call comes from.",
@@ -206,6 +209,7 @@ pub(crate) fn call_object(lua: &Lua, inv: &Invocation) -> mlua::Result<Table> {
         facts.set("caller_id_name", call.facts.caller_id_name.as_str())?;
         facts.set("account_id", call.account.account.id.as_str())?;
         facts.set("callflow_id", route.callflow_id.as_str())?;
+        facts.set("number", route.number.as_str())?;
         facts.set("capture_group", route.capture_group.as_deref())?;
         let groups = lua.create_table()?;
         for (name, value) in &route.capture_groups {
@@ -460,6 +464,25 @@ fn register_documents(lua: &Lua, raw: &Table) -> mlua::Result<()> {
             Some(value) => done(lua, to_lua_frozen(lua, &value)?),
             None => done(lua, LuaValue::Nil),
         }
+    });
+    sync_fn!(lua, raw, "account", |lua, (): ()| {
+        let call = call_of(&*current(lua)?, "account")?;
+        let account = &call.account.account;
+        let mut doc = account.extra.clone();
+        doc.insert("id".into(), json!(account.id.as_str()));
+        if let Some(name) = &account.name {
+            doc.insert("name".into(), json!(name));
+        }
+        if let Some(timezone) = &account.timezone {
+            doc.insert("timezone".into(), json!(timezone));
+        }
+        if let Some(caller_id) = &account.caller_id {
+            doc.insert("caller_id".into(), Value::Object(caller_id.clone()));
+        }
+        if let Some(metaflows) = &account.metaflows {
+            doc.insert("metaflows".into(), Value::Object(metaflows.clone()));
+        }
+        done(lua, to_lua_frozen(lua, &Value::Object(doc))?)
     });
     sync_fn!(lua, raw, "docs", |lua, doc_type: String| {
         let call = call_of(&*current(lua)?, "docs")?;
@@ -804,6 +827,10 @@ fn register_flow(lua: &Lua, raw: &Table) -> mlua::Result<()> {
                 done(lua, (LuaValue::Nil, err.to_string()))
             }
         }
+    });
+    sync_fn!(lua, raw, "normalize", |lua, number: String| {
+        let call = call_of(&*current(lua)?, "normalize")?;
+        done(lua, call.account.routes.normalizer().normalize(&number))
     });
     sync_fn!(lua, raw, "branch", |lua, target: LuaValue| {
         let inv = current(lua)?;

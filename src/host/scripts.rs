@@ -25,38 +25,9 @@ use super::ModuleHost;
 use crate::limits::Limits;
 use crate::model::{Code, Diagnostic};
 
-/// Built-in modules and helpers: (path under `scripts/`, source).
-pub const BUILTIN: &[(&str, &str)] = &[
-    ("answer.lua", include_str!("../../scripts/answer.lua")),
-    ("callflow.lua", include_str!("../../scripts/callflow.lua")),
-    (
-        "collect_dtmf.lua",
-        include_str!("../../scripts/collect_dtmf.lua"),
-    ),
-    ("hangup.lua", include_str!("../../scripts/hangup.lua")),
-    ("language.lua", include_str!("../../scripts/language.lua")),
-    ("menu.lua", include_str!("../../scripts/menu.lua")),
-    ("noop.lua", include_str!("../../scripts/noop.lua")),
-    ("play.lua", include_str!("../../scripts/play.lua")),
-    (
-        "prepend_cid.lua",
-        include_str!("../../scripts/prepend_cid.lua"),
-    ),
-    ("response.lua", include_str!("../../scripts/response.lua")),
-    ("say.lua", include_str!("../../scripts/say.lua")),
-    (
-        "set_alert_info.lua",
-        include_str!("../../scripts/set_alert_info.lua"),
-    ),
-    ("set_cid.lua", include_str!("../../scripts/set_cid.lua")),
-    (
-        "set_variables.lua",
-        include_str!("../../scripts/set_variables.lua"),
-    ),
-    ("sleep.lua", include_str!("../../scripts/sleep.lua")),
-    ("tts.lua", include_str!("../../scripts/tts.lua")),
-    ("lib/kazoo.lua", include_str!("../../scripts/lib/kazoo.lua")),
-];
+/// Built-in modules and helpers: (path under `scripts/`, source). Generated
+/// by `build.rs` from the files of `scripts/`.
+pub const BUILTIN: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/builtin_scripts.rs"));
 
 /// Where built-in scripts say they come from in errors.
 pub const BUILTIN_PREFIX: &str = "builtin/";

@@ -174,6 +174,7 @@ pub async fn simulate(
             call.record(event);
             call.set_route(RouteFacts {
                 callflow_id: route.callflow_id.to_string(),
+                number: route.number.clone(),
                 capture_group: route.capture_group.clone(),
                 capture_groups: route.capture_groups.clone(),
                 no_match: route.no_match,
