@@ -76,7 +76,21 @@ struct CallState {
     language: Option<String>,
     collections: BTreeMap<String, String>,
     rng: fastrand::Rng,
+    /// The walk is over: verbs fail as if the caller had hung up.
+    ended: bool,
+    on_end: Vec<OnEnd>,
 }
+
+/// A module's `on_end` handler, registered with `call:on_end` to run once
+/// the call has ended (Kazoo's termination handlers).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnEnd {
+    pub module: String,
+    pub data: Value,
+}
+
+/// At most this many `on_end` handlers per call.
+pub const MAX_ON_END: usize = 16;
 
 /// One call.
 pub struct Call {
@@ -128,6 +142,8 @@ impl Call {
                 language: None,
                 collections: BTreeMap::new(),
                 rng,
+                ended: false,
+                on_end: Vec::new(),
             }),
         }
     }
@@ -167,7 +183,39 @@ impl Call {
     }
 
     fn alive(&self) -> Result<(), Gone> {
-        if self.is_gone() { Err(Gone) } else { Ok(()) }
+        if self.is_gone() || self.state.borrow().ended {
+            Err(Gone)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Ends the walk: from now on verbs fail as if the caller had hung up
+    /// (`on_end` handlers run on a closed call).
+    pub fn close(&self) {
+        self.state.borrow_mut().ended = true;
+    }
+
+    /// Registers `module`'s `on_end` handler with `data`; an error once
+    /// [`MAX_ON_END`] are registered or the call has ended.
+    pub fn add_on_end(&self, module: &str, data: Value) -> Result<(), String> {
+        let mut state = self.state.borrow_mut();
+        if state.ended {
+            return Err("the call has ended: on_end handlers cannot register more".to_owned());
+        }
+        if state.on_end.len() >= MAX_ON_END {
+            return Err(format!("at most {MAX_ON_END} on_end handlers per call"));
+        }
+        state.on_end.push(OnEnd {
+            module: module.to_owned(),
+            data,
+        });
+        Ok(())
+    }
+
+    /// The registered `on_end` handlers, in registration order (emptied).
+    pub fn take_on_end(&self) -> Vec<OnEnd> {
+        std::mem::take(&mut self.state.borrow_mut().on_end)
     }
 
     // Route facts.
@@ -432,6 +480,11 @@ impl Call {
         }));
         if let Some(by) = &outcome.answered_by {
             outcome_fields.insert("answered_by".into(), json!(by));
+            // Kazoo's `call_bridged` flag (read by missed-call alerts).
+            self.state
+                .borrow_mut()
+                .variables
+                .insert("call_bridged".to_owned(), Value::Bool(true));
         }
         outcome_fields.insert("duration_ms".into(), json!(outcome.duration_ms));
         self.trace.borrow_mut().complete(pending, outcome_fields);

@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-pub use call::{Call, CallFacts, CallerIdChanges, RouteFacts};
+pub use call::{Call, CallFacts, CallerIdChanges, MAX_ON_END, OnEnd, RouteFacts};
 pub use control::{CallControl, Gone, Hangup, HungUpBy, LocalFuture};
 pub use documents::{Documents, Overlay};
 
@@ -87,6 +87,12 @@ pub trait ModuleRunner {
         call: &'a Rc<Call>,
         node: &'a ModuleNode,
     ) -> LocalFuture<'a, Result<Next, ModuleError>>;
+    /// Runs the `on_end` handler a module registered, once `call` has ended.
+    fn invoke_on_end<'a>(
+        &'a self,
+        call: &'a Rc<Call>,
+        handler: &'a OnEnd,
+    ) -> LocalFuture<'a, Result<(), ModuleError>>;
 }
 
 /// Why a call ended.
@@ -183,7 +189,8 @@ impl Frame {
 }
 
 /// Runs `callflow` on `call` until the call ends, then hangs it up if it is
-/// still up, and records the `end` event.
+/// still up, runs the `on_end` handlers modules registered, and records the
+/// `end` event.
 pub async fn run(
     call: &Rc<Call>,
     callflow: Arc<Callflow>,
@@ -191,13 +198,13 @@ pub async fn run(
     limits: &Limits,
 ) -> EndReason {
     let reason = walk(call, Frame::new(Root::Callflow(callflow)), runner, limits).await;
-    finish(call, reason).await
+    finish(call, reason, Some(runner)).await
 }
 
 /// Ends a call that was never routed.
 pub async fn end_unrouted(call: &Rc<Call>) -> EndReason {
     call.hangup("NO_ROUTE_DESTINATION").await;
-    finish(call, EndReason::NoRoute).await
+    finish(call, EndReason::NoRoute, None).await
 }
 
 /// A walk that stopped with an empty return stack, with its hang-up cause.
@@ -315,17 +322,21 @@ async fn run_node(call: &Rc<Call>, node: &ModuleNode, runner: &dyn ModuleRunner)
     match runner.invoke(call, node).await {
         Ok(next) => next,
         Err(err) => {
-            let mut event = call.event("error").with("module", err.module.as_str());
-            if let Some(file) = &err.file {
-                event = event.with("file", file.as_str());
-            }
-            if let Some(line) = err.line {
-                event = event.with("line", line);
-            }
-            call.record(event.with("message", err.message.as_str()));
+            record_error(call, &err);
             Next::Continue("_".to_owned())
         }
     }
+}
+
+fn record_error(call: &Call, err: &ModuleError) {
+    let mut event = call.event("error").with("module", err.module.as_str());
+    if let Some(file) = &err.file {
+        event = event.with("file", file.as_str());
+    }
+    if let Some(line) = err.line {
+        event = event.with("line", line);
+    }
+    call.record(event.with("message", err.message.as_str()));
 }
 
 fn skip(call: &Call, node: &ModuleNode, reason: &str) -> crate::trace::Event {
@@ -366,10 +377,25 @@ fn gone_reason(gone: &Hangup) -> EndReason {
 }
 
 /// Hangs up a call still up after the walk (not for transfers and usurped
-/// calls, which leave without one) and records `end`.
-async fn finish(call: &Rc<Call>, reason: EndReason) -> EndReason {
+/// calls, which leave without one), runs the `on_end` handlers in the order
+/// they were registered (a failing one is recorded and the next runs), and
+/// records `end`.
+async fn finish(
+    call: &Rc<Call>,
+    reason: EndReason,
+    runner: Option<&dyn ModuleRunner>,
+) -> EndReason {
     if !matches!(reason, EndReason::Transfer | EndReason::Usurped) && !call.is_gone() {
         call.hangup("NORMAL_CLEARING").await;
+    }
+    call.close();
+    if let Some(runner) = runner {
+        for handler in call.take_on_end() {
+            call.record(call.event("on_end").with("module", handler.module.as_str()));
+            if let Err(err) = runner.invoke_on_end(call, &handler).await {
+                record_error(call, &err);
+            }
+        }
     }
     call.record(
         call.event("end")
@@ -424,8 +450,29 @@ mod tests {
                         line: None,
                         message: "failed".to_owned(),
                     }),
+                    "on_end" => {
+                        call.add_on_end(name, serde_json::Value::Null).unwrap();
+                        Ok(Next::Continue("_".to_owned()))
+                    }
                     _ => Ok(Next::Continue("_".to_owned())),
                 }
+            })
+        }
+
+        fn invoke_on_end<'a>(
+            &'a self,
+            call: &'a Rc<Call>,
+            handler: &'a OnEnd,
+        ) -> LocalFuture<'a, Result<(), ModuleError>> {
+            Box::pin(async move {
+                // Verbs fail once the call has ended.
+                assert!(call.ring().await.is_err());
+                Err(ModuleError {
+                    module: handler.module.clone(),
+                    file: None,
+                    line: None,
+                    message: "ended".to_owned(),
+                })
             })
         }
     }
@@ -499,6 +546,18 @@ mod tests {
                     e.fields["path"].as_str().unwrap()
                 ),
                 "end" => format!("end:{}", e.fields["reason"].as_str().unwrap()),
+                "on_end" | "error"
+                    if e.fields.contains_key("module") && e.fields["module"] == "on_end" =>
+                {
+                    format!(
+                        "{}:{}",
+                        e.name,
+                        e.fields
+                            .get("message")
+                            .and_then(|m| m.as_str())
+                            .unwrap_or("on_end")
+                    )
+                }
                 "hangup" => format!("hangup:{}", e.fields["cause"].as_str().unwrap()),
                 other => other.to_owned(),
             })
@@ -526,6 +585,17 @@ mod tests {
         assert_eq!(
             run_with(&[("main", main)], Limits::default()),
             "main:/flow skip main:/flow/children/_ hangup:USER_BUSY end:flow_end"
+        );
+    }
+
+    #[test]
+    fn on_end_handlers_run_after_the_hangup_on_a_closed_call() {
+        let main =
+            r#"{"numbers":["1"],"flow":{"module":"on_end","children":{"_":{"module":"on_end"}}}}"#;
+        assert_eq!(
+            run_with(&[("main", main)], Limits::default()),
+            "main:/flow main:/flow/children/_ hangup:NORMAL_CLEARING \
+             on_end:on_end error:ended on_end:on_end error:ended end:flow_end"
         );
     }
 

@@ -80,6 +80,7 @@ pub const API: &[ApiItem] = api![
     "call:branch": "call:branch(callflow_id | route | flow) -> directive?, error" => "Enter another flow when handle returns.",
     "call:stop": "call:stop(cause?) -> directive" => "Return from this sub-flow, or end the call.",
     "call:replace_flow": "call:replace_flow(flow) -> directive?, error" => "Replace the current node with a flow (Kazoo's pivot hand-off).",
+    "call:on_end": "call:on_end(data?)" => "Run this module's on_end(call, data) once the call has ended.",
     "call:usurp": "call:usurp(app) -> directive" => "Hand the call to another application; the flow ends without a hang-up.",
     "call:children": "call:children() -> {key, ...}" => "The node's child keys, in document order.",
     "call:has_child": "call:has_child(key) -> boolean" => "Whether the node has a non-empty child with this key.",
@@ -327,6 +328,7 @@ fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
     register_outside(lua, &raw)?;
     register_state(lua, &raw)?;
     register_flow(lua, &raw)?;
+    register_directives(lua, &raw)?;
     register_trace(lua, &raw)?;
     Ok(raw)
 }
@@ -793,7 +795,7 @@ fn register_state(lua: &Lua, raw: &Table) -> mlua::Result<()> {
     Ok(())
 }
 
-/// The flow: documents, routes, branches, directives, children.
+/// The flow: routes and the node's children.
 fn register_flow(lua: &Lua, raw: &Table) -> mlua::Result<()> {
     sync_fn!(lua, raw, "lookup", |lua,
                                   (number, opts): (
@@ -832,6 +834,20 @@ fn register_flow(lua: &Lua, raw: &Table) -> mlua::Result<()> {
         let call = call_of(&*current(lua)?, "normalize")?;
         done(lua, call.account.routes.normalizer().normalize(&number))
     });
+    sync_fn!(lua, raw, "children", |lua, (): ()| {
+        let inv = current(lua)?;
+        let keys: Vec<&str> = inv.children.iter().map(|(k, _)| k.as_str()).collect();
+        done(lua, lua.create_sequence_from(keys)?)
+    });
+    sync_fn!(lua, raw, "has_child", |lua, key: String| {
+        let inv = current(lua)?;
+        done(lua, inv.children.iter().any(|(k, full)| *full && *k == key))
+    });
+    Ok(())
+}
+
+/// Directives (`branch`, `replace_flow`, `stop`, `usurp`) and `on_end`.
+fn register_directives(lua: &Lua, raw: &Table) -> mlua::Result<()> {
     sync_fn!(lua, raw, "branch", |lua, target: LuaValue| {
         let inv = current(lua)?;
         let call = call_of(&inv, "branch")?;
@@ -877,14 +893,30 @@ fn register_flow(lua: &Lua, raw: &Table) -> mlua::Result<()> {
         *inv.directive.borrow_mut() = Some(Next::Usurp(app));
         done(lua, true)
     });
-    sync_fn!(lua, raw, "children", |lua, (): ()| {
+    sync_fn!(lua, raw, "on_end", |lua, data: Option<Table>| {
         let inv = current(lua)?;
-        let keys: Vec<&str> = inv.children.iter().map(|(k, _)| k.as_str()).collect();
-        done(lua, lua.create_sequence_from(keys)?)
-    });
-    sync_fn!(lua, raw, "has_child", |lua, key: String| {
-        let inv = current(lua)?;
-        done(lua, inv.children.iter().any(|(k, full)| *full && *k == key))
+        let call = call_of(&inv, "on_end")?;
+        if inv.entry == super::Entry::OnEnd {
+            return Err(mlua::Error::runtime(
+                "call:on_end cannot be used in on_end: the call has ended",
+            ));
+        }
+        let has_handler = inv.table.borrow().as_ref().is_some_and(|table| {
+            matches!(table.get::<LuaValue>("on_end"), Ok(LuaValue::Function(_)))
+        });
+        if !has_handler {
+            return Err(mlua::Error::runtime(format!(
+                "module {} has no on_end function: return {{ handle = ..., on_end = function(call, data) ... end }}",
+                inv.module
+            )));
+        }
+        let data = match data {
+            Some(table) => from_lua(lua, LuaValue::Table(table))?,
+            None => json!({}),
+        };
+        call.add_on_end(&inv.module, data)
+            .map_err(mlua::Error::runtime)?;
+        done(lua, ())
     });
     Ok(())
 }

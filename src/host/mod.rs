@@ -32,7 +32,7 @@ use serde_json::Value;
 
 pub use scripts::{Loaded, ModuleScript, ModuleSet, ScriptError};
 
-use crate::engine::{Call, LocalFuture, ModuleError, ModuleRunner, Next};
+use crate::engine::{Call, LocalFuture, ModuleError, ModuleRunner, Next, OnEnd};
 use crate::limits::Limits;
 use crate::model::ModuleNode;
 
@@ -101,12 +101,33 @@ impl Current {
     }
 }
 
+/// The function of a module's table an invocation runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Entry {
+    /// `handle(call, data)`, for a node.
+    Handle,
+    /// `on_end(call, data)`, once the call has ended.
+    OnEnd,
+}
+
+impl Entry {
+    fn name(self) -> &'static str {
+        match self {
+            Entry::Handle => "handle",
+            Entry::OnEnd => "on_end",
+        }
+    }
+}
+
 /// One run of a module's script: its call, node, budget and the directive
 /// (`branch`, `stop`, ...) it asked for.
 pub(crate) struct Invocation {
     /// `None` while a script is only being loaded (smoke test).
     pub call: Option<Rc<Call>>,
     pub module: String,
+    pub entry: Entry,
+    /// The table the module's script returned, once loaded.
+    pub table: RefCell<Option<Table>>,
     /// The node's child keys, in document order, and whether each child is
     /// a module node (not `{}`).
     pub children: Vec<(String, bool)>,
@@ -188,6 +209,7 @@ impl ModuleHost {
         &self,
         call: Option<Rc<Call>>,
         module: &str,
+        entry: Entry,
         children: Vec<(String, bool)>,
     ) -> mlua::Result<Rc<Invocation>> {
         let env = self.lua.create_table()?;
@@ -199,6 +221,8 @@ impl ModuleHost {
         Ok(Rc::new(Invocation {
             call,
             module: module.to_owned(),
+            entry,
+            table: RefCell::new(None),
             children,
             set: self.module_set(),
             env,
@@ -243,6 +267,15 @@ impl ModuleHost {
         match loaded {
             Ok(LuaValue::Table(table)) => match table.get::<LuaValue>("handle") {
                 Ok(LuaValue::Function(_)) => {
+                    if !matches!(
+                        table.get::<LuaValue>("on_end"),
+                        Ok(LuaValue::Nil | LuaValue::Function(_))
+                    ) {
+                        return Err(to_error(
+                            "the script's `on_end` is not a function".to_owned(),
+                            None,
+                        ));
+                    }
                     convert::freeze(&table).map_err(|e| to_error(e.to_string(), None))?;
                     Ok(table)
                 }
@@ -273,7 +306,7 @@ impl ModuleHost {
             _ => name.to_owned(),
         };
         let inv = self
-            .invocation(None, name, Vec::new())
+            .invocation(None, name, Entry::Handle, Vec::new())
             .map_err(|e| script_error(&file, &e.to_string()))?;
         let previous = self.current.replace(Some(Rc::clone(&inv)));
         let result = self.load_module(&inv);
@@ -305,16 +338,21 @@ impl ModuleHost {
         Ok((schema, description))
     }
 
-    /// Runs a module's `handle` for `node` on `call`.
-    async fn run(&self, call: &Rc<Call>, node: &ModuleNode) -> Result<Next, ModuleError> {
-        let children = node
-            .children
-            .iter()
-            .map(|(key, child)| (key.clone(), child.as_module().is_some()))
-            .collect();
-        let inv = self
-            .invocation(Some(Rc::clone(call)), &node.module, children)
-            .map_err(|e| module_error(&node.module, &e))?;
+    /// Runs one entry (`handle` or `on_end`) of `module` with `data` on
+    /// `call`; returns the invocation (for its directive) and what the entry
+    /// function returned.
+    async fn call_entry(
+        &self,
+        call: &Rc<Call>,
+        module: &str,
+        entry: Entry,
+        children: Vec<(String, bool)>,
+        data: &(impl serde::Serialize + ?Sized),
+    ) -> (Option<Rc<Invocation>>, Result<LuaValue, ModuleError>) {
+        let inv = match self.invocation(Some(Rc::clone(call)), module, entry, children) {
+            Ok(inv) => inv,
+            Err(e) => return (None, Err(module_error(module, &e))),
+        };
         let lua = self.lua.clone();
         let data_options = mlua::serde::SerializeOptions::new()
             .serialize_none_to_null(false)
@@ -323,19 +361,28 @@ impl ModuleHost {
         let task = {
             let inv = Rc::clone(&inv);
             async move {
-                let module = self.load_module(&inv)?;
-                let prepared = (|| -> mlua::Result<(Function, LuaValue, Table)> {
-                    let handle: Function = module.get("handle")?;
-                    let data = lua.to_value_with(&node.data, data_options)?;
+                let table = self.load_module(&inv)?;
+                *inv.table.borrow_mut() = Some(table.clone());
+                let prepared = (|| -> mlua::Result<(Option<Function>, LuaValue, Table)> {
+                    let function: Option<Function> = table.get(entry.name())?;
+                    let data = lua.to_value_with(data, data_options)?;
                     if let LuaValue::Table(table) = &data {
                         convert::freeze(table)?;
                     }
                     let call_object = api::call_object(&lua, &inv)?;
-                    Ok((handle, data, call_object))
+                    Ok((function, data, call_object))
                 })();
-                let (handle, data, call_object) =
+                let (function, data, call_object) =
                     prepared.map_err(|e| module_error(&inv.module, &e))?;
-                handle
+                let Some(function) = function else {
+                    return Err(ModuleError {
+                        module: inv.module.clone(),
+                        file: None,
+                        line: None,
+                        message: format!("the module has no `{}` function", entry.name()),
+                    });
+                };
+                function
                     .call_async::<LuaValue>((call_object, data))
                     .await
                     .map_err(|e| module_error(&inv.module, &e))
@@ -348,16 +395,30 @@ impl ModuleHost {
         };
         let result = scoped.await;
         if inv.killed.get() {
-            return Err(ModuleError {
-                module: node.module.clone(),
+            let error = ModuleError {
+                module: module.to_owned(),
                 file: result.as_ref().err().and_then(|e| e.file.clone()),
                 line: result.as_ref().err().and_then(|e| e.line),
                 message: format!(
                     "ran past its budget of {} interrupts (an endless loop?)",
                     self.limits.interrupts_per_invoke
                 ),
-            });
+            };
+            return (Some(inv), Err(error));
         }
+        (Some(inv), result)
+    }
+
+    /// Runs a module's `handle` for `node` on `call`.
+    async fn run(&self, call: &Rc<Call>, node: &ModuleNode) -> Result<Next, ModuleError> {
+        let children = node
+            .children
+            .iter()
+            .map(|(key, child)| (key.clone(), child.as_module().is_some()))
+            .collect();
+        let (inv, result) = self
+            .call_entry(call, &node.module, Entry::Handle, children, &node.data)
+            .await;
         let returned = match result {
             Ok(value) => value,
             // A verb called after the caller hung up ends the module; the
@@ -365,7 +426,7 @@ impl ModuleHost {
             Err(_) if call.is_gone() => return Ok(Next::Continue("_".to_owned())),
             Err(err) => return Err(err),
         };
-        if let Some(directive) = inv.directive.borrow_mut().take() {
+        if let Some(directive) = inv.and_then(|inv| inv.directive.borrow_mut().take()) {
             return Ok(directive);
         }
         match returned {
@@ -397,6 +458,27 @@ impl ModuleRunner for ModuleHost {
         node: &'a ModuleNode,
     ) -> LocalFuture<'a, Result<Next, ModuleError>> {
         Box::pin(self.run(call, node))
+    }
+
+    fn invoke_on_end<'a>(
+        &'a self,
+        call: &'a Rc<Call>,
+        handler: &'a OnEnd,
+    ) -> LocalFuture<'a, Result<(), ModuleError>> {
+        Box::pin(async move {
+            // What `on_end` returns, and any directive it gives, is ignored:
+            // the walk is over.
+            let (_, result) = self
+                .call_entry(
+                    call,
+                    &handler.module,
+                    Entry::OnEnd,
+                    Vec::new(),
+                    &handler.data,
+                )
+                .await;
+            result.map(drop)
+        })
     }
 }
 

@@ -32,6 +32,7 @@ pub const CORE_EVENTS: &[&str] = &[
     "http",
     "log",
     "node",
+    "on_end",
     "play",
     "record",
     "record_call",
