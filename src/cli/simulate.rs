@@ -79,6 +79,11 @@ struct QuickArgs {
     /// Seed of the call's random numbers.
     #[arg(long)]
     seed: Option<u64>,
+    /// When the call starts: RFC 3339 (2026-12-01T18:00:00Z) or a local
+    /// time in the account's timezone (2026-12-01T10:00). Default: Monday
+    /// 2026-01-05 17:00 UTC.
+    #[arg(long, value_name = "TIME")]
+    start: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -117,7 +122,10 @@ fn quick_scenario(quick: &QuickArgs) -> anyhow::Result<Scenario> {
     if let Some(seed) = quick.seed {
         json["seed"] = seed.into();
     }
-    let mut scenario = Scenario::parse(&json.to_string()).context("bad --to")?;
+    if let Some(start) = &quick.start {
+        json["start"] = start.clone().into();
+    }
+    let mut scenario = Scenario::parse(&json.to_string()).context("bad --to or --start")?;
     if let Some(inception) = quick.inception {
         scenario.inception = match inception {
             InceptionArg::Onnet => InceptionName::Onnet,
@@ -186,6 +194,7 @@ fn scenario_json(scenario: &Scenario) -> serde_json::Value {
         "to": scenario.to,
         "from": scenario.from,
         "seed": scenario.seed,
+        "start": scenario.start,
         "caller": caller,
         "inception": match scenario.inception {
             InceptionName::Onnet => "onnet",

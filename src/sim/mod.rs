@@ -140,7 +140,7 @@ pub async fn simulate(
             .calling_device
             .as_deref()
             .and_then(|d| DocId::new(d).ok()),
-        start_epoch_ms: scenario.start_epoch_ms(),
+        start_epoch_ms: scenario.start_epoch_ms(account.account.timezone.as_deref()),
         seed: scenario.seed.wrapping_add(index),
     };
     let sink: Option<Sink> = options.persist.clone().map(|persist| {

@@ -55,7 +55,9 @@ pub struct Scenario {
     pub inception: InceptionName,
     #[serde(default)]
     pub calling_device: Option<String>,
-    /// RFC 3339 time of the call's start.
+    /// When the call starts: an RFC 3339 instant (`2026-11-25T14:30:00Z`)
+    /// or a local date-time without offset (`2026-12-01T10:00`), read in the
+    /// account's timezone (UTC when it has none).
     #[serde(default = "default_start")]
     pub start: String,
     #[serde(default = "default_seed")]
@@ -276,10 +278,12 @@ impl Scenario {
         if self.to.is_empty() {
             return fail("to".into(), "the dialled number must not be empty");
         }
-        if self.start.parse::<jiff::Timestamp>().is_err() {
+        if self.start.parse::<jiff::Timestamp>().is_err()
+            && self.start.parse::<jiff::civil::DateTime>().is_err()
+        {
             return fail(
                 "start".into(),
-                "must be an RFC 3339 time such as 2026-11-25T14:30:00Z",
+                "must be an RFC 3339 time such as 2026-11-25T14:30:00Z, or a local time such as 2026-12-01T10:00 (read in the account's timezone)",
             );
         }
         for (index, action) in self.caller.iter().enumerate() {
@@ -336,10 +340,21 @@ impl Scenario {
         Ok(())
     }
 
-    /// The start as Unix milliseconds.
-    pub fn start_epoch_ms(&self) -> i64 {
-        self.start
-            .parse::<jiff::Timestamp>()
+    /// The start as Unix milliseconds; a local start is read in `timezone`
+    /// (an IANA name; UTC when `None` or unknown). A local time that a DST
+    /// change skips or repeats resolves as RFC 9557 "compatible" does (the
+    /// later instant for a gap, the earlier for a fold).
+    pub fn start_epoch_ms(&self, timezone: Option<&str>) -> i64 {
+        if let Ok(stamp) = self.start.parse::<jiff::Timestamp>() {
+            return stamp.as_millisecond();
+        }
+        let Ok(local) = self.start.parse::<jiff::civil::DateTime>() else {
+            return 0; // `check` rejects this start
+        };
+        let tz = timezone
+            .and_then(|name| jiff::tz::TimeZone::get(name).ok())
+            .unwrap_or(jiff::tz::TimeZone::UTC);
+        tz.to_timestamp(local)
             .map_or(0, jiff::Timestamp::as_millisecond)
     }
 }
@@ -405,7 +420,26 @@ mod tests {
         assert_eq!(s.from, DEFAULT_FROM);
         assert_eq!(s.seed, 1);
         assert_eq!(s.media.default_ms, 3000);
-        assert_eq!(s.start_epoch_ms(), 1_767_632_400_000);
+        assert_eq!(s.start_epoch_ms(None), 1_767_632_400_000);
+    }
+
+    #[test]
+    fn a_local_start_is_read_in_the_timezone() {
+        let s = Scenario::parse(r#"{"to": "1", "start": "2026-12-01T10:00"}"#).unwrap();
+        // 10:00 in Los Angeles (PST, UTC-8) is 18:00 UTC.
+        let utc_18 = "2026-12-01T18:00:00Z"
+            .parse::<jiff::Timestamp>()
+            .unwrap()
+            .as_millisecond();
+        assert_eq!(s.start_epoch_ms(Some("America/Los_Angeles")), utc_18);
+        assert_eq!(s.start_epoch_ms(None), utc_18 - 8 * 3_600_000);
+        // In summer, PDT (UTC-7).
+        let s = Scenario::parse(r#"{"to": "1", "start": "2026-07-05T03:00:00"}"#).unwrap();
+        let utc_10 = "2026-07-05T10:00:00Z"
+            .parse::<jiff::Timestamp>()
+            .unwrap()
+            .as_millisecond();
+        assert_eq!(s.start_epoch_ms(Some("America/Los_Angeles")), utc_10);
     }
 
     #[test]
@@ -434,7 +468,7 @@ mod tests {
             ),
             (
                 r#"{"to": "1", "start": "yesterday"}"#,
-                "start: must be an RFC 3339 time such as 2026-11-25T14:30:00Z",
+                "start: must be an RFC 3339 time such as 2026-11-25T14:30:00Z, or a local time such as 2026-12-01T10:00 (read in the account's timezone)",
             ),
             (
                 "{\"to\": \"1\",",
