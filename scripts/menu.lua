@@ -17,8 +17,16 @@
 -- up a retry silently. With no retries left: the "max_retries" child if
 -- there is one, else "_" (saying goodbye when there is no "_").
 --
--- Not yet: re-recording the greeting with `record_pin` (it needs document
--- writes); entering the pin is treated as an invalid entry, with a warning.
+-- `record_pin` (with `allow_record_from_offnet`, default false: on-net
+-- callers only): entering the pin, when it is not a child or a hunt match,
+-- re-records the greeting: vm-record_greeting, a beep, the recording (at
+-- least 1500 ms, else vm-recording_to_short and again), then the review
+-- menu vm-review_recording (1 save, 2 listen, 3 record again; other digits
+-- and silence ask again). Saving writes a media document (the greeting's
+-- current media id, else "<menu id>-greeting") pointing at the recording and
+-- the menu document's media.greeting, through the store; vm-saved, then
+-- menu-return and the menu starts over with the new greeting, retries
+-- untouched. A hang-up while recording or reviewing ends the module.
 local kazoo = require("kazoo")
 
 local SYSTEM_PROMPTS = {
@@ -64,10 +72,78 @@ local function profile(call, data)
 		hunt_allow = kazoo.string(doc.hunt_allow, ""),
 		hunt_deny = kazoo.string(doc.hunt_deny, ""),
 		record_pin = kazoo.string(doc.record_pin, ""),
+		record_offnet = kazoo.boolean(doc.allow_record_from_offnet, false),
+		id = kazoo.string(data.id, ""),
+		name = kazoo.string(doc.name, kazoo.string(data.id, "")),
+		greeting_id = kazoo.string(media.greeting),
 		interdigit = kazoo.integer(doc.interdigit_timeout, kazoo.integer(data.interdigit_timeout, 2000)),
 		greeting = kazoo.string(media.greeting, "menu-no_prompt"),
 		media = media,
 	}
+end
+
+-- Kazoo's minimum greeting length (`min_greeting_length`).
+local MIN_GREETING_MS = 1500
+local BEEP = "tone_stream://%(500,100,440)"
+
+-- The review menu after recording: "save", "record", or nil on hang-up.
+local function review(call, menu, recording)
+	while true do
+		call:flush_dtmf()
+		local choice = call:collect_digits({
+			prompt = "vm-review_recording",
+			max = 1,
+			timeout_ms = menu.timeout,
+			interdigit_ms = menu.interdigit,
+		})
+		if choice.reason == "hangup" then
+			return nil
+		elseif choice.digits == "1" then
+			return "save"
+		elseif choice.digits == "2" then
+			call:play(recording, { terminators = {} })
+		elseif choice.digits == "3" then
+			return "record"
+		end
+	end
+end
+
+-- Re-records the menu greeting (Kazoo's record_greeting); returns the new
+-- greeting media id, or nil when the caller hung up.
+local function record_greeting(call, menu)
+	local media_id = menu.greeting_id or string.sub(menu.id, 1, 55) .. "-greeting"
+	while true do
+		call:play("vm-record_greeting", { terminators = {} })
+		call:play(BEEP, { terminators = {} })
+		local recording = call:record({ name = media_id })
+		if recording.reason == "hangup" then
+			return nil
+		end
+		local choice = review(call, menu, recording.recording_id)
+		if not choice then
+			return nil
+		elseif choice == "save" and recording.duration_ms < MIN_GREETING_MS then
+			call:play("vm-recording_to_short", { terminators = {} })
+		elseif choice == "save" then
+			local media = kazoo.copy(call:doc("media", media_id) or {})
+			media.id = nil
+			media.name = media.name or (menu.name .. " menu greeting")
+			media.description = "recorded by " .. call:caller_id().name
+			media.media_source = "recording"
+			media.source_type = "menu"
+			media.source_id = menu.id
+			media.content_type = "audio/mpeg"
+			media.recording_id = recording.recording_id
+			call:save_doc("media", media_id, media)
+			local doc = kazoo.copy(call:doc("menus", menu.id) or {})
+			doc.id = nil
+			doc.media = if type(doc.media) == "table" then doc.media else {}
+			doc.media.greeting = media_id
+			call:save_doc("menus", menu.id, doc)
+			call:play("vm-saved", { terminators = {} })
+			return media_id
+		end
+	end
 end
 
 -- A child for `digits`, or a branch when hunting finds a callflow for them.
@@ -129,11 +205,19 @@ return {
 				if found then
 					return found
 				end
-				if menu.record_pin ~= "" and digits == menu.record_pin then
-					call:log("warning", "menu: re-recording the greeting is not supported yet")
+				local may_record = menu.record_offnet or call.inception == "onnet"
+				if menu.record_pin ~= "" and digits == menu.record_pin and may_record and menu.id ~= "" then
+					local greeting = record_greeting(call, menu)
+					if not greeting then
+						return call:stop()
+					end
+					menu.greeting = greeting
+					menu.greeting_id = greeting
+					call:play("menu-return", { terminators = {} })
+				else
+					play(call, prompt(menu.media, "invalid_media"))
+					retries -= 1
 				end
-				play(call, prompt(menu.media, "invalid_media"))
-				retries -= 1
 			end
 		end
 		call:flush_dtmf()

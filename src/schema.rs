@@ -261,9 +261,15 @@ fn check_object(
     pointer: &str,
     diags: &mut Vec<Diagnostic>,
 ) {
+    let properties = schema.get("properties").and_then(Value::as_object);
     if let Some(Value::Array(required)) = schema.get("required") {
         for name in required.iter().filter_map(Value::as_str) {
-            if !obj.contains_key(name) {
+            // Crossbar writes a property's default in before checking, so a
+            // required property with a default is never missing.
+            let has_default = properties
+                .and_then(|p| p.get(name))
+                .is_some_and(|p| p.get("default").is_some());
+            if !obj.contains_key(name) && !has_default {
                 diags.push(Diagnostic::error(
                     Code::Required,
                     pointer_push(pointer, name),
@@ -272,7 +278,6 @@ fn check_object(
             }
         }
     }
-    let properties = schema.get("properties").and_then(Value::as_object);
     for (key, value) in obj {
         match properties.and_then(|p| p.get(key)) {
             Some(property) => check(property, value, &pointer_push(pointer, key), diags),
@@ -343,6 +348,19 @@ mod tests {
                 "warning coerced /data/timeout: is the string \"20\" where an integer is expected; Kazoo converts it, modules see the string",
                 "warning coerced /data/answer: is the string \"false\" where a boolean is expected; Kazoo converts it, modules see the string",
             ]
+        );
+    }
+
+    #[test]
+    fn a_required_property_with_a_default_may_be_left_out() {
+        let schema = json!({
+            "type": "object",
+            "required": ["code", "text"],
+            "properties": {"code": {"type": "integer", "default": 486}, "text": {"type": "string"}}
+        });
+        assert_eq!(
+            run(&schema, &json!({})),
+            vec!["error required /data/text: `text` is required"]
         );
     }
 }

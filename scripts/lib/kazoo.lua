@@ -50,6 +50,15 @@ function kazoo.sorted_keys(t: { [string]: any }): { string }
 	return keys
 end
 
+-- A deep copy of a value (documents and node data are read-only), to change
+-- and save; arrays stay arrays (an empty one is saved as []).
+function kazoo.copy(value: any): any
+	if type(value) ~= "table" then
+		return value
+	end
+	return (json.decode(json.encode(value)))
+end
+
 -- The schema fragment for a list of DTMF digits.
 kazoo.DIGITS_SCHEMA = { type = "array", items = { type = "string", enum = kazoo.ALL_DIGITS } }
 

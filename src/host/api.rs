@@ -16,7 +16,9 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use mlua::{Function, IntoLuaMulti, Lua, MultiValue, Table, Value as LuaValue, Variadic};
+use mlua::{
+    Function, IntoLuaMulti, Lua, LuaSerdeExt, MultiValue, Table, Value as LuaValue, Variadic,
+};
 use serde_json::{Value, json};
 
 use super::convert::{freeze, from_lua, to_lua, to_lua_frozen};
@@ -114,6 +116,9 @@ pub const API: &[ApiItem] = api![
     "calendar.from_iso_week": "calendar.from_iso_week(iso_year, week) -> year, month, day" => "The Monday of an ISO week (weeks past the year's last carry on).",
     "calendar.date": "calendar.date(epoch_ms, timezone?) -> {year, month, day, hour, minute, second, weekday, yday, timezone, offset_s}" => "Local time of an instant in an IANA time zone.",
     "re.test": "re.test(pattern, text) -> boolean" => "Whether a Kazoo regex matches.",
+    "json.decode": "json.decode(text) -> value?, error" => "Parse JSON text (null becomes nil).",
+    "json.encode": "json.encode(value) -> string" => "JSON text of a value (keys sorted).",
+    "json.array": "json.array(t?) -> table" => "Mark a table as a JSON array, so that an empty one stays [].",
     "require": "require(name) -> value" => "Load a helper from scripts/lib/.",
     "print": "print(...)" => "Log to the trace (level info).",
     "math.random": "math.random(m?, n?) -> number" => "Random numbers seeded per call.",
@@ -185,6 +190,7 @@ pub(crate) fn register(lua: &Lua, current: Rc<Current>) -> mlua::Result<()> {
     let raw_helpers = lua.create_table()?;
     raw_helpers.set("re", raw_re)?;
     raw_helpers.set("calendar", calendar_functions(lua)?)?;
+    raw_helpers.set("json", json_functions(lua)?)?;
 
     let raw = raw_functions(lua)?;
     let (make, helpers): (Function, Table) = lua
@@ -1330,6 +1336,43 @@ fn randomseed(lua: &Lua, seed: f64) -> mlua::Result<()> {
     // The seed's bits, whatever number it is.
     call.with_rng(|rng| rng.seed(seed.to_bits()));
     Ok(())
+}
+
+/// The `json` helper table: decode, encode, array.
+fn json_functions(lua: &Lua) -> mlua::Result<Table> {
+    let table = lua.create_table()?;
+    table.set(
+        "decode",
+        checked(
+            lua,
+            |lua, text: mlua::LuaString| match serde_json::from_slice::<Value>(&text.as_bytes()) {
+                Ok(value) => Ok((to_lua(lua, &value)?, LuaValue::Nil)),
+                Err(err) => Ok((
+                    LuaValue::Nil,
+                    LuaValue::String(lua.create_string(format!("invalid JSON: {err}"))?),
+                )),
+            },
+        )?,
+    )?;
+    table.set(
+        "encode",
+        checked(lua, |lua, value: LuaValue| {
+            serde_json::to_string(&from_lua(lua, value)?)
+                .map_err(|e| mlua::Error::runtime(e.to_string()))
+        })?,
+    )?;
+    table.set(
+        "array",
+        checked(lua, |lua, items: Option<Table>| {
+            let items = match items {
+                Some(items) => items,
+                None => lua.create_table()?,
+            };
+            items.set_metatable(Some(lua.array_metatable()))?;
+            Ok(items)
+        })?,
+    )?;
+    Ok(table)
 }
 
 /// Erlang's `calendar:date_to_gregorian_days` origin: day 0 is 0000-01-01.

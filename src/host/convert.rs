@@ -1,9 +1,11 @@
 //! JSON ⇄ Lua conversions for the module host.
 //!
-//! JSON to Lua: `null` becomes `nil`, and tables handed to scripts as
-//! read-only (node data, documents) are frozen recursively. Lua to JSON: keys
-//! are sorted, so what a script builds reaches traces in the same order on
-//! every run and every Luau version; empty tables become `{}`.
+//! JSON to Lua: `null` becomes `nil`, arrays carry mlua's array metatable
+//! (so an empty one goes back to JSON as `[]`), and tables handed to scripts
+//! as read-only (node data, documents) are frozen recursively. Lua to JSON:
+//! keys are sorted, so what a script builds reaches traces in the same order
+//! on every run and every Luau version; empty tables become `{}` unless
+//! marked as arrays (`json.array`).
 
 use mlua::serde::{DeserializeOptions, SerializeOptions};
 use mlua::{Lua, LuaSerdeExt, Table, Value as LuaValue};
@@ -14,7 +16,7 @@ pub fn to_lua(lua: &Lua, value: &Value) -> mlua::Result<LuaValue> {
     let options = SerializeOptions::new()
         .serialize_none_to_null(false)
         .serialize_unit_to_null(false)
-        .set_array_metatable(false);
+        .set_array_metatable(true);
     lua.to_value_with(value, options)
 }
 

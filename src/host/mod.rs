@@ -357,7 +357,7 @@ impl ModuleHost {
         let data_options = mlua::serde::SerializeOptions::new()
             .serialize_none_to_null(false)
             .serialize_unit_to_null(false)
-            .set_array_metatable(false);
+            .set_array_metatable(true);
         let task = {
             let inv = Rc::clone(&inv);
             async move {

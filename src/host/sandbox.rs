@@ -15,7 +15,7 @@
 
 use std::rc::Rc;
 
-use mlua::{Lua, LuaOptions, StdLib, Value as LuaValue, VmState};
+use mlua::{Lua, LuaOptions, LuaSerdeExt, StdLib, Value as LuaValue, VmState};
 
 use super::{Current, api};
 use crate::limits::Limits;
@@ -44,6 +44,9 @@ pub(crate) fn new_vm(limits: &Limits, current: Rc<Current>) -> mlua::Result<Lua>
         globals.raw_set(*name, LuaValue::Nil)?;
     }
     lua.sandbox(true)?;
+    // Shared by every JSON array handed to scripts: read-only, or one
+    // script's change would reach the next call.
+    lua.array_metatable().set_readonly(true);
     lua.set_memory_limit(limits.vm_memory_bytes)?;
     lua.set_interrupt(move |_| match current.get() {
         Some(inv) if !inv.tick() => Err(mlua::Error::runtime("interrupt budget exceeded")),

@@ -56,6 +56,25 @@ pub fn render_output(output: &Output) -> String {
 /// Builds a catalog of one account `test` from callflow documents given as
 /// (id, path shown in diagnostics, text).
 pub fn catalog_of(callflows: &[(&str, &str, &str)]) -> (Catalog, Vec<Diagnostic>) {
+    catalog_with(&KazooModules, callflows)
+}
+
+/// The built-in modules (scripts/), loaded once.
+pub fn builtin_modules() -> &'static callflow::host::ModuleSet {
+    static MODULES: std::sync::OnceLock<callflow::host::ModuleSet> = std::sync::OnceLock::new();
+    MODULES.get_or_init(|| {
+        let (set, problems) = callflow::host::ModuleSet::load(&[] as &[&Path], 1);
+        assert!(problems.is_empty(), "{problems:?}");
+        set
+    })
+}
+
+/// An account of the given callflows `(id, path, text)`, checked against
+/// `modules`.
+pub fn catalog_with(
+    modules: &dyn callflow::catalog::Modules,
+    callflows: &[(&str, &str, &str)],
+) -> (Catalog, Vec<Diagnostic>) {
     let account = AccountSource {
         id: AccountId::new("test").unwrap(),
         account: None,
@@ -78,7 +97,7 @@ pub fn catalog_of(callflows: &[(&str, &str, &str)]) -> (Catalog, Vec<Diagnostic>
             accounts: vec![account],
             diagnostics: Vec::new(),
         },
-        &KazooModules,
+        modules,
     )
 }
 

@@ -99,3 +99,27 @@ fn every_script_is_built_in() {
     built_in.sort();
     assert_eq!(on_disk, built_in, "scripts/ vs host::scripts::BUILTIN");
 }
+
+#[test]
+fn every_built_in_module_has_a_readme_section() {
+    use callflow::host::scripts::BUILTIN;
+    let readme = fs::read_to_string(root().join("scripts/README.md")).unwrap();
+    let (_, modules_part) = readme
+        .split_once("\n## Built-in modules\n")
+        .expect("scripts/README.md has a \"Built-in modules\" chapter");
+    let mut documented: Vec<&str> = modules_part
+        .lines()
+        .filter_map(|line| line.strip_prefix("#### "))
+        .collect();
+    documented.sort_unstable();
+    let mut modules: Vec<&str> = BUILTIN
+        .iter()
+        .filter_map(|(path, _)| path.strip_suffix(".lua"))
+        .filter(|name| !name.starts_with("lib/"))
+        .collect();
+    modules.sort_unstable();
+    assert_eq!(
+        documented, modules,
+        "`#### <module>` sections in scripts/README.md vs scripts/*.lua"
+    );
+}

@@ -1,0 +1,60 @@
+-- receive_fax: hand the call to the fax application to receive a fax
+-- (Kazoo's cf_receive_fax publishes a fax request with Action "receive").
+--
+-- Data (CODE defaults):
+-- * `owner_id`: the user the received fax belongs to (absent: none).
+-- * `media.fax_option`: T.38 option, "auto" | "true" | "false" or a
+--   boolean (absent: the fax application's default).
+--
+-- Exits: none: emits `fax.receive` (action, owner_id, fax_option) and
+-- returns `call:usurp("fax")`; the walk ends without a hang-up.
+-- As in Kazoo (props:filter_empty), empty values are left out: an empty
+-- owner id, and a `fax_option` of false/"false".
+--
+-- Deviation: receiving and storing the fax (and e-mailing it) belong to the
+-- fax application, outside the simulator; the trace shows the hand-off only.
+local kazoo = require("kazoo")
+
+local function fax_option(media)
+	if type(media) ~= "table" then
+		return nil
+	end
+	local value = media.fax_option
+	if type(value) == "boolean" then
+		value = tostring(value)
+	end
+	if value == "" or value == "false" or value == "0" then
+		return nil
+	end
+	return kazoo.string(value)
+end
+
+return {
+	description = "Hand the call to the fax application to receive a fax.",
+	schema = {
+		type = "object",
+		properties = {
+			owner_id = { type = "string" },
+			media = {
+				type = "object",
+				properties = {
+					fax_option = {
+						oneOf = {
+							{ type = "string", enum = { "auto", "false", "true" } },
+							{ type = "boolean" },
+						},
+					},
+				},
+			},
+		},
+	},
+	handle = function(call, data)
+		call:emit({
+			event = "fax.receive",
+			action = "receive",
+			owner_id = kazoo.string(data.owner_id),
+			fax_option = fax_option(data.media),
+		})
+		return call:usurp("fax")
+	end,
+}
