@@ -21,7 +21,7 @@ use mlua::{
 };
 use serde_json::{Value, json};
 
-use super::convert::{freeze, from_lua, to_lua, to_lua_frozen};
+use super::convert::{from_lua, to_lua, to_lua_frozen};
 use super::{Current, Invocation};
 use crate::engine::control::{
     BridgeEndpoint, BridgeRequest, CollectRequest, HttpRequest, PlayOutcome, PlayRequest,
@@ -29,7 +29,7 @@ use crate::engine::control::{
 };
 use crate::engine::{BranchTarget, Call, CallerIdChanges, Next, RouteFacts};
 use crate::ids::DocId;
-use crate::model::parse_flow;
+use crate::model::{Object, parse_flow};
 use crate::pattern::{self, Pattern};
 use crate::routing::RouteError;
 use crate::trace::CORE_EVENTS;
@@ -177,6 +177,7 @@ const MAKE_CALL: &str = "callflow.make_call";
 pub(crate) fn register(lua: &Lua, current: Rc<Current>) -> mlua::Result<()> {
     lua.set_app_data(current);
     lua.set_app_data(RegexCache::default());
+    lua.set_app_data(DocumentCache::default());
     lua.set_app_data(super::Chunks::default());
     let globals = lua.globals();
     globals.set("print", lua.create_function(print)?)?;
@@ -467,14 +468,17 @@ fn register_background(lua: &Lua, raw: &Table) -> mlua::Result<()> {
 /// Account documents: reading them, saving state that outlives the call.
 fn register_documents(lua: &Lua, raw: &Table) -> mlua::Result<()> {
     sync_fn!(lua, raw, "doc", |lua, (doc_type, id): (String, String)| {
-        let call = call_of(&*current(lua)?, "doc")?;
-        match document(&call, &doc_type, &id) {
-            Some(value) => done(lua, to_lua_frozen(lua, &value)?),
-            None => done(lua, LuaValue::Nil),
-        }
+        let inv = current(lua)?;
+        let call = call_of(&inv, "doc")?;
+        done(lua, cached_document(lua, &inv, &call, &doc_type, &id)?)
     });
     sync_fn!(lua, raw, "account", |lua, (): ()| {
-        let call = call_of(&*current(lua)?, "account")?;
+        let inv = current(lua)?;
+        let call = call_of(&inv, "account")?;
+        let key = (String::new(), String::new());
+        if let Some(table) = inv.documents.borrow().get(&key) {
+            return done(lua, table.clone());
+        }
         let account = &call.account.account;
         let mut doc = account.extra.clone();
         doc.insert("id".into(), json!(account.id.as_str()));
@@ -490,10 +494,13 @@ fn register_documents(lua: &Lua, raw: &Table) -> mlua::Result<()> {
         if let Some(metaflows) = &account.metaflows {
             doc.insert("metaflows".into(), Value::Object(metaflows.clone()));
         }
-        done(lua, to_lua_frozen(lua, &Value::Object(doc))?)
+        let table = to_lua_frozen(lua, &Value::Object(doc))?;
+        inv.documents.borrow_mut().insert(key, table.clone());
+        done(lua, table)
     });
     sync_fn!(lua, raw, "docs", |lua, doc_type: String| {
-        let call = call_of(&*current(lua)?, "docs")?;
+        let inv = current(lua)?;
+        let call = call_of(&inv, "docs")?;
         let ids: Vec<String> = if doc_type == "callflows" {
             call.account
                 .callflows
@@ -505,8 +512,9 @@ fn register_documents(lua: &Lua, raw: &Table) -> mlua::Result<()> {
         };
         let list = lua.create_table()?;
         for id in ids {
-            if let Some(value) = document(&call, &doc_type, &id) {
-                list.raw_push(to_lua_frozen(lua, &value)?)?;
+            let doc = cached_document(lua, &inv, &call, &doc_type, &id)?;
+            if !doc.is_nil() {
+                list.raw_push(doc)?;
             }
         }
         list.set_readonly(true);
@@ -518,7 +526,8 @@ fn register_documents(lua: &Lua, raw: &Table) -> mlua::Result<()> {
         String,
         Table
     )| {
-        let call = call_of(&*current(lua)?, "save_doc")?;
+        let inv = current(lua)?;
+        let call = call_of(&inv, "save_doc")?;
         let doc_type =
             crate::ids::DocType::new(&doc_type).map_err(|e| mlua::Error::runtime(e.to_string()))?;
         if doc_type.as_str() == "callflows" {
@@ -532,6 +541,9 @@ fn register_documents(lua: &Lua, raw: &Table) -> mlua::Result<()> {
         };
         call.save_document(&doc_type, &id, body)
             .map_err(|e| mlua::Error::runtime(format!("cannot save {doc_type}/{id}: {e}")))?;
+        inv.documents
+            .borrow_mut()
+            .remove(&(doc_type.to_string(), id.to_string()));
         done(lua, ())
     });
     Ok(())
@@ -991,6 +1003,68 @@ fn register_trace(lua: &Lua, raw: &Table) -> mlua::Result<()> {
     Ok(())
 }
 
+/// A document as a read-only Lua table (nil when there is none). Converted
+/// once per invocation, and, for documents other than callflows, once per VM
+/// for each version of the document: modules read the same devices, users
+/// and boxes on every call. Sharing is safe because the tables are frozen
+/// (no script can change them, so none can pass state through them).
+fn cached_document(
+    lua: &Lua,
+    inv: &Invocation,
+    call: &Call,
+    doc_type: &str,
+    id: &str,
+) -> mlua::Result<LuaValue> {
+    let key = (doc_type.to_owned(), id.to_owned());
+    if let Some(table) = inv.documents.borrow().get(&key) {
+        return Ok(table.clone());
+    }
+    let table = if doc_type == "callflows" {
+        match document(call, doc_type, id) {
+            Some(value) => to_lua_frozen(lua, &value)?,
+            None => LuaValue::Nil,
+        }
+    } else {
+        match call.documents().get(doc_type, id) {
+            Some(body) => shared_document(lua, &body, id)?,
+            None => LuaValue::Nil,
+        }
+    };
+    inv.documents.borrow_mut().insert(key, table.clone());
+    Ok(table)
+}
+
+/// Documents converted by this VM, by the address of their body (held, so
+/// the address cannot be reused) and id.
+#[derive(Default)]
+struct DocumentCache(std::cell::RefCell<BTreeMap<(usize, String), SharedDocument>>);
+
+/// A converted document and the body it came from.
+type SharedDocument = (Arc<Object>, LuaValue);
+
+/// Beyond this many documents the VM's cache starts afresh.
+const DOCUMENT_CACHE_MAX: usize = 4096;
+
+fn shared_document(lua: &Lua, body: &Arc<Object>, id: &str) -> mlua::Result<LuaValue> {
+    let key = (Arc::as_ptr(body).addr(), id.to_owned());
+    if let Some(cache) = lua.app_data_ref::<DocumentCache>()
+        && let Some((_, table)) = cache.0.borrow().get(&key)
+    {
+        return Ok(table.clone());
+    }
+    let mut value = (**body).clone();
+    value.insert("id".into(), json!(id));
+    let table = to_lua_frozen(lua, &Value::Object(value))?;
+    if let Some(cache) = lua.app_data_ref::<DocumentCache>() {
+        let mut cache = cache.0.borrow_mut();
+        if cache.len() >= DOCUMENT_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(key, (Arc::clone(body), table.clone()));
+    }
+    Ok(table)
+}
+
 /// A document as scripts see it: its fields plus `id`.
 fn document(call: &Call, doc_type: &str, id: &str) -> Option<Value> {
     if doc_type == "callflows" {
@@ -1303,8 +1377,11 @@ fn require(lua: &Lua, name: String) -> mlua::Result<LuaValue> {
     })?;
     let value: LuaValue =
         super::instantiate(lua, inv.set.generation, true, lib, &inv.env)?.call(())?;
+    // Read-only at the top (the instance is this invocation's own, so
+    // nothing in it can reach another call; freezing the whole tree would
+    // cost a walk per invocation for no more safety).
     if let LuaValue::Table(table) = &value {
-        freeze(table)?;
+        table.set_readonly(true);
     }
     inv.required.borrow_mut().insert(name, value.clone());
     Ok(value)

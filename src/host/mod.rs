@@ -7,7 +7,9 @@
 //! writing a global or the module table is an error. The VM-wide hooks
 //! (interrupt budget, `math.random`, `print`) find the invocation they act
 //! for through [`Current`], which the invocation's future sets each time it
-//! is polled.
+//! is polled. Documents handed to scripts are frozen tables, converted once
+//! per VM and document version and shared: being read-only, they cannot
+//! carry state either.
 //!
 //! * `sandbox.rs`: creating the VM (libraries, stripped globals, limits).
 //! * `api.rs`: the whole Lua-facing API (the `call` object, `re`, `require`).
@@ -139,6 +141,9 @@ pub(crate) struct Invocation {
     pub directive: RefCell<Option<Next>>,
     /// Helpers loaded with `require` during this invocation.
     pub required: RefCell<BTreeMap<String, LuaValue>>,
+    /// Documents converted for this invocation, by (type, id) (`("", "")`
+    /// for the account); a save drops its entry.
+    pub documents: RefCell<BTreeMap<(String, String), LuaValue>>,
 }
 
 impl Invocation {
@@ -230,6 +235,7 @@ impl ModuleHost {
             killed: Cell::new(false),
             directive: RefCell::new(None),
             required: RefCell::new(BTreeMap::new()),
+            documents: RefCell::new(BTreeMap::new()),
         }))
     }
 
@@ -276,7 +282,9 @@ impl ModuleHost {
                             None,
                         ));
                     }
-                    convert::freeze(&table).map_err(|e| to_error(e.to_string(), None))?;
+                    // The instance is this invocation's own: read-only at
+                    // the top is enough (see `require`).
+                    table.set_readonly(true);
                     Ok(table)
                 }
                 _ => Err(to_error(
