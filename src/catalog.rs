@@ -123,6 +123,13 @@ impl Catalog {
     }
 }
 
+impl Catalog {
+    /// Adds or replaces one account (a rebuilt account after a write).
+    pub fn insert(&mut self, flows: Arc<AccountFlows>) {
+        self.accounts.insert(flows.account.id.clone(), flows);
+    }
+}
+
 impl AccountFlows {
     /// A document of the given type and id.
     pub fn document(&self, doc_type: &str, id: &str) -> Option<&Document> {
@@ -148,6 +155,10 @@ fn build_account(
     let mut files = BTreeMap::new();
     for (id, file) in &source.callflows {
         let (callflow, diags) = parse_callflow(id, &file.text);
+        if callflow.as_ref().is_some_and(Callflow::is_deleted) {
+            // Soft-deleted: kept on disk to recover, invisible otherwise.
+            continue;
+        }
         diagnostics.extend(diags.into_iter().map(|d| d.in_file(&file.path)));
         if let Some(callflow) = callflow {
             callflows.insert(id.clone(), Arc::new(callflow));
@@ -192,7 +203,11 @@ fn build_account(
 
     for (id, callflow) in &callflows {
         let exists = |target: &str| callflows.contains_key(target);
-        check_nodes(callflow, &exists, modules, &files[id], diagnostics);
+        diagnostics.extend(
+            check_nodes(callflow, &exists, modules)
+                .into_iter()
+                .map(|d| d.in_file(&files[id])),
+        );
     }
 
     AccountFlows {
@@ -204,16 +219,17 @@ fn build_account(
     }
 }
 
-/// Checks every node: its module exists, its data fits the module's schema,
-/// and a `callflow` node's `data.id` names a callflow of the account.
-fn check_nodes(
+/// Checks every node of `callflow`: its module exists, its data fits the
+/// module's schema, and a `callflow` node's `data.id` names a callflow
+/// `exists` knows. The diagnostics have no file yet.
+pub fn check_nodes(
     callflow: &Callflow,
     exists: &dyn Fn(&str) -> bool,
     modules: &dyn Modules,
-    file: &str,
-    diagnostics: &mut Vec<Diagnostic>,
-) {
-    let Some(flow) = &callflow.flow else { return };
+) -> Vec<Diagnostic> {
+    let Some(flow) = &callflow.flow else {
+        return Vec::new();
+    };
     let mut found = Vec::new();
     flow.walk("/flow", &mut |pointer, node| {
         let Node::Module(node) = node else { return };
@@ -251,5 +267,5 @@ fn check_nodes(
                 ));
             }
     });
-    diagnostics.extend(found.into_iter().map(|d| d.in_file(file)));
+    found
 }

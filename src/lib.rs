@@ -20,13 +20,17 @@
 //! * [`engine`]: the executor (Kazoo's `cf_exe`) and the call-control port.
 //! * [`host`]: the Luau module host and the Lua-facing API.
 //! * [`sim`]: the deterministic call simulator (scenarios, virtual time).
+//! * [`graph`]: diagrams of a callflow (Graphviz dot, Mermaid).
+//! * [`api`]: the REST API server (Kazoo's callflows API), on axum.
 //! * [`limits`]: every limit, documented in one place.
 //!
 //! The binary (`src/main.rs`, `src/cli/`) is the only place that prints,
 //! chooses exit codes or uses `anyhow`.
 
+pub mod api;
 pub mod catalog;
 pub mod engine;
+pub mod graph;
 pub mod host;
 pub mod ids;
 pub mod limits;

@@ -9,7 +9,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    cli::init_logging(args.verbose);
+    cli::init_logging(args.default_log_level());
     match cli::run(args) {
         Ok(code) => code,
         Err(err) => {

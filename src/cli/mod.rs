@@ -3,9 +3,11 @@
 //! command impossible (a missing flows directory, an unknown account) are
 //! `anyhow` errors, printed by `main` with exit code 2.
 
+mod account;
 mod bench;
 mod check;
 mod route;
+mod serve;
 mod simulate;
 
 use std::path::PathBuf;
@@ -57,6 +59,19 @@ enum Command {
     /// Run many simulated calls of a scenario at once and print throughput
     /// and memory as JSON.
     Bench(bench::BenchArgs),
+    /// Serve Kazoo's callflows REST API (/v2/accounts/{id}/callflows) on the
+    /// flows directory.
+    ///
+    /// Clients exchange an API key (`callflow api-key create`) for a token
+    /// (PUT `/v2/api_auth`). Writes go to the flows directory atomically and
+    /// route the next call. Stops cleanly on Ctrl-C or SIGTERM.
+    Serve(serve::ServeArgs),
+    /// Manage accounts (folders of the flows directory).
+    #[command(subcommand)]
+    Account(account::AccountCommand),
+    /// Manage API keys.
+    #[command(subcommand, name = "api-key")]
+    ApiKey(account::ApiKeyCommand),
 }
 
 /// Where module scripts come from, besides the built-in ones.
@@ -100,21 +115,32 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Route(args) => route::run(&args),
         Command::Simulate(args) => simulate::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Serve(args) => serve::run(&args),
+        Command::Account(command) => account::run_account(&command),
+        Command::ApiKey(command) => account::run_api_key(&command),
     }
 }
 
-/// Sends logs to stderr; the level comes from `RUST_LOG`, else from -v.
-pub fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
-    };
+impl Cli {
+    /// The log level when neither `RUST_LOG` nor -v says: the server logs one
+    /// line per request (info); other commands only warnings.
+    pub fn default_log_level(&self) -> &'static str {
+        match (&self.command, self.verbose) {
+            (_, 0) if !matches!(self.command, Command::Serve(_)) => "warn",
+            (_, 0 | 1) => "info",
+            (_, 2) => "debug",
+            _ => "trace",
+        }
+    }
+}
+
+/// Sends logs to stderr; the level comes from `RUST_LOG`, else `default`.
+pub fn init_logging(default: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .init();
 }

@@ -9,7 +9,6 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 
 use super::{Format, ScriptsArgs, load_flows, report_problems};
-use callflow::host::{ModuleHost, ModuleSet};
 use callflow::ids::{AccountId, DocId, DocType};
 use callflow::model::Object;
 use callflow::sim::scenario::{CallerAction, InceptionName, Trigger, resolve};
@@ -264,7 +263,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
         persist,
         ..Options::default()
     };
-    let outcome = run_one(&scenario, account, Arc::new(modules), &options)?;
+    let outcome = sim::run_one(&scenario, account, Arc::new(modules), &options)?;
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Text => out.write_all(outcome.trace.render_text().as_bytes())?,
@@ -274,22 +273,4 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Runs one simulated call on a fresh single-threaded runtime and VM.
-pub(super) fn run_one(
-    scenario: &Scenario,
-    account: &Arc<callflow::catalog::AccountFlows>,
-    modules: Arc<ModuleSet>,
-    options: &Options,
-) -> anyhow::Result<sim::Outcome> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .context("cannot start the runtime")?;
-    let local = tokio::task::LocalSet::new();
-    let host = ModuleHost::new(modules, options.limits)?;
-    Ok(local.block_on(
-        &runtime,
-        sim::simulate(scenario, account, &host, options, 0),
-    ))
 }

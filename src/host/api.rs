@@ -480,7 +480,13 @@ fn register_documents(lua: &Lua, raw: &Table) -> mlua::Result<()> {
             return done(lua, table.clone());
         }
         let account = &call.account.account;
-        let mut doc = account.extra.clone();
+        // Private fields (API key hashes among them) stay out of scripts' reach.
+        let mut doc: serde_json::Map<String, Value> = account
+            .extra
+            .iter()
+            .filter(|(name, _)| !crate::model::is_private_key(name))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
         doc.insert("id".into(), json!(account.id.as_str()));
         if let Some(name) = &account.name {
             doc.insert("name".into(), json!(name));

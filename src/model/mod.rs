@@ -18,6 +18,7 @@ mod metaflow;
 use serde_json::{Map, Value};
 
 pub use account::{Account, DialPlanRule, parse_account};
+pub(crate) use callflow::from_object as callflow_from_object;
 pub use callflow::{parse_callflow, parse_flow};
 pub use diagnostic::{Code, Diagnostic, Severity};
 pub use document::{Document, parse_document};
@@ -28,6 +29,12 @@ use crate::ids::DocId;
 /// The `numbers` entry that marks an account's fallback callflow (Kazoo's
 /// `no_match`).
 pub const NO_MATCH: &str = "no_match";
+
+/// Whether a top-level key is private (Kazoo's `_*` and `pvt_*`): kept in
+/// storage, hidden from API responses and from scripts' view of the account.
+pub fn is_private_key(key: &str) -> bool {
+    key.starts_with('_') || key.starts_with("pvt_")
+}
 
 /// A JSON object, in document order.
 pub type Object = Map<String, Value>;
@@ -147,6 +154,12 @@ impl Node {
 }
 
 impl Callflow {
+    /// Whether the document was soft-deleted (`pvt_deleted: true`, as Kazoo
+    /// marks it): it stays on disk but neither routes nor lists.
+    pub fn is_deleted(&self) -> bool {
+        self.extra.get("pvt_deleted") == Some(&Value::Bool(true))
+    }
+
     /// The document as JSON (without `id`, which is the file name), unknown
     /// keys included: what the store writes back.
     pub fn to_value(&self) -> Value {

@@ -100,6 +100,29 @@ pub fn account_for<'a>(
     Ok(found)
 }
 
+/// Simulates one call on a fresh single-threaded runtime and Lua VM, on the
+/// current thread (blocking): what `callflow simulate` and the API's
+/// `simulate` route do.
+pub fn run_one(
+    scenario: &Scenario,
+    account: &Arc<AccountFlows>,
+    modules: Arc<crate::host::ModuleSet>,
+    options: &Options,
+) -> Result<Outcome, RunError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| RunError(format!("cannot start the runtime: {e}")))?;
+    let local = tokio::task::LocalSet::new();
+    let host = crate::host::ModuleHost::new(modules, options.limits)
+        .map_err(|e| RunError(e.to_string()))?;
+    Ok(local.block_on(&runtime, simulate(scenario, account, &host, options, 0)))
+}
+
+/// A simulation could not start (no runtime, no Lua VM).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RunError(pub String);
+
 /// Simulates the scenario's call. `index` tells calls of one benchmark apart
 /// (it becomes part of the call id); 0 for a single simulation.
 pub async fn simulate(

@@ -44,10 +44,12 @@ impl FlowsDir {
 }
 
 impl FlowsDir {
-    /// Writes a document atomically and durably: the JSON goes to a hidden
-    /// temporary file in the document's folder, is flushed to disk, renamed
-    /// over `<id>.json`, and the folder is flushed. A crash leaves either the
-    /// old document or the new one, never a mix. Returns the path written.
+    fn account_dir(&self, account: &AccountId) -> PathBuf {
+        self.root.join(account.as_str())
+    }
+
+    /// Writes a document atomically and durably (see [`write_atomic`]).
+    /// Returns the path written.
     pub fn write_document(
         &self,
         account: &AccountId,
@@ -55,34 +57,124 @@ impl FlowsDir {
         id: &DocId,
         body: &crate::model::Object,
     ) -> Result<PathBuf, StoreError> {
-        let dir = self.root.join(account.as_str()).join(doc_type.as_str());
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| StoreError::Io { path, source }
-        };
-        fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let path = dir.join(format!("{id}.json"));
-        let mut text = serde_json::to_string_pretty(body).map_err(|e| StoreError::Io {
-            path: path.clone(),
-            source: io::Error::other(e),
-        })?;
-        text.push('\n');
-        let mut temp = tempfile::Builder::new()
-            .prefix(&format!(".{id}."))
-            .suffix(".tmp")
-            .tempfile_in(&dir)
-            .map_err(io(&dir))?;
-        std::io::Write::write_all(&mut temp, text.as_bytes()).map_err(io(temp.path()))?;
-        temp.as_file().sync_all().map_err(io(&path))?;
-        temp.persist(&path).map_err(|e| StoreError::Io {
-            path: path.clone(),
-            source: e.error,
-        })?;
-        fs::File::open(&dir)
-            .and_then(|folder| folder.sync_all())
-            .map_err(io(&dir))?;
-        Ok(path)
+        let dir = self.account_dir(account).join(doc_type.as_str());
+        write_atomic(&dir, &format!("{id}.json"), &to_text(body))
     }
+
+    /// Writes `account.json` atomically and durably.
+    pub fn write_account(
+        &self,
+        account: &AccountId,
+        body: &crate::model::Object,
+    ) -> Result<PathBuf, StoreError> {
+        write_atomic(&self.account_dir(account), ACCOUNT_FILE, &to_text(body))
+    }
+
+    /// Creates an account folder with its `account.json`; an error when the
+    /// account exists.
+    pub fn create_account(
+        &self,
+        account: &AccountId,
+        body: &crate::model::Object,
+    ) -> Result<PathBuf, StoreError> {
+        let dir = self.account_dir(account);
+        if dir.exists() {
+            return Err(StoreError::Exists { path: dir });
+        }
+        self.write_account(account, body)
+    }
+
+    /// The text of one document, or `None` when there is no such file.
+    pub fn read_document(
+        &self,
+        account: &AccountId,
+        doc_type: &DocType,
+        id: &DocId,
+    ) -> Result<Option<String>, StoreError> {
+        let path = self
+            .account_dir(account)
+            .join(doc_type.as_str())
+            .join(format!("{id}.json"));
+        read_optional(&path)
+    }
+
+    /// The ids of the account folders (names that are not ids are left out).
+    pub fn account_ids(&self) -> Result<Vec<AccountId>, StoreError> {
+        let entries = list(&self.root).map_err(|source| StoreError::Io {
+            path: self.root.clone(),
+            source,
+        })?;
+        Ok(entries
+            .into_iter()
+            .filter(|e| e.is_dir)
+            .filter_map(|e| AccountId::new(&e.name).ok())
+            .collect())
+    }
+
+    /// The text of `account.json`, or `None` when there is none.
+    pub fn read_account_file(&self, account: &AccountId) -> Result<Option<String>, StoreError> {
+        read_optional(&self.account_dir(account).join(ACCOUNT_FILE))
+    }
+
+    /// Reads one account's files, as [`Store::read`] does for all; `None`
+    /// when the account has no folder.
+    pub fn read_one(&self, account: &AccountId) -> Result<Option<Sources>, StoreError> {
+        let dir = self.account_dir(account);
+        if !dir.is_dir() {
+            return Ok(None);
+        }
+        let mut sources = Sources::default();
+        let source = read_account(account.clone(), &dir, &mut sources.diagnostics);
+        sources.accounts.push(source);
+        Ok(Some(sources))
+    }
+}
+
+fn to_text(body: &crate::model::Object) -> String {
+    // A JSON object always serializes.
+    let mut text = serde_json::to_string_pretty(body).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+fn read_optional(path: &Path) -> Result<Option<String>, StoreError> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Writes `text` to `dir/name` atomically and durably: it goes to a hidden
+/// temporary file in `dir` (created if missing), is flushed to disk, renamed
+/// over the target, and the folder is flushed. A crash leaves either the old
+/// file or the new one, never a mix, and a failed write removes its
+/// temporary file.
+fn write_atomic(dir: &Path, name: &str, text: &str) -> Result<PathBuf, StoreError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| StoreError::Io { path, source }
+    };
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let path = dir.join(name);
+    let mut temp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(io(dir))?;
+    std::io::Write::write_all(&mut temp, text.as_bytes()).map_err(io(temp.path()))?;
+    temp.as_file().sync_all().map_err(io(&path))?;
+    temp.persist(&path).map_err(|e| StoreError::Io {
+        path: path.clone(),
+        source: e.error,
+    })?;
+    fs::File::open(dir)
+        .and_then(|folder| folder.sync_all())
+        .map_err(io(dir))?;
+    Ok(path)
 }
 
 impl Store for FlowsDir {

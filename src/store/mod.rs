@@ -8,7 +8,7 @@ mod fs;
 
 use std::path::PathBuf;
 
-pub use fs::FlowsDir;
+pub use fs::{ACCOUNT_FILE, CALLFLOWS, FlowsDir};
 
 use crate::catalog::Sources;
 
@@ -27,7 +27,9 @@ pub enum StoreError {
     Missing { path: PathBuf },
     #[error("{:?} is not a directory", path.display().to_string())]
     NotADirectory { path: PathBuf },
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("{} already exists", path.display())]
+    Exists { path: PathBuf },
+    #[error("cannot read or write {}: {source}", path.display())]
     Io {
         path: PathBuf,
         source: std::io::Error,

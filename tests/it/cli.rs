@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use callflow::store::{FlowsDir, Store};
 
-use crate::support::{callflow, insta_settings, render_output, root};
+use crate::support::{callflow, copy_tree, insta_settings, render_output, root};
 
 fn stdout(output: &std::process::Output) -> String {
     String::from_utf8(output.stdout.clone()).unwrap()
@@ -313,20 +313,6 @@ fn bench_prints_its_figures() {
     assert_eq!(report["concurrency"], 8);
     for key in ["wall_ms", "calls_per_sec", "peak_rss_kb"] {
         assert!(report[key].is_number(), "{key}: {report}");
-    }
-}
-
-/// Copies a directory tree (the sample flows) into `to`.
-fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
     }
 }
 

@@ -10,6 +10,8 @@
 /// Shared helpers: the callflow binary, insta settings, rendering.
 mod support;
 
+/// The REST API on a real server and a real HTTP client.
+mod api;
 /// `tests/check/<case>/`: whole flows directories through `callflow check`,
 /// stdout and exit code snapshotted.
 mod check;

@@ -148,3 +148,17 @@ pub fn run_local<F: std::future::Future>(future: F) -> F::Output {
         .unwrap();
     tokio::task::LocalSet::new().block_on(&runtime, future)
 }
+
+/// Copies a directory tree (the sample flows, say) into `to`.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Beyond Kazoo: simulate a call over HTTP, draw a callflow, health, and the
+//! OpenAPI description.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::auth::Authed;
+use super::envelope::{ApiError, Success};
+use super::state::AppState;
+use super::{Body, request_data};
+use crate::graph::{self, Format};
+use crate::sim::{self, Options, Scenario};
+
+/// The OpenAPI description of every route (checked against the router by a
+/// test).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// `GET /v2/health`: no authentication.
+pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Success {
+    let catalog = state.catalog();
+    let accounts = catalog.accounts().count();
+    let callflows: usize = catalog.accounts().map(|a| a.callflows.len()).sum();
+    Success::ok(json!({"status": "ok", "accounts": accounts, "callflows": callflows}))
+}
+
+/// `GET /v2/openapi.json`.
+pub(crate) async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// `POST /v2/accounts/{ACCOUNT_ID}/simulate`: `{"data": <scenario>}` →
+/// the trace. The account comes from the path; `flows` and `scripts` are the
+/// server's own; HTTP requests reach only the scenario's stubs.
+pub(crate) async fn simulate(
+    State(state): State<Arc<AppState>>,
+    Authed(account): Authed,
+    body: Body,
+) -> Result<Success, ApiError> {
+    let mut data = request_data(body)?;
+    for key in ["flows", "scripts"] {
+        if data.contains_key(key) {
+            return Err(ApiError::InvalidRequest(format!(
+                "the scenario's `{key}` is the server's own: leave it out"
+            )));
+        }
+    }
+    match data.get("account") {
+        None => {
+            data.insert("account".into(), json!(account.as_str()));
+        }
+        Some(Value::String(named)) if named == account.as_str() => {}
+        Some(other) => {
+            return Err(ApiError::InvalidRequest(format!(
+                "the scenario names account {other} but the path says {account}"
+            )));
+        }
+    }
+    let scenario = Scenario::parse(&Value::Object(data).to_string())
+        .map_err(|e| ApiError::InvalidRequest(format!("bad scenario: {e}")))?;
+    let catalog = state.catalog();
+    let flows = Arc::clone(
+        sim::account_for(&scenario, &catalog)
+            .map_err(|e| ApiError::InvalidRequest(format!("bad scenario: {e}")))?,
+    );
+    let options = Options {
+        limits: state.config.limits,
+        ..Options::default()
+    };
+    let modules = Arc::clone(&state.modules);
+    let outcome =
+        tokio::task::spawn_blocking(move || sim::run_one(&scenario, &flows, modules, &options))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut trace = outcome.trace.to_json();
+    if let Value::Object(obj) = &mut trace {
+        obj.insert("end".into(), json!(outcome.end.as_str()));
+    }
+    Ok(Success::ok(trace))
+}
+
+/// `GET .../callflows/{CALLFLOW_ID}/graph?format=dot|mermaid` (default
+/// `dot`): the diagram as text.
+pub(crate) async fn graph(
+    State(state): State<Arc<AppState>>,
+    Authed(account): Authed,
+    Path(params): Path<BTreeMap<String, String>>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let id = params.get("callflow_id").cloned().unwrap_or_default();
+    let format_name = query.get("format").map_or("dot", String::as_str);
+    let format = Format::parse(format_name).ok_or_else(|| {
+        ApiError::InvalidRequest(format!(
+            "format must be dot or mermaid, not {format_name:?}"
+        ))
+    })?;
+    let flows = state
+        .account(&account)
+        .ok_or_else(|| ApiError::BadIdentifier(account.to_string()))?;
+    let callflow = flows
+        .callflows
+        .get(id.as_str())
+        .ok_or_else(|| ApiError::BadIdentifier(id.clone()))?;
+    let content_type = match format {
+        Format::Dot => "text/vnd.graphviz; charset=utf-8",
+        Format::Mermaid => "text/plain; charset=utf-8",
+    };
+    Ok((
+        [(header::CONTENT_TYPE, content_type)],
+        graph::render(callflow, format),
+    )
+        .into_response())
+}

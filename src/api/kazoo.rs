@@ -1,0 +1,357 @@
+//! Crossbar's rules for callflow documents: validation with `callflow
+//! check`'s own code, mapped to Kazoo's error shape; the number
+//! normalization, PATCH merge, listing summary and filters.
+
+use serde_json::{Map, Value, json};
+
+use crate::catalog::{AccountFlows, Modules, check_nodes};
+use crate::ids::DocId;
+use crate::model::{
+    Callflow, Code, Diagnostic, Node, Object, callflow_from_object, is_private_key,
+};
+
+/// Errors in Kazoo's shape: `{"<dotted path>": {"<code>": {"message", ...}}}`.
+pub(crate) type KazooErrors = Map<String, Value>;
+
+/// A JSON Pointer as Kazoo's dotted key path (`/flow/children/_/module` →
+/// `flow.children._.module`; a `.` inside a key is written `%2E`).
+pub(crate) fn kazoo_path(pointer: &str) -> String {
+    if pointer.is_empty() {
+        return "document".to_owned();
+    }
+    pointer
+        .split('/')
+        .skip(1)
+        .map(|segment| {
+            segment
+                .replace("~1", "/")
+                .replace("~0", "~")
+                .replace('.', "%2E")
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn add_error(errors: &mut KazooErrors, path: String, code: &str, detail: Value) {
+    let entry = errors
+        .entry(path)
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(codes) = entry {
+        // A later error for the same path and code overwrites, as in Kazoo.
+        codes.insert(code.to_owned(), detail);
+    }
+}
+
+/// Puts `numbers` through the account's normalizer, as Crossbar does on
+/// save (`knm_converters:normalize/2`); entries that are not strings are
+/// left for validation to report.
+pub(crate) fn normalize_numbers(doc: &mut Object, account: &AccountFlows) {
+    if let Some(Value::Array(numbers)) = doc.get_mut("numbers") {
+        for number in numbers.iter_mut() {
+            if let Value::String(text) = number {
+                *text = account.routes.normalizer().normalize(text);
+            }
+        }
+    }
+}
+
+/// Validates a callflow document about to be saved as `id` in `account`:
+/// the document's own rules and each node's module and data (as `callflow
+/// check`, but an unknown module is an error here, as in Crossbar), then
+/// Kazoo's `unique` rule against the account's other callflows.
+pub(crate) fn validate(
+    doc: &Object,
+    id: &DocId,
+    account: &AccountFlows,
+    modules: &dyn Modules,
+) -> Result<(), KazooErrors> {
+    let mut diags: Vec<Diagnostic> = Vec::new();
+    let callflow = callflow_from_object(id, doc, &mut diags);
+    let exists = |target: &str| target == id.as_str() || account.callflows.contains_key(target);
+    diags.extend(check_nodes(&callflow, &exists, modules));
+
+    let mut errors = KazooErrors::new();
+    for diag in &diags {
+        let (code, message) = match diag.code {
+            // Crossbar's wording, which tools may match on.
+            Code::UnknownModule => (
+                "error",
+                format!(
+                    "unable to find callflow schema for module {} (no script provides it)",
+                    module_at(doc, &diag.pointer)
+                ),
+            ),
+            _ if diag.is_error() => (diag.code.as_str(), diag.message.clone()),
+            _ => continue,
+        };
+        add_error(
+            &mut errors,
+            kazoo_path(&diag.pointer),
+            code,
+            json!({"message": message}),
+        );
+    }
+    unique(&callflow, account, &mut errors);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// The string at `pointer` in `doc` (a node's `module`).
+fn module_at(doc: &Object, pointer: &str) -> String {
+    let mut segments = pointer
+        .split('/')
+        .skip(1)
+        .map(|s| s.replace("~1", "/").replace("~0", "~"));
+    let Some(first) = segments.next() else {
+        return String::new();
+    };
+    let found = segments.try_fold(doc.get(&first), |value, key| {
+        Some(value?.as_object()?.get(&key))
+    });
+    found
+        .flatten()
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Kazoo's `unique` rule: no number or pattern of another callflow.
+fn unique(callflow: &Callflow, account: &AccountFlows, errors: &mut KazooErrors) {
+    let normalizer = account.routes.normalizer();
+    let others = || account.callflows.values().filter(|c| c.id != callflow.id);
+    for number in &callflow.numbers {
+        let key = normalizer.normalize(number);
+        if let Some(holder) =
+            others().find(|c| c.numbers.iter().any(|n| normalizer.normalize(n) == key))
+        {
+            add_error(
+                errors,
+                "numbers".into(),
+                "unique",
+                json!({
+                    "message": format!("Number {number} exists in callflow {} {}", holder.id, holder.display_name()),
+                    "cause": number,
+                }),
+            );
+        }
+    }
+    for pattern in &callflow.patterns {
+        if let Some(holder) = others().find(|c| c.patterns.contains(pattern)) {
+            add_error(
+                errors,
+                "patterns".into(),
+                "unique",
+                json!({
+                    "message": format!("Pattern {pattern} exists in callflow {} {}", holder.id, holder.display_name()),
+                    "cause": pattern,
+                }),
+            );
+        }
+    }
+}
+
+/// The public part of a document: without `_*` and `pvt_*` keys.
+pub(crate) fn public(doc: &Object) -> Object {
+    doc.iter()
+        .filter(|(key, _)| !is_private_key(key))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect()
+}
+
+/// The private part of a stored document.
+pub(crate) fn private(doc: &Object) -> Object {
+    doc.iter()
+        .filter(|(key, _)| is_private_key(key))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect()
+}
+
+/// Kazoo's PATCH merge: objects merge recursively and request values win,
+/// arrays and scalars replace, `null` deletes the key, and an empty object
+/// replaces an object wholesale.
+pub(crate) fn merge_patch(stored: &mut Object, patch: &Object) {
+    for (key, value) in patch {
+        match value {
+            Value::Null => {
+                stored.remove(key);
+            }
+            Value::Object(inner) if !inner.is_empty() => {
+                if let Some(Value::Object(target)) = stored.get_mut(key) {
+                    merge_patch(target, inner);
+                } else {
+                    let mut fresh = Object::new();
+                    merge_patch(&mut fresh, inner);
+                    stored.insert(key.clone(), Value::Object(fresh));
+                }
+            }
+            other => {
+                stored.insert(key.clone(), other.clone());
+            }
+        }
+    }
+}
+
+/// Distinct module names in tree order (depth first), skipping nodes with
+/// `skip_module` (their children still count), as Kazoo's listing view.
+pub(crate) fn modules_of(callflow: &Callflow) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    if let Some(flow) = &callflow.flow {
+        flow.walk("", &mut |_, node| {
+            if let Node::Module(node) = node
+                && !node.skips()
+                && !names.contains(&node.module)
+            {
+                names.push(node.module.clone());
+            }
+        });
+    }
+    names
+}
+
+/// A listing item (§5.4): `{id, name, type, numbers, patterns, featurecode
+/// (false when absent), owner_id, group_id, modules, flags}`; keys the
+/// document lacks are left out.
+pub(crate) fn summary(callflow: &Callflow) -> Value {
+    let doc = match callflow.to_value() {
+        Value::Object(doc) => doc,
+        _ => Object::new(),
+    };
+    let mut out = Map::new();
+    out.insert("id".into(), json!(callflow.id.as_str()));
+    for key in ["name", "type", "numbers", "patterns"] {
+        if let Some(value) = doc.get(key) {
+            out.insert(key.into(), value.clone());
+        }
+    }
+    out.insert(
+        "featurecode".into(),
+        doc.get("featurecode")
+            .cloned()
+            .unwrap_or(Value::Bool(false)),
+    );
+    for key in ["owner_id", "group_id"] {
+        if let Some(value) = doc.get(key) {
+            out.insert(key.into(), value.clone());
+        }
+    }
+    out.insert("modules".into(), json!(modules_of(callflow)));
+    out.insert(
+        "flags".into(),
+        doc.get("flags").cloned().unwrap_or_else(|| json!([])),
+    );
+    Value::Object(out)
+}
+
+/// One query-string filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Filter {
+    /// `filter_<path>=<value>`: the value at `path` equals `value` (an array
+    /// matches when it contains it).
+    Equals(Vec<String>, String),
+    /// `has_key=<path>`.
+    HasKey(Vec<String>),
+    /// `key_missing=<path>`.
+    KeyMissing(Vec<String>),
+    /// `has_value=<path>`: present and not empty.
+    HasValue(Vec<String>),
+}
+
+fn path_of(text: &str) -> Vec<String> {
+    text.split('.').map(str::to_owned).collect()
+}
+
+impl Filter {
+    /// The filter a query parameter asks for, if it is one.
+    pub(crate) fn parse(key: &str, value: &str) -> Option<Self> {
+        if let Some(path) = key.strip_prefix("filter_") {
+            return Some(Filter::Equals(path_of(path), value.to_owned()));
+        }
+        match key {
+            "has_key" => Some(Filter::HasKey(path_of(value))),
+            "key_missing" => Some(Filter::KeyMissing(path_of(value))),
+            "has_value" => Some(Filter::HasValue(path_of(value))),
+            _ => None,
+        }
+    }
+
+    /// Whether `doc` (the public document with `id`) passes.
+    pub(crate) fn matches(&self, doc: &Value) -> bool {
+        let at = |path: &[String]| {
+            path.iter()
+                .try_fold(doc, |value, key| value.as_object()?.get(key))
+        };
+        let text = |value: &Value| match value {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        match self {
+            Filter::Equals(path, wanted) => match at(path) {
+                Some(Value::Array(items)) => items.iter().any(|v| &text(v) == wanted),
+                Some(value) => &text(value) == wanted,
+                None => false,
+            },
+            Filter::HasKey(path) => at(path).is_some(),
+            Filter::KeyMissing(path) => at(path).is_none(),
+            Filter::HasValue(path) => match at(path) {
+                None | Some(Value::Null) => false,
+                Some(Value::String(s)) => !s.is_empty(),
+                Some(Value::Array(a)) => !a.is_empty(),
+                Some(Value::Object(o)) => !o.is_empty(),
+                Some(_) => true,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_dotted() {
+        assert_eq!(kazoo_path("/numbers"), "numbers");
+        assert_eq!(
+            kazoo_path("/flow/children/_/data/id"),
+            "flow.children._.data.id"
+        );
+        assert_eq!(kazoo_path("/flow/children/a.b~1c"), "flow.children.a%2Eb/c");
+        assert_eq!(kazoo_path(""), "document");
+    }
+
+    #[test]
+    fn merge_patch_follows_kazoo() {
+        let mut stored: Object = serde_json::from_value(json!({
+            "name": "a", "numbers": ["1", "2"], "flow": {"module": "play", "data": {"id": "x", "loop": 2}},
+            "ringback": {"early": "r"}
+        }))
+        .unwrap();
+        let patch: Object = serde_json::from_value(json!({
+            "numbers": ["3"], "name": null, "flow": {"data": {"id": "y"}}, "ringback": {}, "new": {"k": 1}
+        }))
+        .unwrap();
+        merge_patch(&mut stored, &patch);
+        assert_eq!(
+            Value::Object(stored),
+            json!({"numbers": ["3"], "flow": {"module": "play", "data": {"id": "y", "loop": 2}},
+                   "ringback": {}, "new": {"k": 1}})
+        );
+    }
+
+    #[test]
+    fn filters() {
+        let doc = json!({"id": "a", "name": "Main", "numbers": ["1000"], "featurecode": {"name": "x"}, "flags": []});
+        let f = |k: &str, v: &str| Filter::parse(k, v).unwrap().matches(&doc);
+        assert!(f("filter_name", "Main"));
+        assert!(!f("filter_name", "main"));
+        assert!(f("filter_numbers", "1000"));
+        assert!(f("filter_featurecode.name", "x"));
+        assert!(f("has_key", "featurecode"));
+        assert!(!f("key_missing", "featurecode"));
+        assert!(f("key_missing", "owner_id"));
+        assert!(!f("has_value", "flags"));
+        assert!(Filter::parse("page_size", "1").is_none());
+    }
+}

@@ -1,0 +1,215 @@
+//! The REST API (`callflow serve`): Kazoo's callflows API on the flows
+//! directory, plus a few routes Kazoo lacks.
+//!
+//! | method | path | |
+//! | --- | --- | --- |
+//! | PUT | `/v2/api_auth` | API key → auth token (no token needed) |
+//! | GET | `/v2/health` | liveness (no token needed) |
+//! | GET | `/v2/openapi.json` | this API's OpenAPI description (no token needed) |
+//! | GET | `/v2/accounts/{account_id}/callflows` | list (filters, paging) |
+//! | PUT | `/v2/accounts/{account_id}/callflows` | create |
+//! | GET | `/v2/accounts/{account_id}/callflows/{callflow_id}` | fetch |
+//! | POST | `/v2/accounts/{account_id}/callflows/{callflow_id}` | replace |
+//! | PATCH | `/v2/accounts/{account_id}/callflows/{callflow_id}` | merge |
+//! | DELETE | `/v2/accounts/{account_id}/callflows/{callflow_id}` | soft delete |
+//! | GET | `/v2/accounts/{account_id}/callflows/{callflow_id}/graph` | diagram |
+//! | POST | `/v2/accounts/{account_id}/simulate` | simulate a call |
+//!
+//! * `envelope.rs`: Kazoo's envelope and [`ApiError`], the one error type.
+//! * `auth.rs`: API keys, tokens, the `Authed` extractor.
+//! * `callflows.rs`: the six calls of the seed.
+//! * `kazoo.rs`: Crossbar's validation shape, PATCH merge, listing rules.
+//! * `extras.rs`: simulate, graph, health, OpenAPI.
+//! * `state.rs`: what requests share.
+
+mod auth;
+mod callflows;
+mod envelope;
+mod extras;
+mod kazoo;
+mod state;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, put};
+use serde_json::Value;
+
+pub use auth::{API_KEYS_FIELD, KeyError, create_api_key, random_hex};
+pub use envelope::ApiError;
+pub use extras::OPENAPI;
+pub use state::{AppState, Config};
+
+use envelope::{REQUEST, RequestContext};
+
+use crate::model::Object;
+
+/// Every route, as `(method, path)`; the OpenAPI description must list
+/// exactly these (a test checks both against the router).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("PUT", "/v2/api_auth"),
+    ("GET", "/v2/health"),
+    ("GET", "/v2/openapi.json"),
+    ("GET", "/v2/accounts/{account_id}/callflows"),
+    ("PUT", "/v2/accounts/{account_id}/callflows"),
+    ("GET", "/v2/accounts/{account_id}/callflows/{callflow_id}"),
+    ("POST", "/v2/accounts/{account_id}/callflows/{callflow_id}"),
+    ("PATCH", "/v2/accounts/{account_id}/callflows/{callflow_id}"),
+    (
+        "DELETE",
+        "/v2/accounts/{account_id}/callflows/{callflow_id}",
+    ),
+    (
+        "GET",
+        "/v2/accounts/{account_id}/callflows/{callflow_id}/graph",
+    ),
+    ("POST", "/v2/accounts/{account_id}/simulate"),
+];
+
+/// A request body, or why it could not be read (too large, ...).
+pub(crate) type Body = Result<Bytes, BytesRejection>;
+
+/// The `data` object of a request envelope `{"data": {...}}`.
+pub(crate) fn request_data(body: Body) -> Result<Object, ApiError> {
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(envelope::max_body())
+        } else {
+            ApiError::InvalidRequest(rejection.body_text())
+        }
+    })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::InvalidRequest(
+            "the request needs a JSON body {\"data\": {...}}".to_owned(),
+        ));
+    }
+    let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::InvalidRequest(format!(
+            "malformed JSON at line {}, column {}: {e}",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    match value {
+        Value::Object(mut envelope) => match envelope.remove("data") {
+            Some(Value::Object(data)) => Ok(data),
+            Some(other) => Err(ApiError::InvalidRequest(format!(
+                "`data` must be an object, not {}",
+                crate::model::type_name(&other)
+            ))),
+            None => Err(ApiError::InvalidRequest(
+                "the body must be an envelope {\"data\": {...}}".to_owned(),
+            )),
+        },
+        other => Err(ApiError::InvalidRequest(format!(
+            "the body must be an envelope {{\"data\": {{...}}}}, not {}",
+            crate::model::type_name(&other)
+        ))),
+    }
+}
+
+/// The application: every route, the body limit, and the middleware that
+/// gives each request its id and logs it.
+pub fn router(state: Arc<AppState>) -> Router {
+    let max_body = state.config.max_body;
+    let callflows = "/v2/accounts/{account_id}/callflows";
+    Router::new()
+        .route("/v2/api_auth", put(auth::api_auth))
+        .route("/v2/health", get(extras::health))
+        .route("/v2/openapi.json", get(extras::openapi))
+        .route(callflows, get(callflows::index).put(callflows::create))
+        .route(
+            &format!("{callflows}/{{callflow_id}}"),
+            get(callflows::fetch)
+                .post(callflows::replace_or_patch)
+                .patch(callflows::replace_or_patch)
+                .delete(callflows::delete),
+        )
+        .route(
+            &format!("{callflows}/{{callflow_id}}/graph"),
+            get(extras::graph),
+        )
+        .route(
+            "/v2/accounts/{account_id}/simulate",
+            axum::routing::post(extras::simulate),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            context_and_log,
+        ))
+        .with_state(state)
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::NotFound(request.uri().path().to_owned())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// The request id: the client's `X-Request-ID` when it is a sane one, else
+/// a new random one.
+fn request_id(request: &Request) -> String {
+    request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| crate::ids::is_valid_id(v))
+        .map(str::to_owned)
+        .or_else(|| auth::random_hex(16).ok())
+        .unwrap_or_default()
+}
+
+/// Sets the request's context (id, token) for the envelopes, and logs one
+/// line per request with its status and latency.
+async fn context_and_log(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    // Latency in the log: the server's edge may read the clock.
+    #[allow(clippy::disallowed_methods)]
+    let started = std::time::Instant::now();
+    let context = RequestContext {
+        request_id: request_id(&request),
+        auth_token: auth::token_from(request.headers(), request.uri()),
+        max_body: state.config.max_body,
+    };
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let id = context.request_id.clone();
+    let mut response = REQUEST.scope(context, next.run(request)).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    tracing::info!(
+        request_id = %id,
+        status = response.status().as_u16(),
+        latency_ms = %format!("{:.1}", started.elapsed().as_secs_f64() * 1000.0),
+        "{method} {path}"
+    );
+    response
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then finishes
+/// the requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

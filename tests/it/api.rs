@@ -1,0 +1,982 @@
+//! The REST API on a real server (an ephemeral loopback port) with a real
+//! HTTP client: the seed's six calls, every error, paging and filters,
+//! durability across restarts, concurrent writes, and the OpenAPI
+//! description against the router.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use callflow::api::{self, AppState, Config, ROUTES, create_api_key};
+use callflow::host::ModuleSet;
+use callflow::ids::AccountId;
+use callflow::store::FlowsDir;
+
+use crate::support::{callflow, copy_tree, render_output, root};
+
+/// A server running on its own runtime thread; stops (gracefully) on drop.
+struct Server {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(flows: &Path, config: Config) -> Self {
+        let (modules, problems) = ModuleSet::load(&[] as &[&Path], 1);
+        assert!(problems.is_empty(), "{problems:?}");
+        let (state, _) = AppState::load(FlowsDir::new(flows), Arc::new(modules), config).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                api::serve(listener, Arc::new(state), async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        Self {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+    }
+}
+
+/// An HTTP response: status and parsed body (or the raw text).
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    body: Value,
+    text: String,
+    headers: BTreeMap<String, String>,
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+fn send(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> Reply {
+    send_with(method, url, token, body, &[])
+}
+
+fn send_with(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let mut builder = ureq::http::Request::builder().method(method).uri(url);
+    if let Some(token) = token {
+        builder = builder.header("X-Auth-Token", token);
+    }
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let request = builder
+        .body(body.unwrap_or_default().as_bytes().to_vec())
+        .unwrap();
+    let mut response = agent().run(request).unwrap();
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned()))
+        .collect();
+    let text = response
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_string()
+        .unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Reply {
+        status,
+        body,
+        text,
+        headers,
+    }
+}
+
+/// A copy of the sample flows in a temporary directory.
+fn sample_flows() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("flows");
+    copy_tree(&root().join("flows"), &flows);
+    (dir, flows)
+}
+
+/// An auth token for `account`, through an API key and `PUT /v2/api_auth`.
+fn login(server: &Server, flows: &Path, account: &str) -> String {
+    let key = create_api_key(&FlowsDir::new(flows), &AccountId::new(account).unwrap()).unwrap();
+    let reply = send(
+        "PUT",
+        &server.url("/v2/api_auth"),
+        None,
+        Some(&json!({"data": {"api_key": key}}).to_string()),
+    );
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    assert_eq!(reply.body["data"]["account_id"], account);
+    reply.body["auth_token"].as_str().unwrap().to_owned()
+}
+
+fn envelope(data: &Value) -> String {
+    json!({ "data": data }).to_string()
+}
+
+const CALLFLOWS: &str = "/v2/accounts/acme/callflows";
+
+fn assert_envelope(reply: &Reply, status: &str) {
+    for key in ["auth_token", "request_id", "status", "timestamp", "version"] {
+        assert!(reply.body.get(key).is_some(), "{key} in {}", reply.text);
+    }
+    assert_eq!(reply.body["status"], status, "{}", reply.text);
+}
+
+fn assert_error(reply: &Reply, status: u16, message: &str) {
+    assert_eq!(reply.status, status, "{}", reply.text);
+    assert_envelope(reply, "error");
+    assert_eq!(reply.body["error"], status.to_string(), "{}", reply.text);
+    assert_eq!(reply.body["message"], message, "{}", reply.text);
+}
+
+#[test]
+fn the_six_calls_of_the_seed_round_trip() {
+    let (_dir, flows) = sample_flows();
+    let server = Server::start(&flows, Config::default());
+    let token = login(&server, &flows, "acme");
+    let token = Some(token.as_str());
+
+    // PUT: create.
+    let doc = json!({"name": "Lobby", "numbers": ["2500"], "flow": {"module": "play", "data": {"id": "welcome"}}});
+    let created = send("PUT", &server.url(CALLFLOWS), token, Some(&envelope(&doc)));
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_envelope(&created, "success");
+    let id = created.body["data"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(id.len(), 32);
+    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(
+        created.body["data"]["patterns"],
+        json!([]),
+        "defaults written"
+    );
+    let revision = created.body["revision"].as_str().unwrap().to_owned();
+    assert_eq!(created.headers["etag"], format!("\"{revision}\""));
+
+    // The new callflow routes at once: in the binary (reading the files) and
+    // in a call simulated by the server.
+    let route = callflow(
+        &root(),
+        &["route", "--flows", flows.to_str().unwrap(), "2500"],
+    );
+    assert!(
+        String::from_utf8_lossy(&route.stdout).contains(&id),
+        "{}",
+        render_output(&route)
+    );
+    let simulated = send(
+        "POST",
+        &server.url("/v2/accounts/acme/simulate"),
+        token,
+        Some(&envelope(&json!({"to": "2500"}))),
+    );
+    assert_eq!(simulated.status, 200, "{}", simulated.text);
+    let events = simulated.body["data"]["events"].as_array().unwrap();
+    assert_eq!(events[0]["callflow_id"], id.as_str());
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "play" && e["media"] == "welcome")
+    );
+
+    fetch_list_replace_patch_delete(&server, &flows, token, &id, &revision);
+}
+
+fn fetch_list_replace_patch_delete(
+    server: &Server,
+    flows: &Path,
+    token: Option<&str>,
+    id: &str,
+    revision: &str,
+) {
+    // GET one: the document, id added, private fields hidden.
+    let url = server.url(&format!("{CALLFLOWS}/{id}"));
+    let fetched = send("GET", &url, token, None);
+    assert_eq!(fetched.status, 200);
+    assert_eq!(fetched.body["data"]["id"], id);
+    assert_eq!(fetched.body["data"]["name"], "Lobby");
+    assert_eq!(fetched.body["revision"], revision);
+    let keys: Vec<&String> = fetched.body["data"].as_object().unwrap().keys().collect();
+    assert!(
+        keys.iter()
+            .all(|k| !k.starts_with('_') && !k.starts_with("pvt_")),
+        "{keys:?}"
+    );
+    let on_disk: Value = serde_json::from_str(
+        &std::fs::read_to_string(flows.join(format!("acme/callflows/{id}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(on_disk["pvt_type"], "callflow");
+
+    // GET list: summary items.
+    let list = send("GET", &server.url(CALLFLOWS), token, None);
+    assert_eq!(list.status, 200);
+    assert_eq!(list.body["revision"], "automatic");
+    let item = list.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == id)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        item,
+        json!({"id": id, "name": "Lobby", "numbers": ["2500"], "patterns": [], "featurecode": false, "modules": ["play"], "flags": []})
+    );
+
+    // POST: replace (numbers normalized on save).
+    let replaced = send(
+        "POST",
+        &url,
+        token,
+        Some(&envelope(
+            &json!({"name": "Lobby 2", "numbers": ["4155550123"], "flow": {"module": "answer"}}),
+        )),
+    );
+    assert_eq!(replaced.status, 200, "{}", replaced.text);
+    assert_eq!(replaced.body["data"]["numbers"], json!(["+14155550123"]));
+    assert_ne!(replaced.body["revision"], revision);
+
+    // PATCH: merge; null deletes, arrays replace, objects merge.
+    let patched = send(
+        "PATCH",
+        &url,
+        token,
+        Some(&envelope(
+            &json!({"name": null, "flags": ["x"], "flow": {"data": {"k": 1}}}),
+        )),
+    );
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    let data = &patched.body["data"];
+    assert!(data.get("name").is_none());
+    assert_eq!(data["flags"], json!(["x"]));
+    assert_eq!(data["flow"], json!({"module": "answer", "data": {"k": 1}}));
+    assert_eq!(data["numbers"], json!(["+14155550123"]));
+
+    // DELETE: soft delete.
+    let deleted = send("DELETE", &url, token, None);
+    assert_eq!(deleted.status, 200, "{}", deleted.text);
+    assert_eq!(deleted.body["data"]["_read_only"], json!({"deleted": true}));
+    assert_error(&send("GET", &url, token, None), 404, "bad_identifier");
+    let list = send("GET", &server.url(CALLFLOWS), token, None);
+    assert!(!list.text.contains(id));
+    let on_disk: Value = serde_json::from_str(
+        &std::fs::read_to_string(flows.join(format!("acme/callflows/{id}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(on_disk["pvt_deleted"], true, "kept on disk, recoverable");
+    let route = callflow(
+        &root(),
+        &["route", "--flows", flows.to_str().unwrap(), "4155550123"],
+    );
+    assert!(!String::from_utf8_lossy(&route.stdout).contains(id));
+    // The flows directory still checks clean.
+    let check = callflow(&root(), &["check", "--flows", flows.to_str().unwrap()]);
+    assert_eq!(check.status.code(), Some(0), "{}", render_output(&check));
+}
+
+#[test]
+fn auth_and_routing_errors_have_kazoos_shape() {
+    let (_dir, flows) = sample_flows();
+    // A second account, for the 403.
+    FlowsDir::new(&flows)
+        .create_account(&AccountId::new("other").unwrap(), &serde_json::Map::new())
+        .unwrap();
+    let server = Server::start(&flows, Config::default());
+    let raw = login(&server, &flows, "acme");
+    let token = Some(raw.as_str());
+    let list = server.url(CALLFLOWS);
+
+    // 401: no token, a wrong one, a bad API key.
+    assert_error(&send("GET", &list, None, None), 401, "invalid_credentials");
+    assert_error(
+        &send("GET", &list, Some("nope"), None),
+        401,
+        "invalid_credentials",
+    );
+    let bad_key = send(
+        "PUT",
+        &server.url("/v2/api_auth"),
+        None,
+        Some(&envelope(&json!({"api_key": "x"}))),
+    );
+    assert_error(&bad_key, 401, "invalid_credentials");
+    // Bearer works as well as X-Auth-Token.
+    let bearer = send_with(
+        "GET",
+        &list,
+        None,
+        None,
+        &[("Authorization", &format!("Bearer {raw}"))],
+    );
+    assert_eq!(bearer.status, 200);
+    // 403: another account's resources.
+    assert_error(
+        &send(
+            "GET",
+            &server.url("/v2/accounts/other/callflows"),
+            token,
+            None,
+        ),
+        403,
+        "forbidden",
+    );
+    // 404: ids that cannot exist, unknown callflows, unknown routes.
+    assert_error(
+        &send(
+            "GET",
+            &server.url("/v2/accounts/..%2F..%2Fetc/callflows"),
+            token,
+            None,
+        ),
+        404,
+        "bad_identifier",
+    );
+    assert_error(
+        &send(
+            "GET",
+            &server.url(&format!("{CALLFLOWS}/nope")),
+            token,
+            None,
+        ),
+        404,
+        "bad_identifier",
+    );
+    assert_error(
+        &send("GET", &server.url(&format!("{CALLFLOWS}/a.b")), token, None),
+        404,
+        "bad_identifier",
+    );
+    assert_error(
+        &send("GET", &server.url("/v2/nothing"), token, None),
+        404,
+        "not_found",
+    );
+    // 405: other methods.
+    assert_error(
+        &send("TRACE", &list, token, None),
+        405,
+        "method_not_allowed",
+    );
+    assert_error(
+        &send("DELETE", &list, token, None),
+        405,
+        "method_not_allowed",
+    );
+}
+
+#[test]
+fn malformed_requests_have_kazoos_shape() {
+    let (_dir, flows) = sample_flows();
+    let server = Server::start(&flows, Config::default());
+    let token = login(&server, &flows, "acme");
+    let token = Some(token.as_str());
+    let list = server.url(CALLFLOWS);
+    // 400: malformed JSON (with its position), not an envelope.
+    let malformed = send("PUT", &list, token, Some("{\"data\": {"));
+    assert_error(&malformed, 400, "invalid request");
+    assert!(
+        malformed.body["data"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 1, column 10"),
+        "{}",
+        malformed.text
+    );
+    assert_error(
+        &send("PUT", &list, token, Some("[1]")),
+        400,
+        "invalid request",
+    );
+    assert_error(
+        &send("PUT", &list, token, Some("{\"data\": 3}")),
+        400,
+        "invalid request",
+    );
+    assert_error(&send("PUT", &list, token, None), 400, "invalid request");
+    // 413: over 1 MiB.
+    let big = envelope(&json!({"numbers": ["1"], "name": "x".repeat(1 << 20)}));
+    assert_error(
+        &send("PUT", &list, token, Some(&big)),
+        413,
+        "request_entity_too_large",
+    );
+}
+
+#[test]
+fn validation_errors_have_kazoos_shape() {
+    let (_dir, flows) = sample_flows();
+    let server = Server::start(&flows, Config::default());
+    let token = login(&server, &flows, "acme");
+    let token = Some(token.as_str());
+    let list = server.url(CALLFLOWS);
+    // 400 validation errors, in Kazoo's shape.
+    let invalid = |doc: Value| {
+        let reply = send("PUT", &list, token, Some(&envelope(&doc)));
+        assert_error(&reply, 400, "validation error");
+        reply.body["data"].clone()
+    };
+    assert_eq!(
+        invalid(json!({"numbers": ["1000"]})),
+        json!({"numbers": {"unique": {"message": "Number 1000 exists in callflow main Main number", "cause": "1000"}}})
+    );
+    assert_eq!(
+        invalid(json!({"name": "x"})),
+        json!({"numbers": {"required": {"message": "Callflows must be assigned at least one number or pattern"}}})
+    );
+    let typed = invalid(json!({"numbers": "1000"}));
+    assert!(typed["numbers"]["type"].is_object(), "{typed}");
+    let unknown = invalid(json!({"numbers": ["7777"], "flow": {"module": "nope"}}));
+    assert_eq!(
+        unknown["flow.module"]["error"]["message"],
+        "unable to find callflow schema for module nope (no script provides it)"
+    );
+    let schema = invalid(
+        json!({"numbers": ["7777"], "flow": {"module": "ring_group", "data": {"endpoints": ["dev_bob"]}}}),
+    );
+    assert!(
+        schema["flow.data.endpoints.0"]["type"].is_object(),
+        "{schema}"
+    );
+    let pattern = invalid(json!({"patterns": ["^\\*97([0-9]*)$"]}));
+    assert!(
+        pattern["patterns"]["unique"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Pattern ^\\*97")
+    );
+}
+
+#[test]
+fn stale_revisions_conflict_and_tokens_expire() {
+    let (_dir, flows) = sample_flows();
+    let server = Server::start(&flows, Config::default());
+    let token = login(&server, &flows, "acme");
+    let token = Some(token.as_str());
+    let list = server.url(CALLFLOWS);
+    // 409: a stale revision, in If-Match or in `_rev`.
+    let created = send(
+        "PUT",
+        &list,
+        token,
+        Some(&envelope(&json!({"numbers": ["2600"]}))),
+    );
+    assert_eq!(created.status, 201);
+    let id = created.body["data"]["id"].as_str().unwrap();
+    let rev = created.body["revision"].as_str().unwrap();
+    let url = server.url(&format!("{CALLFLOWS}/{id}"));
+    let stale = send_with(
+        "POST",
+        &url,
+        token,
+        Some(&envelope(&json!({"numbers": ["2601"]}))),
+        &[("If-Match", "\"0000\"")],
+    );
+    assert_error(&stale, 409, "datastore_conflict");
+    let stale = send(
+        "PATCH",
+        &url,
+        token,
+        Some(&envelope(&json!({"name": "x", "_rev": "0000"}))),
+    );
+    assert_error(&stale, 409, "datastore_conflict");
+    let fresh = send_with(
+        "PATCH",
+        &url,
+        token,
+        Some(&envelope(&json!({"name": "y"}))),
+        &[("If-Match", &format!("\"{rev}\""))],
+    );
+    assert_eq!(fresh.status, 200, "{}", fresh.text);
+    // The failed requests changed nothing.
+    assert_eq!(
+        send("GET", &url, token, None).body["data"]["numbers"],
+        json!(["2600"])
+    );
+
+    // An expired token.
+    drop(server);
+    let server = Server::start(
+        &flows,
+        Config {
+            token_ttl: Duration::ZERO,
+            ..Config::default()
+        },
+    );
+    let expired = login(&server, &flows, "acme");
+    assert_error(
+        &send("GET", &server.url(CALLFLOWS), Some(&expired), None),
+        401,
+        "invalid_credentials",
+    );
+}
+
+#[test]
+fn listing_pages_and_filters() {
+    let (_dir, flows) = sample_flows();
+    let server = Server::start(&flows, Config::default());
+    let token = login(&server, &flows, "acme");
+    let token = Some(token.as_str());
+    let all = send(
+        "GET",
+        &server.url(&format!("{CALLFLOWS}?paginate=false")),
+        token,
+        None,
+    );
+    assert!(all.body.get("page_size").is_none() && all.body.get("next_start_key").is_none());
+    let ids: Vec<String> = all.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 16);
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted, "ordered by id");
+
+    // Pages of 5, following next_start_key.
+    let mut paged = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let query = match &next {
+            Some(key) => format!("{CALLFLOWS}?page_size=5&start_key={key}"),
+            None => format!("{CALLFLOWS}?page_size=5"),
+        };
+        let page = send("GET", &server.url(&query), token, None);
+        assert_eq!(page.status, 200, "{}", page.text);
+        let items = page.body["data"].as_array().unwrap();
+        assert_eq!(page.body["page_size"], items.len());
+        paged.extend(items.iter().map(|i| i["id"].as_str().unwrap().to_owned()));
+        match page.body.get("next_start_key").and_then(Value::as_str) {
+            Some(key) => next = Some(key.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(paged, ids);
+
+    // Filters.
+    let names = |query: &str| -> Vec<String> {
+        let reply = send(
+            "GET",
+            &server.url(&format!("{CALLFLOWS}?paginate=false&{query}")),
+            token,
+            None,
+        );
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        reply.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names("filter_name=Sales"), ["sales"]);
+    assert_eq!(names("filter_numbers=1001"), ["ext-1001"]);
+    let feature_codes = names("has_key=featurecode");
+    assert!(
+        !feature_codes.is_empty() && feature_codes.iter().all(|id| id.starts_with("fc-")),
+        "{feature_codes:?}"
+    );
+    let plain = names("key_missing=featurecode");
+    assert_eq!(plain.len() + feature_codes.len(), 16);
+    let bad = send(
+        "GET",
+        &server.url(&format!("{CALLFLOWS}?page_size=0")),
+        token,
+        None,
+    );
+    assert_error(&bad, 400, "invalid request");
+    let bad = send(
+        "GET",
+        &server.url(&format!("{CALLFLOWS}?start_key=%%%")),
+        token,
+        None,
+    );
+    assert_eq!(bad.status, 400, "{}", bad.text);
+}
+
+#[test]
+fn a_restart_keeps_every_acknowledged_write() {
+    let (_dir, flows) = sample_flows();
+    let mut acknowledged = BTreeMap::new();
+    {
+        let server = Server::start(&flows, Config::default());
+        let token = login(&server, &flows, "acme");
+        for n in 0..20 {
+            let reply = send(
+                "PUT",
+                &server.url(CALLFLOWS),
+                Some(&token),
+                Some(&envelope(
+                    &json!({"name": format!("n{n}"), "numbers": [format!("30{n:02}")]}),
+                )),
+            );
+            assert_eq!(reply.status, 201, "{}", reply.text);
+            acknowledged.insert(
+                reply.body["data"]["id"].as_str().unwrap().to_owned(),
+                reply.body["revision"].as_str().unwrap().to_owned(),
+            );
+        }
+    }
+    let server = Server::start(&flows, Config::default());
+    let token = login(&server, &flows, "acme");
+    for (id, revision) in &acknowledged {
+        let reply = send(
+            "GET",
+            &server.url(&format!("{CALLFLOWS}/{id}")),
+            Some(&token),
+            None,
+        );
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        assert_eq!(reply.body["revision"], revision.as_str());
+    }
+}
+
+#[test]
+fn concurrent_writes_lose_nothing_and_claim_a_number_once() {
+    let (_dir, flows) = sample_flows();
+    let server = Server::start(&flows, Config::default());
+    let token = login(&server, &flows, "acme");
+    let base = server.url(CALLFLOWS);
+
+    // 8 writers, each creating 10 callflows and patching each once.
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let (base, token) = (base.clone(), token.clone());
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                for n in 0..10 {
+                    let doc =
+                        json!({"name": format!("w{w}-{n}"), "numbers": [format!("4{w}{n:02}")]});
+                    let reply = send("PUT", &base, Some(&token), Some(&envelope(&doc)));
+                    assert_eq!(reply.status, 201, "{}", reply.text);
+                    let id = reply.body["data"]["id"].as_str().unwrap().to_owned();
+                    let patch = json!({"flags": [format!("f{w}{n}")]});
+                    let reply = send(
+                        "PATCH",
+                        &format!("{base}/{id}"),
+                        Some(&token),
+                        Some(&envelope(&patch)),
+                    );
+                    assert_eq!(reply.status, 200, "{}", reply.text);
+                    acked.push((
+                        id,
+                        reply.body["revision"].as_str().unwrap().to_owned(),
+                        format!("f{w}{n}"),
+                    ));
+                }
+                acked
+            })
+        })
+        .collect();
+    // Meanwhile, pairs of clients race for the same number.
+    let mut race_winners = Vec::new();
+    for round in 0..10 {
+        let racers: Vec<_> = (0..2)
+            .map(|_| {
+                let (base, token) = (base.clone(), token.clone());
+                std::thread::spawn(move || {
+                    let doc = json!({"numbers": [format!("59{round:02}")]});
+                    send("PUT", &base, Some(&token), Some(&envelope(&doc)))
+                })
+            })
+            .collect();
+        let replies: Vec<Reply> = racers.into_iter().map(|t| t.join().unwrap()).collect();
+        let statuses: BTreeSet<u16> = replies.iter().map(|r| r.status).collect();
+        assert_eq!(statuses, BTreeSet::from([201, 400]), "{replies:?}");
+        let loser = replies.iter().find(|r| r.status == 400).unwrap();
+        assert!(
+            loser.body["data"]["numbers"]["unique"].is_object(),
+            "{}",
+            loser.text
+        );
+        race_winners
+            .push(replies.iter().find(|r| r.status == 201).unwrap().body["data"]["id"].clone());
+    }
+    let acked: Vec<(String, String, String)> = writers
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert_eq!(acked.len(), 80);
+
+    // Every acknowledged document is there, as acknowledged; no temporary
+    // file is left.
+    for (id, revision, flag) in &acked {
+        let reply = send("GET", &format!("{base}/{id}"), Some(&token), None);
+        assert_eq!(reply.body["revision"], revision.as_str());
+        assert_eq!(reply.body["data"]["flags"], json!([flag]));
+    }
+    let names: Vec<String> = std::fs::read_dir(flows.join("acme/callflows"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+    assert_eq!(names.len(), 16 + 80 + 10);
+    let check = callflow(&root(), &["check", "--flows", flows.to_str().unwrap()]);
+    assert_eq!(check.status.code(), Some(0), "{}", render_output(&check));
+    assert_eq!(race_winners.len(), 10);
+}
+
+#[test]
+fn the_openapi_description_matches_the_router() {
+    let spec: Value = serde_json::from_str(api::OPENAPI).unwrap();
+    let mut described = BTreeSet::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            if method != "parameters" {
+                described.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    let routed: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    assert_eq!(described, routed, "openapi.json vs api::ROUTES");
+
+    // Every route answers on the real router (neither "no such route" nor
+    // "method not allowed"), and the served description is the file.
+    let (_dir, flows) = sample_flows();
+    let server = Server::start(&flows, Config::default());
+    let token = login(&server, &flows, "acme");
+    for (method, path) in ROUTES {
+        let path = path
+            .replace("{account_id}", "acme")
+            .replace("{callflow_id}", "main");
+        let reply = send(
+            method,
+            &server.url(&path),
+            Some(&token),
+            Some("{\"data\": {}}"),
+        );
+        assert!(
+            reply.status != 405 && reply.body["message"] != "not_found",
+            "{method} {path}: {}",
+            reply.text
+        );
+    }
+    let document = send("GET", &server.url("/v2/openapi.json"), None, None);
+    assert_eq!(document.body, spec);
+}
+
+#[test]
+fn graph_health_and_simulate() {
+    let (_dir, flows) = sample_flows();
+    let server = Server::start(&flows, Config::default());
+    let token = login(&server, &flows, "acme");
+    let token = Some(token.as_str());
+    let dot = send(
+        "GET",
+        &server.url(&format!("{CALLFLOWS}/main/graph")),
+        token,
+        None,
+    );
+    assert_eq!(dot.status, 200);
+    assert!(dot.headers["content-type"].starts_with("text/vnd.graphviz"));
+    assert!(
+        dot.text.contains("n0 -> n1 [label=\"business-hours\"];"),
+        "{}",
+        dot.text
+    );
+    let mermaid = send(
+        "GET",
+        &server.url(&format!("{CALLFLOWS}/main/graph?format=mermaid")),
+        token,
+        None,
+    );
+    assert!(
+        mermaid.text.contains("n0 -->|\"_\"| n2"),
+        "{}",
+        mermaid.text
+    );
+    let bad = send(
+        "GET",
+        &server.url(&format!("{CALLFLOWS}/main/graph?format=png")),
+        token,
+        None,
+    );
+    assert_error(&bad, 400, "invalid request");
+
+    let health = send("GET", &server.url("/v2/health"), None, None);
+    assert_eq!(health.status, 200);
+    assert_eq!(health.body["data"]["status"], "ok");
+
+    // The scenario's account is the path's; flows and scripts are the server's.
+    let simulate = server.url("/v2/accounts/acme/simulate");
+    let sunday = json!({"to": "1000", "start": "2026-12-06T03:00", "caller": [{"at_ms": 30000, "hangup": true}]});
+    let reply = send("POST", &simulate, token, Some(&envelope(&sunday)));
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.body["data"]["end"], "caller_hangup");
+    assert!(reply.text.contains("after-hours"), "{}", reply.text);
+    for bad in [
+        json!({"to": "1", "flows": "/etc"}),
+        json!({"to": "1", "account": "other"}),
+        json!({"to": ""}),
+    ] {
+        assert_error(
+            &send("POST", &simulate, token, Some(&envelope(&bad))),
+            400,
+            "invalid request",
+        );
+    }
+}
+
+#[test]
+fn the_binary_manages_accounts_keys_and_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("flows");
+    std::fs::create_dir(&flows).unwrap();
+    let flows_arg = flows.to_str().unwrap();
+    let created = callflow(
+        dir.path(),
+        &[
+            "account",
+            "create",
+            "Beta Corp",
+            "--id",
+            "beta",
+            "--timezone",
+            "Europe/Paris",
+            "--flows",
+            flows_arg,
+        ],
+    );
+    assert_eq!(
+        created.status.code(),
+        Some(0),
+        "{}",
+        render_output(&created)
+    );
+    assert_eq!(String::from_utf8_lossy(&created.stdout).trim(), "beta");
+    let again = callflow(
+        dir.path(),
+        &[
+            "account", "create", "Beta", "--id", "beta", "--flows", flows_arg,
+        ],
+    );
+    assert_eq!(again.status.code(), Some(2), "{}", render_output(&again));
+    let bad = callflow(
+        dir.path(),
+        &[
+            "account", "create", "X", "--id", "../x", "--flows", flows_arg,
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(2), "{}", render_output(&bad));
+    let generated = callflow(
+        dir.path(),
+        &["account", "create", "Gamma", "--flows", flows_arg],
+    );
+    let gamma = String::from_utf8_lossy(&generated.stdout).trim().to_owned();
+    assert_eq!(gamma.len(), 32);
+
+    let key = callflow(
+        dir.path(),
+        &[
+            "api-key",
+            "create",
+            "--account",
+            "beta",
+            "--flows",
+            flows_arg,
+        ],
+    );
+    assert_eq!(key.status.code(), Some(0), "{}", render_output(&key));
+    let key = String::from_utf8_lossy(&key.stdout).trim().to_owned();
+    assert_eq!(key.len(), 64);
+    serve_answers_with_the_key(&flows, &key);
+}
+
+fn serve_answers_with_the_key(flows: &Path, key: &str) {
+    let dir = flows.parent().unwrap();
+    let flows_arg = flows.to_str().unwrap();
+    let account = std::fs::read_to_string(flows.join("beta/account.json")).unwrap();
+    assert!(!account.contains(key), "only the hash is stored");
+    let missing = callflow(
+        dir,
+        &[
+            "api-key",
+            "create",
+            "--account",
+            "nope",
+            "--flows",
+            flows_arg,
+        ],
+    );
+    assert_eq!(
+        missing.status.code(),
+        Some(2),
+        "{}",
+        render_output(&missing)
+    );
+
+    // `callflow serve` on a free port: it says where, and answers.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_callflow"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--flows", flows_arg])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let first = lines.next().unwrap().unwrap();
+    let address = first
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_owned();
+    let reply = send(
+        "PUT",
+        &format!("http://{address}/v2/api_auth"),
+        None,
+        Some(&envelope(&json!({"api_key": key}))),
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    assert_eq!(reply.body["data"]["account_id"], "beta");
+}
