@@ -21,6 +21,8 @@
 //! * [`host`]: the Luau module host and the Lua-facing API.
 //! * [`sim`]: the deterministic call simulator (scenarios, virtual time).
 //! * [`graph`]: diagrams of a callflow (Graphviz dot, Mermaid).
+//! * [`reload`]: hot reload: generations of scripts and flows, the file
+//!   watcher and the content-hash poller.
 //! * [`api`]: the REST API server (Kazoo's callflows API), on axum.
 //! * [`limits`]: every limit, documented in one place.
 //!
@@ -36,6 +38,7 @@ pub mod ids;
 pub mod limits;
 pub mod model;
 pub mod pattern;
+pub mod reload;
 pub mod routing;
 pub mod schema;
 pub mod sim;

@@ -172,6 +172,14 @@ pub(crate) fn token_from(headers: &HeaderMap, uri: &Uri) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
+/// The account of the request's live token (401 without one).
+fn token_account(parts: &Parts, state: &AppState) -> Result<AccountId, ApiError> {
+    let token = token_from(&parts.headers, &parts.uri).ok_or(ApiError::InvalidCredentials)?;
+    state
+        .token_account(&token)
+        .ok_or(ApiError::InvalidCredentials)
+}
+
 /// A request authenticated for the account in its path.
 #[derive(Debug, Clone)]
 pub(crate) struct Authed(pub AccountId);
@@ -183,10 +191,7 @@ impl FromRequestParts<Arc<AppState>> for Authed {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        let token = token_from(&parts.headers, &parts.uri).ok_or(ApiError::InvalidCredentials)?;
-        let account = state
-            .token_account(&token)
-            .ok_or(ApiError::InvalidCredentials)?;
+        let account = token_account(parts, state)?;
         let Path(params) = Path::<BTreeMap<String, String>>::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
@@ -201,5 +206,21 @@ impl FromRequestParts<Arc<AppState>> for Authed {
             return Err(ApiError::BadIdentifier(requested));
         }
         Ok(Authed(account))
+    }
+}
+
+/// A request with a live token of any account (server-wide routes such as
+/// `/v2/reload`).
+#[derive(Debug, Clone)]
+pub(crate) struct AnyToken;
+
+impl FromRequestParts<Arc<AppState>> for AnyToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        token_account(parts, state).map(|_| AnyToken)
     }
 }

@@ -154,7 +154,8 @@ fn write(
             doc.entry(key).or_insert_with(|| json!([]));
         }
         kazoo::normalize_numbers(&mut doc, &flows);
-        kazoo::validate(&doc, id, &flows, state.modules.as_ref()).map_err(ApiError::Validation)?;
+        let modules = Arc::clone(&state.generation().modules);
+        kazoo::validate(&doc, id, &flows, modules.as_ref()).map_err(ApiError::Validation)?;
     }
     private.insert("pvt_modified".into(), now_seconds());
     let mut full = doc;

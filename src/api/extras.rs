@@ -9,7 +9,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::auth::Authed;
+use super::auth::{AnyToken, Authed};
 use super::envelope::{ApiError, Success};
 use super::state::AppState;
 use super::{Body, request_data};
@@ -62,16 +62,18 @@ pub(crate) async fn simulate(
     }
     let scenario = Scenario::parse(&Value::Object(data).to_string())
         .map_err(|e| ApiError::InvalidRequest(format!("bad scenario: {e}")))?;
-    let catalog = state.catalog();
+    // The call keeps this generation to its end, whatever reloads happen.
+    let generation = state.generation();
     let flows = Arc::clone(
-        sim::account_for(&scenario, &catalog)
+        sim::account_for(&scenario, &generation.catalog)
             .map_err(|e| ApiError::InvalidRequest(format!("bad scenario: {e}")))?,
     );
     let options = Options {
         limits: state.config.limits,
+        notices: reload_notices(&state),
         ..Options::default()
     };
-    let modules = Arc::clone(&state.modules);
+    let modules = Arc::clone(&generation.modules);
     let outcome =
         tokio::task::spawn_blocking(move || sim::run_one(&scenario, &flows, modules, &options))
             .await
@@ -82,6 +84,25 @@ pub(crate) async fn simulate(
         obj.insert("end".into(), json!(outcome.end.as_str()));
     }
     Ok(Success::ok(trace))
+}
+
+/// Warnings for the traces of calls made while a reload is rejected.
+fn reload_notices(state: &AppState) -> Vec<String> {
+    let status = state.reloader.status();
+    status
+        .pending
+        .iter()
+        .map(|error| {
+            let at = match error.line {
+                Some(line) => format!("{}:{line}", error.file),
+                None => error.file.clone(),
+            };
+            format!(
+                "the last reload was rejected, calls run generation {}: {at}: {}",
+                status.generation, error.message
+            )
+        })
+        .collect()
 }
 
 /// `GET .../callflows/{CALLFLOW_ID}/graph?format=dot|mermaid` (default
@@ -115,4 +136,37 @@ pub(crate) async fn graph(
         graph::render(callflow, format),
     )
         .into_response())
+}
+
+/// `GET /v2/reload`: the current generation, when it was published, and the
+/// errors of a rejected reload.
+pub(crate) async fn reload_status(
+    State(state): State<Arc<AppState>>,
+    _token: AnyToken,
+) -> Result<Success, ApiError> {
+    let status = serde_json::to_value(state.reloader.status())
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Success::ok(status))
+}
+
+/// `POST /v2/reload`: reload now; the status after it, with `outcome`
+/// (`published` or `rejected`).
+pub(crate) async fn reload_now(
+    State(state): State<Arc<AppState>>,
+    _token: AnyToken,
+) -> Result<Success, ApiError> {
+    let reloader = Arc::clone(&state.reloader);
+    let outcome = tokio::task::spawn_blocking(move || reloader.reload("api"))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let mut status = serde_json::to_value(state.reloader.status())
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if let Value::Object(obj) = &mut status {
+        let name = match outcome {
+            crate::reload::Outcome::Published { .. } => "published",
+            crate::reload::Outcome::Rejected { .. } => "rejected",
+        };
+        obj.insert("outcome".into(), json!(name));
+    }
+    Ok(Success::ok(status))
 }

@@ -6,6 +6,8 @@
 //! | PUT | `/v2/api_auth` | API key → auth token (no token needed) |
 //! | GET | `/v2/health` | liveness (no token needed) |
 //! | GET | `/v2/openapi.json` | this API's OpenAPI description (no token needed) |
+//! | GET | `/v2/reload` | the current generation, the pending reload errors |
+//! | POST | `/v2/reload` | reload scripts and flows now |
 //! | GET | `/v2/accounts/{account_id}/callflows` | list (filters, paging) |
 //! | PUT | `/v2/accounts/{account_id}/callflows` | create |
 //! | GET | `/v2/accounts/{account_id}/callflows/{callflow_id}` | fetch |
@@ -19,7 +21,7 @@
 //! * `auth.rs`: API keys, tokens, the `Authed` extractor.
 //! * `callflows.rs`: the six calls of the seed.
 //! * `kazoo.rs`: Crossbar's validation shape, PATCH merge, listing rules.
-//! * `extras.rs`: simulate, graph, health, OpenAPI.
+//! * `extras.rs`: simulate, graph, health, OpenAPI, reload.
 //! * `state.rs`: what requests share.
 
 mod auth;
@@ -57,6 +59,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/v2/api_auth"),
     ("GET", "/v2/health"),
     ("GET", "/v2/openapi.json"),
+    ("GET", "/v2/reload"),
+    ("POST", "/v2/reload"),
     ("GET", "/v2/accounts/{account_id}/callflows"),
     ("PUT", "/v2/accounts/{account_id}/callflows"),
     ("GET", "/v2/accounts/{account_id}/callflows/{callflow_id}"),
@@ -124,6 +128,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v2/api_auth", put(auth::api_auth))
         .route("/v2/health", get(extras::health))
         .route("/v2/openapi.json", get(extras::openapi))
+        .route(
+            "/v2/reload",
+            get(extras::reload_status).post(extras::reload_now),
+        )
         .route(callflows, get(callflows::index).put(callflows::create))
         .route(
             &format!("{callflows}/{{callflow_id}}"),

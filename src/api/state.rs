@@ -3,15 +3,15 @@
 //! and the auth tokens handed out.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::catalog::{AccountFlows, Catalog};
-use crate::host::ModuleSet;
 use crate::ids::AccountId;
 use crate::limits::Limits;
 use crate::model::Diagnostic;
-use crate::store::{FlowsDir, Store, StoreError};
+use crate::reload::{Generation, Paths, Reloader};
+use crate::store::{FlowsDir, StoreError};
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -52,11 +52,10 @@ struct Token {
 /// The server's shared state.
 pub struct AppState {
     pub(crate) store: FlowsDir,
-    pub(crate) modules: Arc<ModuleSet>,
+    /// The current generation of scripts and flows (what routing, listing
+    /// and new calls read), replaced whole by reloads and after each write.
+    pub(crate) reloader: Arc<Reloader>,
     pub(crate) config: Config,
-    /// What routing and listing read; replaced whole, one account at a time,
-    /// after each write.
-    catalog: RwLock<Arc<Catalog>>,
     /// One lock per account: writes to an account happen one at a time, so
     /// two requests claiming the same number cannot both pass the `unique`
     /// check.
@@ -74,29 +73,37 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// Loads the flows directory; returns the state and the problems found
-    /// (documents with errors are served as they are, and routed as far as
-    /// they validate, as `callflow check` reports them).
-    pub fn load(
-        store: FlowsDir,
-        modules: Arc<ModuleSet>,
-        config: Config,
-    ) -> Result<(Self, Vec<Diagnostic>), StoreError> {
-        let (catalog, diagnostics) = Catalog::build(store.read()?, modules.as_ref());
-        let state = Self {
-            store,
-            modules,
+    /// Loads the scripts and the flows directory; returns the state and the
+    /// problems found (documents with errors are served as they are, and
+    /// routed as far as they validate, as `callflow check` reports them).
+    pub fn load(paths: Paths, config: Config) -> Result<(Self, Vec<Diagnostic>), StoreError> {
+        let (reloader, diagnostics) = Reloader::load(paths)?;
+        Ok((Self::new(Arc::new(reloader), config), diagnostics))
+    }
+
+    /// The state around a reloader (which a watcher may share).
+    pub fn new(reloader: Arc<Reloader>, config: Config) -> Self {
+        Self {
+            store: FlowsDir::new(&reloader.paths().flows),
+            reloader,
             config,
-            catalog: RwLock::new(Arc::new(catalog)),
             writes: Mutex::new(BTreeMap::new()),
             tokens: Mutex::new(BTreeMap::new()),
-        };
-        Ok((state, diagnostics))
+        }
+    }
+
+    pub fn reloader(&self) -> &Arc<Reloader> {
+        &self.reloader
+    }
+
+    /// The generation new calls and requests use.
+    pub(crate) fn generation(&self) -> Arc<Generation> {
+        self.reloader.current()
     }
 
     /// The catalog as of now.
     pub fn catalog(&self) -> Arc<Catalog> {
-        Arc::clone(&self.catalog.read().unwrap_or_else(PoisonError::into_inner))
+        Arc::clone(&self.reloader.current().catalog)
     }
 
     pub(crate) fn account(&self, id: &AccountId) -> Option<Arc<AccountFlows>> {
@@ -109,21 +116,21 @@ impl AppState {
         Arc::clone(locks.entry(account.clone()).or_default())
     }
 
-    /// Re-reads one account from disk and publishes it: the next call and
-    /// request see it. Diagnostics of the rebuild are logged.
+    /// Re-reads one account from disk and publishes it in a new generation:
+    /// the next call and request see it. Diagnostics of the rebuild are
+    /// logged.
     pub(crate) fn reload_account(&self, account: &AccountId) -> Result<(), StoreError> {
         let Some(sources) = self.store.read_one(account)? else {
             return Ok(());
         };
-        let (built, diagnostics) = Catalog::build(sources, self.modules.as_ref());
+        let modules = Arc::clone(&self.generation().modules);
+        let (built, diagnostics) = Catalog::build(sources, modules.as_ref());
         for diag in diagnostics.iter().filter(|d| d.is_error()) {
             tracing::warn!("{diag}");
         }
         if let Some(flows) = built.account(account.as_str()) {
-            let mut catalog = self.catalog.write().unwrap_or_else(PoisonError::into_inner);
-            let mut next = Catalog::clone(&catalog);
-            next.insert(Arc::clone(flows));
-            *catalog = Arc::new(next);
+            self.reloader
+                .publish_account(Arc::clone(flows), &diagnostics);
         }
         Ok(())
     }

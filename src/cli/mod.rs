@@ -6,6 +6,7 @@
 mod account;
 mod bench;
 mod check;
+mod dev;
 mod route;
 mod serve;
 mod simulate;
@@ -66,6 +67,10 @@ enum Command {
     /// (PUT `/v2/api_auth`). Writes go to the flows directory atomically and
     /// route the next call. Stops cleanly on Ctrl-C or SIGTERM.
     Serve(serve::ServeArgs),
+    /// The server plus the edit-save-hear loop for module authors: after each
+    /// reload, re-runs the scenario files and prints how their traces
+    /// changed.
+    Dev(dev::DevArgs),
     /// Manage accounts (folders of the flows directory).
     #[command(subcommand)]
     Account(account::AccountCommand),
@@ -116,6 +121,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Simulate(args) => simulate::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Serve(args) => serve::run(&args),
+        Command::Dev(args) => dev::run(&args),
         Command::Account(command) => account::run_account(&command),
         Command::ApiKey(command) => account::run_api_key(&command),
     }
@@ -126,7 +132,7 @@ impl Cli {
     /// line per request (info); other commands only warnings.
     pub fn default_log_level(&self) -> &'static str {
         match (&self.command, self.verbose) {
-            (_, 0) if !matches!(self.command, Command::Serve(_)) => "warn",
+            (_, 0) if !matches!(self.command, Command::Serve(_) | Command::Dev(_)) => "warn",
             (_, 0 | 1) => "info",
             (_, 2) => "debug",
             _ => "trace",

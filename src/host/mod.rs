@@ -60,6 +60,9 @@ pub struct HostError {
 #[derive(Default)]
 pub(crate) struct Chunks(RefCell<BTreeMap<(u64, bool, String), Function>>);
 
+/// Beyond this many cached chunks the cache starts afresh.
+const CHUNK_CACHE_MAX: usize = 512;
+
 /// A fresh instance of `script`'s chunk whose globals are `env`.
 pub(crate) fn instantiate(
     lua: &Lua,
@@ -80,7 +83,13 @@ pub(crate) fn instantiate(
             .set_name(format!("@{}", script.file))
             .into_function()?;
         if let Some(chunks) = lua.app_data_ref::<Chunks>() {
-            chunks.0.borrow_mut().insert(key, chunk.clone());
+            let mut chunks = chunks.0.borrow_mut();
+            // Generations come and go with reloads: start afresh now and then
+            // rather than keep every generation's chunks.
+            if chunks.len() >= CHUNK_CACHE_MAX {
+                chunks.clear();
+            }
+            chunks.insert(key, chunk.clone());
         }
         chunk
     };
@@ -212,6 +221,7 @@ impl ModuleHost {
 
     fn invocation(
         &self,
+        set: Arc<ModuleSet>,
         call: Option<Rc<Call>>,
         module: &str,
         entry: Entry,
@@ -229,7 +239,7 @@ impl ModuleHost {
             entry,
             table: RefCell::new(None),
             children,
-            set: self.module_set(),
+            set,
             env,
             budget: Cell::new(self.limits.interrupts_per_invoke),
             killed: Cell::new(false),
@@ -314,7 +324,7 @@ impl ModuleHost {
             _ => name.to_owned(),
         };
         let inv = self
-            .invocation(None, name, Entry::Handle, Vec::new())
+            .invocation(self.module_set(), None, name, Entry::Handle, Vec::new())
             .map_err(|e| script_error(&file, &e.to_string()))?;
         let previous = self.current.replace(Some(Rc::clone(&inv)));
         let result = self.load_module(&inv);
@@ -351,13 +361,20 @@ impl ModuleHost {
     /// function returned.
     async fn call_entry(
         &self,
+        set: &Arc<ModuleSet>,
         call: &Rc<Call>,
         module: &str,
         entry: Entry,
         children: Vec<(String, bool)>,
         data: &(impl serde::Serialize + ?Sized),
     ) -> (Option<Rc<Invocation>>, Result<LuaValue, ModuleError>) {
-        let inv = match self.invocation(Some(Rc::clone(call)), module, entry, children) {
+        let inv = match self.invocation(
+            Arc::clone(set),
+            Some(Rc::clone(call)),
+            module,
+            entry,
+            children,
+        ) {
             Ok(inv) => inv,
             Err(e) => return (None, Err(module_error(module, &e))),
         };
@@ -418,14 +435,19 @@ impl ModuleHost {
     }
 
     /// Runs a module's `handle` for `node` on `call`.
-    async fn run(&self, call: &Rc<Call>, node: &ModuleNode) -> Result<Next, ModuleError> {
+    async fn run(
+        &self,
+        set: &Arc<ModuleSet>,
+        call: &Rc<Call>,
+        node: &ModuleNode,
+    ) -> Result<Next, ModuleError> {
         let children = node
             .children
             .iter()
             .map(|(key, child)| (key.clone(), child.as_module().is_some()))
             .collect();
         let (inv, result) = self
-            .call_entry(call, &node.module, Entry::Handle, children, &node.data)
+            .call_entry(set, call, &node.module, Entry::Handle, children, &node.data)
             .await;
         let returned = match result {
             Ok(value) => value,
@@ -455,6 +477,67 @@ impl ModuleHost {
     }
 }
 
+impl ModuleHost {
+    /// This host running calls on `set` (a generation): a call run through
+    /// the returned runner keeps `set` for every node until it ends, whatever
+    /// the host's own set becomes in the meantime.
+    pub fn pinned(&self, set: Arc<ModuleSet>) -> Pinned<'_> {
+        Pinned { host: self, set }
+    }
+
+    async fn run_on_end(
+        &self,
+        set: &Arc<ModuleSet>,
+        call: &Rc<Call>,
+        handler: &OnEnd,
+    ) -> Result<(), ModuleError> {
+        // What `on_end` returns, and any directive it gives, is ignored: the
+        // walk is over.
+        let (_, result) = self
+            .call_entry(
+                set,
+                call,
+                &handler.module,
+                Entry::OnEnd,
+                Vec::new(),
+                &handler.data,
+            )
+            .await;
+        result.map(drop)
+    }
+}
+
+/// A [`ModuleHost`] bound to one module set; see [`ModuleHost::pinned`].
+pub struct Pinned<'a> {
+    host: &'a ModuleHost,
+    set: Arc<ModuleSet>,
+}
+
+impl ModuleRunner for Pinned<'_> {
+    fn provides(&self, module: &str) -> bool {
+        self.set.module(module).is_some()
+    }
+
+    fn invoke<'a>(
+        &'a self,
+        call: &'a Rc<Call>,
+        node: &'a ModuleNode,
+    ) -> LocalFuture<'a, Result<Next, ModuleError>> {
+        Box::pin(self.host.run(&self.set, call, node))
+    }
+
+    fn invoke_on_end<'a>(
+        &'a self,
+        call: &'a Rc<Call>,
+        handler: &'a OnEnd,
+    ) -> LocalFuture<'a, Result<(), ModuleError>> {
+        Box::pin(self.host.run_on_end(&self.set, call, handler))
+    }
+}
+
+/// The host on its current module set, looked up at each node: for hosts
+/// whose set does not change while calls run (a CLI simulation, a
+/// benchmark). Across reloads, run calls through [`ModuleHost::pinned`].
 impl ModuleRunner for ModuleHost {
     fn provides(&self, module: &str) -> bool {
         self.module_set().module(module).is_some()
@@ -465,7 +548,10 @@ impl ModuleRunner for ModuleHost {
         call: &'a Rc<Call>,
         node: &'a ModuleNode,
     ) -> LocalFuture<'a, Result<Next, ModuleError>> {
-        Box::pin(self.run(call, node))
+        Box::pin(async move {
+            let set = self.module_set();
+            self.run(&set, call, node).await
+        })
     }
 
     fn invoke_on_end<'a>(
@@ -474,18 +560,8 @@ impl ModuleRunner for ModuleHost {
         handler: &'a OnEnd,
     ) -> LocalFuture<'a, Result<(), ModuleError>> {
         Box::pin(async move {
-            // What `on_end` returns, and any directive it gives, is ignored:
-            // the walk is over.
-            let (_, result) = self
-                .call_entry(
-                    call,
-                    &handler.module,
-                    Entry::OnEnd,
-                    Vec::new(),
-                    &handler.data,
-                )
-                .await;
-            result.map(drop)
+            let set = self.module_set();
+            self.run_on_end(&set, call, handler).await
         })
     }
 }

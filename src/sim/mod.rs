@@ -44,6 +44,9 @@ pub struct Options {
     /// Where documents calls write go (voicemail messages, park slots, rule
     /// overrides); without it they last as long as the call.
     pub persist: Option<Persist>,
+    /// Warnings recorded at the start of every call (a server's rejected
+    /// reload, say).
+    pub notices: Vec<String>,
 }
 
 impl std::fmt::Debug for Options {
@@ -53,6 +56,7 @@ impl std::fmt::Debug for Options {
             .field("allow_network", &self.allow_network)
             .field("allow_private_http", &self.allow_private_http)
             .field("persist", &self.persist.is_some())
+            .field("notices", &self.notices)
             .finish()
     }
 }
@@ -181,6 +185,9 @@ pub async fn simulate(
         Rc::clone(&trace),
     ));
 
+    for notice in &options.notices {
+        call.record(Event::new(0, "warning").with("message", notice.as_str()));
+    }
     let end = match account.routes.resolve(&scenario.to, inception) {
         Ok(route) => {
             let mut event = Event::new(0, "route")

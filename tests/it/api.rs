@@ -12,8 +12,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use callflow::api::{self, AppState, Config, ROUTES, create_api_key};
-use callflow::host::ModuleSet;
 use callflow::ids::AccountId;
+use callflow::reload::Paths;
 use callflow::store::FlowsDir;
 
 use crate::support::{callflow, copy_tree, render_output, root};
@@ -27,9 +27,15 @@ struct Server {
 
 impl Server {
     fn start(flows: &Path, config: Config) -> Self {
-        let (modules, problems) = ModuleSet::load(&[] as &[&Path], 1);
-        assert!(problems.is_empty(), "{problems:?}");
-        let (state, _) = AppState::load(FlowsDir::new(flows), Arc::new(modules), config).unwrap();
+        Self::start_with_scripts(flows, Vec::new(), config)
+    }
+
+    fn start_with_scripts(flows: &Path, scripts: Vec<PathBuf>, config: Config) -> Self {
+        let paths = Paths {
+            flows: flows.to_path_buf(),
+            scripts,
+        };
+        let (state, _) = AppState::load(paths, config).unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -979,4 +985,77 @@ fn serve_answers_with_the_key(flows: &Path, key: &str) {
     child.wait().unwrap();
     assert_eq!(reply.status, 201, "{}", reply.text);
     assert_eq!(reply.body["data"]["account_id"], "beta");
+}
+
+#[test]
+fn reloads_on_request_and_rejected_reloads_show_in_traces() {
+    let (dir, flows) = sample_flows();
+    let scripts = dir.path().join("scripts");
+    std::fs::create_dir(&scripts).unwrap();
+    let play = |media: &str| {
+        format!("return {{ handle = function(call, data) call:play(\"{media}\") end }}\n")
+    };
+    std::fs::write(scripts.join("play.lua"), play("one")).unwrap();
+    let server = Server::start_with_scripts(&flows, vec![scripts.clone()], Config::default());
+    let token = login(&server, &flows, "acme");
+    let token = Some(token.as_str());
+    let reload = server.url("/v2/reload");
+    assert_error(
+        &send("GET", &reload, None, None),
+        401,
+        "invalid_credentials",
+    );
+    let status = send("GET", &reload, token, None);
+    assert_eq!(status.body["data"]["generation"], 1, "{}", status.text);
+
+    // A change, reloaded on request: the next call runs it.
+    std::fs::write(scripts.join("play.lua"), play("two")).unwrap();
+    let reloaded = send("POST", &reload, token, None);
+    assert_eq!(
+        reloaded.body["data"]["outcome"], "published",
+        "{}",
+        reloaded.text
+    );
+    assert_eq!(reloaded.body["data"]["generation"], 2);
+    let simulate = server.url("/v2/accounts/acme/simulate");
+    let sunday = envelope(
+        &json!({"to": "1000", "start": "2026-12-06T03:00", "caller": [{"at_ms": 1000, "hangup": true}]}),
+    );
+    let trace = send("POST", &simulate, token, Some(&sunday));
+    assert!(trace.text.contains(r#""media":"two""#), "{}", trace.text);
+
+    // A syntax error: rejected, shown in the status and in calls' traces,
+    // which still run generation 2.
+    std::fs::write(scripts.join("play.lua"), "return {\n").unwrap();
+    let rejected = send("POST", &reload, token, None);
+    assert_eq!(
+        rejected.body["data"]["outcome"], "rejected",
+        "{}",
+        rejected.text
+    );
+    assert_eq!(rejected.body["data"]["generation"], 2);
+    let pending = &rejected.body["data"]["pending"][0];
+    assert!(
+        pending["file"].as_str().unwrap().ends_with("play.lua"),
+        "{pending}"
+    );
+    assert!(pending["line"].is_number(), "{pending}");
+    let trace = send("POST", &simulate, token, Some(&sunday));
+    let events = trace.body["data"]["events"].as_array().unwrap();
+    assert_eq!(events[0]["event"], "warning", "{}", trace.text);
+    assert!(events[0]["message"].as_str().unwrap().contains("play.lua"));
+    assert!(trace.text.contains(r#""media":"two""#), "{}", trace.text);
+
+    // Fixed: recovered.
+    std::fs::write(scripts.join("play.lua"), play("three")).unwrap();
+    let fixed = send("POST", &reload, token, None);
+    assert_eq!(fixed.body["data"]["outcome"], "published");
+    assert_eq!(fixed.body["data"]["pending"], json!([]));
+    let trace = send("POST", &simulate, token, Some(&sunday));
+    assert!(trace.text.contains(r#""media":"three""#), "{}", trace.text);
+    assert!(
+        !trace.text.contains(r#""event":"warning""#),
+        "{}",
+        trace.text
+    );
 }

@@ -23,6 +23,8 @@ mod examples;
 /// `tests/invalid/*.json`: one broken callflow document per file, its
 /// diagnostics snapshotted.
 mod invalid;
+/// Hot reload: generations, calls across reloads, the watcher, `callflow dev`.
+mod reload;
 /// `tests/routing/*.json`: one account per file and a table of dialled numbers
 /// with the route each must get.
 mod routing;

@@ -1,0 +1,556 @@
+//! Hot reload: scripts and flows as immutable *generations*, rebuilt off the
+//! call threads and published whole.
+//!
+//! A [`Reloader`] owns the current [`Generation`] (module set + catalog,
+//! numbered). [`Reloader::reload`] reads every script and flow afresh,
+//! compiles and smoke-loads the scripts in a scratch VM
+//! ([`ModuleSet::load`]), builds the catalog, and publishes generation N+1
+//! only if that introduced no error the current generation does not have:
+//! a syntax error, a module without `handle`, invalid JSON or a callflow that
+//! fails validation keeps the last good generation, and the new errors wait
+//! in [`Status::pending`] until a fixed file is reloaded. A call takes the
+//! current generation when it starts and keeps it to the end.
+//!
+//! Triggers: [`watch`] (notify, debounced, recursive on directories; only
+//! `.lua` and `.json` files count, hidden files, backups and swap files do
+//! not), [`Poller`] (a content-hash check on a timer, for file systems
+//! inotify misses), and explicit calls (`POST /v2/reload`, SIGHUP).
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use notify_debouncer_full::notify::{EventKind, RecursiveMode, event::AccessKind};
+use notify_debouncer_full::{DebounceEventResult, DebouncedEvent, new_debouncer};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::catalog::{AccountFlows, Catalog};
+use crate::host::ModuleSet;
+use crate::model::Diagnostic;
+use crate::store::{FlowsDir, Store, StoreError};
+
+/// Where a server's scripts and flows live.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub flows: PathBuf,
+    /// `--scripts` directories (the built-in scripts are in the binary).
+    pub scripts: Vec<PathBuf>,
+}
+
+/// Scripts and flows as one consistent, immutable whole.
+#[derive(Debug)]
+pub struct Generation {
+    /// 1 for the first load, then one more per publication.
+    pub number: u64,
+    pub modules: Arc<ModuleSet>,
+    pub catalog: Arc<Catalog>,
+    /// When it was published (wall clock, for the status only).
+    pub loaded_at: jiff::Timestamp,
+    /// Every diagnostic of its scripts and flows (errors it was published
+    /// with, warnings).
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// A new generation is current.
+    Published { generation: u64 },
+    /// The change brought errors: the last good generation stays.
+    Rejected {
+        generation: u64,
+        errors: Vec<Diagnostic>,
+    },
+}
+
+/// The reloader's state, as `GET /v2/reload` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// The generation calls start on.
+    pub generation: u64,
+    /// When it was published (RFC 3339).
+    pub loaded_at: String,
+    /// Reloads tried, and how many were rejected.
+    pub reloads: u64,
+    pub rejected: u64,
+    /// What triggered the last reload (`watch`, `poll`, `api`, `SIGHUP`, ...).
+    pub last_trigger: Option<String>,
+    /// The errors of the last reload when it was rejected (empty once a
+    /// reload succeeds).
+    pub pending: Vec<Diagnostic>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    reloads: u64,
+    rejected: u64,
+    last_trigger: Option<String>,
+    pending: Vec<Diagnostic>,
+    /// Content hash of the files the last reload read.
+    fingerprint: Option<String>,
+}
+
+/// Told the result of every reload, whatever triggered it.
+pub type Observer = Arc<dyn Fn(&str, &Result<Outcome, StoreError>) + Send + Sync>;
+
+/// Owns the current generation and builds the next.
+pub struct Reloader {
+    paths: Paths,
+    current: RwLock<Arc<Generation>>,
+    /// Reloads (and API writes that publish) happen one at a time.
+    publishing: Mutex<Counters>,
+    observer: RwLock<Option<Observer>>,
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader")
+            .field("paths", &self.paths)
+            .field("generation", &self.current().number)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An error's identity, to tell a new error from one the current generation
+/// already has.
+fn error_key(d: &Diagnostic) -> (String, String, String, String, Option<usize>) {
+    (
+        d.file.clone(),
+        d.pointer.clone(),
+        d.code.to_string(),
+        d.message.clone(),
+        d.line,
+    )
+}
+
+impl Reloader {
+    /// Loads generation 1 (whatever its errors: they are reported, not
+    /// refused, as `callflow check` would report them). Err when the flows
+    /// directory cannot be read at all.
+    pub fn load(paths: Paths) -> Result<(Self, Vec<Diagnostic>), StoreError> {
+        let fingerprint = fingerprint(&paths);
+        let generation = build(&paths, 1)?;
+        let diagnostics = generation.diagnostics.clone();
+        let reloader = Self {
+            paths,
+            current: RwLock::new(Arc::new(generation)),
+            publishing: Mutex::new(Counters {
+                fingerprint: Some(fingerprint),
+                ..Counters::default()
+            }),
+            observer: RwLock::new(None),
+        };
+        Ok((reloader, diagnostics))
+    }
+
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
+    /// The generation new calls start on.
+    pub fn current(&self) -> Arc<Generation> {
+        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Who to tell of each reload's result (the console, `callflow dev`).
+    pub fn set_observer(&self, observer: Observer) {
+        *self
+            .observer
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(observer);
+    }
+
+    /// Reads everything afresh and publishes it unless it brings new errors.
+    /// `trigger` says why (it shows in the status and reaches the observer).
+    pub fn reload(&self, trigger: &str) -> Result<Outcome, StoreError> {
+        let result = self.rebuild(trigger);
+        let observer = self
+            .observer
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(observer) = observer {
+            observer(trigger, &result);
+        }
+        result
+    }
+
+    fn rebuild(&self, trigger: &str) -> Result<Outcome, StoreError> {
+        let mut counters = self
+            .publishing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        counters.reloads += 1;
+        counters.last_trigger = Some(trigger.to_owned());
+        counters.fingerprint = Some(fingerprint(&self.paths));
+        let current = self.current();
+        let next = build(&self.paths, current.number + 1)?;
+        let known: std::collections::BTreeSet<_> = current
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(error_key)
+            .collect();
+        let errors: Vec<Diagnostic> = next
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error() && !known.contains(&error_key(d)))
+            .cloned()
+            .collect();
+        if !errors.is_empty() {
+            counters.rejected += 1;
+            counters.pending.clone_from(&errors);
+            return Ok(Outcome::Rejected {
+                generation: current.number,
+                errors,
+            });
+        }
+        counters.pending.clear();
+        let number = next.number;
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
+        Ok(Outcome::Published { generation: number })
+    }
+
+    /// Publishes a generation whose account `flows` was rebuilt (after an
+    /// API write), keeping the modules.
+    pub fn publish_account(&self, flows: Arc<AccountFlows>, diagnostics: &[Diagnostic]) -> u64 {
+        let _counters = self
+            .publishing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let current = self.current();
+        let mut catalog = Catalog::clone(&current.catalog);
+        let account = flows.account.id.clone();
+        catalog.insert(flows);
+        // The account's diagnostics are replaced by the rebuilt ones.
+        let mut all: Vec<Diagnostic> = current
+            .diagnostics
+            .iter()
+            .filter(|d| !d.file.contains(&format!("/{account}/")))
+            .cloned()
+            .collect();
+        all.extend_from_slice(diagnostics);
+        let next = Generation {
+            number: current.number + 1,
+            modules: Arc::clone(&current.modules),
+            catalog: Arc::new(catalog),
+            loaded_at: jiff::Timestamp::now(),
+            diagnostics: all,
+        };
+        let number = next.number;
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
+        number
+    }
+
+    /// The current generation and the last reload's result.
+    pub fn status(&self) -> Status {
+        let counters = self
+            .publishing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let current = self.current();
+        Status {
+            generation: current.number,
+            loaded_at: current.loaded_at.to_string(),
+            reloads: counters.reloads,
+            rejected: counters.rejected,
+            last_trigger: counters.last_trigger.clone(),
+            pending: counters.pending.clone(),
+        }
+    }
+
+    /// Whether the files changed since the last reload read them.
+    fn changed(&self) -> bool {
+        let now = fingerprint(&self.paths);
+        let counters = self
+            .publishing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        counters.fingerprint.as_deref() != Some(now.as_str())
+    }
+}
+
+fn build(paths: &Paths, number: u64) -> Result<Generation, StoreError> {
+    let (modules, mut diagnostics) = ModuleSet::load(&paths.scripts, number);
+    let sources = FlowsDir::new(&paths.flows).read()?;
+    let (catalog, flow_diagnostics) = Catalog::build(sources, &modules);
+    diagnostics.extend(flow_diagnostics);
+    Ok(Generation {
+        number,
+        modules: Arc::new(modules),
+        catalog: Arc::new(catalog),
+        loaded_at: jiff::Timestamp::now(),
+        diagnostics,
+    })
+}
+
+/// Whether a path is one reloads care about: a `.lua` or `.json` file that
+/// is not hidden (`.x.swp`, editors' temporary files), a backup (`x~`) or
+/// vim's write test file (`4913`).
+pub fn is_relevant(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    if name.starts_with('.') || name.ends_with('~') || name == "4913" {
+        return false;
+    }
+    path.extension()
+        .is_some_and(|ext| ext == "lua" || ext == "json")
+}
+
+/// Whether a debounced batch calls for a reload: a relevant file was
+/// created, changed, renamed, removed or closed after writing (reading and
+/// opening do not count).
+pub fn needs_reload(events: &[DebouncedEvent]) -> bool {
+    events.iter().any(|e| {
+        let counts = match e.event.kind {
+            EventKind::Create(_)
+            | EventKind::Modify(_)
+            | EventKind::Remove(_)
+            | EventKind::Access(AccessKind::Close(_)) => true,
+            EventKind::Access(_) | EventKind::Any | EventKind::Other => false,
+        };
+        counts && e.event.paths.iter().any(|p| is_relevant(p))
+    })
+}
+
+/// A content hash of every relevant file under the paths (names and
+/// contents, in a stable order).
+pub fn fingerprint(paths: &Paths) -> String {
+    let mut files = Vec::new();
+    collect(&paths.flows, &mut files);
+    for dir in &paths.scripts {
+        collect(dir, &mut files);
+    }
+    files.sort();
+    let mut hash = Sha256::new();
+    for file in files {
+        hash.update(file.to_string_lossy().as_bytes());
+        hash.update([0]);
+        if let Ok(bytes) = std::fs::read(&file) {
+            hash.update(&bytes);
+        }
+        hash.update([0]);
+    }
+    hash.finalize().iter().fold(String::new(), |mut out, b| {
+        use std::fmt::Write;
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let hidden = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'));
+        if path.is_dir() {
+            if !hidden {
+                collect(&path, out);
+            }
+        } else if is_relevant(&path) {
+            out.push(path);
+        }
+    }
+}
+
+/// Why watching could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot watch {path}: {message}")]
+pub struct WatchError {
+    pub path: String,
+    pub message: String,
+}
+
+/// The file watcher; stops when dropped.
+pub struct Watcher {
+    debouncer: Option<
+        notify_debouncer_full::Debouncer<
+            notify_debouncer_full::notify::RecommendedWatcher,
+            notify_debouncer_full::RecommendedCache,
+        >,
+    >,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Watcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watcher").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        // Dropping the debouncer closes the channel, which ends the thread.
+        drop(self.debouncer.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The default debounce: editors' saves settle well within it, and it keeps
+/// the time from a save to the new code well under a quarter second.
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// Watches the flows directory and every scripts directory (recursively, by
+/// directory, so atomic saves are seen) and reloads after each debounced
+/// batch of relevant changes (the reloader's observer hears the outcome).
+pub fn watch(reloader: Arc<Reloader>, debounce: Duration) -> Result<Watcher, WatchError> {
+    let (tx, rx) = mpsc::channel::<DebounceEventResult>();
+    let mut debouncer = new_debouncer(debounce, None, tx).map_err(|e| WatchError {
+        path: String::new(),
+        message: e.to_string(),
+    })?;
+    let paths = reloader.paths().clone();
+    for dir in std::iter::once(&paths.flows).chain(&paths.scripts) {
+        debouncer
+            .watch(dir, RecursiveMode::Recursive)
+            .map_err(|e| WatchError {
+                path: dir.display().to_string(),
+                message: e.to_string(),
+            })?;
+    }
+    let thread = std::thread::Builder::new()
+        .name("callflow-watch".into())
+        .spawn(move || {
+            for batch in rx {
+                match batch {
+                    Ok(events) if needs_reload(&events) => {
+                        let _ = reloader.reload("watch");
+                    }
+                    Ok(_) => {}
+                    Err(errors) => {
+                        for error in errors {
+                            tracing::warn!("file watcher: {error}");
+                        }
+                    }
+                }
+            }
+        })
+        .map_err(|e| WatchError {
+            path: String::new(),
+            message: e.to_string(),
+        })?;
+    Ok(Watcher {
+        debouncer: Some(debouncer),
+        thread: Some(thread),
+    })
+}
+
+/// The periodic content-hash check; stops when dropped.
+#[derive(Debug)]
+pub struct Poller {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Poller {
+    /// Every `interval`, hashes the files and reloads when they changed
+    /// since the last reload (whoever triggered it).
+    pub fn start(reloader: Arc<Reloader>, interval: Duration) -> std::io::Result<Self> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("callflow-poll".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+                    if reloader.changed() {
+                        let _ = reloader.reload("poll");
+                    }
+                }
+            })?;
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify_debouncer_full::notify::event::{CreateKind, Event, ModifyKind, RemoveKind};
+
+    #[allow(clippy::disallowed_methods)] // the event's time stamp, unused by the filter
+    fn event(kind: EventKind, path: &str) -> DebouncedEvent {
+        DebouncedEvent::new(
+            Event::new(kind).add_path(PathBuf::from(path)),
+            std::time::Instant::now(),
+        )
+    }
+
+    #[test]
+    fn relevant_files() {
+        for yes in ["scripts/play.lua", "flows/a/callflows/x.json"] {
+            assert!(is_relevant(Path::new(yes)), "{yes}");
+        }
+        for no in [
+            "scripts/.play.lua.swp",
+            "scripts/.play.lua.tmp123",
+            "scripts/play.lua~",
+            "scripts/4913",
+            "scripts/notes.txt",
+            "flows/a/callflows/.x.json.3fa.tmp",
+        ] {
+            assert!(!is_relevant(Path::new(no)), "{no}");
+        }
+    }
+
+    /// What notify-debouncer-full emits for each way editors save
+    /// (`lua-runtime.md` §4.2): each is one batch that reloads once; swap
+    /// file churn alone reloads nothing.
+    #[test]
+    fn editors_saves_are_one_reload() {
+        let close = EventKind::Access(AccessKind::Close(
+            notify_debouncer_full::notify::event::AccessMode::Write,
+        ));
+        let open = EventKind::Access(AccessKind::Open(
+            notify_debouncer_full::notify::event::AccessMode::Any,
+        ));
+        let in_place = vec![
+            event(open, "s/play.lua"),
+            event(EventKind::Modify(ModifyKind::Any), "s/play.lua"),
+            event(close, "s/play.lua"),
+        ];
+        let atomic = vec![
+            event(EventKind::Create(CreateKind::File), "s/play.lua"),
+            event(open, "s/play.lua"),
+            event(close, "s/play.lua"),
+        ];
+        let vim = vec![
+            event(EventKind::Create(CreateKind::File), "s/play.lua"),
+            event(close, "s/play.lua"),
+            event(EventKind::Remove(RemoveKind::File), "s/play.lua~"),
+        ];
+        let swap_only = vec![
+            event(EventKind::Create(CreateKind::File), "s/.play.lua.swp"),
+            event(EventKind::Remove(RemoveKind::File), "s/.play.lua.swp"),
+        ];
+        let read_only = vec![event(open, "s/play.lua")];
+        assert!(needs_reload(&in_place));
+        assert!(needs_reload(&atomic));
+        assert!(needs_reload(&vim));
+        assert!(!needs_reload(&swap_only));
+        assert!(!needs_reload(&read_only));
+        assert!(!needs_reload(&[event(
+            EventKind::Create(CreateKind::File),
+            "s/README.md"
+        )]));
+    }
+}

@@ -1,0 +1,379 @@
+//! Hot reload: generations, calls in flight across reloads, broken and
+//! deleted scripts, many reloads under load, the file watcher, and
+//! `callflow dev`.
+
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use callflow::host::ModuleHost;
+use callflow::reload::{self, Outcome, Paths, Reloader};
+use callflow::sim::{self, Options, Scenario};
+use callflow::trace::Trace;
+
+use crate::support::run_local;
+
+/// A project in a temporary directory: one account whose callflow 100 runs
+/// the scripts `first` (which sleeps) then `second`, each logging the
+/// version it was written with.
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let callflows = dir.path().join("flows/acme/callflows");
+        std::fs::create_dir_all(&callflows).unwrap();
+        std::fs::create_dir_all(dir.path().join("scripts")).unwrap();
+        std::fs::write(
+            callflows.join("main.json"),
+            r#"{"numbers": ["100"], "flow": {"module": "first", "data": {"wait": 60000},
+                "children": {"_": {"module": "second"}}}}"#,
+        )
+        .unwrap();
+        let project = Self { dir };
+        project.write_version(1);
+        project
+    }
+
+    fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    fn paths(&self) -> Paths {
+        Paths {
+            flows: self.path("flows"),
+            scripts: vec![self.path("scripts")],
+        }
+    }
+
+    /// Writes both scripts at `version`, as an editor's atomic save would.
+    fn write_version(&self, version: u32) {
+        for name in ["first", "second"] {
+            self.save(
+                &format!("scripts/{name}.lua"),
+                &format!(
+                    r#"local VERSION = "v{version}"
+return {{
+	handle = function(call, data)
+		call:log("info", "{name} " .. VERSION)
+		if data.wait then
+			call:sleep(data.wait)
+			call:log("info", "{name} after the sleep " .. VERSION)
+		end
+	end,
+}}
+"#
+                ),
+            );
+        }
+    }
+
+    /// Writes a file atomically: a hidden temporary file, renamed over.
+    fn save(&self, relative: &str, text: &str) {
+        let target = self.path(relative);
+        let temp = target.with_file_name(format!(
+            ".{}.tmp",
+            target.file_name().unwrap().to_string_lossy()
+        ));
+        std::fs::write(&temp, text).unwrap();
+        std::fs::rename(&temp, &target).unwrap();
+    }
+}
+
+fn scenario() -> Scenario {
+    Scenario::parse(r#"{"to": "100"}"#).unwrap()
+}
+
+/// The versions a trace's log lines name, in order.
+fn versions(trace: &Trace) -> Vec<String> {
+    trace
+        .events()
+        .iter()
+        .filter(|e| e.name == "log")
+        .filter_map(|e| e.fields["message"].as_str())
+        .map(|m| m.rsplit(' ').next().unwrap().to_owned())
+        .collect()
+}
+
+/// A VM for calls on `reloader`'s generations.
+fn host_for(reloader: &Reloader) -> ModuleHost {
+    ModuleHost::new(
+        reloader.current().modules.clone(),
+        Options::default().limits,
+    )
+    .unwrap()
+}
+
+/// Runs a call on `reloader`'s current generation with `host`, pinned to it.
+async fn call_on(reloader: &Reloader, host: &ModuleHost) -> Trace {
+    let generation = reloader.current();
+    let account = Arc::clone(generation.catalog.single_account().unwrap());
+    let runner = host.pinned(Arc::clone(&generation.modules));
+    sim::simulate(&scenario(), &account, &runner, &Options::default(), 0)
+        .await
+        .trace
+}
+
+#[test]
+fn a_call_in_flight_keeps_its_generation_and_new_calls_get_the_new_one() {
+    let project = Project::new();
+    let (reloader, problems) = Reloader::load(project.paths()).unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(reloader.current().number, 1);
+    let reloader = Rc::new(reloader);
+    let host = Rc::new(host_for(&reloader));
+
+    let (before, after) = run_local(async {
+        let first = {
+            let (reloader, host) = (Rc::clone(&reloader), Rc::clone(&host));
+            tokio::task::spawn_local(async move { call_on(&reloader, &host).await })
+        };
+        // Let the first call reach its sleep, then change the scripts.
+        tokio::task::yield_now().await;
+        project.write_version(2);
+        assert_eq!(
+            reloader.reload("test").unwrap(),
+            Outcome::Published { generation: 2 }
+        );
+        let second = call_on(&reloader, &host).await;
+        (first.await.unwrap(), second)
+    });
+    // The first call started on generation 1 and finished on it: the rest
+    // of `first` after the sleep, and `second`, ran the old code.
+    assert_eq!(
+        versions(&before),
+        ["v1", "v1", "v1"],
+        "{}",
+        before.render_text()
+    );
+    assert_eq!(
+        versions(&after),
+        ["v2", "v2", "v2"],
+        "{}",
+        after.render_text()
+    );
+    assert_eq!(reloader.status().generation, 2);
+}
+
+#[test]
+fn a_broken_script_keeps_the_last_good_generation_until_it_is_fixed() {
+    let project = Project::new();
+    let (reloader, _) = Reloader::load(project.paths()).unwrap();
+
+    // A syntax error.
+    project.save(
+        "scripts/second.lua",
+        "return { handle = function(call) call:log( end }\n",
+    );
+    let Outcome::Rejected { generation, errors } = reloader.reload("test").unwrap() else {
+        panic!("a syntax error must not be published");
+    };
+    assert_eq!(generation, 1);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].file.ends_with("second.lua"), "{:?}", errors[0]);
+    assert!(
+        errors[0].line.is_some(),
+        "the error names its line: {:?}",
+        errors[0]
+    );
+    let status = reloader.status();
+    assert_eq!((status.generation, status.rejected), (1, 1));
+    assert_eq!(status.pending.len(), 1);
+    // Calls still run the last good code.
+    let host = ModuleHost::new(
+        reloader.current().modules.clone(),
+        Options::default().limits,
+    )
+    .unwrap();
+    let trace = run_local(call_on(&reloader, &host));
+    assert_eq!(versions(&trace), ["v1", "v1", "v1"]);
+
+    // A module without `handle`, and a callflow that is not JSON: rejected too.
+    project.save("scripts/second.lua", "return { schema = {} }\n");
+    assert!(matches!(
+        reloader.reload("test").unwrap(),
+        Outcome::Rejected { .. }
+    ));
+    project.write_version(3);
+    project.save("flows/acme/callflows/main.json", "{\"numbers\": [");
+    let Outcome::Rejected { errors, .. } = reloader.reload("test").unwrap() else {
+        panic!("invalid JSON must not be published");
+    };
+    assert!(errors[0].file.ends_with("main.json"), "{errors:?}");
+
+    // Fixing the files recovers by itself on the next reload.
+    project.save(
+        "flows/acme/callflows/main.json",
+        r#"{"numbers": ["100"], "flow": {"module": "first", "children": {"_": {"module": "second"}}}}"#,
+    );
+    assert_eq!(
+        reloader.reload("test").unwrap(),
+        Outcome::Published { generation: 2 }
+    );
+    assert!(reloader.status().pending.is_empty());
+    let trace = run_local(call_on(&reloader, &host));
+    assert_eq!(versions(&trace), ["v3", "v3"]);
+}
+
+#[test]
+fn a_deleted_module_makes_its_nodes_skip_with_a_warning() {
+    let project = Project::new();
+    let (reloader, _) = Reloader::load(project.paths()).unwrap();
+    std::fs::remove_file(project.path("scripts/second.lua")).unwrap();
+    assert_eq!(
+        reloader.reload("test").unwrap(),
+        Outcome::Published { generation: 2 }
+    );
+    let generation = reloader.current();
+    let warning = generation
+        .diagnostics
+        .iter()
+        .find(|d| d.code.as_str() == "unknown_module")
+        .expect("the reload warns about the node");
+    assert!(warning.file.ends_with("main.json"), "{warning:?}");
+    let host = ModuleHost::new(generation.modules.clone(), Options::default().limits).unwrap();
+    let trace = run_local(call_on(&reloader, &host)).render_text();
+    assert!(
+        trace.contains("skip     module=second reason=unknown_module"),
+        "{trace}"
+    );
+}
+
+#[test]
+fn two_hundred_reloads_among_five_thousand_calls() {
+    let project = Project::new();
+    let (reloader, _) = Reloader::load(project.paths()).unwrap();
+    let reloader = Rc::new(reloader);
+    let host = Rc::new(host_for(&reloader));
+    let traces = run_local(async {
+        let mut tasks = Vec::new();
+        for round in 0..200u32 {
+            for _ in 0..25 {
+                let (reloader, host) = (Rc::clone(&reloader), Rc::clone(&host));
+                tasks.push(tokio::task::spawn_local(async move {
+                    call_on(&reloader, &host).await
+                }));
+            }
+            // Calls start, reach their sleep, and the scripts change under them.
+            tokio::task::yield_now().await;
+            project.write_version(round + 2);
+            assert!(matches!(
+                reloader.reload("test").unwrap(),
+                Outcome::Published { .. }
+            ));
+        }
+        let mut traces = Vec::new();
+        for task in tasks {
+            traces.push(task.await.unwrap());
+        }
+        traces
+    });
+    assert_eq!(traces.len(), 5000);
+    assert_eq!(reloader.current().number, 201);
+    let mut seen = std::collections::BTreeSet::new();
+    for trace in &traces {
+        let v = versions(trace);
+        assert_eq!(v.len(), 3, "{}", trace.render_text());
+        assert!(
+            v.iter().all(|x| *x == v[0]),
+            "one generation per call: {v:?}"
+        );
+        let end = trace.events().last().unwrap();
+        assert_eq!(end.name, "end");
+        seen.insert(v[0].clone());
+    }
+    // Every round's calls ran on the generation current when they started.
+    assert_eq!(seen.len(), 200);
+}
+
+#[test]
+fn the_watcher_reloads_after_a_save() {
+    let project = Project::new();
+    let (reloader, _) = Reloader::load(project.paths()).unwrap();
+    let reloader = Arc::new(reloader);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    reloader.set_observer(Arc::new(move |trigger, result| {
+        let _ = tx
+            .lock()
+            .unwrap()
+            .send((trigger.to_owned(), result.as_ref().ok().cloned()));
+    }));
+    let _watcher = reload::watch(Arc::clone(&reloader), reload::DEFAULT_DEBOUNCE).unwrap();
+    // Files that do not count change nothing; a saved script does.
+    std::fs::write(project.path("scripts/notes.txt"), "x").unwrap();
+    std::fs::write(project.path("scripts/.second.lua.swp"), "x").unwrap();
+    project.write_version(2);
+    let (trigger, outcome) = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert_eq!(trigger, "watch");
+    assert_eq!(outcome, Some(Outcome::Published { generation: 2 }));
+}
+
+/// Reads lines of a child's stderr until one contains `needle` (or the
+/// stream ends): the lines read.
+fn read_until(lines: &mut impl Iterator<Item = std::io::Result<String>>, needle: &str) -> String {
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains(needle) {
+            return seen;
+        }
+    }
+    panic!("no line with {needle:?} in:\n{seen}");
+}
+
+#[test]
+fn callflow_dev_shows_how_a_save_changes_the_traces() {
+    let project = Project::new();
+    let scenario = project.path("call.json");
+    std::fs::write(&scenario, r#"{"to": "100"}"#).unwrap();
+    let dir = project.dir.path();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_callflow"))
+        .current_dir(dir)
+        .args([
+            "dev",
+            "call.json",
+            "--listen",
+            "127.0.0.1:0",
+            "--flows",
+            "flows",
+            "--scripts",
+            "scripts",
+        ])
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    read_until(&mut lines, "serving flows");
+
+    // A new version: a reload and a diff of the scenario's trace.
+    project.write_version(2);
+    let seen = read_until(&mut lines, "trace(s) changed");
+    assert!(seen.contains("reloaded (watch): generation 2"), "{seen}");
+    assert!(
+        seen.contains("-00:00.000  log      level=info module=first message=\"first v1\""),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("+00:00.000  log      level=info module=first message=\"first v2\""),
+        "{seen}"
+    );
+    assert!(seen.contains("1 trace(s) changed"), "{seen}");
+
+    // A syntax error: rejected with file and line, calls stay on v2.
+    project.save("scripts/first.lua", "return {\n");
+    let seen = read_until(&mut lines, "first.lua");
+    assert!(
+        seen.contains("rejected, calls stay on generation 2"),
+        "{seen}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
