@@ -20,7 +20,10 @@
 //! * [`engine`]: the executor (Kazoo's `cf_exe`) and the call-control port.
 //! * [`host`]: the Luau module host and the Lua-facing API.
 //! * [`sim`]: the deterministic call simulator (scenarios, virtual time).
-//! * [`graph`]: diagrams of a callflow (Graphviz dot, Mermaid).
+//! * [`testing`]: what `callflow test` checks: inline expectations, trace
+//!   diffs, flow coverage (text, JSON, LCOV).
+//! * [`graph`]: diagrams of a callflow (Graphviz dot, Mermaid), optionally
+//!   marked with a call's path or a test run's coverage.
 //! * [`reload`]: hot reload: generations of scripts and flows, the file
 //!   watcher and the content-hash poller.
 //! * [`api`]: the REST API server (Kazoo's callflows API), on axum.
@@ -43,4 +46,5 @@ pub mod routing;
 pub mod schema;
 pub mod sim;
 pub mod store;
+pub mod testing;
 pub mod trace;

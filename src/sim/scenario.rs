@@ -84,7 +84,37 @@ pub struct Scenario {
     /// The caller is a fax machine (what fax detection hears).
     #[serde(default)]
     pub fax: bool,
+    /// What `callflow test` checks in the trace; the simulator ignores it.
+    #[serde(default)]
+    pub expect: Option<Expect>,
 }
+
+/// Inline assertions on a scenario's trace (`"expect"`), checked by
+/// `callflow test` ([`crate::testing::check`]). Each part is optional, but
+/// at least one must be given.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// The modules of the `node` events, in order: the whole list.
+    #[serde(default)]
+    pub modules: Option<Vec<String>>,
+    /// The `cause` of the `hangup` event.
+    #[serde(default)]
+    pub hangup_cause: Option<String>,
+    /// The `reason` of the `end` event.
+    #[serde(default)]
+    pub end_reason: Option<String>,
+    /// Events that must appear, in this order (others may come between):
+    /// `{"event": <name>, <field>: <value>, ...}`, every field given equal.
+    #[serde(default)]
+    pub events: Vec<Object>,
+    /// Events that must not appear: no event may match any of these.
+    #[serde(default)]
+    pub absent: Vec<Object>,
+}
+
+/// A JSON object, in document order.
+pub type Object = serde_json::Map<String, Value>;
 
 /// `"onnet"` or `"offnet"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -329,6 +359,9 @@ impl Scenario {
                 )?;
             }
         }
+        if let Some(expect) = &self.expect {
+            expect.check()?;
+        }
         for url in self.http.keys() {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return fail(
@@ -356,6 +389,34 @@ impl Scenario {
             .unwrap_or(jiff::tz::TimeZone::UTC);
         tz.to_timestamp(local)
             .map_or(0, jiff::Timestamp::as_millisecond)
+    }
+}
+
+impl Expect {
+    fn check(&self) -> Result<(), ScenarioError> {
+        let nothing = self.modules.is_none()
+            && self.hangup_cause.is_none()
+            && self.end_reason.is_none()
+            && self.events.is_empty()
+            && self.absent.is_empty();
+        if nothing {
+            return Err(ScenarioError {
+                path: "expect".to_owned(),
+                message: "give at least one of `modules`, `hangup_cause`, `end_reason`, `events`, `absent`".to_owned(),
+            });
+        }
+        for (list, patterns) in [("events", &self.events), ("absent", &self.absent)] {
+            for (index, pattern) in patterns.iter().enumerate() {
+                if !matches!(pattern.get("event"), Some(Value::String(name)) if !name.is_empty()) {
+                    return Err(ScenarioError {
+                        path: format!("expect.{list}[{index}]"),
+                        message: "needs `\"event\"`: the event's name, such as \"bridge\""
+                            .to_owned(),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -452,7 +513,7 @@ mod tests {
             ),
             (
                 r#"{"to": "1", "callr": []}"#,
-                "callr: unknown field `callr`, expected one of `description`, `account`, `to`, `from`, `caller_id_name`, `inception`, `calling_device`, `start`, `seed`, `caller`, `endpoints`, `media`, `http`, `flows`, `scripts`, `max_call_ms`, `fax` (line 1, column 19)",
+                "callr: unknown field `callr`, expected one of `description`, `account`, `to`, `from`, `caller_id_name`, `inception`, `calling_device`, `start`, `seed`, `caller`, `endpoints`, `media`, `http`, `flows`, `scripts`, `max_call_ms`, `fax`, `expect` (line 1, column 19)",
             ),
             (
                 r#"{"to": "1", "caller": [{"dtmf": "1"}]}"#,
@@ -469,6 +530,18 @@ mod tests {
             (
                 r#"{"to": "1", "start": "yesterday"}"#,
                 "start: must be an RFC 3339 time such as 2026-11-25T14:30:00Z, or a local time such as 2026-12-01T10:00 (read in the account's timezone)",
+            ),
+            (
+                r#"{"to": "1", "expect": {}}"#,
+                "expect: give at least one of `modules`, `hangup_cause`, `end_reason`, `events`, `absent`",
+            ),
+            (
+                r#"{"to": "1", "expect": {"events": [{"digit": "1"}]}}"#,
+                "expect.events[0]: needs `\"event\"`: the event's name, such as \"bridge\"",
+            ),
+            (
+                r#"{"to": "1", "expect": {"modules": "menu"}}"#,
+                "expect.modules: invalid type: string \"menu\", expected a sequence (line 1, column 40)",
             ),
             (
                 "{\"to\": \"1\",",

@@ -140,6 +140,38 @@ impl Trace {
         Value::Object(obj)
     }
 
+    /// Reads back what [`Trace::to_json`] wrote (`{"events": [...]}`, as
+    /// `callflow simulate --format json` prints it).
+    pub fn from_json(value: &Value) -> Result<Self, TraceJsonError> {
+        let error = |message: String| TraceJsonError(message);
+        let events = value
+            .get("events")
+            .and_then(Value::as_array)
+            .ok_or_else(|| error("expected an object {\"events\": [...]}".to_owned()))?;
+        let mut trace = Trace::new();
+        for (index, event) in events.iter().enumerate() {
+            let Value::Object(obj) = event else {
+                return Err(error(format!("events[{index}]: expected an object")));
+            };
+            let t_ms = obj.get("t_ms").and_then(Value::as_u64).ok_or_else(|| {
+                error(format!(
+                    "events[{index}].t_ms: expected milliseconds (a number)"
+                ))
+            })?;
+            let name = obj.get("event").and_then(Value::as_str).ok_or_else(|| {
+                error(format!("events[{index}].event: expected the event's name"))
+            })?;
+            let mut parsed = Event::new(t_ms, name);
+            for (key, value) in obj {
+                if key != "t_ms" && key != "event" {
+                    parsed.fields.insert(key.clone(), value.clone());
+                }
+            }
+            trace.push(parsed);
+        }
+        Ok(trace)
+    }
+
     /// One line per event: `mm:ss.mmm  name     key=value ...`.
     pub fn render_text(&self) -> String {
         let mut out = String::new();
@@ -150,6 +182,12 @@ impl Trace {
         out
     }
 }
+
+/// A JSON trace that [`Trace::from_json`] cannot read; the message names
+/// the JSON path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TraceJsonError(pub String);
 
 /// Renders one event on one line (without the newline).
 pub fn render_event(out: &mut String, event: &Event) {
@@ -228,6 +266,20 @@ mod tests {
             trace.to_json()["events"][0],
             serde_json::json!({"t_ms": 0, "event": "play", "media": "greeting", "reason": "terminator", "digit": "1"})
         );
+    }
+
+    #[test]
+    fn json_round_trips() {
+        let mut trace = Trace::new();
+        trace.push(Event::new(5, "node").with("path", "/flow").with("n", 1));
+        trace.push(Event::new(9, "end"));
+        assert_eq!(Trace::from_json(&trace.to_json()), Ok(trace));
+        let bad = serde_json::json!({"events": [{"t_ms": 1, "event": "a"}, {"event": "b"}]});
+        assert_eq!(
+            Trace::from_json(&bad).unwrap_err().to_string(),
+            "events[1].t_ms: expected milliseconds (a number)"
+        );
+        assert!(Trace::from_json(&serde_json::json!([])).is_err());
     }
 
     #[test]
