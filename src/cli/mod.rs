@@ -7,9 +7,14 @@ mod account;
 mod bench;
 mod check;
 mod dev;
+mod graph;
+mod init;
+mod junit;
 mod route;
 mod serve;
 mod simulate;
+mod suite;
+mod test;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,6 +62,23 @@ enum Command {
     /// simulated (whatever happened in it), 2 on a bad scenario or unusable
     /// input.
     Simulate(simulate::SimulateArgs),
+    /// Run scenario files and compare each call's trace with its
+    /// expectation (a stored <name>.trace, an inline "expect", or both).
+    ///
+    /// Runs every *.json under the paths (default: tests) in parallel and
+    /// prints the results in file order, a diff for each failure, then
+    /// `N passed, N failed`. --update writes the expected traces from the
+    /// calls as they run now. Exit status: 0 when all pass, 1 when one
+    /// fails, 2 on an unusable scenario, path or expected trace.
+    Test(test::TestArgs),
+    /// Draw a callflow as a Graphviz (dot) or Mermaid diagram: child keys
+    /// on the edges, module data on the nodes; --trace highlights the path
+    /// a call took, --coverage shades what no scenario reaches.
+    Graph(graph::GraphArgs),
+    /// Scaffold a project: flows, a custom module typed for your editor,
+    /// scenarios with expected traces, a README and a CI workflow that
+    /// runs `callflow test`.
+    Init(init::InitArgs),
     /// Run many simulated calls of a scenario at once and print throughput
     /// and memory as JSON.
     Bench(bench::BenchArgs),
@@ -119,6 +141,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => check::run(&args),
         Command::Route(args) => route::run(&args),
         Command::Simulate(args) => simulate::run(&args),
+        Command::Test(args) => test::run(&args),
+        Command::Graph(args) => graph::run(&args),
+        Command::Init(args) => init::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Dev(args) => dev::run(&args),

@@ -17,7 +17,7 @@ use serde_json::Value;
 use similar::{ChangeTag, TextDiff};
 
 use crate::sim::scenario::{Expect, Object};
-use crate::trace::{Event, Trace, render_event};
+use crate::trace::{Event, Trace, format_time, render_event};
 
 /// Lines of context around each change in a diff.
 pub const DIFF_CONTEXT: usize = 3;
@@ -68,22 +68,29 @@ pub fn check(trace: &Trace, expect: &Expect) -> Vec<String> {
             ));
         }
     }
+    // Each expected event is looked for after the last one found.
     let mut from = 0;
+    let mut last_found: Option<(usize, u64)> = None;
     for (index, pattern) in expect.events.iter().enumerate() {
         if let Some(offset) = events[from..].iter().position(|e| matches(e, pattern)) {
             from += offset + 1;
+            last_found = Some((index, events[from - 1].t_ms));
             continue;
         }
         let mut message = format!("events[{index}]: no event matches {}", compact(pattern));
-        if index > 0 {
-            let _ = write!(message, " after events[{}]", index - 1);
-        }
         let name = pattern.get("event").and_then(Value::as_str).unwrap_or("");
+        let place = match last_found {
+            Some((found, t_ms)) => {
+                let _ = write!(message, " after events[{found}] (at {})", format_time(t_ms));
+                "after it"
+            }
+            None => "in the trace",
+        };
         let candidates: Vec<&Event> = events[from..].iter().filter(|e| e.name == name).collect();
         if candidates.is_empty() {
-            let _ = write!(message, "; no `{name}` event there");
+            let _ = write!(message, "; no `{name}` event {place}");
         } else {
-            let _ = write!(message, "; `{name}` events there:");
+            let _ = write!(message, "; the `{name}` events {place}:");
             for event in candidates.iter().take(CANDIDATES) {
                 message.push_str("\n  ");
                 render_event(&mut message, event);
@@ -286,8 +293,8 @@ mod tests {
                 "modules: expected [greet], the call visited [greet, device]",
                 "hangup_cause: expected USER_BUSY, got NORMAL_CLEARING",
                 "end_reason: expected flow_end, got callee_hangup",
-                "events[1]: no event matches {\"event\":\"tts\"} after events[0]; no `tts` event there",
-                "events[2]: no event matches {\"event\":\"play\"} after events[1]; no `play` event there",
+                "events[1]: no event matches {\"event\":\"tts\"} after events[0] (at 00:04.000); no `tts` event after it",
+                "events[2]: no event matches {\"event\":\"play\"} after events[0] (at 00:04.000); no `play` event after it",
                 "absent[0]: {\"event\":\"bridge\",\"status\":\"answered\"} is in the trace:\n  00:04.000  bridge   status=answered answered_by=dev_front",
             ]
         );
@@ -295,7 +302,7 @@ mod tests {
         assert_eq!(
             check(&trace(), &e),
             vec![
-                "events[0]: no event matches {\"event\":\"bridge\",\"status\":\"busy\"}; `bridge` events there:\n  00:04.000  bridge   status=answered answered_by=dev_front"
+                "events[0]: no event matches {\"event\":\"bridge\",\"status\":\"busy\"}; the `bridge` events in the trace:\n  00:04.000  bridge   status=answered answered_by=dev_front"
             ]
         );
     }

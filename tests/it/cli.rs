@@ -159,6 +159,12 @@ fn every_subcommand_has_help() {
         &["route", "--help"],
         &["simulate", "--help"],
         &["bench", "--help"],
+        &["test", "--help"],
+        &["graph", "--help"],
+        &["init", "--help"],
+        &["serve", "--help"],
+        &["account", "--help"],
+        &["api-key", "--help"],
     ] {
         let output = callflow(&root(), args);
         assert_eq!(output.status.code(), Some(0));

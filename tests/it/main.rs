@@ -33,5 +33,8 @@ mod sandbox;
 /// `tests/scenarios/*.json`: one simulated call per file, its trace
 /// snapshotted (and simulated twice: it must not change).
 mod scenarios;
+/// `tests/test-command/<case>/`: `callflow test`, `graph` and `init` as a
+/// user runs them; the `init` scaffold passes out of the box.
+mod test_command;
 /// Repository rules that keep the code base consistent.
 mod tidy;

@@ -1,0 +1,157 @@
+//! `callflow graph`: draws a callflow (Graphviz dot or Mermaid), optionally
+//! with the path a call took (`--trace`) or the parts no scenario reaches
+//! (`--coverage`, which runs the scenarios as `callflow test` does).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+
+use super::suite;
+use super::{FlowsArgs, ScriptsArgs, load_flows, report_problems, select_account};
+use callflow::catalog::KazooModules;
+use callflow::graph::{self, Marks};
+use callflow::trace::Trace;
+
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// The callflow's id (its file name without .json).
+    #[arg(value_name = "CALLFLOW_ID")]
+    callflow: String,
+
+    /// The account; may be omitted when the flows directory holds one.
+    #[arg(long, value_name = "ID")]
+    account: Option<String>,
+
+    #[command(flatten)]
+    flows: FlowsArgs,
+
+    /// Diagram format.
+    #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+    format: GraphFormat,
+
+    /// Highlight the nodes a call visited: a JSON trace, as
+    /// `callflow simulate SCENARIO --format json` prints it.
+    #[arg(long, value_name = "TRACE.json", conflicts_with = "coverage")]
+    trace: Option<PathBuf>,
+
+    /// Shade the nodes no scenario reaches (and dash the branches into
+    /// them): runs the scenarios under --tests on this flows directory.
+    #[arg(long)]
+    coverage: bool,
+
+    /// With --coverage: scenario files or directories (default: tests).
+    #[arg(long = "tests", value_name = "PATH", requires = "coverage")]
+    tests: Vec<PathBuf>,
+
+    /// With --coverage: worker threads (default: one per CPU).
+    #[arg(long, short = 'j', value_name = "N", requires = "coverage", value_parser = clap::value_parser!(u64).range(1..))]
+    jobs: Option<u64>,
+
+    #[command(flatten)]
+    scripts: ScriptsArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum GraphFormat {
+    /// Graphviz (render with `dot -Tsvg`).
+    Dot,
+    /// Mermaid flowchart (GitHub and GitLab render it in Markdown).
+    Mermaid,
+}
+
+pub fn run(args: &GraphArgs) -> anyhow::Result<ExitCode> {
+    let (catalog, problems) = load_flows(&args.flows.flows, &KazooModules)?;
+    report_problems("the flows", &problems);
+    let account = select_account(&catalog, args.account.as_deref(), &args.flows.flows)?;
+    let Some(callflow) = account.callflows.get(args.callflow.as_str()) else {
+        let ids: Vec<&str> = account
+            .callflows
+            .keys()
+            .map(callflow::ids::DocId::as_str)
+            .collect();
+        bail!(
+            "no callflow {:?} in account {} (callflows: {})",
+            args.callflow,
+            account.account.id,
+            if ids.is_empty() {
+                "none".to_owned()
+            } else {
+                ids.join(", ")
+            }
+        );
+    };
+    let marks = if let Some(path) = &args.trace {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the trace {}", path.display()))?;
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("the trace {} is not JSON", path.display()))?;
+        let trace = Trace::from_json(&json).with_context(|| {
+            format!(
+                "the trace {} is not a JSON trace (`callflow simulate --format json`)",
+                path.display()
+            )
+        })?;
+        Marks::from_trace(&args.callflow, &trace)
+    } else if args.coverage {
+        coverage_marks(args, account.account.id.as_str())?
+    } else {
+        Marks::default()
+    };
+    let format = match args.format {
+        GraphFormat::Dot => graph::Format::Dot,
+        GraphFormat::Mermaid => graph::Format::Mermaid,
+    };
+    print!("{}", graph::render_marked(callflow, format, &marks));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the scenarios that use this flows directory and marks what they
+/// never reach in the callflow.
+fn coverage_marks(args: &GraphArgs, account: &str) -> anyhow::Result<Marks> {
+    let paths = if args.tests.is_empty() {
+        vec![PathBuf::from("tests")]
+    } else {
+        args.tests.clone()
+    };
+    let files = suite::find(&paths)?;
+    let mut loaded = suite::load(&files, None, &args.scripts)?;
+    let here = std::fs::canonicalize(&args.flows.flows)
+        .with_context(|| format!("cannot read {}", args.flows.flows.display()))?;
+    let same_dir: Vec<bool> = loaded
+        .envs
+        .iter()
+        .map(|env| std::fs::canonicalize(&env.flows).is_ok_and(|dir| dir == here))
+        .collect();
+    loaded.cases.retain(|case| same_dir[case.env]);
+    if loaded.cases.is_empty() {
+        bail!(
+            "no scenario under {} runs on the flows directory {}",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            args.flows.flows.display()
+        );
+    }
+    let jobs = suite::jobs(args.jobs);
+    let mut traces: Vec<Option<Trace>> = (0..loaded.cases.len()).map(|_| None).collect();
+    let mut failures = Vec::new();
+    suite::run(&loaded, jobs, |index, result| match result {
+        Ok(ran) => traces[index] = Some(ran.trace),
+        Err(message) => failures.push(format!("{}: {message}", loaded.cases[index].path.display())),
+    });
+    for failure in &failures {
+        eprintln!("warning: {failure}");
+    }
+    let refs: Vec<Option<&Trace>> = traces.iter().map(Option::as_ref).collect();
+    let report = suite::coverage(&loaded, &refs);
+    Ok(report
+        .callflows
+        .iter()
+        .find(|cf| cf.account == account && cf.callflow_id == args.callflow)
+        .map(Marks::from_coverage)
+        .unwrap_or_default())
+}

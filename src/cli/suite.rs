@@ -1,0 +1,347 @@
+//! A suite of scenario files for `callflow test` (and `graph --coverage`):
+//! finds them, loads each with its flows and scripts (each distinct pair
+//! once), and runs them on worker threads, reporting each result as it
+//! comes in.
+//!
+//! Each worker thread has its own runtime and, per flows/scripts pair, its
+//! own Lua VM (the VM is not `Send`); scenarios are handed out one at a time
+//! from a shared counter, so a slow one does not hold up a whole share.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::bail;
+
+use super::simulate::{Loaded, dirs_for, read_scenario};
+use super::{ScriptsArgs, load_flows, report_problems};
+use callflow::catalog::{AccountFlows, Catalog};
+use callflow::host::{ModuleHost, ModuleSet};
+use callflow::sim::{self, Options, Scenario};
+use callflow::testing::coverage::{Hits, Report, measure};
+use callflow::trace::Trace;
+
+/// The extension of a stored expected trace, next to its scenario.
+pub const TRACE_EXTENSION: &str = "trace";
+
+/// One scenario file, ready to run.
+pub struct Case {
+    /// The scenario file, as found under the paths given.
+    pub path: PathBuf,
+    pub scenario: Scenario,
+    /// `<name>.trace` next to the scenario.
+    pub trace_path: PathBuf,
+    /// Its contents, when it exists.
+    pub expected: Option<String>,
+    /// Index into [`Suite::envs`].
+    pub env: usize,
+    pub account: Arc<AccountFlows>,
+}
+
+/// A flows directory with a set of scripts, loaded once for every scenario
+/// that uses them.
+pub struct Env {
+    pub flows: PathBuf,
+    pub modules: Arc<ModuleSet>,
+    pub catalog: Catalog,
+}
+
+/// Every scenario of a run, in the order they were found.
+pub struct Suite {
+    pub cases: Vec<Case>,
+    pub envs: Vec<Env>,
+}
+
+/// What running one scenario gave.
+pub struct Ran {
+    pub trace: Trace,
+    /// Wall-clock time of the simulation (for JUnit).
+    pub elapsed: Duration,
+}
+
+/// The scenario files under `paths`: files as given, directories searched
+/// recursively for `*.json` (hidden entries skipped), each directory in name
+/// order. A path that does not exist is an error.
+pub fn find(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for path in paths {
+        let metadata = match std::fs::metadata(path) {
+            Ok(metadata) => metadata,
+            Err(err) => bail!("cannot read {}: {err}", path.display()),
+        };
+        if metadata.is_dir() {
+            walk(path, &mut found)?;
+        } else {
+            found.push(path.clone());
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    found.retain(|path| seen.insert(path.clone()));
+    Ok(found)
+}
+
+fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    let entries = std::fs::read_dir(dir)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(|err| anyhow::anyhow!("cannot read the directory {}: {err}", dir.display()))?;
+    let mut entries: Vec<(String, PathBuf)> = entries
+        .iter()
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .filter(|(name, _)| !name.starts_with('.'))
+        .collect();
+    entries.sort();
+    for (_, path) in entries {
+        // Symbolic links to directories are not followed (no cycles).
+        let is_dir = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+        if is_dir {
+            walk(&path, found)?;
+        } else if path.extension().is_some_and(|e| e == "json") && path.is_file() {
+            found.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Reads every scenario file and its expected trace, and loads the flows
+/// and scripts they use. Every unusable file is reported at once, each
+/// naming its file.
+pub fn load(
+    files: &[PathBuf],
+    flows_flag: Option<&PathBuf>,
+    scripts: &ScriptsArgs,
+) -> anyhow::Result<Suite> {
+    let mut problems: Vec<String> = Vec::new();
+    let mut cases = Vec::new();
+    let mut envs: Vec<Env> = Vec::new();
+    let mut env_index: BTreeMap<(PathBuf, Vec<PathBuf>), Result<usize, String>> = BTreeMap::new();
+    for path in files {
+        let loaded = match read_scenario(path) {
+            Ok(loaded) => loaded,
+            Err(err) => {
+                problems.push(format!("{err:#}"));
+                continue;
+            }
+        };
+        let trace_path = path.with_extension(TRACE_EXTENSION);
+        let expected = match std::fs::read(&trace_path) {
+            Ok(bytes) => {
+                let Ok(text) = String::from_utf8(bytes) else {
+                    problems.push(format!("{} is not UTF-8 text", trace_path.display()));
+                    continue;
+                };
+                Some(text)
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+            Err(err) => {
+                problems.push(format!("cannot read {}: {err}", trace_path.display()));
+                continue;
+            }
+        };
+        let (flows, scenario_scripts) = dirs_for(flows_flag, Some(&loaded));
+        let key = (flows.clone(), scenario_scripts.clone());
+        let env = env_index
+            .entry(key)
+            .or_insert_with(|| {
+                let env = load_env(&flows, &scenario_scripts, scripts)?;
+                envs.push(env);
+                Ok(envs.len() - 1)
+            })
+            .clone();
+        let env = match env {
+            Ok(env) => env,
+            Err(err) => {
+                problems.push(format!("{}: {err}", path.display()));
+                continue;
+            }
+        };
+        let Loaded { scenario, .. } = loaded;
+        let account = match sim::account_for(&scenario, &envs[env].catalog) {
+            Ok(account) => Arc::clone(account),
+            Err(err) => {
+                problems.push(format!(
+                    "bad scenario {}: {err} (flows: {})",
+                    path.display(),
+                    envs[env].flows.display()
+                ));
+                continue;
+            }
+        };
+        cases.push(Case {
+            path: path.clone(),
+            scenario,
+            trace_path,
+            expected,
+            env,
+            account,
+        });
+    }
+    if !problems.is_empty() {
+        bail!(
+            "{} unusable:\n  {}",
+            if problems.len() == 1 {
+                "a scenario is".to_owned()
+            } else {
+                format!("{} scenarios are", problems.len())
+            },
+            problems.join("\n  ")
+        );
+    }
+    Ok(Suite { cases, envs })
+}
+
+/// Loads a flows directory and the scripts (built-in, `--scripts`, the
+/// scenario's); the error is a message for every scenario using them.
+fn load_env(
+    flows: &Path,
+    scenario_scripts: &[PathBuf],
+    scripts: &ScriptsArgs,
+) -> Result<Env, String> {
+    for dir in scripts.scripts.iter().chain(scenario_scripts) {
+        if !dir.is_dir() {
+            return Err(format!(
+                "the scripts directory {} does not exist",
+                dir.display()
+            ));
+        }
+    }
+    let (modules, script_problems) = scripts.load(scenario_scripts);
+    report_problems("the scripts", &script_problems);
+    let (catalog, flow_problems) = load_flows(flows, &modules).map_err(|e| format!("{e:#}"))?;
+    report_problems("the flows", &flow_problems);
+    Ok(Env {
+        flows: flows.to_path_buf(),
+        modules: Arc::new(modules),
+        catalog,
+    })
+}
+
+/// The number of worker threads: `--jobs`, else one per CPU.
+pub fn jobs(flag: Option<u64>) -> usize {
+    flag.map_or_else(
+        || std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        |n| usize::try_from(n).unwrap_or(usize::MAX),
+    )
+}
+
+/// Runs the cases on `jobs` worker threads; `done` sees each result (by
+/// case index) on the calling thread as soon as it is ready.
+pub fn run(suite: &Suite, jobs: usize, mut done: impl FnMut(usize, Result<Ran, String>)) {
+    let workers = jobs.clamp(1, suite.cases.len().max(1));
+    let next = AtomicUsize::new(0);
+    let (sender, receiver) = mpsc::channel();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let sender = sender.clone();
+            let next = &next;
+            scope.spawn(move || worker(suite, next, &sender));
+        }
+        drop(sender);
+        for (index, result) in receiver {
+            done(index, result);
+        }
+    });
+}
+
+/// Takes cases from `next` until none is left.
+fn worker(suite: &Suite, next: &AtomicUsize, results: &mpsc::Sender<(usize, Result<Ran, String>)>) {
+    let runtime = match tokio::runtime::Builder::new_current_thread().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            // Without a runtime this worker cannot run anything: fail the
+            // cases it takes, so that none is left unreported.
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                if index >= suite.cases.len() {
+                    return;
+                }
+                let _ = results.send((index, Err(format!("cannot start the runtime: {err}"))));
+            }
+        }
+    };
+    let options = Options::default();
+    let mut hosts: BTreeMap<usize, ModuleHost> = BTreeMap::new();
+    loop {
+        let index = next.fetch_add(1, Ordering::Relaxed);
+        let Some(case) = suite.cases.get(index) else {
+            return;
+        };
+        if let std::collections::btree_map::Entry::Vacant(slot) = hosts.entry(case.env) {
+            match ModuleHost::new(Arc::clone(&suite.envs[case.env].modules), options.limits) {
+                Ok(host) => {
+                    slot.insert(host);
+                }
+                Err(err) => {
+                    let _ = results.send((index, Err(format!("cannot start the Lua VM: {err}"))));
+                    continue;
+                }
+            }
+        }
+        let Some(host) = hosts.get(&case.env) else {
+            continue;
+        };
+        // The wall clock times the test for JUnit's `time`; the simulated
+        // call never reads it.
+        #[allow(clippy::disallowed_methods)]
+        let started = std::time::Instant::now();
+        let local = tokio::task::LocalSet::new();
+        let outcome = local.block_on(
+            &runtime,
+            sim::simulate(&case.scenario, &case.account, host, &options, 0),
+        );
+        let ran = Ran {
+            trace: outcome.trace,
+            elapsed: started.elapsed(),
+        };
+        // The receiver only goes away when the whole run does.
+        let _ = results.send((index, Ok(ran)));
+    }
+}
+
+/// The flow coverage of every callflow in the flows directories the suite
+/// used, from the traces its cases gave (by case index; `None` for a case
+/// that did not run). A flows directory used with several script sets
+/// counts once.
+pub fn coverage(suite: &Suite, traces: &[Option<&Trace>]) -> Report {
+    let dir_key = |env: usize| {
+        let flows = &suite.envs[env].flows;
+        std::fs::canonicalize(flows).unwrap_or_else(|_| flows.clone())
+    };
+    let mut hits: BTreeMap<(PathBuf, String), Hits> = BTreeMap::new();
+    for (case, trace) in suite.cases.iter().zip(traces) {
+        if let Some(trace) = trace {
+            hits.entry((dir_key(case.env), case.account.account.id.to_string()))
+                .or_default()
+                .add(trace);
+        }
+    }
+    let mut report = Report::default();
+    let mut done = std::collections::BTreeSet::new();
+    let none = Hits::new();
+    for (index, env) in suite.envs.iter().enumerate() {
+        let key = dir_key(index);
+        if !done.insert(key.clone()) {
+            continue;
+        }
+        for account in env.catalog.accounts() {
+            let id = account.account.id.to_string();
+            let account_hits = hits.get(&(key.clone(), id.clone())).unwrap_or(&none);
+            for (callflow_id, callflow) in &account.callflows {
+                if callflow.is_deleted() {
+                    continue;
+                }
+                let file = account
+                    .files
+                    .get(callflow_id)
+                    .cloned()
+                    .unwrap_or_else(|| callflow_id.to_string());
+                report
+                    .callflows
+                    .push(measure(&id, &file, callflow, account_hits));
+            }
+        }
+    }
+    report
+}
