@@ -210,8 +210,10 @@ fn a_changed_module_fails_with_a_diff_and_update_accepts_it() {
 #[test]
 fn update_creates_missing_traces_but_never_rewrites_inline_expectations() {
     let tmp = tempfile::tempdir().unwrap();
-    copy_tree(&root().join("tests/test-command/expectations"), tmp.path());
-    let output = callflow(tmp.path(), &["test", "--update"]);
+    // The whole folder: the scenarios use the flows of the coverage case.
+    copy_tree(&root().join("tests/test-command"), tmp.path());
+    let dir = tmp.path().join("expectations");
+    let output = callflow(&dir, &["test", "--update"]);
     // fail-expect still fails: its expectations are inline.
     assert_eq!(output.status.code(), Some(1), "{}", render_output(&output));
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -228,9 +230,9 @@ fn update_creates_missing_traces_but_never_rewrites_inline_expectations() {
         stdout.ends_with("6 passed, 1 failed; 2 expected traces written\n"),
         "{stdout}"
     );
-    assert!(!tmp.path().join("tests/pass-expect.trace").exists());
+    assert!(!dir.join("tests/pass-expect.trace").exists());
     let output = callflow(
-        tmp.path(),
+        &dir,
         &["test", "tests/fail-trace.json", "tests/no-expectation.json"],
     );
     assert_eq!(output.status.code(), Some(0), "{}", render_output(&output));
