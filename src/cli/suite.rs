@@ -117,6 +117,9 @@ pub fn load(
     let mut cases = Vec::new();
     let mut envs: Vec<Env> = Vec::new();
     let mut env_index: BTreeMap<(PathBuf, Vec<PathBuf>), Result<usize, String>> = BTreeMap::new();
+    // Flows directories whose problems were printed (once, whatever the
+    // scripts they are used with).
+    let mut reported = std::collections::BTreeSet::new();
     for path in files {
         let loaded = match read_scenario(path) {
             Ok(loaded) => loaded,
@@ -145,7 +148,7 @@ pub fn load(
         let env = env_index
             .entry(key)
             .or_insert_with(|| {
-                let env = load_env(&flows, &scenario_scripts, scripts)?;
+                let env = load_env(&flows, &scenario_scripts, scripts, &mut reported)?;
                 envs.push(env);
                 Ok(envs.len() - 1)
             })
@@ -198,6 +201,7 @@ fn load_env(
     flows: &Path,
     scenario_scripts: &[PathBuf],
     scripts: &ScriptsArgs,
+    reported: &mut std::collections::BTreeSet<PathBuf>,
 ) -> Result<Env, String> {
     for dir in scripts.scripts.iter().chain(scenario_scripts) {
         if !dir.is_dir() {
@@ -208,9 +212,11 @@ fn load_env(
         }
     }
     let (modules, script_problems) = scripts.load(scenario_scripts);
-    report_problems("the scripts", &script_problems);
     let (catalog, flow_problems) = load_flows(flows, &modules).map_err(|e| format!("{e:#}"))?;
-    report_problems("the flows", &flow_problems);
+    if reported.insert(flows.to_path_buf()) {
+        report_problems("the scripts", &script_problems);
+        report_problems("the flows", &flow_problems);
+    }
     Ok(Env {
         flows: flows.to_path_buf(),
         modules: Arc::new(modules),
