@@ -110,12 +110,7 @@ pub fn run(args: &GraphArgs) -> anyhow::Result<ExitCode> {
 /// Runs the scenarios that use this flows directory and marks what they
 /// never reach in the callflow.
 fn coverage_marks(args: &GraphArgs, account: &str) -> anyhow::Result<Marks> {
-    let paths = if args.tests.is_empty() {
-        vec![PathBuf::from("tests")]
-    } else {
-        args.tests.clone()
-    };
-    let files = suite::find(&paths)?;
+    let files = suite::find_under(&args.tests)?;
     let mut loaded = suite::load(&files, None, &args.scripts)?;
     let here = std::fs::canonicalize(&args.flows.flows)
         .with_context(|| format!("cannot read {}", args.flows.flows.display()))?;
@@ -128,11 +123,11 @@ fn coverage_marks(args: &GraphArgs, account: &str) -> anyhow::Result<Marks> {
     if loaded.cases.is_empty() {
         bail!(
             "no scenario under {} runs on the flows directory {}",
-            paths
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
+            if args.tests.is_empty() {
+                "tests".to_owned()
+            } else {
+                suite::list(&args.tests)
+            },
             args.flows.flows.display()
         );
     }

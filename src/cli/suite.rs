@@ -62,6 +62,35 @@ pub struct Ran {
     pub elapsed: Duration,
 }
 
+/// The scenario files under `paths` (default: `tests`), at least one.
+pub fn find_under(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let default = [PathBuf::from("tests")];
+    let paths = if paths.is_empty() {
+        if !default[0].is_dir() {
+            bail!(
+                "no tests directory here: give scenario files or directories (PATH...), or scaffold a project with `callflow init DIR`"
+            );
+        }
+        &default[..]
+    } else {
+        paths
+    };
+    let files = find(paths)?;
+    if files.is_empty() {
+        bail!("no scenario files (*.json) under {}", list(paths));
+    }
+    Ok(files)
+}
+
+/// Paths for a message: `a, b`.
+pub fn list(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The scenario files under `paths`: files as given, directories searched
 /// recursively for `*.json` (hidden entries skipped), each directory in name
 /// order. A path that does not exist is an error.

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anstyle::{AnsiColor, Style};
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use super::junit;
@@ -122,7 +122,7 @@ pub struct Outcome {
 }
 
 pub fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
-    let files = scenario_files(args)?;
+    let files = suite::find_under(&args.paths)?;
     let suite = suite::load(&files, args.flows.as_ref(), &args.scripts)?;
     let jobs = suite::jobs(args.jobs);
 
@@ -205,33 +205,6 @@ pub fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// The scenario files of the paths given (default: tests).
-fn scenario_files(args: &TestArgs) -> anyhow::Result<Vec<PathBuf>> {
-    let paths = if args.paths.is_empty() {
-        let default = PathBuf::from("tests");
-        if !default.is_dir() {
-            bail!(
-                "no tests directory here: give scenario files or directories (callflow test PATH...), or scaffold a project with `callflow init DIR`"
-            );
-        }
-        vec![default]
-    } else {
-        args.paths.clone()
-    };
-    let files = suite::find(&paths)?;
-    if files.is_empty() {
-        bail!(
-            "no scenario files (*.json) under {}",
-            paths
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-    Ok(files)
 }
 
 /// Writes the report where `--format` and `--output` say, when it is not

@@ -44,28 +44,20 @@ pub fn check(trace: &Trace, expect: &Expect) -> Vec<String> {
             ));
         }
     }
-    if let Some(cause) = &expect.hangup_cause {
-        let actual = field_of(trace, "hangup", "cause");
-        if actual.as_deref() != Some(cause.as_str()) {
-            failures.push(format!(
-                "hangup_cause: expected {cause}, {}",
-                actual.map_or_else(
-                    || "the call has no hangup event".to_owned(),
-                    |a| format!("got {a}")
-                )
-            ));
-        }
-    }
-    if let Some(reason) = &expect.end_reason {
-        let actual = field_of(trace, "end", "reason");
-        if actual.as_deref() != Some(reason.as_str()) {
-            failures.push(format!(
-                "end_reason: expected {reason}, {}",
-                actual.map_or_else(
-                    || "the call has no end event".to_owned(),
-                    |a| format!("got {a}")
-                )
-            ));
+    for (key, expected, event, field) in [
+        ("hangup_cause", &expect.hangup_cause, "hangup", "cause"),
+        ("end_reason", &expect.end_reason, "end", "reason"),
+    ] {
+        let Some(expected) = expected else {
+            continue;
+        };
+        let actual = field_of(trace, event, field);
+        if actual.as_deref() != Some(expected.as_str()) {
+            let found = actual.map_or_else(
+                || format!("the call has no {event} event"),
+                |a| format!("got {a}"),
+            );
+            failures.push(format!("{key}: expected {expected}, {found}"));
         }
     }
     // Each expected event is looked for after the last one found.
