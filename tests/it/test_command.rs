@@ -158,6 +158,40 @@ fn junit_output_has_the_required_elements() {
     assert!(failures[1].1.contains("+00:00.100  play     media=two"));
 }
 
+#[test]
+fn the_text_report_can_go_to_a_file_without_colours() {
+    let tmp = tempfile::tempdir().unwrap();
+    let report = tmp.path().join("report.txt");
+    let dir = root().join("tests/test-command/expectations");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_callflow"))
+        .args(["test", "--output", report.to_str().unwrap()])
+        .current_dir(&dir)
+        .env("CLICOLOR_FORCE", "1")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty(), "{}", render_output(&output));
+    let text = fs::read_to_string(&report).unwrap();
+    assert!(
+        text.starts_with("FAIL    tests/fail-expect.json\n"),
+        "{text}"
+    );
+    assert!(text.ends_with("4 passed, 3 failed\n"), "{text}");
+    assert!(!text.contains('\u{1b}'), "{text}");
+    // On stdout, colours follow the terminal (forced here).
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_callflow"))
+        .args(["test", "tests/fail-trace.json"])
+        .current_dir(&dir)
+        .env("CLICOLOR_FORCE", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("\u{1b}[31m-00:00.100  play     media=deux"),
+        "{stdout}"
+    );
+}
+
 /// Runs `callflow init` into a fresh directory; returns the project path.
 fn scaffold(tmp: &Path) -> std::path::PathBuf {
     let output = callflow(tmp, &["init", "demo"]);
