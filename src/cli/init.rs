@@ -114,5 +114,6 @@ fn write(path: &Path, contents: &str) -> anyhow::Result<()> {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create the directory {}", parent.display()))?;
     }
-    std::fs::write(path, contents).with_context(|| format!("cannot write {}", path.display()))
+    callflow::store::write_file(path, contents)
+        .with_context(|| format!("cannot write {}", path.display()))
 }

@@ -283,16 +283,14 @@ fn judge(case: &Case, ran: &Ran, update: bool) -> Outcome {
         if case.expected.is_some() && diff.is_none() {
             fail_or(problems, Status::Pass)
         } else {
-            match std::fs::write(&case.trace_path, &actual) {
+            match callflow::store::write_file(&case.trace_path, &actual) {
                 Ok(()) => fail_or(
                     problems,
                     Status::Written {
                         created: case.expected.is_none(),
                     },
                 ),
-                Err(err) => {
-                    Status::Error(format!("cannot write {}: {err}", case.trace_path.display()))
-                }
+                Err(err) => Status::Error(err.to_string()),
             }
         }
     } else {
@@ -440,7 +438,7 @@ fn strip(text: &str) -> String {
 }
 
 fn write_file(path: &Path, text: &str, what: &str) -> anyhow::Result<()> {
-    std::fs::write(path, text).with_context(|| format!("cannot write {what} to {}", path.display()))
+    callflow::store::write_file(path, text).with_context(|| format!("cannot write {what}"))
 }
 
 /// A progress line on stderr, only when stderr is a terminal.

@@ -148,6 +148,40 @@ fn read_optional(path: &Path) -> Result<Option<String>, StoreError> {
     }
 }
 
+/// Writes `text` to the file at `path` atomically and durably (see
+/// [`write_atomic`]): expected traces, reports, scaffolds.
+pub fn write_file(path: &Path, text: &str) -> Result<(), StoreError> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| StoreError::Io {
+            path: path.to_path_buf(),
+            source: io::Error::other("not a file path"),
+        })?;
+    write_atomic(dir, &name, text).map(drop)
+}
+
+/// The permissions of a new document: 0644 on Unix; elsewhere the
+/// temporary file's, writable.
+#[cfg_attr(unix, allow(clippy::unnecessary_wraps))] // fallible elsewhere
+fn new_file_permissions(temp: &fs::File) -> io::Result<fs::Permissions> {
+    #[cfg(unix)]
+    {
+        let _ = temp;
+        Ok(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+    }
+    #[cfg(not(unix))]
+    {
+        let mut permissions = temp.metadata()?.permissions();
+        permissions.set_readonly(false);
+        Ok(permissions)
+    }
+}
+
 /// Writes `text` to `dir/name` atomically and durably: it goes to a hidden
 /// temporary file in `dir` (created if missing), is flushed to disk, renamed
 /// over the target, and the folder is flushed. A crash leaves either the old
@@ -166,6 +200,15 @@ fn write_atomic(dir: &Path, name: &str, text: &str) -> Result<PathBuf, StoreErro
         .tempfile_in(dir)
         .map_err(io(dir))?;
     std::io::Write::write_all(&mut temp, text.as_bytes()).map_err(io(temp.path()))?;
+    // The temporary file is private (0600); the document gets the mode of
+    // the file it replaces, or an ordinary file's (0644).
+    let permissions = match fs::metadata(&path) {
+        Ok(meta) => meta.permissions(),
+        Err(_) => new_file_permissions(temp.as_file()).map_err(io(temp.path()))?,
+    };
+    temp.as_file()
+        .set_permissions(permissions)
+        .map_err(io(temp.path()))?;
     temp.as_file().sync_all().map_err(io(&path))?;
     temp.persist(&path).map_err(|e| StoreError::Io {
         path: path.clone(),
@@ -374,6 +417,15 @@ mod tests {
             .write_document(&account, &doc_type, &id, &body)
             .unwrap();
         assert_eq!(path, dir.path().join("acme/vmboxes/vm-1001.json"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(
+                mode, 0o644,
+                "an ordinary file, not the temporary file's 0600"
+            );
+        }
         body.insert("name".into(), serde_json::json!("Alice"));
         store
             .write_document(&account, &doc_type, &id, &body)

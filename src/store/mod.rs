@@ -8,7 +8,7 @@ mod fs;
 
 use std::path::PathBuf;
 
-pub use fs::{ACCOUNT_FILE, CALLFLOWS, FlowsDir};
+pub use fs::{ACCOUNT_FILE, CALLFLOWS, FlowsDir, write_file};
 
 use crate::catalog::Sources;
 
