@@ -297,12 +297,20 @@ pub(crate) async fn fetch(
     let found = {
         let state = Arc::clone(&state);
         let id = id.clone();
+        let account = account.clone();
         tokio::task::spawn_blocking(move || load(&state, &account, &id))
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))??
     };
     let (doc, rev) = found.ok_or_else(|| ApiError::BadIdentifier(id.to_string()))?;
-    Ok(Success::ok(shown(&id, &doc)).with_revision(rev))
+    let mut data = shown(&id, &doc);
+    if let (Value::Object(obj), Some(flows)) = (&mut data, state.account(&account)) {
+        obj.insert(
+            "metadata".into(),
+            Value::Object(kazoo::metadata(&doc, &flows)),
+        );
+    }
+    Ok(Success::ok(data).with_revision(rev))
 }
 
 async fn update(

@@ -245,6 +245,89 @@ pub(crate) fn summary(callflow: &Callflow) -> Value {
     Value::Object(out)
 }
 
+/// Kazoo's `metadata` of a fetched callflow (§5.5): for every node `data`
+/// value under a key `id` or containing `_id`, and every child key of two or
+/// more characters other than `_`, that names a document of the account:
+/// `{name, numbers, pvt_type}` (a user's name is "first last").
+pub(crate) fn metadata(doc: &Object, account: &AccountFlows) -> Map<String, Value> {
+    let mut ids = Vec::new();
+    if let Some(flow) = doc.get("flow") {
+        referenced_ids(flow, &mut ids);
+    }
+    let mut out = Map::new();
+    for id in ids {
+        if out.contains_key(&id) {
+            continue;
+        }
+        if let Some(entry) = describe(account, &id) {
+            out.insert(id, entry);
+        }
+    }
+    out
+}
+
+fn referenced_ids(node: &Value, ids: &mut Vec<String>) {
+    let Some(node) = node.as_object() else { return };
+    if let Some(Value::Object(data)) = node.get("data") {
+        for (key, value) in data {
+            if key == "id" || key.contains("_id") {
+                match value {
+                    Value::String(id) => ids.push(id.clone()),
+                    Value::Array(items) => {
+                        ids.extend(items.iter().filter_map(Value::as_str).map(str::to_owned));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    if let Some(Value::Object(children)) = node.get("children") {
+        for (key, child) in children {
+            if key.chars().count() >= 2 && key != "_" {
+                ids.push(key.clone());
+            }
+            referenced_ids(child, ids);
+        }
+    }
+}
+
+/// `{name, numbers, pvt_type}` of the document `id`, if the account has one.
+fn describe(account: &AccountFlows, id: &str) -> Option<Value> {
+    if let Some(callflow) = account.callflows.get(id) {
+        let mut entry = Map::new();
+        if let Some(name) = &callflow.name {
+            entry.insert("name".into(), json!(name));
+        }
+        entry.insert("numbers".into(), json!(callflow.numbers));
+        entry.insert("pvt_type".into(), json!("callflow"));
+        return Some(Value::Object(entry));
+    }
+    let (doc_type, doc) = account
+        .documents
+        .iter()
+        .find_map(|(doc_type, docs)| docs.get(id).map(|doc| (doc_type, doc)))?;
+    let body = &doc.body;
+    let text = |key: &str| body.get(key).and_then(Value::as_str);
+    let name = match (text("first_name"), text("last_name")) {
+        (Some(first), Some(last)) => Some(format!("{first} {last}")),
+        _ => text("name").map(str::to_owned),
+    };
+    let kind = match doc_type.as_str() {
+        "vmboxes" => "vmbox".to_owned(),
+        "media" => "media".to_owned(),
+        other => other.strip_suffix('s').unwrap_or(other).to_owned(),
+    };
+    let mut entry = Map::new();
+    if let Some(name) = name {
+        entry.insert("name".into(), json!(name));
+    }
+    if let Some(numbers) = body.get("numbers") {
+        entry.insert("numbers".into(), numbers.clone());
+    }
+    entry.insert("pvt_type".into(), json!(kind));
+    Some(Value::Object(entry))
+}
+
 /// One query-string filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Filter {

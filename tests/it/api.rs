@@ -848,6 +848,25 @@ fn graph_health_and_simulate() {
     );
     assert_error(&bad, 400, "invalid request");
 
+    // Kazoo's metadata: the documents the flow names.
+    let main = send(
+        "GET",
+        &server.url(&format!("{CALLFLOWS}/main")),
+        token,
+        None,
+    );
+    assert_eq!(
+        main.body["data"]["metadata"],
+        json!({
+            "business-hours": {"name": "Business hours", "pvt_type": "temporal_rule"},
+            "main-menu": {"name": "Main menu", "numbers": ["1100"], "pvt_type": "callflow"},
+            "after-hours": {"name": "After hours", "pvt_type": "media"},
+            "vm-main": {"name": "Acme main mailbox", "pvt_type": "vmbox"}
+        }),
+        "{}",
+        main.text
+    );
+
     let health = send("GET", &server.url("/v2/health"), None, None);
     assert_eq!(health.status, 200);
     assert_eq!(health.body["data"]["status"], "ok");
