@@ -16,6 +16,8 @@
 //!   callflow for a dialled number, exactly as Kazoo does.
 //! * [`catalog`]: every account of a store, parsed, cross-checked and routed.
 //! * [`schema`]: the JSON Schema subset modules declare their data with.
+//! * [`metaflow`]: in-call feature codes (Kazoo's konami): bindings and the
+//!   state machine, pure.
 //! * [`trace`]: what happened during a call, as events; text and JSON.
 //! * [`engine`]: the executor (Kazoo's `cf_exe`) and the call-control port.
 //! * [`host`]: the Luau module host and the Lua-facing API.
@@ -39,6 +41,7 @@ pub mod graph;
 pub mod host;
 pub mod ids;
 pub mod limits;
+pub mod metaflow;
 pub mod model;
 pub mod pattern;
 pub mod reload;
