@@ -1,5 +1,5 @@
-//! Embeds the built-in module scripts: lists `scripts/*.lua` and
-//! `scripts/lib/*.lua` into `$OUT_DIR/builtin_scripts.rs` as
+//! Embeds the built-in module scripts: lists `scripts/*.lua`,
+//! `scripts/lib/*.lua` and `scripts/metaflows/*.lua` into `$OUT_DIR/builtin_scripts.rs` as
 //! `(path, include_str!(..))` pairs, so adding a script file is all it takes
 //! to ship a built-in module.
 
@@ -29,8 +29,13 @@ fn main() {
     let scripts = root.join("scripts");
     println!("cargo:rerun-if-changed=scripts");
     println!("cargo:rerun-if-changed=scripts/lib");
+    println!("cargo:rerun-if-changed=scripts/metaflows");
     let mut out = String::from("&[\n");
-    for (dir, prefix) in [(scripts.clone(), ""), (scripts.join("lib"), "lib/")] {
+    for (dir, prefix) in [
+        (scripts.clone(), ""),
+        (scripts.join("lib"), "lib/"),
+        (scripts.join("metaflows"), "metaflows/"),
+    ] {
         for name in lua_files(&dir) {
             let path = dir.join(&name);
             let _ = writeln!(

@@ -3,8 +3,9 @@
 //! read by a [`crate::store`]) and does no I/O of its own.
 //!
 //! Building checks what no single document can: numbers and patterns claimed
-//! by two callflows (Kazoo's `unique`), and `callflow` nodes that name a
-//! callflow the account lacks.
+//! by two callflows (Kazoo's `unique`), `callflow` nodes that name a
+//! callflow the account lacks, and the modules of metaflows (the account's,
+//! each callflow's, each device's and user's).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,8 +14,8 @@ use serde_json::Value;
 
 use crate::ids::{AccountId, DocId, DocType};
 use crate::model::{
-    Account, Callflow, Code, Diagnostic, Document, Node, parse_account, parse_callflow,
-    parse_document,
+    Account, Callflow, Code, Diagnostic, Document, Node, Object, check_metaflows, parse_account,
+    parse_callflow, parse_document, parse_flow,
 };
 use crate::routing::RouteTable;
 
@@ -53,6 +54,10 @@ pub trait Modules {
     fn provides(&self, name: &str) -> bool;
     /// The schema of the module's node data, when it declares one.
     fn schema(&self, name: &str) -> Option<&Value>;
+    /// Whether a metaflow module of this name exists.
+    fn provides_metaflow(&self, name: &str) -> bool;
+    /// The schema of a metaflow module's node data, when it declares one.
+    fn metaflow_schema(&self, name: &str) -> Option<&Value>;
 }
 
 /// Kazoo's module inventory, without schemas.
@@ -65,6 +70,14 @@ impl Modules for KazooModules {
     }
 
     fn schema(&self, _name: &str) -> Option<&Value> {
+        None
+    }
+
+    fn provides_metaflow(&self, name: &str) -> bool {
+        crate::model::kazoo::is_kazoo_metaflow(name)
+    }
+
+    fn metaflow_schema(&self, _name: &str) -> Option<&Value> {
         None
     }
 }
@@ -166,9 +179,22 @@ fn build_account(
         }
     }
 
+    if let (Some(metaflows), Some(file)) = (&account.metaflows, &source.account) {
+        diagnostics.extend(
+            check_metaflow_nodes(metaflows, "/metaflows", modules)
+                .into_iter()
+                .map(|d| d.in_file(&file.path)),
+        );
+    }
+
     let mut documents: BTreeMap<DocType, BTreeMap<DocId, Document>> = BTreeMap::new();
     for (doc_type, id, file) in &source.documents {
-        let (doc, diags) = parse_document(doc_type, id, &file.text);
+        let (doc, mut diags) = parse_document(doc_type, id, &file.text);
+        if let Some(doc) = &doc
+            && matches!(doc_type.as_str(), "devices" | "users")
+        {
+            check_endpoint_metaflows(&doc.body, modules, &mut diags);
+        }
         diagnostics.extend(diags.into_iter().map(|d| d.in_file(&file.path)));
         if let Some(doc) = doc {
             documents
@@ -203,11 +229,11 @@ fn build_account(
 
     for (id, callflow) in &callflows {
         let exists = |target: &str| callflows.contains_key(target);
-        diagnostics.extend(
-            check_nodes(callflow, &exists, modules)
-                .into_iter()
-                .map(|d| d.in_file(&files[id])),
-        );
+        let mut found = check_nodes(callflow, &exists, modules);
+        if let Some(metaflow) = &callflow.metaflow {
+            found.extend(check_metaflow_nodes(metaflow, "/metaflow", modules));
+        }
+        diagnostics.extend(found.into_iter().map(|d| d.in_file(&files[id])));
     }
 
     AccountFlows {
@@ -217,6 +243,70 @@ fn build_account(
         routes,
         files,
     }
+}
+
+/// Checks a device's or user's `metaflows`: its structure and its modules.
+fn check_endpoint_metaflows(body: &Object, modules: &dyn Modules, diags: &mut Vec<Diagnostic>) {
+    match body.get("metaflows") {
+        None => {}
+        Some(Value::Object(metaflows)) => {
+            check_metaflows(metaflows, "/metaflows", diags);
+            diags.extend(check_metaflow_nodes(metaflows, "/metaflows", modules));
+        }
+        Some(other) => diags.push(Diagnostic::error(
+            Code::Type,
+            "/metaflows",
+            format!(
+                "`metaflows` must be an object, found {}",
+                crate::model::type_name(other)
+            ),
+        )),
+    }
+}
+
+/// Checks the nodes of a `metaflows` object at `pointer` (its `numbers` and
+/// `patterns` trees): each module is a metaflow module, and its data fits
+/// that module's schema. The diagnostics have no file yet.
+pub fn check_metaflow_nodes(
+    metaflows: &Object,
+    pointer: &str,
+    modules: &dyn Modules,
+) -> Vec<Diagnostic> {
+    let mut found = Vec::new();
+    for list in ["numbers", "patterns"] {
+        let Some(Value::Object(entries)) = metaflows.get(list) else {
+            continue;
+        };
+        let base = crate::model::diagnostic::pointer_push(pointer, list);
+        for (key, value) in entries {
+            let (node, _) = parse_flow(value);
+            let top = crate::model::diagnostic::pointer_push(&base, key);
+            node.walk(&top, &mut |at, node| {
+                let Node::Module(node) = node else { return };
+                if !modules.provides_metaflow(&node.module) {
+                    let effect = if at == top {
+                        "pressing this code does nothing"
+                    } else {
+                        "the metaflow stops here"
+                    };
+                    found.push(Diagnostic::warning(
+                        Code::UnknownModule,
+                        format!("{at}/module"),
+                        format!(
+                            "no metaflow script provides module {:?}: {effect}",
+                            node.module
+                        ),
+                    ));
+                    return;
+                }
+                if let Some(schema) = modules.metaflow_schema(&node.module) {
+                    let data = Value::Object(node.data.clone());
+                    crate::schema::check(schema, &data, &format!("{at}/data"), &mut found);
+                }
+            });
+        }
+    }
+    found
 }
 
 /// Checks every node of `callflow`: its module exists, its data fits the

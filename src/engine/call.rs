@@ -13,14 +13,16 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
+use super::Next;
 use super::control::{
-    BridgeOutcome, BridgeRequest, CallControl, CollectOutcome, CollectRequest, Gone, Hangup,
-    HttpOutcome, HttpRequest, PlayOutcome, PlayRequest, RecordOutcome, RecordRequest, SleepReason,
-    SpeakRequest,
+    Beside, BridgeOutcome, BridgeRequest, CallControl, CollectOutcome, CollectRequest,
+    ConsultOutcome, ConsultRequest, Gone, Hangup, HttpOutcome, HttpRequest, Leg, Legs, PeerInfo,
+    PlayOutcome, PlayRequest, RecordOutcome, RecordRequest, SleepReason, SpeakRequest,
 };
 use super::documents::Documents;
 use crate::catalog::AccountFlows;
 use crate::ids::DocId;
+use crate::metaflow::Listener;
 use crate::routing::Inception;
 use crate::trace::{Event, Trace};
 
@@ -79,6 +81,21 @@ struct CallState {
     /// The walk is over: verbs fail as if the caller had hung up.
     ended: bool,
     on_end: Vec<OnEnd>,
+    metaflows: MetaflowState,
+}
+
+/// The call's metaflows at run time.
+#[derive(Debug, Default)]
+struct MetaflowState {
+    /// The listener (konami) of the call's bindings.
+    listener: Listener,
+    /// A metaflow is running: the listener waits until it is over.
+    running: bool,
+    /// Where a metaflow sent the call (a new flow, a transfer): the walk
+    /// takes it once the node running returns; until then verbs fail.
+    takeover: Option<Next>,
+    /// A metaflow asked to stop the media playing to the caller.
+    break_media: bool,
 }
 
 /// A module's `on_end` handler, registered with `call:on_end` to run once
@@ -144,6 +161,7 @@ impl Call {
                 rng,
                 ended: false,
                 on_end: Vec::new(),
+                metaflows: MetaflowState::default(),
             }),
         }
     }
@@ -183,11 +201,56 @@ impl Call {
     }
 
     fn alive(&self) -> Result<(), Gone> {
-        if self.is_gone() || self.state.borrow().ended {
+        let state = self.state.borrow();
+        if state.ended || state.metaflows.takeover.is_some() || self.is_gone() {
             Err(Gone)
         } else {
             Ok(())
         }
+    }
+
+    // Metaflows: the listener, the one running, where it sent the call.
+
+    /// Runs `f` on the call's metaflow listener.
+    pub fn with_listener<T>(&self, f: impl FnOnce(&mut Listener) -> T) -> T {
+        f(&mut self.state.borrow_mut().metaflows.listener)
+    }
+
+    pub fn in_metaflow(&self) -> bool {
+        self.state.borrow().metaflows.running
+    }
+
+    pub fn set_in_metaflow(&self, running: bool) {
+        self.state.borrow_mut().metaflows.running = running;
+    }
+
+    /// A metaflow sends the call elsewhere: the walk takes `next` once the
+    /// node running returns; verbs fail until then.
+    pub fn set_takeover(&self, next: Next) {
+        self.state.borrow_mut().metaflows.takeover = Some(next);
+    }
+
+    pub fn has_takeover(&self) -> bool {
+        self.state.borrow().metaflows.takeover.is_some()
+    }
+
+    pub fn take_takeover(&self) -> Option<Next> {
+        self.state.borrow_mut().metaflows.takeover.take()
+    }
+
+    /// Asks the verb a metaflow interrupted to stop its media (konami's
+    /// `break`).
+    pub fn break_media(&self) {
+        self.state.borrow_mut().metaflows.break_media = true;
+    }
+
+    pub fn take_break_media(&self) -> bool {
+        std::mem::take(&mut self.state.borrow_mut().metaflows.break_media)
+    }
+
+    /// Whether the walk is over ([`Call::close`]).
+    pub fn is_closed(&self) -> bool {
+        self.state.borrow().ended
     }
 
     /// Ends the walk: from now on verbs fail as if the caller had hung up
@@ -379,14 +442,21 @@ impl Call {
         self.backend.transfer(target).await
     }
 
-    pub async fn play(&self, request: &PlayRequest) -> Result<PlayOutcome, Gone> {
+    pub async fn play(
+        &self,
+        request: &PlayRequest,
+        beside: &dyn Beside,
+    ) -> Result<PlayOutcome, Gone> {
         self.alive()?;
         let mut event = self.event("play").with("media", request.media.as_str());
         if request.loop_count != 1 {
             event = event.with("loop_count", request.loop_count);
         }
+        if request.legs != Legs::A {
+            event = event.with("leg", request.legs.as_str());
+        }
         let pending = self.trace.borrow_mut().begin(event);
-        let outcome = self.backend.play(request).await?;
+        let outcome = self.backend.play(request, beside).await?;
         self.trace
             .borrow_mut()
             .complete(pending, play_fields(&outcome));
@@ -394,7 +464,12 @@ impl Call {
     }
 
     /// `tts` or `say` (`name`), with the request's text and style.
-    pub async fn speak(&self, name: &str, request: &SpeakRequest) -> Result<PlayOutcome, Gone> {
+    pub async fn speak(
+        &self,
+        name: &str,
+        request: &SpeakRequest,
+        beside: &dyn Beside,
+    ) -> Result<PlayOutcome, Gone> {
         self.alive()?;
         let style_key = if name == "say" { "type" } else { "voice" };
         let mut event = self
@@ -404,8 +479,11 @@ impl Call {
         if let Some(language) = &request.language {
             event = event.with("language", language.as_str());
         }
+        if request.legs != Legs::A {
+            event = event.with("leg", request.legs.as_str());
+        }
         let pending = self.trace.borrow_mut().begin(event);
-        let outcome = self.backend.speak(request).await?;
+        let outcome = self.backend.speak(request, beside).await?;
         self.trace
             .borrow_mut()
             .complete(pending, play_fields(&outcome));
@@ -417,6 +495,7 @@ impl Call {
         &self,
         request: &CollectRequest,
         collection: Option<&str>,
+        beside: &dyn Beside,
     ) -> Result<CollectOutcome, Gone> {
         self.alive()?;
         let mut event = self
@@ -427,7 +506,7 @@ impl Call {
             event = event.with("prompt", prompt.as_str());
         }
         let pending = self.trace.borrow_mut().begin(event);
-        let outcome = self.backend.collect(request).await?;
+        let outcome = self.backend.collect(request, beside).await?;
         self.trace.borrow_mut().complete(
             pending,
             fields(json!({
@@ -445,13 +524,17 @@ impl Call {
         Ok(outcome)
     }
 
-    pub async fn record_media(&self, request: &RecordRequest) -> Result<RecordOutcome, Gone> {
+    pub async fn record_media(
+        &self,
+        request: &RecordRequest,
+        beside: &dyn Beside,
+    ) -> Result<RecordOutcome, Gone> {
         self.alive()?;
         let event = self
             .event("record")
             .with("time_limit_ms", request.time_limit_ms);
         let pending = self.trace.borrow_mut().begin(event);
-        let outcome = self.backend.record(request).await?;
+        let outcome = self.backend.record(request, beside).await?;
         self.trace.borrow_mut().complete(
             pending,
             fields(json!({
@@ -463,7 +546,11 @@ impl Call {
         Ok(outcome)
     }
 
-    pub async fn bridge(&self, request: &BridgeRequest) -> Result<BridgeOutcome, Gone> {
+    pub async fn bridge(
+        &self,
+        request: &BridgeRequest,
+        beside: &dyn Beside,
+    ) -> Result<BridgeOutcome, Gone> {
         self.alive()?;
         let endpoints: Vec<&str> = request.endpoints.iter().map(|e| e.id.as_str()).collect();
         let event = self
@@ -472,7 +559,7 @@ impl Call {
             .with("strategy", json!(request.strategy))
             .with("timeout_s", request.timeout_s);
         let pending = self.trace.borrow_mut().begin(event);
-        let outcome = self.backend.bridge(request).await?;
+        let outcome = self.backend.bridge(request, beside).await?;
         let mut outcome_fields = fields(json!({
             "status": outcome.status.as_str(),
             "cause": outcome.cause,
@@ -491,13 +578,13 @@ impl Call {
         Ok(outcome)
     }
 
-    pub async fn sleep(&self, ms: u64) -> Result<SleepReason, Gone> {
+    pub async fn sleep(&self, ms: u64, beside: &dyn Beside) -> Result<SleepReason, Gone> {
         self.alive()?;
         let pending = self
             .trace
             .borrow_mut()
             .begin(self.event("sleep").with("ms", ms));
-        let reason = self.backend.sleep(ms).await?;
+        let reason = self.backend.sleep(ms, beside).await?;
         self.trace
             .borrow_mut()
             .complete(pending, fields(json!({ "reason": reason })));
@@ -505,10 +592,10 @@ impl Call {
     }
 
     /// Waits until the call ends (the caller hangs up, or its time runs out).
-    pub async fn wait_for_hangup(&self) -> Result<(), Gone> {
+    pub async fn wait_for_hangup(&self, beside: &dyn Beside) -> Result<(), Gone> {
         self.alive()?;
         let pending = self.trace.borrow_mut().begin(self.event("wait"));
-        let reason = self.backend.sleep(u64::MAX).await?;
+        let reason = self.backend.sleep(u64::MAX, beside).await?;
         self.trace
             .borrow_mut()
             .complete(pending, fields(json!({ "reason": reason })));
@@ -528,10 +615,10 @@ impl Call {
     }
 
     /// Listens for fax tones.
-    pub async fn detect_fax(&self, ms: u64) -> Result<bool, Gone> {
+    pub async fn detect_fax(&self, ms: u64, beside: &dyn Beside) -> Result<bool, Gone> {
         self.alive()?;
         let pending = self.trace.borrow_mut().begin(self.event("fax_detect"));
-        let fax = self.backend.detect_fax(ms).await?;
+        let fax = self.backend.detect_fax(ms, beside).await?;
         self.trace.borrow_mut().complete(
             pending,
             fields(json!({ "result": if fax { "fax" } else { "voice" } })),
@@ -555,19 +642,128 @@ impl Call {
         self.backend.respond(code, message).await
     }
 
-    pub async fn http(&self, request: &HttpRequest) -> HttpOutcome {
+    pub async fn http(&self, request: &HttpRequest, beside: &dyn Beside) -> HttpOutcome {
         let pending = self.trace.borrow_mut().begin(
             self.event("http")
                 .with("method", request.method.as_str())
                 .with("url", request.url.as_str()),
         );
-        let outcome = self.backend.http(request).await;
+        let outcome = self.backend.http(request, beside).await;
         let mut outcome_fields = fields(json!({ "status": outcome.status }));
         if let Some(error) = &outcome.error {
             outcome_fields.insert("error".into(), json!(error));
         }
         self.trace.borrow_mut().complete(pending, outcome_fields);
         outcome
+    }
+}
+
+impl Call {
+    // Legs of a bridge, for metaflows.
+
+    /// The id of the whole-call recording running, if any.
+    pub fn recording(&self) -> Option<String> {
+        self.backend.recording()
+    }
+
+    /// The peer bridged to the call now, if any.
+    pub fn peer(&self) -> Option<PeerInfo> {
+        self.backend.peer()
+    }
+
+    /// Holds `leg` (it hears `moh`) until `unhold_key` on the other leg;
+    /// false when no bridge is up.
+    pub fn hold(
+        &self,
+        leg: Leg,
+        moh: Option<&str>,
+        unhold_key: Option<char>,
+    ) -> Result<bool, Gone> {
+        self.alive()?;
+        let held = self.backend.hold(leg, unhold_key)?;
+        if held {
+            let mut event = self.event("leg_hold").with("leg", leg.as_str());
+            if let Some(moh) = moh {
+                event = event.with("moh", moh);
+            }
+            if let Some(key) = unhold_key {
+                event = event.with("unhold_key", key.to_string());
+            }
+            self.record(event);
+        }
+        Ok(held)
+    }
+
+    /// Takes the held leg off hold; false when none was.
+    pub fn unhold(&self) -> Result<bool, Gone> {
+        self.alive()?;
+        let held = self.backend.unhold()?;
+        if let Some(leg) = held {
+            self.record(self.event("leg_unhold").with("leg", leg.as_str()));
+        }
+        Ok(held.is_some())
+    }
+
+    /// Blind-transfers the peer to `target`; false when no bridge is up.
+    pub fn transfer_peer(&self, target: &str) -> Result<bool, Gone> {
+        self.alive()?;
+        if self.backend.peer().is_none() {
+            return Ok(false);
+        }
+        self.record(
+            self.event("transfer")
+                .with("target", target)
+                .with("leg", Leg::B.as_str()),
+        );
+        self.backend.transfer_peer(target)
+    }
+
+    /// The peer hangs up; false when no bridge is up.
+    pub fn hangup_peer(&self, cause: &str) -> Result<bool, Gone> {
+        self.alive()?;
+        self.backend.hangup_peer(cause)
+    }
+
+    /// An attended transfer; recorded as a `transfer` event of type
+    /// `attended` completed with its result.
+    pub async fn attended_transfer(
+        &self,
+        request: &ConsultRequest,
+        beside: &dyn Beside,
+    ) -> Result<ConsultOutcome, Gone> {
+        self.alive()?;
+        let endpoints: Vec<&str> = request.endpoints.iter().map(|e| e.id.as_str()).collect();
+        let mut event = self
+            .event("transfer")
+            .with("target", request.target.as_str())
+            .with(
+                "type",
+                if request.complete_on_answer {
+                    "move"
+                } else {
+                    "attended"
+                },
+            )
+            .with("transferor", request.transferor.as_str())
+            .with("endpoints", json!(endpoints));
+        if let Some(takeback) = &request.takeback {
+            event = event.with("takeback", takeback.as_str());
+        }
+        if let Some(moh) = &request.moh {
+            event = event.with("moh", moh.as_str());
+        }
+        if let Some(ringback) = &request.ringback {
+            event = event.with("ringback", ringback.as_str());
+        }
+        let pending = self.trace.borrow_mut().begin(event);
+        let outcome = self.backend.attended_transfer(request, beside).await?;
+        let mut outcome_fields = fields(json!({ "result": outcome.result }));
+        if let Some(by) = &outcome.answered_by {
+            outcome_fields.insert("answered_by".into(), json!(by));
+        }
+        outcome_fields.insert("duration_ms".into(), json!(outcome.duration_ms));
+        self.trace.borrow_mut().complete(pending, outcome_fields);
+        Ok(outcome)
     }
 }
 

@@ -5,12 +5,21 @@
 //! (SIP/RTP) will implement it later. Each verb returns an outcome; a caller
 //! hang-up during a verb is an outcome (`reason: hangup`), and every verb
 //! called once the call is gone returns [`Gone`].
+//!
+//! Verbs that take time run with a [`Beside`]: the call's metaflow listener
+//! (Kazoo's konami), which hears every digit of both legs and, when its
+//! digit timeout runs out, runs what it selected *inside* the verb, at that
+//! instant. The verb then goes on toward its own end ([`Resume::Continue`]),
+//! stops its media ([`Resume::Break`]) or ends at once because the metaflow
+//! took the call elsewhere ([`Resume::Stop`]).
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
 use serde::Serialize;
+
+pub use crate::metaflow::Leg;
 
 /// A future that stays on the worker thread that created it.
 pub type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
@@ -50,14 +59,45 @@ pub struct Hangup {
     pub transferred: bool,
 }
 
+/// The legs media plays to: the caller's (the default), the bridged
+/// peer's, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Legs {
+    #[default]
+    A,
+    B,
+    Both,
+}
+
+impl Legs {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Legs::A => "a",
+            Legs::B => "b",
+            Legs::Both => "both",
+        }
+    }
+
+    /// Whether `leg` hears the media (and its digits can stop it).
+    pub fn includes(self, leg: Leg) -> bool {
+        matches!(
+            (self, leg),
+            (Legs::Both, _) | (Legs::A, Leg::A) | (Legs::B, Leg::B)
+        )
+    }
+}
+
 /// Play one media (file id, URL, `tone_stream://`...).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlayRequest {
     pub media: String,
-    /// Digits that stop playback; the digit stays in the call's DTMF buffer.
+    /// Digits that stop playback (digits of the legs it plays to); a caller's
+    /// digit stays in the call's DTMF buffer.
     pub terminators: String,
     /// Times to play it; 0 plays until a terminator or a hang-up.
     pub loop_count: u32,
+    pub legs: Legs,
 }
 
 /// Text to speech or a `say` of a number, date, ...
@@ -68,6 +108,7 @@ pub struct SpeakRequest {
     pub style: String,
     pub language: Option<String>,
     pub terminators: String,
+    pub legs: Legs,
 }
 
 /// Why a playback ended.
@@ -225,6 +266,108 @@ pub struct BridgeOutcome {
     pub talk_ms: u64,
 }
 
+/// The peer bridged to the call now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// The peer leg's call id.
+    pub call_id: String,
+    /// The device (or off-net number) that answered.
+    pub endpoint: String,
+    /// The leg on hold, if any.
+    pub held: Option<Leg>,
+}
+
+/// An attended transfer (Kazoo's konami `transfer`): the transferee (the
+/// leg that is not the transferor) waits on hold while the transferor rings
+/// the target and may talk to it; the transferor hanging up completes the
+/// transfer, the takeback digits cancel it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsultRequest {
+    /// The number transferred to, for the trace.
+    pub target: String,
+    /// What to ring for it.
+    pub endpoints: Vec<BridgeEndpoint>,
+    pub transferor: Leg,
+    /// How long the target rings.
+    pub timeout_s: u64,
+    /// Digits of the transferor that cancel the transfer (`*1`).
+    pub takeback: Option<String>,
+    /// Music the transferee hears.
+    pub moh: Option<String>,
+    /// What the transferor hears while the target rings.
+    pub ringback: Option<String>,
+    /// Complete as soon as the target answers, without holding the
+    /// transferee (a `move`: the transferor's side moves to the target).
+    pub complete_on_answer: bool,
+}
+
+/// How an attended transfer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsultResult {
+    /// The transferee and the target are connected.
+    Completed,
+    /// The transferor took the call back: the original legs talk again.
+    Takeback,
+    /// The target did not answer (busy, no answer, failed): the original
+    /// legs talk again.
+    NoAnswer,
+    Busy,
+    Failed,
+    /// The target hung up after answering: the original legs talk again.
+    TargetHangup,
+    /// The transferee hung up: the transferor and the target talk.
+    TransfereeHangup,
+    /// The caller's leg is gone.
+    Hangup,
+}
+
+/// What an attended transfer did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsultOutcome {
+    pub result: ConsultResult,
+    pub answered_by: Option<String>,
+    pub duration_ms: u64,
+}
+
+/// What a verb does once the listener beside it has run a metaflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// Go on toward the verb's own end.
+    Continue,
+    /// Stop the media playing to the caller now (konami's `break`).
+    Break,
+    /// The call is gone or was taken elsewhere: end the verb now.
+    Stop,
+}
+
+/// The metaflow listener that runs beside a verb (see the module docs).
+pub trait Beside {
+    /// When the listener wants to run next (an armed digit timeout).
+    fn deadline(&self) -> Option<u64>;
+    /// A digit pressed on `leg` at `t_ms`.
+    fn dtmf(&self, t_ms: u64, leg: Leg, digit: char);
+    /// A peer answered a bridge (`Some`), or the bridge is over (`None`).
+    fn bridged(&self, peer: Option<&BridgeEndpoint>);
+    /// The deadline has come: run what is due.
+    fn fire(&self) -> LocalFuture<'_, Resume>;
+}
+
+/// Nothing listens beside the verb.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Alone;
+
+impl Beside for Alone {
+    fn deadline(&self) -> Option<u64> {
+        None
+    }
+    fn dtmf(&self, _t_ms: u64, _leg: Leg, _digit: char) {}
+    fn bridged(&self, _peer: Option<&BridgeEndpoint>) {}
+    fn fire(&self) -> LocalFuture<'_, Resume> {
+        Box::pin(async { Resume::Continue })
+    }
+}
+
 /// Why a wait ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -272,23 +415,37 @@ pub trait CallControl {
     fn hangup(&self, cause: &str) -> LocalFuture<'_, ()>;
     /// Hands the call to another destination; it leaves without a hang-up.
     fn transfer(&self, target: &str) -> LocalFuture<'_, Result<(), Gone>>;
-    fn play<'a>(&'a self, request: &'a PlayRequest) -> LocalFuture<'a, Result<PlayOutcome, Gone>>;
-    fn speak<'a>(&'a self, request: &'a SpeakRequest)
-    -> LocalFuture<'a, Result<PlayOutcome, Gone>>;
+    fn play<'a>(
+        &'a self,
+        request: &'a PlayRequest,
+        beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, Result<PlayOutcome, Gone>>;
+    fn speak<'a>(
+        &'a self,
+        request: &'a SpeakRequest,
+        beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, Result<PlayOutcome, Gone>>;
     fn collect<'a>(
         &'a self,
         request: &'a CollectRequest,
+        beside: &'a dyn Beside,
     ) -> LocalFuture<'a, Result<CollectOutcome, Gone>>;
     fn record<'a>(
         &'a self,
         request: &'a RecordRequest,
+        beside: &'a dyn Beside,
     ) -> LocalFuture<'a, Result<RecordOutcome, Gone>>;
     fn bridge<'a>(
         &'a self,
         request: &'a BridgeRequest,
+        beside: &'a dyn Beside,
     ) -> LocalFuture<'a, Result<BridgeOutcome, Gone>>;
     /// Waits `ms` milliseconds, or until the caller hangs up.
-    fn sleep(&self, ms: u64) -> LocalFuture<'_, Result<SleepReason, Gone>>;
+    fn sleep<'a>(
+        &'a self,
+        ms: u64,
+        beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, Result<SleepReason, Gone>>;
     /// Sends DTMF to the caller.
     fn send_dtmf<'a>(&'a self, digits: &'a str) -> LocalFuture<'a, Result<(), Gone>>;
     /// Sends a SIP response; a final one (>= 300) on an unanswered call ends it.
@@ -296,10 +453,40 @@ pub trait CallControl {
     /// Drops the digits pressed so far.
     fn flush_dtmf(&self);
     /// Makes an HTTP request (allowed after the call is gone).
-    fn http<'a>(&'a self, request: &'a HttpRequest) -> LocalFuture<'a, HttpOutcome>;
+    fn http<'a>(
+        &'a self,
+        request: &'a HttpRequest,
+        beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, HttpOutcome>;
     /// Starts (`true`) or stops recording the whole call; returns the
     /// recording's id.
     fn record_call(&self, start: bool) -> LocalFuture<'_, Result<String, Gone>>;
+    /// The id of the whole-call recording running, if any.
+    fn recording(&self) -> Option<String>;
     /// Listens up to `ms` for fax tones; true when the caller is a fax.
-    fn detect_fax(&self, ms: u64) -> LocalFuture<'_, Result<bool, Gone>>;
+    fn detect_fax<'a>(
+        &'a self,
+        ms: u64,
+        beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, Result<bool, Gone>>;
+    /// The peer bridged to the call now, if any.
+    fn peer(&self) -> Option<PeerInfo>;
+    /// Puts `leg` of the bridge on hold (it hears music) until `unhold_key`
+    /// is pressed on the other leg, or [`CallControl::unhold`]; false when
+    /// no bridge is up.
+    fn hold(&self, leg: Leg, unhold_key: Option<char>) -> Result<bool, Gone>;
+    /// Takes the held leg off hold; returns it.
+    fn unhold(&self) -> Result<Option<Leg>, Gone>;
+    /// Blind-transfers the peer to `target`: it leaves, the bridge ends and
+    /// the caller's leg stays; false when no bridge is up.
+    fn transfer_peer(&self, target: &str) -> Result<bool, Gone>;
+    /// The peer hangs up (which ends the caller's leg too, as any callee
+    /// hang-up does); false when no bridge is up.
+    fn hangup_peer(&self, cause: &str) -> Result<bool, Gone>;
+    /// An attended transfer between the bridge's legs and a target.
+    fn attended_transfer<'a>(
+        &'a self,
+        request: &'a ConsultRequest,
+        beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, Result<ConsultOutcome, Gone>>;
 }

@@ -15,6 +15,11 @@
 //!   as an `error` event and the call continues with `_`, as Kazoo does for a
 //!   crashed module.
 //!
+//! * A metaflow that takes the call elsewhere (a new flow, a transfer) is a
+//!   *takeover*: the node running is abandoned (its verbs fail) and the walk
+//!   goes where the metaflow said, with an empty return stack
+//!   ([`metaflows`]).
+//!
 //! The engine knows nothing of Lua or of the outside world: modules run
 //! through [`ModuleRunner`] (the module host), verbs through
 //! [`control::CallControl`] (the simulator, later a media server).
@@ -22,6 +27,7 @@
 pub mod call;
 pub mod control;
 pub mod documents;
+pub mod metaflows;
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -31,6 +37,7 @@ use serde_json::json;
 pub use call::{Call, CallFacts, CallerIdChanges, MAX_ON_END, OnEnd, RouteFacts};
 pub use control::{CallControl, Gone, Hangup, HungUpBy, LocalFuture};
 pub use documents::{Documents, Overlay};
+pub use metaflows::Listening;
 
 use crate::limits::Limits;
 use crate::model::diagnostic::pointer_push;
@@ -93,6 +100,15 @@ pub trait ModuleRunner {
         call: &'a Rc<Call>,
         handler: &'a OnEnd,
     ) -> LocalFuture<'a, Result<(), ModuleError>>;
+    /// Whether a metaflow module of this name exists (a namespace of its
+    /// own: `node.module` names a metaflow module, not a callflow module).
+    fn provides_metaflow(&self, module: &str) -> bool;
+    /// Runs a metaflow node's module on `call`.
+    fn invoke_metaflow<'a>(
+        &'a self,
+        call: &'a Rc<Call>,
+        node: &'a ModuleNode,
+    ) -> LocalFuture<'a, Result<Next, ModuleError>>;
 }
 
 /// Why a call ended.
@@ -197,6 +213,7 @@ pub async fn run(
     runner: &dyn ModuleRunner,
     limits: &Limits,
 ) -> EndReason {
+    metaflows::start(call, &callflow);
     let reason = walk(call, Frame::new(Root::Callflow(callflow)), runner, limits).await;
     finish(call, reason, Some(runner)).await
 }
@@ -241,6 +258,15 @@ async fn walk(
         if let Some(gone) = call.hangup_info() {
             return gone_reason(&gone);
         }
+        // A metaflow took the call elsewhere while the node ran: whatever the
+        // module said, the walk goes there, with nothing to return to.
+        let (next, takeover) = match call.take_takeover() {
+            Some(elsewhere) => {
+                stack.clear();
+                (elsewhere, true)
+            }
+            None => (next, false),
+        };
         match next {
             Next::Continue(key) => {
                 let target = if node.child(&key).is_some() {
@@ -269,7 +295,7 @@ async fn walk(
                     return EndReason::BranchLimit;
                 }
                 branches_left -= 1;
-                if matches!(node.child("_"), Some(Node::Module(_))) {
+                if !takeover && matches!(node.child("_"), Some(Node::Module(_))) {
                     stack.push(frame.child("_"));
                 }
                 frame = match target {
@@ -328,6 +354,7 @@ async fn run_node(call: &Rc<Call>, node: &ModuleNode, runner: &dyn ModuleRunner)
     }
 }
 
+/// Records a module failure as an `error` event.
 fn record_error(call: &Call, err: &ModuleError) {
     let mut event = call.event("error").with("module", err.module.as_str());
     if let Some(file) = &err.file {
@@ -442,6 +469,16 @@ mod tests {
                     let target = Arc::clone(&call.account.callflows[id]);
                     return Ok(Next::Branch(BranchTarget::Callflow(target)));
                 }
+                if let Some(id) = name.strip_prefix("takeover_") {
+                    // What a metaflow does in the middle of a verb.
+                    let target = Arc::clone(&call.account.callflows[id]);
+                    call.set_takeover(Next::Branch(BranchTarget::Callflow(target)));
+                    assert!(
+                        call.ring().await.is_err(),
+                        "verbs fail until the walk takes it"
+                    );
+                    return Ok(Next::Continue("x".to_owned()));
+                }
                 match name {
                     "stop" => Ok(Next::Stop(Some("USER_BUSY".to_owned()))),
                     "fail" => Err(ModuleError {
@@ -474,6 +511,18 @@ mod tests {
                     message: "ended".to_owned(),
                 })
             })
+        }
+
+        fn provides_metaflow(&self, _module: &str) -> bool {
+            false
+        }
+
+        fn invoke_metaflow<'a>(
+            &'a self,
+            _call: &'a Rc<Call>,
+            _node: &'a ModuleNode,
+        ) -> LocalFuture<'a, Result<Next, ModuleError>> {
+            Box::pin(async { Ok(Next::Stop(None)) })
         }
     }
 
@@ -575,6 +624,17 @@ mod tests {
             run_with(&[("main", main), ("sub", sub)], Limits::default()),
             "main:/flow main:/flow/children/_ branch sub:/flow error sub:/flow/children/_ \
              main:/flow/children/_/children/_ hangup:NORMAL_CLEARING end:flow_end"
+        );
+    }
+
+    #[test]
+    fn a_takeover_wins_over_the_module_and_leaves_nothing_to_return_to() {
+        let main = r#"{"numbers":["1"],"flow":{"module":"takeover_sub","children":{
+            "x":{"module":"go_x"},"_":{"module":"go_y"}}}}"#;
+        let sub = r#"{"numbers":["2"],"flow":{"module":"stop"}}"#;
+        assert_eq!(
+            run_with(&[("main", main), ("sub", sub)], Limits::default()),
+            "main:/flow branch sub:/flow hangup:USER_BUSY end:flow_end"
         );
     }
 

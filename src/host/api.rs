@@ -22,12 +22,12 @@ use mlua::{
 use serde_json::{Value, json};
 
 use super::convert::{from_lua, to_lua, to_lua_frozen};
-use super::{Current, Invocation};
+use super::{Current, Invocation, Pinned, Vm};
 use crate::engine::control::{
-    BridgeEndpoint, BridgeRequest, CollectRequest, HttpRequest, PlayOutcome, PlayRequest,
-    RecordRequest, SpeakRequest, Strategy,
+    BridgeEndpoint, BridgeRequest, CollectRequest, ConsultRequest, HttpRequest, Leg, Legs,
+    PlayOutcome, PlayRequest, RecordRequest, SpeakRequest, Strategy,
 };
-use crate::engine::{BranchTarget, Call, CallerIdChanges, Next, RouteFacts};
+use crate::engine::{BranchTarget, Call, CallerIdChanges, Listening, Next, RouteFacts};
 use crate::ids::DocId;
 use crate::model::{Object, parse_flow};
 use crate::pattern::{self, Pattern};
@@ -54,9 +54,9 @@ pub const API: &[ApiItem] = api![
     "call:answer": "call:answer() -> boolean" => "Answer the call; true if it answered now, false if it already was.",
     "call:hangup": "call:hangup(cause?)" => "Hang up now (cause defaults to NORMAL_CLEARING).",
     "call:ring": "call:ring()" => "Send ringing to the caller.",
-    "call:play": "call:play(media, {terminators, loop}?) -> {reason, digit, duration_ms}" => "Play a media file, URL or tone.",
-    "call:tts": "call:tts(text, {voice, language, terminators}?) -> {reason, digit, duration_ms}" => "Speak text.",
-    "call:say": "call:say(text, {type, method, language, terminators}?) -> {reason, digit, duration_ms}" => "Say a number, date, spelled name, ...",
+    "call:play": "call:play(media, {terminators, loop, leg}?) -> {reason, digit, duration_ms}" => "Play a media file, URL or tone.",
+    "call:tts": "call:tts(text, {voice, language, terminators, leg}?) -> {reason, digit, duration_ms}" => "Speak text.",
+    "call:say": "call:say(text, {type, method, language, terminators, leg}?) -> {reason, digit, duration_ms}" => "Say a number, date, spelled name, ...",
     "call:collect_digits": "call:collect_digits({max, min, timeout_ms, interdigit_ms, terminators, prompt, collection}?) -> {digits, reason, duration_ms}" => "Collect DTMF digits.",
     "call:record": "call:record({time_limit_s, terminators, name}?) -> {recording_id, duration_ms, reason}" => "Record the caller.",
     "call:bridge": "call:bridge(endpoints, {timeout_s, strategy, ringback, page}?) -> {status, cause, sip, answered_by, duration_ms, talk_ms}" => "Ring devices or off-net numbers and connect the caller to the first that answers.",
@@ -94,6 +94,14 @@ pub const API: &[ApiItem] = api![
     "call:collection": "call:collection(name) -> string" => "Digits stored by collect_digits under this name.",
     "call:flush_dtmf": "call:flush_dtmf(collection?)" => "Drop buffered digits (and a stored collection).",
     "call:http": "call:http({url, method, headers, body, timeout_ms}) -> {status, body, headers, error}" => "Make an HTTP request.",
+    "call:peer": "call:peer() -> {call_id, endpoint, held}?" => "The peer bridged to the call now (metaflows run during bridges).",
+    "call:hold": "call:hold(leg, {moh, unhold_key}?) -> boolean" => "Hold a leg of the bridge until the unhold key on the other leg.",
+    "call:unhold": "call:unhold() -> boolean" => "Take the held leg off hold.",
+    "call:transfer_peer": "call:transfer_peer(target) -> boolean" => "Blind-transfer the peer; the bridge ends, the caller's leg stays.",
+    "call:hangup_peer": "call:hangup_peer(cause?) -> boolean" => "The peer hangs up (which ends the caller's leg too).",
+    "call:attended_transfer": "call:attended_transfer(target, endpoints, {transferor, takeback, moh, ringback, timeout_s, complete_on_answer}) -> {result, answered_by, duration_ms}?, error" => "Attended transfer between the bridge's legs and a target.",
+    "call:recording": "call:recording() -> recording_id?" => "The whole-call recording running, if any.",
+    "call:break_media": "call:break_media()" => "Stop the media a metaflow interrupted (konami's break).",
     "call.to": "call.to: string" => "The dialled number, as received.",
     "call.from": "call.from: string" => "The caller's number.",
     "call.caller_id_name": "call.caller_id_name: string" => "The caller's name.",
@@ -337,7 +345,179 @@ fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
     register_flow(lua, &raw)?;
     register_directives(lua, &raw)?;
     register_trace(lua, &raw)?;
+    register_legs(lua, &raw)?;
+    register_transfers(lua, &raw)?;
     Ok(raw)
+}
+
+/// The runner for metaflows that fire during a verb of `inv`: a new
+/// invocation on the same VM, pinned to the invocation's module set.
+fn nested(lua: &Lua, inv: &Invocation) -> mlua::Result<Pinned> {
+    Vm::of(lua, Arc::clone(&inv.set))
+}
+
+/// `"a"` (the caller's leg) or `"b"` (the peer's).
+fn leg_arg(name: &str) -> mlua::Result<Leg> {
+    match name {
+        "a" => Ok(Leg::A),
+        "b" => Ok(Leg::B),
+        other => Err(mlua::Error::runtime(format!(
+            "a leg is \"a\" (the caller's) or \"b\" (the bridged peer's), not {other:?}"
+        ))),
+    }
+}
+
+/// The `leg` option of media verbs: `"a"` (default), `"b"` or `"both"`;
+/// the peer's leg only while a bridge is up.
+fn opt_legs(call: &Call, opts: Option<&Table>) -> mlua::Result<Legs> {
+    let legs = match opt_string(opts, "leg")?.as_deref() {
+        None | Some("a") => return Ok(Legs::A),
+        Some("b") => Legs::B,
+        Some("both") => Legs::Both,
+        Some(other) => {
+            return Err(mlua::Error::runtime(format!(
+                "option `leg` is \"a\", \"b\" or \"both\", not {other:?}"
+            )));
+        }
+    };
+    match (legs, call.peer()) {
+        (_, Some(_)) => Ok(legs),
+        (Legs::Both, None) => Ok(Legs::A),
+        _ => Err(mlua::Error::runtime(
+            "option `leg = \"b\"` needs a bridged peer (see call:peer)",
+        )),
+    }
+}
+
+/// The legs of a bridge, for metaflow modules: the peer, hold, unhold.
+fn register_legs(lua: &Lua, raw: &Table) -> mlua::Result<()> {
+    sync_fn!(lua, raw, "peer", |lua, (): ()| {
+        let call = call_of(&*current(lua)?, "peer")?;
+        let Some(peer) = call.peer() else {
+            return done(lua, LuaValue::Nil);
+        };
+        let table = lua.create_table()?;
+        table.set("call_id", peer.call_id)?;
+        table.set("endpoint", peer.endpoint)?;
+        table.set("held", peer.held.map(Leg::as_str))?;
+        done(lua, table)
+    });
+    sync_fn!(
+        lua,
+        raw,
+        "hold",
+        |lua, (leg, opts): (String, Option<Table>)| {
+            let call = call_of(&*current(lua)?, "hold")?;
+            let leg = leg_arg(&leg)?;
+            let moh = opt_string(opts.as_ref(), "moh")?;
+            let key = match opt_digits(opts.as_ref(), "unhold_key")? {
+                None => None,
+                Some(key) if key.chars().count() == 1 => key.chars().next(),
+                Some(key) => {
+                    return Err(mlua::Error::runtime(format!(
+                        "option `unhold_key` is one digit, not {key:?}"
+                    )));
+                }
+            };
+            match call.hold(leg, moh.as_deref(), key) {
+                Ok(held) => done(lua, held),
+                Err(_) => Ok(gone()),
+            }
+        }
+    );
+    sync_fn!(lua, raw, "unhold", |lua, (): ()| {
+        let call = call_of(&*current(lua)?, "unhold")?;
+        match call.unhold() {
+            Ok(was) => done(lua, was),
+            Err(_) => Ok(gone()),
+        }
+    });
+    Ok(())
+}
+
+/// For metaflow modules: transfers, the peer's hang-up, the whole-call
+/// recording, `break`.
+fn register_transfers(lua: &Lua, raw: &Table) -> mlua::Result<()> {
+    sync_fn!(lua, raw, "transfer_peer", |lua, target: String| {
+        let call = call_of(&*current(lua)?, "transfer_peer")?;
+        match call.transfer_peer(&target) {
+            Ok(done_) => done(lua, done_),
+            Err(_) => Ok(gone()),
+        }
+    });
+    sync_fn!(lua, raw, "hangup_peer", |lua, cause: Option<String>| {
+        let call = call_of(&*current(lua)?, "hangup_peer")?;
+        match call.hangup_peer(cause.as_deref().unwrap_or("NORMAL_CLEARING")) {
+            Ok(hung_up) => done(lua, hung_up),
+            Err(_) => Ok(gone()),
+        }
+    });
+    sync_fn!(lua, raw, "recording", |lua, (): ()| {
+        let call = call_of(&*current(lua)?, "recording")?;
+        done(lua, call.recording())
+    });
+    sync_fn!(lua, raw, "break_media", |lua, (): ()| {
+        let call = call_of(&*current(lua)?, "break_media")?;
+        if !call.in_metaflow() {
+            return Err(mlua::Error::runtime(
+                "call:break_media is for metaflow modules: it stops the media a metaflow interrupted",
+            ));
+        }
+        call.break_media();
+        done(lua, ())
+    });
+    async_fn!(lua, raw, "attended_transfer", |lua,
+                                              call,
+                                              inv,
+                                              args: (
+        String,
+        Table,
+        Option<Table>
+    )| {
+        let (target, list, opts) = args;
+        let opts = opts.as_ref();
+        let transferor = match opt_string(opts, "transferor")? {
+            Some(leg) => leg_arg(&leg)?,
+            None => {
+                return Err(mlua::Error::runtime(
+                    "call:attended_transfer needs the `transferor` leg (\"a\" or \"b\")",
+                ));
+            }
+        };
+        let timeout_s = opt_u64(opts, "timeout_s")?.unwrap_or(20);
+        let mut endpoints = Vec::new();
+        for item in list.sequence_values::<LuaValue>() {
+            endpoints.push(bridge_endpoint(item?, timeout_s)?);
+        }
+        if call.peer().is_none() {
+            return done(&lua, (LuaValue::Nil, "no bridge is up"));
+        }
+        let request = ConsultRequest {
+            target,
+            endpoints,
+            transferor,
+            timeout_s,
+            takeback: opt_digits(opts, "takeback")?,
+            moh: opt_string(opts, "moh")?,
+            ringback: opt_string(opts, "ringback")?,
+            complete_on_answer: opt_bool(opts, "complete_on_answer")?.unwrap_or(false),
+        };
+        let runner = nested(&lua, &inv)?;
+        match call
+            .attended_transfer(&request, &Listening::new(&call, &runner))
+            .await
+        {
+            Ok(outcome) => {
+                let table = lua.create_table()?;
+                table.set("result", snake(&outcome.result))?;
+                table.set("answered_by", outcome.answered_by)?;
+                table.set("duration_ms", outcome.duration_ms)?;
+                done(&lua, table)
+            }
+            Err(_) => Ok(gone()),
+        }
+    });
+    Ok(())
 }
 
 /// Call control: answer, hang up, ring, wait, DTMF, SIP responses, transfer.
@@ -368,9 +548,9 @@ fn register_control(lua: &Lua, raw: &Table) -> mlua::Result<()> {
         }
     });
     async_fn!(lua, raw, "sleep", |lua, call, inv, ms: f64| {
-        let _ = &inv;
         let ms = non_negative(ms, "sleep milliseconds")?;
-        match call.sleep(ms).await {
+        let runner = nested(&lua, &inv)?;
+        match call.sleep(ms, &Listening::new(&call, &runner)).await {
             Ok(reason) => {
                 let table = lua.create_table()?;
                 table.set("reason", snake(&reason))?;
@@ -427,8 +607,8 @@ fn register_control(lua: &Lua, raw: &Table) -> mlua::Result<()> {
 /// Waiting, whole-call recording, fax detection.
 fn register_background(lua: &Lua, raw: &Table) -> mlua::Result<()> {
     async_fn!(lua, raw, "wait_for_hangup", |lua, call, inv, _args: ()| {
-        let _ = &inv;
-        match call.wait_for_hangup().await {
+        let runner = nested(&lua, &inv)?;
+        match call.wait_for_hangup(&Listening::new(&call, &runner)).await {
             Ok(()) => done(&lua, ()),
             Err(_) => Ok(gone()),
         }
@@ -454,9 +634,9 @@ fn register_background(lua: &Lua, raw: &Table) -> mlua::Result<()> {
         raw,
         "detect_fax",
         |lua, call, inv, seconds: Option<f64>| {
-            let _ = &inv;
             let ms = non_negative(seconds.unwrap_or(5.0), "fax detection seconds")? * 1000;
-            match call.detect_fax(ms).await {
+            let runner = nested(&lua, &inv)?;
+            match call.detect_fax(ms, &Listening::new(&call, &runner)).await {
                 Ok(fax) => done(&lua, if fax { "fax" } else { "voice" }),
                 Err(_) => Ok(gone()),
             }
@@ -562,7 +742,6 @@ fn register_media(lua: &Lua, raw: &Table) -> mlua::Result<()> {
         raw,
         "play",
         |lua, call, inv, args: (String, Option<Table>)| {
-            let _ = &inv;
             let (media, opts) = args;
             let request = PlayRequest {
                 media,
@@ -572,8 +751,10 @@ fn register_media(lua: &Lua, raw: &Table) -> mlua::Result<()> {
                     Some(n) => u32::try_from(n).unwrap_or(u32::MAX),
                     None => 1,
                 },
+                legs: opt_legs(&call, opts.as_ref())?,
             };
-            match call.play(&request).await {
+            let runner = nested(&lua, &inv)?;
+            match call.play(&request, &Listening::new(&call, &runner)).await {
                 Ok(outcome) => done(&lua, play_table(&lua, &outcome)?),
                 Err(_) => Ok(gone()),
             }
@@ -584,7 +765,6 @@ fn register_media(lua: &Lua, raw: &Table) -> mlua::Result<()> {
         raw,
         "tts",
         |lua, call, inv, args: (String, Option<Table>)| {
-            let _ = &inv;
             let (text, opts) = args;
             let request = SpeakRequest {
                 text,
@@ -592,8 +772,13 @@ fn register_media(lua: &Lua, raw: &Table) -> mlua::Result<()> {
                 language: opt_string(opts.as_ref(), "language")?.or_else(|| call.language()),
                 terminators: opt_digits(opts.as_ref(), "terminators")?
                     .unwrap_or_else(|| ALL_DIGITS.to_owned()),
+                legs: opt_legs(&call, opts.as_ref())?,
             };
-            match call.speak("tts", &request).await {
+            let runner = nested(&lua, &inv)?;
+            match call
+                .speak("tts", &request, &Listening::new(&call, &runner))
+                .await
+            {
                 Ok(outcome) => done(&lua, play_table(&lua, &outcome)?),
                 Err(_) => Ok(gone()),
             }
@@ -604,7 +789,6 @@ fn register_media(lua: &Lua, raw: &Table) -> mlua::Result<()> {
         raw,
         "say",
         |lua, call, inv, args: (String, Option<Table>)| {
-            let _ = &inv;
             let (text, opts) = args;
             let request = SpeakRequest {
                 text,
@@ -613,8 +797,13 @@ fn register_media(lua: &Lua, raw: &Table) -> mlua::Result<()> {
                 language: opt_string(opts.as_ref(), "language")?.or_else(|| call.language()),
                 terminators: opt_digits(opts.as_ref(), "terminators")?
                     .unwrap_or_else(|| ALL_DIGITS.to_owned()),
+                legs: opt_legs(&call, opts.as_ref())?,
             };
-            match call.speak("say", &request).await {
+            let runner = nested(&lua, &inv)?;
+            match call
+                .speak("say", &request, &Listening::new(&call, &runner))
+                .await
+            {
                 Ok(outcome) => done(&lua, play_table(&lua, &outcome)?),
                 Err(_) => Ok(gone()),
             }
@@ -630,7 +819,6 @@ fn register_input(lua: &Lua, raw: &Table) -> mlua::Result<()> {
         raw,
         "collect_digits",
         |lua, call, inv, opts: Option<Table>| {
-            let _ = &inv;
             let opts = opts.as_ref();
             let request = CollectRequest {
                 max_digits: u32::try_from(opt_u64(opts, "max")?.unwrap_or(1).max(1))
@@ -642,7 +830,9 @@ fn register_input(lua: &Lua, raw: &Table) -> mlua::Result<()> {
                 prompt: opt_string(opts, "prompt")?,
             };
             let collection = opt_string(opts, "collection")?;
-            match call.collect(&request, collection.as_deref()).await {
+            let runner = nested(&lua, &inv)?;
+            let beside = Listening::new(&call, &runner);
+            match call.collect(&request, collection.as_deref(), &beside).await {
                 Ok(outcome) => {
                     let table = lua.create_table()?;
                     table.set("digits", outcome.digits)?;
@@ -655,14 +845,17 @@ fn register_input(lua: &Lua, raw: &Table) -> mlua::Result<()> {
         }
     );
     async_fn!(lua, raw, "record", |lua, call, inv, opts: Option<Table>| {
-        let _ = &inv;
         let opts = opts.as_ref();
         let request = RecordRequest {
             time_limit_ms: opt_u64(opts, "time_limit_s")?.unwrap_or(3600) * 1000,
             terminators: opt_digits(opts, "terminators")?.unwrap_or_else(|| "#".to_owned()),
             name: opt_string(opts, "name")?,
         };
-        match call.record_media(&request).await {
+        let runner = nested(&lua, &inv)?;
+        match call
+            .record_media(&request, &Listening::new(&call, &runner))
+            .await
+        {
             Ok(outcome) => {
                 let table = lua.create_table()?;
                 table.set("recording_id", outcome.recording_id)?;
@@ -683,7 +876,6 @@ fn register_outside(lua: &Lua, raw: &Table) -> mlua::Result<()> {
         raw,
         "bridge",
         |lua, call, inv, args: (Table, Option<Table>)| {
-            let _ = &inv;
             let (list, opts) = args;
             let opts = opts.as_ref();
             let timeout_s = opt_u64(opts, "timeout_s")?.unwrap_or(20);
@@ -710,7 +902,8 @@ fn register_outside(lua: &Lua, raw: &Table) -> mlua::Result<()> {
                 caller_id_name,
                 caller_id_number,
             };
-            match call.bridge(&request).await {
+            let runner = nested(&lua, &inv)?;
+            match call.bridge(&request, &Listening::new(&call, &runner)).await {
                 Ok(outcome) => {
                     let table = lua.create_table()?;
                     table.set("status", outcome.status.as_str())?;
@@ -726,9 +919,9 @@ fn register_outside(lua: &Lua, raw: &Table) -> mlua::Result<()> {
         }
     );
     async_fn!(lua, raw, "http", |lua, call, inv, request: Table| {
-        let _ = &inv;
         let request = http_request(&lua, &request)?;
-        let outcome = call.http(&request).await;
+        let runner = nested(&lua, &inv)?;
+        let outcome = call.http(&request, &Listening::new(&call, &runner)).await;
         let table = lua.create_table()?;
         table.set("status", outcome.status)?;
         table.set("body", outcome.body)?;

@@ -41,8 +41,16 @@ use crate::model::ModuleNode;
 /// A Luau VM that runs modules of a [`ModuleSet`]. Not `Send`: one per
 /// worker thread.
 pub struct ModuleHost {
-    lua: Lua,
+    vm: Vm,
     set: RefCell<Arc<ModuleSet>>,
+}
+
+/// What running an invocation takes: the VM, its current-invocation slot
+/// and the limits. Handles, cheap to clone: a metaflow that runs in the
+/// middle of a verb gets a new invocation on the same VM through them.
+#[derive(Clone)]
+pub(crate) struct Vm {
+    lua: Lua,
     current: Rc<Current>,
     limits: Limits,
 }
@@ -193,11 +201,14 @@ impl ModuleHost {
         let lua = sandbox::new_vm(&limits, Rc::clone(&current)).map_err(|e| HostError {
             message: e.to_string(),
         })?;
+        lua.set_app_data(limits);
         Ok(Self {
-            lua,
+            vm: Vm {
+                lua,
+                current,
+                limits,
+            },
             set: RefCell::new(set),
-            current,
-            limits,
         })
     }
 
@@ -209,14 +220,37 @@ impl ModuleHost {
     /// Replaces the module set (a reload); running invocations keep theirs.
     pub fn set_module_set(&self, set: Arc<ModuleSet>) {
         *self.set.borrow_mut() = set;
-        if let Some(chunks) = self.lua.app_data_ref::<Chunks>() {
+        if let Some(chunks) = self.vm.lua.app_data_ref::<Chunks>() {
             chunks.0.borrow_mut().clear();
         }
     }
 
     /// Bytes the VM uses now.
     pub fn used_memory(&self) -> usize {
-        self.lua.used_memory()
+        self.vm.lua.used_memory()
+    }
+}
+
+impl Vm {
+    /// The VM an API function runs on, to run a nested invocation (a
+    /// metaflow inside a verb) pinned to `set`.
+    pub(crate) fn of(lua: &Lua, set: Arc<ModuleSet>) -> mlua::Result<Pinned> {
+        let current = lua
+            .app_data_ref::<Rc<Current>>()
+            .map(|current| Rc::clone(&current))
+            .ok_or_else(|| mlua::Error::runtime("the VM has no invocation slot"))?;
+        let limits = lua
+            .app_data_ref::<Limits>()
+            .map(|limits| *limits)
+            .ok_or_else(|| mlua::Error::runtime("the VM has no limits"))?;
+        Ok(Pinned {
+            vm: Vm {
+                lua: lua.clone(),
+                current,
+                limits,
+            },
+            set,
+        })
     }
 
     fn invocation(
@@ -252,7 +286,7 @@ impl ModuleHost {
     /// Loads a module's chunk in `inv`'s environment and returns its table.
     fn load_module(&self, inv: &Invocation) -> Result<Table, ModuleError> {
         let set = Arc::clone(&inv.set);
-        let script = match set.module(&inv.module) {
+        let script = match set.script(&inv.module) {
             Some(Loaded::Ready(module)) => &module.script,
             Some(Loaded::Broken(err)) => {
                 return Err(ModuleError {
@@ -312,23 +346,26 @@ impl ModuleHost {
             Err(err) => Err(module_error(&inv.module, &err)),
         }
     }
+}
 
+impl ModuleHost {
     /// Loads a module without a call and reads its `schema` and
     /// `description` (the smoke test of [`ModuleSet::build`]).
     pub(crate) fn inspect(
         &self,
         name: &str,
     ) -> Result<(Option<Value>, Option<String>), ScriptError> {
-        let file = match self.module_set().module(name) {
+        let file = match self.module_set().script(name) {
             Some(Loaded::Ready(module)) => module.script.file.clone(),
             _ => name.to_owned(),
         };
         let inv = self
+            .vm
             .invocation(self.module_set(), None, name, Entry::Handle, Vec::new())
             .map_err(|e| script_error(&file, &e.to_string()))?;
-        let previous = self.current.replace(Some(Rc::clone(&inv)));
-        let result = self.load_module(&inv);
-        self.current.replace(previous);
+        let previous = self.vm.current.replace(Some(Rc::clone(&inv)));
+        let result = self.vm.load_module(&inv);
+        self.vm.current.replace(previous);
         let table = result.map_err(|e| ScriptError {
             file: e.file.unwrap_or(file.clone()),
             line: e.line,
@@ -337,7 +374,7 @@ impl ModuleHost {
         let schema = match table.get::<LuaValue>("schema") {
             Ok(LuaValue::Nil) => None,
             Ok(LuaValue::Table(schema)) => Some(
-                convert::from_lua(&self.lua, LuaValue::Table(schema)).map_err(|e| {
+                convert::from_lua(&self.vm.lua, LuaValue::Table(schema)).map_err(|e| {
                     script_error(&file, &format!("`schema` is not plain data: {e}"))
                 })?,
             ),
@@ -355,7 +392,9 @@ impl ModuleHost {
         };
         Ok((schema, description))
     }
+}
 
+impl Vm {
     /// Runs one entry (`handle` or `on_end`) of `module` with `data` on
     /// `call`; returns the invocation (for its directive) and what the entry
     /// function returned.
@@ -434,11 +473,13 @@ impl ModuleHost {
         (Some(inv), result)
     }
 
-    /// Runs a module's `handle` for `node` on `call`.
+    /// Runs the `handle` of module `name` (the node's module, or
+    /// `metaflows/<module>` for a metaflow node) for `node` on `call`.
     async fn run(
         &self,
         set: &Arc<ModuleSet>,
         call: &Rc<Call>,
+        name: &str,
         node: &ModuleNode,
     ) -> Result<Next, ModuleError> {
         let children = node
@@ -447,13 +488,15 @@ impl ModuleHost {
             .map(|(key, child)| (key.clone(), child.as_module().is_some()))
             .collect();
         let (inv, result) = self
-            .call_entry(set, call, &node.module, Entry::Handle, children, &node.data)
+            .call_entry(set, call, name, Entry::Handle, children, &node.data)
             .await;
         let returned = match result {
             Ok(value) => value,
-            // A verb called after the caller hung up ends the module; the
-            // engine sees the call is gone.
-            Err(_) if call.is_gone() => return Ok(Next::Continue("_".to_owned())),
+            // A verb called after the caller hung up (or after a metaflow
+            // took the call elsewhere) ends the module; the engine sees why.
+            Err(_) if call.is_gone() || call.has_takeover() => {
+                return Ok(Next::Continue("_".to_owned()));
+            }
             Err(err) => return Err(err),
         };
         if let Some(directive) = inv.and_then(|inv| inv.directive.borrow_mut().take()) {
@@ -465,7 +508,7 @@ impl ModuleHost {
                 Ok(Next::Continue(key.to_string_lossy()))
             }
             other => Err(ModuleError {
-                module: node.module.clone(),
+                module: name.to_owned(),
                 file: None,
                 line: None,
                 message: format!(
@@ -481,10 +524,15 @@ impl ModuleHost {
     /// This host running calls on `set` (a generation): a call run through
     /// the returned runner keeps `set` for every node until it ends, whatever
     /// the host's own set becomes in the meantime.
-    pub fn pinned(&self, set: Arc<ModuleSet>) -> Pinned<'_> {
-        Pinned { host: self, set }
+    pub fn pinned(&self, set: Arc<ModuleSet>) -> Pinned {
+        Pinned {
+            vm: self.vm.clone(),
+            set,
+        }
     }
+}
 
+impl Vm {
     async fn run_on_end(
         &self,
         set: &Arc<ModuleSet>,
@@ -508,12 +556,17 @@ impl ModuleHost {
 }
 
 /// A [`ModuleHost`] bound to one module set; see [`ModuleHost::pinned`].
-pub struct Pinned<'a> {
-    host: &'a ModuleHost,
+pub struct Pinned {
+    vm: Vm,
     set: Arc<ModuleSet>,
 }
 
-impl ModuleRunner for Pinned<'_> {
+/// The name a metaflow module has in a [`ModuleSet`].
+fn metaflow_name(module: &str) -> String {
+    format!("{}{module}", scripts::METAFLOW_PREFIX)
+}
+
+impl ModuleRunner for Pinned {
     fn provides(&self, module: &str) -> bool {
         self.set.module(module).is_some()
     }
@@ -523,7 +576,7 @@ impl ModuleRunner for Pinned<'_> {
         call: &'a Rc<Call>,
         node: &'a ModuleNode,
     ) -> LocalFuture<'a, Result<Next, ModuleError>> {
-        Box::pin(self.host.run(&self.set, call, node))
+        Box::pin(self.vm.run(&self.set, call, &node.module, node))
     }
 
     fn invoke_on_end<'a>(
@@ -531,7 +584,23 @@ impl ModuleRunner for Pinned<'_> {
         call: &'a Rc<Call>,
         handler: &'a OnEnd,
     ) -> LocalFuture<'a, Result<(), ModuleError>> {
-        Box::pin(self.host.run_on_end(&self.set, call, handler))
+        Box::pin(self.vm.run_on_end(&self.set, call, handler))
+    }
+
+    fn provides_metaflow(&self, module: &str) -> bool {
+        self.set.metaflow(module).is_some()
+    }
+
+    fn invoke_metaflow<'a>(
+        &'a self,
+        call: &'a Rc<Call>,
+        node: &'a ModuleNode,
+    ) -> LocalFuture<'a, Result<Next, ModuleError>> {
+        Box::pin(async move {
+            self.vm
+                .run(&self.set, call, &metaflow_name(&node.module), node)
+                .await
+        })
     }
 }
 
@@ -550,7 +619,7 @@ impl ModuleRunner for ModuleHost {
     ) -> LocalFuture<'a, Result<Next, ModuleError>> {
         Box::pin(async move {
             let set = self.module_set();
-            self.run(&set, call, node).await
+            self.vm.run(&set, call, &node.module, node).await
         })
     }
 
@@ -561,7 +630,24 @@ impl ModuleRunner for ModuleHost {
     ) -> LocalFuture<'a, Result<(), ModuleError>> {
         Box::pin(async move {
             let set = self.module_set();
-            self.run_on_end(&set, call, handler).await
+            self.vm.run_on_end(&set, call, handler).await
+        })
+    }
+
+    fn provides_metaflow(&self, module: &str) -> bool {
+        self.module_set().metaflow(module).is_some()
+    }
+
+    fn invoke_metaflow<'a>(
+        &'a self,
+        call: &'a Rc<Call>,
+        node: &'a ModuleNode,
+    ) -> LocalFuture<'a, Result<Next, ModuleError>> {
+        Box::pin(async move {
+            let set = self.module_set();
+            self.vm
+                .run(&set, call, &metaflow_name(&node.module), node)
+                .await
         })
     }
 }

@@ -3,8 +3,11 @@
 //!
 //! * Built-in modules and helpers are embedded in the binary (the files of
 //!   `scripts/`), so `callflow` works from any directory.
-//! * Each `--scripts DIR` adds `DIR/<module>.lua` and helpers in `DIR/lib/`;
-//!   later sources override earlier ones of the same name.
+//! * Each `--scripts DIR` adds `DIR/<module>.lua`, helpers in `DIR/lib/`
+//!   and metaflow modules in `DIR/metaflows/`; later sources override
+//!   earlier ones of the same kind and name.
+//! * Metaflow modules are a namespace of their own: the set holds them as
+//!   `metaflows/<name>`, a name no callflow node can use.
 //!
 //! Building a set compiles every script to Luau bytecode (syntax errors with
 //! file and line) and smoke-loads every module in a scratch sandbox: its
@@ -32,18 +35,23 @@ pub const BUILTIN: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/builtin
 /// Where built-in scripts say they come from in errors.
 pub const BUILTIN_PREFIX: &str = "builtin/";
 
-/// Whether a script is a module or a helper.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Whether a script is a callflow module, a helper or a metaflow module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
     Module,
     Lib,
+    Metaflow,
 }
+
+/// The prefix of metaflow modules' names in a [`ModuleSet`].
+pub const METAFLOW_PREFIX: &str = "metaflows/";
 
 /// One script's source text.
 #[derive(Debug, Clone)]
 pub struct ScriptSource {
     pub kind: Kind,
-    /// Module name (file stem) or helper name (`require` name).
+    /// Module name (file stem), helper name (`require` name), or
+    /// `metaflows/<file stem>` for a metaflow module.
     pub name: String,
     /// The path shown in errors.
     pub file: String,
@@ -103,9 +111,12 @@ pub fn builtin_sources() -> Vec<ScriptSource> {
     BUILTIN
         .iter()
         .filter_map(|(path, text)| {
-            let (kind, stem) = match path.strip_prefix("lib/") {
-                Some(rest) => (Kind::Lib, rest),
-                None => (Kind::Module, *path),
+            let (kind, stem) = if let Some(rest) = path.strip_prefix("lib/") {
+                (Kind::Lib, rest)
+            } else if path.starts_with(METAFLOW_PREFIX) {
+                (Kind::Metaflow, *path)
+            } else {
+                (Kind::Module, *path)
             };
             Some(ScriptSource {
                 kind,
@@ -117,8 +128,8 @@ pub fn builtin_sources() -> Vec<ScriptSource> {
         .collect()
 }
 
-/// Reads the scripts of a `--scripts` directory: `<name>.lua` modules and
-/// `lib/<name>.lua` helpers. Other files are left alone (editor settings,
+/// Reads the scripts of a `--scripts` directory: `<name>.lua` modules,
+/// `lib/<name>.lua` helpers and `metaflows/<name>.lua` metaflow modules. Other files are left alone (editor settings,
 /// type definitions, docs); badly named `.lua` files get a warning.
 pub fn read_dir(dir: &Path) -> Result<(Vec<ScriptSource>, Vec<Diagnostic>), std::io::Error> {
     let mut sources = Vec::new();
@@ -127,6 +138,10 @@ pub fn read_dir(dir: &Path) -> Result<(Vec<ScriptSource>, Vec<Diagnostic>), std:
     let lib = dir.join("lib");
     if lib.is_dir() {
         read_into(&lib, Kind::Lib, &mut sources, &mut diags)?;
+    }
+    let metaflows = dir.join("metaflows");
+    if metaflows.is_dir() {
+        read_into(&metaflows, Kind::Metaflow, &mut sources, &mut diags)?;
     }
     Ok((sources, diags))
 }
@@ -160,10 +175,14 @@ fn read_into(
             );
             continue;
         }
+        let name = match kind {
+            Kind::Metaflow => format!("{METAFLOW_PREFIX}{stem}"),
+            Kind::Module | Kind::Lib => stem.to_owned(),
+        };
         match fs::read_to_string(&path) {
             Ok(text) => sources.push(ScriptSource {
                 kind,
-                name: stem.to_owned(),
+                name,
                 file: shown,
                 text,
             }),
@@ -222,6 +241,8 @@ impl ModuleSet {
     pub fn build(sources: Vec<ScriptSource>, generation: u64) -> (Self, Vec<Diagnostic>) {
         let mut by_name: BTreeMap<(bool, String), ScriptSource> = BTreeMap::new();
         for source in sources {
+            // Metaflow names carry their prefix: they share the modules' map
+            // without ever meeting a callflow module's name.
             by_name.insert((source.kind == Kind::Lib, source.name.clone()), source);
         }
         let mut set = ModuleSet {
@@ -313,7 +334,25 @@ impl ModuleSet {
         }
     }
 
+    /// A callflow module (never a metaflow module).
     pub fn module(&self, name: &str) -> Option<&Loaded> {
+        if name.contains('/') {
+            return None;
+        }
+        self.modules.get(name)
+    }
+
+    /// A metaflow module, by its name in metaflow nodes (`transfer`).
+    pub fn metaflow(&self, name: &str) -> Option<&Loaded> {
+        if name.contains('/') {
+            return None;
+        }
+        self.modules.get(&format!("{METAFLOW_PREFIX}{name}"))
+    }
+
+    /// A module of either kind by its name in the set (`metaflows/<name>`
+    /// for metaflow modules).
+    pub(crate) fn script(&self, name: &str) -> Option<&Loaded> {
         self.modules.get(name)
     }
 
@@ -321,19 +360,40 @@ impl ModuleSet {
         self.libs.get(name)
     }
 
-    /// Module names, sorted.
+    /// Callflow module names, sorted.
     pub fn module_names(&self) -> impl Iterator<Item = &str> {
-        self.modules.keys().map(String::as_str)
+        self.modules
+            .keys()
+            .map(String::as_str)
+            .filter(|name| !name.contains('/'))
+    }
+
+    /// Metaflow module names (without their prefix), sorted.
+    pub fn metaflow_names(&self) -> impl Iterator<Item = &str> {
+        self.modules
+            .keys()
+            .filter_map(|name| name.strip_prefix(METAFLOW_PREFIX))
     }
 }
 
 impl crate::catalog::Modules for ModuleSet {
     fn provides(&self, name: &str) -> bool {
-        self.modules.contains_key(name)
+        self.module(name).is_some()
     }
 
     fn schema(&self, name: &str) -> Option<&Value> {
-        match self.modules.get(name)? {
+        match self.module(name)? {
+            Loaded::Ready(module) => module.schema.as_ref(),
+            Loaded::Broken(_) => None,
+        }
+    }
+
+    fn provides_metaflow(&self, name: &str) -> bool {
+        self.metaflow(name).is_some()
+    }
+
+    fn metaflow_schema(&self, name: &str) -> Option<&Value> {
+        match self.metaflow(name)? {
             Loaded::Ready(module) => module.schema.as_ref(),
             Loaded::Broken(_) => None,
         }

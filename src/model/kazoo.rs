@@ -1,5 +1,6 @@
 //! What Kazoo itself defines, for checks that need it before (or beside) the
-//! module scripts: the names of its callflow modules.
+//! module scripts: the names of its callflow modules and of its metaflow
+//! (konami) modules.
 
 /// Kazoo's callflow modules: the 74 of `applications/callflow/src/module/`
 /// plus the 4 of `applications/acdc` (`kazoo-callflows.md` §3.0).
@@ -89,6 +90,29 @@ pub fn is_kazoo_module(name: &str) -> bool {
     KAZOO_MODULES.binary_search(&name).is_ok()
 }
 
+/// Kazoo's metaflow modules: `applications/konami/src/module/konami_*.erl`
+/// on master (`kazoo-callflows.md` §4).
+pub const KAZOO_METAFLOWS: &[&str] = &[
+    "audio_level",
+    "break",
+    "callflow",
+    "hangup",
+    "hold",
+    "intercept",
+    "move",
+    "play",
+    "record_call",
+    "resume",
+    "say",
+    "transfer",
+    "tts",
+];
+
+/// Whether `name` is one of Kazoo's metaflow modules.
+pub fn is_kazoo_metaflow(name: &str) -> bool {
+    KAZOO_METAFLOWS.binary_search(&name).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +123,7 @@ mod tests {
         assert_eq!(KAZOO_MODULES.len(), 78);
         assert!(is_kazoo_module("menu"));
         assert!(!is_kazoo_module("say"));
+        assert!(KAZOO_METAFLOWS.windows(2).all(|w| w[0] < w[1]));
+        assert!(is_kazoo_metaflow("say") && !is_kazoo_metaflow("park"));
     }
 }

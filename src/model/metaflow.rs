@@ -1,13 +1,14 @@
 //! Structure checks for metaflow configuration (Kazoo's `metaflows` schema),
 //! found on callflow documents (`metaflow`), accounts, users and devices
-//! (`metaflows`). The engine interprets them in a later step; here we make
-//! sure they are well formed.
+//! (`metaflows`). [`crate::metaflow`] interprets them; here we make sure
+//! they are well formed (the catalog checks their modules).
 
 use serde_json::Value;
 
 use super::Object;
 use super::diagnostic::{Code, Diagnostic, pointer_push};
 use super::json::{check_length, object_field, type_error};
+use crate::pattern;
 
 const BINDING_DIGITS: &[&str] = &["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#"];
 const LISTEN_ON: &[&str] = &["both", "self", "peer"];
@@ -68,7 +69,16 @@ pub(crate) fn check_metaflows(obj: &Object, pointer: &str, diags: &mut Vec<Diagn
     if let Some(patterns) = object_field(obj, "patterns", pointer, diags) {
         let base = pointer_push(pointer, "patterns");
         for (key, node) in patterns {
-            check_metaflow_node(node, &pointer_push(&base, key), diags);
+            let node_pointer = pointer_push(&base, key);
+            if let Err(err) = pattern::compile(key) {
+                // Kazoo's konami crashes on it; here it never matches.
+                diags.push(Diagnostic::warning(
+                    Code::for_pattern(&err),
+                    &node_pointer,
+                    format!("metaflow pattern {key:?} never matches: {err}"),
+                ));
+            }
+            check_metaflow_node(node, &node_pointer, diags);
         }
     }
 }

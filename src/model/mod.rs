@@ -23,6 +23,7 @@ pub use callflow::{parse_callflow, parse_flow};
 pub use diagnostic::{Code, Diagnostic, Severity};
 pub use document::{Document, parse_document};
 pub(crate) use json::type_name;
+pub(crate) use metaflow::check_metaflows;
 
 use crate::ids::DocId;
 

@@ -11,12 +11,23 @@
 //! Rules, in the order the trace shows them:
 //! * Caller actions at a time happen during the verb running then; an action
 //!   exactly at a verb's end happens after it.
-//! * Digits pressed go to the call's DTMF buffer (except while talking on a
-//!   bridge, and while recording); `collect` reads the buffer first.
-//! * Playback stops at a terminator digit, which stays in the buffer.
+//! * Digits pressed go to the call's DTMF buffer (except while a bridge is
+//!   up, and while recording); `collect` reads the buffer first.
+//! * Playback stops at a terminator digit (of a leg it plays to), which
+//!   stays in the buffer.
 //! * A recording stops at a terminator digit (consumed), at its time limit or
 //!   at a hang-up.
-//! * Bridges: see [`SimBackend::bridge_plan`].
+//! * Bridges: see [`SimBackend::bridge_plan`]. Once answered, the answering
+//!   endpoint is the *peer* (the b-leg): it presses its scenario `dtmf`
+//!   (counted from its answer) and hangs up after `hangup_after_ms`, which
+//!   ends the caller's leg too.
+//! * Every digit of either leg reaches the metaflow listener beside the verb
+//!   ([`Beside`]); when the listener's digit timeout comes first (before a
+//!   digit or the peer's hang-up at the same instant, after the verb's end),
+//!   the metaflow runs right there and the verb goes on toward its own end
+//!   (a metaflow that runs past that end delays it), stops its media
+//!   (`break`), or ends (the call was taken elsewhere: reported as a
+//!   hang-up, or for an answered bridge as its end).
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
@@ -26,10 +37,11 @@ use serde_json::Value;
 
 use super::scenario::{CallerAction, EndpointBehaviour, HttpStub, Media, Trigger};
 use crate::engine::control::{
-    BridgeEndpoint, BridgeOutcome, BridgeRequest, BridgeStatus, CallControl, CollectOutcome,
-    CollectReason, CollectRequest, Gone, Hangup, HttpOutcome, HttpRequest, HungUpBy, LocalFuture,
-    PlayOutcome, PlayReason, PlayRequest, RecordOutcome, RecordReason, RecordRequest, SleepReason,
-    SpeakRequest, Strategy,
+    Beside, BridgeEndpoint, BridgeOutcome, BridgeRequest, BridgeStatus, CallControl,
+    CollectOutcome, CollectReason, CollectRequest, ConsultOutcome, ConsultRequest, ConsultResult,
+    Gone, Hangup, HttpOutcome, HttpRequest, HungUpBy, Leg, Legs, LocalFuture, PeerInfo,
+    PlayOutcome, PlayReason, PlayRequest, RecordOutcome, RecordReason, RecordRequest, Resume,
+    SleepReason, SpeakRequest, Strategy,
 };
 use crate::trace::{Event, Trace};
 
@@ -61,6 +73,11 @@ pub struct World {
 enum Action {
     Digit(char),
     Hangup,
+    /// A digit of the peer connected under this serial number.
+    PeerDigit {
+        serial: u64,
+        digit: char,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,27 +86,74 @@ struct OnCollect {
     dtmf: Option<(String, u64)>,
 }
 
+/// The endpoint a bridge connected the caller to.
+#[derive(Debug, Clone)]
+struct Peer {
+    serial: u64,
+    endpoint: BridgeEndpoint,
+    call_id: String,
+    hangup_at: u64,
+}
+
+/// A leg on hold, and the key of the other leg that ends the hold.
+#[derive(Debug, Clone, Copy)]
+struct Hold {
+    leg: Leg,
+    unhold_key: Option<char>,
+}
+
 #[derive(Debug, Default)]
 struct State {
     now: u64,
     hangup: Option<Hangup>,
     answered: bool,
     buffer: VecDeque<char>,
-    /// Caller actions still to come, by (time, order of scheduling).
+    /// Caller and peer actions still to come, by (time, order of scheduling).
     timeline: BTreeMap<(u64, u64), Action>,
     scheduled: u64,
     on_collect: VecDeque<OnCollect>,
     recordings: u32,
     /// The id of the whole-call recording running, if any.
     call_recording: Option<String>,
+    peer: Option<Peer>,
+    /// Peers connected so far (their serial numbers).
+    peers: u64,
+    hold: Option<Hold>,
+    /// An attended transfer runs: the peer hanging up leaves the caller's
+    /// leg up.
+    consulting: bool,
+}
+
+/// Until when [`SimBackend::advance`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Until {
+    At(u64),
+    /// While the peer of this serial number is connected.
+    PeerGone(u64),
 }
 
 /// Why [`SimBackend::advance`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stop {
     Deadline,
-    Digit(char),
+    Digit(Leg, char),
     Hangup,
+    /// A metaflow asked to stop the media.
+    Break,
+    /// A metaflow took the call elsewhere.
+    TakenOver,
+    /// The peer left or was replaced ([`Until::PeerGone`]).
+    PeerGone,
+    /// The peer hung up during an attended transfer.
+    PeerHangup,
+}
+
+/// What happens next on the timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    PeerHangup(u64),
+    Listener(u64),
+    Action(u64),
 }
 
 /// One simulated call's world.
@@ -137,6 +201,10 @@ impl SimBackend {
         }
     }
 
+    fn is_gone(&self) -> bool {
+        self.state.borrow().hangup.is_some()
+    }
+
     /// Ends the call (once).
     fn end(&self, by: HungUpBy, cause: &str, timed_out: bool) {
         let mut state = self.state.borrow_mut();
@@ -159,53 +227,184 @@ impl SimBackend {
         );
     }
 
-    /// Moves time forward to `deadline`, playing the caller's actions on the
-    /// way: digits go to the buffer when `buffer` is set, and stop the wait
-    /// when `stop_on` says so; a hang-up stops it. Reaching the call's time
-    /// limit hangs up.
-    fn advance(&self, deadline: u64, buffer: bool, stop_on: &dyn Fn(char) -> bool) -> Stop {
+    fn peer_serial(&self) -> Option<u64> {
+        self.state.borrow().peer.as_ref().map(|peer| peer.serial)
+    }
+
+    /// What comes first before `capped`: the peer hanging up, the listener's
+    /// deadline, or the next action (in that order on a tie).
+    fn next_event(&self, capped: u64, beside: &dyn Beside) -> Option<Next> {
+        let state = self.state.borrow();
+        let action = state
+            .timeline
+            .first_key_value()
+            .map(|(&(t, _), _)| t)
+            .filter(|t| *t < capped)
+            .map(Next::Action);
+        let hangup = state
+            .peer
+            .as_ref()
+            .map(|peer| peer.hangup_at)
+            .filter(|t| *t < capped)
+            .map(Next::PeerHangup);
+        drop(state);
+        let listener = beside
+            .deadline()
+            .filter(|t| *t < capped)
+            .map(Next::Listener);
+        [hangup, listener, action]
+            .into_iter()
+            .flatten()
+            .min_by_key(|next| match next {
+                Next::PeerHangup(t) => (*t, 0),
+                Next::Listener(t) => (*t, 1),
+                Next::Action(t) => (*t, 2),
+            })
+    }
+
+    fn catch_up(&self, t: u64) {
+        let mut state = self.state.borrow_mut();
+        state.now = state.now.max(t);
+    }
+
+    /// Moves time forward until `until`, playing the caller's and the peer's
+    /// actions on the way: the caller's digits go to the buffer when
+    /// `buffer` is set (and no bridge is up), every digit reaches the
+    /// listener, and `stop_on` says which digits end the wait; a hang-up
+    /// ends it. When the listener's deadline comes, what it fires runs here.
+    /// Reaching the call's time limit hangs up.
+    async fn advance(
+        &self,
+        until: Until,
+        buffer: bool,
+        stop_on: &dyn Fn(Leg, char) -> bool,
+        beside: &dyn Beside,
+    ) -> Stop {
         let limit = self.world.max_call_ms;
-        let capped = deadline.min(limit);
         loop {
-            let next = {
-                let mut state = self.state.borrow_mut();
-                match state.timeline.first_key_value() {
-                    Some((&(t, _), _)) if t < capped => state.timeline.pop_first(),
-                    _ => None,
+            let end = match until {
+                Until::At(t) => t,
+                Until::PeerGone(serial) => {
+                    if self.peer_serial() != Some(serial) {
+                        return Stop::PeerGone;
+                    }
+                    u64::MAX
                 }
             };
-            let Some(((t, _), action)) = next else {
-                break;
-            };
-            {
-                let mut state = self.state.borrow_mut();
-                state.now = state.now.max(t);
-            }
-            match action {
-                Action::Digit(digit) => {
-                    self.record(Event::new(t, "dtmf").with("digit", digit.to_string()));
-                    if buffer {
-                        self.state.borrow_mut().buffer.push_back(digit);
+            let capped = end.min(limit);
+            match self.next_event(capped, beside) {
+                None => {
+                    self.catch_up(capped);
+                    if capped >= limit {
+                        self.end(HungUpBy::System, "ALLOTTED_TIMEOUT", true);
+                        return Stop::Hangup;
                     }
-                    if stop_on(digit) {
-                        return Stop::Digit(digit);
-                    }
+                    return Stop::Deadline;
                 }
-                Action::Hangup => {
-                    self.end(HungUpBy::Caller, "NORMAL_CLEARING", false);
+                Some(Next::PeerHangup(t)) => {
+                    self.catch_up(t);
+                    if self.state.borrow().consulting {
+                        let mut state = self.state.borrow_mut();
+                        state.peer = None;
+                        state.hold = None;
+                        return Stop::PeerHangup;
+                    }
+                    self.end(HungUpBy::Callee, "NORMAL_CLEARING", false);
                     return Stop::Hangup;
                 }
+                Some(Next::Listener(t)) => {
+                    self.catch_up(t);
+                    match beside.fire().await {
+                        Resume::Continue if !self.is_gone() => {}
+                        Resume::Break if !self.is_gone() => return Stop::Break,
+                        Resume::Stop if !self.is_gone() => return Stop::TakenOver,
+                        _ => return Stop::Hangup,
+                    }
+                }
+                Some(Next::Action(_)) => {
+                    let Some(((t, _), action)) = self.state.borrow_mut().timeline.pop_first()
+                    else {
+                        continue;
+                    };
+                    self.catch_up(t);
+                    if let Some(stop) = self.act(t, action, buffer, stop_on, beside) {
+                        return stop;
+                    }
+                }
             }
         }
-        {
-            let mut state = self.state.borrow_mut();
-            state.now = state.now.max(capped);
+    }
+
+    /// Plays one action of the timeline at `t`.
+    fn act(
+        &self,
+        t: u64,
+        action: Action,
+        buffer: bool,
+        stop_on: &dyn Fn(Leg, char) -> bool,
+        beside: &dyn Beside,
+    ) -> Option<Stop> {
+        let (leg, digit) = match action {
+            Action::Hangup => {
+                self.end(HungUpBy::Caller, "NORMAL_CLEARING", false);
+                return Some(Stop::Hangup);
+            }
+            Action::Digit(digit) => {
+                self.record(Event::new(t, "dtmf").with("digit", digit.to_string()));
+                let mut state = self.state.borrow_mut();
+                if buffer && state.peer.is_none() {
+                    state.buffer.push_back(digit);
+                }
+                (Leg::A, digit)
+            }
+            Action::PeerDigit { serial, digit } => {
+                if self.peer_serial() != Some(serial) {
+                    // The peer that would have pressed it is gone.
+                    return None;
+                }
+                self.record(
+                    Event::new(t, "dtmf")
+                        .with("digit", digit.to_string())
+                        .with("leg", Leg::B.as_str()),
+                );
+                (Leg::B, digit)
+            }
+        };
+        beside.dtmf(t, leg, digit);
+        self.unhold_by_key(t, leg, digit);
+        stop_on(leg, digit).then_some(Stop::Digit(leg, digit))
+    }
+
+    /// The unhold key pressed on the leg that is not held ends the hold.
+    fn unhold_by_key(&self, t: u64, pressed: Leg, digit: char) {
+        let mut state = self.state.borrow_mut();
+        let Some(hold) = state.hold else { return };
+        if hold.leg == pressed || hold.unhold_key != Some(digit) {
+            return;
         }
-        if capped >= limit {
-            self.end(HungUpBy::System, "ALLOTTED_TIMEOUT", true);
-            return Stop::Hangup;
+        state.hold = None;
+        drop(state);
+        self.record(
+            Event::new(t, "leg_unhold")
+                .with("leg", hold.leg.as_str())
+                .with("key", digit.to_string()),
+        );
+    }
+
+    /// [`SimBackend::advance`] for verbs a `break` does not stop.
+    async fn advance_through_breaks(
+        &self,
+        until: Until,
+        buffer: bool,
+        stop_on: &dyn Fn(Leg, char) -> bool,
+        beside: &dyn Beside,
+    ) -> Stop {
+        loop {
+            match self.advance(until, buffer, stop_on, beside).await {
+                Stop::Break => {}
+                stop => return stop,
+            }
         }
-        Stop::Deadline
     }
 
     fn now(&self) -> u64 {
@@ -221,14 +420,29 @@ impl SimBackend {
             .unwrap_or(self.world.media.default_ms)
     }
 
-    /// Plays something lasting `ms` (`u64::MAX`: until stopped).
-    fn playback(&self, ms: u64, terminators: &str) -> PlayOutcome {
+    /// Plays something lasting `ms` (`u64::MAX`: until stopped) to `legs`.
+    async fn playback(
+        &self,
+        ms: u64,
+        terminators: &str,
+        legs: Legs,
+        beside: &dyn Beside,
+    ) -> PlayOutcome {
         let start = self.now();
-        let stop = self.advance(start.saturating_add(ms), true, &|d| terminators.contains(d));
+        let stop = self
+            .advance(
+                Until::At(start.saturating_add(ms)),
+                true,
+                &|leg, d| legs.includes(leg) && terminators.contains(d),
+                beside,
+            )
+            .await;
         let (reason, digit) = match stop {
-            Stop::Deadline => (PlayReason::Completed, None),
-            Stop::Digit(d) => (PlayReason::Terminator, Some(d)),
-            Stop::Hangup => (PlayReason::Hangup, None),
+            Stop::Deadline | Stop::Break | Stop::PeerGone | Stop::PeerHangup => {
+                (PlayReason::Completed, None)
+            }
+            Stop::Digit(_, d) => (PlayReason::Terminator, Some(d)),
+            Stop::Hangup | Stop::TakenOver => (PlayReason::Hangup, None),
         };
         PlayOutcome {
             reason,
@@ -250,10 +464,16 @@ impl SimBackend {
         }
     }
 
-    fn collect_digits(&self, request: &CollectRequest) -> CollectOutcome {
+    async fn collect_digits(
+        &self,
+        request: &CollectRequest,
+        beside: &dyn Beside,
+    ) -> CollectOutcome {
         let start = self.now();
         if let Some(prompt) = &request.prompt {
-            let outcome = self.playback(self.media_ms(prompt), "0123456789*#");
+            let outcome = self
+                .playback(self.media_ms(prompt), "0123456789*#", Legs::A, beside)
+                .await;
             if outcome.reason == PlayReason::Hangup {
                 return collected(String::new(), CollectReason::Hangup, self.now() - start);
             }
@@ -283,14 +503,17 @@ impl SimBackend {
             } else {
                 last_digit_at + request.interdigit_ms
             };
-            match self.advance(deadline, true, &|_| true) {
+            match self
+                .advance(Until::At(deadline), true, &|leg, _| leg == Leg::A, beside)
+                .await
+            {
                 Stop::Deadline => {
                     return collected(digits, CollectReason::Timeout, self.now() - start);
                 }
-                Stop::Hangup => {
+                Stop::Hangup | Stop::TakenOver => {
                     return collected(digits, CollectReason::Hangup, self.now() - start);
                 }
-                Stop::Digit(_) => {}
+                Stop::Digit(..) | Stop::Break | Stop::PeerGone | Stop::PeerHangup => {}
             }
         }
     }
@@ -348,7 +571,7 @@ impl SimBackend {
         }
         if let Some((index, at)) = winner {
             return Plan::Answered {
-                endpoint: request.endpoints[index].id.clone(),
+                endpoint: request.endpoints[index].clone(),
                 at,
             };
         }
@@ -394,12 +617,7 @@ impl SimBackend {
     /// How one endpoint answers or fails. Off-net numbers are looked up by
     /// number, then under `"offnet"` (any carrier call).
     fn fate(&self, endpoint: &BridgeEndpoint, page: bool, begins: u64, timeout_ms: u64) -> Fate {
-        let endpoints = &self.world.endpoints;
-        let behaviour = endpoints
-            .get(&endpoint.id)
-            .or_else(|| endpoint.offnet.then(|| endpoints.get("offnet")).flatten())
-            .cloned()
-            .unwrap_or_default();
+        let behaviour = self.behaviour(endpoint);
         let fail = |status, cause: &str, sip| {
             Fate::Fail(Failure {
                 at: begins,
@@ -427,15 +645,74 @@ impl SimBackend {
         }
     }
 
-    fn run_bridge(&self, request: &BridgeRequest) -> BridgeOutcome {
+    /// How the scenario says an endpoint behaves: by id, then (off-net
+    /// numbers) under `"offnet"`.
+    fn behaviour(&self, endpoint: &BridgeEndpoint) -> EndpointBehaviour {
+        let endpoints = &self.world.endpoints;
+        endpoints
+            .get(&endpoint.id)
+            .or_else(|| endpoint.offnet.then(|| endpoints.get("offnet")).flatten())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Makes `endpoint`, answered at `at`, the peer: it talks until its
+    /// `hangup_after_ms` and presses its `dtmf` (those still to come).
+    fn connect_peer(&self, endpoint: &BridgeEndpoint, at: u64) -> u64 {
+        let behaviour = self.behaviour(endpoint);
+        let talk = behaviour.hangup_after_ms.unwrap_or(DEFAULT_TALK_MS);
+        let mut state = self.state.borrow_mut();
+        state.peers += 1;
+        let serial = state.peers;
+        state.peer = Some(Peer {
+            serial,
+            endpoint: endpoint.clone(),
+            call_id: format!("{}-b{serial}", self.world.call_id),
+            hangup_at: at.saturating_add(talk),
+        });
+        state.hold = None;
+        let now = state.now;
+        for press in &behaviour.dtmf {
+            let mut t = at.saturating_add(press.at_ms);
+            for digit in press.digits.chars() {
+                if t >= now {
+                    insert(&mut state, t, Action::PeerDigit { serial, digit });
+                }
+                t = t.saturating_add(DEFAULT_INTERDIGIT_MS);
+            }
+        }
+        serial
+    }
+
+    fn disconnect_peer(&self) {
+        let mut state = self.state.borrow_mut();
+        state.peer = None;
+        state.hold = None;
+    }
+
+    async fn run_bridge(&self, request: &BridgeRequest, beside: &dyn Beside) -> BridgeOutcome {
         let start = self.now();
+        if self.state.borrow().peer.is_some() {
+            // One bridge at a time (a metaflow cannot bridge a bridged call).
+            return BridgeOutcome {
+                status: BridgeStatus::Failed,
+                cause: "INCOMPATIBLE_DESTINATION".to_owned(),
+                sip: 488,
+                answered_by: None,
+                duration_ms: 0,
+                talk_ms: 0,
+            };
+        }
         let plan = self.bridge_plan(request, start);
         let ring_end = match &plan {
             Plan::Answered { at, .. } => *at,
             Plan::Failed(failure) => failure.at,
         };
         // Ringing: the caller may press digits (early media) or give up.
-        if self.advance(ring_end, true, &|_| false) == Stop::Hangup {
+        let rang = self
+            .advance_through_breaks(Until::At(ring_end), true, &|_, _| false, beside)
+            .await;
+        if matches!(rang, Stop::Hangup | Stop::TakenOver) {
             let timed_out = self
                 .state
                 .borrow()
@@ -466,22 +743,31 @@ impl SimBackend {
                 talk_ms: 0,
             },
             Plan::Answered { endpoint, at } => {
-                let talk = self
-                    .world
-                    .endpoints
-                    .get(&endpoint)
-                    .and_then(|b| b.hangup_after_ms)
-                    .unwrap_or(DEFAULT_TALK_MS);
-                // Talking: digits go to the callee, not to our buffer.
-                if self.advance(at.saturating_add(talk), false, &|_| false) == Stop::Deadline {
-                    // The callee hung up; the caller's leg goes with it.
-                    self.end(HungUpBy::Callee, "NORMAL_CLEARING", false);
+                let mut serial = self.connect_peer(&endpoint, at);
+                beside.bridged(Some(&endpoint));
+                // Talking: digits go to the other party, not to our buffer,
+                // until a side hangs up (the callee's hang-up ends the
+                // caller's leg too) or the peer leaves.
+                loop {
+                    match self
+                        .advance(Until::PeerGone(serial), false, &|_, _| false, beside)
+                        .await
+                    {
+                        Stop::PeerGone => match self.peer_serial() {
+                            Some(next) => serial = next,
+                            None => break,
+                        },
+                        Stop::Hangup | Stop::TakenOver => break,
+                        Stop::Deadline | Stop::Digit(..) | Stop::Break | Stop::PeerHangup => {}
+                    }
                 }
+                self.disconnect_peer();
+                beside.bridged(None);
                 BridgeOutcome {
                     status: BridgeStatus::Answered,
                     cause: "NORMAL_CLEARING".to_owned(),
                     sip: 200,
-                    answered_by: Some(endpoint),
+                    answered_by: Some(endpoint.id),
                     duration_ms: self.now() - start,
                     talk_ms: self.now() - at,
                 }
@@ -489,7 +775,187 @@ impl SimBackend {
         }
     }
 
-    fn http_response(&self, request: &HttpRequest) -> HttpOutcome {
+    /// An attended transfer (see [`ConsultRequest`]) between the bridge's
+    /// legs and a target, in two phases: the target rings, then (answered)
+    /// the transferor talks to it.
+    ///
+    /// * The transferor's takeback digits cancel it: the legs talk again.
+    /// * The transferor hanging up completes it: the transferee talks to the
+    ///   target once it answers (a partial transfer while it still rings;
+    ///   if it then never answers, the transferee is hung up, as Kazoo
+    ///   does). When the transferor is the caller, the simulated call ends
+    ///   there: the transfer goes on between the others.
+    /// * The target not answering, or hanging up after answering,
+    ///   reconnects the legs.
+    /// * The transferee hanging up leaves the transferor with the target.
+    async fn consult(&self, request: &ConsultRequest, beside: &dyn Beside) -> ConsultOutcome {
+        let start = self.now();
+        let done = |result, answered_by: Option<String>| {
+            let mut state = self.state.borrow_mut();
+            state.consulting = false;
+            state.hold = None;
+            ConsultOutcome {
+                result,
+                answered_by,
+                duration_ms: state.now - start,
+            }
+        };
+        if self.state.borrow().peer.is_none() {
+            return done(ConsultResult::Failed, None);
+        }
+        let transferor = request.transferor;
+        let plan = self.begin_consult(request, start);
+        let takeback = Takeback::new(request, transferor);
+        let (answer, ring_end, failure) = match plan {
+            Plan::Answered { endpoint, at } => (Some((endpoint, at)), at, None),
+            Plan::Failed(failure) => (None, failure.at, Some(failure.status)),
+        };
+        let failed = match failure {
+            Some(BridgeStatus::Busy) => ConsultResult::Busy,
+            Some(BridgeStatus::NoAnswer) => ConsultResult::NoAnswer,
+            _ => ConsultResult::Failed,
+        };
+        let answered_by = answer.as_ref().map(|(endpoint, _)| endpoint.id.clone());
+        // Phase 1: the target rings.
+        let peer_left = match self.consult_ring(ring_end, &takeback, beside).await {
+            Rang::Takeback => return done(ConsultResult::Takeback, None),
+            Rang::CallerGone if transferor == Leg::A && answer.is_some() => {
+                return done(ConsultResult::Completed, answered_by);
+            }
+            Rang::CallerGone if transferor == Leg::A => return done(failed, None),
+            Rang::CallerGone => return done(ConsultResult::Hangup, None),
+            Rang::Over { peer_left } => peer_left,
+        };
+        // The peer hung up while the target rang: the transferor (a partial
+        // transfer) or the transferee.
+        let transferor_gone = peer_left && transferor == Leg::B;
+        let Some((target, answered_at)) = answer else {
+            if transferor_gone {
+                // A partial transfer nobody answered: Kazoo hangs up the
+                // transferee.
+                self.end(HungUpBy::System, "NORMAL_CLEARING", false);
+            }
+            if peer_left {
+                beside.bridged(None);
+            }
+            return done(failed, None);
+        };
+        let connect_target = || {
+            self.connect_peer(&target, answered_at);
+            // Kazoo starts no metaflow binding for a transfer's target.
+            beside.bridged(None);
+        };
+        if request.complete_on_answer || transferor_gone {
+            if transferor == Leg::B {
+                connect_target();
+            }
+            return done(ConsultResult::Completed, answered_by);
+        }
+        if peer_left {
+            // The transferee (the peer) hung up while the target rang: the
+            // transferor (the caller) talks to the target.
+            connect_target();
+            return done(ConsultResult::TransfereeHangup, answered_by);
+        }
+        // Phase 2: the transferor talks to the target.
+        let target_hangup = answered_at.saturating_add(
+            self.behaviour(&target)
+                .hangup_after_ms
+                .unwrap_or(DEFAULT_TALK_MS),
+        );
+        let result = match self.consult_talk(target_hangup, &takeback, beside).await {
+            Talked::TargetHangup => ConsultResult::TargetHangup,
+            Talked::Takeback => ConsultResult::Takeback,
+            Talked::PeerHangup => {
+                connect_target();
+                if transferor == Leg::B {
+                    ConsultResult::Completed
+                } else {
+                    ConsultResult::TransfereeHangup
+                }
+            }
+            Talked::CallerGone if transferor == Leg::A => ConsultResult::Completed,
+            Talked::CallerGone => ConsultResult::Hangup,
+        };
+        done(result, answered_by)
+    }
+
+    /// The second phase of an attended transfer: the transferor talks to
+    /// the target, until the target hangs up (`target_hangup`) or a leg
+    /// does something.
+    async fn consult_talk(
+        &self,
+        target_hangup: u64,
+        takeback: &Takeback,
+        beside: &dyn Beside,
+    ) -> Talked {
+        loop {
+            match self
+                .advance(
+                    Until::At(target_hangup),
+                    false,
+                    &|l, d| takeback.pressed(l, d),
+                    beside,
+                )
+                .await
+            {
+                Stop::Deadline => return Talked::TargetHangup,
+                Stop::Digit(..) => return Talked::Takeback,
+                Stop::PeerHangup => return Talked::PeerHangup,
+                Stop::Hangup | Stop::TakenOver => return Talked::CallerGone,
+                Stop::Break | Stop::PeerGone => {}
+            }
+        }
+    }
+
+    /// Starts an attended transfer at `start`: the transferee on hold
+    /// (unless it is a move), the target's ringing planned.
+    fn begin_consult(&self, request: &ConsultRequest, start: u64) -> Plan {
+        let ring = BridgeRequest {
+            endpoints: request.endpoints.clone(),
+            strategy: Strategy::Simultaneous,
+            timeout_s: request.timeout_s,
+            ringback: request.ringback.clone(),
+            page: false,
+            caller_id_name: String::new(),
+            caller_id_number: String::new(),
+        };
+        let mut state = self.state.borrow_mut();
+        state.consulting = true;
+        if !request.complete_on_answer {
+            state.hold = Some(Hold {
+                leg: request.transferor.other(),
+                unhold_key: None,
+            });
+        }
+        drop(state);
+        self.bridge_plan(&ring, start)
+    }
+
+    /// The first phase of an attended transfer: the target rings until
+    /// `ring_end`.
+    async fn consult_ring(&self, ring_end: u64, takeback: &Takeback, beside: &dyn Beside) -> Rang {
+        let mut peer_left = false;
+        loop {
+            match self
+                .advance(
+                    Until::At(ring_end),
+                    false,
+                    &|l, d| takeback.pressed(l, d),
+                    beside,
+                )
+                .await
+            {
+                Stop::Deadline => return Rang::Over { peer_left },
+                Stop::Digit(..) => return Rang::Takeback,
+                Stop::PeerHangup => peer_left = true,
+                Stop::Hangup | Stop::TakenOver => return Rang::CallerGone,
+                Stop::Break | Stop::PeerGone => {}
+            }
+        }
+    }
+
+    async fn http_response(&self, request: &HttpRequest, beside: &dyn Beside) -> HttpOutcome {
         let start = self.now();
         if let Some(reason) =
             super::network::refused(&request.url).filter(|_| !self.world.allow_private_http)
@@ -525,7 +991,13 @@ impl SimBackend {
                 },
             };
         };
-        self.advance(start + stub.delay_ms, true, &|_| false);
+        self.advance_through_breaks(
+            Until::At(start + stub.delay_ms),
+            true,
+            &|_, _| false,
+            beside,
+        )
+        .await;
         let body = match &stub.body {
             None => String::new(),
             Some(Value::String(text)) => text.clone(),
@@ -565,8 +1037,62 @@ enum Fate {
     Fail(Failure),
 }
 
+/// How the ringing phase of an attended transfer ended.
+enum Rang {
+    /// The target answered or failed; whether the peer hung up meanwhile.
+    Over {
+        peer_left: bool,
+    },
+    Takeback,
+    /// The caller's leg is gone.
+    CallerGone,
+}
+
+/// How the talking phase of an attended transfer ended.
+enum Talked {
+    TargetHangup,
+    Takeback,
+    /// The peer (transferor or transferee) hung up.
+    PeerHangup,
+    /// The caller's leg is gone.
+    CallerGone,
+}
+
+/// The transferor's digits, watched for the takeback code.
+struct Takeback {
+    code: Option<String>,
+    transferor: Leg,
+    typed: RefCell<String>,
+}
+
+impl Takeback {
+    fn new(request: &ConsultRequest, transferor: Leg) -> Self {
+        Self {
+            code: request
+                .takeback
+                .clone()
+                .filter(|code| !code.is_empty() && !request.complete_on_answer),
+            transferor,
+            typed: RefCell::new(String::new()),
+        }
+    }
+
+    /// Whether `digit` of `leg` completes the takeback code.
+    fn pressed(&self, leg: Leg, digit: char) -> bool {
+        let Some(code) = &self.code else {
+            return false;
+        };
+        if leg != self.transferor {
+            return false;
+        }
+        let mut typed = self.typed.borrow_mut();
+        typed.push(digit);
+        typed.ends_with(code.as_str())
+    }
+}
+
 enum Plan {
-    Answered { endpoint: String, at: u64 },
+    Answered { endpoint: BridgeEndpoint, at: u64 },
     Failed(Failure),
 }
 
@@ -651,14 +1177,20 @@ impl CallControl for SimBackend {
         })
     }
 
-    fn play<'a>(&'a self, request: &'a PlayRequest) -> LocalFuture<'a, Result<PlayOutcome, Gone>> {
+    fn play<'a>(
+        &'a self,
+        request: &'a PlayRequest,
+        beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, Result<PlayOutcome, Gone>> {
         Box::pin(async move {
             self.alive()?;
             let ms = match request.loop_count {
                 0 => u64::MAX,
                 n => self.media_ms(&request.media).saturating_mul(u64::from(n)),
             };
-            let outcome = self.playback(ms, &request.terminators);
+            let outcome = self
+                .playback(ms, &request.terminators, request.legs, beside)
+                .await;
             park().await;
             Ok(outcome)
         })
@@ -667,12 +1199,15 @@ impl CallControl for SimBackend {
     fn speak<'a>(
         &'a self,
         request: &'a SpeakRequest,
+        beside: &'a dyn Beside,
     ) -> LocalFuture<'a, Result<PlayOutcome, Gone>> {
         Box::pin(async move {
             self.alive()?;
             let chars = request.text.chars().count() as u64;
             let ms = (chars * SPEECH_MS_PER_CHAR).max(MIN_SPEECH_MS);
-            let outcome = self.playback(ms, &request.terminators);
+            let outcome = self
+                .playback(ms, &request.terminators, request.legs, beside)
+                .await;
             park().await;
             Ok(outcome)
         })
@@ -681,10 +1216,11 @@ impl CallControl for SimBackend {
     fn collect<'a>(
         &'a self,
         request: &'a CollectRequest,
+        beside: &'a dyn Beside,
     ) -> LocalFuture<'a, Result<CollectOutcome, Gone>> {
         Box::pin(async move {
             self.alive()?;
-            let outcome = self.collect_digits(request);
+            let outcome = self.collect_digits(request, beside).await;
             park().await;
             Ok(outcome)
         })
@@ -693,17 +1229,25 @@ impl CallControl for SimBackend {
     fn record<'a>(
         &'a self,
         request: &'a RecordRequest,
+        beside: &'a dyn Beside,
     ) -> LocalFuture<'a, Result<RecordOutcome, Gone>> {
         Box::pin(async move {
             self.alive()?;
             let start = self.now();
-            let stop = self.advance(start.saturating_add(request.time_limit_ms), false, &|d| {
-                request.terminators.contains(d)
-            });
+            let stop = self
+                .advance_through_breaks(
+                    Until::At(start.saturating_add(request.time_limit_ms)),
+                    false,
+                    &|leg, d| leg == Leg::A && request.terminators.contains(d),
+                    beside,
+                )
+                .await;
             let reason = match stop {
-                Stop::Deadline => RecordReason::MaxLength,
-                Stop::Digit(_) => RecordReason::Terminator,
-                Stop::Hangup => RecordReason::Hangup,
+                Stop::Deadline | Stop::Break | Stop::PeerGone | Stop::PeerHangup => {
+                    RecordReason::MaxLength
+                }
+                Stop::Digit(..) => RecordReason::Terminator,
+                Stop::Hangup | Stop::TakenOver => RecordReason::Hangup,
             };
             let recording_id = {
                 let mut state = self.state.borrow_mut();
@@ -722,23 +1266,39 @@ impl CallControl for SimBackend {
     fn bridge<'a>(
         &'a self,
         request: &'a BridgeRequest,
+        beside: &'a dyn Beside,
     ) -> LocalFuture<'a, Result<BridgeOutcome, Gone>> {
         Box::pin(async move {
             self.alive()?;
-            let outcome = self.run_bridge(request);
+            let outcome = self.run_bridge(request, beside).await;
             park().await;
             Ok(outcome)
         })
     }
 
-    fn sleep(&self, ms: u64) -> LocalFuture<'_, Result<SleepReason, Gone>> {
+    fn sleep<'a>(
+        &'a self,
+        ms: u64,
+        beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, Result<SleepReason, Gone>> {
         Box::pin(async move {
             self.alive()?;
-            let stop = self.advance(self.now().saturating_add(ms), true, &|_| false);
+            let stop = self
+                .advance(
+                    Until::At(self.now().saturating_add(ms)),
+                    true,
+                    &|_, _| false,
+                    beside,
+                )
+                .await;
             park().await;
             Ok(match stop {
-                Stop::Hangup => SleepReason::Hangup,
-                Stop::Deadline | Stop::Digit(_) => SleepReason::Completed,
+                Stop::Hangup | Stop::TakenOver => SleepReason::Hangup,
+                Stop::Deadline
+                | Stop::Digit(..)
+                | Stop::Break
+                | Stop::PeerGone
+                | Stop::PeerHangup => SleepReason::Completed,
             })
         })
     }
@@ -766,9 +1326,13 @@ impl CallControl for SimBackend {
         self.state.borrow_mut().buffer.clear();
     }
 
-    fn http<'a>(&'a self, request: &'a HttpRequest) -> LocalFuture<'a, HttpOutcome> {
+    fn http<'a>(
+        &'a self,
+        request: &'a HttpRequest,
+        beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, HttpOutcome> {
         Box::pin(async move {
-            let outcome = self.http_response(request);
+            let outcome = self.http_response(request, beside).await;
             park().await;
             outcome
         })
@@ -781,7 +1345,15 @@ impl CallControl for SimBackend {
         })
     }
 
-    fn detect_fax(&self, ms: u64) -> LocalFuture<'_, Result<bool, Gone>> {
+    fn recording(&self) -> Option<String> {
+        self.state.borrow().call_recording.clone()
+    }
+
+    fn detect_fax<'a>(
+        &'a self,
+        ms: u64,
+        beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, Result<bool, Gone>> {
         Box::pin(async move {
             self.alive()?;
             let listen = if self.world.fax {
@@ -789,9 +1361,73 @@ impl CallControl for SimBackend {
             } else {
                 ms
             };
-            let stop = self.advance(self.now().saturating_add(listen), true, &|_| false);
+            let stop = self
+                .advance_through_breaks(
+                    Until::At(self.now().saturating_add(listen)),
+                    true,
+                    &|_, _| false,
+                    beside,
+                )
+                .await;
             park().await;
             Ok(self.world.fax && stop == Stop::Deadline)
+        })
+    }
+
+    fn peer(&self) -> Option<PeerInfo> {
+        let state = self.state.borrow();
+        let peer = state.peer.as_ref()?;
+        Some(PeerInfo {
+            call_id: peer.call_id.clone(),
+            endpoint: peer.endpoint.id.clone(),
+            held: state.hold.map(|hold| hold.leg),
+        })
+    }
+
+    fn hold(&self, leg: Leg, unhold_key: Option<char>) -> Result<bool, Gone> {
+        self.alive()?;
+        let mut state = self.state.borrow_mut();
+        if state.peer.is_none() {
+            return Ok(false);
+        }
+        state.hold = Some(Hold { leg, unhold_key });
+        Ok(true)
+    }
+
+    fn unhold(&self) -> Result<Option<Leg>, Gone> {
+        self.alive()?;
+        Ok(self.state.borrow_mut().hold.take().map(|hold| hold.leg))
+    }
+
+    fn transfer_peer(&self, _target: &str) -> Result<bool, Gone> {
+        self.alive()?;
+        if self.state.borrow().peer.is_none() {
+            return Ok(false);
+        }
+        self.disconnect_peer();
+        Ok(true)
+    }
+
+    fn hangup_peer(&self, cause: &str) -> Result<bool, Gone> {
+        self.alive()?;
+        if self.state.borrow().peer.is_none() {
+            return Ok(false);
+        }
+        self.disconnect_peer();
+        self.end(HungUpBy::Callee, cause, false);
+        Ok(true)
+    }
+
+    fn attended_transfer<'a>(
+        &'a self,
+        request: &'a ConsultRequest,
+        beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, Result<ConsultOutcome, Gone>> {
+        Box::pin(async move {
+            self.alive()?;
+            let outcome = self.consult(request, beside).await;
+            park().await;
+            Ok(outcome)
         })
     }
 }

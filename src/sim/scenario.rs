@@ -528,6 +528,14 @@ mod tests {
                 "endpoints.d: choose one of answer_after_ms, busy, reject, unregistered",
             ),
             (
+                r#"{"to": "1", "endpoints": {"d": {"dtmf": [{"at_ms": 1, "digits": "*2x"}]}}}"#,
+                "endpoints.d.dtmf[0].digits: DTMF is digits 0-9, *, # and A-D, not \"*2x\"",
+            ),
+            (
+                r#"{"to": "1", "endpoints": {"d": {"dtmf": [{"digits": "*2"}]}}}"#,
+                "endpoints.d.dtmf[0]: missing field `at_ms` (line 1, column 57)",
+            ),
+            (
                 r#"{"to": "1", "start": "yesterday"}"#,
                 "start: must be an RFC 3339 time such as 2026-11-25T14:30:00Z, or a local time such as 2026-12-01T10:00 (read in the account's timezone)",
             ),

@@ -1,6 +1,7 @@
 //! Repository rules (rust-analyzer's tidy checks): every Rust source file
 //! opens with a `//!` paragraph; the Lua API's list, its documentation and
-//! its type definitions agree; every script in `scripts/` is built in.
+//! its type definitions agree; every script in `scripts/` is built in, and
+//! every module (callflow and metaflow) has its README section.
 
 use std::fs;
 use std::path::Path;
@@ -86,7 +87,11 @@ fn the_api_docs_and_types_list_the_same_names() {
 fn every_script_is_built_in() {
     use callflow::host::scripts::BUILTIN;
     let mut on_disk = Vec::new();
-    for (dir, prefix) in [("scripts", ""), ("scripts/lib", "lib/")] {
+    for (dir, prefix) in [
+        ("scripts", ""),
+        ("scripts/lib", "lib/"),
+        ("scripts/metaflows", "metaflows/"),
+    ] {
         for entry in fs::read_dir(root().join(dir)).unwrap() {
             let name = entry.unwrap().file_name().to_string_lossy().into_owned();
             if Path::new(&name).extension().is_some_and(|e| e == "lua") {
@@ -100,26 +105,43 @@ fn every_script_is_built_in() {
     assert_eq!(on_disk, built_in, "scripts/ vs host::scripts::BUILTIN");
 }
 
+/// The `#### <name>` headings of a `## <title>` chapter of scripts/README.md.
+fn chapter_sections<'a>(readme: &'a str, title: &str) -> Vec<&'a str> {
+    let (_, chapter) = readme
+        .split_once(&format!("\n## {title}\n"))
+        .unwrap_or_else(|| panic!("scripts/README.md has a \"{title}\" chapter"));
+    let chapter = chapter.split("\n## ").next().unwrap_or_default();
+    let mut sections: Vec<&str> = chapter
+        .lines()
+        .filter_map(|line| line.strip_prefix("#### "))
+        .collect();
+    sections.sort_unstable();
+    sections
+}
+
 #[test]
 fn every_built_in_module_has_a_readme_section() {
     use callflow::host::scripts::BUILTIN;
     let readme = fs::read_to_string(root().join("scripts/README.md")).unwrap();
-    let (_, modules_part) = readme
-        .split_once("\n## Built-in modules\n")
-        .expect("scripts/README.md has a \"Built-in modules\" chapter");
-    let mut documented: Vec<&str> = modules_part
-        .lines()
-        .filter_map(|line| line.strip_prefix("#### "))
-        .collect();
-    documented.sort_unstable();
     let mut modules: Vec<&str> = BUILTIN
         .iter()
         .filter_map(|(path, _)| path.strip_suffix(".lua"))
-        .filter(|name| !name.starts_with("lib/"))
+        .filter(|name| !name.contains('/'))
         .collect();
     modules.sort_unstable();
     assert_eq!(
-        documented, modules,
+        chapter_sections(&readme, "Built-in modules"),
+        modules,
         "`#### <module>` sections in scripts/README.md vs scripts/*.lua"
+    );
+    let mut metaflows: Vec<&str> = BUILTIN
+        .iter()
+        .filter_map(|(path, _)| path.strip_prefix("metaflows/")?.strip_suffix(".lua"))
+        .collect();
+    metaflows.sort_unstable();
+    assert_eq!(
+        chapter_sections(&readme, "Metaflow modules"),
+        metaflows,
+        "`#### <module>` sections of \"Metaflow modules\" in scripts/README.md vs scripts/metaflows/*.lua"
     );
 }
