@@ -20,6 +20,7 @@
 -- side (music until the unhold key) is played and `moh_bleg` is recorded in
 -- the event only.
 local kazoo = require("kazoo")
+local metaflows = require("metaflows")
 
 local function default_moh(call)
 	local device = call.calling_device and call:doc("devices", call.calling_device)
@@ -34,14 +35,7 @@ end
 
 return {
 	description = "Hold the call with music until the unhold key.",
-	schema = {
-		type = "object",
-		properties = {
-			moh_aleg = { type = "string" },
-			moh_bleg = { type = "string" },
-			unhold_key = { type = "string", default = "1" },
-		},
-	},
+	schema = metaflows.HOLD_SCHEMA,
 	handle = function(call, data)
 		local aleg = kazoo.string(data.moh_aleg) or default_moh(call)
 		local bleg = kazoo.string(data.moh_bleg, aleg)

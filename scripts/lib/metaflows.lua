@@ -74,6 +74,17 @@ function metaflows.moh(call, media: string?): string
 	return type(moh) == "table" and kazoo.string(moh.media_id) or "default_moh"
 end
 
+-- The data of Kazoo's hold metaflow (`metaflows.hold`), which the callflow
+-- module `hold` takes too.
+metaflows.HOLD_SCHEMA = {
+	type = "object",
+	properties = {
+		moh_aleg = { type = "string" },
+		moh_bleg = { type = "string" },
+		unhold_key = { type = "string", default = "1" },
+	},
+}
+
 -- The first non-empty capture, else `fallback`.
 function metaflows.capture(data, fallback: string?): string?
 	if type(data.captures) == "table" then

@@ -16,14 +16,7 @@ local metaflows = require("metaflows")
 
 return {
 	description = "Hold the other leg of the bridge until the unhold key.",
-	schema = {
-		type = "object",
-		properties = {
-			moh_aleg = { type = "string" },
-			moh_bleg = { type = "string" },
-			unhold_key = { type = "string", default = "1" },
-		},
-	},
+	schema = metaflows.HOLD_SCHEMA,
 	handle = function(call, data)
 		local pressed = metaflows.pressed(call, data)
 		if call:peer() == nil then

@@ -617,10 +617,7 @@ impl ModuleRunner for ModuleHost {
         call: &'a Rc<Call>,
         node: &'a ModuleNode,
     ) -> LocalFuture<'a, Result<Next, ModuleError>> {
-        Box::pin(async move {
-            let set = self.module_set();
-            self.vm.run(&set, call, &node.module, node).await
-        })
+        Box::pin(async move { self.pinned(self.module_set()).invoke(call, node).await })
     }
 
     fn invoke_on_end<'a>(
@@ -629,8 +626,9 @@ impl ModuleRunner for ModuleHost {
         handler: &'a OnEnd,
     ) -> LocalFuture<'a, Result<(), ModuleError>> {
         Box::pin(async move {
-            let set = self.module_set();
-            self.vm.run_on_end(&set, call, handler).await
+            self.pinned(self.module_set())
+                .invoke_on_end(call, handler)
+                .await
         })
     }
 
@@ -644,9 +642,8 @@ impl ModuleRunner for ModuleHost {
         node: &'a ModuleNode,
     ) -> LocalFuture<'a, Result<Next, ModuleError>> {
         Box::pin(async move {
-            let set = self.module_set();
-            self.vm
-                .run(&set, call, &metaflow_name(&node.module), node)
+            self.pinned(self.module_set())
+                .invoke_metaflow(call, node)
                 .await
         })
     }

@@ -55,7 +55,8 @@ pub struct Callflow {
     /// stops at once, as Kazoo does).
     pub flow: Option<Node>,
     pub featurecode: Option<FeatureCode>,
-    /// The callflow-level metaflow layer (structure checked, interpreted later).
+    /// The callflow-level metaflow layer: the last layer of the caller's
+    /// metaflows on this callflow (Kazoo ignores it; see [`crate::metaflow`]).
     pub metaflow: Option<Object>,
     pub flags: Vec<String>,
     pub ringback: Option<Ringback>,

@@ -863,10 +863,10 @@ impl SimBackend {
                 .hangup_after_ms
                 .unwrap_or(DEFAULT_TALK_MS),
         );
-        let result = match self.consult_talk(target_hangup, &takeback, beside).await {
-            Talked::TargetHangup => ConsultResult::TargetHangup,
-            Talked::Takeback => ConsultResult::Takeback,
-            Talked::PeerHangup => {
+        let result = match self.consult_wait(target_hangup, &takeback, beside).await {
+            Waited::Until => ConsultResult::TargetHangup,
+            Waited::Takeback => ConsultResult::Takeback,
+            Waited::PeerHangup => {
                 connect_target();
                 if transferor == Leg::B {
                     ConsultResult::Completed
@@ -874,35 +874,29 @@ impl SimBackend {
                     ConsultResult::TransfereeHangup
                 }
             }
-            Talked::CallerGone if transferor == Leg::A => ConsultResult::Completed,
-            Talked::CallerGone => ConsultResult::Hangup,
+            Waited::CallerGone if transferor == Leg::A => ConsultResult::Completed,
+            Waited::CallerGone => ConsultResult::Hangup,
         };
         done(result, answered_by)
     }
 
-    /// The second phase of an attended transfer: the transferor talks to
-    /// the target, until the target hangs up (`target_hangup`) or a leg
-    /// does something.
-    async fn consult_talk(
-        &self,
-        target_hangup: u64,
-        takeback: &Takeback,
-        beside: &dyn Beside,
-    ) -> Talked {
+    /// Waits in an attended transfer until `until` (the end of the ringing,
+    /// or the target's hang-up) or until a leg does something.
+    async fn consult_wait(&self, until: u64, takeback: &Takeback, beside: &dyn Beside) -> Waited {
         loop {
             match self
                 .advance(
-                    Until::At(target_hangup),
+                    Until::At(until),
                     false,
                     &|l, d| takeback.pressed(l, d),
                     beside,
                 )
                 .await
             {
-                Stop::Deadline => return Talked::TargetHangup,
-                Stop::Digit(..) => return Talked::Takeback,
-                Stop::PeerHangup => return Talked::PeerHangup,
-                Stop::Hangup | Stop::TakenOver => return Talked::CallerGone,
+                Stop::Deadline => return Waited::Until,
+                Stop::Digit(..) => return Waited::Takeback,
+                Stop::PeerHangup => return Waited::PeerHangup,
+                Stop::Hangup | Stop::TakenOver => return Waited::CallerGone,
                 Stop::Break | Stop::PeerGone => {}
             }
         }
@@ -933,24 +927,15 @@ impl SimBackend {
     }
 
     /// The first phase of an attended transfer: the target rings until
-    /// `ring_end`.
+    /// `ring_end`; the peer may hang up meanwhile.
     async fn consult_ring(&self, ring_end: u64, takeback: &Takeback, beside: &dyn Beside) -> Rang {
         let mut peer_left = false;
         loop {
-            match self
-                .advance(
-                    Until::At(ring_end),
-                    false,
-                    &|l, d| takeback.pressed(l, d),
-                    beside,
-                )
-                .await
-            {
-                Stop::Deadline => return Rang::Over { peer_left },
-                Stop::Digit(..) => return Rang::Takeback,
-                Stop::PeerHangup => peer_left = true,
-                Stop::Hangup | Stop::TakenOver => return Rang::CallerGone,
-                Stop::Break | Stop::PeerGone => {}
+            match self.consult_wait(ring_end, takeback, beside).await {
+                Waited::Until => return Rang::Over { peer_left },
+                Waited::Takeback => return Rang::Takeback,
+                Waited::PeerHangup => peer_left = true,
+                Waited::CallerGone => return Rang::CallerGone,
             }
         }
     }
@@ -1048,9 +1033,10 @@ enum Rang {
     CallerGone,
 }
 
-/// How the talking phase of an attended transfer ended.
-enum Talked {
-    TargetHangup,
+/// Why a wait of an attended transfer ended.
+enum Waited {
+    /// The time waited for came (the ringing ended, the target hung up).
+    Until,
     Takeback,
     /// The peer (transferor or transferee) hung up.
     PeerHangup,
@@ -1218,12 +1204,7 @@ impl CallControl for SimBackend {
         request: &'a CollectRequest,
         beside: &'a dyn Beside,
     ) -> LocalFuture<'a, Result<CollectOutcome, Gone>> {
-        Box::pin(async move {
-            self.alive()?;
-            let outcome = self.collect_digits(request, beside).await;
-            park().await;
-            Ok(outcome)
-        })
+        Box::pin(self.verb(self.collect_digits(request, beside)))
     }
 
     fn record<'a>(
@@ -1268,12 +1249,7 @@ impl CallControl for SimBackend {
         request: &'a BridgeRequest,
         beside: &'a dyn Beside,
     ) -> LocalFuture<'a, Result<BridgeOutcome, Gone>> {
-        Box::pin(async move {
-            self.alive()?;
-            let outcome = self.run_bridge(request, beside).await;
-            park().await;
-            Ok(outcome)
-        })
+        Box::pin(self.verb(self.run_bridge(request, beside)))
     }
 
     fn sleep<'a>(
@@ -1400,22 +1376,15 @@ impl CallControl for SimBackend {
     }
 
     fn transfer_peer(&self, _target: &str) -> Result<bool, Gone> {
-        self.alive()?;
-        if self.state.borrow().peer.is_none() {
-            return Ok(false);
-        }
-        self.disconnect_peer();
-        Ok(true)
+        self.peer_leaves()
     }
 
     fn hangup_peer(&self, cause: &str) -> Result<bool, Gone> {
-        self.alive()?;
-        if self.state.borrow().peer.is_none() {
-            return Ok(false);
+        let left = self.peer_leaves()?;
+        if left {
+            self.end(HungUpBy::Callee, cause, false);
         }
-        self.disconnect_peer();
-        self.end(HungUpBy::Callee, cause, false);
-        Ok(true)
+        Ok(left)
     }
 
     fn attended_transfer<'a>(
@@ -1423,16 +1392,30 @@ impl CallControl for SimBackend {
         request: &'a ConsultRequest,
         beside: &'a dyn Beside,
     ) -> LocalFuture<'a, Result<ConsultOutcome, Gone>> {
-        Box::pin(async move {
-            self.alive()?;
-            let outcome = self.consult(request, beside).await;
-            park().await;
-            Ok(outcome)
-        })
+        Box::pin(self.verb(self.consult(request, beside)))
     }
 }
 
 impl SimBackend {
+    /// Runs `work` as a verb: refused once the call is gone; then other
+    /// calls of the worker get their turn.
+    async fn verb<T>(&self, work: impl std::future::Future<Output = T>) -> Result<T, Gone> {
+        self.alive()?;
+        let outcome = work.await;
+        park().await;
+        Ok(outcome)
+    }
+
+    /// The peer leaves the bridge; false when there is none.
+    fn peer_leaves(&self) -> Result<bool, Gone> {
+        self.alive()?;
+        if self.state.borrow().peer.is_none() {
+            return Ok(false);
+        }
+        self.disconnect_peer();
+        Ok(true)
+    }
+
     fn recording(&self, start: bool) -> String {
         let mut state = self.state.borrow_mut();
         if !start {

@@ -182,7 +182,9 @@ pub struct EndpointBehaviour {
     pub reject: Option<Reject>,
     #[serde(default)]
     pub unregistered: bool,
-    /// DTMF the device presses once answered (used by metaflows).
+    /// DTMF the device presses once answered (the callee's side of
+    /// metaflows): each entry's `at_ms` counts from the answer, its digits
+    /// 100 ms apart.
     #[serde(default)]
     pub dtmf: Vec<TimedDtmf>,
 }

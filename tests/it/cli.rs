@@ -198,6 +198,25 @@ fn simulate_prints_the_same_trace_as_the_library() {
     assert!(events.iter().all(|e| e["t_ms"].is_u64()));
 }
 
+/// The README's metaflow sample shows the trace the binary prints.
+#[test]
+fn the_readme_shows_the_real_metaflow_trace() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let command = "$ cargo run -q -- simulate tests/scenarios/sample-metaflow-transfer.json\n";
+    let (_, after) = readme
+        .split_once(command)
+        .expect("the README shows the metaflow sample");
+    let (shown, _) = after.split_once("```").unwrap();
+    let output = callflow(
+        &root(),
+        &["simulate", "tests/scenarios/sample-metaflow-transfer.json"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", render_output(&output));
+    assert_eq!(shown, stdout(&output));
+    assert!(shown.contains("metaflow leg=b binding=dev_bob collected=21004"));
+    assert!(shown.contains("branch   callflow_id=ext-1004"));
+}
+
 #[test]
 fn simulate_without_a_scenario_file() {
     let output = callflow(
