@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::catalog::{AccountFlows, Modules, check_nodes};
+use crate::catalog::{AccountFlows, Modules, check_metaflow_nodes, check_nodes};
 use crate::ids::DocId;
 use crate::model::{
     Callflow, Code, Diagnostic, Node, Object, callflow_from_object, is_private_key,
@@ -56,8 +56,9 @@ pub(crate) fn normalize_numbers(doc: &mut Object, account: &AccountFlows) {
 }
 
 /// Validates a callflow document about to be saved as `id` in `account`:
-/// the document's own rules and each node's module and data (as `callflow
-/// check`, but an unknown module is an error here, as in Crossbar), then
+/// the document's own rules (its `metaflow` layer included) and each node's
+/// module and data (as `callflow check`, but an unknown module is an error
+/// here, as in Crossbar), then
 /// Kazoo's `unique` rule against the account's other callflows.
 pub(crate) fn validate(
     doc: &Object,
@@ -69,6 +70,16 @@ pub(crate) fn validate(
     let callflow = callflow_from_object(id, doc, &mut diags);
     let exists = |target: &str| target == id.as_str() || account.callflows.contains_key(target);
     diags.extend(check_nodes(&callflow, &exists, modules));
+    if let Some(metaflow) = &callflow.metaflow {
+        // The callflow's own metaflow layer: node data against the metaflow
+        // modules' schemas. Crossbar's metaflow schema names no modules, so
+        // an unknown metaflow module stays a warning (left out here).
+        diags.extend(
+            check_metaflow_nodes(metaflow, "/metaflow", modules)
+                .into_iter()
+                .filter(|diag| diag.code != Code::UnknownModule),
+        );
+    }
 
     let mut errors = KazooErrors::new();
     for diag in &diags {

@@ -488,6 +488,18 @@ fn validation_errors_have_kazoos_shape() {
         schema["flow.data.endpoints.0"]["type"].is_object(),
         "{schema}"
     );
+    let metaflow = invalid(json!({"numbers": ["7777"], "metaflow": {
+        "listen_on": "nobody",
+        "numbers": {"2": {"module": "transfer", "data": {"transfer_type": "sideways"}}}
+    }}));
+    assert!(
+        metaflow["metaflow.listen_on"]["enum"].is_object(),
+        "{metaflow}"
+    );
+    assert!(
+        metaflow["metaflow.numbers.2.data.transfer_type"]["enum"].is_object(),
+        "{metaflow}"
+    );
     let pattern = invalid(json!({"patterns": ["^\\*97([0-9]*)$"]}));
     assert!(
         pattern["patterns"]["unique"]["message"]
