@@ -9,7 +9,10 @@
 --   attended transfer and talk to the transferee again.
 -- * `moh` (the account's music on hold): what the transferee hears while
 --   held; `ringback` ("%(2000,4000,440,480)", as a looped tone_stream):
---   what the transferor hears while the target rings.
+--   what the transferor hears while the target rings (both recorded in the
+--   `transfer` event); `timeout` (20 s): how long the target rings.
+-- * `leg` (the schema's): accepted, not applied (the legs follow from who
+--   pressed).
 --
 -- The transferor is the leg that pressed the code (`dtmf_leg`); the
 -- transferee is the other one.
