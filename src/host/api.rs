@@ -186,6 +186,7 @@ pub(crate) fn register(lua: &Lua, current: Rc<Current>) -> mlua::Result<()> {
     lua.set_app_data(current);
     lua.set_app_data(RegexCache::default());
     lua.set_app_data(DocumentCache::default());
+    lua.set_app_data(AccountCache::default());
     lua.set_app_data(super::Chunks::default());
     let globals = lua.globals();
     globals.set("print", lua.create_function(print)?)?;
@@ -659,6 +660,14 @@ fn register_documents(lua: &Lua, raw: &Table) -> mlua::Result<()> {
         if let Some(table) = inv.documents.borrow().get(&key) {
             return done(lua, table.clone());
         }
+        // Shared per VM like other documents, keyed by the account snapshot.
+        let address = Arc::as_ptr(&call.account).addr();
+        if let Some(cache) = lua.app_data_ref::<AccountCache>()
+            && let Some((_, table)) = cache.0.borrow().get(&address)
+        {
+            inv.documents.borrow_mut().insert(key, table.clone());
+            return done(lua, table.clone());
+        }
         let account = &call.account.account;
         // Private fields (API key hashes among them) stay out of scripts' reach.
         let mut doc: serde_json::Map<String, Value> = account
@@ -681,6 +690,13 @@ fn register_documents(lua: &Lua, raw: &Table) -> mlua::Result<()> {
             doc.insert("metaflows".into(), Value::Object(metaflows.clone()));
         }
         let table = to_lua_frozen(lua, &Value::Object(doc))?;
+        if let Some(cache) = lua.app_data_ref::<AccountCache>() {
+            let mut cache = cache.0.borrow_mut();
+            if cache.len() >= ACCOUNT_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(address, (Arc::clone(&call.account), table.clone()));
+        }
         inv.documents.borrow_mut().insert(key, table.clone());
         done(lua, table)
     });
@@ -1240,6 +1256,16 @@ struct DocumentCache(std::cell::RefCell<BTreeMap<(usize, String), SharedDocument
 
 /// A converted document and the body it came from.
 type SharedDocument = (Arc<Object>, LuaValue);
+
+/// Account documents converted by this VM, by the address of their account
+/// snapshot (held, so the address cannot be reused).
+#[derive(Default)]
+struct AccountCache(
+    std::cell::RefCell<BTreeMap<usize, (Arc<crate::catalog::AccountFlows>, LuaValue)>>,
+);
+
+/// Beyond this many account snapshots the VM's cache starts afresh.
+const ACCOUNT_CACHE_MAX: usize = 256;
 
 /// Beyond this many documents the VM's cache starts afresh.
 const DOCUMENT_CACHE_MAX: usize = 4096;
