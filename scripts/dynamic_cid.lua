@@ -25,7 +25,7 @@
 --   (`capture_group_key`, `capture_group_length`, `name`, `number`) and the
 --   list document's own `entries` object (key -> {cid_name or name,
 --   cid_number or number}; its `length` is their capture_group_length;
---   keys in sorted order here, insertion order in Kazoo). For each entry in
+--   keys in document order, as Kazoo's insertion order). For each entry in
 --   turn the capture group is split after capture_group_length (2) digits
 --   (a shorter capture group ends the search: "can not be completed as
 --   dialed", stop); the first entry whose capture_group_key equals the
@@ -221,7 +221,7 @@ local function list_entries(call, list_id)
 	end
 	local list = call:doc("lists", list_id)
 	if list and type(list.entries) == "table" and not truthy(list.pvt_deleted) then
-		for _, key in kazoo.sorted_keys(list.entries) do
+		for _, key in json.keys(list.entries) do
 			local entry = list.entries[key]
 			if type(entry) == "table" then
 				table.insert(rows, {

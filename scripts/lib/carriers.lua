@@ -23,9 +23,9 @@
 --   Simulations pick no carrier by flags or hunt account: the scenario's
 --   endpoint for the number (else "offnet") is the carrier.
 --
--- Deviations: a device dial plan's rules are tried in sorted order (Kazoo:
--- document order; Lua tables keep none) and its "system" dial plans are not
--- available; `dynamic_flags`, emergency caller ids, hot-desked owners,
+-- A device dial plan's rules are tried in document order (json.keys), as
+-- Kazoo does. Deviations: its "system" dial plans are not available;
+-- `dynamic_flags`, emergency caller ids, hot-desked owners,
 -- `ignore_early_media`, `format_from_uri`/`from_uri_realm` and
 -- `Retain-CID`/call-forward caller ids are not modelled. Without `timeout`
 -- stepswitch sets none and the switch's originate timeout applies: 60 s
@@ -115,7 +115,7 @@ end
 -- number to prefix .. last capture .. suffix and the next rules see the
 -- result; a rule matching without captures ends it unchanged.
 local function apply_dial_plan(number: string, plan: { [string]: any }): string
-	for _, key in kazoo.sorted_keys(plan) do
+	for _, key in json.keys(plan) do
 		local rule = plan[key]
 		if key ~= "system" and type(rule) == "table" then
 			local regex = kazoo.string(rule.regex, key)

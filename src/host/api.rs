@@ -127,6 +127,7 @@ pub const API: &[ApiItem] = api![
     "json.decode": "json.decode(text) -> value?, error" => "Parse JSON text (null becomes nil).",
     "json.encode": "json.encode(value) -> string" => "JSON text of a value (keys sorted).",
     "json.array": "json.array(t?) -> table" => "Mark a table as a JSON array, so that an empty one stays [].",
+    "json.keys": "json.keys(t) -> {string}" => "A table's keys in document order (as converted from JSON), then any others sorted.",
     "require": "require(name) -> value" => "Load a helper from scripts/lib/.",
     "print": "print(...)" => "Log to the trace (level info).",
     "math.random": "math.random(m?, n?) -> number" => "Random numbers seeded per call.",
@@ -186,6 +187,7 @@ pub(crate) fn register(lua: &Lua, current: Rc<Current>) -> mlua::Result<()> {
     lua.set_app_data(current);
     lua.set_app_data(RegexCache::default());
     lua.set_app_data(DocumentCache::default());
+    super::convert::register(lua)?;
     lua.set_app_data(AccountCache::default());
     lua.set_app_data(super::Chunks::default());
     let globals = lua.globals();
@@ -1144,7 +1146,15 @@ fn register_directives(lua: &Lua, raw: &Table) -> mlua::Result<()> {
             )));
         }
         let data = match data {
-            Some(table) => from_lua(lua, LuaValue::Table(table))?,
+            Some(table) => match from_lua(lua, LuaValue::Table(table))? {
+                object @ Value::Object(_) => object,
+                // An empty table converts as an object too; a list does not.
+                _ => {
+                    return Err(mlua::Error::runtime(
+                        "call:on_end takes a table of named fields, not a list",
+                    ));
+                }
+            },
             None => json!({}),
         };
         call.add_on_end(&inv.module, data)
@@ -1661,6 +1671,12 @@ fn json_functions(lua: &Lua) -> mlua::Result<Table> {
         checked(lua, |lua, value: LuaValue| {
             serde_json::to_string(&from_lua(lua, value)?)
                 .map_err(|e| mlua::Error::runtime(e.to_string()))
+        })?,
+    )?;
+    table.set(
+        "keys",
+        checked(lua, |lua, t: Table| {
+            lua.create_sequence_from(super::convert::keys(lua, &t)?)
         })?,
     )?;
     table.set(

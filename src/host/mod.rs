@@ -29,7 +29,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use mlua::{Function, Lua, LuaSerdeExt, Table, Value as LuaValue};
+use mlua::{Function, Lua, Table, Value as LuaValue};
 use serde_json::Value;
 
 pub use scripts::{Loaded, ModuleScript, ModuleSet, ScriptError};
@@ -405,7 +405,7 @@ impl Vm {
         module: &str,
         entry: Entry,
         children: Vec<(String, bool)>,
-        data: &(impl serde::Serialize + ?Sized),
+        data: &serde_json::Map<String, Value>,
     ) -> (Option<Rc<Invocation>>, Result<LuaValue, ModuleError>) {
         let inv = match self.invocation(
             Arc::clone(set),
@@ -418,10 +418,6 @@ impl Vm {
             Err(e) => return (None, Err(module_error(module, &e))),
         };
         let lua = self.lua.clone();
-        let data_options = mlua::serde::SerializeOptions::new()
-            .serialize_none_to_null(false)
-            .serialize_unit_to_null(false)
-            .set_array_metatable(true);
         let task = {
             let inv = Rc::clone(&inv);
             async move {
@@ -429,10 +425,9 @@ impl Vm {
                 *inv.table.borrow_mut() = Some(table.clone());
                 let prepared = (|| -> mlua::Result<(Option<Function>, LuaValue, Table)> {
                     let function: Option<Function> = table.get(entry.name())?;
-                    let data = lua.to_value_with(data, data_options)?;
-                    if let LuaValue::Table(table) = &data {
-                        convert::freeze(table)?;
-                    }
+                    let data = convert::object_to_lua(&lua, data)?;
+                    convert::freeze(&data)?;
+                    let data = LuaValue::Table(data);
                     let call_object = api::call_object(&lua, &inv)?;
                     Ok((function, data, call_object))
                 })();
@@ -541,15 +536,11 @@ impl Vm {
     ) -> Result<(), ModuleError> {
         // What `on_end` returns, and any directive it gives, is ignored: the
         // walk is over.
+        // `call:on_end` only registers objects.
+        let empty = serde_json::Map::new();
+        let data = handler.data.as_object().unwrap_or(&empty);
         let (_, result) = self
-            .call_entry(
-                set,
-                call,
-                &handler.module,
-                Entry::OnEnd,
-                Vec::new(),
-                &handler.data,
-            )
+            .call_entry(set, call, &handler.module, Entry::OnEnd, Vec::new(), data)
             .await;
         result.map(drop)
     }

@@ -11,6 +11,13 @@ return {
 		call:log("info", "data " .. json.encode({ list = data.list, empty = {}, marked = json.array() }))
 		call:save_doc("things", "t1", { items = json.array(), tags = data.list })
 		call:log("info", "saved " .. json.encode(call:doc("things", "t1")))
+		-- Keys in document order, for data and decoded text; sorted for plain tables.
+		call:log("info", "data keys " .. table.concat(json.keys(data.order), ","))
+		local decoded = json.decode('{"b": 1, "c": 2, "a": 3}')
+		decoded.d = 4
+		decoded.c = nil
+		call:log("info", "decoded keys " .. table.concat(json.keys(decoded), ","))
+		call:log("info", "plain keys " .. table.concat(json.keys({ y = 1, x = 2 }), ","))
 		-- The shared array metatable cannot be changed.
 		local ok, why = pcall(function()
 			getmetatable(data.list).__index = function() return "leak" end
