@@ -16,8 +16,11 @@
 -- defaults). The document's `timeout` (20), `strategy` ("simultaneous"),
 -- `ringback` and `ignore_forward` win over the node's. It answers the call
 -- first, then rings once (`repeats` is ignored, as in Kazoo).
--- Members are taken in id order (Kazoo: the reverse of the document's
--- order, which Lua tables do not keep).
+-- Order, as Kazoo's: the device members in document order, then each user
+-- member's devices (document order of the users, device ids sorted) are
+-- built in turn (so "not ringing" logs come in that order), and the bridge
+-- gets them reversed (Kazoo prepends each to its list): with the "single"
+-- strategy the last user's last device rings first.
 --
 -- Exits: no id / unknown group -> "_"; nothing to ring -> "_" (after
 -- answering); answered -> the call ends there (stop); a failed bridge -> the
@@ -37,15 +40,18 @@ end
 
 local function group_doc_endpoints(call, doc)
 	local members = type(doc.endpoints) == "table" and doc.endpoints or {}
-	local keys = kazoo.sorted_keys(members)
+	local keys = json.keys(members)
 	local seen = {}
-	local list = {}
+	local built = {}
 	local function add(device_id, member)
 		if seen[device_id] or device_id == call.calling_device then
 			return
 		end
 		seen[device_id] = true
-		endpoints.add(call, list, device_id, endpoints.member_props(member, "group"), "group: not ringing ")
+		local one = {}
+		if endpoints.add(call, one, device_id, endpoints.member_props(member, "group"), "group: not ringing ") then
+			table.insert(built, one)
+		end
 	end
 	for _, key in keys do
 		local member = type(members[key]) == "table" and members[key] or {}
@@ -59,6 +65,12 @@ local function group_doc_endpoints(call, doc)
 			for _, device_id in endpoints.owned_devices(call, key) do
 				add(device_id, member)
 			end
+		end
+	end
+	local list = {}
+	for i = #built, 1, -1 do
+		for _, ep in built[i] do
+			table.insert(list, ep)
 		end
 	end
 	return list

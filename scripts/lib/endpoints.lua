@@ -381,23 +381,29 @@ local function group_members(call, member, id, weight, strategy)
 	local out = {}
 	if strategy == "single" then
 		-- Ordered by the members' own weights; members without one are
-		-- dropped, and of two with the same weight the later one is kept
-		-- (Kazoo's orddict:store).
+		-- dropped, and of two with the same weight the later one in the
+		-- document is kept (Kazoo's orddict:store in a foldl).
 		local by_weight = {}
-		for _, key in kazoo.sorted_keys(members) do
+		local weights = {}
+		for _, key in json.keys(members) do
 			local endpoint = type(members[key]) == "table" and members[key] or {}
 			local w = weight_of(endpoint, nil)
 			if w then
+				if by_weight[w] == nil then
+					table.insert(weights, w)
+				end
 				by_weight[w] = create(key, endpoint)
 			end
 		end
-		for _, w in kazoo.sorted_keys(by_weight) do
+		table.sort(weights)
+		for _, w in weights do
 			table.insert(out, by_weight[w])
 		end
 	else
-		for _, key in kazoo.sorted_keys(members) do
+		-- The reverse of the document's order (Kazoo prepends in a foldl).
+		for _, key in json.keys(members) do
 			local endpoint = type(members[key]) == "table" and members[key] or {}
-			table.insert(out, create(key, endpoint))
+			table.insert(out, 1, create(key, endpoint))
 		end
 	end
 	return out
