@@ -6,10 +6,10 @@
 -- * `endpoints` (required, at least one): members {id, endpoint_type
 --   "device" | "user" | "group", delay (0), timeout (20)}, resolved like a
 --   ring group's but more simply: users become their devices, groups
---   (groups/<id>) all their members; an id already seen is skipped
---   (whatever its delay); disable_until and weights play no part; only
---   devices are paged, never the calling device. Disabled, missing and
---   do-not-disturb devices are left out (endpoints.lua).
+--   (groups/<id>) all their members, in document order; an id already
+--   seen is skipped (whatever its delay); disable_until and weights play
+--   no part; only devices are paged, never the calling device. Disabled,
+--   missing and do-not-disturb devices are left out (endpoints.lua).
 -- * `timeout` (5): seconds to wait for the devices.
 -- * `audio` ("one-way") | "two-way", `barge_calls` (false): shown in the
 --   trace's `endpoints` event; the simulator does not model them further.
@@ -32,7 +32,7 @@ local function resolve(call, members, seen, out)
 				if doc then
 					local group = type(doc.endpoints) == "table" and doc.endpoints or {}
 					local expanded = {}
-					for _, key in kazoo.sorted_keys(group) do
+					for _, key in json.keys(group) do
 						local entry = type(group[key]) == "table" and group[key] or {}
 						local m = {}
 						for k, v in member do
