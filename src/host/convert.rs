@@ -12,7 +12,8 @@
 
 use mlua::serde::DeserializeOptions;
 use mlua::{Lua, LuaSerdeExt, Table, Value as LuaValue};
-use std::collections::BTreeSet;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
@@ -20,14 +21,50 @@ use serde_json::{Map, Value};
 /// (kept for objects whose keys are not already sorted).
 struct KeyOrder(Table);
 
-/// Creates the key-order table (at VM creation).
+/// Node data converted by this VM (frozen, shared by every invocation of
+/// the node), by the address of the node's data, with a copy of the data to
+/// check a hit against: once a reloaded flow is freed, another can reuse the
+/// address.
+#[derive(Default)]
+struct SharedObjects(RefCell<BTreeMap<usize, SharedObject>>);
+
+/// A node's data and its converted table.
+type SharedObject = (Map<String, Value>, Table);
+
+/// Beyond this many objects the VM's cache of node data starts afresh.
+const SHARED_OBJECTS_MAX: usize = 4096;
+
+/// Creates the key-order table and the node data cache (at VM creation).
 pub fn register(lua: &Lua) -> mlua::Result<()> {
     let order = lua.create_table()?;
     let meta = lua.create_table()?;
     meta.set("__mode", "k")?;
     order.set_metatable(Some(meta))?;
     lua.set_app_data(KeyOrder(order));
+    lua.set_app_data(SharedObjects::default());
     Ok(())
+}
+
+/// `object` (a node's data) as a read-only table, converted once per VM.
+pub fn shared_object(lua: &Lua, object: &Map<String, Value>) -> mlua::Result<Table> {
+    let address = std::ptr::from_ref(object).addr();
+    if let Some(cache) = lua.app_data_ref::<SharedObjects>()
+        && let Some((copy, table)) = cache.0.borrow().get(&address)
+        && copy.keys().eq(object.keys())
+        && copy == object
+    {
+        return Ok(table.clone());
+    }
+    let table = object_table(lua, object)?;
+    freeze(&table)?;
+    if let Some(cache) = lua.app_data_ref::<SharedObjects>() {
+        let mut cache = cache.0.borrow_mut();
+        if cache.len() >= SHARED_OBJECTS_MAX {
+            cache.clear();
+        }
+        cache.insert(address, (object.clone(), table.clone()));
+    }
+    Ok(table)
 }
 
 fn key_order(lua: &Lua) -> mlua::Result<Table> {
@@ -38,15 +75,6 @@ fn key_order(lua: &Lua) -> mlua::Result<Table> {
 
 /// `value` as a Lua value (`null` → `nil`).
 pub fn to_lua(lua: &Lua, value: &Value) -> mlua::Result<LuaValue> {
-    convert(lua, value)
-}
-
-/// A JSON object as a Lua table (its key order remembered).
-pub fn object_to_lua(lua: &Lua, object: &Map<String, Value>) -> mlua::Result<Table> {
-    object_table(lua, object)
-}
-
-fn convert(lua: &Lua, value: &Value) -> mlua::Result<LuaValue> {
     Ok(match value {
         Value::Null => LuaValue::Nil,
         Value::Bool(b) => LuaValue::Boolean(*b),
@@ -58,7 +86,7 @@ fn convert(lua: &Lua, value: &Value) -> mlua::Result<LuaValue> {
         Value::Array(items) => {
             let table = lua.create_table_with_capacity(items.len(), 0)?;
             for (index, item) in items.iter().enumerate() {
-                table.raw_set(index + 1, convert(lua, item)?)?;
+                table.raw_set(index + 1, to_lua(lua, item)?)?;
             }
             table.set_metatable(Some(lua.array_metatable()))?;
             LuaValue::Table(table)
@@ -70,7 +98,7 @@ fn convert(lua: &Lua, value: &Value) -> mlua::Result<LuaValue> {
 fn object_table(lua: &Lua, object: &Map<String, Value>) -> mlua::Result<Table> {
     let table = lua.create_table_with_capacity(0, object.len())?;
     for (key, value) in object {
-        table.raw_set(key.as_str(), convert(lua, value)?)?;
+        table.raw_set(key.as_str(), to_lua(lua, value)?)?;
     }
     // Keys already in sorted order need no record (`keys` sorts the rest);
     // others are kept as one JSON string, which costs one allocation where a
@@ -145,4 +173,65 @@ pub fn from_lua(lua: &Lua, value: LuaValue) -> mlua::Result<Value> {
         .deny_unsupported_types(false)
         .encode_empty_tables_as_array(false);
     lua.from_value_with(value, options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vm() -> Lua {
+        let lua = Lua::new();
+        register(&lua).unwrap();
+        lua
+    }
+
+    fn object(value: &Value) -> Map<String, Value> {
+        value.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn node_data_is_converted_once_and_frozen() {
+        let lua = vm();
+        let data = object(&json!({"b": 1, "a": {"c": [1, 2]}}));
+        let first = shared_object(&lua, &data).unwrap();
+        let second = shared_object(&lua, &data).unwrap();
+        assert_eq!(first.to_pointer(), second.to_pointer());
+        assert!(first.is_readonly());
+        assert_eq!(keys(&lua, &first).unwrap(), ["b", "a"]);
+    }
+
+    #[test]
+    fn other_data_at_the_same_address_is_converted_afresh() {
+        // The map stays where it is while its content changes, as a freed
+        // flow's address can be reused by another.
+        let lua = vm();
+        let mut data = object(&json!({"b": 1, "a": 2}));
+        let first = shared_object(&lua, &data).unwrap();
+        data.insert("b".into(), json!(3));
+        let changed = shared_object(&lua, &data).unwrap();
+        assert_ne!(first.to_pointer(), changed.to_pointer());
+        assert_eq!(changed.get::<i64>("b").unwrap(), 3);
+        // Same pairs, another order: a new table, with the new order.
+        let mut reordered = Map::new();
+        reordered.insert("a".into(), json!(2));
+        reordered.insert("b".into(), json!(3));
+        data = reordered;
+        let third = shared_object(&lua, &data).unwrap();
+        assert_ne!(changed.to_pointer(), third.to_pointer());
+        assert_eq!(keys(&lua, &third).unwrap(), ["a", "b"]);
+    }
+
+    #[test]
+    fn keys_follow_the_document_then_sort_the_rest() {
+        let lua = vm();
+        let table = match to_lua(&lua, &json!({"z": 1, "y": 2, "x": 3})).unwrap() {
+            LuaValue::Table(table) => table,
+            other => panic!("not a table: {other:?}"),
+        };
+        table.set("y", LuaValue::Nil).unwrap();
+        table.set("b", 4).unwrap();
+        table.set("a", 5).unwrap();
+        assert_eq!(keys(&lua, &table).unwrap(), ["z", "x", "a", "b"]);
+    }
 }

@@ -425,9 +425,7 @@ impl Vm {
                 *inv.table.borrow_mut() = Some(table.clone());
                 let prepared = (|| -> mlua::Result<(Option<Function>, LuaValue, Table)> {
                     let function: Option<Function> = table.get(entry.name())?;
-                    let data = convert::object_to_lua(&lua, data)?;
-                    convert::freeze(&data)?;
-                    let data = LuaValue::Table(data);
+                    let data = LuaValue::Table(convert::shared_object(&lua, data)?);
                     let call_object = api::call_object(&lua, &inv)?;
                     Ok((function, data, call_object))
                 })();
