@@ -12,15 +12,16 @@
 --   - custom_channel_vars: the call variables (Kazoo's custom channel
 --     variables, whose keys it normalizes): the variable under its
 --     normalized name, else under the name as written; inside a table
---     value, keys are compared normalized. Gap: call variables cannot be
---     listed, so a variable is found only when it is stored under the
---     normalized name or under the name exactly as the node writes it
---     (Kazoo normalizes every stored name too: "TIER-LEVEL" would find a
---     variable stored as "Tier-Level"; here it does not);
+--     value, keys are compared normalized (of keys that normalize alike,
+--     the last in the document wins, as kz_json:normalize). Gap: call
+--     variables cannot be listed, so a variable is found only when it is
+--     stored under the normalized name or under the name exactly as the
+--     node writes it (Kazoo normalizes every stored name too: "TIER-LEVEL"
+--     would find a variable stored as "Tier-Level"; here it does not);
 --   - account: the account document (call:account());
 --   - device: the calling device's document (call.calling_device);
 --   - user: the user of the calling device: its first hot-desked user
---     (`hotdesk.users`, lowest id) if any, else its `owner_id`;
+--     (`hotdesk.users`, first in the document) if any, else its `owner_id`;
 --   - merged: the calling endpoint (the device merged with its owner and
 --     the account, as Kazoo's kz_endpoint:get; see below); when its value
 --     is not a child key, the call variable's value is tried;
@@ -97,14 +98,14 @@ local function is_empty(value)
 	return false
 end
 
--- A key of `t` whose normalized form is `name`.
+-- The value of the key of `t` whose normalized form is `name`; of several,
+-- the last in document order (Kazoo's kz_json:normalize sets each key's
+-- normalized form in turn, so the later one wins).
 local function get_normalized(t, name)
-	if t[name] ~= nil then
-		return t[name]
-	end
-	for _, key in kazoo.sorted_keys(t) do
-		if type(key) == "string" and normalize_key(key) == name then
-			return t[key]
+	local keys = json.keys(t)
+	for i = #keys, 1, -1 do
+		if normalize_key(keys[i]) == name then
+			return t[keys[i]]
 		end
 	end
 	return nil
@@ -158,7 +159,8 @@ end
 local function device_user_id(device)
 	local hotdesk = device.hotdesk
 	if type(hotdesk) == "table" and type(hotdesk.users) == "table" then
-		local ids = kazoo.sorted_keys(hotdesk.users)
+		-- The first logged in (kzd_devices:hotdesk_ids, document order).
+		local ids = json.keys(hotdesk.users)
 		if #ids > 0 then
 			return ids[1]
 		end

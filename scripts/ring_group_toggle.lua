@@ -39,7 +39,7 @@ local function walk(node, visit)
 		visit(node)
 	end
 	if type(node.children) == "table" then
-		for _, key in kazoo.sorted_keys(node.children) do
+		for _, key in json.keys(node.children) do
 			walk(node.children[key], visit)
 		end
 	end

@@ -1,7 +1,40 @@
 -- set_variables: set call variables (Kazoo's cf_set_variables sets custom
--- application variables). `custom_application_vars`: name -> value;
--- `export` is accepted (both legs share the call's variables here).
-local kazoo = require("kazoo")
+-- application variables). `custom_application_vars`: name -> value, set in
+-- the reverse of the document's order (kapps_call_util:filter_ccvs
+-- prepends in a kz_json:foldl), skipping Kazoo's reserved channel variables
+-- (Account-ID, Owner-ID, ...: its default `reserved_ccv_keys`) with a log
+-- line. `export` is accepted (both legs share the call's variables here).
+
+-- Kazoo's default call_command.reserved_ccv_keys.
+local RESERVED = {
+	["Account-ID"] = true,
+	["Account-Name"] = true,
+	["Account-Realm"] = true,
+	["Authorizing-ID"] = true,
+	["Authorizing-Type"] = true,
+	["Auto-Answer"] = true,
+	["Call-Forward"] = true,
+	["Call-Interaction-ID"] = true,
+	["Ecallmgr-Node"] = true,
+	["Call-Waiting-Disabled"] = true,
+	["Confirm-Cancel-Timeout"] = true,
+	["Confirm-File"] = true,
+	["Confirm-Key"] = true,
+	["Fax-Enabled"] = true,
+	["Fetch-ID"] = true,
+	["Loopback-Bowout"] = true,
+	["Media-Encryption-Enforce-Security"] = true,
+	["Media-Webrtc"] = true,
+	["Owner-ID"] = true,
+	["Presence-ID"] = true,
+	["RTCP-MUX"] = true,
+	["Realm"] = true,
+	["Require-Ignore-Early-Media"] = true,
+	["Retain-CID"] = true,
+	["SIP-Invite-Domain"] = true,
+	["Simplify-Loopback"] = true,
+	["Username"] = true,
+}
 
 return {
 	description = "Set call variables.",
@@ -18,8 +51,14 @@ return {
 		if type(vars) ~= "table" then
 			return nil
 		end
-		for _, name in kazoo.sorted_keys(vars) do
-			call:set(name, vars[name])
+		local names = json.keys(vars)
+		for i = #names, 1, -1 do
+			local name = names[i]
+			if RESERVED[name] then
+				call:log("info", "not setting reserved variable " .. name)
+			else
+				call:set(name, vars[name])
+			end
 		end
 	end,
 }

@@ -168,8 +168,8 @@ end
 function endpoints.device_owners(doc)
 	local owners = {}
 	local hotdesk = type(doc.hotdesk) == "table" and doc.hotdesk.users
-	if type(hotdesk) == "table" then
-		for _, user in kazoo.sorted_keys(hotdesk) do
+	if type(hotdesk) == "table" and next(hotdesk) ~= nil then
+		for _, user in json.keys(hotdesk) do
 			table.insert(owners, user)
 		end
 	end

@@ -22,13 +22,13 @@ local function scalar(v: any): string
 end
 
 -- Form-encodes an ordered list of {name, value} (kz_http_util's
--- json_to_querystring): name=value; objects as name[key]=value (keys
--- sorted, nested objects likewise), lists as name[]=value.
+-- json_to_querystring): name=value; objects as name[key]=value (keys in
+-- document order, nested objects likewise), lists as name[]=value.
 function web.encode(params: { { any } }): string
 	local parts = {}
 	local function add(name: string, v: any)
 		if type(v) == "table" then
-			local keys = kazoo.sorted_keys(v)
+			local keys = json.keys(v)
 			if #v > 0 then
 				for _, item in v do
 					table.insert(parts, urlencode(name .. "[]") .. "=" .. urlencode(scalar(item)))

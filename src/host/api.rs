@@ -125,7 +125,7 @@ pub const API: &[ApiItem] = api![
     "calendar.date": "calendar.date(epoch_ms, timezone?) -> {year, month, day, hour, minute, second, weekday, yday, timezone, offset_s}" => "Local time of an instant in an IANA time zone.",
     "re.test": "re.test(pattern, text) -> boolean" => "Whether a Kazoo regex matches.",
     "json.decode": "json.decode(text) -> value?, error" => "Parse JSON text (null becomes nil).",
-    "json.encode": "json.encode(value) -> string" => "JSON text of a value (keys sorted).",
+    "json.encode": "json.encode(value) -> string" => "JSON text of a value (keys in document order for tables from JSON, else sorted).",
     "json.array": "json.array(t?) -> table" => "Mark a table as a JSON array, so that an empty one stays [].",
     "json.keys": "json.keys(t) -> {string}" => "A table's keys in document order (as converted from JSON), then any others sorted.",
     "require": "require(name) -> value" => "Load a helper from scripts/lib/.",
@@ -740,7 +740,7 @@ fn register_documents(lua: &Lua, raw: &Table) -> mlua::Result<()> {
             ));
         }
         let id = DocId::new(&id).map_err(|e| mlua::Error::runtime(e.to_string()))?;
-        let Value::Object(body) = from_lua(lua, LuaValue::Table(body))? else {
+        let Value::Object(body) = from_lua(lua, &LuaValue::Table(body))? else {
             return Err(mlua::Error::runtime("a document is a table of fields"));
         };
         call.save_document(&doc_type, &id, body)
@@ -971,7 +971,7 @@ fn register_state(lua: &Lua, raw: &Table) -> mlua::Result<()> {
         if name.is_empty() {
             return Err(mlua::Error::runtime("a call variable needs a name"));
         }
-        call.set_variable(&name, from_lua(lua, value)?);
+        call.set_variable(&name, from_lua(lua, &value)?);
         done(lua, ())
     });
     sync_fn!(lua, raw, "caller_id", |lua, (): ()| {
@@ -1097,7 +1097,7 @@ fn register_directives(lua: &Lua, raw: &Table) -> mlua::Result<()> {
     sync_fn!(lua, raw, "replace_flow", |lua, flow: Table| {
         let inv = current(lua)?;
         call_of(&inv, "replace_flow")?;
-        let value = from_lua(lua, LuaValue::Table(flow))?;
+        let value = from_lua(lua, &LuaValue::Table(flow))?;
         let (node, diags) = parse_flow(&value);
         if let Some(diag) = diags.iter().find(|d| d.is_error()) {
             let at = if diag.pointer.is_empty() {
@@ -1146,7 +1146,7 @@ fn register_directives(lua: &Lua, raw: &Table) -> mlua::Result<()> {
             )));
         }
         let data = match data {
-            Some(table) => match from_lua(lua, LuaValue::Table(table))? {
+            Some(table) => match from_lua(lua, &LuaValue::Table(table))? {
                 object @ Value::Object(_) => object,
                 // An empty table converts as an object too; a list does not.
                 _ => {
@@ -1196,7 +1196,7 @@ fn register_trace(lua: &Lua, raw: &Table) -> mlua::Result<()> {
                 "event name {name:?} must be lower-case letters, digits, '_' and '.', and not one of the engine's own events"
             )));
         }
-        let Value::Object(fields) = from_lua(lua, LuaValue::Table(event))? else {
+        let Value::Object(fields) = from_lua(lua, &LuaValue::Table(event))? else {
             return Err(mlua::Error::runtime("call:emit takes a table"));
         };
         let mut recorded = call.event(&name).with("module", inv.module.as_str());
@@ -1288,7 +1288,8 @@ fn shared_document(lua: &Lua, body: &Arc<Object>, id: &str) -> mlua::Result<LuaV
         return Ok(table.clone());
     }
     let mut value = (**body).clone();
-    value.insert("id".into(), json!(id));
+    // First, as Kazoo's `_id` usually is (json.keys, json.encode).
+    value.shift_insert(0, "id".into(), json!(id));
     let table = to_lua_frozen(lua, &Value::Object(value))?;
     if let Some(cache) = lua.app_data_ref::<DocumentCache>() {
         let mut cache = cache.0.borrow_mut();
@@ -1353,7 +1354,7 @@ fn branch_target(
                 call.set_route(RouteFacts { ..route });
                 return Ok(Ok(BranchTarget::Callflow(Arc::clone(callflow))));
             }
-            let value = from_lua(lua, LuaValue::Table(table))?;
+            let value = from_lua(lua, &LuaValue::Table(table))?;
             let (node, diags) = parse_flow(&value);
             match diags.iter().find(|d| d.is_error()) {
                 Some(diag) => Ok(Err(format!(
@@ -1438,7 +1439,7 @@ fn http_request(lua: &Lua, table: &Table) -> mlua::Result<HttpRequest> {
             headers
                 .entry("content-type".to_owned())
                 .or_insert_with(|| "application/json".to_owned());
-            Some(from_lua(lua, LuaValue::Table(body))?.to_string())
+            Some(from_lua(lua, &LuaValue::Table(body))?.to_string())
         }
         other => {
             return Err(mlua::Error::runtime(format!(
@@ -1669,7 +1670,7 @@ fn json_functions(lua: &Lua) -> mlua::Result<Table> {
     table.set(
         "encode",
         checked(lua, |lua, value: LuaValue| {
-            serde_json::to_string(&from_lua(lua, value)?)
+            serde_json::to_string(&from_lua(lua, &value)?)
                 .map_err(|e| mlua::Error::runtime(e.to_string()))
         })?,
     )?;

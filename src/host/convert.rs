@@ -5,10 +5,11 @@
 //! document order of their keys (in a weak-keyed table `json.keys` reads:
 //! Kazoo's semantics sometimes follow it, Lua's `pairs` does not), and tables
 //! handed to scripts as read-only (node data, documents) are frozen
-//! recursively. Lua to JSON:
-//! keys are sorted, so what a script builds reaches traces in the same order
-//! on every run and every Luau version; empty tables become `{}` unless
-//! marked as arrays (`json.array`).
+//! recursively. Lua to JSON: the keys of a table converted from JSON come
+//! out in their document order (what `json.keys` gives), all others sorted,
+//! so what a script builds reaches traces in the same order on every run
+//! and every Luau version; empty tables become `{}` unless marked as arrays
+//! (`json.array`).
 
 use mlua::serde::DeserializeOptions;
 use mlua::{Lua, LuaSerdeExt, Table, Value as LuaValue};
@@ -166,13 +167,53 @@ pub fn freeze(table: &Table) -> mlua::Result<()> {
     Ok(())
 }
 
-/// A Lua value as JSON, keys sorted.
-pub fn from_lua(lua: &Lua, value: LuaValue) -> mlua::Result<Value> {
+/// A Lua value as JSON: the keys of a table converted from JSON in their
+/// document order (as `keys` gives them), any others sorted.
+pub fn from_lua(lua: &Lua, value: &LuaValue) -> mlua::Result<Value> {
     let options = DeserializeOptions::new()
         .sort_keys(true)
         .deny_unsupported_types(false)
         .encode_empty_tables_as_array(false);
-    lua.from_value_with(value, options)
+    let mut json = lua.from_value_with(value.clone(), options)?;
+    restore_order(lua, &key_order(lua)?, value, &mut json)?;
+    Ok(json)
+}
+
+/// Puts the keys of each object of `json` back in the document order
+/// recorded for the table it came from (`json` has sorted keys).
+fn restore_order(lua: &Lua, order: &Table, value: &LuaValue, json: &mut Value) -> mlua::Result<()> {
+    let LuaValue::Table(table) = value else {
+        return Ok(());
+    };
+    match json {
+        Value::Array(items) => {
+            for (index, item) in items.iter_mut().enumerate() {
+                if matches!(item, Value::Array(_) | Value::Object(_)) {
+                    restore_order(lua, order, &table.raw_get(index + 1)?, item)?;
+                }
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map.iter_mut() {
+                if matches!(item, Value::Array(_) | Value::Object(_)) {
+                    restore_order(lua, order, &table.raw_get(key.as_str())?, item)?;
+                }
+            }
+            if order.raw_get::<LuaValue>(table)?.is_nil() {
+                return Ok(());
+            }
+            let mut sorted = std::mem::take(map);
+            for key in keys(lua, table)? {
+                if let Some((key, item)) = sorted.shift_remove_entry(&key) {
+                    map.insert(key, item);
+                }
+            }
+            // Keys `keys` does not list (not strings in Lua): as they were.
+            map.extend(sorted);
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -220,6 +261,27 @@ mod tests {
         let third = shared_object(&lua, &data).unwrap();
         assert_ne!(changed.to_pointer(), third.to_pointer());
         assert_eq!(keys(&lua, &third).unwrap(), ["a", "b"]);
+    }
+
+    #[test]
+    fn tables_from_json_go_back_in_document_order() {
+        let lua = vm();
+        let text = json!({"z": {"b": 1, "a": 2}, "y": [{"d": 1, "c": 2}], "x": 3});
+        let value = to_lua(&lua, &text).unwrap();
+        let LuaValue::Table(table) = &value else {
+            panic!("not a table");
+        };
+        table.set("w", 4).unwrap();
+        table.set("v", 5).unwrap();
+        let built = lua.create_table().unwrap();
+        built.set("n", 1).unwrap();
+        built.set("m", 2).unwrap();
+        table.set("u", built).unwrap();
+        let back = from_lua(&lua, &value).unwrap();
+        assert_eq!(
+            back.to_string(),
+            r#"{"z":{"b":1,"a":2},"y":[{"d":1,"c":2}],"x":3,"u":{"m":2,"n":1},"v":5,"w":4}"#
+        );
     }
 
     #[test]

@@ -374,7 +374,7 @@ impl ModuleHost {
         let schema = match table.get::<LuaValue>("schema") {
             Ok(LuaValue::Nil) => None,
             Ok(LuaValue::Table(schema)) => Some(
-                convert::from_lua(&self.vm.lua, LuaValue::Table(schema)).map_err(|e| {
+                convert::from_lua(&self.vm.lua, &LuaValue::Table(schema)).map_err(|e| {
                     script_error(&file, &format!("`schema` is not plain data: {e}"))
                 })?,
             ),
