@@ -51,8 +51,7 @@ pub fn shared_object(lua: &Lua, object: &Map<String, Value>) -> mlua::Result<Tab
     let address = std::ptr::from_ref(object).addr();
     if let Some(cache) = lua.app_data_ref::<SharedObjects>()
         && let Some((copy, table)) = cache.0.borrow().get(&address)
-        && copy.keys().eq(object.keys())
-        && copy == object
+        && same_objects(copy, object)
     {
         return Ok(table.clone());
     }
@@ -66,6 +65,24 @@ pub fn shared_object(lua: &Lua, object: &Map<String, Value>) -> mlua::Result<Tab
         cache.insert(address, (object.clone(), table.clone()));
     }
     Ok(table)
+}
+
+/// Equal, keys in the same order at every level (`==` ignores order).
+fn same_objects(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|((ka, va), (kb, vb))| ka == kb && same_values(va, vb))
+}
+
+fn same_values(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Object(a), Value::Object(b)) => same_objects(a, b),
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_values(x, y))
+        }
+        _ => a == b,
+    }
 }
 
 fn key_order(lua: &Lua) -> mlua::Result<Table> {
@@ -261,6 +278,14 @@ mod tests {
         let third = shared_object(&lua, &data).unwrap();
         assert_ne!(changed.to_pointer(), third.to_pointer());
         assert_eq!(keys(&lua, &third).unwrap(), ["a", "b"]);
+        // Same content, another order one level down: a new table too.
+        data = object(&json!({"o": {"y": 1, "x": 2}}));
+        let nested = shared_object(&lua, &data).unwrap();
+        data = object(&json!({"o": {"x": 2, "y": 1}}));
+        let renested = shared_object(&lua, &data).unwrap();
+        assert_ne!(nested.to_pointer(), renested.to_pointer());
+        let inner: Table = renested.get("o").unwrap();
+        assert_eq!(keys(&lua, &inner).unwrap(), ["x", "y"]);
     }
 
     #[test]
