@@ -5,7 +5,7 @@
 -- * `action` (required): "login" (ring me again) or "logout" (skip me).
 -- * `callflow_id` (required): the callflow whose ring_group nodes to change.
 --
--- It answers, then walks that callflow's flow (children in key order) and,
+-- It answers, then walks that callflow's flow (children in document order) and,
 -- at every ring_group node, looks for a member {endpoint_type: "user", id:
 -- <the caller's user>}: the caller's user is the call variable "owner_id"
 -- when set, else the owner of the calling device. Only user members are
