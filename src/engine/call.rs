@@ -103,7 +103,7 @@ struct MetaflowState {
 #[derive(Debug, Clone, PartialEq)]
 pub struct OnEnd {
     pub module: String,
-    pub data: Value,
+    pub data: Map<String, Value>,
 }
 
 /// At most this many `on_end` handlers per call.
@@ -261,7 +261,7 @@ impl Call {
 
     /// Registers `module`'s `on_end` handler with `data`; an error once
     /// [`MAX_ON_END`] are registered or the call has ended.
-    pub fn add_on_end(&self, module: &str, data: Value) -> Result<(), String> {
+    pub fn add_on_end(&self, module: &str, data: Map<String, Value>) -> Result<(), String> {
         let mut state = self.state.borrow_mut();
         if state.ended {
             return Err("the call has ended: on_end handlers cannot register more".to_owned());

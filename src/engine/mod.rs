@@ -488,7 +488,7 @@ mod tests {
                         message: "failed".to_owned(),
                     }),
                     "on_end" => {
-                        call.add_on_end(name, serde_json::Value::Null).unwrap();
+                        call.add_on_end(name, serde_json::Map::new()).unwrap();
                         Ok(Next::Continue("_".to_owned()))
                     }
                     _ => Ok(Next::Continue("_".to_owned())),

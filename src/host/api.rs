@@ -353,6 +353,42 @@ fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
     Ok(raw)
 }
 
+/// What `tts` and `say` speak: the style (voice, say type) is read from
+/// option `style_key`.
+fn speak_request(
+    call: &Call,
+    text: String,
+    opts: Option<&Table>,
+    style_key: &str,
+    default_style: &str,
+) -> mlua::Result<SpeakRequest> {
+    Ok(SpeakRequest {
+        text,
+        style: opt_string(opts, style_key)?.unwrap_or_else(|| default_style.to_owned()),
+        language: opt_string(opts, "language")?.or_else(|| call.language()),
+        terminators: opt_digits(opts, "terminators")?.unwrap_or_else(|| ALL_DIGITS.to_owned()),
+        legs: opt_legs(call, opts)?,
+    })
+}
+
+/// Runs the `tts` or `say` verb, listening for metaflows meanwhile.
+async fn speak(
+    lua: &Lua,
+    call: &Rc<Call>,
+    inv: &Invocation,
+    verb: &'static str,
+    request: &SpeakRequest,
+) -> mlua::Result<MultiValue> {
+    let runner = nested(lua, inv)?;
+    match call
+        .speak(verb, request, &Listening::new(call, &runner))
+        .await
+    {
+        Ok(outcome) => done(lua, play_table(lua, &outcome)?),
+        Err(_) => Ok(gone()),
+    }
+}
+
 /// The runner for metaflows that fire during a verb of `inv`: a new
 /// invocation on the same VM, pinned to the invocation's module set.
 fn nested(lua: &Lua, inv: &Invocation) -> mlua::Result<Pinned> {
@@ -784,22 +820,8 @@ fn register_media(lua: &Lua, raw: &Table) -> mlua::Result<()> {
         "tts",
         |lua, call, inv, args: (String, Option<Table>)| {
             let (text, opts) = args;
-            let request = SpeakRequest {
-                text,
-                style: opt_string(opts.as_ref(), "voice")?.unwrap_or_else(|| "female".to_owned()),
-                language: opt_string(opts.as_ref(), "language")?.or_else(|| call.language()),
-                terminators: opt_digits(opts.as_ref(), "terminators")?
-                    .unwrap_or_else(|| ALL_DIGITS.to_owned()),
-                legs: opt_legs(&call, opts.as_ref())?,
-            };
-            let runner = nested(&lua, &inv)?;
-            match call
-                .speak("tts", &request, &Listening::new(&call, &runner))
-                .await
-            {
-                Ok(outcome) => done(&lua, play_table(&lua, &outcome)?),
-                Err(_) => Ok(gone()),
-            }
+            let request = speak_request(&call, text, opts.as_ref(), "voice", "female")?;
+            speak(&lua, &call, &inv, "tts", &request).await
         }
     );
     async_fn!(
@@ -808,23 +830,8 @@ fn register_media(lua: &Lua, raw: &Table) -> mlua::Result<()> {
         "say",
         |lua, call, inv, args: (String, Option<Table>)| {
             let (text, opts) = args;
-            let request = SpeakRequest {
-                text,
-                style: opt_string(opts.as_ref(), "type")?
-                    .unwrap_or_else(|| "name_spelled".to_owned()),
-                language: opt_string(opts.as_ref(), "language")?.or_else(|| call.language()),
-                terminators: opt_digits(opts.as_ref(), "terminators")?
-                    .unwrap_or_else(|| ALL_DIGITS.to_owned()),
-                legs: opt_legs(&call, opts.as_ref())?,
-            };
-            let runner = nested(&lua, &inv)?;
-            match call
-                .speak("say", &request, &Listening::new(&call, &runner))
-                .await
-            {
-                Ok(outcome) => done(&lua, play_table(&lua, &outcome)?),
-                Err(_) => Ok(gone()),
-            }
+            let request = speak_request(&call, text, opts.as_ref(), "type", "name_spelled")?;
+            speak(&lua, &call, &inv, "say", &request).await
         }
     );
     Ok(())
@@ -1147,7 +1154,7 @@ fn register_directives(lua: &Lua, raw: &Table) -> mlua::Result<()> {
         }
         let data = match data {
             Some(table) => match from_lua(lua, &LuaValue::Table(table))? {
-                object @ Value::Object(_) => object,
+                Value::Object(object) => object,
                 // An empty table converts as an object too; a list does not.
                 _ => {
                     return Err(mlua::Error::runtime(
@@ -1155,7 +1162,7 @@ fn register_directives(lua: &Lua, raw: &Table) -> mlua::Result<()> {
                     ));
                 }
             },
-            None => json!({}),
+            None => serde_json::Map::new(),
         };
         call.add_on_end(&inv.module, data)
             .map_err(mlua::Error::runtime)?;

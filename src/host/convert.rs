@@ -55,8 +55,7 @@ pub fn shared_object(lua: &Lua, object: &Map<String, Value>) -> mlua::Result<Tab
     {
         return Ok(table.clone());
     }
-    let table = object_table(lua, object)?;
-    freeze(&table)?;
+    let table = frozen_object(lua, object)?;
     if let Some(cache) = lua.app_data_ref::<SharedObjects>() {
         let mut cache = cache.0.borrow_mut();
         if cache.len() >= SHARED_OBJECTS_MAX {
@@ -64,6 +63,13 @@ pub fn shared_object(lua: &Lua, object: &Map<String, Value>) -> mlua::Result<Tab
         }
         cache.insert(address, (object.clone(), table.clone()));
     }
+    Ok(table)
+}
+
+/// `object` as a read-only table of its own (not shared).
+pub fn frozen_object(lua: &Lua, object: &Map<String, Value>) -> mlua::Result<Table> {
+    let table = object_table(lua, object)?;
+    freeze(&table)?;
     Ok(table)
 }
 

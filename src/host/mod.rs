@@ -425,7 +425,12 @@ impl Vm {
                 *inv.table.borrow_mut() = Some(table.clone());
                 let prepared = (|| -> mlua::Result<(Option<Function>, LuaValue, Table)> {
                     let function: Option<Function> = table.get(entry.name())?;
-                    let data = LuaValue::Table(convert::shared_object(&lua, data)?);
+                    // Node data lives as long as its flow: shared. `on_end`
+                    // data belongs to one call.
+                    let data = LuaValue::Table(match entry {
+                        Entry::Handle => convert::shared_object(&lua, data)?,
+                        Entry::OnEnd => convert::frozen_object(&lua, data)?,
+                    });
                     let call_object = api::call_object(&lua, &inv)?;
                     Ok((function, data, call_object))
                 })();
@@ -534,11 +539,15 @@ impl Vm {
     ) -> Result<(), ModuleError> {
         // What `on_end` returns, and any directive it gives, is ignored: the
         // walk is over.
-        // `call:on_end` only registers objects.
-        let empty = serde_json::Map::new();
-        let data = handler.data.as_object().unwrap_or(&empty);
         let (_, result) = self
-            .call_entry(set, call, &handler.module, Entry::OnEnd, Vec::new(), data)
+            .call_entry(
+                set,
+                call,
+                &handler.module,
+                Entry::OnEnd,
+                Vec::new(),
+                &handler.data,
+            )
             .await;
         result.map(drop)
     }

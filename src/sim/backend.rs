@@ -1168,18 +1168,11 @@ impl CallControl for SimBackend {
         request: &'a PlayRequest,
         beside: &'a dyn Beside,
     ) -> LocalFuture<'a, Result<PlayOutcome, Gone>> {
-        Box::pin(async move {
-            self.alive()?;
-            let ms = match request.loop_count {
-                0 => u64::MAX,
-                n => self.media_ms(&request.media).saturating_mul(u64::from(n)),
-            };
-            let outcome = self
-                .playback(ms, &request.terminators, request.legs, beside)
-                .await;
-            park().await;
-            Ok(outcome)
-        })
+        let ms = match request.loop_count {
+            0 => u64::MAX,
+            n => self.media_ms(&request.media).saturating_mul(u64::from(n)),
+        };
+        Box::pin(self.verb(self.playback(ms, &request.terminators, request.legs, beside)))
     }
 
     fn speak<'a>(
@@ -1187,16 +1180,9 @@ impl CallControl for SimBackend {
         request: &'a SpeakRequest,
         beside: &'a dyn Beside,
     ) -> LocalFuture<'a, Result<PlayOutcome, Gone>> {
-        Box::pin(async move {
-            self.alive()?;
-            let chars = request.text.chars().count() as u64;
-            let ms = (chars * SPEECH_MS_PER_CHAR).max(MIN_SPEECH_MS);
-            let outcome = self
-                .playback(ms, &request.terminators, request.legs, beside)
-                .await;
-            park().await;
-            Ok(outcome)
-        })
+        let chars = request.text.chars().count() as u64;
+        let ms = (chars * SPEECH_MS_PER_CHAR).max(MIN_SPEECH_MS);
+        Box::pin(self.verb(self.playback(ms, &request.terminators, request.legs, beside)))
     }
 
     fn collect<'a>(
