@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 
 use crate::catalog::{AccountFlows, Catalog};
 use crate::host::ModuleSet;
+use crate::ids::AccountId;
 use crate::model::Diagnostic;
 use crate::store::{FlowsDir, Store, StoreError};
 
@@ -242,6 +243,46 @@ impl Reloader {
         let number = next.number;
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
         number
+    }
+
+    /// Re-reads one account from disk and publishes it in a new generation
+    /// (after a write through the API or by a call): the next call sees it.
+    /// Errors of the rebuild are logged; the account is published as far
+    /// as it validates, as `callflow check` would report it.
+    pub fn reload_account(&self, account: &AccountId) -> Result<(), StoreError> {
+        let store = FlowsDir::new(&self.paths.flows);
+        let Some(sources) = store.read_one(account)? else {
+            return Ok(());
+        };
+        let modules = Arc::clone(&self.current().modules);
+        let (built, diagnostics) = Catalog::build(sources, modules.as_ref());
+        for diag in diagnostics.iter().filter(|d| d.is_error()) {
+            tracing::warn!("{diag}");
+        }
+        if let Some(flows) = built.account(account.as_str()) {
+            self.publish_account(Arc::clone(flows), &diagnostics);
+        }
+        Ok(())
+    }
+
+    /// Warnings for the traces of calls made while a reload is rejected:
+    /// each pending error with its file and line.
+    pub fn notices(&self) -> Vec<String> {
+        let status = self.status();
+        status
+            .pending
+            .iter()
+            .map(|error| {
+                let at = match error.line {
+                    Some(line) => format!("{}:{line}", error.file),
+                    None => error.file.clone(),
+                };
+                format!(
+                    "the last reload was rejected, calls run generation {}: {at}: {}",
+                    status.generation, error.message
+                )
+            })
+            .collect()
     }
 
     /// The current generation and the last reload's result.

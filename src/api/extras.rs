@@ -70,7 +70,7 @@ pub(crate) async fn simulate(
     );
     let options = Options {
         limits: state.config.limits,
-        notices: reload_notices(&state),
+        notices: state.reloader.notices(),
         ..Options::default()
     };
     let modules = Arc::clone(&generation.modules);
@@ -84,25 +84,6 @@ pub(crate) async fn simulate(
         obj.insert("end".into(), json!(outcome.end.as_str()));
     }
     Ok(Success::ok(trace))
-}
-
-/// Warnings for the traces of calls made while a reload is rejected.
-fn reload_notices(state: &AppState) -> Vec<String> {
-    let status = state.reloader.status();
-    status
-        .pending
-        .iter()
-        .map(|error| {
-            let at = match error.line {
-                Some(line) => format!("{}:{line}", error.file),
-                None => error.file.clone(),
-            };
-            format!(
-                "the last reload was rejected, calls run generation {}: {at}: {}",
-                status.generation, error.message
-            )
-        })
-        .collect()
 }
 
 /// `GET .../callflows/{CALLFLOW_ID}/graph?format=dot|mermaid` (default

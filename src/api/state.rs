@@ -3,14 +3,16 @@
 //! and the auth tokens handed out.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use crate::catalog::{AccountFlows, Catalog};
 use crate::ids::AccountId;
 use crate::limits::Limits;
+use crate::live::CallLog;
 use crate::model::Diagnostic;
 use crate::reload::{Generation, Paths, Reloader};
+use crate::sip::SipServer;
 use crate::store::{FlowsDir, StoreError};
 
 /// Server settings.
@@ -61,6 +63,17 @@ pub struct AppState {
     /// check.
     writes: Mutex<BTreeMap<AccountId, Arc<Mutex<()>>>>,
     tokens: Mutex<BTreeMap<String, Token>>,
+    /// Real calls, when the server answers SIP: registrations and the
+    /// traces of calls.
+    live: OnceLock<Live>,
+}
+
+/// What the API shows of real calls.
+#[derive(Clone)]
+#[expect(dead_code, reason = "read by the calls and registrations routes")]
+pub(crate) struct Live {
+    pub sip: Arc<SipServer>,
+    pub calls: Arc<CallLog>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -89,7 +102,21 @@ impl AppState {
             config,
             writes: Mutex::new(BTreeMap::new()),
             tokens: Mutex::new(BTreeMap::new()),
+            live: OnceLock::new(),
         }
+    }
+
+    /// Lets the API show real calls: registrations and call traces.
+    pub fn set_live(&self, sip: &Arc<SipServer>, calls: &Arc<CallLog>) {
+        let _ = self.live.set(Live {
+            sip: Arc::clone(sip),
+            calls: Arc::clone(calls),
+        });
+    }
+
+    #[expect(dead_code, reason = "read by the calls and registrations routes")]
+    pub(crate) fn live(&self) -> Option<&Live> {
+        self.live.get()
     }
 
     pub fn reloader(&self) -> &Arc<Reloader> {
@@ -117,22 +144,9 @@ impl AppState {
     }
 
     /// Re-reads one account from disk and publishes it in a new generation:
-    /// the next call and request see it. Diagnostics of the rebuild are
-    /// logged.
+    /// the next call and request see it.
     pub(crate) fn reload_account(&self, account: &AccountId) -> Result<(), StoreError> {
-        let Some(sources) = self.store.read_one(account)? else {
-            return Ok(());
-        };
-        let modules = Arc::clone(&self.generation().modules);
-        let (built, diagnostics) = Catalog::build(sources, modules.as_ref());
-        for diag in diagnostics.iter().filter(|d| d.is_error()) {
-            tracing::warn!("{diag}");
-        }
-        if let Some(flows) = built.account(account.as_str()) {
-            self.reloader
-                .publish_account(Arc::clone(flows), &diagnostics);
-        }
-        Ok(())
+        self.reloader.reload_account(account)
     }
 
     /// Hands out a token for `account`; returns it and when it expires.

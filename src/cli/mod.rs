@@ -153,12 +153,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 impl Cli {
-    /// The log level when neither `RUST_LOG` nor -v says: the server logs one
-    /// line per request (info); other commands only warnings.
+    /// The log filter when neither `RUST_LOG` nor -v says: the server logs
+    /// one line per request (info); other commands only warnings. The SIP
+    /// stack logs every packet at info: it says only warnings unless -vv.
     pub fn default_log_level(&self) -> &'static str {
         match (&self.command, self.verbose) {
             (_, 0) if !matches!(self.command, Command::Serve(_) | Command::Dev(_)) => "warn",
-            (_, 0 | 1) => "info",
+            (_, 0 | 1) => "info,rsipstack=warn",
             (_, 2) => "debug",
             _ => "trace",
         }

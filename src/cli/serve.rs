@@ -1,6 +1,8 @@
 //! `callflow serve`: the REST API on the flows directory, with hot reload of
 //! scripts and flows.
 
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +12,10 @@ use clap::Args;
 
 use super::{FlowsArgs, ScriptsArgs, report_problems};
 use callflow::api::{self, AppState, Config};
+use callflow::live;
+use callflow::media::PortRange;
 use callflow::reload::{self, Outcome, Paths, Poller, Reloader};
+use callflow::sip::{self, Trunk};
 use callflow::store::StoreError;
 
 #[derive(Debug, Args)]
@@ -43,6 +48,92 @@ pub struct ServeArgs {
     /// changes the watcher misses (network file systems); 0 turns it off.
     #[arg(long, value_name = "SECONDS", default_value_t = 5)]
     pub poll_s: u64,
+
+    #[command(flatten)]
+    pub sip: SipArgs,
+}
+
+/// Real calls: a SIP endpoint and registrar (off unless `--sip` is given).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Real calls (SIP)")]
+pub struct SipArgs {
+    /// Answer SIP on this address, UDP and TCP on the same port
+    /// (127.0.0.1:5060; port 0 picks a free one). Off unless given.
+    #[arg(long, value_name = "ADDR")]
+    pub sip: Option<SocketAddr>,
+
+    /// The UDP ports RTP may use (even ones are bound).
+    #[arg(long, value_name = "LOW-HIGH", default_value = "16384-32767")]
+    pub rtp_ports: PortRange,
+
+    /// The address that goes into Contact and SDP when it differs from the
+    /// bound one (a server behind NAT).
+    #[arg(long, value_name = "IP")]
+    pub public_addr: Option<IpAddr>,
+
+    /// A source trusted to send calls without credentials (a carrier): an
+    /// IP, or IP:port. Repeatable. Its calls are off-net, routed by the
+    /// E.164 number dialled.
+    #[arg(long, value_name = "ADDR")]
+    pub trunk: Vec<Trunk>,
+
+    /// Where the traces of real calls go
+    /// (<DIR>/<account>/<YYYY-MM-DD>/<call-id>.json); default `traces`
+    /// beside the flows directory.
+    #[arg(long, value_name = "DIR")]
+    pub traces: Option<PathBuf>,
+
+    /// A folder of system prompts (<name>.wav), searched before the
+    /// built-in prompt map. Repeatable.
+    #[arg(long, value_name = "DIR")]
+    pub prompts: Vec<PathBuf>,
+
+    /// Threads running calls, each with its own Lua VM (default: one per
+    /// core).
+    #[arg(long, value_name = "N")]
+    pub call_workers: Option<usize>,
+
+    /// Let `http` requests and media URLs of real calls reach loopback,
+    /// private and link-local addresses.
+    #[arg(long)]
+    pub allow_private_http: bool,
+}
+
+impl SipArgs {
+    /// The real-call options, when `--sip` is given.
+    pub fn options(&self, flows: &Path) -> Option<live::Options> {
+        let listen = self.sip?;
+        let beside_flows = flows
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let traces = self
+            .traces
+            .clone()
+            .unwrap_or_else(|| beside_flows.join("traces"));
+        let cache = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .unwrap_or_else(std::env::temp_dir)
+            .join("callflow");
+        Some(live::Options {
+            sip: sip::Config {
+                listen,
+                public_ip: self.public_addr,
+                trunks: self.trunk.clone(),
+                user_agent: format!("callflow/{}", env!("CARGO_PKG_VERSION")),
+            },
+            rtp_ports: self.rtp_ports,
+            traces,
+            cache,
+            prompts: self.prompts.clone(),
+            workers: self.call_workers.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+            }),
+            limits: callflow::limits::Limits::default(),
+            allow_private_http: self.allow_private_http,
+        })
+    }
 }
 
 pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
@@ -110,6 +201,22 @@ pub(super) fn serve(args: &ServeArgs, reloader: &Arc<Reloader>) -> anyhow::Resul
             reloader.current().number
         );
         reload_on_sighup(Arc::clone(reloader));
+        let _live = match args.sip.options(&args.flows.flows) {
+            Some(options) => {
+                let traces = options.traces.clone();
+                let live = live::start(options, Arc::clone(reloader))
+                    .await
+                    .context("cannot start real calls")?;
+                eprintln!(
+                    "callflow: SIP on {} (UDP and TCP), traces of real calls in {}",
+                    live.sip_addr(),
+                    traces.display()
+                );
+                state.set_live(live.sip(), live.calls());
+                Some(live)
+            }
+            None => None,
+        };
         api::serve(listener, state, shutdown_signal())
             .await
             .context("the server failed")

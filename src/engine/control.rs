@@ -103,6 +103,9 @@ pub struct PlayRequest {
 /// Text to speech or a `say` of a number, date, ...
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpeakRequest {
+    /// `say` (the style is a say type) rather than `tts` (the style is a
+    /// voice).
+    pub say: bool,
     pub text: String,
     /// `tts` voice, or the `say` type (`number`, `items`, ...).
     pub style: String,
@@ -169,6 +172,9 @@ pub struct RecordRequest {
     pub terminators: String,
     /// A name for the recording (media name).
     pub name: Option<String>,
+    /// End the recording after this much silence (real calls; the
+    /// simulator's callers are never silent).
+    pub silence_ms: Option<u64>,
 }
 
 /// Why a recording ended.
@@ -177,6 +183,8 @@ pub struct RecordRequest {
 pub enum RecordReason {
     Terminator,
     MaxLength,
+    /// The caller was silent for the request's `silence_ms`.
+    Silence,
     Hangup,
 }
 

@@ -28,6 +28,7 @@ pub mod call;
 pub mod control;
 pub mod documents;
 pub mod metaflows;
+pub mod rules;
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -216,6 +217,55 @@ pub async fn run(
     metaflows::start(call, &callflow);
     let reason = walk(call, Frame::new(Root::Callflow(callflow)), runner, limits).await;
     finish(call, reason, Some(runner)).await
+}
+
+/// Routes the dialled number in the call's account (recording the `route`
+/// event), then runs the callflow it reaches, or ends the call unrouted:
+/// what every call does, simulated or real.
+pub async fn route_and_run(
+    call: &Rc<Call>,
+    dialled: &str,
+    inception: crate::routing::Inception,
+    runner: &dyn ModuleRunner,
+    limits: &Limits,
+) -> EndReason {
+    let account = Arc::clone(&call.account);
+    match account.routes.resolve(dialled, inception) {
+        Ok(route) => {
+            let mut event = crate::trace::Event::new(call.now_ms(), "route")
+                .with("dialled", dialled)
+                .with("number", route.number.as_str())
+                .with("callflow_id", route.callflow_id.as_str())
+                .with("matched", route.matched.as_str());
+            if let Some(pattern) = &route.pattern {
+                event = event.with("pattern", pattern.as_str());
+            }
+            if let Some(capture) = &route.capture_group {
+                event = event.with("capture_group", capture.as_str());
+            }
+            call.record(event);
+            call.set_route(RouteFacts {
+                callflow_id: route.callflow_id.to_string(),
+                number: route.number.clone(),
+                capture_group: route.capture_group.clone(),
+                capture_groups: route.capture_groups.clone(),
+                no_match: route.no_match,
+            });
+            match account.callflows.get(&route.callflow_id) {
+                Some(callflow) => run(call, Arc::clone(callflow), runner, limits).await,
+                None => end_unrouted(call).await,
+            }
+        }
+        Err(err) => {
+            call.record(
+                crate::trace::Event::new(call.now_ms(), "route")
+                    .with("dialled", dialled)
+                    .with("error", "not_found")
+                    .with("message", err.to_string()),
+            );
+            end_unrouted(call).await
+        }
+    }
 }
 
 /// Ends a call that was never routed.

@@ -363,6 +363,7 @@ fn speak_request(
     default_style: &str,
 ) -> mlua::Result<SpeakRequest> {
     Ok(SpeakRequest {
+        say: style_key == "type",
         text,
         style: opt_string(opts, style_key)?.unwrap_or_else(|| default_style.to_owned()),
         language: opt_string(opts, "language")?.or_else(|| call.language()),
@@ -875,6 +876,7 @@ fn register_input(lua: &Lua, raw: &Table) -> mlua::Result<()> {
             time_limit_ms: opt_u64(opts, "time_limit_s")?.unwrap_or(3600) * 1000,
             terminators: opt_digits(opts, "terminators")?.unwrap_or_else(|| "#".to_owned()),
             name: opt_string(opts, "name")?,
+            silence_ms: opt_u64(opts, "silence_s")?.map(|s| s.saturating_mul(1000)),
         };
         let runner = nested(&lua, &inv)?;
         match call

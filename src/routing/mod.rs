@@ -240,6 +240,16 @@ impl RouteTable {
         &self.normalizer
     }
 
+    /// The normalized numbers of the table, in order.
+    pub fn numbers(&self) -> impl Iterator<Item = &str> {
+        self.numbers.keys().map(String::as_str)
+    }
+
+    /// Whether a callflow claims this normalized number exactly.
+    pub fn has_number(&self, number: &str) -> bool {
+        self.numbers.contains_key(number)
+    }
+
     /// Number of distinct numbers and compiled patterns in the table.
     pub fn len(&self) -> (usize, usize) {
         (self.numbers.len(), self.patterns.len())

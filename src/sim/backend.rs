@@ -43,6 +43,7 @@ use crate::engine::control::{
     PlayOutcome, PlayReason, PlayRequest, RecordOutcome, RecordReason, RecordRequest, Resume,
     SleepReason, SpeakRequest, Strategy,
 };
+use crate::engine::rules::Collector;
 use crate::trace::{Event, Trace};
 
 /// Time between digits of a DTMF string, unless the scenario says.
@@ -479,39 +480,37 @@ impl SimBackend {
             }
         }
         self.trigger_collect();
-        let waiting_since = self.now();
-        let mut digits = String::new();
-        let mut last_digit_at = waiting_since;
+        let mut collector = Collector::new(request, self.now());
         loop {
             loop {
                 let next = self.state.borrow_mut().buffer.pop_front();
                 let Some(digit) = next else { break };
-                last_digit_at = self.now();
-                if request.terminators.contains(digit) {
-                    if digits.chars().count() >= request.min_digits as usize {
-                        return collected(digits, CollectReason::Terminator, self.now() - start);
-                    }
-                    continue;
-                }
-                digits.push(digit);
-                if digits.chars().count() >= request.max_digits as usize {
-                    return collected(digits, CollectReason::MaxDigits, self.now() - start);
+                if let Some(reason) = collector.digit(digit, self.now()) {
+                    return collected(collector.into_digits(), reason, self.now() - start);
                 }
             }
-            let deadline = if digits.is_empty() {
-                waiting_since + request.timeout_ms
-            } else {
-                last_digit_at + request.interdigit_ms
-            };
             match self
-                .advance(Until::At(deadline), true, &|leg, _| leg == Leg::A, beside)
+                .advance(
+                    Until::At(collector.deadline()),
+                    true,
+                    &|leg, _| leg == Leg::A,
+                    beside,
+                )
                 .await
             {
                 Stop::Deadline => {
-                    return collected(digits, CollectReason::Timeout, self.now() - start);
+                    return collected(
+                        collector.into_digits(),
+                        CollectReason::Timeout,
+                        self.now() - start,
+                    );
                 }
                 Stop::Hangup | Stop::TakenOver => {
-                    return collected(digits, CollectReason::Hangup, self.now() - start);
+                    return collected(
+                        collector.into_digits(),
+                        CollectReason::Hangup,
+                        self.now() - start,
+                    );
                 }
                 Stop::Digit(..) | Stop::Break | Stop::PeerGone | Stop::PeerHangup => {}
             }

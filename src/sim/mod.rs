@@ -8,7 +8,7 @@
 //! no stub).
 
 mod backend;
-mod network;
+pub mod network;
 pub mod scenario;
 
 use std::cell::RefCell;
@@ -22,7 +22,7 @@ pub use scenario::{Scenario, ScenarioError};
 
 use crate::catalog::{AccountFlows, Catalog};
 use crate::engine::documents::Sink;
-use crate::engine::{self, Call, CallFacts, EndReason, ModuleRunner, Overlay, RouteFacts};
+use crate::engine::{self, Call, CallFacts, EndReason, ModuleRunner, Overlay};
 use crate::ids::{AccountId, DocId, DocType};
 use crate::limits::Limits;
 use crate::model::Object;
@@ -188,44 +188,7 @@ pub async fn simulate(
     for notice in &options.notices {
         call.record(Event::new(0, "warning").with("message", notice.as_str()));
     }
-    let end = match account.routes.resolve(&scenario.to, inception) {
-        Ok(route) => {
-            let mut event = Event::new(0, "route")
-                .with("dialled", scenario.to.as_str())
-                .with("number", route.number.as_str())
-                .with("callflow_id", route.callflow_id.as_str())
-                .with("matched", route.matched.as_str());
-            if let Some(pattern) = &route.pattern {
-                event = event.with("pattern", pattern.as_str());
-            }
-            if let Some(capture) = &route.capture_group {
-                event = event.with("capture_group", capture.as_str());
-            }
-            call.record(event);
-            call.set_route(RouteFacts {
-                callflow_id: route.callflow_id.to_string(),
-                number: route.number.clone(),
-                capture_group: route.capture_group.clone(),
-                capture_groups: route.capture_groups.clone(),
-                no_match: route.no_match,
-            });
-            match account.callflows.get(&route.callflow_id) {
-                Some(callflow) => {
-                    engine::run(&call, Arc::clone(callflow), runner, &options.limits).await
-                }
-                None => engine::end_unrouted(&call).await,
-            }
-        }
-        Err(err) => {
-            call.record(
-                Event::new(0, "route")
-                    .with("dialled", scenario.to.as_str())
-                    .with("error", "not_found")
-                    .with("message", err.to_string()),
-            );
-            engine::end_unrouted(&call).await
-        }
-    };
+    let end = engine::route_and_run(&call, &scenario.to, inception, runner, &options.limits).await;
     drop(call);
     let trace = trace.borrow().clone();
     Outcome { trace, end }

@@ -26,6 +26,9 @@ use crate::model::{Code, Diagnostic};
 pub const CALLFLOWS: &str = "callflows";
 /// The account settings file inside an account.
 pub const ACCOUNT_FILE: &str = "account.json";
+/// The folder of media documents; `<id>.wav` beside `<id>.json` is the
+/// media's audio.
+pub const MEDIA: &str = "media";
 
 /// A flows directory on disk.
 #[derive(Debug, Clone)]
@@ -36,6 +39,14 @@ pub struct FlowsDir {
 impl FlowsDir {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }
+    }
+
+    /// Where the audio of a media document lives: `<account>/media/<id>.wav`.
+    pub fn media_audio(&self, account: &AccountId, id: &DocId) -> PathBuf {
+        self.root
+            .join(account.as_str())
+            .join(MEDIA)
+            .join(format!("{}.wav", id.as_str()))
     }
 
     pub fn root(&self) -> &Path {
@@ -58,7 +69,7 @@ impl FlowsDir {
         body: &crate::model::Object,
     ) -> Result<PathBuf, StoreError> {
         let dir = self.account_dir(account).join(doc_type.as_str());
-        write_atomic(&dir, &format!("{id}.json"), &to_text(body))
+        write_atomic(&dir, &format!("{id}.json"), to_text(body).as_bytes())
     }
 
     /// Writes `account.json` atomically and durably.
@@ -67,7 +78,11 @@ impl FlowsDir {
         account: &AccountId,
         body: &crate::model::Object,
     ) -> Result<PathBuf, StoreError> {
-        write_atomic(&self.account_dir(account), ACCOUNT_FILE, &to_text(body))
+        write_atomic(
+            &self.account_dir(account),
+            ACCOUNT_FILE,
+            to_text(body).as_bytes(),
+        )
     }
 
     /// Creates an account folder with its `account.json`; an error when the
@@ -151,6 +166,12 @@ fn read_optional(path: &Path) -> Result<Option<String>, StoreError> {
 /// Writes `text` to the file at `path` atomically and durably (see
 /// [`write_atomic`]): expected traces, reports, scaffolds.
 pub fn write_file(path: &Path, text: &str) -> Result<(), StoreError> {
+    write_bytes(path, text.as_bytes())
+}
+
+/// Writes `bytes` to the file at `path` atomically and durably (see
+/// [`write_atomic`]): recordings.
+pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -162,7 +183,7 @@ pub fn write_file(path: &Path, text: &str) -> Result<(), StoreError> {
             path: path.to_path_buf(),
             source: io::Error::other("not a file path"),
         })?;
-    write_atomic(dir, &name, text).map(drop)
+    write_atomic(dir, &name, bytes).map(drop)
 }
 
 /// The permissions of a new document: 0644 on Unix; elsewhere the
@@ -187,7 +208,7 @@ fn new_file_permissions(temp: &fs::File) -> io::Result<fs::Permissions> {
 /// over the target, and the folder is flushed. A crash leaves either the old
 /// file or the new one, never a mix, and a failed write removes its
 /// temporary file.
-fn write_atomic(dir: &Path, name: &str, text: &str) -> Result<PathBuf, StoreError> {
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, StoreError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| StoreError::Io { path, source }
@@ -199,7 +220,7 @@ fn write_atomic(dir: &Path, name: &str, text: &str) -> Result<PathBuf, StoreErro
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(io(dir))?;
-    std::io::Write::write_all(&mut temp, text.as_bytes()).map_err(io(temp.path()))?;
+    std::io::Write::write_all(&mut temp, bytes).map_err(io(temp.path()))?;
     // The temporary file is private (0600); the document gets the mode of
     // the file it replaces, or an ordinary file's (0644).
     let permissions = match fs::metadata(&path) {
@@ -326,7 +347,8 @@ fn read_account(id: AccountId, dir: &Path, diags: &mut Vec<Diagnostic>) -> Accou
                 continue;
             }
         };
-        for (id, file) in read_documents(&entry.path, diags) {
+        let audio = doc_type.as_str() == MEDIA;
+        for (id, file) in read_documents(&entry.path, audio, diags) {
             if doc_type.as_str() == CALLFLOWS {
                 source.callflows.push((id, file));
             } else {
@@ -337,7 +359,13 @@ fn read_account(id: AccountId, dir: &Path, diags: &mut Vec<Diagnostic>) -> Accou
     source
 }
 
-fn read_documents(dir: &Path, diags: &mut Vec<Diagnostic>) -> Vec<(DocId, SourceFile)> {
+/// The documents of one folder. With `audio` (the media folder), a WAV
+/// file beside a document of the same id is that media's audio.
+fn read_documents(
+    dir: &Path,
+    audio: bool,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<(DocId, SourceFile)> {
     let entries = match list(dir) {
         Ok(entries) => entries,
         Err(err) => {
@@ -358,6 +386,24 @@ fn read_documents(dir: &Path, diags: &mut Vec<Diagnostic>) -> Vec<(DocId, Source
                 }
                 Err(err) => diags.push(invalid_id(&path, &err)),
             },
+            (false, None)
+                if audio
+                    && Path::new(&entry.name)
+                        .extension()
+                        .is_some_and(|x| x.eq_ignore_ascii_case("wav")) =>
+            {
+                let stem = Path::new(&entry.name)
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let json = stem + ".json";
+                if !dir.join(json).is_file() {
+                    diags.push(ignored(
+                        &path,
+                        "audio without a media document (<id>.wav goes beside <id>.json)",
+                    ));
+                }
+            }
             _ => diags.push(ignored(&path, "documents are <id>.json files")),
         }
     }

@@ -8,7 +8,7 @@ mod fs;
 
 use std::path::PathBuf;
 
-pub use fs::{ACCOUNT_FILE, CALLFLOWS, FlowsDir, write_file};
+pub use fs::{ACCOUNT_FILE, CALLFLOWS, FlowsDir, MEDIA, write_bytes, write_file};
 
 use crate::catalog::Sources;
 

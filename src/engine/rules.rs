@@ -1,0 +1,105 @@
+//! The rules of verbs that both backends follow, as pure state machines fed
+//! with timed inputs: the simulator feeds them virtual time, the live
+//! backend the wall clock and real digits. One copy of each rule, so that
+//! the same flow gives the same trace shape on a simulated and a real call.
+
+use super::control::{CollectReason, CollectRequest};
+
+/// A DTMF collection (`collect`) after its prompt: digits are taken from
+/// the call's buffer one by one; terminators end it once `min_digits` are
+/// in (earlier ones are dropped); `max_digits` ends it; the first digit is
+/// awaited `timeout_ms` from the start of the wait, each next one
+/// `interdigit_ms` from the last digit taken.
+#[derive(Debug, Clone)]
+pub struct Collector<'a> {
+    request: &'a CollectRequest,
+    digits: String,
+    waiting_since: u64,
+    last_digit_at: u64,
+}
+
+impl<'a> Collector<'a> {
+    /// Starts waiting at `now` (the end of the prompt).
+    pub fn new(request: &'a CollectRequest, now: u64) -> Self {
+        Self {
+            request,
+            digits: String::new(),
+            waiting_since: now,
+            last_digit_at: now,
+        }
+    }
+
+    /// A digit taken from the buffer at `now`; the reason the collection
+    /// ends, if it does.
+    pub fn digit(&mut self, digit: char, now: u64) -> Option<CollectReason> {
+        self.last_digit_at = now;
+        if self.request.terminators.contains(digit) {
+            if self.digits.chars().count() >= self.request.min_digits as usize {
+                return Some(CollectReason::Terminator);
+            }
+            return None;
+        }
+        self.digits.push(digit);
+        (self.digits.chars().count() >= self.request.max_digits as usize)
+            .then_some(CollectReason::MaxDigits)
+    }
+
+    /// When the collection times out if no digit comes first.
+    pub fn deadline(&self) -> u64 {
+        if self.digits.is_empty() {
+            self.waiting_since.saturating_add(self.request.timeout_ms)
+        } else {
+            self.last_digit_at
+                .saturating_add(self.request.interdigit_ms)
+        }
+    }
+
+    /// The digits collected.
+    pub fn digits(&self) -> &str {
+        &self.digits
+    }
+
+    pub fn into_digits(self) -> String {
+        self.digits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> CollectRequest {
+        CollectRequest {
+            max_digits: 4,
+            min_digits: 2,
+            timeout_ms: 5000,
+            interdigit_ms: 2000,
+            terminators: "#".into(),
+            prompt: None,
+        }
+    }
+
+    #[test]
+    fn digits_terminators_and_deadlines() {
+        let request = request();
+        let mut c = Collector::new(&request, 1000);
+        assert_eq!(c.deadline(), 6000);
+        assert_eq!(c.digit('#', 1500), None, "too early: dropped");
+        assert_eq!(
+            c.deadline(),
+            6000,
+            "a dropped terminator starts no inter-digit wait"
+        );
+        assert_eq!(c.digit('1', 2000), None);
+        assert_eq!(c.deadline(), 4000);
+        assert_eq!(c.digit('2', 2500), None);
+        assert_eq!(c.digit('#', 2600), Some(CollectReason::Terminator));
+        assert_eq!(c.digits(), "12");
+        let mut full = Collector::new(&request, 0);
+        for d in ['1', '2', '3'] {
+            assert_eq!(full.digit(d, 10), None);
+        }
+        assert_eq!(full.digit('4', 20), Some(CollectReason::MaxDigits));
+        assert_eq!(full.into_digits(), "1234");
+    }
+}

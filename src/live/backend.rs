@@ -1,0 +1,1055 @@
+//! [`LiveBackend`]: the call-control port on a real call. Each verb turns
+//! into SIP (answer, ring, final responses, BYE) and media (plays,
+//! telephone events, taps) on the call's leg, and waits for what the far
+//! end does, on the wall clock: digits (RFC 4733 and SIP INFO), its
+//! hang-up, the end of a play, the metaflow listener's deadline.
+//!
+//! The rules are the simulator's (and for `collect`, literally the same
+//! [`Collector`]): digits go to the call's buffer except while recording;
+//! playback stops at a terminator digit, which stays in the buffer; a
+//! recording stops at a terminator (consumed), its time limit, silence or
+//! the hang-up; every digit reaches the metaflow listener, and when its
+//! deadline comes first the metaflow runs inside the verb.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::Incoming;
+use crate::catalog::AccountFlows;
+use crate::engine::control::{
+    Beside, BridgeOutcome, BridgeRequest, BridgeStatus, CallControl, CollectOutcome, CollectReason,
+    CollectRequest, ConsultOutcome, ConsultRequest, ConsultResult, Gone, Hangup, HttpOutcome,
+    HttpRequest, HungUpBy, Leg, Legs, LocalFuture, PeerInfo, PlayOutcome, PlayReason, PlayRequest,
+    RecordOutcome, RecordReason, RecordRequest, Resume, SleepReason, SpeakRequest,
+};
+use crate::engine::rules::Collector;
+use crate::media::library::{Library, Resolved};
+use crate::media::session::{Control, Handle, MediaEvent};
+use crate::media::{Clip, Offer};
+use crate::sip::{EndedBy, Leg as SipLeg, LegEvent};
+use crate::trace::{Event, Trace};
+
+/// What a call needs from the server.
+pub struct Context {
+    pub library: Arc<Library>,
+    pub account: Arc<AccountFlows>,
+    pub runtime: tokio::runtime::Handle,
+    pub allow_private_http: bool,
+    pub max_call_ms: u64,
+}
+
+/// How the far end ended the call, noted by the task that hears it first
+/// (so the hang-up gets its real time even while no verb listens).
+#[derive(Debug, Default)]
+pub struct FarEnd(Mutex<Option<(Instant, EndedBy)>>);
+
+impl FarEnd {
+    pub fn set(&self, by: EndedBy) {
+        let mut ended = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if ended.is_none() {
+            *ended = Some((Instant::now(), by));
+        }
+    }
+
+    fn get(&self) -> Option<(Instant, EndedBy)> {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Why a wait ended.
+#[derive(Debug, Clone, PartialEq)]
+enum Stop {
+    Deadline,
+    Digit(Leg, char),
+    Hangup,
+    /// A metaflow asked to stop the media.
+    Break,
+    /// A metaflow took the call elsewhere.
+    TakenOver,
+    /// The media event waited for.
+    Media(MediaEvent),
+}
+
+#[derive(Debug, Default)]
+struct State {
+    hangup: Option<Hangup>,
+    answered: bool,
+    /// 183 or 200 sent: media flows.
+    media_started: bool,
+    buffer: VecDeque<char>,
+    next_id: u64,
+    recordings: u32,
+    call_recording: Option<(String, u64)>,
+}
+
+/// One real call's outside world.
+pub struct LiveBackend {
+    call_id: String,
+    started: Instant,
+    leg: SipLeg,
+    media: Handle,
+    /// Our SDP: the answer to the caller's offer, or our offer.
+    sdp: String,
+    /// The INVITE had no offer: the ACK brings the caller's answer.
+    delayed_offer: bool,
+    /// Held across the wait for the next event (only one verb waits at a
+    /// time: a metaflow's verbs run between two waits).
+    events: tokio::sync::Mutex<mpsc::UnboundedReceiver<Incoming>>,
+    far_end: Arc<FarEnd>,
+    trace: Rc<RefCell<Trace>>,
+    state: RefCell<State>,
+    context: Arc<Context>,
+    /// Recordings made (media documents to write when the call ends).
+    pub(super) made: RefCell<Vec<super::Recording>>,
+    /// The HTTP answers the call met, for `callflow scenario from-trace`.
+    http_answers: RefCell<Vec<serde_json::Value>>,
+    closed: Cell<bool>,
+}
+
+impl LiveBackend {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        call_id: String,
+        started: Instant,
+        leg: SipLeg,
+        media: Handle,
+        sdp: String,
+        delayed_offer: bool,
+        events: mpsc::UnboundedReceiver<Incoming>,
+        far_end: Arc<FarEnd>,
+        trace: Rc<RefCell<Trace>>,
+        context: Arc<Context>,
+    ) -> Self {
+        Self {
+            call_id,
+            started,
+            leg,
+            media,
+            sdp,
+            delayed_offer,
+            events: tokio::sync::Mutex::new(events),
+            far_end,
+            trace,
+            state: RefCell::new(State::default()),
+            context,
+            made: RefCell::new(Vec::new()),
+            http_answers: RefCell::new(Vec::new()),
+            closed: Cell::new(false),
+        }
+    }
+
+    fn ms_at(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.started).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn now(&self) -> u64 {
+        self.ms_at(Instant::now())
+    }
+
+    fn instant(&self, ms: u64) -> Instant {
+        self.started + Duration::from_millis(ms)
+    }
+
+    fn record(&self, event: Event) {
+        self.trace.borrow_mut().push(event);
+    }
+
+    /// A warning in the trace, from the live backend itself.
+    fn warn(&self, message: String) {
+        self.record(
+            Event::new(self.now(), "log")
+                .with("level", "warning")
+                .with("module", "live")
+                .with("message", message),
+        );
+    }
+
+    fn next_id(&self) -> u64 {
+        let mut state = self.state.borrow_mut();
+        state.next_id += 1;
+        state.next_id
+    }
+
+    /// Notes a hang-up the far end made, at the time it was heard.
+    fn check_far_end(&self) {
+        if self.state.borrow().hangup.is_some() {
+            return;
+        }
+        if let Some((at, by)) = self.far_end.get() {
+            let (hung_up_by, cause) = match by {
+                EndedBy::Bye => (HungUpBy::Caller, "NORMAL_CLEARING"),
+                EndedBy::Cancel => (HungUpBy::Caller, "ORIGINATOR_CANCEL"),
+                EndedBy::NoAck => (HungUpBy::System, "RECOVERY_ON_TIMER_EXPIRE"),
+                EndedBy::Us => (HungUpBy::System, "NORMAL_CLEARING"),
+            };
+            self.end_at(self.ms_at(at), hung_up_by, cause);
+        }
+    }
+
+    fn is_gone(&self) -> bool {
+        self.check_far_end();
+        self.state.borrow().hangup.is_some()
+    }
+
+    fn alive(&self) -> Result<(), Gone> {
+        if self.is_gone() { Err(Gone) } else { Ok(()) }
+    }
+
+    /// Ends the call (once), recording the `hangup` event.
+    fn end_at(&self, t_ms: u64, by: HungUpBy, cause: &str) {
+        let mut state = self.state.borrow_mut();
+        if state.hangup.is_some() {
+            return;
+        }
+        state.hangup = Some(Hangup {
+            t_ms,
+            cause: cause.to_owned(),
+            by,
+            timed_out: cause == "ALLOTTED_TIMEOUT",
+            transferred: false,
+        });
+        drop(state);
+        self.record(
+            Event::new(t_ms, "hangup")
+                .with("cause", cause)
+                .with("by", by.as_str()),
+        );
+    }
+
+    /// Ends the call from our side: BYE after the answer, a final response
+    /// before it.
+    async fn end_ours(&self, cause: &str) {
+        if self.state.borrow().hangup.is_some() {
+            return;
+        }
+        self.end_at(self.now(), HungUpBy::System, cause);
+        self.signal_end(cause).await;
+    }
+
+    async fn signal_end(&self, cause: &str) {
+        let answered = self.state.borrow().answered;
+        if answered {
+            let leg = self.leg.clone();
+            let reason = format!("Q.850;cause={};text=\"{cause}\"", q850(cause));
+            let _ = self
+                .context
+                .runtime
+                .spawn(async move { leg.bye(Some(reason)).await })
+                .await;
+        } else {
+            self.leg.refuse(sip_for_cause(cause), "");
+        }
+        self.media.send(Control::Close);
+    }
+
+    /// Starts media before the answer (183 with SDP), once.
+    fn early_media(&self) {
+        let mut state = self.state.borrow_mut();
+        if state.media_started {
+            return;
+        }
+        state.media_started = true;
+        drop(state);
+        self.leg.progress(&self.sdp);
+        self.media.send(Control::Start);
+    }
+
+    /// What a replay of this call needs beyond its events: the HTTP
+    /// answers it met (`{"http": [{method, url, status, body, headers}]}`).
+    pub(super) fn replay(&self) -> serde_json::Value {
+        serde_json::json!({ "http": self.http_answers.borrow().clone() })
+    }
+
+    /// Called once the call is over: closes the leg and the media.
+    pub(super) async fn close(&self) {
+        if self.closed.replace(true) {
+            return;
+        }
+        if self.state.borrow().hangup.is_none() {
+            self.end_ours("NORMAL_CLEARING").await;
+        }
+        if let Some((_, tap)) = self.state.borrow_mut().call_recording.take() {
+            self.media.send(Control::Untap { id: tap });
+        }
+        self.media.send(Control::Close);
+    }
+
+    /// Waits until `until` (call time), an event that stops the verb, or a
+    /// hang-up. Digits go to the buffer when `buffer` is set; `stop_on`
+    /// says which digits end the wait; `done` which media event does. The
+    /// metaflow listener's deadline runs what it fires, here.
+    async fn wait(
+        &self,
+        until: Option<u64>,
+        buffer: bool,
+        stop_on: &dyn Fn(Leg, char) -> bool,
+        beside: &dyn Beside,
+        done: &dyn Fn(&MediaEvent) -> bool,
+    ) -> Stop {
+        loop {
+            if self.is_gone() {
+                return Stop::Hangup;
+            }
+            let listener = beside.deadline();
+            let limit = self.context.max_call_ms;
+            let next = [until, listener, Some(limit)].into_iter().flatten().min();
+            let received = {
+                let mut events = self.events.lock().await;
+                match next {
+                    Some(t) => {
+                        tokio::select! {
+                            biased;
+                            event = events.recv() => Some(event),
+                            () = tokio::time::sleep_until(self.instant(t)) => None,
+                        }
+                    }
+                    None => Some(events.recv().await),
+                }
+            };
+            match received {
+                None => {
+                    let now = self.now();
+                    if listener.is_some_and(|t| t <= now) {
+                        match beside.fire().await {
+                            Resume::Continue if !self.is_gone() => continue,
+                            Resume::Break if !self.is_gone() => return Stop::Break,
+                            Resume::Stop if !self.is_gone() => return Stop::TakenOver,
+                            _ => return Stop::Hangup,
+                        }
+                    }
+                    if now >= limit {
+                        self.end_ours("ALLOTTED_TIMEOUT").await;
+                        return Stop::Hangup;
+                    }
+                    if until.is_some_and(|t| t <= now) {
+                        return Stop::Deadline;
+                    }
+                }
+                Some(None) => {
+                    // Leg and media are gone without a word: treat as the
+                    // caller leaving.
+                    self.far_end.set(EndedBy::Bye);
+                    self.check_far_end();
+                    return Stop::Hangup;
+                }
+                Some(Some(incoming)) => {
+                    if let Some(stop) = self.handle(incoming, buffer, stop_on, beside, done) {
+                        return stop;
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle(
+        &self,
+        incoming: Incoming,
+        buffer: bool,
+        stop_on: &dyn Fn(Leg, char) -> bool,
+        beside: &dyn Beside,
+        done: &dyn Fn(&MediaEvent) -> bool,
+    ) -> Option<Stop> {
+        let digit = match incoming {
+            Incoming::Leg(LegEvent::Ended(by)) => {
+                self.far_end.set(by);
+                self.check_far_end();
+                return Some(Stop::Hangup);
+            }
+            Incoming::Leg(LegEvent::Confirmed) => return None,
+            Incoming::Leg(LegEvent::AckSdp(body)) => {
+                if self.delayed_offer
+                    && let Ok(agreed) = Offer::parse(&body).and_then(|o| o.negotiate())
+                {
+                    self.media.send(Control::Configure(agreed));
+                }
+                return None;
+            }
+            Incoming::Leg(LegEvent::Dtmf(digit)) | Incoming::Media(MediaEvent::Dtmf(digit)) => {
+                digit
+            }
+            Incoming::Media(event) => {
+                return done(&event).then_some(Stop::Media(event));
+            }
+        };
+        let now = self.now();
+        self.record(Event::new(now, "dtmf").with("digit", digit.to_string()));
+        if buffer {
+            self.state.borrow_mut().buffer.push_back(digit);
+        }
+        beside.dtmf(now, Leg::A, digit);
+        stop_on(Leg::A, digit).then_some(Stop::Digit(Leg::A, digit))
+    }
+
+    /// [`LiveBackend::wait`] for verbs a `break` does not stop.
+    async fn wait_through_breaks(
+        &self,
+        until: Option<u64>,
+        buffer: bool,
+        stop_on: &dyn Fn(Leg, char) -> bool,
+        beside: &dyn Beside,
+        done: &dyn Fn(&MediaEvent) -> bool,
+    ) -> Stop {
+        loop {
+            match self.wait(until, buffer, stop_on, beside, done).await {
+                Stop::Break => {}
+                stop => return stop,
+            }
+        }
+    }
+
+    /// Runs blocking work (files, processes, HTTP) off the call's thread.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        self.context.runtime.spawn_blocking(work).await.ok()
+    }
+
+    /// A clip for a media name; a missing one is a warning and a short
+    /// silence, never a dead call.
+    async fn clip(
+        &self,
+        resolve: impl FnOnce(&Library, &AccountFlows) -> Result<Resolved, String> + Send + 'static,
+    ) -> Arc<Clip> {
+        let library = Arc::clone(&self.context.library);
+        let account = Arc::clone(&self.context.account);
+        let found = self
+            .blocking(move || resolve(&library, &account))
+            .await
+            .unwrap_or_else(|| Err("the media lookup failed".to_owned()));
+        match found {
+            Ok(resolved) => resolved.clip,
+            Err(message) => {
+                self.warn(message);
+                Arc::new(Clip::silence(MISSING_MEDIA_MS))
+            }
+        }
+    }
+
+    /// Plays `clip` `times` times (0: until stopped) to the caller.
+    async fn playback(
+        &self,
+        clip: Arc<Clip>,
+        times: u32,
+        terminators: &str,
+        legs: Legs,
+        beside: &dyn Beside,
+    ) -> PlayOutcome {
+        let start = self.now();
+        if !legs.includes(Leg::A) {
+            // Only the caller's leg exists until bridging comes.
+            return PlayOutcome {
+                reason: PlayReason::Completed,
+                digit: None,
+                duration_ms: 0,
+            };
+        }
+        self.early_media();
+        let id = self.next_id();
+        self.media.send(Control::Play {
+            id,
+            clip,
+            times: Some(times),
+        });
+        let stop = self
+            .wait(
+                None,
+                true,
+                &|leg, d| legs.includes(leg) && terminators.contains(d),
+                beside,
+                &|e| matches!(e, MediaEvent::Played { id: done, .. } if *done == id),
+            )
+            .await;
+        let (reason, digit) = match stop {
+            Stop::Media(_) | Stop::Deadline | Stop::Break => (PlayReason::Completed, None),
+            Stop::Digit(_, d) => (PlayReason::Terminator, Some(d)),
+            Stop::Hangup | Stop::TakenOver => (PlayReason::Hangup, None),
+        };
+        if !matches!(stop, Stop::Media(_)) {
+            self.media.send(Control::Stop { id });
+        }
+        PlayOutcome {
+            reason,
+            digit,
+            duration_ms: self.now().saturating_sub(start),
+        }
+    }
+
+    async fn collect_digits(
+        &self,
+        request: &CollectRequest,
+        beside: &dyn Beside,
+    ) -> CollectOutcome {
+        let start = self.now();
+        if let Some(prompt) = &request.prompt {
+            let name = prompt.clone();
+            let clip = self.clip(move |lib, acc| lib.media(acc, &name, None)).await;
+            let outcome = self
+                .playback(clip, 1, "0123456789*#", Legs::A, beside)
+                .await;
+            if outcome.reason == PlayReason::Hangup {
+                return collected(String::new(), CollectReason::Hangup, self.now() - start);
+            }
+        }
+        let mut collector = Collector::new(request, self.now());
+        loop {
+            loop {
+                let next = self.state.borrow_mut().buffer.pop_front();
+                let Some(digit) = next else { break };
+                if let Some(reason) = collector.digit(digit, self.now()) {
+                    return collected(collector.into_digits(), reason, self.now() - start);
+                }
+            }
+            match self
+                .wait(
+                    Some(collector.deadline()),
+                    true,
+                    &|leg, _| leg == Leg::A,
+                    beside,
+                    &|_| false,
+                )
+                .await
+            {
+                Stop::Deadline => {
+                    return collected(
+                        collector.into_digits(),
+                        CollectReason::Timeout,
+                        self.now() - start,
+                    );
+                }
+                Stop::Hangup | Stop::TakenOver => {
+                    return collected(
+                        collector.into_digits(),
+                        CollectReason::Hangup,
+                        self.now() - start,
+                    );
+                }
+                Stop::Digit(..) | Stop::Break | Stop::Media(_) => {}
+            }
+        }
+    }
+
+    /// A new recording id: `<call id>-rec<n>`.
+    fn recording_id(&self) -> String {
+        let mut state = self.state.borrow_mut();
+        state.recordings += 1;
+        format!("{}-rec{}", self.call_id, state.recordings)
+    }
+}
+
+/// What a missing prompt plays instead.
+const MISSING_MEDIA_MS: u32 = 500;
+
+fn collected(digits: String, reason: CollectReason, duration_ms: u64) -> CollectOutcome {
+    CollectOutcome {
+        digits,
+        reason,
+        duration_ms,
+    }
+}
+
+/// The SIP response for a hang-up cause before the answer (`FreeSWITCH`'s
+/// `hangup_cause_to_sip`, the table in the README); 480 for the others.
+pub fn sip_for_cause(cause: &str) -> u16 {
+    match cause {
+        "UNALLOCATED_NUMBER" | "NO_ROUTE_TRANSIT_NET" | "NO_ROUTE_DESTINATION" => 404,
+        "USER_BUSY" => 486,
+        "NO_USER_RESPONSE" | "ALLOTTED_TIMEOUT" => 408,
+        "CALL_REJECTED" => 603,
+        "NUMBER_CHANGED" | "REDIRECTION_TO_NEW_DESTINATION" => 410,
+        "DESTINATION_OUT_OF_ORDER" => 502,
+        "INVALID_NUMBER_FORMAT" => 484,
+        "FACILITY_REJECTED" | "FACILITY_NOT_IMPLEMENTED" | "SERVICE_NOT_IMPLEMENTED" => 501,
+        "REQUESTED_CHAN_UNAVAIL"
+        | "NORMAL_CIRCUIT_CONGESTION"
+        | "NETWORK_OUT_OF_ORDER"
+        | "NORMAL_TEMPORARY_FAILURE"
+        | "SWITCH_CONGESTION" => 503,
+        "INCOMPATIBLE_DESTINATION" | "BEARERCAPABILITY_NOTAVAIL" => 488,
+        "RECOVERY_ON_TIMER_EXPIRE" => 504,
+        "ORIGINATOR_CANCEL" => 487,
+        _ => 480,
+    }
+}
+
+/// The Q.850 cause number of a cause name (for the BYE's `Reason`).
+fn q850(cause: &str) -> u16 {
+    match cause {
+        "UNALLOCATED_NUMBER" => 1,
+        "NO_ROUTE_DESTINATION" => 3,
+        "NORMAL_CLEARING" => 16,
+        "USER_BUSY" => 17,
+        "NO_USER_RESPONSE" => 18,
+        "NO_ANSWER" => 19,
+        "CALL_REJECTED" => 21,
+        "INVALID_NUMBER_FORMAT" => 28,
+        "NORMAL_TEMPORARY_FAILURE" => 41,
+        "FACILITY_NOT_IMPLEMENTED" => 69,
+        "RECOVERY_ON_TIMER_EXPIRE" => 102,
+        "ALLOTTED_TIMEOUT" => 602,
+        _ => 31,
+    }
+}
+
+/// The cause of a SIP failure code (as the simulator's `respond`).
+fn cause_for_sip(code: u16) -> &'static str {
+    match code {
+        404 | 484 => "UNALLOCATED_NUMBER",
+        408 | 480 => "NO_ANSWER",
+        486 | 600 => "USER_BUSY",
+        487 => "ORIGINATOR_CANCEL",
+        503 => "NORMAL_TEMPORARY_FAILURE",
+        603 => "CALL_REJECTED",
+        _ => "NORMAL_UNSPECIFIED",
+    }
+}
+
+impl CallControl for LiveBackend {
+    fn now_ms(&self) -> u64 {
+        self.now()
+    }
+
+    fn hangup_info(&self) -> Option<Hangup> {
+        self.check_far_end();
+        self.state.borrow().hangup.clone()
+    }
+
+    fn answer(&self) -> LocalFuture<'_, Result<(), Gone>> {
+        Box::pin(async move {
+            self.alive()?;
+            if self.state.borrow().answered {
+                return Ok(());
+            }
+            if !self.leg.answer(&self.sdp) {
+                self.far_end.set(EndedBy::Cancel);
+                return Err(Gone);
+            }
+            let mut state = self.state.borrow_mut();
+            state.answered = true;
+            state.media_started = true;
+            drop(state);
+            self.media.send(Control::Start);
+            Ok(())
+        })
+    }
+
+    fn ring(&self) -> LocalFuture<'_, Result<(), Gone>> {
+        Box::pin(async move {
+            self.alive()?;
+            if !self.state.borrow().answered {
+                self.leg.ring();
+            }
+            Ok(())
+        })
+    }
+
+    fn hangup(&self, cause: &str) -> LocalFuture<'_, ()> {
+        let cause = cause.to_owned();
+        Box::pin(async move { self.end_ours(&cause).await })
+    }
+
+    fn transfer(&self, target: &str) -> LocalFuture<'_, Result<(), Gone>> {
+        let target = target.to_owned();
+        Box::pin(async move {
+            self.alive()?;
+            self.warn(format!(
+                "transfer to {target} needs a second leg, which real calls get with bridging: the call ends here"
+            ));
+            let t_ms = self.now();
+            self.state.borrow_mut().hangup = Some(Hangup {
+                t_ms,
+                cause: "TRANSFERRED".to_owned(),
+                by: HungUpBy::System,
+                timed_out: false,
+                transferred: true,
+            });
+            self.signal_end("NORMAL_CLEARING").await;
+            Ok(())
+        })
+    }
+
+    fn play<'a>(
+        &'a self,
+        request: &'a PlayRequest,
+        beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, Result<PlayOutcome, Gone>> {
+        Box::pin(async move {
+            self.alive()?;
+            let name = request.media.clone();
+            let clip = self.clip(move |lib, acc| lib.media(acc, &name, None)).await;
+            Ok(self
+                .playback(
+                    clip,
+                    request.loop_count,
+                    &request.terminators,
+                    request.legs,
+                    beside,
+                )
+                .await)
+        })
+    }
+
+    fn speak<'a>(
+        &'a self,
+        request: &'a SpeakRequest,
+        beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, Result<PlayOutcome, Gone>> {
+        Box::pin(async move {
+            self.alive()?;
+            let (say, text, style, language) = (
+                request.say,
+                request.text.clone(),
+                request.style.clone(),
+                request.language.clone(),
+            );
+            let clip = self
+                .clip(move |lib, _| {
+                    if say {
+                        lib.say(&text, &style, language.as_deref())
+                    } else {
+                        lib.tts(&text, &style, language.as_deref())
+                    }
+                })
+                .await;
+            Ok(self
+                .playback(clip, 1, &request.terminators, request.legs, beside)
+                .await)
+        })
+    }
+
+    fn collect<'a>(
+        &'a self,
+        request: &'a CollectRequest,
+        beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, Result<CollectOutcome, Gone>> {
+        Box::pin(async move {
+            self.alive()?;
+            Ok(self.collect_digits(request, beside).await)
+        })
+    }
+
+    fn record<'a>(
+        &'a self,
+        request: &'a RecordRequest,
+        beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, Result<RecordOutcome, Gone>> {
+        Box::pin(async move {
+            self.alive()?;
+            self.early_media();
+            let start = self.now();
+            let recording_id = self.recording_id();
+            let tap_id = self.next_id();
+            let (tap, file) = super::record::caller(&self.context, &recording_id, request, tap_id);
+            self.media.send(Control::Tap { id: tap_id, tap });
+            let stop = self
+                .wait_through_breaks(
+                    Some(start.saturating_add(request.time_limit_ms)),
+                    false,
+                    &|leg, d| leg == Leg::A && request.terminators.contains(d),
+                    beside,
+                    &|e| matches!(e, MediaEvent::Tap { id, what, .. } if *id == tap_id && what == "silence"),
+                )
+                .await;
+            let reason = match stop {
+                Stop::Deadline | Stop::Break => RecordReason::MaxLength,
+                Stop::Media(_) => RecordReason::Silence,
+                Stop::Digit(..) => RecordReason::Terminator,
+                Stop::Hangup | Stop::TakenOver => RecordReason::Hangup,
+            };
+            let duration_ms = self.now().saturating_sub(start);
+            self.media.send(Control::Untap { id: tap_id });
+            self.made.borrow_mut().push(super::Recording {
+                id: recording_id.clone(),
+                file,
+                name: request.name.clone(),
+                duration_ms,
+            });
+            Ok(RecordOutcome {
+                recording_id,
+                duration_ms,
+                reason,
+            })
+        })
+    }
+
+    fn bridge<'a>(
+        &'a self,
+        request: &'a BridgeRequest,
+        _beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, Result<BridgeOutcome, Gone>> {
+        Box::pin(async move {
+            self.alive()?;
+            let endpoints: Vec<&str> = request.endpoints.iter().map(|e| e.id.as_str()).collect();
+            self.warn(format!(
+                "bridging real legs ({}) is not available yet: the bridge fails and the flow goes on",
+                endpoints.join(", ")
+            ));
+            Ok(BridgeOutcome {
+                status: BridgeStatus::Failed,
+                cause: "FACILITY_NOT_IMPLEMENTED".to_owned(),
+                sip: 501,
+                answered_by: None,
+                duration_ms: 0,
+                talk_ms: 0,
+            })
+        })
+    }
+
+    fn sleep<'a>(
+        &'a self,
+        ms: u64,
+        beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, Result<SleepReason, Gone>> {
+        Box::pin(async move {
+            self.alive()?;
+            let until = self.now().saturating_add(ms);
+            let stop = self
+                .wait(Some(until), true, &|_, _| false, beside, &|_| false)
+                .await;
+            Ok(match stop {
+                Stop::Hangup | Stop::TakenOver => SleepReason::Hangup,
+                _ => SleepReason::Completed,
+            })
+        })
+    }
+
+    fn send_dtmf<'a>(&'a self, digits: &'a str) -> LocalFuture<'a, Result<(), Gone>> {
+        Box::pin(async move {
+            self.alive()?;
+            self.early_media();
+            let id = self.next_id();
+            self.media.send(Control::Dtmf {
+                id,
+                digits: digits.to_owned(),
+            });
+            let limit = self.now() + 200 * digits.chars().count() as u64 + 1000;
+            self.wait(
+                Some(limit),
+                true,
+                &|_, _| false,
+                &crate::engine::control::Alone,
+                &|e| matches!(e, MediaEvent::DtmfSent { id: done } if *done == id),
+            )
+            .await;
+            Ok(())
+        })
+    }
+
+    fn respond<'a>(&'a self, code: u16, message: &'a str) -> LocalFuture<'a, Result<(), Gone>> {
+        Box::pin(async move {
+            self.alive()?;
+            let answered = self.state.borrow().answered;
+            match code {
+                183 if !answered => self.early_media(),
+                100..=299 if !answered => self.leg.provisional(code, message),
+                300.. => {
+                    let cause = if message.is_empty() {
+                        cause_for_sip(code)
+                    } else {
+                        message
+                    };
+                    self.end_at(self.now(), HungUpBy::System, cause);
+                    if answered {
+                        self.signal_end(cause).await;
+                    } else {
+                        self.leg.refuse(code, message);
+                        self.media.send(Control::Close);
+                    }
+                }
+                _ => {}
+            }
+            Ok(())
+        })
+    }
+
+    fn flush_dtmf(&self) {
+        self.state.borrow_mut().buffer.clear();
+    }
+
+    fn http<'a>(
+        &'a self,
+        request: &'a HttpRequest,
+        beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, HttpOutcome> {
+        Box::pin(async move {
+            let start = self.now();
+            let failed = |error: String| HttpOutcome {
+                status: 0,
+                body: String::new(),
+                headers: BTreeMap::new(),
+                error: Some(error),
+                duration_ms: 0,
+            };
+            if let Some(reason) = crate::sim::network::refused(&request.url)
+                .filter(|_| !self.context.allow_private_http)
+            {
+                return failed(reason);
+            }
+            let id = self.next_id();
+            let owned = request.clone();
+            let allow = self.context.allow_private_http;
+            let events = self.context.runtime.clone();
+            let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
+            // The answer comes back through `done_rx`; the task itself is
+            // not awaited.
+            drop(events.spawn_blocking(move || {
+                let _ = done_tx.send(crate::sim::network::request(&owned, allow));
+            }));
+            // Digits pressed meanwhile are heard (and buffered); the
+            // response ends the wait.
+            let outcome = loop {
+                if let Ok(result) = done_rx.try_recv() {
+                    break Some(result);
+                }
+                let stop = tokio::select! {
+                    result = &mut done_rx => {
+                        break result.ok();
+                    }
+                    stop = self.wait(
+                        Some(self.now() + 50),
+                        true,
+                        &|_, _| false,
+                        beside,
+                        &|_| false,
+                    ) => stop,
+                };
+                if matches!(stop, Stop::Hangup | Stop::TakenOver) {
+                    // HTTP is allowed after the call is gone: finish it.
+                    break (&mut done_rx).await.ok();
+                }
+            };
+            let _ = id;
+            match outcome {
+                Some(Ok(mut outcome)) => {
+                    outcome.duration_ms = self.now().saturating_sub(start);
+                    self.http_answers.borrow_mut().push(serde_json::json!({
+                        "method": request.method,
+                        "url": request.url,
+                        "status": outcome.status,
+                        "body": outcome.body,
+                        "headers": outcome.headers,
+                        "duration_ms": outcome.duration_ms,
+                    }));
+                    outcome
+                }
+                Some(Err(error)) => failed(error),
+                None => failed("the request was lost".to_owned()),
+            }
+        })
+    }
+
+    fn record_call(&self, start: bool) -> LocalFuture<'_, Result<String, Gone>> {
+        Box::pin(async move {
+            self.alive()?;
+            if !start {
+                let running = self.state.borrow_mut().call_recording.take();
+                return Ok(match running {
+                    Some((id, tap)) => {
+                        self.media.send(Control::Untap { id: tap });
+                        id
+                    }
+                    None => String::new(),
+                });
+            }
+            if let Some((id, _)) = &self.state.borrow().call_recording {
+                return Ok(id.clone());
+            }
+            let recording_id = self.recording_id();
+            let tap_id = self.next_id();
+            let (tap, file) = super::record::whole_call(&self.context, &recording_id, tap_id);
+            self.media.send(Control::Tap { id: tap_id, tap });
+            self.made.borrow_mut().push(super::Recording {
+                id: recording_id.clone(),
+                file,
+                name: Some(format!("Call recording {recording_id}")),
+                duration_ms: 0,
+            });
+            self.state.borrow_mut().call_recording = Some((recording_id.clone(), tap_id));
+            Ok(recording_id)
+        })
+    }
+
+    fn recording(&self) -> Option<String> {
+        self.state
+            .borrow()
+            .call_recording
+            .as_ref()
+            .map(|(id, _)| id.clone())
+    }
+
+    fn detect_fax<'a>(
+        &'a self,
+        ms: u64,
+        beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, Result<bool, Gone>> {
+        Box::pin(async move {
+            self.alive()?;
+            self.early_media();
+            let tap_id = self.next_id();
+            self.media.send(Control::Tap {
+                id: tap_id,
+                tap: super::record::fax_detector(tap_id),
+            });
+            let stop = self
+                .wait_through_breaks(
+                    Some(self.now().saturating_add(ms)),
+                    true,
+                    &|_, _| false,
+                    beside,
+                    &|e| matches!(e, MediaEvent::Tap { id, what, .. } if *id == tap_id && what == "fax"),
+                )
+                .await;
+            self.media.send(Control::Untap { id: tap_id });
+            Ok(matches!(stop, Stop::Media(_)))
+        })
+    }
+
+    fn peer(&self) -> Option<PeerInfo> {
+        None
+    }
+
+    fn hold(&self, _leg: Leg, _unhold_key: Option<char>) -> Result<bool, Gone> {
+        self.alive()?;
+        Ok(false)
+    }
+
+    fn unhold(&self) -> Result<Option<Leg>, Gone> {
+        self.alive()?;
+        Ok(None)
+    }
+
+    fn transfer_peer(&self, _target: &str) -> Result<bool, Gone> {
+        self.alive()?;
+        Ok(false)
+    }
+
+    fn hangup_peer(&self, _cause: &str) -> Result<bool, Gone> {
+        self.alive()?;
+        Ok(false)
+    }
+
+    fn attended_transfer<'a>(
+        &'a self,
+        request: &'a ConsultRequest,
+        _beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, Result<ConsultOutcome, Gone>> {
+        Box::pin(async move {
+            self.alive()?;
+            self.warn(format!(
+                "an attended transfer to {} needs bridging, which real calls do not have yet",
+                request.target
+            ));
+            Ok(ConsultOutcome {
+                result: ConsultResult::Failed,
+                answered_by: None,
+                duration_ms: 0,
+            })
+        })
+    }
+}

@@ -1,0 +1,286 @@
+//! Audio the media layer plays: clips of 8 kHz mono samples, read from any
+//! PCM WAV (resampled), or made from Kazoo's `tone_stream://` syntax.
+
+// Signal processing: sample counts and levels move between integers and
+// floats on purpose (bounded values; rounding is the point).
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
+
+use std::f32::consts::TAU;
+use std::path::Path;
+use std::sync::Arc;
+
+use rubato::audioadapter_buffers::owned::InterleavedOwned;
+use rubato::{Fft, FixedSync, Resampler};
+
+use super::g711::RATE;
+
+/// How many times a clip plays when started once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repeat {
+    Times(u32),
+    /// Until stopped (a ringback tone with `loops=-1`).
+    Forever,
+}
+
+/// Audio ready to play: 8 kHz mono samples.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clip {
+    pub samples: Arc<[i16]>,
+    pub repeat: Repeat,
+}
+
+/// The longest clip accepted, in samples (30 minutes).
+pub const MAX_SAMPLES: usize = 30 * 60 * RATE as usize;
+
+/// A clip that cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AudioError {
+    #[error("{path}: {message}")]
+    Wav { path: String, message: String },
+    #[error("bad tone_stream {spec:?}: {message}")]
+    Tone { spec: String, message: String },
+}
+
+impl Clip {
+    pub fn once(samples: Vec<i16>) -> Self {
+        Self {
+            samples: samples.into(),
+            repeat: Repeat::Times(1),
+        }
+    }
+
+    /// `ms` of silence.
+    pub fn silence(ms: u32) -> Self {
+        Self::once(vec![0; ms_to_samples(ms)])
+    }
+
+    /// How long one play lasts, in ms (`None`: forever).
+    pub fn duration_ms(&self) -> Option<u64> {
+        match self.repeat {
+            Repeat::Times(n) => {
+                Some(self.samples.len() as u64 * u64::from(n) * 1000 / u64::from(RATE))
+            }
+            Repeat::Forever => None,
+        }
+    }
+
+    /// Reads a PCM WAV file (8 to 32-bit integers or 32-bit floats, any
+    /// rate, any channels: mixed down to mono and resampled to 8 kHz).
+    pub fn from_wav(path: &Path) -> Result<Self, AudioError> {
+        let error = |message: String| AudioError::Wav {
+            path: path.display().to_string(),
+            message,
+        };
+        let mut reader = hound::WavReader::open(path).map_err(|e| error(e.to_string()))?;
+        let spec = reader.spec();
+        let channels = usize::from(spec.channels.max(1));
+        let frames = reader.duration() as usize;
+        let limit = MAX_SAMPLES.saturating_mul(spec.sample_rate as usize / RATE as usize + 1);
+        if frames > limit {
+            return Err(error(format!(
+                "{} s of audio is longer than the 30 minutes a clip may last",
+                frames / spec.sample_rate.max(1) as usize
+            )));
+        }
+        let interleaved: Vec<f32> = match spec.sample_format {
+            hound::SampleFormat::Float => reader
+                .samples::<f32>()
+                .collect::<Result<_, _>>()
+                .map_err(|e| error(e.to_string()))?,
+            hound::SampleFormat::Int => {
+                // Full scale is 2^(bits-1) whatever the width.
+                let scale = 1.0 / (1_i64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f32;
+                reader
+                    .samples::<i32>()
+                    .map(|s| s.map(|s| s as f32 * scale))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| error(e.to_string()))?
+            }
+        };
+        let mono: Vec<f32> = interleaved
+            .chunks(channels)
+            .map(|frame| frame.iter().sum::<f32>() / frame.len() as f32)
+            .collect();
+        let at_8k = resample(&mono, spec.sample_rate).map_err(error)?;
+        Ok(Self::once(at_8k.iter().map(|&s| to_i16(s)).collect()))
+    }
+
+    /// A clip from `FreeSWITCH`'s tone syntax, as Kazoo writes it:
+    /// `tone_stream://[L=n;][v=dB;]%(on_ms,off_ms,freq[,freq...])[;...][;loops=n]`
+    /// (`-1` loops: until stopped).
+    pub fn tone_stream(spec: &str) -> Result<Self, AudioError> {
+        let body = spec.strip_prefix("tone_stream://").unwrap_or(spec);
+        let error = |message: &str| AudioError::Tone {
+            spec: spec.to_owned(),
+            message: message.to_owned(),
+        };
+        let mut samples: Vec<i16> = Vec::new();
+        let mut repeat = Repeat::Times(1);
+        let mut gain = 0.5_f32;
+        for part in body.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+            if let Some(n) = part
+                .strip_prefix("L=")
+                .or_else(|| part.strip_prefix("loops="))
+            {
+                let n: i64 = n
+                    .trim()
+                    .parse()
+                    .map_err(|_| error("loops must be a number"))?;
+                repeat = match u32::try_from(n) {
+                    Ok(0) => return Err(error("loops must not be 0")),
+                    Ok(n) => Repeat::Times(n.min(1000)),
+                    Err(_) => Repeat::Forever,
+                };
+            } else if let Some(db) = part.strip_prefix("v=") {
+                let db: f32 = db.trim().parse().map_err(|_| error("v= must be in dB"))?;
+                gain = 10_f32.powf(db.clamp(-60.0, 0.0) / 20.0);
+            } else if let Some(inner) = part.strip_prefix("%(").and_then(|p| p.strip_suffix(')')) {
+                let numbers: Vec<f32> = inner
+                    .split(',')
+                    .map(|n| n.trim().parse::<f32>())
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| error("%(...) holds numbers: on_ms,off_ms,freq[,freq...]"))?;
+                let [on, off, freqs @ ..] = numbers.as_slice() else {
+                    return Err(error("%(...) needs on_ms and off_ms"));
+                };
+                if !(0.0..=60_000.0).contains(on) || !(0.0..=60_000.0).contains(off) {
+                    return Err(error("durations must be between 0 and 60000 ms"));
+                }
+                samples.extend(tone(*on as u32, freqs, gain));
+                samples.extend(std::iter::repeat_n(0, ms_to_samples(*off as u32)));
+                if samples.len() > MAX_SAMPLES {
+                    return Err(error("longer than 30 minutes"));
+                }
+            } else {
+                return Err(error(&format!("unknown part {part:?}")));
+            }
+        }
+        if samples.is_empty() {
+            return Err(error("no %(on,off,freq) segment"));
+        }
+        Ok(Self {
+            samples: samples.into(),
+            repeat,
+        })
+    }
+
+    /// The beep before a recording: 250 ms of 1 kHz.
+    pub fn beep() -> Self {
+        Self::once(tone(250, &[1000.0], 0.5))
+    }
+}
+
+fn ms_to_samples(ms: u32) -> usize {
+    (u64::from(ms) * u64::from(RATE) / 1000) as usize
+}
+
+fn to_i16(sample: f32) -> i16 {
+    (sample.clamp(-1.0, 1.0) * f32::from(i16::MAX)) as i16
+}
+
+/// `ms` of the sum of `freqs` (each at `gain / freqs.len()`).
+fn tone(ms: u32, freqs: &[f32], gain: f32) -> Vec<i16> {
+    let n = ms_to_samples(ms);
+    let audible: Vec<f32> = freqs
+        .iter()
+        .copied()
+        .filter(|f| *f > 0.0 && *f < 4000.0)
+        .collect();
+    if audible.is_empty() {
+        return vec![0; n];
+    }
+    let each = gain / audible.len() as f32;
+    (0..n)
+        .map(|i| {
+            let t = i as f32 / RATE as f32;
+            to_i16(audible.iter().map(|f| (TAU * f * t).sin() * each).sum())
+        })
+        .collect()
+}
+
+/// Resamples mono audio at `rate` to 8 kHz.
+fn resample(mono: &[f32], rate: u32) -> Result<Vec<f32>, String> {
+    if rate == RATE || mono.is_empty() {
+        return Ok(mono.to_vec());
+    }
+    if rate == 0 {
+        return Err("the sample rate is 0".to_owned());
+    }
+    let mut resampler = Fft::<f32>::new(rate as usize, RATE as usize, 1024, 1, FixedSync::Both)
+        .map_err(|e| e.to_string())?;
+    let input =
+        InterleavedOwned::new_from(mono.to_vec(), 1, mono.len()).map_err(|e| e.to_string())?;
+    let output = resampler
+        .process_all(&input, mono.len(), None)
+        .map_err(|e| e.to_string())?;
+    Ok(output.take_data())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Zero crossings per second / 2: the frequency of a pure tone.
+    fn frequency(samples: &[i16]) -> f32 {
+        let crossings = samples
+            .windows(2)
+            .filter(|w| (w[0] < 0) != (w[1] < 0))
+            .count();
+        crossings as f32 / 2.0 / (samples.len() as f32 / RATE as f32)
+    }
+
+    #[test]
+    fn tone_streams() {
+        let clip = Clip::tone_stream("tone_stream://%(500,100,440)").unwrap();
+        assert_eq!(clip.samples.len(), 4800);
+        assert_eq!(clip.duration_ms(), Some(600));
+        let f = frequency(&clip.samples[..4000]);
+        assert!((f - 440.0).abs() < 5.0, "{f}");
+        assert!(clip.samples[4000..].iter().all(|&s| s == 0));
+        let ring = Clip::tone_stream("tone_stream://%(2000,4000,440,480);loops=-1").unwrap();
+        assert_eq!(ring.repeat, Repeat::Forever);
+        assert_eq!(ring.duration_ms(), None);
+        let three = Clip::tone_stream("tone_stream://L=3;v=-6;%(100,100,350,440)").unwrap();
+        assert_eq!(three.duration_ms(), Some(600));
+        for bad in [
+            "tone_stream://",
+            "tone_stream://%(a,b,c)",
+            "tone_stream://%(1)",
+            "tone_stream://x=1;%(1,1,1)",
+        ] {
+            assert!(Clip::tone_stream(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn wav_at_any_rate_becomes_8k() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tone.wav");
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 22050,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut writer = hound::WavWriter::create(&path, spec).unwrap();
+        for i in 0..22050 {
+            let v = ((TAU * 600.0 * i as f32 / 22050.0).sin() * 16000.0) as i16;
+            writer.write_sample(v).unwrap();
+            writer.write_sample(v).unwrap();
+        }
+        writer.finalize().unwrap();
+        let clip = Clip::from_wav(&path).unwrap();
+        let len = clip.samples.len() as i64;
+        assert!((len - 8000).abs() < 200, "{len}");
+        let f = frequency(&clip.samples[1000..7000]);
+        assert!((f - 600.0).abs() < 10.0, "{f}");
+        let peak = clip.samples.iter().map(|s| s.unsigned_abs()).max().unwrap();
+        assert!((14000..18000).contains(&peak), "{peak}");
+        assert!(Clip::from_wav(&dir.path().join("missing.wav")).is_err());
+    }
+}

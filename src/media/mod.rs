@@ -1,0 +1,29 @@
+//! Media for real calls, owned by this project (the SIP stack does
+//! signalling only): SDP offer/answer, RTP sessions paced at 20 ms, G.711,
+//! RFC 4733 digits, clips to play (WAV, tones), taps that record or detect.
+//!
+//! * `sdp.rs`: the offer parsed, a codec chosen, the answer written.
+//! * `session.rs`: one leg's RTP task (send, receive, symmetric RTP, taps).
+//! * `g711.rs`, `dtmf.rs`: the codecs and telephone events.
+//! * `audio.rs`: clips (8 kHz mono), from WAV files and tone streams.
+//! * `ports.rs`: the RTP port range.
+//! * `library.rs`: what a name played is (tone, URL, media document,
+//!   system prompt), and `tts.rs`: speech (espeak-ng), cached on disk.
+//!
+//! Media never calls up into signalling: a call's task decides, the
+//! session reports.
+
+pub mod audio;
+pub mod dtmf;
+pub mod g711;
+pub mod library;
+pub mod ports;
+pub mod sdp;
+pub mod session;
+pub mod tts;
+
+pub use audio::{AudioError, Clip, Repeat};
+pub use g711::Codec;
+pub use ports::{NoPort, PortRange, Ports};
+pub use sdp::{Negotiated, Offer, SdpError};
+pub use session::{Control, Handle, MediaEvent, Tap};

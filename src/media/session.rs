@@ -1,0 +1,549 @@
+//! One call leg's RTP session: a task that owns the leg's UDP socket, sends
+//! a packet every 20 ms and reads every packet that arrives.
+//!
+//! * **Sending.** Packets leave on a monotonic schedule (`start + n × 20 ms`),
+//!   never in bursts: a tick that comes late sends one packet and the next
+//!   keeps the schedule. The RTP timestamp follows the schedule, so a
+//!   skipped tick shows as a gap, not as drift. Once started, something is
+//!   always sent: the clip on top of the play stack, telephone events, or
+//!   silence.
+//! * **Receiving** never stops, whatever plays (a digit pressed during a
+//!   prompt is never lost): RFC 4733 events go to the [`super::dtmf::Detector`]
+//!   at once; audio goes through a small reorder buffer, is decoded, and is
+//!   offered to the taps (recorders, detectors).
+//! * **Symmetric RTP.** Until the far end's first packet arrives, packets go
+//!   to the address of its SDP; from then on, to where its packets come from
+//!   (a phone behind NAT advertises an address nobody can reach).
+//!
+//! The task is driven by [`Control`] messages and reports [`MediaEvent`]s;
+//! it never calls up into signalling.
+
+// RTP sequence numbers and timestamps are modular (RFC 3550): truncating
+// and wrapping casts are the arithmetic the protocol defines.
+#![allow(clippy::cast_possible_truncation)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rtp_rs::{RtpPacketBuilder, RtpReader, Seq};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::audio::{Clip, Repeat};
+use super::dtmf::{self, Detector};
+use super::g711::{Codec, FRAME};
+use super::sdp::Negotiated;
+
+/// The packet interval.
+pub const PTIME: Duration = Duration::from_millis(20);
+
+/// Something that listens to the audio of a leg: a recorder, a detector.
+/// `inbound` gets the far end's audio in order (lost packets as silence),
+/// `outbound` what this side sends, 160 samples (20 ms) at a time.
+pub trait Tap: Send {
+    /// The far end's audio; may report an event (a recording that heard
+    /// enough silence, a fax tone).
+    fn inbound(&mut self, samples: &[i16]) -> Option<MediaEvent>;
+    /// What this side sent.
+    fn outbound(&mut self, _samples: &[i16]) {}
+    /// The tap is removed (or the session ends): its last word.
+    fn finish(self: Box<Self>) -> Option<MediaEvent>;
+}
+
+/// What the session is told to do.
+pub enum Control {
+    /// Start sending (after a 183 or a 200 with our SDP).
+    Start,
+    /// What the far end's SDP agreed, learnt late (the ACK's answer to the
+    /// offer we made for an INVITE without one).
+    Configure(Negotiated),
+    /// Plays `clip` over whatever plays now (which resumes after it);
+    /// `times` overrides the clip's own repeat count (0: until stopped).
+    Play {
+        id: u64,
+        clip: Arc<Clip>,
+        times: Option<u32>,
+    },
+    /// Stops the play `id`; reported as [`MediaEvent::Played`].
+    Stop { id: u64 },
+    /// Sends digits as RFC 4733 events (100 ms each, 60 ms apart).
+    Dtmf { id: u64, digits: String },
+    /// Attaches a tap.
+    Tap { id: u64, tap: Box<dyn Tap> },
+    /// Detaches a tap: its [`Tap::finish`] is reported.
+    Untap { id: u64 },
+    /// Ends the session (taps finish).
+    Close,
+}
+
+/// What the session reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaEvent {
+    /// A digit the far end pressed (RFC 4733).
+    Dtmf(char),
+    /// A play ended (by itself or stopped) after `ms`.
+    Played { id: u64, ms: u64 },
+    /// Digits were sent.
+    DtmfSent { id: u64 },
+    /// A tap's report: `what` says what it is (`silence`, `fax`,
+    /// `recorded`...), `ms` the audio it covered, `detail` the rest.
+    Tap {
+        id: u64,
+        what: String,
+        ms: u64,
+        detail: String,
+    },
+}
+
+/// A running session, as the call that owns it sees it.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    control: mpsc::UnboundedSender<Control>,
+}
+
+impl Handle {
+    /// Sends a control message; false when the session is over.
+    pub fn send(&self, control: Control) -> bool {
+        self.control.send(control).is_ok()
+    }
+}
+
+/// Starts a session on `socket` (bound by the caller) with what the offer
+/// and answer agreed; events go to `events`. `remote` may be unknown (an
+/// INVITE without SDP): symmetric RTP then learns it.
+pub fn start(
+    socket: UdpSocket,
+    agreed: Option<Negotiated>,
+    events: mpsc::UnboundedSender<MediaEvent>,
+    runtime: &tokio::runtime::Handle,
+) -> Handle {
+    let (control, commands) = mpsc::unbounded_channel();
+    let codec = agreed.map_or(Codec::Pcmu, |a| a.codec);
+    let seed = fastrand::u64(..);
+    let session = Session {
+        socket,
+        remote: agreed.map(|a| a.remote).filter(|r| r.port() != 0),
+        latched: false,
+        codec,
+        payload_type: agreed.map_or(0, |a| a.payload_type),
+        dtmf_payload_type: agreed.and_then(|a| a.dtmf_payload_type),
+        ssrc: (seed >> 32) as u32,
+        seq: Seq::from(seed as u16),
+        timestamp0: seed as u32,
+        event_start: 0,
+        started: None,
+        plays: Vec::new(),
+        dtmf_out: std::collections::VecDeque::new(),
+        detector: Detector::default(),
+        reorder: Reorder::default(),
+        taps: Vec::new(),
+        events,
+        frame: Vec::with_capacity(FRAME),
+        encoded: Vec::with_capacity(FRAME),
+        decoded: Vec::with_capacity(FRAME * 4),
+        packet: vec![0; 12 + FRAME + 16],
+    };
+    runtime.spawn(session.run(commands));
+    Handle { control }
+}
+
+struct Playing {
+    id: u64,
+    clip: Arc<Clip>,
+    /// Plays left after this one (`None`: until stopped).
+    left: Option<u32>,
+    pos: usize,
+    frames: u64,
+}
+
+/// One packet of telephone events waiting to go.
+enum Outgoing {
+    Event {
+        event: dtmf::Event,
+        first: bool,
+        /// The play id to report when this is the last packet.
+        done: Option<u64>,
+    },
+    /// A frame of silence between digits.
+    Gap,
+}
+
+struct Session {
+    socket: UdpSocket,
+    remote: Option<SocketAddr>,
+    latched: bool,
+    codec: Codec,
+    payload_type: u8,
+    dtmf_payload_type: Option<u8>,
+    ssrc: u32,
+    seq: Seq,
+    timestamp0: u32,
+    /// The timestamp of the telephone event being sent.
+    event_start: u32,
+    started: Option<Instant>,
+    plays: Vec<Playing>,
+    dtmf_out: std::collections::VecDeque<Outgoing>,
+    detector: Detector,
+    reorder: Reorder,
+    taps: Vec<(u64, Box<dyn Tap>)>,
+    events: mpsc::UnboundedSender<MediaEvent>,
+    frame: Vec<i16>,
+    encoded: Vec<u8>,
+    decoded: Vec<i16>,
+    packet: Vec<u8>,
+}
+
+impl Session {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Control>) {
+        let mut ticker = tokio::time::interval(PTIME);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let mut buf = vec![0_u8; 2048];
+        loop {
+            tokio::select! {
+                biased;
+                command = commands.recv() => match command {
+                    None | Some(Control::Close) => break,
+                    Some(command) => self.control(command, &mut ticker),
+                },
+                at = ticker.tick(), if self.started.is_some() => self.tick(at).await,
+                received = self.socket.recv_from(&mut buf) => {
+                    if let Ok((len, from)) = received {
+                        self.received(&buf[..len], from);
+                    }
+                }
+            }
+        }
+        for (_, tap) in std::mem::take(&mut self.taps) {
+            if let Some(event) = tap.finish() {
+                let _ = self.events.send(event);
+            }
+        }
+    }
+
+    fn report(&self, event: MediaEvent) {
+        let _ = self.events.send(event);
+    }
+
+    fn control(&mut self, command: Control, ticker: &mut tokio::time::Interval) {
+        match command {
+            Control::Start => {
+                if self.started.is_none() {
+                    let now = Instant::now();
+                    self.started = Some(now);
+                    ticker.reset_at(now);
+                }
+            }
+            Control::Play { id, clip, times } => {
+                let left = match (times, clip.repeat) {
+                    (Some(0), _) | (None | Some(_), Repeat::Forever) => None,
+                    (Some(n), Repeat::Times(m)) => Some(n.saturating_mul(m) - 1),
+                    (None, Repeat::Times(m)) => Some(m.saturating_sub(1)),
+                };
+                if clip.samples.is_empty() {
+                    self.report(MediaEvent::Played { id, ms: 0 });
+                } else {
+                    self.plays.push(Playing {
+                        id,
+                        clip,
+                        left,
+                        pos: 0,
+                        frames: 0,
+                    });
+                }
+            }
+            Control::Stop { id } => {
+                if let Some(index) = self.plays.iter().position(|p| p.id == id) {
+                    let playing = self.plays.remove(index);
+                    self.report(MediaEvent::Played {
+                        id,
+                        ms: playing.frames * 20,
+                    });
+                }
+            }
+            Control::Dtmf { id, digits } => {
+                let mut packets: Vec<Outgoing> = Vec::new();
+                for digit in digits.chars() {
+                    let events = dtmf::digit_packets(digit, 100);
+                    for (n, event) in events.iter().enumerate() {
+                        packets.push(Outgoing::Event {
+                            event: *event,
+                            first: n == 0,
+                            done: None,
+                        });
+                    }
+                    packets.extend([Outgoing::Gap, Outgoing::Gap, Outgoing::Gap]);
+                }
+                // The last event packet reports the digits sent.
+                match packets.iter_mut().rev().find_map(|p| match p {
+                    Outgoing::Event { done, .. } => Some(done),
+                    Outgoing::Gap => None,
+                }) {
+                    Some(done) => *done = Some(id),
+                    None => self.report(MediaEvent::DtmfSent { id }),
+                }
+                self.dtmf_out.extend(packets);
+            }
+            Control::Configure(agreed) => {
+                self.codec = agreed.codec;
+                self.payload_type = agreed.payload_type;
+                self.dtmf_payload_type = agreed.dtmf_payload_type;
+                if !self.latched && agreed.remote.port() != 0 {
+                    self.remote = Some(agreed.remote);
+                }
+            }
+            Control::Tap { id, tap } => self.taps.push((id, tap)),
+            Control::Untap { id } => {
+                if let Some(index) = self.taps.iter().position(|(t, _)| *t == id) {
+                    let (_, tap) = self.taps.remove(index);
+                    if let Some(event) = tap.finish() {
+                        self.report(event);
+                    }
+                }
+            }
+            Control::Close => {}
+        }
+    }
+
+    /// The next 20 ms of what plays (silence when nothing does), advancing
+    /// the top of the play stack and reporting plays that end.
+    fn next_frame(&mut self) {
+        self.frame.clear();
+        if let Some(top) = self.plays.last_mut() {
+            top.frames += 1;
+            while self.frame.len() < FRAME {
+                let want = FRAME - self.frame.len();
+                let samples = &top.clip.samples;
+                let end = (top.pos + want).min(samples.len());
+                self.frame.extend_from_slice(&samples[top.pos..end]);
+                top.pos = end;
+                if top.pos < samples.len() {
+                    continue;
+                }
+                match top.left {
+                    Some(0) => break,
+                    Some(n) => {
+                        top.left = Some(n - 1);
+                        top.pos = 0;
+                    }
+                    None => top.pos = 0,
+                }
+            }
+            if top.pos >= top.clip.samples.len() && top.left == Some(0) {
+                let done = self.plays.pop();
+                if let Some(done) = done {
+                    self.report(MediaEvent::Played {
+                        id: done.id,
+                        ms: done.frames * 20,
+                    });
+                }
+            }
+        }
+        self.frame.resize(FRAME, 0);
+    }
+
+    async fn tick(&mut self, at: Instant) {
+        let Some(started) = self.started else { return };
+        // The slot this tick stands for: the schedule, not the clock.
+        let slot = (at.saturating_duration_since(started).as_micros() + 10_000) / 20_000;
+        let timestamp = self
+            .timestamp0
+            .wrapping_add((slot as u32).wrapping_mul(FRAME as u32));
+        match self.dtmf_out.pop_front() {
+            Some(Outgoing::Event { event, first, done }) if self.dtmf_payload_type.is_some() => {
+                if let Some(id) = done {
+                    self.report(MediaEvent::DtmfSent { id });
+                }
+                // Every packet of one event carries the event's start time.
+                if first {
+                    self.event_start = timestamp;
+                }
+                self.encoded.clear();
+                self.encoded.extend(event.to_bytes());
+                self.frame.clear();
+                self.frame.resize(FRAME, 0);
+                let pt = self.dtmf_payload_type.unwrap_or(101);
+                self.send_payload(pt, first, self.event_start).await;
+            }
+            other => {
+                if let Some(Outgoing::Event { done: Some(id), .. }) = other {
+                    // No telephone-event negotiated: nothing can carry it.
+                    self.report(MediaEvent::DtmfSent { id });
+                }
+                self.next_frame();
+                let mut encoded = std::mem::take(&mut self.encoded);
+                self.codec.encode(&self.frame, &mut encoded);
+                self.encoded = encoded;
+                self.send_payload(self.payload_type, false, timestamp).await;
+            }
+        }
+        for (_, tap) in &mut self.taps {
+            tap.outbound(&self.frame);
+        }
+    }
+
+    /// Sends `self.encoded` as one RTP packet.
+    async fn send_payload(&mut self, payload_type: u8, marker: bool, timestamp: u32) {
+        let Some(remote) = self.remote else { return };
+        let builder = RtpPacketBuilder::new()
+            .payload_type(payload_type)
+            .marked(marker)
+            .ssrc(self.ssrc)
+            .sequence(self.seq)
+            .timestamp(timestamp)
+            .payload(&self.encoded);
+        self.seq = self.seq.next();
+        let Ok(len) = builder.build_into(&mut self.packet) else {
+            return;
+        };
+        // A lost packet is lost: the schedule goes on (no retries, no burst).
+        let _ = self.socket.send_to(&self.packet[..len], remote).await;
+    }
+
+    fn received(&mut self, packet: &[u8], from: SocketAddr) {
+        let Ok(rtp) = RtpReader::new(packet) else {
+            return;
+        };
+        if rtp.version() != 2 {
+            return;
+        }
+        if !self.latched && from.port() != 0 {
+            self.remote = Some(from);
+            self.latched = true;
+        }
+        let payload_type = rtp.payload_type();
+        if Some(payload_type) == self.dtmf_payload_type {
+            if let Some(digit) = self
+                .detector
+                .packet(rtp.ssrc(), rtp.timestamp(), rtp.payload())
+            {
+                self.report(MediaEvent::Dtmf(digit));
+            }
+            return;
+        }
+        if payload_type != self.payload_type || self.taps.is_empty() {
+            return;
+        }
+        let seq: u16 = rtp.sequence_number().into();
+        let frames = self.reorder.push(seq, rtp.timestamp(), rtp.payload());
+        for frame in frames {
+            self.decoded.clear();
+            match frame {
+                Frame::Audio(payload) => self.codec.decode(&payload, &mut self.decoded),
+                Frame::Lost(samples) => self.decoded.resize(samples, 0),
+            }
+            for (_, tap) in &mut self.taps {
+                if let Some(event) = tap.inbound(&self.decoded) {
+                    let _ = self.events.send(event);
+                }
+            }
+        }
+    }
+}
+
+/// What the reorder buffer hands on, in order.
+enum Frame {
+    Audio(Vec<u8>),
+    /// Samples of silence standing for packets that never came.
+    Lost(usize),
+}
+
+/// A small reorder buffer: packets are handed on in sequence order; a
+/// packet that arrives early waits for the ones before it, at most
+/// [`Reorder::DEPTH`] packets, after which the missing ones count as lost.
+#[derive(Default)]
+struct Reorder {
+    /// The next sequence number expected and its timestamp.
+    next: Option<(u16, u32)>,
+    held: Vec<(u16, u32, Vec<u8>)>,
+}
+
+impl Reorder {
+    const DEPTH: usize = 3;
+    /// Loss gaps longer than this (in samples) are not filled.
+    const MAX_GAP: u32 = 8000;
+
+    fn push(&mut self, seq: u16, timestamp: u32, payload: &[u8]) -> Vec<Frame> {
+        let mut out = Vec::new();
+        let Some((next, _)) = self.next else {
+            self.next = Some((
+                seq.wrapping_add(1),
+                timestamp.wrapping_add(payload.len() as u32),
+            ));
+            out.push(Frame::Audio(payload.to_vec()));
+            return out;
+        };
+        let ahead = seq.wrapping_sub(next);
+        if ahead >= 0x8000 {
+            // Late or duplicated: its time has passed.
+            return out;
+        }
+        if ahead > 0 {
+            if !self.held.iter().any(|(s, ..)| *s == seq) {
+                self.held.push((seq, timestamp, payload.to_vec()));
+            }
+            if self.held.len() <= Self::DEPTH {
+                return out;
+            }
+            // Give up on the missing packets: skip to the earliest held.
+            self.held.sort_by_key(|(s, ..)| s.wrapping_sub(next));
+            let (first, first_ts, _) = &self.held[0];
+            let (_, expected_ts) = self.next.unwrap_or((*first, *first_ts));
+            let gap = first_ts.wrapping_sub(expected_ts);
+            if gap > 0 && gap <= Self::MAX_GAP {
+                out.push(Frame::Lost(gap as usize));
+            }
+            self.next = Some((*first, *first_ts));
+        } else {
+            self.held.push((seq, timestamp, payload.to_vec()));
+        }
+        // Hand on everything now in sequence.
+        while let Some((next, _)) = self.next {
+            let Some(index) = self.held.iter().position(|(s, ..)| *s == next) else {
+                break;
+            };
+            let (seq, ts, payload) = self.held.remove(index);
+            self.next = Some((seq.wrapping_add(1), ts.wrapping_add(payload.len() as u32)));
+            out.push(Frame::Audio(payload));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seqs(frames: &[Frame]) -> Vec<String> {
+        frames
+            .iter()
+            .map(|f| match f {
+                Frame::Audio(p) => format!("a{}", p[0]),
+                Frame::Lost(n) => format!("lost{n}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reorders_and_gives_up_on_loss() {
+        let mut buffer = Reorder::default();
+        let mut out = Vec::new();
+        let mut push = |seq: u16| {
+            let ts = u32::from(seq) * 160;
+            buffer.push(seq, ts, &[seq as u8; 160])
+        };
+        out.extend(push(10));
+        out.extend(push(12)); // 11 is late
+        out.extend(push(11));
+        out.extend(push(11)); // duplicate
+        out.extend(push(14)); // 13 lost
+        out.extend(push(15));
+        out.extend(push(16));
+        out.extend(push(17));
+        assert_eq!(
+            seqs(&out),
+            ["a10", "a11", "a12", "lost160", "a14", "a15", "a16", "a17"]
+        );
+    }
+}

@@ -1,0 +1,148 @@
+//! Text to speech behind a trait, so that a cloud engine can be added:
+//! [`Espeak`] renders offline with espeak-ng (a Debian package), and every
+//! rendering is cached on disk by engine, voice, language and text.
+
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+/// A speech engine: text in, a WAV file out (any rate; the library
+/// resamples).
+pub trait Tts: Send + Sync {
+    /// The engine's name (part of the cache key).
+    fn name(&self) -> &str;
+    /// Renders `text` into the WAV file at `out`.
+    fn render(
+        &self,
+        text: &str,
+        voice: &str,
+        language: Option<&str>,
+        out: &Path,
+    ) -> Result<(), String>;
+}
+
+/// espeak-ng, run as a process (`espeak-ng -v VOICE -w OUT -- TEXT`).
+#[derive(Debug, Clone)]
+pub struct Espeak {
+    pub program: PathBuf,
+}
+
+impl Default for Espeak {
+    fn default() -> Self {
+        Self {
+            program: PathBuf::from("espeak-ng"),
+        }
+    }
+}
+
+/// Longest text spoken at once (characters).
+pub const MAX_TEXT: usize = 4000;
+
+impl Espeak {
+    /// espeak's voice for Kazoo's `female/en-US` style voices and a
+    /// language (`en-us`, `fr-ca`, ...).
+    pub fn voice(voice: &str, language: Option<&str>) -> String {
+        let (gender, lang) = match voice.split_once('/') {
+            Some((gender, lang)) => (gender, Some(lang)),
+            None => (voice, None),
+        };
+        let lang = language
+            .or(lang)
+            .unwrap_or("en-us")
+            .to_ascii_lowercase()
+            .replace('_', "-");
+        let lang: String = lang
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .take(16)
+            .collect();
+        let lang = if lang.is_empty() {
+            "en-us".to_owned()
+        } else {
+            lang
+        };
+        if gender.eq_ignore_ascii_case("female") {
+            format!("{lang}+f3")
+        } else {
+            lang
+        }
+    }
+}
+
+impl Tts for Espeak {
+    fn name(&self) -> &'static str {
+        "espeak-ng"
+    }
+
+    fn render(
+        &self,
+        text: &str,
+        voice: &str,
+        language: Option<&str>,
+        out: &Path,
+    ) -> Result<(), String> {
+        let text: String = text.chars().take(MAX_TEXT).collect();
+        let output = Command::new(&self.program)
+            .arg("-v")
+            .arg(Self::voice(voice, language))
+            .arg("-w")
+            .arg(out)
+            .arg("--")
+            .arg(&text)
+            .output()
+            .map_err(|e| {
+                format!(
+                    "cannot run {} ({e}); install it (Debian: apt-get install espeak-ng)",
+                    self.program.display()
+                )
+            })?;
+        if !output.status.success() {
+            return Err(format!(
+                "{} failed: {}",
+                self.program.display(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The cache file of a rendering: `<cache>/tts/<sha256>.wav`.
+pub fn cache_path(
+    cache: &Path,
+    engine: &str,
+    voice: &str,
+    language: Option<&str>,
+    text: &str,
+) -> PathBuf {
+    let mut hasher = Sha256::new();
+    for part in [engine, voice, language.unwrap_or(""), text] {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    let mut name = String::new();
+    for byte in hasher.finalize() {
+        let _ = write!(name, "{byte:02x}");
+    }
+    cache.join("tts").join(format!("{name}.wav"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn voices_and_cache_keys() {
+        assert_eq!(Espeak::voice("female/en-US", None), "en-us+f3");
+        assert_eq!(Espeak::voice("male/fr-CA", None), "fr-ca");
+        assert_eq!(Espeak::voice("female/en-US", Some("de-de")), "de-de+f3");
+        assert_eq!(Espeak::voice("x; rm -rf /", Some("en;`x`")), "enx");
+        let dir = Path::new("/c");
+        let a = cache_path(dir, "e", "v", None, "hello");
+        assert_ne!(a, cache_path(dir, "e", "v", Some("fr"), "hello"));
+        assert_ne!(a, cache_path(dir, "e", "v", None, "hello!"));
+        assert!(a.starts_with("/c/tts"));
+    }
+}

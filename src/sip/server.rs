@@ -1,0 +1,914 @@
+//! The SIP endpoint: transports, the dispatcher of incoming transactions,
+//! REGISTER, the authorization of INVITEs, and the call [`Leg`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rsipstack::EndpointBuilder;
+use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason};
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::dialog::invite_dialog::InviteDialog;
+use rsipstack::platform::CancellationToken;
+use rsipstack::sip::prelude::HeadersExt;
+use rsipstack::sip::{Header, Method, StatusCode};
+use rsipstack::transaction::transaction::Transaction;
+use rsipstack::transport::tcp_listener::TcpListenerConnection;
+use rsipstack::transport::udp::UdpConnection;
+use rsipstack::transport::{SipConnection, TransportLayer};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::digest::{self, Algorithm, Credentials, NonceCheck, Nonces, Throttle};
+use super::registrar::{self, Binding, Change, Registrations};
+use super::{CallInfo, Config, Directory, EndedBy, Identity, LegEvent, SipError};
+
+/// Methods we answer.
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER, UPDATE";
+
+/// INVITEs waiting for the live layer, at most.
+const PENDING_INVITES: usize = 1024;
+
+/// The running SIP endpoint.
+pub struct SipServer {
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+}
+
+impl std::fmt::Debug for SipServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SipServer")
+            .field("local", &self.shared.local)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Shared {
+    config: Config,
+    directory: Arc<dyn Directory>,
+    layer: Arc<DialogLayer>,
+    local: SocketAddr,
+    auth: Mutex<Auth>,
+    registrations: Mutex<Registrations>,
+    invites: mpsc::Sender<Invite>,
+}
+
+#[derive(Default)]
+struct Auth {
+    nonces: Nonces,
+    throttle: Throttle,
+}
+
+impl SipServer {
+    /// The address SIP listens on (UDP and TCP).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local
+    }
+
+    /// Live registrations of an account (of all with `None`).
+    pub fn registrations(&self, account: Option<&str>) -> Vec<Binding> {
+        self.shared
+            .registrations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .list(account, Instant::now())
+    }
+
+    /// Stops the endpoint (transports close).
+    pub fn shutdown(&self) {
+        self.cancel.cancel();
+    }
+}
+
+impl Drop for SipServer {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Binds UDP and TCP on `config.listen` and serves: REGISTER, OPTIONS and
+/// in-dialog requests here; each INVITE allowed to run a flow goes out on
+/// the returned channel.
+pub async fn start(
+    config: Config,
+    directory: Arc<dyn Directory>,
+) -> Result<(SipServer, mpsc::Receiver<Invite>), SipError> {
+    let bind_error = |message: String| SipError::Bind {
+        addr: config.listen,
+        message,
+    };
+    let cancel = CancellationToken::new();
+    let transport = TransportLayer::new(cancel.clone());
+    let external = |port: u16| config.public_ip.map(|ip| SocketAddr::new(ip, port));
+    let udp = UdpConnection::create_connection(config.listen, None, Some(cancel.child_token()))
+        .await
+        .map_err(|e| bind_error(e.to_string()))?;
+    let local = udp
+        .get_addr()
+        .get_socketaddr()
+        .map_err(|e| bind_error(e.to_string()))?;
+    let local = SocketAddr::new(config.listen.ip(), local.port());
+    // The TCP listener binds when the endpoint starts: check the port now,
+    // so that a taken port is a clear error rather than a log line.
+    std::net::TcpListener::bind(local).map_err(|e| bind_error(format!("TCP: {e}")))?;
+    let udp = if config.public_ip.is_some() {
+        drop(udp);
+        UdpConnection::create_connection(local, external(local.port()), Some(cancel.child_token()))
+            .await
+            .map_err(|e| bind_error(e.to_string()))?
+    } else {
+        udp
+    };
+    transport.add_transport(udp.into());
+    let tcp = TcpListenerConnection::new(local, external(local.port()))
+        .await
+        .map_err(|e| bind_error(format!("TCP: {e}")))?;
+    transport.add_transport(tcp.into());
+    let endpoint = EndpointBuilder::new()
+        .with_cancel_token(cancel.clone())
+        .with_transport_layer(transport)
+        .with_user_agent(&config.user_agent)
+        .build();
+    let incoming = endpoint
+        .incoming_transactions()
+        .map_err(|e| bind_error(e.to_string()))?;
+    let layer = Arc::new(DialogLayer::new(endpoint.inner.clone()));
+    let (invites, invites_rx) = mpsc::channel(PENDING_INVITES);
+    let shared = Arc::new(Shared {
+        config,
+        directory,
+        layer,
+        local,
+        auth: Mutex::new(Auth::default()),
+        registrations: Mutex::new(Registrations::default()),
+        invites,
+    });
+    tokio::spawn(async move { endpoint.serve().await });
+    tokio::spawn(dispatch(Arc::clone(&shared), incoming));
+    Ok((SipServer { shared, cancel }, invites_rx))
+}
+
+/// Hands every new transaction to its handler, each in its own task.
+async fn dispatch(shared: Arc<Shared>, mut incoming: rsipstack::transaction::TransactionReceiver) {
+    while let Some(tx) = incoming.recv().await {
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move { handle(shared, tx).await });
+    }
+}
+
+fn source_of(tx: &Transaction) -> Option<SocketAddr> {
+    let connection = tx.connection.as_ref()?;
+    connection.get_remote_addr()?.get_socketaddr().ok()
+}
+
+fn transport_of(tx: &Transaction) -> &'static str {
+    match tx.connection.as_ref().map(SipConnection::transport) {
+        Some(rsipstack::sip::Transport::Tcp) => "tcp",
+        _ => "udp",
+    }
+}
+
+fn has_to_tag(tx: &Transaction) -> bool {
+    tx.original
+        .to_header()
+        .ok()
+        .and_then(|to| to.tag().ok().flatten())
+        .is_some()
+}
+
+async fn handle(shared: Arc<Shared>, mut tx: Transaction) {
+    let in_dialog = has_to_tag(&tx);
+    let method = tx.original.method;
+    if in_dialog {
+        match shared.layer.match_dialog(&tx) {
+            Some(mut dialog) => {
+                let _ = dialog.handle(&mut tx).await;
+            }
+            None if method == Method::Ack => {}
+            None => {
+                let _ = tx.reply(StatusCode::CallTransactionDoesNotExist).await;
+            }
+        }
+        return;
+    }
+    match method {
+        Method::Register => register(&shared, tx).await,
+        Method::Invite => invite(&shared, tx).await,
+        Method::Options => {
+            let _ = tx
+                .reply_with(
+                    StatusCode::OK,
+                    vec![
+                        Header::Other("Allow".into(), ALLOW.into()),
+                        Header::Other("Accept".into(), "application/sdp".into()),
+                    ],
+                    None,
+                )
+                .await;
+        }
+        Method::Ack => {}
+        Method::Bye | Method::Info | Method::Update => {
+            let _ = tx.reply(StatusCode::CallTransactionDoesNotExist).await;
+        }
+        _ => {
+            let _ = tx
+                .reply_with(
+                    StatusCode::MethodNotAllowed,
+                    vec![Header::Other("Allow".into(), ALLOW.into())],
+                    None,
+                )
+                .await;
+        }
+    }
+}
+
+/// The user and host of a header's URI (From, To).
+fn user_and_host(value: &str) -> (String, String, Option<String>) {
+    match rsipstack::sip::typed::From::parse(value) {
+        Ok(parsed) => (
+            parsed.uri.auth.map(|a| a.user).unwrap_or_default(),
+            parsed.uri.host_with_port.host.to_string(),
+            parsed.display_name.filter(|n| !n.is_empty()),
+        ),
+        Err(_) => (String::new(), String::new(), None),
+    }
+}
+
+/// The credentials of a request: the header the challenge asked for
+/// (`Proxy-Authorization` for INVITE), else the other one.
+fn credentials_of(tx: &Transaction, proxy: bool) -> Option<Credentials> {
+    let find = |want_proxy: bool| {
+        tx.original.headers.iter().find_map(|h| match h {
+            Header::ProxyAuthorization(v) if want_proxy => Some(v.value().to_owned()),
+            Header::Authorization(v) if !want_proxy => Some(v.value().to_owned()),
+            _ => None,
+        })
+    };
+    find(proxy)
+        .or_else(|| find(!proxy))
+        .as_deref()
+        .and_then(Credentials::parse)
+}
+
+/// What a digest check concluded.
+enum Verdict {
+    /// The device authenticated.
+    Device(super::DeviceCredentials, String),
+    /// Send a (new) challenge; `true`: the nonce was stale.
+    Challenge(bool),
+    /// Refuse: wrong credentials, unknown user, disabled device, replay.
+    Forbidden,
+    /// Too many failures from this source lately.
+    Throttled,
+}
+
+/// Checks a request's digest credentials against the device they name.
+fn authenticate(shared: &Shared, tx: &Transaction, source: SocketAddr, proxy: bool) -> Verdict {
+    let now = Instant::now();
+    let mut auth = shared.auth.lock().unwrap_or_else(PoisonError::into_inner);
+    if auth.throttle.blocked(source.ip(), now) {
+        return Verdict::Throttled;
+    }
+    let Some(credentials) = credentials_of(tx, proxy) else {
+        return Verdict::Challenge(false);
+    };
+    let method = tx.original.method.to_string();
+    let device = shared
+        .directory
+        .device(&credentials.realm, &credentials.username);
+    // Unknown users are checked against a made-up password, so that they
+    // cost the same and get the same answer as a wrong password.
+    let password = device
+        .as_ref()
+        .map_or("\u{0}unknown", |d| d.password.as_str());
+    let right = credentials.verify(password, &method);
+    if !right {
+        auth.throttle.failed(source.ip(), now);
+        return Verdict::Forbidden;
+    }
+    match auth.nonces.check(&credentials, now) {
+        NonceCheck::Fresh => {}
+        NonceCheck::Stale => return Verdict::Challenge(true),
+        NonceCheck::Unknown => {
+            auth.throttle.failed(source.ip(), now);
+            return Verdict::Forbidden;
+        }
+    }
+    match device {
+        Some(device) if device.enabled => {
+            auth.throttle.succeeded(source.ip());
+            Verdict::Device(device, credentials.username)
+        }
+        _ => {
+            auth.throttle.failed(source.ip(), now);
+            Verdict::Forbidden
+        }
+    }
+}
+
+/// Sends a challenge for `domain` (SHA-256 first, then MD5: RFC 8760).
+async fn challenge(shared: &Shared, tx: &mut Transaction, domain: &str, proxy: bool, stale: bool) {
+    let realm = shared
+        .directory
+        .realm(domain)
+        .unwrap_or_else(|| domain.to_owned());
+    let now = Instant::now();
+    let nonce = {
+        let mut auth = shared.auth.lock().unwrap_or_else(PoisonError::into_inner);
+        auth.nonces.prune(now);
+        auth.nonces.issue(now)
+    };
+    let header = |algorithm| {
+        let value = digest::challenge(&realm, &nonce, algorithm, stale);
+        if proxy {
+            Header::ProxyAuthenticate(value.into())
+        } else {
+            Header::WwwAuthenticate(value.into())
+        }
+    };
+    let status = if proxy {
+        StatusCode::ProxyAuthenticationRequired
+    } else {
+        StatusCode::Unauthorized
+    };
+    let _ = tx
+        .reply_with(
+            status,
+            vec![header(Algorithm::Sha256), header(Algorithm::Md5)],
+            None,
+        )
+        .await;
+}
+
+async fn register(shared: &Shared, mut tx: Transaction) {
+    let Some(source) = source_of(&tx) else {
+        let _ = tx.reply(StatusCode::BadRequest).await;
+        return;
+    };
+    let to = tx
+        .original
+        .to_header()
+        .map(|h| h.value().to_owned())
+        .unwrap_or_default();
+    let (_, domain, _) = user_and_host(&to);
+    let (device, username) = match authenticate(shared, &tx, source, false) {
+        Verdict::Device(device, username) => (device, username),
+        Verdict::Challenge(stale) => {
+            return challenge(shared, &mut tx, &domain, false, stale).await;
+        }
+        Verdict::Forbidden => {
+            let _ = tx.reply(StatusCode::Forbidden).await;
+            return;
+        }
+        Verdict::Throttled => return throttled(&mut tx).await,
+    };
+    let header_expires = tx
+        .original
+        .expires_header()
+        .and_then(|e| e.value().trim().parse::<u32>().ok());
+    let contacts: Vec<String> = tx
+        .original
+        .contact_headers()
+        .iter()
+        .flat_map(|c| split_contacts(c.value()))
+        .collect();
+    let call_id = tx
+        .original
+        .call_id_header()
+        .map(|c| c.value().to_owned())
+        .unwrap_or_default();
+    let user_agent = tx
+        .original
+        .user_agent_header()
+        .map(|h| h.value().to_owned());
+    let now = Instant::now();
+    let asked = Asked {
+        account: &device.account,
+        device: &device.device,
+        username: &username,
+        realm: &domain,
+        source,
+        transport: transport_of(&tx),
+        user_agent,
+        call_id: &call_id,
+        header_expires,
+    };
+    let changes = match contact_changes(&contacts, &asked, now) {
+        Ok(changes) => changes,
+        Err(Refusal::Malformed) => {
+            let _ = tx.reply(StatusCode::BadRequest).await;
+            return;
+        }
+        Err(Refusal::TooBrief(min)) => {
+            let _ = tx
+                .reply_with(
+                    StatusCode::IntervalTooBrief,
+                    vec![Header::Other("Min-Expires".into(), min.to_string())],
+                    None,
+                )
+                .await;
+            return;
+        }
+    };
+    let bindings = shared
+        .registrations
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .apply(&device.account, &device.device, changes, now);
+    let mut headers: Vec<Header> = bindings
+        .iter()
+        .map(|b| {
+            Header::Other(
+                "Contact".into(),
+                format!("<{}>;expires={}", b.contact, b.expires),
+            )
+        })
+        .collect();
+    headers.push(Header::Other(
+        "Date".into(),
+        jiff::Timestamp::now()
+            .strftime("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string(),
+    ));
+    let _ = tx.reply_with(StatusCode::OK, headers, None).await;
+}
+
+/// What a REGISTER asks, beside its contacts.
+struct Asked<'a> {
+    account: &'a str,
+    device: &'a str,
+    username: &'a str,
+    realm: &'a str,
+    source: SocketAddr,
+    transport: &'a str,
+    user_agent: Option<String>,
+    call_id: &'a str,
+    header_expires: Option<u32>,
+}
+
+/// Why a REGISTER's contacts are refused.
+enum Refusal {
+    /// 400: a contact that does not parse, or a `*` with others or
+    /// without `Expires: 0`.
+    Malformed,
+    /// 423 with the shortest expiry accepted.
+    TooBrief(u32),
+}
+
+/// The changes a REGISTER's contacts ask for.
+fn contact_changes(
+    contacts: &[String],
+    asked: &Asked<'_>,
+    now: Instant,
+) -> Result<Vec<Change>, Refusal> {
+    let mut changes = Vec::new();
+    for contact in contacts {
+        if contact.trim() == "*" {
+            if asked.header_expires != Some(0) || contacts.len() > 1 {
+                return Err(Refusal::Malformed);
+            }
+            changes.push(Change::RemoveAll);
+            continue;
+        }
+        let parsed =
+            rsipstack::sip::typed::Contact::parse(contact).map_err(|_| Refusal::Malformed)?;
+        let wanted = registrar::asked_expires(contact_expires(contact), asked.header_expires);
+        let granted = registrar::grant(wanted).map_err(Refusal::TooBrief)?;
+        changes.push(Change::Contact {
+            binding: Box::new(registrar::binding(
+                asked.account,
+                asked.device,
+                asked.username,
+                asked.realm,
+                &parsed.uri.to_string(),
+                asked.source,
+                asked.transport,
+                asked.user_agent.clone(),
+                asked.call_id,
+                granted,
+                now,
+            )),
+        });
+    }
+    Ok(changes)
+}
+
+/// Too many failures from the source: refused for a while.
+async fn throttled(tx: &mut Transaction) {
+    let _ = tx
+        .reply_with(
+            StatusCode::Forbidden,
+            vec![Header::Other(
+                "Retry-After".into(),
+                digest::FAILURE_WINDOW.as_secs().to_string(),
+            )],
+            None,
+        )
+        .await;
+}
+
+/// The contacts of one Contact header value (`a, b`), commas inside `<>`
+/// or quotes kept.
+fn split_contacts(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let (mut angle, mut quote) = (false, false);
+    for c in value.chars() {
+        match c {
+            '"' => quote = !quote,
+            '<' if !quote => angle = true,
+            '>' if !quote => angle = false,
+            ',' if !quote && !angle => {
+                out.push(std::mem::take(&mut current).trim().to_owned());
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    if !current.trim().is_empty() {
+        out.push(current.trim().to_owned());
+    }
+    out
+}
+
+/// The `expires` parameter of a contact (after its `>`).
+fn contact_expires(contact: &str) -> Option<u32> {
+    let params = contact.rsplit_once('>').map_or(contact, |(_, p)| p);
+    params.split(';').find_map(|p| {
+        let (key, value) = p.split_once('=')?;
+        key.trim()
+            .eq_ignore_ascii_case("expires")
+            .then(|| value.trim().parse().ok())
+            .flatten()
+    })
+}
+
+async fn invite(shared: &Shared, mut tx: Transaction) {
+    let Some(source) = source_of(&tx) else {
+        let _ = tx.reply(StatusCode::BadRequest).await;
+        return;
+    };
+    let from = tx
+        .original
+        .from_header()
+        .map(|h| h.value().to_owned())
+        .unwrap_or_default();
+    let (from_user, from_domain, from_name) = user_and_host(&from);
+    let identity = if shared.config.trunks.iter().any(|t| t.matches(source)) {
+        Identity::Trunk { source }
+    } else {
+        match authenticate(shared, &tx, source, true) {
+            Verdict::Device(device, username) => Identity::Device {
+                account: device.account,
+                device: device.device,
+                username,
+            },
+            Verdict::Challenge(stale) => {
+                return challenge(shared, &mut tx, &from_domain, true, stale).await;
+            }
+            Verdict::Forbidden => {
+                let _ = tx.reply(StatusCode::Forbidden).await;
+                return;
+            }
+            Verdict::Throttled => return throttled(&mut tx).await,
+        }
+    };
+    let info = CallInfo {
+        sip_call_id: tx
+            .original
+            .call_id_header()
+            .map(|c| c.value().to_owned())
+            .unwrap_or_default(),
+        dialled: tx
+            .original
+            .uri
+            .auth
+            .as_ref()
+            .map(|a| a.user.clone())
+            .unwrap_or_default(),
+        from_user,
+        from_name,
+        source,
+        transport: transport_of(&tx),
+        user_agent: tx
+            .original
+            .user_agent_header()
+            .map(|h| h.value().to_owned()),
+        sdp: (!tx.original.body.is_empty()).then(|| tx.original.body.clone()),
+    };
+    let _ = tx.send_trying().await;
+    let invite = Invite {
+        tx,
+        info,
+        identity,
+        layer: Arc::clone(&shared.layer),
+        contact: contact_uri(shared),
+    };
+    if let Err(
+        mpsc::error::TrySendError::Full(mut invite) | mpsc::error::TrySendError::Closed(mut invite),
+    ) = shared.invites.try_send(invite)
+    {
+        let _ = invite
+            .tx
+            .reply_with(
+                StatusCode::ServiceUnavailable,
+                vec![Header::Other("Retry-After".into(), "5".into())],
+                None,
+            )
+            .await;
+    }
+}
+
+/// Our Contact: the public address when set.
+fn contact_uri(shared: &Shared) -> String {
+    let ip = shared.config.public_ip.unwrap_or(shared.local.ip());
+    let host = match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    };
+    format!("sip:callflow@{host}:{}", shared.local.port())
+}
+
+/// An authorized INVITE: the live layer refuses it or starts the call.
+pub struct Invite {
+    tx: Transaction,
+    pub info: CallInfo,
+    pub identity: Identity,
+    layer: Arc<DialogLayer>,
+    contact: String,
+}
+
+impl std::fmt::Debug for Invite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Invite")
+            .field("info", &self.info)
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A SIP status for a final response, with our reason phrase when given.
+fn status(code: u16, reason: &str) -> StatusCode {
+    if reason.is_empty() {
+        StatusCode::from(code)
+    } else {
+        StatusCode::Other(code, reason.to_owned())
+    }
+}
+
+impl Invite {
+    /// Refuses the call with a final response (no dialog).
+    pub async fn refuse(mut self, code: u16, reason: &str) {
+        let _ = self.tx.reply(status(code, reason)).await;
+    }
+
+    /// Starts the call: a dialog answers the INVITE transaction from now
+    /// on. Returns the leg and the channel of what its far end does.
+    pub fn start(self) -> Result<(Leg, mpsc::UnboundedReceiver<LegEvent>), String> {
+        let Invite {
+            mut tx,
+            layer,
+            contact,
+            ..
+        } = self;
+        let contact_uri =
+            rsipstack::sip::Uri::try_from(contact.as_str()).map_err(|e| e.to_string())?;
+        let (state_tx, states) = layer.new_dialog_state_channel();
+        let dialog = layer
+            .get_or_create_server_invite(&tx, state_tx, None, Some(contact_uri))
+            .map_err(|e| e.to_string())?;
+        // rsipstack 0.7.14 gives the 487 after a CANCEL a new To tag; keep
+        // the dialog's, as RFC 3261 §8.2.6.2 wants.
+        let tag = dialog.id().local_tag;
+        if let Ok(to) = tx.original.to_header_mut() {
+            let _ = to.mut_tag(tag.into());
+        }
+        let mut handler = dialog.clone();
+        tokio::spawn(async move {
+            let _ = handler.handle(&mut tx).await;
+        });
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let answer = Arc::new(Mutex::new(None::<String>));
+        tokio::spawn(forward(
+            Arc::clone(&layer),
+            dialog.clone(),
+            states,
+            events_tx,
+            Arc::clone(&answer),
+        ));
+        Ok((Leg { dialog, answer }, events))
+    }
+}
+
+/// One call leg we answered (or are about to).
+#[derive(Clone)]
+pub struct Leg {
+    dialog: InviteDialog,
+    /// Our SDP, for re-INVITEs and UPDATEs that refresh the session.
+    answer: Arc<Mutex<Option<String>>>,
+}
+
+impl std::fmt::Debug for Leg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leg")
+            .field("id", &self.dialog.id().to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+fn sdp_header() -> Vec<Header> {
+    vec![Header::ContentType("application/sdp".into())]
+}
+
+impl Leg {
+    /// Whether the dialog is over (a CANCEL may have won a race).
+    pub fn is_over(&self) -> bool {
+        self.dialog.state().is_terminated()
+    }
+
+    /// 180 Ringing.
+    pub fn ring(&self) {
+        if !self.is_over() {
+            let _ = self.dialog.ringing(None, None);
+        }
+    }
+
+    /// 183 Session Progress with our SDP (early media).
+    pub fn progress(&self, sdp: &str) {
+        if !self.is_over() {
+            self.remember(sdp);
+            let _ = self
+                .dialog
+                .ringing(Some(sdp_header()), Some(sdp.as_bytes().to_vec()));
+        }
+    }
+
+    /// A provisional response other than 180/183 (`call:respond`).
+    pub fn provisional(&self, code: u16, reason: &str) {
+        if self.is_over() {
+            return;
+        }
+        match code {
+            180 => self.ring(),
+            _ => {
+                let _ = self.dialog.ringing(
+                    Some(vec![Header::Other(
+                        "X-Callflow-Status".into(),
+                        format!("{code} {reason}"),
+                    )]),
+                    None,
+                );
+            }
+        }
+    }
+
+    /// 200 OK with our SDP; false when the dialog is already over.
+    pub fn answer(&self, sdp: &str) -> bool {
+        if self.is_over() {
+            return false;
+        }
+        self.remember(sdp);
+        self.dialog
+            .accept(Some(sdp_header()), Some(sdp.as_bytes().to_vec()))
+            .is_ok()
+    }
+
+    /// A final failure response before the answer.
+    pub fn refuse(&self, code: u16, reason: &str) {
+        if self.is_over() {
+            return;
+        }
+        let _ = self.dialog.reject(Some(status(code, reason)), None);
+    }
+
+    /// BYE (after the answer), with a `Reason` header when given.
+    pub async fn bye(&self, reason: Option<String>) {
+        if self.is_over() {
+            return;
+        }
+        let _ = match reason {
+            Some(reason) => self.dialog.bye_with_reason(reason).await,
+            None => self.dialog.bye().await,
+        };
+    }
+
+    fn remember(&self, sdp: &str) {
+        *self.answer.lock().unwrap_or_else(PoisonError::into_inner) = Some(sdp.to_owned());
+    }
+}
+
+/// Turns a dialog's states into [`LegEvent`]s, answers the in-dialog
+/// requests the application must answer, and removes the dialog when it
+/// ends (nothing else does).
+async fn forward(
+    layer: Arc<DialogLayer>,
+    dialog: InviteDialog,
+    mut states: DialogStateReceiver,
+    events: mpsc::UnboundedSender<LegEvent>,
+    answer: Arc<Mutex<Option<String>>>,
+) {
+    let our_sdp = || {
+        answer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    };
+    while let Some(state) = states.recv().await {
+        match state {
+            DialogState::Confirmed(..) => {
+                if let Some(ack) = dialog.last_remote_ack()
+                    && !ack.body.is_empty()
+                {
+                    let _ = events.send(LegEvent::AckSdp(ack.body.clone()));
+                }
+                let _ = events.send(LegEvent::Confirmed);
+            }
+            DialogState::Info(_, request, handle) => {
+                let digit = info_digit(&request);
+                let _ = handle.reply(StatusCode::OK).await;
+                if let Some(digit) = digit {
+                    let _ = events.send(LegEvent::Dtmf(digit));
+                }
+            }
+            DialogState::Updated(_, _, handle) => {
+                // A session refresh (re-INVITE or UPDATE): keep what we
+                // agreed. Holds and new offers come with bridging.
+                let _ = handle
+                    .respond(
+                        StatusCode::OK,
+                        Some(sdp_header()),
+                        our_sdp().map(String::into_bytes),
+                    )
+                    .await;
+            }
+            DialogState::Options(_, _, handle) => {
+                let _ = handle.reply(StatusCode::OK).await;
+            }
+            DialogState::Refer(_, _, handle)
+            | DialogState::Notify(_, _, handle)
+            | DialogState::Message(_, _, handle)
+            | DialogState::Publish(_, _, handle) => {
+                let _ = handle.reply(StatusCode::NotImplemented).await;
+            }
+            DialogState::Terminated(id, reason) => {
+                layer.remove_dialog(&id);
+                let by = match reason {
+                    TerminatedReason::UacBye => EndedBy::Bye,
+                    TerminatedReason::UacCancel => EndedBy::Cancel,
+                    TerminatedReason::Timeout => EndedBy::NoAck,
+                    _ => EndedBy::Us,
+                };
+                let _ = events.send(LegEvent::Ended(by));
+                break;
+            }
+            _ => {}
+        }
+    }
+    // The dialog is gone however it ended (and so is its memory).
+    layer.remove_dialog(&dialog.id());
+}
+
+/// The digit of a SIP INFO (`application/dtmf-relay`: `Signal=5`;
+/// `application/dtmf`: `5`).
+fn info_digit(request: &rsipstack::sip::Request) -> Option<char> {
+    let content_type = request.header_value("Content-Type").unwrap_or_default();
+    let body = String::from_utf8_lossy(&request.body);
+    let value = if content_type.eq_ignore_ascii_case("application/dtmf-relay") {
+        body.lines().find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            k.trim()
+                .eq_ignore_ascii_case("Signal")
+                .then(|| v.trim().to_owned())
+        })?
+    } else if content_type.eq_ignore_ascii_case("application/dtmf") {
+        body.trim().to_owned()
+    } else {
+        return None;
+    };
+    let mut chars = value.chars();
+    let digit = chars.next()?;
+    if chars.next().is_some() {
+        return match value.as_str() {
+            "10" => Some('*'),
+            "11" => Some('#'),
+            _ => None,
+        };
+    }
+    crate::media::dtmf::event_of(digit).and(Some(digit.to_ascii_uppercase()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contacts_and_expires() {
+        assert_eq!(
+            split_contacts("<sip:a@1;x=1>;expires=60, \"B, c\" <sip:b@2>"),
+            ["<sip:a@1;x=1>;expires=60", "\"B, c\" <sip:b@2>"]
+        );
+        assert_eq!(contact_expires("<sip:a@1;expires=9>;expires=60"), Some(60));
+        assert_eq!(contact_expires("<sip:a@1>"), None);
+        assert_eq!(contact_expires("sip:a@1;expires=30"), Some(30));
+    }
+}
