@@ -15,6 +15,7 @@ use callflow::api::{self, AppState, Config};
 use callflow::live;
 use callflow::media::PortRange;
 use callflow::reload::{self, Outcome, Paths, Poller, Reloader};
+use callflow::sip::digest::Algorithm;
 use callflow::sip::{self, Trunk};
 use callflow::store::StoreError;
 
@@ -88,6 +89,13 @@ pub struct SipArgs {
     #[arg(long, value_name = "DIR")]
     pub prompts: Vec<PathBuf>,
 
+    /// The digest algorithms challenges offer, in order: md5, sha-256, or
+    /// both (`sha-256,md5`: RFC 8760). Answers with either are accepted
+    /// whatever this says. Some SIP stacks (baresip 1.0) fail on any
+    /// SHA-256 challenge, hence MD5 alone by default.
+    #[arg(long, value_name = "ALGS", default_value = "md5", value_parser = parse_digest)]
+    pub digest: Algorithms,
+
     /// Threads running calls, each with its own Lua VM (default: one per
     /// core).
     #[arg(long, value_name = "N")]
@@ -97,6 +105,22 @@ pub struct SipArgs {
     /// private and link-local addresses.
     #[arg(long)]
     pub allow_private_http: bool,
+}
+
+/// Digest algorithms, in the order challenges offer them.
+#[derive(Debug, Clone)]
+pub struct Algorithms(Vec<Algorithm>);
+
+fn parse_digest(text: &str) -> Result<Algorithms, String> {
+    let mut out = Vec::new();
+    for name in text.split(',').map(str::trim) {
+        let algorithm = Algorithm::parse(name)
+            .ok_or_else(|| format!("unknown digest algorithm {name:?} (md5, sha-256)"))?;
+        if !out.contains(&algorithm) {
+            out.push(algorithm);
+        }
+    }
+    Ok(Algorithms(out))
 }
 
 impl SipArgs {
@@ -122,6 +146,7 @@ impl SipArgs {
                 public_ip: self.public_addr,
                 trunks: self.trunk.clone(),
                 user_agent: format!("callflow/{}", env!("CARGO_PKG_VERSION")),
+                digest: self.digest.0.clone(),
             },
             rtp_ports: self.rtp_ports,
             traces,

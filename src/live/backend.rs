@@ -44,21 +44,52 @@ pub struct Context {
     pub max_call_ms: u64,
 }
 
-/// How the far end ended the call, noted by the task that hears it first
-/// (so the hang-up gets its real time even while no verb listens).
-#[derive(Debug, Default)]
-pub struct FarEnd(Mutex<Option<(Instant, EndedBy)>>);
+/// What the far end did to the dialog, noted by the task that hears it
+/// first: its hang-up (so it gets its real time even while no verb
+/// listens) and its ACK (a BYE must wait for it: RFC 3261 §15).
+#[derive(Debug)]
+pub struct FarEnd {
+    ended: Mutex<Option<(Instant, EndedBy)>>,
+    /// `true` once the ACK (or the end) came.
+    settled: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for FarEnd {
+    fn default() -> Self {
+        Self {
+            ended: Mutex::new(None),
+            settled: tokio::sync::watch::Sender::new(false),
+        }
+    }
+}
+
+/// How long a BYE waits for the ACK of our 200 (64 × T1, when the server
+/// transaction gives up and ends the dialog itself).
+const ACK_WAIT: Duration = Duration::from_secs(32);
 
 impl FarEnd {
     pub fn set(&self, by: EndedBy) {
-        let mut ended = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut ended = self.ended.lock().unwrap_or_else(PoisonError::into_inner);
         if ended.is_none() {
             *ended = Some((Instant::now(), by));
         }
+        drop(ended);
+        self.settled.send_replace(true);
+    }
+
+    /// The caller acknowledged our answer.
+    pub fn confirmed(&self) {
+        self.settled.send_replace(true);
     }
 
     fn get(&self) -> Option<(Instant, EndedBy)> {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        *self.ended.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until the ACK or the end came (at most [`ACK_WAIT`]).
+    async fn settled(&self) {
+        let mut settled = self.settled.subscribe();
+        let _ = tokio::time::timeout(ACK_WAIT, settled.wait_for(|s| *s)).await;
     }
 }
 
@@ -235,6 +266,8 @@ impl LiveBackend {
     async fn signal_end(&self, cause: &str) {
         let answered = self.state.borrow().answered;
         if answered {
+            // A BYE before the caller's ACK could overtake our 200.
+            self.far_end.settled().await;
             let leg = self.leg.clone();
             let reason = format!("Q.850;cause={};text=\"{cause}\"", q850(cause));
             let _ = self

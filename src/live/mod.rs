@@ -357,8 +357,10 @@ fn merge(
     let leg_tx = events_tx.clone();
     tokio::spawn(async move {
         while let Some(event) = leg_events.recv().await {
-            if let LegEvent::Ended(by) = &event {
-                far_end.set(*by);
+            match &event {
+                LegEvent::Ended(by) => far_end.set(*by),
+                LegEvent::Confirmed => far_end.confirmed(),
+                _ => {}
             }
             if leg_tx.send(Incoming::Leg(event)).is_err() {
                 break;

@@ -31,7 +31,8 @@ impl Algorithm {
         }
     }
 
-    fn parse(name: &str) -> Option<Self> {
+    /// `MD5` or `SHA-256` (case-insensitive).
+    pub fn parse(name: &str) -> Option<Self> {
         if name.eq_ignore_ascii_case("MD5") {
             Some(Algorithm::Md5)
         } else if name.eq_ignore_ascii_case("SHA-256") {

@@ -34,6 +34,9 @@ pub struct Config {
     pub trunks: Vec<Trunk>,
     /// The `User-Agent` / `Server` name.
     pub user_agent: String,
+    /// The digest challenges sent, in order (one header each). Answers
+    /// with either algorithm are checked whatever the list says.
+    pub digest: Vec<digest::Algorithm>,
 }
 
 /// A trusted source: an address, or an address and port.

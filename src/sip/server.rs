@@ -18,7 +18,7 @@ use rsipstack::transport::{SipConnection, TransportLayer};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::digest::{self, Algorithm, Credentials, NonceCheck, Nonces, Throttle};
+use super::digest::{self, Credentials, NonceCheck, Nonces, Throttle};
 use super::registrar::{self, Binding, Change, Registrations};
 use super::{CallInfo, Config, Directory, EndedBy, Identity, LegEvent, SipError};
 
@@ -305,7 +305,9 @@ fn authenticate(shared: &Shared, tx: &Transaction, source: SocketAddr, proxy: bo
     }
 }
 
-/// Sends a challenge for `domain` (SHA-256 first, then MD5: RFC 8760).
+/// Sends a challenge for `domain`, one header per configured algorithm
+/// (RFC 8760 allows several; some stacks, baresip 1.0's among them, fail
+/// on any SHA-256 challenge, so the default is MD5 alone).
 async fn challenge(shared: &Shared, tx: &mut Transaction, domain: &str, proxy: bool, stale: bool) {
     let realm = shared
         .directory
@@ -333,7 +335,7 @@ async fn challenge(shared: &Shared, tx: &mut Transaction, domain: &str, proxy: b
     let _ = tx
         .reply_with(
             status,
-            vec![header(Algorithm::Sha256), header(Algorithm::Md5)],
+            shared.config.digest.iter().map(|a| header(*a)).collect(),
             None,
         )
         .await;

@@ -1,0 +1,431 @@
+//! Real calls under load: SIPp calls an IVR flow (answer, a 10 s prompt,
+//! a digit collection that times out, hang-up) on `callflow serve --sip`,
+//! all on 127.0.0.1. Prints, as JSON:
+//!
+//! * **held**: concurrent calls reached (streams of prompt audio seen at
+//!   once), for `--calls` calls placed at `--rate` per second;
+//! * **pacing**: every RTP packet the server sends goes to a sink socket of
+//!   this benchmark (SIPp's SDP names it), which notes each arrival; the
+//!   deviation of each packet's interval from 20 ms, per stream: mean, p99,
+//!   max;
+//! * **cpu and memory** of the server process: CPU seconds per call-second
+//!   while all calls are up, RSS at the peak and per call;
+//! * **setups per second**: a second run places short calls (answer, hang
+//!   up) at `--setup-rate` and reports the rate SIPp achieved with no
+//!   failed call.
+//!
+//! `cargo bench --bench sip_load [-- --calls 500 --rate 100 --setup-rate 150 --setup-calls 3000]`
+//!
+//! Needs `sipp` (Debian `sip-tester`).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const UAC: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="IVR caller: media to the benchmark's sink, waits for the server's BYE">
+  <send retrans="500"><![CDATA[
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:+14155550100@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:sipp@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=user1 53655765 2353687637 IN IP4 [local_ip]
+s=-
+c=IN IP4 127.0.0.1
+t=0 0
+m=audio [sink_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv response="200" rtd="true"/>
+  <send><![CDATA[
+ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:+14155550100@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Contact: <sip:sipp@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Length: 0
+]]></send>
+  <recv request="BYE" timeout="60000"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+]]></send>
+</scenario>
+"#;
+
+struct Args {
+    calls: u32,
+    rate: u32,
+    setup_calls: u32,
+    setup_rate: u32,
+}
+
+fn args() -> Args {
+    let mut out = Args {
+        calls: 500,
+        rate: 100,
+        setup_calls: 3000,
+        setup_rate: 150,
+    };
+    let argv: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < argv.len() {
+        let value = argv.get(i + 1).and_then(|v| v.parse::<u32>().ok());
+        match (argv[i].as_str(), value) {
+            ("--calls", Some(v)) => out.calls = v,
+            ("--rate", Some(v)) => out.rate = v,
+            ("--setup-calls", Some(v)) => out.setup_calls = v,
+            ("--setup-rate", Some(v)) => out.setup_rate = v,
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    out
+}
+
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free UDP port on 127.0.0.1")
+}
+
+/// Writes the benchmark's flows: a trunk number that runs the IVR and one
+/// that answers and hangs up.
+fn flows(dir: &Path) {
+    let account = dir.join("bench");
+    for sub in ["callflows", "media"] {
+        std::fs::create_dir_all(account.join(sub)).expect("writable");
+    }
+    std::fs::write(
+        account.join("account.json"),
+        r#"{"name": "Bench", "realm": "bench.example", "timezone": "UTC"}"#,
+    )
+    .expect("writable");
+    std::fs::write(
+        account.join("callflows/ivr.json"),
+        r#"{"numbers": ["+12025550100"], "flow": {"module": "play", "data": {"id": "prompt"},
+            "children": {"_": {"module": "collect_dtmf", "data": {"max_digits": 1, "timeout": 2000},
+            "children": {"_": {"module": "hangup", "data": {}, "children": {}}}}}}}"#,
+    )
+    .expect("writable");
+    std::fs::write(
+        account.join("callflows/setup.json"),
+        r#"{"numbers": ["+12025550101"], "flow": {"module": "answer", "data": {},
+            "children": {"_": {"module": "hangup", "data": {}, "children": {}}}}}"#,
+    )
+    .expect("writable");
+    std::fs::write(
+        account.join("media/prompt.json"),
+        r#"{"name": "A 10 s prompt", "media_source": "upload"}"#,
+    )
+    .expect("writable");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut wav = hound::WavWriter::create(account.join("media/prompt.wav"), spec).expect("writable");
+    for i in 0..80_000_u32 {
+        let t = f64::from(i) / 8000.0;
+        let sample = (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16;
+        wav.write_sample(sample).expect("writable");
+    }
+    wav.finalize().expect("writable");
+}
+
+/// Starts the server; returns it and its SIP port.
+fn server(dir: &Path) -> (Child, u16) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_callflow"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--sip", "127.0.0.1:0"])
+        .args(["--trunk", "127.0.0.1", "--rtp-ports", "20000-29999", "--no-watch"])
+        .arg("--flows")
+        .arg(dir.join("flows"))
+        .arg("--traces")
+        .arg(dir.join("traces"))
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the callflow binary starts");
+    let stderr = child.stderr.take().expect("piped");
+    let mut lines = BufReader::new(stderr).lines();
+    let port = loop {
+        let line = lines
+            .next()
+            .expect("the server prints its SIP address")
+            .expect("readable");
+        if let Some(rest) = line.strip_prefix("callflow: SIP on 127.0.0.1:") {
+            break rest
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse().ok())
+                .expect("a port");
+        }
+    };
+    // Keep draining stderr so the server never blocks on it.
+    std::thread::spawn(move || for _ in lines {});
+    (child, port)
+}
+
+/// CPU seconds (user + system) of a process so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<f64>().ok()))
+        .sum();
+    ticks / 100.0
+}
+
+/// A field of /proc/PID/status in kB (`VmRSS`, `VmHWM`).
+fn status_kb(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|rest| rest.trim_start_matches(':').split_whitespace().next().map(str::to_owned))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// What the sink saw.
+#[derive(Default)]
+struct Sink {
+    /// Per SSRC: the last arrival.
+    last: BTreeMap<u32, Instant>,
+    /// |interval - 20 ms| of every packet after a stream's first, in µs.
+    deviations_us: Vec<u32>,
+    /// SSRCs seen during the current second and their count.
+    active: BTreeMap<u32, Instant>,
+    packets: u64,
+}
+
+fn sipp(scenario: &Path, port: u16, service: &str, calls: u32, rate: u32, sink: u16, dir: &Path) -> (bool, Duration, String) {
+    let started = Instant::now();
+    let output = Command::new("sipp")
+        .arg("-sf")
+        .arg(scenario)
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["-s", service, "-i", "127.0.0.1"])
+        .args(["-p", &free_port().to_string(), "-cp", &free_port().to_string()])
+        .args(["-key", "sink_port", &sink.to_string()])
+        .args(["-m", &calls.to_string(), "-r", &rate.to_string(), "-l", &calls.to_string()])
+        .args(["-nostdin", "-timeout", "300s", "-timeout_error", "-max_socket", "4096"])
+        .current_dir(dir)
+        .output()
+        .expect("sipp runs (Debian: apt-get install sip-tester)");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    (output.status.success(), started.elapsed(), text)
+}
+
+#[allow(clippy::disallowed_methods)] // a benchmark measures wall-clock time
+fn main() {
+    let args = args();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    flows(&dir.path().join("flows"));
+    let scenario = dir.path().join("uac.xml");
+    std::fs::write(&scenario, UAC).expect("writable");
+    let (mut child, port) = server(dir.path());
+    let pid = child.id();
+
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("a sink socket");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("a timeout");
+    let sink_port = socket.local_addr().expect("bound").port();
+    let sink = Arc::new(Mutex::new(Sink::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let receiver = {
+        let (sink, stop) = (Arc::clone(&sink), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut buf = [0_u8; 2048];
+            while !stop.load(Ordering::Relaxed) {
+                let Ok((len, _)) = socket.recv_from(&mut buf) else {
+                    continue;
+                };
+                let now = Instant::now();
+                if len < 12 || buf[1] & 0x7f != 0 {
+                    continue; // not an audio packet (telephone events)
+                }
+                let ssrc = u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]);
+                let mut sink = sink.lock().expect("not poisoned");
+                sink.packets += 1;
+                if let Some(previous) = sink.last.insert(ssrc, now) {
+                    let interval = now.duration_since(previous).as_micros() as i64;
+                    let deviation = (interval - 20_000).unsigned_abs() as u32;
+                    sink.deviations_us.push(deviation);
+                }
+                sink.active.insert(ssrc, now);
+            }
+        })
+    };
+
+    // Watch concurrency, CPU and memory while the IVR calls run.
+    let cpu_before = cpu_seconds(pid);
+    let ivr_done = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (sink, stop) = (Arc::clone(&sink), Arc::clone(&ivr_done));
+        std::thread::spawn(move || {
+            let mut peak_streams = 0_usize;
+            let mut plateau: Option<(Instant, f64)> = None;
+            let mut plateau_cpu = 0.0;
+            let mut plateau_secs = 0.0;
+            let mut peak_rss = 0_u64;
+            let mut rss_at_peak = 0_u64;
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(250));
+                let now = Instant::now();
+                let streams = {
+                    let mut sink = sink.lock().expect("not poisoned");
+                    sink.active
+                        .retain(|_, seen| now.duration_since(*seen) < Duration::from_millis(200));
+                    sink.active.len()
+                };
+                let rss = status_kb(pid, "VmRSS");
+                peak_rss = peak_rss.max(rss);
+                if streams >= peak_streams {
+                    peak_streams = streams;
+                    rss_at_peak = rss;
+                }
+                // The plateau: every call up at once (95% of the peak).
+                let cpu = cpu_seconds(pid);
+                if streams * 100 >= peak_streams * 95 && peak_streams > 0 {
+                    match plateau {
+                        None => plateau = Some((now, cpu)),
+                        Some((since, cpu0)) => {
+                            plateau_secs = now.duration_since(since).as_secs_f64();
+                            plateau_cpu = cpu - cpu0;
+                        }
+                    }
+                } else if plateau.is_some() && plateau_secs > 0.0 {
+                    // The plateau is over: the calls start ending.
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(250));
+                    }
+                    break;
+                } else {
+                    plateau = None;
+                }
+            }
+            (peak_streams, plateau_secs, plateau_cpu, peak_rss, rss_at_peak)
+        })
+    };
+    let (ok, _, output) = sipp(
+        &scenario,
+        port,
+        "12025550100",
+        args.calls,
+        args.rate,
+        sink_port,
+        dir.path(),
+    );
+    ivr_done.store(true, Ordering::Relaxed);
+    if !ok {
+        eprintln!("sipp (IVR calls) failed:\n{output}");
+    }
+    let (peak_streams, plateau_secs, plateau_cpu, peak_rss, rss_at_peak) =
+        watcher.join().expect("the watcher");
+    let cpu_total = cpu_seconds(pid) - cpu_before;
+    let idle_rss = status_kb(pid, "VmRSS");
+
+    // Call setups per second: short calls at a high rate.
+    let (setup_ok, setup_elapsed, setup_output) = sipp(
+        &scenario,
+        port,
+        "12025550101",
+        args.setup_calls,
+        args.setup_rate,
+        sink_port,
+        dir.path(),
+    );
+    stop.store(true, Ordering::Relaxed);
+    receiver.join().expect("the receiver");
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let sink = sink.lock().expect("not poisoned");
+    let mut deviations = sink.deviations_us.clone();
+    deviations.sort_unstable();
+    // Nearest-rank percentile, in per mille.
+    let pct = |permille: usize| {
+        let rank = (permille * deviations.len())
+            .div_ceil(1000)
+            .clamp(1, deviations.len().max(1));
+        deviations.get(rank - 1).copied().unwrap_or(0)
+    };
+    let mean = if deviations.is_empty() {
+        0.0
+    } else {
+        deviations.iter().map(|&d| f64::from(d)).sum::<f64>() / deviations.len() as f64
+    };
+    let successful = |text: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with("Successful call"))
+            .and_then(|l| l.split('|').nth(2))
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    println!(
+        "{{\"calls\": {}, \"rate\": {}, \"ivr_sipp_ok\": {ok}, \"ivr_successful\": {}, \"held_streams\": {peak_streams}, \
+\"plateau_s\": {plateau_secs:.1}, \"cpu_per_call_percent\": {:.3}, \"cpu_total_s\": {cpu_total:.1}, \
+\"rss_peak_kb\": {peak_rss}, \"rss_at_peak_kb\": {rss_at_peak}, \"rss_idle_after_kb\": {idle_rss}, \"rss_per_call_kb\": {:.0}, \
+\"packets\": {}, \"pacing_mean_us\": {mean:.0}, \"pacing_p50_us\": {}, \"pacing_p99_us\": {}, \"pacing_p999_us\": {}, \"pacing_max_us\": {}, \
+\"setup_calls\": {}, \"setup_rate\": {}, \"setup_sipp_ok\": {setup_ok}, \"setup_successful\": {}, \"setups_per_s\": {:.1}}}",
+        args.calls,
+        args.rate,
+        successful(&output),
+        if plateau_secs > 0.0 && peak_streams > 0 {
+            plateau_cpu / plateau_secs / peak_streams as f64 * 100.0
+        } else {
+            0.0
+        },
+        if peak_streams > 0 {
+            rss_at_peak as f64 / peak_streams as f64
+        } else {
+            0.0
+        },
+        sink.packets,
+        pct(500),
+        pct(990),
+        pct(999),
+        deviations.last().copied().unwrap_or(0),
+        args.setup_calls,
+        args.setup_rate,
+        successful(&setup_output),
+        f64::from(successful(&setup_output)) / setup_elapsed.as_secs_f64(),
+    );
+}
