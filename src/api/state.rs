@@ -70,7 +70,6 @@ pub struct AppState {
 
 /// What the API shows of real calls.
 #[derive(Clone)]
-#[expect(dead_code, reason = "read by the calls and registrations routes")]
 pub(crate) struct Live {
     pub sip: Arc<SipServer>,
     pub calls: Arc<CallLog>,
@@ -114,9 +113,11 @@ impl AppState {
         });
     }
 
-    #[expect(dead_code, reason = "read by the calls and registrations routes")]
-    pub(crate) fn live(&self) -> Option<&Live> {
-        self.live.get()
+    /// Real calls, or the error their routes answer without `--sip`.
+    pub(crate) fn live(&self) -> Result<&Live, super::envelope::ApiError> {
+        self.live
+            .get()
+            .ok_or(super::envelope::ApiError::RealCallsOff)
     }
 
     pub fn reloader(&self) -> &Arc<Reloader> {
