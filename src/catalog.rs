@@ -128,6 +128,18 @@ impl Catalog {
         self.accounts.get(id)
     }
 
+    /// The first account (in id order) other than `except` whose callflow
+    /// claims the normalized E.164 number, with that callflow.
+    pub fn number_elsewhere(&self, number: &str, except: &str) -> Option<(&AccountId, &DocId)> {
+        if !number.starts_with('+') {
+            return None;
+        }
+        self.accounts
+            .iter()
+            .filter(|(id, _)| id.as_str() != except)
+            .find_map(|(id, flows)| Some((id, flows.routes.number_callflow(number)?)))
+    }
+
     /// The only account, when there is exactly one.
     pub fn single_account(&self) -> Option<&Arc<AccountFlows>> {
         let mut all = self.accounts.values();
@@ -274,15 +286,20 @@ fn check_numbers_across_accounts(
                 Diagnostic::error(
                     Code::NumberInOtherAccount,
                     "/numbers",
-                    format!(
-                        "{number} is also claimed by account {holder} (callflow \
-                         {holder_callflow}): a call from a trunk could reach either"
-                    ),
+                    claimed_elsewhere(number, holder, holder_callflow),
                 )
                 .in_file(file),
             );
         }
     }
+}
+
+/// The message of [`Code::NumberInOtherAccount`].
+pub fn claimed_elsewhere(number: &str, account: &AccountId, callflow: &DocId) -> String {
+    format!(
+        "{number} is also claimed by account {account} (callflow {callflow}): a call from a \
+         trunk could reach either"
+    )
 }
 
 /// Checks a device's or user's `metaflows`: its structure and its modules.

@@ -153,8 +153,21 @@ fn write(
             doc.entry(key).or_insert_with(|| json!([]));
         }
         kazoo::normalize_numbers(&mut doc, &flows);
-        let modules = Arc::clone(&state.generation().modules);
-        kazoo::validate(&doc, id, &flows, modules.as_ref()).map_err(ApiError::Validation)?;
+    }
+    // E.164 numbers belong to one account server-wide: a write claiming one
+    // holds this lock from validation to publication, so two accounts
+    // cannot both claim a number.
+    let _e164 = (mode != Write::Delete && kazoo::claims_e164(&doc)).then(|| state.e164_lock());
+    if mode != Write::Delete {
+        let generation = state.generation();
+        kazoo::validate(
+            &doc,
+            id,
+            &flows,
+            &generation.catalog,
+            generation.modules.as_ref(),
+        )
+        .map_err(ApiError::Validation)?;
     }
     private.insert("pvt_modified".into(), now_seconds());
     let mut full = doc;

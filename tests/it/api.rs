@@ -562,6 +562,56 @@ fn validation_errors_have_kazoos_shape() {
 }
 
 #[test]
+fn an_e164_number_of_another_account_is_refused() {
+    let (_dir, flows) = sample_flows();
+    add_other_account(&flows);
+    let server = Server::start(&flows, Config::default());
+    let token = login(&server, &flows, "other");
+    let list = server.url("/v2/accounts/other/callflows");
+    // acme's main number, written as a trunk would dial it: refused, as
+    // `callflow check` would report it (a trunk call could reach either).
+    let doc = json!({"numbers": ["4158867900", "1000"]});
+    let reply = send("PUT", &list, Some(&token), Some(&envelope(&doc)));
+    assert_error(&reply, 400, "validation error");
+    assert_eq!(
+        reply.body["data"],
+        json!({"numbers": {"number_in_other_account": {
+            "message": "+14158867900 is also claimed by account acme (callflow main): a call from a trunk could reach either",
+            "cause": "+14158867900"
+        }}}),
+        "{}",
+        reply.text
+    );
+    // Extensions are the account's own: another account's 1000 is fine.
+    let own = send(
+        "PUT",
+        &list,
+        Some(&token),
+        Some(&envelope(&json!({"numbers": ["1000", "+14158867999"]}))),
+    );
+    assert_eq!(own.status, 201, "{}", own.text);
+    // Two accounts racing for one number: exactly one gets it.
+    let acme = login(&server, &flows, "acme");
+    for round in 0..10 {
+        let racers: Vec<_> = [("acme", acme.clone()), ("other", token.clone())]
+            .into_iter()
+            .map(|(account, token)| {
+                let url = server.url(&format!("/v2/accounts/{account}/callflows"));
+                std::thread::spawn(move || {
+                    let doc = json!({"numbers": [format!("+1415555{round:04}")]});
+                    send("PUT", &url, Some(&token), Some(&envelope(&doc))).status
+                })
+            })
+            .collect();
+        let mut statuses: Vec<u16> = racers.into_iter().map(|t| t.join().unwrap()).collect();
+        statuses.sort_unstable();
+        assert_eq!(statuses, [201, 400], "round {round}");
+    }
+    let check = callflow(&root(), &["check", "--flows", flows.to_str().unwrap()]);
+    assert_eq!(check.status.code(), Some(0), "{}", render_output(&check));
+}
+
+#[test]
 fn stale_revisions_conflict_and_tokens_expire() {
     let (_dir, flows) = sample_flows();
     let server = Server::start(&flows, Config::default());
