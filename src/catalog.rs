@@ -3,9 +3,10 @@
 //! read by a [`crate::store`]) and does no I/O of its own.
 //!
 //! Building checks what no single document can: numbers and patterns claimed
-//! by two callflows (Kazoo's `unique`), `callflow` nodes that name a
-//! callflow the account lacks, and the modules of metaflows (the account's,
-//! each callflow's, each device's and user's).
+//! by two callflows (Kazoo's `unique`), E.164 numbers claimed in two
+//! accounts, `callflow` nodes that name a callflow the account lacks, and
+//! the modules of metaflows (the account's, each callflow's, each device's
+//! and user's).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -113,6 +114,7 @@ impl Catalog {
             let flows = build_account(&source, modules, &mut diagnostics);
             accounts.insert(id, Arc::new(flows));
         }
+        check_numbers_across_accounts(&accounts, &mut diagnostics);
         // A stable sort keeps each file's diagnostics in discovery order.
         diagnostics.sort_by(|a, b| a.file.cmp(&b.file));
         (Self { accounts }, diagnostics)
@@ -124,6 +126,18 @@ impl Catalog {
 
     pub fn account(&self, id: &str) -> Option<&Arc<AccountFlows>> {
         self.accounts.get(id)
+    }
+
+    /// The first account (in id order) other than `except` whose callflow
+    /// claims the normalized E.164 number, with that callflow.
+    pub fn number_elsewhere(&self, number: &str, except: &str) -> Option<(&AccountId, &DocId)> {
+        if !number.starts_with('+') {
+            return None;
+        }
+        self.accounts
+            .iter()
+            .filter(|(id, _)| id.as_str() != except)
+            .find_map(|(id, flows)| Some((id, flows.routes.number_callflow(number)?)))
     }
 
     /// The only account, when there is exactly one.
@@ -243,6 +257,49 @@ fn build_account(
         routes,
         files,
     }
+}
+
+/// E.164 numbers (`+...`) claimed by callflows of two accounts. A call from
+/// a trunk is routed to the account whose callflow claims the dialled
+/// number, by number alone (`live::directory::number_owner`), so such a
+/// number is ambiguous: the first account in id order keeps it, every later
+/// claimant gets an error. Extensions and `*` codes are per account: any
+/// account may have its own 1000.
+fn check_numbers_across_accounts(
+    accounts: &BTreeMap<AccountId, Arc<AccountFlows>>,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let mut holders: BTreeMap<&str, (&AccountId, &DocId)> = BTreeMap::new();
+    for (account, flows) in accounts {
+        for number in flows.routes.numbers().filter(|n| n.starts_with('+')) {
+            let Some(callflow) = flows.routes.number_callflow(number) else {
+                continue;
+            };
+            let Some((holder, holder_callflow)) = holders.get(number) else {
+                holders.insert(number, (account, callflow));
+                continue;
+            };
+            let Some(file) = flows.files.get(callflow) else {
+                continue;
+            };
+            diagnostics.push(
+                Diagnostic::error(
+                    Code::NumberInOtherAccount,
+                    "/numbers",
+                    claimed_elsewhere(number, holder, holder_callflow),
+                )
+                .in_file(file),
+            );
+        }
+    }
+}
+
+/// The message of [`Code::NumberInOtherAccount`].
+pub fn claimed_elsewhere(number: &str, account: &AccountId, callflow: &DocId) -> String {
+    format!(
+        "{number} is also claimed by account {account} (callflow {callflow}): a call from a \
+         trunk could reach either"
+    )
 }
 
 /// Checks a device's or user's `metaflows`: its structure and its modules.

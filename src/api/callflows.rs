@@ -10,13 +10,12 @@ use std::sync::{Arc, PoisonError};
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
 
 use super::auth::{Authed, random_hex, sha256_hex};
 use super::envelope::{ApiError, Success};
-use super::kazoo::{self, Filter};
+use super::kazoo;
+use super::paging::{Listing, Order};
 use super::state::AppState;
 use super::{Body, request_data};
 use crate::ids::{AccountId, DocId, DocType};
@@ -154,8 +153,21 @@ fn write(
             doc.entry(key).or_insert_with(|| json!([]));
         }
         kazoo::normalize_numbers(&mut doc, &flows);
-        let modules = Arc::clone(&state.generation().modules);
-        kazoo::validate(&doc, id, &flows, modules.as_ref()).map_err(ApiError::Validation)?;
+    }
+    // E.164 numbers belong to one account server-wide: a write claiming one
+    // holds this lock from validation to publication, so two accounts
+    // cannot both claim a number.
+    let _e164 = (mode != Write::Delete && kazoo::claims_e164(&doc)).then(|| state.e164_lock());
+    if mode != Write::Delete {
+        let generation = state.generation();
+        kazoo::validate(
+            &doc,
+            id,
+            &flows,
+            &generation.catalog,
+            generation.modules.as_ref(),
+        )
+        .map_err(ApiError::Validation)?;
     }
     private.insert("pvt_modified".into(), now_seconds());
     let mut full = doc;
@@ -195,41 +207,9 @@ pub(crate) async fn index(
     let flows = state
         .account(&account)
         .ok_or_else(|| ApiError::BadIdentifier(account.to_string()))?;
-    let mut filters = Vec::new();
-    let mut page_size = state.config.page_size;
-    let mut start_key: Option<String> = None;
-    let mut paginate = true;
-    for (key, value) in &params {
-        match key.as_str() {
-            "page_size" => {
-                page_size = value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    ApiError::InvalidRequest(format!(
-                        "page_size must be a positive integer, not {value:?}"
-                    ))
-                })?;
-            }
-            "start_key" => {
-                let decoded = URL_SAFE_NO_PAD
-                    .decode(value)
-                    .ok()
-                    .and_then(|bytes| String::from_utf8(bytes).ok())
-                    .ok_or_else(|| {
-                        ApiError::InvalidRequest(format!(
-                            "start_key {value:?} is not one this server gave"
-                        ))
-                    })?;
-                start_key = Some(decoded);
-            }
-            "paginate" => paginate = value != "false",
-            _ => {
-                if let Some(filter) = Filter::parse(key, value) {
-                    filters.push(filter);
-                }
-            }
-        }
-    }
+    let listing = Listing::parse(&params, state.config.page_size)?;
     let matching = flows.callflows.values().filter(|callflow| {
-        if filters.is_empty() {
+        if listing.filters.is_empty() {
             return true;
         }
         let mut doc = callflow.to_value();
@@ -237,40 +217,14 @@ pub(crate) async fn index(
             obj.retain(|key, _| !crate::model::is_private_key(key));
             obj.insert("id".into(), json!(callflow.id.as_str()));
         }
-        filters.iter().all(|f| f.matches(&doc))
+        listing.passes(&doc)
     });
-    let mut extra = Map::new();
-    let items: Vec<Value> = if paginate {
-        let mut rows = matching.filter(|c| {
-            start_key
-                .as_deref()
-                .is_none_or(|start| c.id.as_str() >= start)
-        });
-        let page: Vec<Value> = rows
-            .by_ref()
-            .take(page_size)
-            .map(|c| kazoo::summary(c))
-            .collect();
-        extra.insert("page_size".into(), json!(page.len()));
-        if let Some(start) = &start_key {
-            extra.insert("start_key".into(), json!(URL_SAFE_NO_PAD.encode(start)));
-        }
-        if let Some(next) = rows.next() {
-            extra.insert(
-                "next_start_key".into(),
-                json!(URL_SAFE_NO_PAD.encode(next.id.as_str())),
-            );
-        }
-        page
-    } else {
-        matching.map(|c| kazoo::summary(c)).collect()
-    };
-    let mut success = Success::ok(Value::Array(items.clone()));
-    if !items.is_empty() {
-        success = success.with_revision("automatic".to_owned());
-    }
-    success.extra = extra;
-    Ok(success)
+    listing.answer(
+        matching,
+        |callflow| callflow.id.to_string(),
+        Order::Ascending,
+        |callflow| kazoo::summary(callflow),
+    )
 }
 
 /// `PUT /v2/accounts/{ACCOUNT_ID}/callflows`: create, 201.

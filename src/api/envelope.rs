@@ -132,6 +132,9 @@ pub enum ApiError {
     /// No such route (404).
     #[error("no such resource: {0}")]
     NotFound(String),
+    /// A route of real calls on a server that does not answer SIP (404).
+    #[error("real calls are off: start the server with --sip ADDR")]
+    RealCallsOff,
     /// The document does not validate (400); `data` in Kazoo's shape
     /// `{"<path>": {"<code>": {"message": ...}}}`.
     #[error("validation error")]
@@ -175,6 +178,11 @@ impl ApiError {
                 StatusCode::NOT_FOUND,
                 "not_found",
                 json!({"message": "not found", "cause": path}),
+            ),
+            ApiError::RealCallsOff => (
+                StatusCode::NOT_FOUND,
+                "real_calls_off",
+                json!({"message": self.to_string()}),
             ),
             ApiError::Validation(errors) => (
                 StatusCode::BAD_REQUEST,

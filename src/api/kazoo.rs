@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::catalog::{AccountFlows, Modules, check_metaflow_nodes, check_nodes};
+use crate::catalog::{AccountFlows, Catalog, Modules, check_metaflow_nodes, check_nodes};
 use crate::ids::DocId;
 use crate::model::{
     Callflow, Code, Diagnostic, Node, Object, callflow_from_object, is_private_key,
@@ -59,11 +59,13 @@ pub(crate) fn normalize_numbers(doc: &mut Object, account: &AccountFlows) {
 /// the document's own rules (its `metaflow` layer included) and each node's
 /// module and data (as `callflow check`, but an unknown module is an error
 /// here, as in Crossbar), then
-/// Kazoo's `unique` rule against the account's other callflows.
+/// Kazoo's `unique` rule against the account's other callflows, and no
+/// E.164 number another account's callflow claims.
 pub(crate) fn validate(
     doc: &Object,
     id: &DocId,
     account: &AccountFlows,
+    catalog: &Catalog,
     modules: &dyn Modules,
 ) -> Result<(), KazooErrors> {
     let mut diags: Vec<Diagnostic> = Vec::new();
@@ -103,6 +105,7 @@ pub(crate) fn validate(
         );
     }
     unique(&callflow, account, &mut errors);
+    claimed_elsewhere(&callflow, account, catalog, &mut errors);
     if errors.is_empty() {
         Ok(())
     } else {
@@ -158,6 +161,45 @@ fn unique(callflow: &Callflow, account: &AccountFlows, errors: &mut KazooErrors)
                 json!({
                     "message": format!("Pattern {pattern} exists in callflow {} {}", holder.id, holder.display_name()),
                     "cause": pattern,
+                }),
+            );
+        }
+    }
+}
+
+/// Whether the document's `numbers` hold an E.164 number (`+...`).
+pub(crate) fn claims_e164(doc: &Object) -> bool {
+    doc.get("numbers")
+        .and_then(Value::as_array)
+        .is_some_and(|numbers| {
+            numbers
+                .iter()
+                .any(|n| n.as_str().is_some_and(|n| n.starts_with('+')))
+        })
+}
+
+/// E.164 numbers a callflow of another account claims (`callflow check`'s
+/// `number_in_other_account`): a call from a trunk could reach either, so
+/// the write is refused (the account that has it keeps it).
+fn claimed_elsewhere(
+    callflow: &Callflow,
+    account: &AccountFlows,
+    catalog: &Catalog,
+    errors: &mut KazooErrors,
+) {
+    let normalizer = account.routes.normalizer();
+    for number in &callflow.numbers {
+        let key = normalizer.normalize(number);
+        if let Some((holder, holder_callflow)) =
+            catalog.number_elsewhere(&key, account.account.id.as_str())
+        {
+            add_error(
+                errors,
+                "numbers".into(),
+                Code::NumberInOtherAccount.as_str(),
+                json!({
+                    "message": crate::catalog::claimed_elsewhere(&key, holder, holder_callflow),
+                    "cause": number,
                 }),
             );
         }

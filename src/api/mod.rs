@@ -1,5 +1,6 @@
 //! The REST API (`callflow serve`): Kazoo's callflows API on the flows
-//! directory, plus a few routes Kazoo lacks.
+//! directory, Kazoo's registrations and the real calls of `--sip`, plus a
+//! few routes Kazoo lacks.
 //!
 //! | method | path | |
 //! | --- | --- | --- |
@@ -16,12 +17,20 @@
 //! | DELETE | `/v2/accounts/{account_id}/callflows/{callflow_id}` | soft delete |
 //! | GET | `/v2/accounts/{account_id}/callflows/{callflow_id}/graph` | diagram |
 //! | POST | `/v2/accounts/{account_id}/simulate` | simulate a call |
+//! | GET | `/v2/accounts/{account_id}/registrations` | live SIP registrations (Kazoo's fields, paging) |
+//! | GET | `/v2/accounts/{account_id}/calls` | recent real calls, newest first (paging) |
+//! | GET | `/v2/accounts/{account_id}/calls/{call_id}` | one real call with its trace |
+//!
+//! The last three need `--sip`; without it they answer 404
+//! `real_calls_off`.
 //!
 //! * `envelope.rs`: Kazoo's envelope and [`ApiError`], the one error type.
 //! * `auth.rs`: API keys, tokens, the `Authed` extractor.
 //! * `callflows.rs`: the six calls of the seed.
 //! * `kazoo.rs`: Crossbar's validation shape, PATCH merge, listing rules.
+//! * `paging.rs`: Crossbar's paging and filters, for every listing.
 //! * `extras.rs`: simulate, graph, health, OpenAPI, reload.
+//! * `live.rs`: registrations and real calls.
 //! * `state.rs`: what requests share.
 
 mod auth;
@@ -29,6 +38,8 @@ mod callflows;
 mod envelope;
 mod extras;
 mod kazoo;
+mod live;
+mod paging;
 mod state;
 
 use std::future::Future;
@@ -75,6 +86,9 @@ pub const ROUTES: &[(&str, &str)] = &[
         "/v2/accounts/{account_id}/callflows/{callflow_id}/graph",
     ),
     ("POST", "/v2/accounts/{account_id}/simulate"),
+    ("GET", "/v2/accounts/{account_id}/registrations"),
+    ("GET", "/v2/accounts/{account_id}/calls"),
+    ("GET", "/v2/accounts/{account_id}/calls/{call_id}"),
 ];
 
 /// A request body, or why it could not be read (too large, ...).
@@ -148,6 +162,12 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v2/accounts/{account_id}/simulate",
             axum::routing::post(extras::simulate),
         )
+        .route(
+            "/v2/accounts/{account_id}/registrations",
+            get(live::registrations),
+        )
+        .route("/v2/accounts/{account_id}/calls", get(live::calls))
+        .route("/v2/accounts/{account_id}/calls/{call_id}", get(live::call))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

@@ -3,7 +3,7 @@
 //! and the auth tokens handed out.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use crate::catalog::{AccountFlows, Catalog};
@@ -62,6 +62,9 @@ pub struct AppState {
     /// two requests claiming the same number cannot both pass the `unique`
     /// check.
     writes: Mutex<BTreeMap<AccountId, Arc<Mutex<()>>>>,
+    /// Held by writes that claim E.164 numbers (taken after the account's
+    /// lock): those numbers are unique across accounts.
+    e164: Mutex<()>,
     tokens: Mutex<BTreeMap<String, Token>>,
     /// Real calls, when the server answers SIP: registrations and the
     /// traces of calls.
@@ -70,7 +73,6 @@ pub struct AppState {
 
 /// What the API shows of real calls.
 #[derive(Clone)]
-#[expect(dead_code, reason = "read by the calls and registrations routes")]
 pub(crate) struct Live {
     pub sip: Arc<SipServer>,
     pub calls: Arc<CallLog>,
@@ -101,6 +103,7 @@ impl AppState {
             reloader,
             config,
             writes: Mutex::new(BTreeMap::new()),
+            e164: Mutex::new(()),
             tokens: Mutex::new(BTreeMap::new()),
             live: OnceLock::new(),
         }
@@ -114,9 +117,11 @@ impl AppState {
         });
     }
 
-    #[expect(dead_code, reason = "read by the calls and registrations routes")]
-    pub(crate) fn live(&self) -> Option<&Live> {
-        self.live.get()
+    /// Real calls, or the error their routes answer without `--sip`.
+    pub(crate) fn live(&self) -> Result<&Live, super::envelope::ApiError> {
+        self.live
+            .get()
+            .ok_or(super::envelope::ApiError::RealCallsOff)
     }
 
     pub fn reloader(&self) -> &Arc<Reloader> {
@@ -141,6 +146,12 @@ impl AppState {
     pub(crate) fn write_lock(&self, account: &AccountId) -> Arc<Mutex<()>> {
         let mut locks = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
         Arc::clone(locks.entry(account.clone()).or_default())
+    }
+
+    /// The lock of writes claiming E.164 numbers (take it after the
+    /// account's own).
+    pub(crate) fn e164_lock(&self) -> MutexGuard<'_, ()> {
+        self.e164.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Re-reads one account from disk and publishes it in a new generation:

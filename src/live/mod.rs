@@ -31,7 +31,7 @@ use tokio::time::Instant;
 
 pub use backend::LiveBackend;
 pub use calls::{CallLog, CallSummary};
-pub use directory::FlowsDirectory;
+pub use directory::{FlowsDirectory, account_realm};
 
 use crate::catalog::AccountFlows;
 use crate::engine::CallFacts;

@@ -41,6 +41,9 @@ pub enum Code {
     Required,
     /// A number or pattern is already used by another callflow of the account.
     Unique,
+    /// An E.164 number is also claimed by a callflow of another account: a
+    /// call from a trunk, routed by number alone, could reach either.
+    NumberInOtherAccount,
     /// The same value appears twice in one list.
     UniqueItems,
     /// A string is shorter than allowed.
@@ -98,6 +101,7 @@ impl Code {
             Code::Type => "type",
             Code::Required => "required",
             Code::Unique => "unique",
+            Code::NumberInOtherAccount => "number_in_other_account",
             Code::UniqueItems => "uniqueItems",
             Code::MinLength => "minLength",
             Code::MaxLength => "maxLength",

@@ -250,6 +250,11 @@ impl RouteTable {
         self.numbers.contains_key(number)
     }
 
+    /// The callflow that claims this normalized number exactly.
+    pub fn number_callflow(&self, number: &str) -> Option<&DocId> {
+        self.numbers.get(number).map(|target| &target.callflow_id)
+    }
+
     /// Number of distinct numbers and compiled patterns in the table.
     pub fn len(&self) -> (usize, usize) {
         (self.numbers.len(), self.patterns.len())

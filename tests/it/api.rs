@@ -13,24 +13,56 @@ use serde_json::{Value, json};
 
 use callflow::api::{self, AppState, Config, ROUTES, create_api_key};
 use callflow::ids::AccountId;
+use callflow::live;
 use callflow::reload::Paths;
 use callflow::store::FlowsDir;
 
 use crate::support::{callflow, copy_tree, render_output, root};
 
 /// A server running on its own runtime thread; stops (gracefully) on drop.
-struct Server {
+pub(crate) struct Server {
     addr: SocketAddr,
+    /// Where SIP listens, when the server answers real calls.
+    pub(crate) sip: Option<SocketAddr>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
-    fn start(flows: &Path, config: Config) -> Self {
+    pub(crate) fn start(flows: &Path, config: Config) -> Self {
         Self::start_with_scripts(flows, Vec::new(), config)
     }
 
     fn start_with_scripts(flows: &Path, scripts: Vec<PathBuf>, config: Config) -> Self {
+        Self::launch(flows, scripts, config, None)
+    }
+
+    /// With real calls, as `serve --sip 127.0.0.1:0 --traces <traces>`.
+    pub(crate) fn start_live(flows: &Path, traces: &Path, cache: &Path) -> Self {
+        let options = live::Options {
+            sip: callflow::sip::Config {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                public_ip: None,
+                trunks: Vec::new(),
+                user_agent: "callflow-test".to_owned(),
+            },
+            rtp_ports: "40000-40099".parse().unwrap(),
+            traces: traces.to_path_buf(),
+            cache: cache.to_path_buf(),
+            prompts: Vec::new(),
+            workers: 1,
+            limits: callflow::limits::Limits::default(),
+            allow_private_http: false,
+        };
+        Self::launch(flows, Vec::new(), Config::default(), Some(options))
+    }
+
+    fn launch(
+        flows: &Path,
+        scripts: Vec<PathBuf>,
+        config: Config,
+        live: Option<live::Options>,
+    ) -> Self {
         let paths = Paths {
             flows: flows.to_path_buf(),
             scripts,
@@ -40,6 +72,7 @@ impl Server {
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (ready, started) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -47,22 +80,36 @@ impl Server {
                 .build()
                 .unwrap();
             runtime.block_on(async move {
+                let state = Arc::new(state);
+                let live = match live {
+                    Some(options) => {
+                        let live = live::start(options, Arc::clone(state.reloader()))
+                            .await
+                            .unwrap();
+                        state.set_live(live.sip(), live.calls());
+                        Some(live)
+                    }
+                    None => None,
+                };
+                ready.send(live.as_ref().map(live::Live::sip_addr)).unwrap();
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                api::serve(listener, Arc::new(state), async {
+                api::serve(listener, state, async {
                     let _ = stopped.await;
                 })
                 .await
                 .unwrap();
             });
         });
+        let sip = started.recv().expect("the server starts");
         Self {
             addr,
+            sip,
             stop: Some(stop),
             thread: Some(thread),
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 }
@@ -80,10 +127,10 @@ impl Drop for Server {
 
 /// An HTTP response: status and parsed body (or the raw text).
 #[derive(Debug)]
-struct Reply {
-    status: u16,
-    body: Value,
-    text: String,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) body: Value,
+    pub(crate) text: String,
     headers: BTreeMap<String, String>,
 }
 
@@ -95,7 +142,7 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-fn send(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> Reply {
+pub(crate) fn send(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> Reply {
     send_with(method, url, token, body, &[])
 }
 
@@ -139,15 +186,22 @@ fn send_with(
 }
 
 /// A copy of the sample flows in a temporary directory.
-fn sample_flows() -> (tempfile::TempDir, PathBuf) {
+pub(crate) fn sample_flows() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let flows = dir.path().join("flows");
     copy_tree(&root().join("flows"), &flows);
     (dir, flows)
 }
 
+/// A second, empty account `other` (for 403s and numbers across accounts).
+pub(crate) fn add_other_account(flows: &Path) {
+    FlowsDir::new(flows)
+        .create_account(&AccountId::new("other").unwrap(), &serde_json::Map::new())
+        .unwrap();
+}
+
 /// An auth token for `account`, through an API key and `PUT /v2/api_auth`.
-fn login(server: &Server, flows: &Path, account: &str) -> String {
+pub(crate) fn login(server: &Server, flows: &Path, account: &str) -> String {
     let key = create_api_key(&FlowsDir::new(flows), &AccountId::new(account).unwrap()).unwrap();
     let reply = send(
         "PUT",
@@ -160,20 +214,20 @@ fn login(server: &Server, flows: &Path, account: &str) -> String {
     reply.body["auth_token"].as_str().unwrap().to_owned()
 }
 
-fn envelope(data: &Value) -> String {
+pub(crate) fn envelope(data: &Value) -> String {
     json!({ "data": data }).to_string()
 }
 
 const CALLFLOWS: &str = "/v2/accounts/acme/callflows";
 
-fn assert_envelope(reply: &Reply, status: &str) {
+pub(crate) fn assert_envelope(reply: &Reply, status: &str) {
     for key in ["auth_token", "request_id", "status", "timestamp", "version"] {
         assert!(reply.body.get(key).is_some(), "{key} in {}", reply.text);
     }
     assert_eq!(reply.body["status"], status, "{}", reply.text);
 }
 
-fn assert_error(reply: &Reply, status: u16, message: &str) {
+pub(crate) fn assert_error(reply: &Reply, status: u16, message: &str) {
     assert_eq!(reply.status, status, "{}", reply.text);
     assert_envelope(reply, "error");
     assert_eq!(reply.body["error"], status.to_string(), "{}", reply.text);
@@ -329,9 +383,7 @@ fn fetch_list_replace_patch_delete(
 fn auth_and_routing_errors_have_kazoos_shape() {
     let (_dir, flows) = sample_flows();
     // A second account, for the 403.
-    FlowsDir::new(&flows)
-        .create_account(&AccountId::new("other").unwrap(), &serde_json::Map::new())
-        .unwrap();
+    add_other_account(&flows);
     let server = Server::start(&flows, Config::default());
     let raw = login(&server, &flows, "acme");
     let token = Some(raw.as_str());
@@ -507,6 +559,56 @@ fn validation_errors_have_kazoos_shape() {
             .unwrap()
             .starts_with("Pattern ^\\*97")
     );
+}
+
+#[test]
+fn an_e164_number_of_another_account_is_refused() {
+    let (_dir, flows) = sample_flows();
+    add_other_account(&flows);
+    let server = Server::start(&flows, Config::default());
+    let token = login(&server, &flows, "other");
+    let list = server.url("/v2/accounts/other/callflows");
+    // acme's main number, written as a trunk would dial it: refused, as
+    // `callflow check` would report it (a trunk call could reach either).
+    let doc = json!({"numbers": ["4158867900", "1000"]});
+    let reply = send("PUT", &list, Some(&token), Some(&envelope(&doc)));
+    assert_error(&reply, 400, "validation error");
+    assert_eq!(
+        reply.body["data"],
+        json!({"numbers": {"number_in_other_account": {
+            "message": "+14158867900 is also claimed by account acme (callflow main): a call from a trunk could reach either",
+            "cause": "+14158867900"
+        }}}),
+        "{}",
+        reply.text
+    );
+    // Extensions are the account's own: another account's 1000 is fine.
+    let own = send(
+        "PUT",
+        &list,
+        Some(&token),
+        Some(&envelope(&json!({"numbers": ["1000", "+14158867999"]}))),
+    );
+    assert_eq!(own.status, 201, "{}", own.text);
+    // Two accounts racing for one number: exactly one gets it.
+    let acme = login(&server, &flows, "acme");
+    for round in 0..10 {
+        let racers: Vec<_> = [("acme", acme.clone()), ("other", token.clone())]
+            .into_iter()
+            .map(|(account, token)| {
+                let url = server.url(&format!("/v2/accounts/{account}/callflows"));
+                std::thread::spawn(move || {
+                    let doc = json!({"numbers": [format!("+1415555{round:04}")]});
+                    send("PUT", &url, Some(&token), Some(&envelope(&doc))).status
+                })
+            })
+            .collect();
+        let mut statuses: Vec<u16> = racers.into_iter().map(|t| t.join().unwrap()).collect();
+        statuses.sort_unstable();
+        assert_eq!(statuses, [201, 400], "round {round}");
+    }
+    let check = callflow(&root(), &["check", "--flows", flows.to_str().unwrap()]);
+    assert_eq!(check.status.code(), Some(0), "{}", render_output(&check));
 }
 
 #[test]
@@ -805,7 +907,8 @@ fn the_openapi_description_matches_the_router() {
     for (method, path) in ROUTES {
         let path = path
             .replace("{account_id}", "acme")
-            .replace("{callflow_id}", "main");
+            .replace("{callflow_id}", "main")
+            .replace("{call_id}", "c1");
         let reply = send(
             method,
             &server.url(&path),

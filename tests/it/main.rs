@@ -23,6 +23,9 @@ mod examples;
 /// `tests/invalid/*.json`: one broken callflow document per file, its
 /// diagnostics snapshotted.
 mod invalid;
+/// The API of real calls: registrations from real REGISTERs, call traces,
+/// `serve --sip`.
+mod live_api;
 /// Hot reload: generations, calls across reloads, the watcher, `callflow dev`.
 mod reload;
 /// `tests/routing/*.json`: one account per file and a table of dialled numbers
