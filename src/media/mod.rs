@@ -8,13 +8,15 @@
 //! * `audio.rs`: clips (8 kHz mono), from WAV files and tone streams.
 //! * `ports.rs`: the RTP port range.
 //! * `library.rs`: what a name played is (tone, URL, media document,
-//!   system prompt), and `tts.rs`: speech (espeak-ng), cached on disk.
+//!   system prompt), and `tts.rs`: speech (espeak-ng), cached on disk;
+//!   `fetch.rs`: media URLs downloaded once into the cache.
 //!
 //! Media never calls up into signalling: a call's task decides, the
 //! session reports.
 
 pub mod audio;
 pub mod dtmf;
+pub mod fetch;
 pub mod g711;
 pub mod library;
 pub mod ports;
