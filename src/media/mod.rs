@@ -9,7 +9,8 @@
 //! * `ports.rs`: the RTP port range.
 //! * `library.rs`: what a name played is (tone, URL, media document,
 //!   system prompt), and `tts.rs`: speech (espeak-ng), cached on disk;
-//!   `fetch.rs`: media URLs downloaded once into the cache.
+//!   `fetch.rs`: media URLs downloaded once into the cache; `say.rs`: say
+//!   types as English sentences.
 //!
 //! Media never calls up into signalling: a call's task decides, the
 //! session reports.
@@ -20,6 +21,7 @@ pub mod fetch;
 pub mod g711;
 pub mod library;
 pub mod ports;
+pub mod say;
 pub mod sdp;
 pub mod session;
 pub mod tts;
