@@ -744,7 +744,7 @@ impl CallControl for LiveBackend {
             let clip = self
                 .clip(move |lib, _| {
                     if say {
-                        lib.say(&text, &style, language.as_deref())
+                        lib.say(&text, &style, None, language.as_deref())
                     } else {
                         lib.tts(&text, &style, language.as_deref())
                     }

@@ -8,16 +8,23 @@
 //! * `audio.rs`: clips (8 kHz mono), from WAV files and tone streams.
 //! * `ports.rs`: the RTP port range.
 //! * `library.rs`: what a name played is (tone, URL, media document,
-//!   system prompt), and `tts.rs`: speech (espeak-ng), cached on disk.
+//!   system prompt) and what `say` says; `fetch.rs`: media URLs downloaded
+//!   once into the cache; `prompts.rs`: Kazoo's system prompts, their
+//!   English texts and the Asterisk recordings that say the same;
+//!   `say.rs`: say types as English sentences; `tts.rs`: speech
+//!   (espeak-ng), cached on disk.
 //!
 //! Media never calls up into signalling: a call's task decides, the
 //! session reports.
 
 pub mod audio;
 pub mod dtmf;
+pub mod fetch;
 pub mod g711;
 pub mod library;
 pub mod ports;
+pub mod prompts;
+pub mod say;
 pub mod sdp;
 pub mod session;
 pub mod tts;

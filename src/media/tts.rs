@@ -117,8 +117,15 @@ pub fn cache_path(
     language: Option<&str>,
     text: &str,
 ) -> PathBuf {
+    let key = cache_key(&[engine, voice, language.unwrap_or(""), text]);
+    cache.join("tts").join(format!("{key}.wav"))
+}
+
+/// A cache file's name: the SHA-256 of `parts` (each ended by a NUL, so
+/// that `["ab", "c"]` and `["a", "bc"]` differ), in hex.
+pub fn cache_key(parts: &[&str]) -> String {
     let mut hasher = Sha256::new();
-    for part in [engine, voice, language.unwrap_or(""), text] {
+    for part in parts {
         hasher.update(part.as_bytes());
         hasher.update([0]);
     }
@@ -126,7 +133,7 @@ pub fn cache_path(
     for byte in hasher.finalize() {
         let _ = write!(name, "{byte:02x}");
     }
-    cache.join("tts").join(format!("{name}.wav"))
+    name
 }
 
 #[cfg(test)]

@@ -66,15 +66,11 @@ fn is_private(ip: IpAddr) -> bool {
     }
 }
 
-/// Makes the request; `Err` says why it failed. Unless `allow_private`, a
-/// host that resolves to a private address is refused before connecting.
-pub fn request(request: &HttpRequest, allow_private: bool) -> Result<HttpOutcome, String> {
-    if let Some(host) = host_of(&request.url).filter(|_| !allow_private) {
-        let port = if request.url.starts_with("https://") {
-            443
-        } else {
-            80
-        };
+/// Unless `allow_private`, refuses a URL whose host resolves to a private
+/// address (checked before connecting). Media URLs of real calls use it too.
+pub fn guard(url: &str, allow_private: bool) -> Result<(), String> {
+    if let Some(host) = host_of(url).filter(|_| !allow_private) {
+        let port = if url.starts_with("https://") { 443 } else { 80 };
         let name = host.trim_start_matches('[').trim_end_matches(']');
         let addrs = (name, port).to_socket_addrs().map_err(|e| e.to_string())?;
         for addr in addrs {
@@ -86,6 +82,13 @@ pub fn request(request: &HttpRequest, allow_private: bool) -> Result<HttpOutcome
             }
         }
     }
+    Ok(())
+}
+
+/// Makes the request; `Err` says why it failed. Unless `allow_private`, a
+/// host that resolves to a private address is refused before connecting.
+pub fn request(request: &HttpRequest, allow_private: bool) -> Result<HttpOutcome, String> {
+    guard(&request.url, allow_private)?;
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_millis(request.timeout_ms)))
         .http_status_as_error(false)
