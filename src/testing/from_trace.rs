@@ -264,6 +264,15 @@ fn is_plain_hangup(event: &Event) -> bool {
     str_field(event, "cause") == Some("NORMAL_CLEARING")
 }
 
+/// One DTMF digit: 0-9, *, # or A-D.
+fn is_one_digit(text: &str) -> bool {
+    let mut chars = text.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c), None) => c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D'),
+        _ => false,
+    }
+}
+
 /// A system hang-up the live backend makes for a caller that vanished
 /// (no ACK); the simulator has it as the caller hanging up.
 const LOST_CALLER: &str = "RECOVERY_ON_TIMER_EXPIRE";
@@ -274,11 +283,13 @@ fn caller_actions(events: &[Event], notes: &mut Vec<String>) -> Result<Vec<Value
     for (index, event) in events.iter().enumerate() {
         if is_caller_digit(event) {
             let digit = str_field(event, "digit")
-                .filter(|d| {
-                    let mut chars = d.chars();
-                    matches!((chars.next(), chars.next()), (Some(c), None) if c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D'))
-                })
-                .ok_or_else(|| field_error(at(index, "digit"), "expected one DTMF digit: 0-9, *, # or A-D"))?;
+                .filter(|d| is_one_digit(d))
+                .ok_or_else(|| {
+                    field_error(
+                        at(index, "digit"),
+                        "expected one DTMF digit: 0-9, *, # or A-D",
+                    )
+                })?;
             actions.push((event.t_ms, json!({"at_ms": event.t_ms, "dtmf": digit})));
         } else if is_caller_hangup(event) {
             if !is_plain_hangup(event) {
