@@ -11,6 +11,7 @@ mod graph;
 mod init;
 mod junit;
 mod route;
+mod scenario;
 mod serve;
 mod simulate;
 mod suite;
@@ -93,6 +94,10 @@ enum Command {
     /// reload, re-runs the scenario files and prints how their traces
     /// changed.
     Dev(dev::DevArgs),
+    /// Make scenario files: `from-trace` turns a real call's trace into a
+    /// scenario that replays it.
+    #[command(subcommand)]
+    Scenario(scenario::ScenarioCommand),
     /// Manage accounts (folders of the flows directory).
     #[command(subcommand)]
     Account(account::AccountCommand),
@@ -147,6 +152,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Dev(args) => dev::run(&args),
+        Command::Scenario(command) => scenario::run(&command),
         Command::Account(command) => account::run_account(&command),
         Command::ApiKey(command) => account::run_api_key(&command),
     }

@@ -421,6 +421,20 @@ impl SimBackend {
             .unwrap_or(self.world.media.default_ms)
     }
 
+    /// How long speaking `text` takes: the scenario's `speech_ms` for it,
+    /// else [`SPEECH_MS_PER_CHAR`] per character (at least
+    /// [`MIN_SPEECH_MS`]).
+    fn speech_ms(&self, text: &str) -> u64 {
+        self.world
+            .media
+            .speech_ms
+            .get(text)
+            .copied()
+            .unwrap_or_else(|| {
+                (text.chars().count() as u64 * SPEECH_MS_PER_CHAR).max(MIN_SPEECH_MS)
+            })
+    }
+
     /// Plays something lasting `ms` (`u64::MAX`: until stopped) to `legs`.
     async fn playback(
         &self,
@@ -1179,8 +1193,7 @@ impl CallControl for SimBackend {
         request: &'a SpeakRequest,
         beside: &'a dyn Beside,
     ) -> LocalFuture<'a, Result<PlayOutcome, Gone>> {
-        let chars = request.text.chars().count() as u64;
-        let ms = (chars * SPEECH_MS_PER_CHAR).max(MIN_SPEECH_MS);
+        let ms = self.speech_ms(&request.text);
         Box::pin(self.verb(self.playback(ms, &request.terminators, request.legs, beside)))
     }
 

@@ -127,6 +127,16 @@ pub fn run_one(
 #[error("{0}")]
 pub struct RunError(pub String);
 
+/// The id of a simulated call: `sim-<seed>`, and `-<index>` for the calls
+/// of a benchmark after the first.
+pub fn call_id(seed: u64, index: u64) -> String {
+    if index == 0 {
+        format!("sim-{seed}")
+    } else {
+        format!("sim-{seed}-{index}")
+    }
+}
+
 /// Simulates the scenario's call. `index` tells calls of one benchmark apart
 /// (it becomes part of the call id); 0 for a single simulation.
 pub async fn simulate(
@@ -136,11 +146,7 @@ pub async fn simulate(
     options: &Options,
     index: u64,
 ) -> Outcome {
-    let call_id = if index == 0 {
-        format!("sim-{}", scenario.seed)
-    } else {
-        format!("sim-{}-{index}", scenario.seed)
-    };
+    let call_id = call_id(scenario.seed, index);
     let world = Rc::new(World {
         call_id: call_id.clone(),
         endpoints: scenario.endpoints.clone(),

@@ -12,7 +12,7 @@
 //!     "dev_dave":  {"reject": {"cause": "CALL_REJECTED", "sip": 603}},
 //!     "dev_erin":  {"unregistered": true}
 //!   },
-//!   "media": {"default_ms": 3000, "durations_ms": {"greeting": 8000}},
+//!   "media": {"default_ms": 3000, "durations_ms": {"greeting": 8000}, "speech_ms": {"Goodbye.": 900}},
 //!   "http": {"https://app.example.com/ivr": {"status": 200, "body": {}}}
 //! }
 //! ```
@@ -33,6 +33,8 @@ use crate::routing::Inception;
 pub const DEFAULT_START: &str = "2026-01-05T17:00:00Z";
 /// The default caller number.
 pub const DEFAULT_FROM: &str = "+14155550100";
+/// The default seed (of `math.random`, and part of the call id).
+pub const DEFAULT_SEED: u64 = 1;
 
 /// A parsed, checked scenario.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -215,6 +217,11 @@ pub struct Media {
     pub default_ms: u64,
     #[serde(default)]
     pub durations_ms: BTreeMap<String, u64>,
+    /// How long a `tts` or `say` of this exact text lasts (what a real call
+    /// measured: `callflow scenario from-trace` fills it); other texts last
+    /// [`crate::sim::SPEECH_MS_PER_CHAR`] per character.
+    #[serde(default)]
+    pub speech_ms: BTreeMap<String, u64>,
 }
 
 impl Default for Media {
@@ -222,6 +229,7 @@ impl Default for Media {
         Self {
             default_ms: default_media_ms(),
             durations_ms: BTreeMap::new(),
+            speech_ms: BTreeMap::new(),
         }
     }
 }
@@ -249,7 +257,7 @@ fn default_start() -> String {
     DEFAULT_START.to_owned()
 }
 fn default_seed() -> u64 {
-    1
+    DEFAULT_SEED
 }
 fn default_media_ms() -> u64 {
     3000

@@ -7,8 +7,11 @@
 //! [`crate::trace::Trace::render_text`]), compared line by line with
 //! [`diff`], and/or its inline `"expect"` object
 //! ([`crate::sim::scenario::Expect`]), checked with [`check`].
+//! [`from_trace`] makes such a scenario, expectation included, from the
+//! trace of a real call.
 
 pub mod coverage;
+pub mod from_trace;
 pub mod lines;
 
 use std::fmt::Write;

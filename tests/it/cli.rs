@@ -165,6 +165,8 @@ fn every_subcommand_has_help() {
         &["serve", "--help"],
         &["account", "--help"],
         &["api-key", "--help"],
+        &["scenario", "--help"],
+        &["scenario", "from-trace", "--help"],
     ] {
         let output = callflow(&root(), args);
         assert_eq!(output.status.code(), Some(0));

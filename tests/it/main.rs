@@ -20,6 +20,9 @@ mod cli;
 /// `tests/kazoo-examples/`: every Kazoo example document loads, with exactly
 /// the diagnostics `EXPECTED.json` lists.
 mod examples;
+/// `tests/from-trace/<case>/`: real calls' traces turned into scenarios
+/// (snapshotted) that must replay as the calls happened.
+mod from_trace;
 /// `tests/invalid/*.json`: one broken callflow document per file, its
 /// diagnostics snapshotted.
 mod invalid;

@@ -117,7 +117,12 @@ pub fn simulate_file(path: &Path) -> Trace {
     // Relative to the repository root (the tests' working directory), so
     // that script paths in traces are the same on every machine.
     let relative = path.strip_prefix(root()).unwrap_or(path);
-    let base = relative.parent().unwrap();
+    simulate_in(&scenario, relative.parent().unwrap())
+}
+
+/// Simulates `scenario` as if its file were in `base` (its flows and
+/// scripts relative to it; the sample flows otherwise) on a fresh VM.
+pub fn simulate_in(scenario: &Scenario, base: &Path) -> Trace {
     let flows = scenario
         .flows
         .as_ref()
@@ -129,10 +134,10 @@ pub fn simulate_file(path: &Path) -> Trace {
         "script problems: {problems:?}"
     );
     let (catalog, _) = Catalog::build(FlowsDir::new(flows).read().unwrap(), &modules);
-    let account = Arc::clone(sim::account_for(&scenario, &catalog).unwrap());
+    let account = Arc::clone(sim::account_for(scenario, &catalog).unwrap());
     let host = ModuleHost::new(Arc::new(modules), Options::default().limits).unwrap();
     run_local(sim::simulate(
-        &scenario,
+        scenario,
         &account,
         &host,
         &Options::default(),
