@@ -18,6 +18,13 @@
 //!
 //! Needs `sipp` (Debian `sip-tester`).
 
+// Counts, times and levels move between integers and floats for reporting.
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
@@ -155,7 +162,8 @@ fn flows(dir: &Path) {
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
     };
-    let mut wav = hound::WavWriter::create(account.join("media/prompt.wav"), spec).expect("writable");
+    let mut wav =
+        hound::WavWriter::create(account.join("media/prompt.wav"), spec).expect("writable");
     for i in 0..80_000_u32 {
         let t = f64::from(i) / 8000.0;
         let sample = (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16;
@@ -168,7 +176,13 @@ fn flows(dir: &Path) {
 fn server(dir: &Path) -> (Child, u16) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_callflow"))
         .args(["serve", "--listen", "127.0.0.1:0", "--sip", "127.0.0.1:0"])
-        .args(["--trunk", "127.0.0.1", "--rtp-ports", "20000-29999", "--no-watch"])
+        .args([
+            "--trunk",
+            "127.0.0.1",
+            "--rtp-ports",
+            "20000-29999",
+            "--no-watch",
+        ])
         .arg("--flows")
         .arg(dir.join("flows"))
         .arg("--traces")
@@ -217,7 +231,12 @@ fn status_kb(pid: u32, field: &str) -> u64 {
         .unwrap_or_default()
         .lines()
         .find_map(|l| l.strip_prefix(field))
-        .and_then(|rest| rest.trim_start_matches(':').split_whitespace().next().map(str::to_owned))
+        .and_then(|rest| {
+            rest.trim_start_matches(':')
+                .split_whitespace()
+                .next()
+                .map(str::to_owned)
+        })
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
@@ -229,22 +248,50 @@ struct Sink {
     last: BTreeMap<u32, Instant>,
     /// |interval - 20 ms| of every packet after a stream's first, in µs.
     deviations_us: Vec<u32>,
-    /// SSRCs seen during the current second and their count.
+    /// SSRCs seen lately, and when.
     active: BTreeMap<u32, Instant>,
     packets: u64,
 }
 
-fn sipp(scenario: &Path, port: u16, service: &str, calls: u32, rate: u32, sink: u16, dir: &Path) -> (bool, Duration, String) {
+#[allow(clippy::disallowed_methods)] // a benchmark measures wall-clock time
+fn sipp(
+    scenario: &Path,
+    port: u16,
+    service: &str,
+    calls: u32,
+    rate: u32,
+    sink: u16,
+    dir: &Path,
+) -> (bool, Duration, String) {
     let started = Instant::now();
     let output = Command::new("sipp")
         .arg("-sf")
         .arg(scenario)
         .arg(format!("127.0.0.1:{port}"))
         .args(["-s", service, "-i", "127.0.0.1"])
-        .args(["-p", &free_port().to_string(), "-cp", &free_port().to_string()])
+        .args([
+            "-p",
+            &free_port().to_string(),
+            "-cp",
+            &free_port().to_string(),
+        ])
         .args(["-key", "sink_port", &sink.to_string()])
-        .args(["-m", &calls.to_string(), "-r", &rate.to_string(), "-l", &calls.to_string()])
-        .args(["-nostdin", "-timeout", "300s", "-timeout_error", "-max_socket", "4096"])
+        .args([
+            "-m",
+            &calls.to_string(),
+            "-r",
+            &rate.to_string(),
+            "-l",
+            &calls.to_string(),
+        ])
+        .args([
+            "-nostdin",
+            "-timeout",
+            "300s",
+            "-timeout_error",
+            "-max_socket",
+            "4096",
+        ])
         .current_dir(dir)
         .output()
         .expect("sipp runs (Debian: apt-get install sip-tester)");
@@ -252,7 +299,102 @@ fn sipp(scenario: &Path, port: u16, service: &str, calls: u32, rate: u32, sink: 
     (output.status.success(), started.elapsed(), text)
 }
 
+/// Receives every RTP packet the server sends, noting arrivals, until
+/// `stop`.
 #[allow(clippy::disallowed_methods)] // a benchmark measures wall-clock time
+fn receive(socket: &UdpSocket, sink: &Mutex<Sink>, stop: &AtomicBool) {
+    let mut buf = [0_u8; 2048];
+    while !stop.load(Ordering::Relaxed) {
+        let Ok((len, _)) = socket.recv_from(&mut buf) else {
+            continue;
+        };
+        let now = Instant::now();
+        if len < 12 || buf[1] & 0x7f != 0 {
+            continue; // not PCMU audio (telephone events)
+        }
+        let ssrc = u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]);
+        let mut sink = sink.lock().expect("not poisoned");
+        sink.packets += 1;
+        if let Some(previous) = sink.last.insert(ssrc, now) {
+            let interval =
+                i64::try_from(now.duration_since(previous).as_micros()).unwrap_or(i64::MAX);
+            let deviation = u32::try_from((interval - 20_000).unsigned_abs()).unwrap_or(u32::MAX);
+            sink.deviations_us.push(deviation);
+        }
+        sink.active.insert(ssrc, now);
+    }
+}
+
+/// What the server did while every call was up.
+#[derive(Default)]
+struct Load {
+    peak_streams: usize,
+    plateau_secs: f64,
+    plateau_cpu: f64,
+    peak_rss: u64,
+    rss_at_peak: u64,
+}
+
+/// Samples the streams seen, CPU and RSS every 250 ms until `done`.
+#[allow(clippy::disallowed_methods)] // a benchmark measures wall-clock time
+fn watch(pid: u32, sink: &Mutex<Sink>, done: &AtomicBool) -> Load {
+    let mut load = Load::default();
+    let mut plateau: Option<(Instant, f64)> = None;
+    let mut over = false;
+    while !done.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(250));
+        if over {
+            continue;
+        }
+        let now = Instant::now();
+        let streams = {
+            let mut sink = sink.lock().expect("not poisoned");
+            sink.active
+                .retain(|_, seen| now.duration_since(*seen) < Duration::from_millis(200));
+            sink.active.len()
+        };
+        let rss = status_kb(pid, "VmRSS");
+        load.peak_rss = load.peak_rss.max(rss);
+        if streams >= load.peak_streams {
+            load.peak_streams = streams;
+            load.rss_at_peak = rss;
+        }
+        // The plateau: every call up at once (95% of the peak or more).
+        let cpu = cpu_seconds(pid);
+        if streams * 100 >= load.peak_streams * 95 && load.peak_streams > 0 {
+            match plateau {
+                None => plateau = Some((now, cpu)),
+                Some((since, cpu0)) => {
+                    load.plateau_secs = now.duration_since(since).as_secs_f64();
+                    load.plateau_cpu = cpu - cpu0;
+                }
+            }
+        } else if plateau.is_some() && load.plateau_secs > 0.0 {
+            over = true;
+        } else {
+            plateau = None;
+        }
+    }
+    load
+}
+
+/// Nearest-rank percentile of sorted values, in per mille.
+fn permille(sorted: &[u32], p: usize) -> u32 {
+    let rank = (p * sorted.len())
+        .div_ceil(1000)
+        .clamp(1, sorted.len().max(1));
+    sorted.get(rank - 1).copied().unwrap_or(0)
+}
+
+/// "Successful call" from SIPp's final statistics.
+fn successful(text: &str) -> u32 {
+    text.lines()
+        .find(|l| l.trim_start().starts_with("Successful call"))
+        .and_then(|l| l.split('|').nth(2))
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .unwrap_or(0)
+}
+
 fn main() {
     let args = args();
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -261,6 +403,7 @@ fn main() {
     std::fs::write(&scenario, UAC).expect("writable");
     let (mut child, port) = server(dir.path());
     let pid = child.id();
+    let idle_rss = status_kb(pid, "VmRSS");
 
     let socket = UdpSocket::bind("127.0.0.1:0").expect("a sink socket");
     socket
@@ -271,78 +414,15 @@ fn main() {
     let stop = Arc::new(AtomicBool::new(false));
     let receiver = {
         let (sink, stop) = (Arc::clone(&sink), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            let mut buf = [0_u8; 2048];
-            while !stop.load(Ordering::Relaxed) {
-                let Ok((len, _)) = socket.recv_from(&mut buf) else {
-                    continue;
-                };
-                let now = Instant::now();
-                if len < 12 || buf[1] & 0x7f != 0 {
-                    continue; // not an audio packet (telephone events)
-                }
-                let ssrc = u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]);
-                let mut sink = sink.lock().expect("not poisoned");
-                sink.packets += 1;
-                if let Some(previous) = sink.last.insert(ssrc, now) {
-                    let interval = now.duration_since(previous).as_micros() as i64;
-                    let deviation = (interval - 20_000).unsigned_abs() as u32;
-                    sink.deviations_us.push(deviation);
-                }
-                sink.active.insert(ssrc, now);
-            }
-        })
+        std::thread::spawn(move || receive(&socket, &sink, &stop))
     };
 
-    // Watch concurrency, CPU and memory while the IVR calls run.
+    // The IVR calls, watched for concurrency, CPU and memory.
     let cpu_before = cpu_seconds(pid);
     let ivr_done = Arc::new(AtomicBool::new(false));
     let watcher = {
-        let (sink, stop) = (Arc::clone(&sink), Arc::clone(&ivr_done));
-        std::thread::spawn(move || {
-            let mut peak_streams = 0_usize;
-            let mut plateau: Option<(Instant, f64)> = None;
-            let mut plateau_cpu = 0.0;
-            let mut plateau_secs = 0.0;
-            let mut peak_rss = 0_u64;
-            let mut rss_at_peak = 0_u64;
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(250));
-                let now = Instant::now();
-                let streams = {
-                    let mut sink = sink.lock().expect("not poisoned");
-                    sink.active
-                        .retain(|_, seen| now.duration_since(*seen) < Duration::from_millis(200));
-                    sink.active.len()
-                };
-                let rss = status_kb(pid, "VmRSS");
-                peak_rss = peak_rss.max(rss);
-                if streams >= peak_streams {
-                    peak_streams = streams;
-                    rss_at_peak = rss;
-                }
-                // The plateau: every call up at once (95% of the peak).
-                let cpu = cpu_seconds(pid);
-                if streams * 100 >= peak_streams * 95 && peak_streams > 0 {
-                    match plateau {
-                        None => plateau = Some((now, cpu)),
-                        Some((since, cpu0)) => {
-                            plateau_secs = now.duration_since(since).as_secs_f64();
-                            plateau_cpu = cpu - cpu0;
-                        }
-                    }
-                } else if plateau.is_some() && plateau_secs > 0.0 {
-                    // The plateau is over: the calls start ending.
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(Duration::from_millis(250));
-                    }
-                    break;
-                } else {
-                    plateau = None;
-                }
-            }
-            (peak_streams, plateau_secs, plateau_cpu, peak_rss, rss_at_peak)
-        })
+        let (sink, done) = (Arc::clone(&sink), Arc::clone(&ivr_done));
+        std::thread::spawn(move || watch(pid, &sink, &done))
     };
     let (ok, _, output) = sipp(
         &scenario,
@@ -357,10 +437,9 @@ fn main() {
     if !ok {
         eprintln!("sipp (IVR calls) failed:\n{output}");
     }
-    let (peak_streams, plateau_secs, plateau_cpu, peak_rss, rss_at_peak) =
-        watcher.join().expect("the watcher");
+    let load = watcher.join().expect("the watcher");
     let cpu_total = cpu_seconds(pid) - cpu_before;
-    let idle_rss = status_kb(pid, "VmRSS");
+    let rss_after = status_kb(pid, "VmRSS");
 
     // Call setups per second: short calls at a high rate.
     let (setup_ok, setup_elapsed, setup_output) = sipp(
@@ -372,6 +451,9 @@ fn main() {
         sink_port,
         dir.path(),
     );
+    if !setup_ok {
+        eprintln!("sipp (short calls) failed:\n{setup_output}");
+    }
     stop.store(true, Ordering::Relaxed);
     receiver.join().expect("the receiver");
     let _ = child.kill();
@@ -380,52 +462,42 @@ fn main() {
     let sink = sink.lock().expect("not poisoned");
     let mut deviations = sink.deviations_us.clone();
     deviations.sort_unstable();
-    // Nearest-rank percentile, in per mille.
-    let pct = |permille: usize| {
-        let rank = (permille * deviations.len())
-            .div_ceil(1000)
-            .clamp(1, deviations.len().max(1));
-        deviations.get(rank - 1).copied().unwrap_or(0)
-    };
     let mean = if deviations.is_empty() {
         0.0
     } else {
         deviations.iter().map(|&d| f64::from(d)).sum::<f64>() / deviations.len() as f64
     };
-    let successful = |text: &str| {
-        text.lines()
-            .find(|l| l.trim_start().starts_with("Successful call"))
-            .and_then(|l| l.split('|').nth(2))
-            .and_then(|v| v.trim().parse::<u32>().ok())
-            .unwrap_or(0)
+    let cpu_per_call = if load.plateau_secs > 0.0 && load.peak_streams > 0 {
+        load.plateau_cpu / load.plateau_secs / load.peak_streams as f64 * 100.0
+    } else {
+        0.0
     };
+    let rss_per_call = if load.peak_streams > 0 {
+        load.rss_at_peak.saturating_sub(idle_rss) as f64 / load.peak_streams as f64
+    } else {
+        0.0
+    };
+    let setups = successful(&setup_output);
     println!(
-        "{{\"calls\": {}, \"rate\": {}, \"ivr_sipp_ok\": {ok}, \"ivr_successful\": {}, \"held_streams\": {peak_streams}, \
-\"plateau_s\": {plateau_secs:.1}, \"cpu_per_call_percent\": {:.3}, \"cpu_total_s\": {cpu_total:.1}, \
-\"rss_peak_kb\": {peak_rss}, \"rss_at_peak_kb\": {rss_at_peak}, \"rss_idle_after_kb\": {idle_rss}, \"rss_per_call_kb\": {:.0}, \
-\"packets\": {}, \"pacing_mean_us\": {mean:.0}, \"pacing_p50_us\": {}, \"pacing_p99_us\": {}, \"pacing_p999_us\": {}, \"pacing_max_us\": {}, \
-\"setup_calls\": {}, \"setup_rate\": {}, \"setup_sipp_ok\": {setup_ok}, \"setup_successful\": {}, \"setups_per_s\": {:.1}}}",
+        "{{\"calls\": {}, \"rate\": {}, \"ivr_successful\": {}, \"held_streams\": {}, \"plateau_s\": {:.1}, \
+\"cpu_per_call_percent\": {cpu_per_call:.3}, \"cpu_total_s\": {cpu_total:.1}, \"rss_idle_kb\": {idle_rss}, \
+\"rss_at_peak_kb\": {}, \"rss_peak_kb\": {}, \"rss_after_kb\": {rss_after}, \"rss_per_call_kb\": {rss_per_call:.0}, \
+\"packets\": {}, \"pacing_mean_us\": {mean:.0}, \"pacing_p50_us\": {}, \"pacing_p99_us\": {}, \"pacing_p999_us\": {}, \
+\"pacing_max_us\": {}, \"setup_calls\": {}, \"setup_rate\": {}, \"setup_successful\": {setups}, \"setups_per_s\": {:.1}}}",
         args.calls,
         args.rate,
         successful(&output),
-        if plateau_secs > 0.0 && peak_streams > 0 {
-            plateau_cpu / plateau_secs / peak_streams as f64 * 100.0
-        } else {
-            0.0
-        },
-        if peak_streams > 0 {
-            rss_at_peak as f64 / peak_streams as f64
-        } else {
-            0.0
-        },
+        load.peak_streams,
+        load.plateau_secs,
+        load.rss_at_peak,
+        load.peak_rss,
         sink.packets,
-        pct(500),
-        pct(990),
-        pct(999),
+        permille(&deviations, 500),
+        permille(&deviations, 990),
+        permille(&deviations, 999),
         deviations.last().copied().unwrap_or(0),
         args.setup_calls,
         args.setup_rate,
-        successful(&setup_output),
-        f64::from(successful(&setup_output)) / setup_elapsed.as_secs_f64(),
+        f64::from(setups) / setup_elapsed.as_secs_f64(),
     );
 }

@@ -45,6 +45,10 @@ impl Server {
                 public_ip: None,
                 trunks: Vec::new(),
                 user_agent: "callflow-test".to_owned(),
+                digest: vec![
+                    callflow::sip::digest::Algorithm::Md5,
+                    callflow::sip::digest::Algorithm::Sha256,
+                ],
             },
             rtp_ports: "40000-40099".parse().unwrap(),
             traces: traces.to_path_buf(),
