@@ -476,6 +476,9 @@ impl Call {
             .event(name)
             .with("text", request.text.as_str())
             .with(style_key, request.style.as_str());
+        if let Some(method) = &request.method {
+            event = event.with("method", method.as_str());
+        }
         if let Some(language) = &request.language {
             event = event.with("language", language.as_str());
         }

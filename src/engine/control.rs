@@ -109,6 +109,8 @@ pub struct SpeakRequest {
     pub text: String,
     /// `tts` voice, or the `say` type (`number`, `items`, ...).
     pub style: String,
+    /// How `say` reads it (`pronounced`, `iterated`, `counted`).
+    pub method: Option<String>,
     pub language: Option<String>,
     pub terminators: String,
     pub legs: Legs,

@@ -366,6 +366,11 @@ fn speak_request(
         say: style_key == "type",
         text,
         style: opt_string(opts, style_key)?.unwrap_or_else(|| default_style.to_owned()),
+        method: if style_key == "type" {
+            opt_string(opts, "method")?
+        } else {
+            None
+        },
         language: opt_string(opts, "language")?.or_else(|| call.language()),
         terminators: opt_digits(opts, "terminators")?.unwrap_or_else(|| ALL_DIGITS.to_owned()),
         legs: opt_legs(call, opts)?,

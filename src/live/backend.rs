@@ -735,16 +735,17 @@ impl CallControl for LiveBackend {
     ) -> LocalFuture<'a, Result<PlayOutcome, Gone>> {
         Box::pin(async move {
             self.alive()?;
-            let (say, text, style, language) = (
+            let (say, text, style, method, language) = (
                 request.say,
                 request.text.clone(),
                 request.style.clone(),
+                request.method.clone(),
                 request.language.clone(),
             );
             let clip = self
                 .clip(move |lib, _| {
                     if say {
-                        lib.say(&text, &style, None, language.as_deref())
+                        lib.say(&text, &style, method.as_deref(), language.as_deref())
                     } else {
                         lib.tts(&text, &style, language.as_deref())
                     }
