@@ -244,12 +244,12 @@ fn status_kb(pid: u32, field: &str) -> u64 {
 /// What the sink saw.
 #[derive(Default)]
 struct Sink {
-    /// Per SSRC: the last arrival.
-    last: BTreeMap<u32, Instant>,
+    /// Per SSRC: the last arrival (kernel time, ns).
+    last: BTreeMap<u32, i128>,
     /// |interval - 20 ms| of every packet after a stream's first, in µs.
     deviations_us: Vec<u32>,
-    /// SSRCs seen lately, and when.
-    active: BTreeMap<u32, Instant>,
+    /// SSRCs seen lately, and when (kernel time, ns).
+    active: BTreeMap<u32, i128>,
     packets: u64,
 }
 
@@ -299,29 +299,51 @@ fn sipp(
     (output.status.success(), started.elapsed(), text)
 }
 
-/// Receives every RTP packet the server sends, noting arrivals, until
-/// `stop`.
-#[allow(clippy::disallowed_methods)] // a benchmark measures wall-clock time
+/// Receives every RTP packet the server sends, noting when the kernel got
+/// each (`SO_TIMESTAMPNS`: a capture's timestamps, so this thread's own
+/// scheduling delays do not count), until `stop`.
 fn receive(socket: &UdpSocket, sink: &Mutex<Sink>, stop: &AtomicBool) {
+    use nix::sys::socket::{
+        ControlMessageOwned, MsgFlags, SockaddrIn, recvmsg, setsockopt, sockopt,
+    };
+    use std::os::fd::AsRawFd;
+    setsockopt(socket, sockopt::ReceiveTimestampns, &true).expect("SO_TIMESTAMPNS");
     let mut buf = [0_u8; 2048];
+    let mut space = nix::cmsg_space!(nix::sys::time::TimeSpec);
     while !stop.load(Ordering::Relaxed) {
-        let Ok((len, _)) = socket.recv_from(&mut buf) else {
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let Ok(message) = recvmsg::<SockaddrIn>(
+            socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::empty(),
+        ) else {
             continue;
         };
-        let now = Instant::now();
+        let len = message.bytes;
+        let Some(at_ns) = message.cmsgs().ok().and_then(|mut cmsgs| {
+            cmsgs.find_map(|c| match c {
+                ControlMessageOwned::ScmTimestampns(ts) => {
+                    Some(i128::from(ts.tv_sec()) * 1_000_000_000 + i128::from(ts.tv_nsec()))
+                }
+                _ => None,
+            })
+        }) else {
+            continue;
+        };
         if len < 12 || buf[1] & 0x7f != 0 {
             continue; // not PCMU audio (telephone events)
         }
         let ssrc = u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]);
         let mut sink = sink.lock().expect("not poisoned");
         sink.packets += 1;
-        if let Some(previous) = sink.last.insert(ssrc, now) {
-            let interval =
-                i64::try_from(now.duration_since(previous).as_micros()).unwrap_or(i64::MAX);
-            let deviation = u32::try_from((interval - 20_000).unsigned_abs()).unwrap_or(u32::MAX);
+        if let Some(previous) = sink.last.insert(ssrc, at_ns) {
+            let interval_us = (at_ns - previous) / 1000;
+            let deviation =
+                u32::try_from((interval_us - 20_000).unsigned_abs()).unwrap_or(u32::MAX);
             sink.deviations_us.push(deviation);
         }
-        sink.active.insert(ssrc, now);
+        sink.active.insert(ssrc, at_ns);
     }
 }
 
@@ -349,8 +371,9 @@ fn watch(pid: u32, sink: &Mutex<Sink>, done: &AtomicBool) -> Load {
         let now = Instant::now();
         let streams = {
             let mut sink = sink.lock().expect("not poisoned");
-            sink.active
-                .retain(|_, seen| now.duration_since(*seen) < Duration::from_millis(200));
+            // Streams whose last packet is within 200 ms of the newest.
+            let newest = sink.active.values().copied().max().unwrap_or(0);
+            sink.active.retain(|_, seen| newest - *seen < 200_000_000);
             sink.active.len()
         };
         let rss = status_kb(pid, "VmRSS");

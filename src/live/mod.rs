@@ -97,6 +97,18 @@ pub struct Live {
     sip: Arc<SipServer>,
     calls: Arc<CallLog>,
     _workers: Arc<workers::Workers>,
+    /// The runtime of the RTP sessions (taken on drop).
+    media: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        // Dropped from async code (the server's runtime): a blocking
+        // shutdown would panic there.
+        if let Some(media) = self.media.take() {
+            media.shutdown_background();
+        }
+    }
 }
 
 impl std::fmt::Debug for Live {
@@ -132,7 +144,10 @@ struct Service {
     options: Options,
     /// What goes into our SDP.
     media_ip: IpAddr,
+    /// Signalling, files, processes.
     runtime: tokio::runtime::Handle,
+    /// The RTP sessions, on threads of their own.
+    media_runtime: tokio::runtime::Handle,
 }
 
 /// Starts SIP, the workers and the accept loop (on the current runtime).
@@ -157,6 +172,14 @@ pub async fn start(options: Options, reloader: Arc<Reloader>) -> Result<Live, Li
         allow_private_http: options.allow_private_http,
         tts: Arc::new(crate::media::tts::Espeak::default()),
     }));
+    // RTP on its own thread, so that no SIP message, HTTP request or file
+    // write delays a packet.
+    let media = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("callflow-rtp")
+        .enable_all()
+        .build()
+        .map_err(|e| LiveError::Workers(format!("the RTP runtime: {e}")))?;
     let bind_ip = sip.local_addr().ip();
     let service = Arc::new(Service {
         ports: Ports::new(bind_ip, options.rtp_ports),
@@ -167,12 +190,14 @@ pub async fn start(options: Options, reloader: Arc<Reloader>) -> Result<Live, Li
         calls: Arc::clone(&calls),
         options,
         runtime: tokio::runtime::Handle::current(),
+        media_runtime: media.handle().clone(),
     });
     tokio::spawn(accept_loop(service, invites));
     Ok(Live {
         sip,
         calls,
         _workers: workers,
+        media: Some(media),
     })
 }
 
@@ -274,7 +299,7 @@ async fn accept(service: &Arc<Service>, invite: Invite) {
         }
     };
     let (media_tx, media_events) = mpsc::unbounded_channel();
-    let media = crate::media::session::start(socket, agreed, media_tx, &service.runtime);
+    let media = crate::media::session::start(socket, agreed, media_tx, &service.media_runtime);
     let far_end = Arc::new(backend::FarEnd::default());
     let events = merge(leg_events, media_events, Arc::clone(&far_end));
     let call_id = new_call_id();

@@ -187,10 +187,21 @@ impl Library {
         }
         // Kazoo's `/<account>/<media id>` form names a media document too.
         let id = name.rsplit('/').next().unwrap_or(name);
-        if account.document("media", id).is_some() {
+        if account.document("media", id).is_some() || self.recorded(account, id) {
             return self.document(account, id, language);
         }
         self.prompt(name, language)
+    }
+
+    /// Whether `<id>.wav` is in the account's media folder without a
+    /// document yet: a recording of a call still running (its document is
+    /// written when the call ends), played back by a review step.
+    fn recorded(&self, account: &AccountFlows, id: &str) -> bool {
+        DocId::new(id).is_ok_and(|doc_id| {
+            FlowsDir::new(&self.config.flows)
+                .media_audio(&account.account.id, &doc_id)
+                .is_file()
+        })
     }
 
     /// A media document's audio: its `<id>.wav`, or its TTS text spoken.

@@ -6,8 +6,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::sync::PoisonError;
 
-use tokio::net::UdpSocket;
-
 /// An inclusive range of UDP ports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PortRange {
@@ -72,8 +70,9 @@ impl Ports {
         }
     }
 
-    /// Binds the next free even port of the range.
-    pub fn bind(&self) -> Result<UdpSocket, NoPort> {
+    /// Binds the next free even port of the range (non-blocking, ready
+    /// for the runtime that will poll it).
+    pub fn bind(&self) -> Result<std::net::UdpSocket, NoPort> {
         let first = self.range.low + self.range.low % 2;
         let count = (self.range.high - first) / 2 + 1;
         for _ in 0..count {
@@ -89,7 +88,6 @@ impl Ports {
             };
             if let Ok(socket) = std::net::UdpSocket::bind(SocketAddr::new(self.ip, port))
                 && socket.set_nonblocking(true).is_ok()
-                && let Ok(socket) = UdpSocket::from_std(socket)
             {
                 return Ok(socket);
             }
@@ -120,8 +118,8 @@ mod tests {
         assert!("30000-20000".parse::<PortRange>().is_err());
     }
 
-    #[tokio::test]
-    async fn hands_out_even_ports_and_reports_exhaustion() {
+    #[test]
+    fn hands_out_even_ports_and_reports_exhaustion() {
         let ports = Ports::new(
             "127.0.0.1".parse().unwrap(),
             PortRange {

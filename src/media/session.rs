@@ -112,40 +112,23 @@ impl Handle {
 
 /// Starts a session on `socket` (bound by the caller) with what the offer
 /// and answer agreed; events go to `events`. `remote` may be unknown (an
-/// INVITE without SDP): symmetric RTP then learns it.
+/// INVITE without SDP): symmetric RTP then learns it. The session runs on
+/// `runtime` (the media runtime, apart from signalling, so that nothing
+/// else delays a packet), which also polls the socket.
 pub fn start(
-    socket: UdpSocket,
+    socket: std::net::UdpSocket,
     agreed: Option<Negotiated>,
     events: mpsc::UnboundedSender<MediaEvent>,
     runtime: &tokio::runtime::Handle,
 ) -> Handle {
     let (control, commands) = mpsc::unbounded_channel();
-    let codec = agreed.map_or(Codec::Pcmu, |a| a.codec);
-    let seed = fastrand::u64(..);
-    let session = Session {
-        socket,
-        remote: agreed.map(|a| a.remote).filter(|r| r.port() != 0),
-        latched: false,
-        codec,
-        payload_type: agreed.map_or(0, |a| a.payload_type),
-        dtmf_payload_type: agreed.and_then(|a| a.dtmf_payload_type),
-        ssrc: (seed >> 32) as u32,
-        seq: Seq::from(seed as u16),
-        timestamp0: seed as u32,
-        event_start: 0,
-        started: None,
-        plays: Vec::new(),
-        dtmf_out: std::collections::VecDeque::new(),
-        detector: Detector::default(),
-        reorder: Reorder::default(),
-        taps: Vec::new(),
-        events,
-        frame: Vec::with_capacity(FRAME),
-        encoded: Vec::with_capacity(FRAME),
-        decoded: Vec::with_capacity(FRAME * 4),
-        packet: vec![0; 12 + FRAME + 16],
-    };
-    runtime.spawn(session.run(commands));
+    runtime.spawn(async move {
+        // Registered with the runtime that polls it.
+        match UdpSocket::from_std(socket) {
+            Ok(socket) => Session::new(socket, agreed, events).run(commands).await,
+            Err(e) => tracing::warn!("an RTP socket cannot be polled: {e}"),
+        }
+    });
     Handle { control }
 }
 
@@ -196,6 +179,37 @@ struct Session {
 }
 
 impl Session {
+    fn new(
+        socket: UdpSocket,
+        agreed: Option<Negotiated>,
+        events: mpsc::UnboundedSender<MediaEvent>,
+    ) -> Self {
+        let seed = fastrand::u64(..);
+        Self {
+            socket,
+            remote: agreed.map(|a| a.remote).filter(|r| r.port() != 0),
+            latched: false,
+            codec: agreed.map_or(Codec::Pcmu, |a| a.codec),
+            payload_type: agreed.map_or(0, |a| a.payload_type),
+            dtmf_payload_type: agreed.and_then(|a| a.dtmf_payload_type),
+            ssrc: (seed >> 32) as u32,
+            seq: Seq::from(seed as u16),
+            timestamp0: seed as u32,
+            event_start: 0,
+            started: None,
+            plays: Vec::new(),
+            dtmf_out: std::collections::VecDeque::new(),
+            detector: Detector::default(),
+            reorder: Reorder::default(),
+            taps: Vec::new(),
+            events,
+            frame: Vec::with_capacity(FRAME),
+            encoded: Vec::with_capacity(FRAME),
+            decoded: Vec::with_capacity(FRAME * 4),
+            packet: vec![0; 12 + FRAME + 16],
+        }
+    }
+
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Control>) {
         let mut ticker = tokio::time::interval(PTIME);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
