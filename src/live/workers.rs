@@ -199,7 +199,17 @@ async fn run_call(job: CallJob, host: &ModuleHost) {
     let end =
         engine::route_and_run(&call, &job.facts.to, job.inception, &runner, &job.limits).await;
     backend.close().await;
-    let callflow_id = call.route().callflow_id;
+    // The callflow the dialled number reached (not the last one a branch
+    // entered): the trace's `route` event says it.
+    let callflow_id = trace
+        .borrow()
+        .events()
+        .iter()
+        .find(|e| e.name == "route")
+        .and_then(|e| e.fields.get("callflow_id"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     let hangup = call.hangup_info();
     let duration_ms = call.now_ms();
     drop(call);

@@ -36,6 +36,9 @@ mod reload;
 mod routing;
 /// Sandbox violations, many calls on one VM: nothing leaks.
 mod sandbox;
+/// A real softphone (baresip, in a network namespace) hears the prompt and
+/// drives the sample's menu.
+mod softphone;
 /// `tests/scenarios/*.json`: one simulated call per file, its trace
 /// snapshotted (and simulated twice: it must not change).
 mod scenarios;
