@@ -215,16 +215,6 @@ pub(super) fn serve(args: &ServeArgs, reloader: &Arc<Reloader>) -> anyhow::Resul
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let address = listener.local_addr()?;
-        let watching = if args.no_watch {
-            "reloads on POST /v2/reload or SIGHUP"
-        } else {
-            "watching the files"
-        };
-        eprintln!(
-            "callflow: serving {} on http://{address}/v2, generation {} ({watching}; Ctrl-C to stop)",
-            args.flows.flows.display(),
-            reloader.current().number
-        );
         reload_on_sighup(Arc::clone(reloader));
         let _live = match args.sip.options(&args.flows.flows) {
             Some(options) => {
@@ -242,6 +232,16 @@ pub(super) fn serve(args: &ServeArgs, reloader: &Arc<Reloader>) -> anyhow::Resul
             }
             None => None,
         };
+        let watching = if args.no_watch {
+            "reloads on POST /v2/reload or SIGHUP"
+        } else {
+            "watching the files"
+        };
+        eprintln!(
+            "callflow: serving {} on http://{address}/v2, generation {} ({watching}; Ctrl-C to stop)",
+            args.flows.flows.display(),
+            reloader.current().number
+        );
         api::serve(listener, state, shutdown_signal())
             .await
             .context("the server failed")

@@ -90,6 +90,10 @@ pub enum LiveError {
     Workers(String),
     #[error("cannot use {path} for traces: {message}")]
     Traces { path: PathBuf, message: String },
+    #[error(
+        "--sip {0} listens on every address: give --public-addr IP, the address phones and carriers reach (it goes into Contact and SDP)"
+    )]
+    Address(SocketAddr),
 }
 
 /// The running real-call service.
@@ -152,6 +156,9 @@ struct Service {
 
 /// Starts SIP, the workers and the accept loop (on the current runtime).
 pub async fn start(options: Options, reloader: Arc<Reloader>) -> Result<Live, LiveError> {
+    if options.sip.listen.ip().is_unspecified() && options.sip.public_ip.is_none() {
+        return Err(LiveError::Address(options.sip.listen));
+    }
     let calls = Arc::new(
         CallLog::open(&options.traces).map_err(|e| LiveError::Traces {
             path: options.traces.clone(),
