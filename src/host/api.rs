@@ -881,7 +881,11 @@ fn register_input(lua: &Lua, raw: &Table) -> mlua::Result<()> {
             time_limit_ms: opt_u64(opts, "time_limit_s")?.unwrap_or(3600) * 1000,
             terminators: opt_digits(opts, "terminators")?.unwrap_or_else(|| "#".to_owned()),
             name: opt_string(opts, "name")?,
-            silence_ms: opt_u64(opts, "silence_s")?.map(|s| s.saturating_mul(1000)),
+            // Kazoo's b_record: 5 s below the silence threshold end it.
+            silence_ms: match opt_u64(opts, "silence_s")?.unwrap_or(5) {
+                0 => None,
+                s => Some(s.saturating_mul(1000)),
+            },
         };
         let runner = nested(&lua, &inv)?;
         match call
