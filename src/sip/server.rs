@@ -546,8 +546,14 @@ fn contact_expires(contact: &str) -> Option<u32> {
 async fn invite(shared: &Shared, mut tx: Transaction) {
     let Some(source) = source_of(&tx) else {
         let _ = tx.reply(StatusCode::BadRequest).await;
-        return;
+        return finish(&mut tx).await;
     };
+    // The dialog needs the caller's Contact (RFC 3261 §8.1.1.8): without
+    // one the call could never be answered.
+    if tx.original.contact_headers().is_empty() {
+        let _ = tx.reply(status(400, "Bad Request (no Contact)")).await;
+        return finish(&mut tx).await;
+    }
     let from = tx
         .original
         .from_header()
@@ -564,13 +570,17 @@ async fn invite(shared: &Shared, mut tx: Transaction) {
                 username,
             },
             Verdict::Challenge(stale) => {
-                return challenge(shared, &mut tx, &from_domain, true, stale).await;
+                challenge(shared, &mut tx, &from_domain, true, stale).await;
+                return finish(&mut tx).await;
             }
             Verdict::Forbidden => {
                 let _ = tx.reply(StatusCode::Forbidden).await;
-                return;
+                return finish(&mut tx).await;
             }
-            Verdict::Throttled => return throttled(&mut tx).await,
+            Verdict::Throttled => {
+                throttled(&mut tx).await;
+                return finish(&mut tx).await;
+            }
         }
     };
     let info = CallInfo {
@@ -616,7 +626,16 @@ async fn invite(shared: &Shared, mut tx: Transaction) {
                 None,
             )
             .await;
+        finish(&mut invite.tx).await;
     }
+}
+
+/// Keeps reading an INVITE transaction after its final response, until it
+/// ends: rsipstack runs a transaction's timers only while it is read, and
+/// over UDP a failure response must be retransmitted until the caller's
+/// ACK (RFC 3261 §17.2.1; Timer H ends it after 64*T1 without one).
+async fn finish(tx: &mut Transaction) {
+    while tx.receive().await.is_some() {}
 }
 
 /// Our Contact: the public address when set.
@@ -660,6 +679,7 @@ impl Invite {
     /// Refuses the call with a final response (no dialog).
     pub async fn refuse(mut self, code: u16, reason: &str) {
         let _ = self.tx.reply(status(code, reason)).await;
+        finish(&mut self.tx).await;
     }
 
     /// Starts the call: a dialog answers the INVITE transaction from now
@@ -686,6 +706,9 @@ impl Invite {
         let mut handler = dialog.clone();
         tokio::spawn(async move {
             let _ = handler.handle(&mut tx).await;
+            // The dialog stops reading after a CANCEL's 487 (and after the
+            // ACK of a failure): keep the transaction running to its end.
+            finish(&mut tx).await;
         });
         let (events_tx, events) = mpsc::unbounded_channel();
         let answer = Arc::new(Mutex::new(None::<String>));
