@@ -178,6 +178,16 @@ fn has_to_tag(tx: &Transaction) -> bool {
 async fn handle(shared: Arc<Shared>, mut tx: Transaction) {
     let in_dialog = has_to_tag(&tx);
     let method = tx.original.method;
+    // What rsipstack's lenient parser lets through (nothing answers an ACK).
+    if method != Method::Ack
+        && let Some(refusal) = malformed(&tx.original)
+    {
+        let _ = tx.reply(refusal).await;
+        if method == Method::Invite {
+            finish(&mut tx).await;
+        }
+        return;
+    }
     if in_dialog {
         match shared.layer.match_dialog(&tx) {
             Some(mut dialog) => {
@@ -219,6 +229,37 @@ async fn handle(shared: Arc<Shared>, mut tx: Transaction) {
                 .await;
         }
     }
+}
+
+/// Why a request that parsed must still be refused: a SIP version other
+/// than 2.0 (505), a CSeq whose method is not the request's (RFC 3261
+/// §8.1.1.5: 400), a Content-Length that is not a number or promises more
+/// than the message holds (§18.3: 400), control characters in a header
+/// (400). rsipstack reads such a Content-Length as 0 or cuts the body
+/// short, and keeps the rest.
+fn malformed(request: &rsipstack::sip::Request) -> Option<StatusCode> {
+    if request.version != rsipstack::sip::Version::V2 {
+        return Some(StatusCode::VersionNotSupported);
+    }
+    let cseq_method = request.cseq_header().ok().and_then(|c| c.method().ok());
+    if cseq_method.is_some_and(|m| m != request.method) {
+        return Some(status(400, "Bad Request (CSeq method)"));
+    }
+    if let Some(declared) = request.header_value("Content-Length") {
+        match declared.parse::<usize>() {
+            Ok(length) if length <= request.body.len() => {}
+            _ => return Some(status(400, "Bad Request (Content-Length)")),
+        }
+    }
+    let control = |text: &str| text.chars().any(|c| c.is_control() && c != '\t');
+    if request
+        .headers
+        .iter()
+        .any(|h| control(h.name()) || control(h.value()))
+    {
+        return Some(status(400, "Bad Request (control characters in a header)"));
+    }
+    None
 }
 
 /// The user and host of a header's URI (From, To).
@@ -923,6 +964,49 @@ fn info_digit(request: &rsipstack::sip::Request) -> Option<char> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(text: &str) -> rsipstack::sip::Request {
+        match rsipstack::sip::SipMessage::try_from(text) {
+            Ok(rsipstack::sip::SipMessage::Request(request)) => request,
+            other => panic!("not a request: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn refuses_what_the_parser_lets_through() {
+        let options = |version: &str, extra: &str, body: &str| {
+            parse(&format!(
+                "OPTIONS sip:a@127.0.0.1 {version}\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1\r\n\
+                 From: <sip:b@127.0.0.1>;tag=1\r\nTo: <sip:a@127.0.0.1>\r\nCall-ID: c\r\n\
+                 CSeq: 1 OPTIONS\r\n{extra}\r\n{body}"
+            ))
+        };
+        let code = |r: &rsipstack::sip::Request| malformed(r).map(u16::from);
+        assert_eq!(code(&options("SIP/2.0", "Content-Length: 0\r\n", "")), None);
+        assert_eq!(code(&options("SIP/2.0", "", "")), None);
+        assert_eq!(
+            code(&options("SIP/2.0", "Content-Length: 4\r\n", "abcd")),
+            None
+        );
+        assert_eq!(
+            code(&options("SIP/3.0", "Content-Length: 0\r\n", "")),
+            Some(505)
+        );
+        for bad in ["500", "-5", "ten", "99999999999999999999999"] {
+            let request = options("SIP/2.0", &format!("Content-Length: {bad}\r\n"), "abcd");
+            assert_eq!(code(&request), Some(400), "Content-Length: {bad}");
+        }
+        let nul = options("SIP/2.0", "Subject: a\0b\r\nContent-Length: 0\r\n", "");
+        assert_eq!(code(&nul), Some(400));
+        let tab = options("SIP/2.0", "Subject: a\tb\r\nContent-Length: 0\r\n", "");
+        assert_eq!(code(&tab), None);
+        let other_method = parse(
+            "INVITE sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1\r\n\
+             From: <sip:b@127.0.0.1>;tag=1\r\nTo: <sip:a@127.0.0.1>\r\nCall-ID: c\r\n\
+             CSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+        );
+        assert_eq!(code(&other_method), Some(400));
+    }
 
     #[test]
     fn contacts_and_expires() {
