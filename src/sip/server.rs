@@ -99,17 +99,30 @@ pub async fn start(
     let cancel = CancellationToken::new();
     let transport = TransportLayer::new(cancel.clone());
     let external = |port: u16| config.public_ip.map(|ip| SocketAddr::new(ip, port));
-    let udp = UdpConnection::create_connection(config.listen, None, Some(cancel.child_token()))
-        .await
-        .map_err(|e| bind_error(e.to_string()))?;
-    let local = udp
-        .get_addr()
-        .get_socketaddr()
-        .map_err(|e| bind_error(e.to_string()))?;
-    let local = SocketAddr::new(config.listen.ip(), local.port());
-    // The TCP listener binds when the endpoint starts: check the port now,
-    // so that a taken port is a clear error rather than a log line.
-    std::net::TcpListener::bind(local).map_err(|e| bind_error(format!("TCP: {e}")))?;
+    // Port 0 lets the kernel pick a UDP port whose TCP twin may be taken
+    // (say, the source port of an outgoing connection): pick again.
+    let attempts = if config.listen.port() == 0 { 20 } else { 1 };
+    let mut bound = Err(String::new());
+    for _ in 0..attempts {
+        let udp = UdpConnection::create_connection(config.listen, None, Some(cancel.child_token()))
+            .await
+            .map_err(|e| bind_error(e.to_string()))?;
+        let local = udp
+            .get_addr()
+            .get_socketaddr()
+            .map_err(|e| bind_error(e.to_string()))?;
+        let local = SocketAddr::new(config.listen.ip(), local.port());
+        // The TCP listener binds when the endpoint starts: check the port
+        // now, so that a taken port is a clear error rather than a log line.
+        bound = match std::net::TcpListener::bind(local) {
+            Ok(_) => Ok((udp, local)),
+            Err(e) => Err(format!("TCP: {e}")),
+        };
+        if bound.is_ok() {
+            break;
+        }
+    }
+    let (udp, local) = bound.map_err(bind_error)?;
     let udp = if config.public_ip.is_some() {
         drop(udp);
         UdpConnection::create_connection(local, external(local.port()), Some(cancel.child_token()))
