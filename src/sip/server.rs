@@ -245,7 +245,7 @@ async fn handle(shared: Arc<Shared>, mut tx: Transaction) {
 }
 
 /// Why a request that parsed must still be refused: a SIP version other
-/// than 2.0 (505), a CSeq whose method is not the request's (RFC 3261
+/// than 2.0 (505), a `CSeq` whose method is not the request's (RFC 3261
 /// §8.1.1.5: 400), a Content-Length that is not a number or promises more
 /// than the message holds (§18.3: 400), control characters in a header
 /// (400). rsipstack reads such a Content-Length as 0 or cuts the body
