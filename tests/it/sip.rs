@@ -873,44 +873,47 @@ struct Manifest {
 /// How long to wait for an answer to a malformed message.
 const ANSWER_WINDOW: Duration = Duration::from_millis(1500);
 
-/// The final statuses a server sent back to one message over UDP.
+/// What comes back on a socket until the answer window closes (or the
+/// socket does): `recv` reads with the time left as its timeout.
+fn listen(mut recv: impl FnMut(&mut [u8], Duration) -> std::io::Result<usize>) -> Vec<Vec<u8>> {
+    let deadline = Deadline::after(ANSWER_WINDOW);
+    let mut chunks = Vec::new();
+    let mut buf = vec![0_u8; 70_000];
+    while let Some(left) = deadline.left() {
+        match recv(&mut buf, left.max(Duration::from_millis(1))) {
+            Ok(0) | Err(_) => break,
+            Ok(len) => chunks.push(buf[..len].to_vec()),
+        }
+    }
+    chunks
+}
+
+/// The statuses a server sent back to one message over UDP.
 fn answers_udp(server: SocketAddr, bytes: &[u8]) -> Result<Vec<u16>, String> {
     let socket = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     socket.send_to(bytes, server).map_err(|e| e.to_string())?;
-    let deadline = Deadline::after(ANSWER_WINDOW);
-    let mut statuses = Vec::new();
-    let mut buf = vec![0_u8; 70_000];
-    while let Some(left) = deadline.left() {
-        socket
-            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-            .map_err(|e| e.to_string())?;
-        let Ok(len) = socket.recv(&mut buf) else {
-            break;
-        };
-        statuses.extend(Message::parse(&buf[..len]).and_then(|m| m.status()));
-    }
-    Ok(statuses)
+    let datagrams = listen(|buf, left| {
+        socket.set_read_timeout(Some(left))?;
+        socket.recv(buf)
+    });
+    Ok(datagrams
+        .iter()
+        .filter_map(|d| Message::parse(d)?.status())
+        .collect())
 }
 
-/// The final statuses a server sent back to one message over TCP. The
+/// The statuses a server sent back to one message over TCP. The
 /// connection stays open for the answer: rsipstack closes a connection as
 /// soon as its peer stops writing, before answering what it read.
 fn answers_tcp(server: SocketAddr, bytes: &[u8]) -> Result<Vec<u16>, String> {
     use std::io::{Read, Write};
     let mut stream = TcpStream::connect(server).map_err(|e| e.to_string())?;
     stream.write_all(bytes).map_err(|e| e.to_string())?;
-    let deadline = Deadline::after(ANSWER_WINDOW);
-    let mut received = Vec::new();
-    let mut buf = vec![0_u8; 70_000];
-    while let Some(left) = deadline.left() {
-        stream
-            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-            .map_err(|e| e.to_string())?;
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(len) => received.extend_from_slice(&buf[..len]),
-        }
-    }
+    let received = listen(|buf, left| {
+        stream.set_read_timeout(Some(left))?;
+        stream.read(buf)
+    })
+    .concat();
     let text = String::from_utf8_lossy(&received);
     // Each response starts the stream or follows the blank line ending the
     // previous one (our answers have no bodies).

@@ -1,7 +1,7 @@
 //! A small SIP client over UDP for what SIPp 3.6.1 cannot do: answer a
 //! challenge that offers SHA-256 first (it refuses any algorithm but MD5),
 //! replay a request, compare two refusals. Digests are computed here, with
-//! md-5 and sha2, independently of the server's code.
+//! md-5 and sha2, independently of the server's hashing.
 
 use std::fmt::Write;
 use std::net::{SocketAddr, UdpSocket};
@@ -12,6 +12,9 @@ use super::harness::Deadline;
 
 use md5::Md5;
 use sha2::{Digest, Sha256};
+
+/// The algorithms of RFC 8760 (their names are the protocol's).
+pub use callflow::sip::digest::Algorithm;
 
 /// A SIP message received: its first line, headers and body.
 #[derive(Debug, Clone)]
@@ -259,31 +262,17 @@ pub fn request(method: &str, uri: &str, headers: &[(&str, String)], body: &str) 
     text
 }
 
-/// A digest algorithm (RFC 8760).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Algorithm {
-    Md5,
-    Sha256,
-}
-
-impl Algorithm {
-    pub fn name(self) -> &'static str {
-        match self {
-            Algorithm::Md5 => "MD5",
-            Algorithm::Sha256 => "SHA-256",
-        }
-    }
-
-    fn hash(self, text: &str) -> String {
-        let bytes = match self {
-            Algorithm::Md5 => Md5::digest(text.as_bytes()).to_vec(),
-            Algorithm::Sha256 => Sha256::digest(text.as_bytes()).to_vec(),
-        };
-        bytes.iter().fold(String::new(), |mut hex, b| {
-            let _ = write!(hex, "{b:02x}");
-            hex
-        })
-    }
+/// `H(text)` in hex: computed here, not by the server's code, so that the
+/// test would catch a server that hashes wrong.
+fn hash(algorithm: Algorithm, text: &str) -> String {
+    let bytes = match algorithm {
+        Algorithm::Md5 => Md5::digest(text.as_bytes()).to_vec(),
+        Algorithm::Sha256 => Sha256::digest(text.as_bytes()).to_vec(),
+    };
+    bytes.iter().fold(String::new(), |mut hex, b| {
+        let _ = write!(hex, "{b:02x}");
+        hex
+    })
 }
 
 /// A challenge (`WWW-Authenticate` / `Proxy-Authenticate`).
@@ -341,16 +330,22 @@ pub struct Answer<'a> {
 /// (qop=auth, RFC 2617 §3.2.2 with RFC 8760's algorithms).
 pub fn authorization(challenge: &Challenge, answer: &Answer<'_>) -> String {
     let algorithm = answer.algorithm;
-    let ha1 = algorithm.hash(&format!(
-        "{}:{}:{}",
-        answer.username, challenge.realm, answer.password
-    ));
-    let ha2 = algorithm.hash(&format!("{}:{}", answer.method, answer.uri));
+    let ha1 = hash(
+        algorithm,
+        &format!(
+            "{}:{}:{}",
+            answer.username, challenge.realm, answer.password
+        ),
+    );
+    let ha2 = hash(algorithm, &format!("{}:{}", answer.method, answer.uri));
     let nc = format!("{:08x}", answer.nc);
-    let response = algorithm.hash(&format!(
-        "{ha1}:{}:{nc}:{}:auth:{ha2}",
-        challenge.nonce, answer.cnonce
-    ));
+    let response = hash(
+        algorithm,
+        &format!(
+            "{ha1}:{}:{nc}:{}:auth:{ha2}",
+            challenge.nonce, answer.cnonce
+        ),
+    );
     format!(
         "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", response=\"{response}\", \
          algorithm={}, qop=auth, nc={nc}, cnonce=\"{}\"",
@@ -363,32 +358,27 @@ pub fn authorization(challenge: &Challenge, answer: &Answer<'_>) -> String {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// RFC 2617 §3.5's worked example: this client computes digests right.
-    #[test]
-    fn rfc_2617_example() {
-        let challenge = Challenge::parse(
-            "Digest realm=\"testrealm@host.com\", nonce=\"dcd98b7102dd2f0e8b11d0f600bfb0c093\", qop=\"auth\"",
-        )
-        .unwrap();
-        let value = authorization(
-            &challenge,
-            &Answer {
-                algorithm: Algorithm::Md5,
-                username: "Mufasa",
-                password: "Circle Of Life",
-                method: "GET",
-                uri: "/dir/index.html",
-                nc: 1,
-                cnonce: "0a4f113b",
-            },
-        );
-        assert!(
-            value.contains("response=\"6629fae49393a05397450978507c4ef1\""),
-            "{value}"
-        );
-    }
+/// RFC 2617 §3.5's worked example: this client computes digests right.
+#[test]
+fn rfc_2617_example() {
+    let challenge = Challenge::parse(
+        "Digest realm=\"testrealm@host.com\", nonce=\"dcd98b7102dd2f0e8b11d0f600bfb0c093\", qop=\"auth\"",
+    )
+    .unwrap();
+    let value = authorization(
+        &challenge,
+        &Answer {
+            algorithm: Algorithm::Md5,
+            username: "Mufasa",
+            password: "Circle Of Life",
+            method: "GET",
+            uri: "/dir/index.html",
+            nc: 1,
+            cnonce: "0a4f113b",
+        },
+    );
+    assert!(
+        value.contains("response=\"6629fae49393a05397450978507c4ef1\""),
+        "{value}"
+    );
 }
