@@ -35,57 +35,102 @@ struct Manifest {
     files: BTreeMap<String, Allowed>,
 }
 
-/// How long to wait for an answer to a malformed message.
+/// How long to listen for answers that may not come.
 const ANSWER_WINDOW: Duration = Duration::from_millis(1500);
+/// How long an answer that must come may take (on a loaded machine).
+const REQUIRED_WAIT: Duration = Duration::from_secs(10);
+/// When an unanswered datagram is sent again (RFC 3261's T1), as a UDP
+/// client does: a burst of datagrams may overflow the server's socket.
+const RESEND_AFTER: Duration = Duration::from_millis(500);
 
-/// What comes back on a socket until the answer window closes (or the
-/// socket does): `recv` reads with the time left as its timeout.
-fn listen(mut recv: impl FnMut(&mut [u8], Duration) -> std::io::Result<usize>) -> Vec<Vec<u8>> {
-    let deadline = Deadline::after(ANSWER_WINDOW);
-    let mut chunks = Vec::new();
-    let mut buf = vec![0_u8; 70_000];
-    while let Some(left) = deadline.left() {
-        match recv(&mut buf, left.max(Duration::from_millis(1))) {
-            Ok(0) | Err(_) => break,
-            Ok(len) => chunks.push(buf[..len].to_vec()),
-        }
-    }
-    chunks
+/// What is awaited from the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Await {
+    /// A final response: listen until it comes (at most
+    /// [`REQUIRED_WAIT`]).
+    Final,
+    /// Whatever comes within [`ANSWER_WINDOW`], if anything.
+    Anything,
 }
 
-/// The statuses a server sent back to one message over UDP.
-fn answers_udp(server: SocketAddr, bytes: &[u8]) -> Result<Vec<u16>, String> {
+impl Await {
+    fn deadline(self) -> Deadline {
+        Deadline::after(match self {
+            Await::Final => REQUIRED_WAIT,
+            Await::Anything => ANSWER_WINDOW,
+        })
+    }
+
+    /// Whether listening can stop, with these statuses received.
+    fn done(self, statuses: &[u16]) -> bool {
+        self == Await::Final && statuses.iter().any(|s| *s >= 200)
+    }
+}
+
+/// The statuses a server sent back to one message over UDP; while awaiting
+/// a final response and hearing nothing, the message is sent again.
+fn answers_udp(server: SocketAddr, bytes: &[u8], awaiting: Await) -> Result<Vec<u16>, String> {
     let socket = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    socket.send_to(bytes, server).map_err(|e| e.to_string())?;
-    let datagrams = listen(|buf, left| {
-        socket.set_read_timeout(Some(left))?;
-        socket.recv(buf)
-    });
-    Ok(datagrams
-        .iter()
-        .filter_map(|d| Message::parse(d)?.status())
-        .collect())
+    let send = || socket.send_to(bytes, server).map_err(|e| e.to_string());
+    send()?;
+    let deadline = awaiting.deadline();
+    let mut resend = Deadline::after(RESEND_AFTER);
+    let mut statuses = Vec::new();
+    let mut heard = false;
+    let mut buf = vec![0_u8; 70_000];
+    while let Some(left) = deadline.left() {
+        if awaiting.done(&statuses) {
+            break;
+        }
+        let wait = match (awaiting, heard) {
+            (Await::Final, false) => left.min(resend.left().unwrap_or_default()),
+            _ => left,
+        };
+        socket
+            .set_read_timeout(Some(wait.max(Duration::from_millis(1))))
+            .map_err(|e| e.to_string())?;
+        if let Ok(len) = socket.recv(&mut buf) {
+            heard = true;
+            statuses.extend(Message::parse(&buf[..len]).and_then(|m| m.status()));
+        } else if awaiting == Await::Final && !heard && resend.left().is_none() {
+            send()?;
+            resend = Deadline::after(RESEND_AFTER);
+        }
+    }
+    Ok(statuses)
 }
 
 /// The statuses a server sent back to one message over TCP. The
 /// connection stays open for the answer: rsipstack closes a connection as
 /// soon as its peer stops writing, before answering what it read.
-fn answers_tcp(server: SocketAddr, bytes: &[u8]) -> Result<Vec<u16>, String> {
+fn answers_tcp(server: SocketAddr, bytes: &[u8], awaiting: Await) -> Result<Vec<u16>, String> {
     use std::io::{Read, Write};
     let mut stream = TcpStream::connect(server).map_err(|e| e.to_string())?;
     stream.write_all(bytes).map_err(|e| e.to_string())?;
-    let received = listen(|buf, left| {
-        stream.set_read_timeout(Some(left))?;
-        stream.read(buf)
-    })
-    .concat();
-    let text = String::from_utf8_lossy(&received);
-    // Each response starts the stream or follows the blank line ending the
-    // previous one (our answers have no bodies).
-    Ok(text
-        .split("\r\n\r\n")
-        .filter_map(|part| Message::parse(part.as_bytes())?.status())
-        .collect())
+    let deadline = awaiting.deadline();
+    let mut received = Vec::new();
+    let mut statuses = Vec::new();
+    let mut buf = vec![0_u8; 70_000];
+    while let Some(left) = deadline.left() {
+        if awaiting.done(&statuses) {
+            break;
+        }
+        stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .map_err(|e| e.to_string())?;
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(len) => received.extend_from_slice(&buf[..len]),
+            Err(_) => {}
+        }
+        // Each response starts the stream or follows the blank line ending
+        // the previous one (our answers have no bodies).
+        statuses = String::from_utf8_lossy(&received)
+            .split("\r\n\r\n")
+            .filter_map(|part| Message::parse(part.as_bytes())?.status())
+            .collect();
+    }
+    Ok(statuses)
 }
 
 /// Sends every message of `tests/sip/malformed/` over one transport, each
@@ -100,9 +145,15 @@ fn send_corpus(
         let sending: Vec<_> = corpus
             .iter()
             .map(|(name, bytes)| {
+                let allowed = manifest.files.get(name).unwrap_or(&manifest.default);
+                let awaiting = if allowed.required {
+                    Await::Final
+                } else {
+                    Await::Anything
+                };
                 let handle = scope.spawn(move || match transport {
-                    Transport::Udp => answers_udp(server.sip, bytes),
-                    Transport::Tcp => answers_tcp(server.sip, bytes),
+                    Transport::Udp => answers_udp(server.sip, bytes, awaiting),
+                    Transport::Tcp => answers_tcp(server.sip, bytes, awaiting),
                 });
                 (name.clone(), handle)
             })
@@ -154,8 +205,8 @@ fn options_answered(server: SocketAddr) -> Result<(), String> {
             Client::branch(),
         );
         let statuses = match transport {
-            Transport::Udp => answers_udp(server, text.as_bytes())?,
-            Transport::Tcp => answers_tcp(server, text.as_bytes())?,
+            Transport::Udp => answers_udp(server, text.as_bytes(), Await::Final)?,
+            Transport::Tcp => answers_tcp(server, text.as_bytes(), Await::Final)?,
         };
         if statuses.first() != Some(&200) {
             return Err(format!(
