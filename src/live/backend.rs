@@ -299,7 +299,8 @@ impl LiveBackend {
         serde_json::json!({ "http": self.http_answers.borrow().clone() })
     }
 
-    /// Called once the call is over: closes the leg and the media.
+    /// Called once the call is over: closes the leg and the media, and
+    /// waits until the media is over (recordings are complete files).
     pub(super) async fn close(&self) {
         if self.closed.replace(true) {
             return;
@@ -307,10 +308,12 @@ impl LiveBackend {
         if self.state.borrow().hangup.is_none() {
             self.end_ours("NORMAL_CLEARING").await;
         }
-        if let Some((_, tap)) = self.state.borrow_mut().call_recording.take() {
+        let call_recording = self.state.borrow_mut().call_recording.take();
+        if let Some((_, tap)) = call_recording {
             self.media.send(Control::Untap { id: tap });
         }
         self.media.send(Control::Close);
+        self.media.ended().await;
     }
 
     /// Waits until `until` (call time), an event that stops the verb, or a

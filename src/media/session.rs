@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use rtp_rs::{RtpPacketBuilder, RtpReader, Seq};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::audio::{Clip, Repeat};
@@ -101,12 +101,21 @@ pub enum MediaEvent {
 #[derive(Debug, Clone)]
 pub struct Handle {
     control: mpsc::UnboundedSender<Control>,
+    /// Closed when the session task ends (its taps finished).
+    ended: watch::Receiver<()>,
 }
 
 impl Handle {
     /// Sends a control message; false when the session is over.
     pub fn send(&self, control: Control) -> bool {
         self.control.send(control).is_ok()
+    }
+
+    /// Resolves once the session is over and its taps have finished (a
+    /// recording's file is complete): after [`Control::Close`].
+    pub async fn ended(&self) {
+        let mut ended = self.ended.clone();
+        while ended.changed().await.is_ok() {}
     }
 }
 
@@ -122,14 +131,19 @@ pub fn start(
     runtime: &tokio::runtime::Handle,
 ) -> Handle {
     let (control, commands) = mpsc::unbounded_channel();
+    let (ended_tx, ended) = watch::channel(());
     runtime.spawn(async move {
         // Registered with the runtime that polls it.
         match UdpSocket::from_std(socket) {
-            Ok(socket) => Session::new(socket, agreed, events).run(commands).await,
+            Ok(socket) => {
+                Session::new(socket, agreed, events, ended_tx)
+                    .run(commands)
+                    .await;
+            }
             Err(e) => tracing::warn!("an RTP socket cannot be polled: {e}"),
         }
     });
-    Handle { control }
+    Handle { control, ended }
 }
 
 struct Playing {
@@ -176,6 +190,9 @@ struct Session {
     encoded: Vec<u8>,
     decoded: Vec<i16>,
     packet: Vec<u8>,
+    /// Dropped with the session, after its taps finish: what
+    /// [`Handle::ended`] waits for.
+    _ended: watch::Sender<()>,
 }
 
 impl Session {
@@ -183,6 +200,7 @@ impl Session {
         socket: UdpSocket,
         agreed: Option<Negotiated>,
         events: mpsc::UnboundedSender<MediaEvent>,
+        ended: watch::Sender<()>,
     ) -> Self {
         let seed = fastrand::u64(..);
         Self {
@@ -207,6 +225,7 @@ impl Session {
             encoded: Vec::with_capacity(FRAME),
             decoded: Vec::with_capacity(FRAME * 4),
             packet: vec![0; 12 + FRAME + 16],
+            _ended: ended,
         }
     }
 

@@ -99,17 +99,30 @@ pub async fn start(
     let cancel = CancellationToken::new();
     let transport = TransportLayer::new(cancel.clone());
     let external = |port: u16| config.public_ip.map(|ip| SocketAddr::new(ip, port));
-    let udp = UdpConnection::create_connection(config.listen, None, Some(cancel.child_token()))
-        .await
-        .map_err(|e| bind_error(e.to_string()))?;
-    let local = udp
-        .get_addr()
-        .get_socketaddr()
-        .map_err(|e| bind_error(e.to_string()))?;
-    let local = SocketAddr::new(config.listen.ip(), local.port());
-    // The TCP listener binds when the endpoint starts: check the port now,
-    // so that a taken port is a clear error rather than a log line.
-    std::net::TcpListener::bind(local).map_err(|e| bind_error(format!("TCP: {e}")))?;
+    // Port 0 lets the kernel pick a UDP port whose TCP twin may be taken
+    // (say, the source port of an outgoing connection): pick again.
+    let attempts = if config.listen.port() == 0 { 20 } else { 1 };
+    let mut bound = Err(String::new());
+    for _ in 0..attempts {
+        let udp = UdpConnection::create_connection(config.listen, None, Some(cancel.child_token()))
+            .await
+            .map_err(|e| bind_error(e.to_string()))?;
+        let local = udp
+            .get_addr()
+            .get_socketaddr()
+            .map_err(|e| bind_error(e.to_string()))?;
+        let local = SocketAddr::new(config.listen.ip(), local.port());
+        // The TCP listener binds when the endpoint starts: check the port
+        // now, so that a taken port is a clear error rather than a log line.
+        bound = match std::net::TcpListener::bind(local) {
+            Ok(_) => Ok((udp, local)),
+            Err(e) => Err(format!("TCP: {e}")),
+        };
+        if bound.is_ok() {
+            break;
+        }
+    }
+    let (udp, local) = bound.map_err(bind_error)?;
     let udp = if config.public_ip.is_some() {
         drop(udp);
         UdpConnection::create_connection(local, external(local.port()), Some(cancel.child_token()))
@@ -178,6 +191,16 @@ fn has_to_tag(tx: &Transaction) -> bool {
 async fn handle(shared: Arc<Shared>, mut tx: Transaction) {
     let in_dialog = has_to_tag(&tx);
     let method = tx.original.method;
+    // What rsipstack's lenient parser lets through (nothing answers an ACK).
+    if method != Method::Ack
+        && let Some(refusal) = malformed(&tx.original)
+    {
+        let _ = tx.reply(refusal).await;
+        if method == Method::Invite {
+            finish(&mut tx).await;
+        }
+        return;
+    }
     if in_dialog {
         match shared.layer.match_dialog(&tx) {
             Some(mut dialog) => {
@@ -219,6 +242,37 @@ async fn handle(shared: Arc<Shared>, mut tx: Transaction) {
                 .await;
         }
     }
+}
+
+/// Why a request that parsed must still be refused: a SIP version other
+/// than 2.0 (505), a `CSeq` whose method is not the request's (RFC 3261
+/// §8.1.1.5: 400), a Content-Length that is not a number or promises more
+/// than the message holds (§18.3: 400), control characters in a header
+/// (400). rsipstack reads such a Content-Length as 0 or cuts the body
+/// short, and keeps the rest.
+fn malformed(request: &rsipstack::sip::Request) -> Option<StatusCode> {
+    if request.version != rsipstack::sip::Version::V2 {
+        return Some(StatusCode::VersionNotSupported);
+    }
+    let cseq_method = request.cseq_header().ok().and_then(|c| c.method().ok());
+    if cseq_method.is_some_and(|m| m != request.method) {
+        return Some(status(400, "Bad Request (CSeq method)"));
+    }
+    if let Some(declared) = request.header_value("Content-Length") {
+        match declared.parse::<usize>() {
+            Ok(length) if length <= request.body.len() => {}
+            _ => return Some(status(400, "Bad Request (Content-Length)")),
+        }
+    }
+    let control = |text: &str| text.chars().any(|c| c.is_control() && c != '\t');
+    if request
+        .headers
+        .iter()
+        .any(|h| control(h.name()) || control(h.value()))
+    {
+        return Some(status(400, "Bad Request (control characters in a header)"));
+    }
+    None
 }
 
 /// The user and host of a header's URI (From, To).
@@ -548,8 +602,14 @@ fn contact_expires(contact: &str) -> Option<u32> {
 async fn invite(shared: &Shared, mut tx: Transaction) {
     let Some(source) = source_of(&tx) else {
         let _ = tx.reply(StatusCode::BadRequest).await;
-        return;
+        return finish(&mut tx).await;
     };
+    // The dialog needs the caller's Contact (RFC 3261 §8.1.1.8): without
+    // one the call could never be answered.
+    if tx.original.contact_headers().is_empty() {
+        let _ = tx.reply(status(400, "Bad Request (no Contact)")).await;
+        return finish(&mut tx).await;
+    }
     let from = tx
         .original
         .from_header()
@@ -566,13 +626,17 @@ async fn invite(shared: &Shared, mut tx: Transaction) {
                 username,
             },
             Verdict::Challenge(stale) => {
-                return challenge(shared, &mut tx, &from_domain, true, stale).await;
+                challenge(shared, &mut tx, &from_domain, true, stale).await;
+                return finish(&mut tx).await;
             }
             Verdict::Forbidden => {
                 let _ = tx.reply(StatusCode::Forbidden).await;
-                return;
+                return finish(&mut tx).await;
             }
-            Verdict::Throttled => return throttled(&mut tx).await,
+            Verdict::Throttled => {
+                throttled(&mut tx).await;
+                return finish(&mut tx).await;
+            }
         }
     };
     let info = CallInfo {
@@ -618,7 +682,16 @@ async fn invite(shared: &Shared, mut tx: Transaction) {
                 None,
             )
             .await;
+        finish(&mut invite.tx).await;
     }
+}
+
+/// Keeps reading an INVITE transaction after its final response, until it
+/// ends: rsipstack runs a transaction's timers only while it is read, and
+/// over UDP a failure response must be retransmitted until the caller's
+/// ACK (RFC 3261 §17.2.1; Timer H ends it after 64*T1 without one).
+async fn finish(tx: &mut Transaction) {
+    while tx.receive().await.is_some() {}
 }
 
 /// Our Contact: the public address when set.
@@ -662,6 +735,7 @@ impl Invite {
     /// Refuses the call with a final response (no dialog).
     pub async fn refuse(mut self, code: u16, reason: &str) {
         let _ = self.tx.reply(status(code, reason)).await;
+        finish(&mut self.tx).await;
     }
 
     /// Starts the call: a dialog answers the INVITE transaction from now
@@ -688,6 +762,9 @@ impl Invite {
         let mut handler = dialog.clone();
         tokio::spawn(async move {
             let _ = handler.handle(&mut tx).await;
+            // The dialog stops reading after a CANCEL's 487 (and after the
+            // ACK of a failure): keep the transaction running to its end.
+            finish(&mut tx).await;
         });
         let (events_tx, events) = mpsc::unbounded_channel();
         let answer = Arc::new(Mutex::new(None::<String>));
@@ -902,6 +979,49 @@ fn info_digit(request: &rsipstack::sip::Request) -> Option<char> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(text: &str) -> rsipstack::sip::Request {
+        match rsipstack::sip::SipMessage::try_from(text) {
+            Ok(rsipstack::sip::SipMessage::Request(request)) => request,
+            other => panic!("not a request: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn refuses_what_the_parser_lets_through() {
+        let options = |version: &str, extra: &str, body: &str| {
+            parse(&format!(
+                "OPTIONS sip:a@127.0.0.1 {version}\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1\r\n\
+                 From: <sip:b@127.0.0.1>;tag=1\r\nTo: <sip:a@127.0.0.1>\r\nCall-ID: c\r\n\
+                 CSeq: 1 OPTIONS\r\n{extra}\r\n{body}"
+            ))
+        };
+        let code = |r: &rsipstack::sip::Request| malformed(r).map(u16::from);
+        assert_eq!(code(&options("SIP/2.0", "Content-Length: 0\r\n", "")), None);
+        assert_eq!(code(&options("SIP/2.0", "", "")), None);
+        assert_eq!(
+            code(&options("SIP/2.0", "Content-Length: 4\r\n", "abcd")),
+            None
+        );
+        assert_eq!(
+            code(&options("SIP/3.0", "Content-Length: 0\r\n", "")),
+            Some(505)
+        );
+        for bad in ["500", "-5", "ten", "99999999999999999999999"] {
+            let request = options("SIP/2.0", &format!("Content-Length: {bad}\r\n"), "abcd");
+            assert_eq!(code(&request), Some(400), "Content-Length: {bad}");
+        }
+        let nul = options("SIP/2.0", "Subject: a\0b\r\nContent-Length: 0\r\n", "");
+        assert_eq!(code(&nul), Some(400));
+        let tab = options("SIP/2.0", "Subject: a\tb\r\nContent-Length: 0\r\n", "");
+        assert_eq!(code(&tab), None);
+        let other_method = parse(
+            "INVITE sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1\r\n\
+             From: <sip:b@127.0.0.1>;tag=1\r\nTo: <sip:a@127.0.0.1>\r\nCall-ID: c\r\n\
+             CSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+        );
+        assert_eq!(code(&other_method), Some(400));
+    }
 
     #[test]
     fn contacts_and_expires() {

@@ -476,6 +476,8 @@ fn serve_with_sip_shows_its_traces_and_registrations() {
     let stderr = child.0.stderr.take().unwrap();
     let mut lines = std::io::BufReader::new(stderr).lines();
     let mut next_line = || lines.next().unwrap().unwrap();
+    // Real calls start first: their line comes before the server's.
+    let sip_line = next_line();
     let serving = next_line();
     let address = serving
         .split("http://")
@@ -483,7 +485,6 @@ fn serve_with_sip_shows_its_traces_and_registrations() {
         .and_then(|rest| rest.split('/').next())
         .unwrap_or_else(|| panic!("{serving}"))
         .to_owned();
-    let sip_line = next_line();
     assert!(
         sip_line.starts_with("callflow: SIP on 127.0.0.1:") && sip_line.contains("(UDP and TCP)"),
         "{sip_line}"
