@@ -36,15 +36,15 @@ mod reload;
 mod routing;
 /// Sandbox violations, many calls on one VM: nothing leaks.
 mod sandbox;
-/// A real softphone (baresip, in a network namespace) hears the prompt and
-/// drives the sample's menu.
-mod softphone;
 /// `tests/scenarios/*.json`: one simulated call per file, its trace
 /// snapshotted (and simulated twice: it must not change).
 mod scenarios;
 /// `tests/sip/`: real calls from SIPp and a raw SIP client to `callflow
 /// serve --sip`, on 127.0.0.1.
 mod sip;
+/// A real softphone (baresip, in a network namespace) hears the prompt and
+/// drives the sample's menu.
+mod softphone;
 /// `tests/test-command/<case>/`: `callflow test`, `graph` and `init` as a
 /// user runs them; the `init` scaffold passes out of the box.
 mod test_command;

@@ -15,7 +15,7 @@
 //! * `raw.rs`: the raw SIP client and its digests.
 
 mod auth;
-mod harness;
+pub(crate) mod harness;
 mod malformed;
 mod raw;
 

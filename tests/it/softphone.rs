@@ -12,11 +12,20 @@
 //! root) and `ip` (iproute2); `CALLFLOW_SKIP_SIP_TESTS=1` skips, as for the
 //! SIPp tier.
 
+// Audio: sample counts and levels move between integers and floats.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss
+)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::sip::harness::Deadline;
 
 use serde_json::Value;
 
@@ -90,10 +99,12 @@ impl Namespace {
         };
         ip(&["link", "set", "lo", "up"]);
         ip(&["link", "add", "v0", "type", "veth", "peer", "name", "v1"]);
-        run(Command::new("ip").args(["netns", "exec", &ns.0, "sysctl", "-q", "-w"]).args([
-            "net.ipv6.conf.all.disable_ipv6=1",
-            "net.ipv6.conf.default.disable_ipv6=1",
-        ]));
+        run(Command::new("ip")
+            .args(["netns", "exec", &ns.0, "sysctl", "-q", "-w"])
+            .args([
+                "net.ipv6.conf.all.disable_ipv6=1",
+                "net.ipv6.conf.default.disable_ipv6=1",
+            ]));
         ip(&["addr", "add", "127.0.0.2/8", "dev", "v0"]);
         ip(&["link", "set", "v0", "up"]);
         ip(&["link", "set", "v1", "up"]);
@@ -121,7 +132,13 @@ impl Server {
     fn start(ns: &Namespace, flows: &Path, traces: &Path) -> Self {
         let mut child = ns
             .command(env!("CARGO_BIN_EXE_callflow"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--sip", "127.0.0.1:5060"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--sip",
+                "127.0.0.1:5060",
+            ])
             .args(["--rtp-ports", "30000-30100", "--no-watch"])
             .arg("--flows")
             .arg(flows)
@@ -231,10 +248,10 @@ fn call(ns: &Namespace, config: &Path, uri: &str, digits: &str, seconds: u32) ->
 
 /// The trace documents written under `traces`.
 fn traces(traces: &Path) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Deadline::after(Duration::from_secs(20));
     loop {
         let files: Vec<PathBuf> = walk(traces);
-        if !files.is_empty() || Instant::now() > deadline {
+        if !files.is_empty() || deadline.left().is_none() {
             return files
                 .iter()
                 .map(|f| serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap())
@@ -266,7 +283,7 @@ fn events(trace: &Value) -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| e.to_string())
+        .map(ToString::to_string)
         .collect()
 }
 
@@ -323,7 +340,11 @@ fn a_softphone_hears_the_prompt() {
             "children": {"_": {"module": "hangup", "data": {}, "children": {}}}}}"#,
     )
     .unwrap();
-    std::fs::write(account.join("media/tone.json"), r#"{"name": "A 1 kHz tone"}"#).unwrap();
+    std::fs::write(
+        account.join("media/tone.json"),
+        r#"{"name": "A 1 kHz tone"}"#,
+    )
+    .unwrap();
     // 16 kHz on purpose: the server resamples it to 8 kHz.
     write_tone(&account.join("media/tone.wav"), 1000.0, 16_000, 3.0);
 
@@ -386,7 +407,11 @@ fn the_readme_softphone_steps_reach_support() {
             .position(|e| needle.iter().all(|n| e.contains(n)))
             .unwrap_or_else(|| panic!("no event with {needle:?} in {events:#?}"))
     };
-    let collected = position(&[r#""event":"collect""#, r#""prompt":"main-greeting""#, r#""digits":"2""#]);
+    let collected = position(&[
+        r#""event":"collect""#,
+        r#""prompt":"main-greeting""#,
+        r#""digits":"2""#,
+    ]);
     let branch = position(&[r#""event":"branch""#, r#""callflow_id":"support""#]);
     assert!(collected < branch);
 }
