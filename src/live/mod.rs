@@ -154,6 +154,18 @@ struct Service {
     media_runtime: tokio::runtime::Handle,
 }
 
+/// Asks for a higher priority for the RTP thread calling it (niceness
+/// about -10), as media servers do; refused without root or
+/// CAP_SYS_NICE, and then RTP runs at the normal priority.
+fn raise_priority() {
+    use thread_priority::{ThreadPriority, ThreadPriorityValue, set_current_thread_priority};
+    if let Ok(value) = ThreadPriorityValue::try_from(75_u8)
+        && let Err(e) = set_current_thread_priority(ThreadPriority::Crossplatform(value))
+    {
+        tracing::debug!("RTP thread priority left as it is: {e:?}");
+    }
+}
+
 /// Starts SIP, the workers and the accept loop (on the current runtime).
 pub async fn start(options: Options, reloader: Arc<Reloader>) -> Result<Live, LiveError> {
     if options.sip.listen.ip().is_unspecified() && options.sip.public_ip.is_none() {
@@ -182,8 +194,9 @@ pub async fn start(options: Options, reloader: Arc<Reloader>) -> Result<Live, Li
     // RTP on its own thread, so that no SIP message, HTTP request or file
     // write delays a packet.
     let media = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+        .worker_threads(2)
         .thread_name("callflow-rtp")
+        .on_thread_start(raise_priority)
         .enable_all()
         .build()
         .map_err(|e| LiveError::Workers(format!("the RTP runtime: {e}")))?;
