@@ -156,7 +156,7 @@ struct Service {
 
 /// Asks for a higher priority for the RTP thread calling it (niceness
 /// about -10), as media servers do; refused without root or
-/// CAP_SYS_NICE, and then RTP runs at the normal priority.
+/// `CAP_SYS_NICE`, and then RTP runs at the normal priority.
 fn raise_priority() {
     use thread_priority::{ThreadPriority, ThreadPriorityValue, set_current_thread_priority};
     if let Ok(value) = ThreadPriorityValue::try_from(75_u8)
