@@ -11,6 +11,8 @@
 //!   until ACK;
 //! * `auth.rs`: REGISTER and device INVITEs with the raw client;
 //! * `malformed.rs`: the malformed corpus over UDP and TCP;
+//! * `reload.rs`: a call keeps its generation across a reload, the next
+//!   call runs the new code;
 //! * `harness.rs`: tools, ports, the server, SIPp runs, traces, sox;
 //! * `raw.rs`: the raw SIP client and its digests.
 
@@ -18,6 +20,7 @@ mod auth;
 pub(crate) mod harness;
 mod malformed;
 mod raw;
+mod reload;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -227,6 +227,19 @@ pub enum Trust {
     Port(u16),
 }
 
+/// How to start a server.
+pub struct Setup {
+    pub trust: Trust,
+    pub rtp_ports: u16,
+    /// `--digest`.
+    pub digest: String,
+    /// The flows folder (copied) and the scripts folder.
+    pub flows: PathBuf,
+    pub scripts: PathBuf,
+    /// More arguments for `callflow serve`.
+    pub extra: Vec<String>,
+}
+
 /// A running `callflow serve --sip` on a temporary copy of the test flows;
 /// killed on drop.
 pub struct Server {
@@ -245,8 +258,29 @@ impl Server {
 
     /// The same, with the server's `--digest` list.
     pub fn start_with(trust: Trust, rtp_ports: u16, digest: &str) -> Self {
+        Self::launch(&Setup {
+            trust,
+            rtp_ports,
+            digest: digest.to_owned(),
+            flows: sip_dir().join("flows"),
+            scripts: sip_dir().join("scripts"),
+            extra: Vec::new(),
+        })
+    }
+
+    /// A server as `setup` says (its flows copied to a temporary folder).
+    pub fn launch(setup: &Setup) -> Self {
+        let Setup {
+            trust,
+            rtp_ports,
+            digest,
+            flows,
+            scripts,
+            extra,
+        } = setup;
+        let (trust, rtp_ports) = (*trust, *rtp_ports);
         let dir = tempfile::tempdir().unwrap();
-        copy_tree(&sip_dir().join("flows"), &dir.path().join("flows"));
+        copy_tree(flows, &dir.path().join("flows"));
         let (low, high) = rtp_range(rtp_ports);
         let trunk = match trust {
             Trust::Loopback => "127.0.0.1".to_owned(),
@@ -264,11 +298,12 @@ impl Server {
             .arg("--flows")
             .arg(dir.path().join("flows"))
             .arg("--scripts")
-            .arg(sip_dir().join("scripts"))
+            .arg(scripts)
+            .args(extra)
             .arg("--traces")
             .arg(dir.path().join("traces"))
             .args(["--rtp-ports", &format!("{low}-{high}"), "--trunk", &trunk])
-            .args(["--digest", digest])
+            .args(["--digest", digest.as_str()])
             // TTS and downloads are cached per server: nothing leaks between
             // runs or into the user's cache.
             .env("XDG_CACHE_HOME", dir.path().join("cache"))
@@ -316,6 +351,11 @@ impl Server {
     /// The server's copy of the flows (recordings land in it).
     pub fn flows(&self) -> PathBuf {
         self.dir.path().join("flows")
+    }
+
+    /// The server's process id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// What the server printed so far.
