@@ -3,7 +3,9 @@
 //! backend the wall clock and real digits. One copy of each rule, so that
 //! the same flow gives the same trace shape on a simulated and a real call.
 
-use super::control::{CollectReason, CollectRequest};
+use std::future::Future;
+
+use super::control::{CollectOutcome, CollectReason, CollectRequest};
 
 /// A DTMF collection (`collect`) after its prompt: digits are taken from
 /// the call's buffer one by one; terminators end it once `min_digits` are
@@ -61,6 +63,49 @@ impl<'a> Collector<'a> {
 
     pub fn into_digits(self) -> String {
         self.digits
+    }
+}
+
+/// What a backend's wait during a collection came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waited {
+    /// The deadline came first.
+    Timeout,
+    /// The call is gone (or was taken elsewhere).
+    Hangup,
+    /// Something else happened (a digit arrived, a metaflow ran): look
+    /// at the buffer again.
+    Again,
+}
+
+/// Runs a collection after its prompt: takes digits from the buffer
+/// (`next_digit`) while there are some, and otherwise asks the backend to
+/// `wait` until the rule's deadline. `now` is the call's clock; `start`
+/// when the verb (prompt included) began, for the outcome's duration.
+pub async fn collect<W: Future<Output = Waited>>(
+    request: &CollectRequest,
+    start: u64,
+    now: &dyn Fn() -> u64,
+    next_digit: &dyn Fn() -> Option<char>,
+    mut wait: impl FnMut(u64) -> W,
+) -> CollectOutcome {
+    let mut collector = Collector::new(request, now());
+    let end = |collector: Collector<'_>, reason| CollectOutcome {
+        digits: collector.into_digits(),
+        reason,
+        duration_ms: now().saturating_sub(start),
+    };
+    loop {
+        while let Some(digit) = next_digit() {
+            if let Some(reason) = collector.digit(digit, now()) {
+                return end(collector, reason);
+            }
+        }
+        match wait(collector.deadline()).await {
+            Waited::Timeout => return end(collector, CollectReason::Timeout),
+            Waited::Hangup => return end(collector, CollectReason::Hangup),
+            Waited::Again => {}
+        }
     }
 }
 

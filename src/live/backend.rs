@@ -28,7 +28,7 @@ use crate::engine::control::{
     HttpRequest, HungUpBy, Leg, Legs, LocalFuture, PeerInfo, PlayOutcome, PlayReason, PlayRequest,
     RecordOutcome, RecordReason, RecordRequest, Resume, SleepReason, SpeakRequest,
 };
-use crate::engine::rules::Collector;
+use crate::engine::rules::{self, Waited};
 use crate::media::library::{Library, Resolved};
 use crate::media::session::{Control, Handle, MediaEvent};
 use crate::media::{Clip, Offer};
@@ -533,42 +533,29 @@ impl LiveBackend {
                 return collected(String::new(), CollectReason::Hangup, self.now() - start);
             }
         }
-        let mut collector = Collector::new(request, self.now());
-        loop {
-            loop {
-                let next = self.state.borrow_mut().buffer.pop_front();
-                let Some(digit) = next else { break };
-                if let Some(reason) = collector.digit(digit, self.now()) {
-                    return collected(collector.into_digits(), reason, self.now() - start);
+        rules::collect(
+            request,
+            start,
+            &|| self.now(),
+            &|| self.state.borrow_mut().buffer.pop_front(),
+            |deadline| async move {
+                match self
+                    .wait(
+                        Some(deadline),
+                        true,
+                        &|leg, _| leg == Leg::A,
+                        beside,
+                        &|_| false,
+                    )
+                    .await
+                {
+                    Stop::Deadline => Waited::Timeout,
+                    Stop::Hangup | Stop::TakenOver => Waited::Hangup,
+                    Stop::Digit(..) | Stop::Break | Stop::Media(_) => Waited::Again,
                 }
-            }
-            match self
-                .wait(
-                    Some(collector.deadline()),
-                    true,
-                    &|leg, _| leg == Leg::A,
-                    beside,
-                    &|_| false,
-                )
-                .await
-            {
-                Stop::Deadline => {
-                    return collected(
-                        collector.into_digits(),
-                        CollectReason::Timeout,
-                        self.now() - start,
-                    );
-                }
-                Stop::Hangup | Stop::TakenOver => {
-                    return collected(
-                        collector.into_digits(),
-                        CollectReason::Hangup,
-                        self.now() - start,
-                    );
-                }
-                Stop::Digit(..) | Stop::Break | Stop::Media(_) => {}
-            }
-        }
+            },
+        )
+        .await
     }
 
     /// A new recording id: `<call id>-rec<n>`.

@@ -43,7 +43,7 @@ use crate::engine::control::{
     PlayOutcome, PlayReason, PlayRequest, RecordOutcome, RecordReason, RecordRequest, Resume,
     SleepReason, SpeakRequest, Strategy,
 };
-use crate::engine::rules::Collector;
+use crate::engine::rules;
 use crate::trace::{Event, Trace};
 
 /// Time between digits of a DTMF string, unless the scenario says.
@@ -494,41 +494,25 @@ impl SimBackend {
             }
         }
         self.trigger_collect();
-        let mut collector = Collector::new(request, self.now());
-        loop {
-            loop {
-                let next = self.state.borrow_mut().buffer.pop_front();
-                let Some(digit) = next else { break };
-                if let Some(reason) = collector.digit(digit, self.now()) {
-                    return collected(collector.into_digits(), reason, self.now() - start);
+        rules::collect(
+            request,
+            start,
+            &|| self.now(),
+            &|| self.state.borrow_mut().buffer.pop_front(),
+            |deadline| async move {
+                match self
+                    .advance(Until::At(deadline), true, &|leg, _| leg == Leg::A, beside)
+                    .await
+                {
+                    Stop::Deadline => rules::Waited::Timeout,
+                    Stop::Hangup | Stop::TakenOver => rules::Waited::Hangup,
+                    Stop::Digit(..) | Stop::Break | Stop::PeerGone | Stop::PeerHangup => {
+                        rules::Waited::Again
+                    }
                 }
-            }
-            match self
-                .advance(
-                    Until::At(collector.deadline()),
-                    true,
-                    &|leg, _| leg == Leg::A,
-                    beside,
-                )
-                .await
-            {
-                Stop::Deadline => {
-                    return collected(
-                        collector.into_digits(),
-                        CollectReason::Timeout,
-                        self.now() - start,
-                    );
-                }
-                Stop::Hangup | Stop::TakenOver => {
-                    return collected(
-                        collector.into_digits(),
-                        CollectReason::Hangup,
-                        self.now() - start,
-                    );
-                }
-                Stop::Digit(..) | Stop::Break | Stop::PeerGone | Stop::PeerHangup => {}
-            }
-        }
+            },
+        )
+        .await
     }
 
     /// When each endpoint answers or fails, and who wins.
