@@ -408,6 +408,33 @@ pub struct HttpOutcome {
     pub duration_ms: u64,
 }
 
+impl HttpOutcome {
+    /// A request that got no response, and why.
+    pub fn failed(error: String) -> Self {
+        Self {
+            status: 0,
+            body: String::new(),
+            headers: BTreeMap::new(),
+            error: Some(error),
+            duration_ms: 0,
+        }
+    }
+}
+
+/// The usual hang-up cause of a SIP failure code (a final `respond` names
+/// its cause this way when it gives no message): both backends use it.
+pub fn cause_for_sip(code: u16) -> &'static str {
+    match code {
+        404 | 484 => "UNALLOCATED_NUMBER",
+        408 | 480 => "NO_ANSWER",
+        486 | 600 => "USER_BUSY",
+        487 => "ORIGINATOR_CANCEL",
+        503 => "NORMAL_TEMPORARY_FAILURE",
+        603 => "CALL_REJECTED",
+        _ => "NORMAL_UNSPECIFIED",
+    }
+}
+
 /// The outside world of one call: the media server, the caller, the callees.
 ///
 /// Implementations record what they observe during a verb (digits pressed,

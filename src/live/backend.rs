@@ -12,7 +12,7 @@
 //! deadline comes first the metaflow runs inside the verb.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -620,19 +620,6 @@ fn q850(cause: &str) -> u16 {
     }
 }
 
-/// The cause of a SIP failure code (as the simulator's `respond`).
-fn cause_for_sip(code: u16) -> &'static str {
-    match code {
-        404 | 484 => "UNALLOCATED_NUMBER",
-        408 | 480 => "NO_ANSWER",
-        486 | 600 => "USER_BUSY",
-        487 => "ORIGINATOR_CANCEL",
-        503 => "NORMAL_TEMPORARY_FAILURE",
-        603 => "CALL_REJECTED",
-        _ => "NORMAL_UNSPECIFIED",
-    }
-}
-
 impl CallControl for LiveBackend {
     fn now_ms(&self) -> u64 {
         self.now()
@@ -874,7 +861,7 @@ impl CallControl for LiveBackend {
                 100..=299 if !answered => self.leg.provisional(code, message),
                 300.. => {
                     let cause = if message.is_empty() {
-                        cause_for_sip(code)
+                        crate::engine::control::cause_for_sip(code)
                     } else {
                         message
                     };
@@ -903,13 +890,7 @@ impl CallControl for LiveBackend {
     ) -> LocalFuture<'a, HttpOutcome> {
         Box::pin(async move {
             let start = self.now();
-            let failed = |error: String| HttpOutcome {
-                status: 0,
-                body: String::new(),
-                headers: BTreeMap::new(),
-                error: Some(error),
-                duration_ms: 0,
-            };
+            let failed = HttpOutcome::failed;
             if let Some(reason) = crate::sim::network::refused(&request.url)
                 .filter(|_| !self.context.allow_private_http)
             {

@@ -942,13 +942,7 @@ impl SimBackend {
         if let Some(reason) =
             super::network::refused(&request.url).filter(|_| !self.world.allow_private_http)
         {
-            return HttpOutcome {
-                status: 0,
-                body: String::new(),
-                headers: BTreeMap::new(),
-                error: Some(reason),
-                duration_ms: 0,
-            };
+            return HttpOutcome::failed(reason);
         }
         let Some(stub) = self.world.http.get(&request.url) else {
             let error = if self.world.allow_network {
@@ -964,13 +958,7 @@ impl SimBackend {
                     outcome.duration_ms = 0;
                     outcome
                 }
-                Err(error) => HttpOutcome {
-                    status: 0,
-                    body: String::new(),
-                    headers: BTreeMap::new(),
-                    error: Some(error),
-                    duration_ms: 0,
-                },
+                Err(error) => HttpOutcome::failed(error),
             };
         };
         self.advance_through_breaks(
@@ -1270,7 +1258,7 @@ impl CallControl for SimBackend {
             self.alive()?;
             if code >= 300 {
                 let cause = if message.is_empty() {
-                    cause_for_sip(code)
+                    crate::engine::control::cause_for_sip(code)
                 } else {
                     message
                 };
@@ -1415,16 +1403,3 @@ impl SimBackend {
 
 /// How long fax detection takes to hear a fax's tones.
 const FAX_TONE_MS: u64 = 2000;
-
-/// The usual hang-up cause for a SIP failure code.
-fn cause_for_sip(code: u16) -> &'static str {
-    match code {
-        404 | 484 => "UNALLOCATED_NUMBER",
-        408 | 480 => "NO_ANSWER",
-        486 | 600 => "USER_BUSY",
-        487 => "ORIGINATOR_CANCEL",
-        503 => "NORMAL_TEMPORARY_FAILURE",
-        603 => "CALL_REJECTED",
-        _ => "NORMAL_UNSPECIFIED",
-    }
-}
