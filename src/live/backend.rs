@@ -21,16 +21,17 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::Incoming;
+use super::PeerEvent;
 use crate::catalog::AccountFlows;
 use crate::engine::control::{
-    Beside, BridgeOutcome, BridgeRequest, BridgeStatus, CallControl, CollectOutcome, CollectReason,
+    Beside, BridgeOutcome, BridgeRequest, CallControl, CollectOutcome, CollectReason,
     CollectRequest, ConsultOutcome, ConsultRequest, ConsultResult, Gone, Hangup, HttpOutcome,
     HttpRequest, HungUpBy, Leg, Legs, LocalFuture, PeerInfo, PlayOutcome, PlayReason, PlayRequest,
     RecordOutcome, RecordReason, RecordRequest, Resume, SleepReason, SpeakRequest,
 };
 use crate::engine::rules::{self, Waited};
 use crate::media::library::{Library, Resolved};
-use crate::media::session::{Control, Handle, MediaEvent};
+use crate::media::session::{self, Control, Handle, MediaEvent};
 use crate::media::{Clip, Offer};
 use crate::sip::{EndedBy, Leg as SipLeg, LegEvent};
 use crate::trace::{Event, Trace};
@@ -42,6 +43,14 @@ pub struct Context {
     pub runtime: tokio::runtime::Handle,
     pub allow_private_http: bool,
     pub max_call_ms: u64,
+    /// For the legs a bridge calls: the SIP endpoint, RTP ports, the media
+    /// runtime and the address of our SDP.
+    pub sip: Arc<crate::sip::SipServer>,
+    pub ports: Arc<crate::media::Ports>,
+    pub media_runtime: tokio::runtime::Handle,
+    pub media_ip: std::net::IpAddr,
+    /// The call's own event channel (the legs a bridge calls report there).
+    pub events: mpsc::UnboundedSender<Incoming>,
 }
 
 /// What the far end did to the dialog, noted by the task that hears it
@@ -95,7 +104,7 @@ impl FarEnd {
 
 /// Why a wait ended.
 #[derive(Debug, Clone, PartialEq)]
-enum Stop {
+pub(super) enum Stop {
     Deadline,
     Digit(Leg, char),
     Hangup,
@@ -105,9 +114,23 @@ enum Stop {
     TakenOver,
     /// The media event waited for.
     Media(MediaEvent),
+    /// A leg a bridge called did something (see the pending events).
+    Peer,
+    /// The connected peer left (transferred, hung up by a metaflow).
+    PeerGone,
 }
 
-#[derive(Debug, Default)]
+/// The callee a bridge connected the caller to.
+pub(super) struct Connected {
+    pub id: u64,
+    pub leg: SipLeg,
+    pub media: Handle,
+    pub endpoint: crate::engine::control::BridgeEndpoint,
+    /// Its SDP took RFC 4733 events (else digits go to it as SIP INFO).
+    pub telephone_events: bool,
+}
+
+#[derive(Default)]
 struct State {
     hangup: Option<Hangup>,
     answered: bool,
@@ -117,6 +140,14 @@ struct State {
     next_id: u64,
     recordings: u32,
     call_recording: Option<(String, u64)>,
+    /// The caller's leg was ended by us (a BYE or a final response).
+    signalled: bool,
+    /// The bridged callee.
+    peer: Option<Connected>,
+    /// Events of legs a bridge called, for the bridge to read.
+    pending: VecDeque<(u64, PeerEvent)>,
+    /// Numbers given to called legs.
+    legs: u64,
 }
 
 /// One real call's outside world.
@@ -179,7 +210,7 @@ impl LiveBackend {
         u64::try_from(at.saturating_duration_since(self.started).as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn now(&self) -> u64 {
+    pub(super) fn now(&self) -> u64 {
         self.ms_at(Instant::now())
     }
 
@@ -192,7 +223,7 @@ impl LiveBackend {
     }
 
     /// A warning in the trace, from the live backend itself.
-    fn warn(&self, message: String) {
+    pub(super) fn warn(&self, message: String) {
         self.record(
             Event::new(self.now(), "log")
                 .with("level", "warning")
@@ -201,7 +232,7 @@ impl LiveBackend {
         );
     }
 
-    fn next_id(&self) -> u64 {
+    pub(super) fn next_id(&self) -> u64 {
         let mut state = self.state.borrow_mut();
         state.next_id += 1;
         state.next_id
@@ -264,7 +295,11 @@ impl LiveBackend {
     }
 
     async fn signal_end(&self, cause: &str) {
-        let answered = self.state.borrow().answered;
+        let answered = {
+            let mut state = self.state.borrow_mut();
+            state.signalled = true;
+            state.answered
+        };
         if answered {
             // A BYE before the caller's ACK could overtake our 200.
             self.far_end.settled().await;
@@ -282,7 +317,7 @@ impl LiveBackend {
     }
 
     /// Starts media before the answer (183 with SDP), once.
-    fn early_media(&self) {
+    pub(super) fn early_media(&self) {
         let mut state = self.state.borrow_mut();
         if state.media_started {
             return;
@@ -308,6 +343,12 @@ impl LiveBackend {
         if self.state.borrow().hangup.is_none() {
             self.end_ours("NORMAL_CLEARING").await;
         }
+        self.finish_after_callee().await;
+        if let Some(peer) = self.disconnect() {
+            session::unrelay(&[&self.media, &peer.media]);
+            peer.leg.hangup().await;
+            peer.media.send(Control::Close);
+        }
         let call_recording = self.state.borrow_mut().call_recording.take();
         if let Some((_, tap)) = call_recording {
             self.media.send(Control::Untap { id: tap });
@@ -328,7 +369,47 @@ impl LiveBackend {
         beside: &dyn Beside,
         done: &dyn Fn(&MediaEvent) -> bool,
     ) -> Stop {
+        self.wait_inner(until, buffer, stop_on, beside, done, false)
+            .await
+    }
+
+    /// What a bridge waits for while its legs ring: digits (buffered), a
+    /// leg's event ([`Stop::Peer`]), its deadline, a hang-up.
+    pub(super) async fn wait_peers(&self, deadline: u64, beside: &dyn Beside) -> Stop {
+        self.wait_inner(
+            Some(deadline),
+            true,
+            &|_, _| false,
+            beside,
+            &|_| false,
+            true,
+        )
+        .await
+    }
+
+    /// What an answered bridge waits for: a hang-up of either side, a
+    /// metaflow taking the call, the peer leaving.
+    pub(super) async fn wait_connected(&self, beside: &dyn Beside) -> Stop {
+        if self.state.borrow().peer.is_none() {
+            return Stop::PeerGone;
+        }
+        self.wait_inner(None, false, &|_, _| false, beside, &|_| false, false)
+            .await
+    }
+
+    async fn wait_inner(
+        &self,
+        until: Option<u64>,
+        buffer: bool,
+        stop_on: &dyn Fn(Leg, char) -> bool,
+        beside: &dyn Beside,
+        done: &dyn Fn(&MediaEvent) -> bool,
+        peers: bool,
+    ) -> Stop {
         loop {
+            if peers && !self.state.borrow().pending.is_empty() {
+                return Stop::Peer;
+            }
             if self.is_gone() {
                 return Stop::Hangup;
             }
@@ -376,6 +457,9 @@ impl LiveBackend {
                 }
                 Some(Some(incoming)) => {
                     if let Some(stop) = self.handle(incoming, buffer, stop_on, beside, done) {
+                        if stop == Stop::Peer && !peers {
+                            continue;
+                        }
                         return stop;
                     }
                 }
@@ -397,7 +481,6 @@ impl LiveBackend {
                 self.check_far_end();
                 return Some(Stop::Hangup);
             }
-            Incoming::Leg(LegEvent::Confirmed) => return None,
             Incoming::Leg(LegEvent::AckSdp(body)) => {
                 if self.delayed_offer
                     && let Ok(agreed) = Offer::parse(&body).and_then(|o| o.negotiate())
@@ -412,14 +495,162 @@ impl LiveBackend {
             Incoming::Media(event) => {
                 return done(&event).then_some(Stop::Media(event));
             }
+            Incoming::Peer(id, event) => return self.peer_event(id, event, stop_on, beside),
+            Incoming::Leg(
+                LegEvent::Confirmed
+                | LegEvent::Ringing
+                | LegEvent::Early(_)
+                | LegEvent::Answered(_)
+                | LegEvent::Failed(..),
+            ) => return None,
         };
         let now = self.now();
         self.record(Event::new(now, "dtmf").with("digit", digit.to_string()));
-        if buffer {
+        let connected = self.state.borrow().peer.is_some();
+        if buffer && !connected {
             self.state.borrow_mut().buffer.push_back(digit);
+        }
+        if connected {
+            self.send_digit_to_peer(digit);
         }
         beside.dtmf(now, Leg::A, digit);
         stop_on(Leg::A, digit).then_some(Stop::Digit(Leg::A, digit))
+    }
+
+    /// An event of a leg a bridge called: the connected peer's digits and
+    /// hang-up are handled here (its hang-up ends the call, as any callee
+    /// hang-up does); the rest waits for the bridge.
+    fn peer_event(
+        &self,
+        id: u64,
+        event: PeerEvent,
+        stop_on: &dyn Fn(Leg, char) -> bool,
+        beside: &dyn Beside,
+    ) -> Option<Stop> {
+        let connected = self.state.borrow().peer.as_ref().map(|p| p.id) == Some(id);
+        if !connected {
+            self.state.borrow_mut().pending.push_back((id, event));
+            return Some(Stop::Peer);
+        }
+        match event {
+            PeerEvent::Leg(LegEvent::Dtmf(digit)) | PeerEvent::Media(MediaEvent::Dtmf(digit)) => {
+                let now = self.now();
+                self.record(
+                    Event::new(now, "dtmf")
+                        .with("digit", digit.to_string())
+                        .with("leg", Leg::B.as_str()),
+                );
+                self.send_digit_to_caller(digit);
+                beside.dtmf(now, Leg::B, digit);
+                stop_on(Leg::B, digit).then_some(Stop::Digit(Leg::B, digit))
+            }
+            PeerEvent::Leg(LegEvent::Ended(_)) => {
+                if let Some(peer) = self.disconnect() {
+                    session::unrelay(&[&self.media, &peer.media]);
+                    peer.media.send(Control::Close);
+                }
+                self.end_at(self.now(), HungUpBy::Callee, "NORMAL_CLEARING");
+                Some(Stop::Hangup)
+            }
+            _ => None,
+        }
+    }
+
+    /// A caller's digit for the bridged callee: RFC 4733 when its SDP took
+    /// them, else SIP INFO.
+    fn send_digit_to_peer(&self, digit: char) {
+        let state = self.state.borrow();
+        let Some(peer) = &state.peer else { return };
+        if peer.telephone_events {
+            peer.media.send(Control::Dtmf {
+                id: 0,
+                digits: digit.to_string(),
+            });
+        } else {
+            let leg = peer.leg.clone();
+            self.context
+                .runtime
+                .spawn(async move { leg.info_digit(digit).await });
+        }
+    }
+
+    /// A callee's digit for the caller, as RFC 4733.
+    fn send_digit_to_caller(&self, digit: char) {
+        self.media.send(Control::Dtmf {
+            id: 0,
+            digits: digit.to_string(),
+        });
+    }
+
+    /// The callee hung up: the caller's leg ends too (a BYE), once.
+    pub(super) async fn finish_after_callee(&self) {
+        let pending = {
+            let state = self.state.borrow();
+            !state.signalled
+                && self.far_end.get().is_none()
+                && state
+                    .hangup
+                    .as_ref()
+                    .is_some_and(|h| h.by == HungUpBy::Callee)
+        };
+        if pending {
+            self.signal_end("NORMAL_CLEARING").await;
+        }
+    }
+
+    // What the bridge needs of the backend.
+
+    pub(super) fn context(&self) -> &Context {
+        &self.context
+    }
+
+    pub(super) fn media(&self) -> &Handle {
+        &self.media
+    }
+
+    pub(super) fn next_leg(&self) -> u64 {
+        let mut state = self.state.borrow_mut();
+        state.legs += 1;
+        state.legs
+    }
+
+    pub(super) fn take_pending(&self) -> Option<(u64, PeerEvent)> {
+        self.state.borrow_mut().pending.pop_front()
+    }
+
+    pub(super) fn connected(&self) -> Option<u64> {
+        self.state.borrow().peer.as_ref().map(|p| p.id)
+    }
+
+    pub(super) fn connect(&self, peer: Connected) {
+        self.state.borrow_mut().peer = Some(peer);
+    }
+
+    pub(super) fn disconnect(&self) -> Option<Connected> {
+        self.state.borrow_mut().peer.take()
+    }
+
+    pub(super) fn timed_out(&self) -> bool {
+        self.state
+            .borrow()
+            .hangup
+            .as_ref()
+            .is_some_and(|h| h.timed_out)
+    }
+
+    /// Plays a clip to the caller (`times` 0: until stopped); its id.
+    pub(super) fn play_clip(&self, clip: Arc<Clip>, times: u32) -> u64 {
+        let id = self.next_id();
+        self.media.send(Control::Play {
+            id,
+            clip,
+            times: Some(times),
+        });
+        id
+    }
+
+    pub(super) fn stop_play(&self, id: u64) {
+        self.media.send(Control::Stop { id });
     }
 
     /// [`LiveBackend::wait`] for verbs a `break` does not stop.
@@ -449,7 +680,7 @@ impl LiveBackend {
 
     /// A clip for a media name; a missing one is a warning and a short
     /// silence, never a dead call.
-    async fn clip(
+    pub(super) async fn clip(
         &self,
         resolve: impl FnOnce(&Library, &AccountFlows) -> Result<Resolved, String> + Send + 'static,
     ) -> Arc<Clip> {
@@ -503,7 +734,9 @@ impl LiveBackend {
             )
             .await;
         let (reason, digit) = match stop {
-            Stop::Media(_) | Stop::Deadline | Stop::Break => (PlayReason::Completed, None),
+            Stop::Media(_) | Stop::Deadline | Stop::Break | Stop::Peer | Stop::PeerGone => {
+                (PlayReason::Completed, None)
+            }
             Stop::Digit(_, d) => (PlayReason::Terminator, Some(d)),
             Stop::Hangup | Stop::TakenOver => (PlayReason::Hangup, None),
         };
@@ -551,7 +784,11 @@ impl LiveBackend {
                 {
                     Stop::Deadline => Waited::Timeout,
                     Stop::Hangup | Stop::TakenOver => Waited::Hangup,
-                    Stop::Digit(..) | Stop::Break | Stop::Media(_) => Waited::Again,
+                    Stop::Digit(..)
+                    | Stop::Break
+                    | Stop::Media(_)
+                    | Stop::Peer
+                    | Stop::PeerGone => Waited::Again,
                 }
             },
         )
@@ -768,7 +1005,9 @@ impl CallControl for LiveBackend {
                 )
                 .await;
             let reason = match stop {
-                Stop::Deadline | Stop::Break => RecordReason::MaxLength,
+                Stop::Deadline | Stop::Break | Stop::Peer | Stop::PeerGone => {
+                    RecordReason::MaxLength
+                }
                 Stop::Media(_) => RecordReason::Silence,
                 Stop::Digit(..) => RecordReason::Terminator,
                 Stop::Hangup | Stop::TakenOver => RecordReason::Hangup,
@@ -792,23 +1031,11 @@ impl CallControl for LiveBackend {
     fn bridge<'a>(
         &'a self,
         request: &'a BridgeRequest,
-        _beside: &'a dyn Beside,
+        beside: &'a dyn Beside,
     ) -> LocalFuture<'a, Result<BridgeOutcome, Gone>> {
         Box::pin(async move {
             self.alive()?;
-            let endpoints: Vec<&str> = request.endpoints.iter().map(|e| e.id.as_str()).collect();
-            self.warn(format!(
-                "bridging real legs ({}) is not available yet: the bridge fails and the flow goes on",
-                endpoints.join(", ")
-            ));
-            Ok(BridgeOutcome {
-                status: BridgeStatus::Failed,
-                cause: "FACILITY_NOT_IMPLEMENTED".to_owned(),
-                sip: 501,
-                answered_by: None,
-                duration_ms: 0,
-                talk_ms: 0,
-            })
+            Ok(self.run_bridge(request, beside).await)
         })
     }
 
@@ -1016,7 +1243,13 @@ impl CallControl for LiveBackend {
     }
 
     fn peer(&self) -> Option<PeerInfo> {
-        None
+        let state = self.state.borrow();
+        let peer = state.peer.as_ref()?;
+        Some(PeerInfo {
+            call_id: peer.leg.call_id(),
+            endpoint: peer.endpoint.id.clone(),
+            held: None,
+        })
     }
 
     fn hold(&self, _leg: Leg, _unhold_key: Option<char>) -> Result<bool, Gone> {
@@ -1029,14 +1262,37 @@ impl CallControl for LiveBackend {
         Ok(None)
     }
 
-    fn transfer_peer(&self, _target: &str) -> Result<bool, Gone> {
+    fn transfer_peer(&self, target: &str) -> Result<bool, Gone> {
         self.alive()?;
-        Ok(false)
+        let Some(peer) = self.disconnect() else {
+            return Ok(false);
+        };
+        // The peer's phone calls the target itself (REFER), then leaves
+        // this call; the caller's leg stays.
+        session::unrelay(&[&self.media, &peer.media]);
+        let host = self.context.sip.local_addr();
+        let uri = format!("sip:{target}@{host}");
+        self.context.runtime.spawn(async move {
+            peer.leg.refer(&uri).await;
+            peer.leg.hangup().await;
+            peer.media.send(Control::Close);
+        });
+        Ok(true)
     }
 
-    fn hangup_peer(&self, _cause: &str) -> Result<bool, Gone> {
+    fn hangup_peer(&self, cause: &str) -> Result<bool, Gone> {
         self.alive()?;
-        Ok(false)
+        let Some(peer) = self.disconnect() else {
+            return Ok(false);
+        };
+        session::unrelay(&[&self.media, &peer.media]);
+        self.context.runtime.spawn(async move {
+            peer.leg.hangup().await;
+            peer.media.send(Control::Close);
+        });
+        // As any callee hang-up, it ends the caller's leg too.
+        self.end_at(self.now(), HungUpBy::Callee, cause);
+        Ok(true)
     }
 
     fn attended_transfer<'a>(

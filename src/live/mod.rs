@@ -17,6 +17,7 @@
 //! clock for calls: a real call's `t_ms` is milliseconds since its INVITE.
 
 pub mod backend;
+mod bridge;
 pub mod calls;
 mod directory;
 mod record;
@@ -44,9 +45,18 @@ use crate::reload::Reloader;
 use crate::routing::Inception;
 use crate::sip::{self, Identity, Invite, LegEvent, SipServer};
 
-/// What the far end did, from either the signalling or the media.
+/// What the far end did, from either the signalling or the media; and
+/// what a leg a bridge called did (by the bridge's number for it).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Incoming {
+    Leg(LegEvent),
+    Media(MediaEvent),
+    Peer(u64, PeerEvent),
+}
+
+/// What a leg a bridge called did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PeerEvent {
     Leg(LegEvent),
     Media(MediaEvent),
 }
@@ -141,7 +151,8 @@ impl Live {
 /// What every call of the service shares.
 struct Service {
     reloader: Arc<Reloader>,
-    ports: Ports,
+    sip: Arc<SipServer>,
+    ports: Arc<Ports>,
     library: Arc<Library>,
     workers: Arc<workers::Workers>,
     calls: Arc<CallLog>,
@@ -202,7 +213,8 @@ pub async fn start(options: Options, reloader: Arc<Reloader>) -> Result<Live, Li
         .map_err(|e| LiveError::Workers(format!("the RTP runtime: {e}")))?;
     let bind_ip = sip.local_addr().ip();
     let service = Arc::new(Service {
-        ports: Ports::new(bind_ip, options.rtp_ports),
+        sip: Arc::clone(&sip),
+        ports: Arc::new(Ports::new(bind_ip, options.rtp_ports)),
         media_ip: options.sip.public_ip.unwrap_or(bind_ip),
         reloader,
         library,
@@ -272,34 +284,32 @@ fn device_caller_id(account: &AccountFlows, device: &str) -> (Option<String>, Op
     (field("name"), field("number"))
 }
 
-/// Decides where an INVITE goes and starts its call, or refuses it.
-async fn accept(service: &Arc<Service>, invite: Invite) {
-    let started = Instant::now();
-    let started_at = jiff::Timestamp::now();
-    let generation = service.reloader.current();
-    let info = invite.info.clone();
-    let Some((account, inception, calling_device)) = destination(&generation.catalog, &invite)
-    else {
-        return invite.refuse(404, "Not Found").await;
-    };
-    // The offer (or our offer, for an INVITE without one).
-    let agreed = match &info.sdp {
+/// The RTP socket of an incoming call, what its offer agreed (none for an
+/// INVITE without one) and our SDP (the answer, or our offer); else the
+/// SIP refusal.
+fn local_media(
+    service: &Service,
+    offer: Option<&[u8]>,
+) -> Result<
+    (
+        std::net::UdpSocket,
+        Option<crate::media::Negotiated>,
+        String,
+    ),
+    (u16, String),
+> {
+    let agreed = match offer {
         Some(body) => match Offer::parse(body).and_then(|offer| offer.negotiate()) {
             Ok(agreed) => Some(agreed),
-            Err(err) => {
-                let reason = format!("Not Acceptable Here ({err})");
-                return invite.refuse(488, &reason).await;
-            }
+            Err(err) => return Err((488, format!("Not Acceptable Here ({err})"))),
         },
         None => None,
     };
     let Ok(socket) = service.ports.bind() else {
-        return invite
-            .refuse(503, "Service Unavailable (no RTP port)")
-            .await;
+        return Err((503, "Service Unavailable (no RTP port)".to_owned()));
     };
     let Ok(local_port) = socket.local_addr().map(|a| a.port()) else {
-        return invite.refuse(500, "Server Internal Error").await;
+        return Err((500, "Server Internal Error".to_owned()));
     };
     let local = sdp::Local {
         ip: service.media_ip,
@@ -311,6 +321,23 @@ async fn accept(service: &Arc<Service>, invite: Invite) {
         Some(agreed) => sdp::answer(&local, agreed),
         None => sdp::offer(&local),
     };
+    Ok((socket, agreed, our_sdp))
+}
+
+/// Decides where an INVITE goes and starts its call, or refuses it.
+async fn accept(service: &Arc<Service>, invite: Invite) {
+    let started = Instant::now();
+    let started_at = jiff::Timestamp::now();
+    let generation = service.reloader.current();
+    let info = invite.info.clone();
+    let Some((account, inception, calling_device)) = destination(&generation.catalog, &invite)
+    else {
+        return invite.refuse(404, "Not Found").await;
+    };
+    let (socket, agreed, our_sdp) = match local_media(service, info.sdp.as_deref()) {
+        Ok(media) => media,
+        Err((code, reason)) => return invite.refuse(code, &reason).await,
+    };
     let (leg, leg_events) = match invite.start() {
         Ok(started) => started,
         Err(message) => {
@@ -321,7 +348,7 @@ async fn accept(service: &Arc<Service>, invite: Invite) {
     let (media_tx, media_events) = mpsc::unbounded_channel();
     let media = crate::media::session::start(socket, agreed, media_tx, &service.media_runtime);
     let far_end = Arc::new(backend::FarEnd::default());
-    let events = merge(leg_events, media_events, Arc::clone(&far_end));
+    let (events_tx, events) = merge(leg_events, media_events, Arc::clone(&far_end));
     let call_id = new_call_id();
     let (name, number) = match &calling_device {
         Some(device) => device_caller_id(&account, device),
@@ -346,6 +373,11 @@ async fn accept(service: &Arc<Service>, invite: Invite) {
         runtime: service.runtime.clone(),
         allow_private_http: service.options.allow_private_http,
         max_call_ms: service.options.limits.max_call_ms,
+        sip: Arc::clone(&service.sip),
+        ports: Arc::clone(&service.ports),
+        media_runtime: service.media_runtime.clone(),
+        media_ip: service.media_ip,
+        events: events_tx,
     });
     let job = workers::CallJob {
         call_id,
@@ -397,9 +429,13 @@ fn merge(
     mut leg_events: mpsc::UnboundedReceiver<LegEvent>,
     mut media_events: mpsc::UnboundedReceiver<MediaEvent>,
     far_end: Arc<backend::FarEnd>,
-) -> mpsc::UnboundedReceiver<Incoming> {
+) -> (
+    mpsc::UnboundedSender<Incoming>,
+    mpsc::UnboundedReceiver<Incoming>,
+) {
     let (events_tx, events) = mpsc::unbounded_channel();
     let leg_tx = events_tx.clone();
+    let peers_tx = events_tx.clone();
     tokio::spawn(async move {
         while let Some(event) = leg_events.recv().await {
             match &event {
@@ -419,5 +455,5 @@ fn merge(
             }
         }
     });
-    events
+    (peers_tx, events)
 }

@@ -76,6 +76,48 @@ pub enum Control {
     Untap { id: u64 },
     /// Ends the session (taps finish).
     Close,
+    /// Forwards the far end's audio packets, as they arrive, to these
+    /// sessions (a bridge; several for a page); empty stops.
+    RelayOut(Vec<mpsc::UnboundedSender<Relayed>>),
+    /// Sends the audio relayed from another session as it arrives (its own
+    /// plays, ringback or music on hold, win over it while they play);
+    /// `None` stops.
+    RelayIn(Option<mpsc::UnboundedReceiver<Relayed>>),
+}
+
+/// An audio packet relayed from one leg to another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relayed {
+    pub codec: Codec,
+    pub timestamp: u32,
+    pub marker: bool,
+    pub payload: Vec<u8>,
+}
+
+/// Connects two sessions both ways (a bridge): each sends what the other
+/// hears.
+pub fn relay(a: &Handle, b: &Handle) {
+    relay_one_way(a, &[b]);
+    relay_one_way(b, &[a]);
+}
+
+/// Sends what `from` hears to every session of `to` (a page), not back.
+pub fn relay_one_way(from: &Handle, to: &[&Handle]) {
+    let mut senders = Vec::new();
+    for target in to {
+        let (tx, rx) = mpsc::unbounded_channel();
+        target.send(Control::RelayIn(Some(rx)));
+        senders.push(tx);
+    }
+    from.send(Control::RelayOut(senders));
+}
+
+/// Undoes [`relay`] or [`relay_one_way`] for these sessions.
+pub fn unrelay(sessions: &[&Handle]) {
+    for session in sessions {
+        session.send(Control::RelayOut(Vec::new()));
+        session.send(Control::RelayIn(None));
+    }
 }
 
 /// What the session reports.
@@ -185,6 +227,13 @@ struct Session {
     detector: Detector,
     reorder: Reorder,
     taps: Vec<(u64, Box<dyn Tap>)>,
+    /// Where the far end's audio goes (bridged sessions).
+    relay_out: Vec<mpsc::UnboundedSender<Relayed>>,
+    /// Audio from a bridged session, to send on.
+    relay_in: Option<mpsc::UnboundedReceiver<Relayed>>,
+    /// (the first relayed timestamp, the timestamp it was sent with): the
+    /// relayed stream keeps its spacing on our timeline.
+    relay_ts: Option<(u32, u32)>,
     events: mpsc::UnboundedSender<MediaEvent>,
     frame: Vec<i16>,
     encoded: Vec<u8>,
@@ -220,6 +269,9 @@ impl Session {
             detector: Detector::default(),
             reorder: Reorder::default(),
             taps: Vec::new(),
+            relay_out: Vec::new(),
+            relay_in: None,
+            relay_ts: None,
             events,
             frame: Vec::with_capacity(FRAME),
             encoded: Vec::with_capacity(FRAME),
@@ -246,6 +298,10 @@ impl Session {
                         self.received(&buf[..len], from);
                     }
                 }
+                relayed = next_relayed(&mut self.relay_in) => match relayed {
+                    Some(packet) => self.send_relayed(packet).await,
+                    None => self.relay_in = None,
+                },
             }
         }
         for (_, tap) in std::mem::take(&mut self.taps) {
@@ -336,6 +392,11 @@ impl Session {
                 }
             }
             Control::Close => {}
+            Control::RelayOut(senders) => self.relay_out = senders,
+            Control::RelayIn(receiver) => {
+                self.relay_in = receiver;
+                self.relay_ts = None;
+            }
         }
     }
 
@@ -404,6 +465,10 @@ impl Session {
                     // No telephone-event negotiated: nothing can carry it.
                     self.report(MediaEvent::DtmfSent { id });
                 }
+                if self.relay_in.is_some() && self.plays.is_empty() {
+                    // Bridged: the other leg's audio goes out as it comes.
+                    return;
+                }
                 self.next_frame();
                 let mut encoded = std::mem::take(&mut self.encoded);
                 self.codec.encode(&self.frame, &mut encoded);
@@ -414,6 +479,51 @@ impl Session {
         for (_, tap) in &mut self.taps {
             tap.outbound(&self.frame);
         }
+    }
+
+    /// Sends a packet relayed from the bridged session, at once: our SSRC
+    /// and sequence, its timestamp moved onto our timeline, transcoded
+    /// when the legs speak different G.711 laws. Dropped while something
+    /// plays to this leg (music on hold, a tone).
+    async fn send_relayed(&mut self, packet: Relayed) {
+        if !self.plays.is_empty() || self.started.is_none() {
+            return;
+        }
+        let now_slot = self.current_timestamp();
+        let (first_in, first_out) = *self.relay_ts.get_or_insert((packet.timestamp, now_slot));
+        let timestamp = first_out.wrapping_add(packet.timestamp.wrapping_sub(first_in));
+        self.encoded.clear();
+        if packet.codec == self.codec {
+            self.encoded.extend_from_slice(&packet.payload);
+        } else {
+            self.decoded.clear();
+            packet.codec.decode(&packet.payload, &mut self.decoded);
+            let mut encoded = std::mem::take(&mut self.encoded);
+            self.codec.encode(&self.decoded, &mut encoded);
+            self.encoded = encoded;
+        }
+        if !self.taps.is_empty() {
+            self.decoded.clear();
+            packet.codec.decode(&packet.payload, &mut self.decoded);
+            for (_, tap) in &mut self.taps {
+                tap.outbound(&self.decoded);
+            }
+        }
+        self.send_payload(self.payload_type, packet.marker, timestamp)
+            .await;
+    }
+
+    /// The timestamp of the 20 ms slot we are in.
+    fn current_timestamp(&self) -> u32 {
+        let Some(started) = self.started else {
+            return self.timestamp0;
+        };
+        let slot = Instant::now()
+            .saturating_duration_since(started)
+            .as_micros()
+            / 20_000;
+        self.timestamp0
+            .wrapping_add((slot as u32).wrapping_mul(FRAME as u32))
     }
 
     /// Sends `self.encoded` as one RTP packet.
@@ -455,7 +565,20 @@ impl Session {
             }
             return;
         }
-        if payload_type != self.payload_type || self.taps.is_empty() {
+        if payload_type != self.payload_type {
+            return;
+        }
+        if !self.relay_out.is_empty() {
+            let packet = Relayed {
+                codec: self.codec,
+                timestamp: rtp.timestamp(),
+                marker: rtp.mark(),
+                payload: rtp.payload().to_vec(),
+            };
+            self.relay_out
+                .retain(|target| target.send(packet.clone()).is_ok());
+        }
+        if self.taps.is_empty() {
             return;
         }
         let seq: u16 = rtp.sequence_number().into();
@@ -472,6 +595,14 @@ impl Session {
                 }
             }
         }
+    }
+}
+
+/// The next packet relayed to this session, or never when none is.
+async fn next_relayed(relay: &mut Option<mpsc::UnboundedReceiver<Relayed>>) -> Option<Relayed> {
+    match relay {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
     }
 }
 

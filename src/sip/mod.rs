@@ -19,7 +19,7 @@ mod server;
 use std::net::{IpAddr, SocketAddr};
 
 pub use registrar::Binding;
-pub use server::{Invite, Leg, SipServer, start};
+pub use server::{Dial, Invite, Leg, SipServer, start};
 
 /// Settings of the SIP endpoint.
 #[derive(Debug, Clone)]
@@ -126,6 +126,14 @@ pub struct CallInfo {
 pub enum LegEvent {
     /// The caller acknowledged our answer (ACK).
     Confirmed,
+    /// A leg we called: it rings (a provisional response without SDP).
+    Ringing,
+    /// A leg we called: early media (a provisional response with SDP).
+    Early(Vec<u8>),
+    /// A leg we called: it answered (200, its SDP; we sent the ACK).
+    Answered(Vec<u8>),
+    /// A leg we called: a final failure response (code, reason phrase).
+    Failed(u16, String),
     /// A digit sent by SIP INFO (`application/dtmf-relay` or
     /// `application/dtmf`).
     Dtmf(char),

@@ -5,8 +5,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rsipstack::EndpointBuilder;
+use rsipstack::dialog::authenticate::Credential;
 use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason};
 use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::dialog::invitation::InviteOption;
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::platform::CancellationToken;
 use rsipstack::sip::prelude::HeadersExt;
@@ -14,7 +16,7 @@ use rsipstack::sip::{Header, Method, StatusCode};
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::tcp_listener::TcpListenerConnection;
 use rsipstack::transport::udp::UdpConnection;
-use rsipstack::transport::{SipConnection, TransportLayer};
+use rsipstack::transport::{SipAddr, SipConnection, TransportLayer};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -71,6 +73,77 @@ impl SipServer {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .list(account, Instant::now())
+    }
+
+    /// The live contacts of a device (for calls to it).
+    pub fn contacts(&self, account: &str, device: &str) -> Vec<Binding> {
+        self.shared
+            .registrations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contacts(account, device, Instant::now())
+    }
+
+    /// Places a call (an INVITE with our SDP offer): returns the leg and
+    /// the channel of what its far end does (ringing, early media, the
+    /// answer or the failure, then digits and its hang-up). A 401/407 is
+    /// answered with `dial.credential` when given.
+    pub fn dial(&self, dial: &Dial) -> Result<(Leg, mpsc::UnboundedReceiver<LegEvent>), String> {
+        let shared = &self.shared;
+        let host = contact_host(shared);
+        let uri =
+            |text: &str| rsipstack::sip::Uri::try_from(text).map_err(|e| format!("{text:?}: {e}"));
+        let to = uri(&dial.uri)?;
+        let from = uri(&format!("sip:{}@{host}", dial.from_user))?;
+        let contact = uri(&contact_uri(shared))?;
+        let destination = dial.destination.map(|(addr, transport)| SipAddr {
+            r#type: Some(if transport == "tcp" {
+                rsipstack::sip::Transport::Tcp
+            } else {
+                rsipstack::sip::Transport::Udp
+            }),
+            addr: addr.into(),
+        });
+        let headers: Vec<Header> = dial
+            .headers
+            .iter()
+            .map(|(name, value)| Header::Other(name.clone(), value.clone()))
+            .collect();
+        let option = InviteOption {
+            caller_display_name: dial.from_display.clone(),
+            caller: from,
+            callee: to,
+            destination,
+            content_type: Some("application/sdp".to_owned()),
+            offer: Some(dial.sdp.as_bytes().to_vec()),
+            contact,
+            credential: dial
+                .credential
+                .as_ref()
+                .map(|(username, password)| Credential {
+                    username: username.clone(),
+                    password: password.clone(),
+                    realm: None,
+                    ..Credential::default()
+                }),
+            headers: (!headers.is_empty()).then_some(headers),
+            ..InviteOption::default()
+        };
+        let layer = Arc::clone(&shared.layer);
+        let (state_tx, states) = layer.new_dialog_state_channel();
+        let (dialog, _outcome) = layer
+            .do_invite_async(option, state_tx)
+            .map_err(|e| e.to_string())?;
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let answer = Arc::new(Mutex::new(Some(dial.sdp.clone())));
+        tokio::spawn(forward(
+            layer,
+            dialog.clone(),
+            states,
+            events_tx,
+            Arc::clone(&answer),
+        ));
+        Ok((Leg { dialog, answer }, events))
     }
 
     /// Stops the endpoint (transports close).
@@ -694,14 +767,40 @@ async fn finish(tx: &mut Transaction) {
     while tx.receive().await.is_some() {}
 }
 
-/// Our Contact: the public address when set.
-fn contact_uri(shared: &Shared) -> String {
-    let ip = shared.config.public_ip.unwrap_or(shared.local.ip());
-    let host = match ip {
+/// Our address as a URI host (the public one when set).
+fn contact_host(shared: &Shared) -> String {
+    match shared.config.public_ip.unwrap_or(shared.local.ip()) {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => format!("[{v6}]"),
-    };
-    format!("sip:callflow@{host}:{}", shared.local.port())
+    }
+}
+
+/// Our Contact: the public address when set.
+fn contact_uri(shared: &Shared) -> String {
+    format!(
+        "sip:callflow@{}:{}",
+        contact_host(shared),
+        shared.local.port()
+    )
+}
+
+/// A call to place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dial {
+    /// The Request-URI: a registered Contact, or `sip:number@gateway`.
+    pub uri: String,
+    /// Where to send it when not to the URI's host: a registered phone's
+    /// source address (it may be behind NAT), and `udp` or `tcp`.
+    pub destination: Option<(SocketAddr, &'static str)>,
+    /// The caller id shown: From's user part and display name.
+    pub from_user: String,
+    pub from_display: Option<String>,
+    /// More headers (auto-answer for intercom and paging, ...).
+    pub headers: Vec<(String, String)>,
+    /// Digest credentials for a 401/407 (a carrier's gateway).
+    pub credential: Option<(String, String)>,
+    /// Our SDP offer.
+    pub sdp: String,
 }
 
 /// An authorized INVITE: the live layer refuses it or starts the call.
@@ -871,6 +970,48 @@ impl Leg {
         };
     }
 
+    /// Ends a leg we called: CANCEL while it rings, BYE once answered.
+    pub async fn hangup(&self) {
+        if self.is_over() {
+            return;
+        }
+        let _ = self.dialog.hangup().await;
+    }
+
+    /// Sends a digit as SIP INFO (`application/dtmf-relay`), for a far end
+    /// that takes no RFC 4733 events.
+    pub async fn info_digit(&self, digit: char) {
+        if self.is_over() {
+            return;
+        }
+        let body = format!("Signal={digit}\r\nDuration=160\r\n");
+        let _ = self
+            .dialog
+            .info(
+                Some(vec![Header::ContentType("application/dtmf-relay".into())]),
+                Some(body.into_bytes()),
+            )
+            .await;
+    }
+
+    /// Asks the far end to call `target` itself (REFER, a blind
+    /// transfer); true when it accepted (2xx).
+    pub async fn refer(&self, target: &str) -> bool {
+        if self.is_over() {
+            return false;
+        }
+        let refer_to = format!("<{target}>");
+        matches!(
+            self.dialog.refer(refer_to.as_str(), None, None).await,
+            Ok(Some(response)) if response.status_code.kind() == rsipstack::sip::StatusCodeKind::Successful
+        )
+    }
+
+    /// The SIP Call-ID of the leg.
+    pub fn call_id(&self) -> String {
+        self.dialog.id().call_id
+    }
+
     fn remember(&self, sdp: &str) {
         *self.answer.lock().unwrap_or_else(PoisonError::into_inner) = Some(sdp.to_owned());
     }
@@ -892,8 +1033,23 @@ async fn forward(
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     };
+    let outbound = dialog.role() == rsipstack::transaction::key::TransactionRole::Client;
+    let mut answered = false;
     while let Some(state) = states.recv().await {
         match state {
+            DialogState::Early(_, response) if outbound => {
+                let event = if response.body.is_empty() {
+                    LegEvent::Ringing
+                } else {
+                    LegEvent::Early(response.body.clone())
+                };
+                let _ = events.send(event);
+            }
+            DialogState::Confirmed(_, response) if outbound && !answered => {
+                answered = true;
+                let _ = events.send(LegEvent::Answered(response.body.clone()));
+            }
+            DialogState::Confirmed(..) if outbound => {}
             DialogState::Confirmed(..) => {
                 if let Some(ack) = dialog.last_remote_ack()
                     && !ack.body.is_empty()
@@ -923,6 +1079,10 @@ async fn forward(
             DialogState::Options(_, _, handle) => {
                 let _ = handle.reply(StatusCode::OK).await;
             }
+            DialogState::Notify(_, _, handle) if outbound => {
+                // Progress of a REFER we sent: noted, nothing to do.
+                let _ = handle.reply(StatusCode::OK).await;
+            }
             DialogState::Refer(_, _, handle)
             | DialogState::Notify(_, _, handle)
             | DialogState::Message(_, _, handle)
@@ -931,8 +1091,25 @@ async fn forward(
             }
             DialogState::Terminated(id, reason) => {
                 layer.remove_dialog(&id);
+                if outbound && !answered {
+                    let (code, phrase) = match &reason {
+                        TerminatedReason::UasOther(code) => {
+                            (u16::from(code.clone()), code.text().to_owned())
+                        }
+                        TerminatedReason::UasBusy => (486, "Busy Here".to_owned()),
+                        TerminatedReason::UasDecline => (603, "Decline".to_owned()),
+                        TerminatedReason::ProxyAuthRequired => {
+                            (407, "Proxy Authentication Required".to_owned())
+                        }
+                        TerminatedReason::UacCancel => (487, "Request Terminated".to_owned()),
+                        TerminatedReason::Timeout => (408, "Request Timeout".to_owned()),
+                        _ => (500, format!("{reason:?}")),
+                    };
+                    let _ = events.send(LegEvent::Failed(code, phrase));
+                    break;
+                }
                 let by = match reason {
-                    TerminatedReason::UacBye => EndedBy::Bye,
+                    TerminatedReason::UasBye | TerminatedReason::UacBye => EndedBy::Bye,
                     TerminatedReason::UacCancel => EndedBy::Cancel,
                     TerminatedReason::Timeout => EndedBy::NoAck,
                     _ => EndedBy::Us,

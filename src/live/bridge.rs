@@ -1,0 +1,577 @@
+//! `bridge` on a real call: the legs it calls, how they ring (the
+//! simulator's rules: simultaneous or single, per-endpoint delay and
+//! timeout, an overall timeout), ringback or the callee's early media for
+//! the caller, the winner connected (media relayed both ways), the losers
+//! cancelled (CANCEL), and the outcome table the simulator has.
+//!
+//! Each leg is an INVITE to a registered contact of a device (sent to where
+//! its REGISTER came from: it may be behind NAT), with our SDP offer and an
+//! RTP session of its own; its events come to the call's channel as
+//! [`Incoming::Peer`].
+
+use super::backend::{Connected, LiveBackend, Stop};
+use super::{Incoming, PeerEvent};
+use crate::engine::control::{
+    Beside, BridgeEndpoint, BridgeOutcome, BridgeRequest, BridgeStatus, Strategy,
+};
+use crate::media::session::{self, Control, Handle, MediaEvent};
+use crate::media::{Offer, sdp};
+use crate::sip::{Dial, Leg as SipLeg, LegEvent};
+
+/// What the caller hears while callees ring without early media (the
+/// callflow's or account's `ringback` wins when the module names one).
+pub const RINGBACK: &str = "tone_stream://%(2000,4000,440,480);loops=-1";
+
+/// One called leg of a bridge (one contact of one endpoint).
+struct Called {
+    id: u64,
+    endpoint: usize,
+    leg: SipLeg,
+    media: Handle,
+    /// What its SDP agreed, once known (early media or the answer).
+    telephone_events: bool,
+    over: bool,
+}
+
+/// Why an endpoint failed.
+#[derive(Debug, Clone)]
+struct Failure {
+    at: u64,
+    status: BridgeStatus,
+    cause: String,
+    sip: u16,
+}
+
+impl Failure {
+    fn no_answer(at: u64) -> Self {
+        Self {
+            at,
+            status: BridgeStatus::NoAnswer,
+            cause: "NO_ANSWER".to_owned(),
+            sip: 480,
+        }
+    }
+
+    /// The outcome of a SIP failure code, as Kazoo names it.
+    fn of_sip(at: u64, code: u16) -> Self {
+        let (status, cause) = match code {
+            486 | 600 => (BridgeStatus::Busy, "USER_BUSY"),
+            408 | 480 => (BridgeStatus::NoAnswer, "NO_ANSWER"),
+            603 | 403 | 401 | 407 => (BridgeStatus::Failed, "CALL_REJECTED"),
+            404 | 604 => (BridgeStatus::Failed, "UNALLOCATED_NUMBER"),
+            484 => (BridgeStatus::Failed, "INVALID_NUMBER_FORMAT"),
+            487 => (BridgeStatus::Failed, "ORIGINATOR_CANCEL"),
+            488 | 606 => (BridgeStatus::Failed, "INCOMPATIBLE_DESTINATION"),
+            410 => (BridgeStatus::Failed, "NUMBER_CHANGED"),
+            500 | 503 | 502 => (BridgeStatus::Failed, "NORMAL_TEMPORARY_FAILURE"),
+            504 => (BridgeStatus::Failed, "RECOVERY_ON_TIMER_EXPIRE"),
+            _ => (BridgeStatus::Failed, "NORMAL_UNSPECIFIED"),
+        };
+        Self {
+            at,
+            status,
+            cause: cause.to_owned(),
+            sip: code,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Ring {
+    /// Not started yet: it rings from this time.
+    Waiting(u64),
+    /// Ringing until this time.
+    Ringing(u64),
+    Failed(Failure),
+}
+
+struct Endpoint {
+    endpoint: BridgeEndpoint,
+    ring: Ring,
+}
+
+/// A bridge while it rings.
+struct Ringing {
+    start: u64,
+    overall_end: u64,
+    endpoints: Vec<Endpoint>,
+    legs: Vec<Called>,
+    /// The ringback playing to the caller.
+    ringback: Option<u64>,
+    /// The leg whose early media the caller hears.
+    early: Option<u64>,
+}
+
+impl Ringing {
+    fn new(request: &BridgeRequest, start: u64) -> Self {
+        let endpoints = request
+            .endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, e)| Endpoint {
+                endpoint: e.clone(),
+                ring: match request.strategy {
+                    Strategy::Simultaneous => Ring::Waiting(start + e.delay_s * 1000),
+                    Strategy::Single if i == 0 => Ring::Waiting(start + e.delay_s * 1000),
+                    Strategy::Single => Ring::Waiting(u64::MAX),
+                },
+            })
+            .collect();
+        Self {
+            start,
+            overall_end: start.saturating_add(request.timeout_s.saturating_mul(1000)),
+            endpoints,
+            legs: Vec::new(),
+            ringback: None,
+            early: None,
+        }
+    }
+
+    /// When something next happens, or `None` when nothing rings or waits
+    /// any more (or the overall timeout passed).
+    fn deadline(&self, now: u64) -> Option<u64> {
+        let live = self.endpoints.iter().any(|e| match e.ring {
+            Ring::Ringing(_) => true,
+            Ring::Waiting(at) => at < self.overall_end,
+            Ring::Failed(_) => false,
+        });
+        if !live || now >= self.overall_end {
+            return None;
+        }
+        self.endpoints
+            .iter()
+            .filter_map(|e| match e.ring {
+                Ring::Waiting(at) | Ring::Ringing(at) => Some(at),
+                Ring::Failed(_) => None,
+            })
+            .chain([self.overall_end])
+            .min()
+    }
+}
+
+impl LiveBackend {
+    /// Dials every registered contact of a device for a bridge; the legs'
+    /// events come as [`Incoming::Peer`]. Empty when it has none.
+    fn dial_endpoint(
+        &self,
+        index: usize,
+        endpoint: &BridgeEndpoint,
+        request: &BridgeRequest,
+    ) -> Vec<Called> {
+        let context = self.context();
+        if endpoint.offnet {
+            self.warn(format!(
+                "off-net number {}: carriers are not dialled yet",
+                endpoint.id
+            ));
+            return Vec::new();
+        }
+        let contacts = context
+            .sip
+            .contacts(context.account.account.id.as_str(), &endpoint.id);
+        let mut called = Vec::new();
+        for contact in contacts {
+            let Ok(socket) = context.ports.bind() else {
+                self.warn("no free RTP port for a bridged leg".to_owned());
+                break;
+            };
+            let Ok(port) = socket.local_addr().map(|a| a.port()) else {
+                continue;
+            };
+            let offer = sdp::offer(&sdp::Local {
+                ip: context.media_ip,
+                port,
+                session_id: fastrand::u64(1..u64::MAX / 2),
+                version: 1,
+            });
+            let source = format!("{}:{}", contact.source_ip, contact.source_port);
+            let destination = source.parse().ok().map(|addr| {
+                (
+                    addr,
+                    if contact.transport == "tcp" {
+                        "tcp"
+                    } else {
+                        "udp"
+                    },
+                )
+            });
+            let mut headers = Vec::new();
+            if request.page {
+                // Kazoo's auto-answer headers for intercom and paging.
+                headers.push((
+                    "Alert-Info".to_owned(),
+                    "<http://127.0.0.1>;info=alert-autoanswer;delay=0".to_owned(),
+                ));
+                headers.push((
+                    "Call-Info".to_owned(),
+                    "<sip:127.0.0.1>;answer-after=0".to_owned(),
+                ));
+            }
+            let dial = Dial {
+                uri: contact.contact.clone(),
+                destination,
+                from_user: request.caller_id_number.clone(),
+                from_display: Some(request.caller_id_name.clone()).filter(|n| !n.is_empty()),
+                headers,
+                credential: None,
+                sdp: offer,
+            };
+            let Ok((leg, leg_events)) = context.sip.dial(&dial) else {
+                continue;
+            };
+            let id = self.next_leg();
+            let (media_tx, media_events) = tokio::sync::mpsc::unbounded_channel();
+            let media = session::start(socket, None, media_tx, &context.media_runtime);
+            forward_peer(
+                &context.runtime,
+                &context.events,
+                id,
+                leg_events,
+                media_events,
+            );
+            called.push(Called {
+                id,
+                endpoint: index,
+                leg,
+                media,
+                telephone_events: false,
+                over: false,
+            });
+        }
+        called
+    }
+
+    /// `bridge` on a real call (see the module docs).
+    pub(super) async fn run_bridge(
+        &self,
+        request: &BridgeRequest,
+        beside: &dyn Beside,
+    ) -> BridgeOutcome {
+        let start = self.now();
+        if self.connected().is_some() {
+            return failed(0, BridgeStatus::Failed, "INCOMPATIBLE_DESTINATION", 488);
+        }
+        let mut ringing = Ringing::new(request, start);
+        let winner = loop {
+            self.start_due(request, &mut ringing);
+            if let Some(id) = self.leg_events(request, &mut ringing).await {
+                break Some(id);
+            }
+            let now = self.now();
+            // Endpoints that rang out.
+            for index in 0..ringing.endpoints.len() {
+                if let Ring::Ringing(until) = ringing.endpoints[index].ring
+                    && until <= now.min(ringing.overall_end)
+                {
+                    self.end_legs(&mut ringing.legs, |c| c.endpoint == index)
+                        .await;
+                    ringing.endpoints[index].ring = Ring::Failed(Failure::no_answer(until));
+                    self.next_single(request, &mut ringing.endpoints, index);
+                }
+            }
+            let Some(deadline) = ringing.deadline(now) else {
+                break None;
+            };
+            if let Stop::Hangup | Stop::TakenOver = self.wait_peers(deadline, beside).await {
+                self.end_legs(&mut ringing.legs, |_| true).await;
+                if let Some(play) = ringing.ringback.take() {
+                    self.stop_play(play);
+                }
+                let (cause, sip) = if self.timed_out() {
+                    ("ALLOTTED_TIMEOUT", 408)
+                } else {
+                    ("ORIGINATOR_CANCEL", 487)
+                };
+                return failed(self.now() - start, BridgeStatus::Hangup, cause, sip);
+            }
+        };
+        if let Some(play) = ringing.ringback.take() {
+            self.stop_play(play);
+        }
+        let Some(winner) = winner else {
+            self.end_legs(&mut ringing.legs, |_| true).await;
+            if ringing.early.is_some() {
+                session::unrelay(&[self.media()]);
+            }
+            return outcome_of_failures(request, &ringing, self.now());
+        };
+        self.connect_winner(ringing, winner, beside).await
+    }
+
+    /// Endpoints whose time has come start ringing.
+    fn start_due(&self, request: &BridgeRequest, ringing: &mut Ringing) {
+        let now = self.now();
+        for index in 0..ringing.endpoints.len() {
+            let Ring::Waiting(at) = ringing.endpoints[index].ring else {
+                continue;
+            };
+            if at > now || at >= ringing.overall_end {
+                continue;
+            }
+            let endpoint = ringing.endpoints[index].endpoint.clone();
+            let called = self.dial_endpoint(index, &endpoint, request);
+            ringing.endpoints[index].ring = if called.is_empty() {
+                // The simulator's `unregistered`: a device with no contact.
+                Ring::Failed(Failure {
+                    at: now,
+                    status: BridgeStatus::Failed,
+                    cause: "USER_NOT_REGISTERED".to_owned(),
+                    sip: 404,
+                })
+            } else {
+                Ring::Ringing(now.saturating_add(endpoint.timeout_s.saturating_mul(1000)))
+            };
+            ringing.legs.extend(called);
+        }
+    }
+
+    /// What the ringing legs did; the id of one that answered.
+    async fn leg_events(&self, request: &BridgeRequest, ringing: &mut Ringing) -> Option<u64> {
+        while let Some((id, event)) = self.take_pending() {
+            let Some(called) = ringing.legs.iter_mut().find(|c| c.id == id && !c.over) else {
+                continue;
+            };
+            match event {
+                PeerEvent::Leg(LegEvent::Ringing)
+                    if ringing.early.is_none() && ringing.ringback.is_none() =>
+                {
+                    ringing.ringback = Some(self.start_ringback(request).await);
+                }
+                PeerEvent::Leg(LegEvent::Early(body)) => {
+                    called.telephone_events = configure(&called.media, &body);
+                    if ringing.early.is_none() {
+                        if let Some(play) = ringing.ringback.take() {
+                            self.stop_play(play);
+                        }
+                        self.early_media();
+                        called.media.send(Control::Start);
+                        session::relay_one_way(&called.media, &[self.media()]);
+                        ringing.early = Some(id);
+                    }
+                }
+                PeerEvent::Leg(LegEvent::Answered(body)) => {
+                    called.telephone_events = configure(&called.media, &body);
+                    return Some(id);
+                }
+                PeerEvent::Leg(LegEvent::Failed(code, _)) => {
+                    called.over = true;
+                    called.media.send(Control::Close);
+                    let index = called.endpoint;
+                    if ringing
+                        .legs
+                        .iter()
+                        .filter(|c| c.endpoint == index)
+                        .all(|c| c.over)
+                        && let Ring::Ringing(_) = ringing.endpoints[index].ring
+                    {
+                        ringing.endpoints[index].ring =
+                            Ring::Failed(Failure::of_sip(self.now(), code));
+                        self.next_single(request, &mut ringing.endpoints, index);
+                    }
+                }
+                PeerEvent::Leg(LegEvent::Ended(_)) => {
+                    called.over = true;
+                    called.media.send(Control::Close);
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// The winner: the other legs are cancelled, the caller answered, media
+    /// relayed both ways, and the two talk.
+    async fn connect_winner(
+        &self,
+        mut ringing: Ringing,
+        winner: u64,
+        beside: &dyn Beside,
+    ) -> BridgeOutcome {
+        let start = ringing.start;
+        self.end_legs(&mut ringing.legs, |c| c.id != winner).await;
+        let Some(position) = ringing.legs.iter().position(|c| c.id == winner) else {
+            return failed(
+                self.now() - start,
+                BridgeStatus::Failed,
+                "NORMAL_UNSPECIFIED",
+                500,
+            );
+        };
+        let called = ringing.legs.swap_remove(position);
+        let endpoint = ringing.endpoints[called.endpoint].endpoint.clone();
+        let answered_at = self.now();
+        if crate::engine::CallControl::answer(self).await.is_err() {
+            called.leg.hangup().await;
+            called.media.send(Control::Close);
+            return failed(
+                self.now() - start,
+                BridgeStatus::Hangup,
+                "ORIGINATOR_CANCEL",
+                487,
+            );
+        }
+        called.media.send(Control::Start);
+        session::relay(self.media(), &called.media);
+        self.connect(Connected {
+            id: called.id,
+            leg: called.leg,
+            media: called.media,
+            endpoint: endpoint.clone(),
+            telephone_events: called.telephone_events,
+        });
+        beside.bridged(Some(&endpoint));
+        self.talk(beside).await;
+        beside.bridged(None);
+        BridgeOutcome {
+            status: BridgeStatus::Answered,
+            cause: "NORMAL_CLEARING".to_owned(),
+            sip: 200,
+            answered_by: Some(endpoint.id),
+            duration_ms: self.now() - start,
+            talk_ms: self.now() - answered_at,
+        }
+    }
+
+    /// With the `single` strategy, the endpoint after `failed` starts
+    /// after its own delay.
+    fn next_single(&self, request: &BridgeRequest, endpoints: &mut [Endpoint], failed: usize) {
+        if request.strategy != Strategy::Single {
+            return;
+        }
+        if let Some(next) = endpoints.get_mut(failed + 1)
+            && let Ring::Waiting(_) = next.ring
+        {
+            next.ring = Ring::Waiting(self.now() + next.endpoint.delay_s * 1000);
+        }
+    }
+
+    /// Ends the legs `which` selects (CANCEL or BYE) and closes their media.
+    async fn end_legs(&self, legs: &mut [Called], which: impl Fn(&Called) -> bool) {
+        for called in legs.iter_mut().filter(|c| !c.over && which(c)) {
+            called.over = true;
+            called.leg.hangup().await;
+            called.media.send(Control::Close);
+        }
+    }
+
+    async fn start_ringback(&self, request: &BridgeRequest) -> u64 {
+        let name = request
+            .ringback
+            .clone()
+            .unwrap_or_else(|| RINGBACK.to_owned());
+        let clip = self.clip(move |lib, acc| lib.media(acc, &name, None)).await;
+        self.early_media();
+        self.play_clip(clip, 0)
+    }
+
+    /// The answered bridge's talk: until a side hangs up, a metaflow takes
+    /// the call elsewhere, or the peer leaves; then the peer's leg ends.
+    async fn talk(&self, beside: &dyn Beside) {
+        loop {
+            match self.wait_connected(beside).await {
+                Stop::Hangup | Stop::TakenOver | Stop::PeerGone => break,
+                _ => {}
+            }
+        }
+        if let Some(peer) = self.disconnect() {
+            session::unrelay(&[self.media(), &peer.media]);
+            peer.leg.hangup().await;
+            peer.media.send(Control::Close);
+        }
+        // The callee hung up: the caller's leg ends too (a BYE).
+        self.finish_after_callee().await;
+    }
+}
+
+/// Sends a leg's events to the call's channel as [`Incoming::Peer`].
+fn forward_peer(
+    runtime: &tokio::runtime::Handle,
+    events: &tokio::sync::mpsc::UnboundedSender<Incoming>,
+    id: u64,
+    mut leg_events: tokio::sync::mpsc::UnboundedReceiver<LegEvent>,
+    mut media_events: tokio::sync::mpsc::UnboundedReceiver<MediaEvent>,
+) {
+    let tx = events.clone();
+    runtime.spawn(async move {
+        while let Some(event) = leg_events.recv().await {
+            if tx.send(Incoming::Peer(id, PeerEvent::Leg(event))).is_err() {
+                break;
+            }
+        }
+    });
+    let tx = events.clone();
+    runtime.spawn(async move {
+        while let Some(event) = media_events.recv().await {
+            if tx
+                .send(Incoming::Peer(id, PeerEvent::Media(event)))
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+}
+
+/// Applies a leg's SDP answer to its session; whether it takes RFC 4733.
+fn configure(media: &Handle, body: &[u8]) -> bool {
+    match Offer::parse(body).and_then(|offer| offer.negotiate()) {
+        Ok(agreed) => {
+            media.send(Control::Configure(agreed));
+            agreed.dtmf_payload_type.is_some()
+        }
+        Err(_) => false,
+    }
+}
+
+fn failed(duration_ms: u64, status: BridgeStatus, cause: &str, sip: u16) -> BridgeOutcome {
+    BridgeOutcome {
+        status,
+        cause: cause.to_owned(),
+        sip,
+        answered_by: None,
+        duration_ms,
+        talk_ms: 0,
+    }
+}
+
+/// The simulator's rules for a bridge nobody answered: `simultaneous`:
+/// busy when all were busy, no answer when any rang out, else the last
+/// failure; `single`: the last failure; the overall timeout: no answer.
+fn outcome_of_failures(request: &BridgeRequest, ringing: &Ringing, now: u64) -> BridgeOutcome {
+    let (start, overall_end) = (ringing.start, ringing.overall_end);
+    let failures: Vec<&Failure> = ringing
+        .endpoints
+        .iter()
+        .filter_map(|e| match &e.ring {
+            Ring::Failed(f) => Some(f),
+            _ => None,
+        })
+        .collect();
+    let duration = now - start;
+    let Some(last) = failures.iter().max_by_key(|f| f.at) else {
+        if now >= overall_end && !request.endpoints.is_empty() {
+            return failed(duration, BridgeStatus::NoAnswer, "NO_ANSWER", 480);
+        }
+        return failed(duration, BridgeStatus::Failed, "NO_ROUTE_DESTINATION", 404);
+    };
+    if failures.len() < request.endpoints.len() {
+        return failed(duration, BridgeStatus::NoAnswer, "NO_ANSWER", 480);
+    }
+    let status = match request.strategy {
+        Strategy::Single => last.status,
+        Strategy::Simultaneous => {
+            if failures.iter().all(|f| f.status == BridgeStatus::Busy) {
+                BridgeStatus::Busy
+            } else if failures.iter().any(|f| f.status == BridgeStatus::NoAnswer) {
+                BridgeStatus::NoAnswer
+            } else {
+                BridgeStatus::Failed
+            }
+        }
+    };
+    match status {
+        BridgeStatus::NoAnswer => failed(duration, status, "NO_ANSWER", 480),
+        BridgeStatus::Busy => failed(duration, status, "USER_BUSY", 486),
+        _ => failed(duration, status, &last.cause, last.sip),
+    }
+}
