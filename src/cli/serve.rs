@@ -105,6 +105,18 @@ pub struct SipArgs {
     /// private and link-local addresses.
     #[arg(long)]
     pub allow_private_http: bool,
+
+    /// The session interval (RFC 4028 session timers) asked of the phones
+    /// and carriers we call, in seconds: the session is refreshed (a
+    /// re-INVITE) every half interval by whichever side the answer names;
+    /// 0 asks for none.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1800)]
+    pub session_expires: u32,
+
+    /// The shortest session interval accepted from a caller (`Min-SE`):
+    /// shorter ones get 422.
+    #[arg(long, value_name = "SECONDS", default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..))]
+    pub min_session_expires: u32,
 }
 
 /// Digest algorithms, in the order challenges offer them.
@@ -147,6 +159,8 @@ impl SipArgs {
                 trunks: self.trunk.clone(),
                 user_agent: format!("callflow/{}", env!("CARGO_PKG_VERSION")),
                 digest: self.digest.0.clone(),
+                session_expires: self.session_expires,
+                min_session_expires: self.min_session_expires,
             },
             rtp_ports: self.rtp_ports,
             traces,

@@ -683,7 +683,7 @@ impl Call {
         unhold_key: Option<char>,
     ) -> Result<bool, Gone> {
         self.alive()?;
-        let held = self.backend.hold(leg, unhold_key)?;
+        let held = self.backend.hold(leg, moh, unhold_key)?;
         if held {
             let mut event = self.event("leg_hold").with("leg", leg.as_str());
             if let Some(moh) = moh {

@@ -361,6 +361,10 @@ pub trait Beside {
     fn bridged(&self, peer: Option<&BridgeEndpoint>);
     /// The deadline has come: run what is due.
     fn fire(&self) -> LocalFuture<'_, Resume>;
+    /// The phone on `leg` asked for a blind transfer to `target` (a SIP
+    /// REFER): run it as the `transfer` metaflow pressed on that leg would.
+    /// [`Resume::Stop`] when the call went elsewhere.
+    fn refer<'a>(&'a self, leg: Leg, target: &'a str) -> LocalFuture<'a, Resume>;
 }
 
 /// Nothing listens beside the verb.
@@ -374,6 +378,9 @@ impl Beside for Alone {
     fn dtmf(&self, _t_ms: u64, _leg: Leg, _digit: char) {}
     fn bridged(&self, _peer: Option<&BridgeEndpoint>) {}
     fn fire(&self) -> LocalFuture<'_, Resume> {
+        Box::pin(async { Resume::Continue })
+    }
+    fn refer<'a>(&'a self, _leg: Leg, _target: &'a str) -> LocalFuture<'a, Resume> {
         Box::pin(async { Resume::Continue })
     }
 }
@@ -508,10 +515,10 @@ pub trait CallControl {
     ) -> LocalFuture<'a, Result<bool, Gone>>;
     /// The peer bridged to the call now, if any.
     fn peer(&self) -> Option<PeerInfo>;
-    /// Puts `leg` of the bridge on hold (it hears music) until `unhold_key`
-    /// is pressed on the other leg, or [`CallControl::unhold`]; false when
-    /// no bridge is up.
-    fn hold(&self, leg: Leg, unhold_key: Option<char>) -> Result<bool, Gone>;
+    /// Puts `leg` of the bridge on hold (it hears `moh`, else the
+    /// account's music) until `unhold_key` is pressed on the other leg, or
+    /// [`CallControl::unhold`]; false when no bridge is up.
+    fn hold(&self, leg: Leg, moh: Option<&str>, unhold_key: Option<char>) -> Result<bool, Gone>;
     /// Takes the held leg off hold; returns it.
     fn unhold(&self) -> Result<Option<Leg>, Gone>;
     /// Blind-transfers the peer to `target`: it leaves, the bridge ends and

@@ -118,6 +118,45 @@ impl Beside for Listening<'_> {
     fn fire(&self) -> LocalFuture<'_, Resume> {
         Box::pin(fire(self.call, self.runner))
     }
+
+    fn refer<'a>(&'a self, leg: Leg, target: &'a str) -> LocalFuture<'a, Resume> {
+        Box::pin(refer(self.call, self.runner, leg, target))
+    }
+}
+
+/// A phone's blind transfer (SIP REFER): the `transfer` metaflow, blind,
+/// to `target`, as if `leg` had pressed it; recorded as a `metaflow`
+/// event with `binding` `refer`.
+async fn refer(call: &Rc<Call>, runner: &dyn ModuleRunner, leg: Leg, target: &str) -> Resume {
+    if call.in_metaflow() || call.is_gone() || call.has_takeover() {
+        return Resume::Continue;
+    }
+    call.record(
+        call.event("metaflow")
+            .with("leg", leg.as_str())
+            .with("binding", "refer")
+            .with("collected", target)
+            .with("match", "refer")
+            .with("module", "transfer"),
+    );
+    let mut data = Object::new();
+    data.insert("target".into(), json!(target));
+    data.insert("transfer_type".into(), json!("blind"));
+    data.insert("dtmf_leg".into(), json!(leg_call_id(call, leg)));
+    let node = ModuleNode {
+        module: "transfer".to_owned(),
+        data,
+        children: Vec::new(),
+        extra: Object::new(),
+    };
+    call.set_in_metaflow(true);
+    run_tree(call, runner, node).await;
+    call.set_in_metaflow(false);
+    if call.is_gone() || call.has_takeover() {
+        Resume::Stop
+    } else {
+        Resume::Continue
+    }
 }
 
 /// Runs every machine due now, one after the other; says how the verb they
@@ -192,6 +231,11 @@ async fn run(call: &Rc<Call>, runner: &dyn ModuleRunner, fired: &Fired, matched:
         node.data.insert("collected".into(), json!(fired.collected));
         node.data.insert("captures".into(), json!(matched.captures));
     }
+    run_tree(call, runner, node).await;
+}
+
+/// Runs a metaflow tree from its top node (its data complete).
+async fn run_tree(call: &Rc<Call>, runner: &dyn ModuleRunner, mut node: ModuleNode) {
     let mut path = String::new();
     loop {
         if !path.is_empty() {

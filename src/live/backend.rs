@@ -118,6 +118,8 @@ pub(super) enum Stop {
     Peer,
     /// The connected peer left (transferred, hung up by a metaflow).
     PeerGone,
+    /// A phone asked for a transfer (SIP REFER) to this number.
+    Refer(Leg, String),
 }
 
 /// The callee a bridge connected the caller to.
@@ -148,6 +150,8 @@ struct State {
     pending: VecDeque<(u64, PeerEvent)>,
     /// Numbers given to called legs.
     legs: u64,
+    /// A hold in progress.
+    hold: Option<super::midcall::Holding>,
 }
 
 /// One real call's outside world.
@@ -172,6 +176,8 @@ pub struct LiveBackend {
     /// The HTTP answers the call met, for `callflow scenario from-trace`.
     http_answers: RefCell<Vec<serde_json::Value>>,
     closed: Cell<bool>,
+    /// The music on hold wanted now (see [`super::midcall::MohSlot`]).
+    moh: super::midcall::MohSlot,
 }
 
 impl LiveBackend {
@@ -203,6 +209,7 @@ impl LiveBackend {
             made: RefCell::new(Vec::new()),
             http_answers: RefCell::new(Vec::new()),
             closed: Cell::new(false),
+            moh: super::midcall::MohSlot::default(),
         }
     }
 
@@ -456,11 +463,15 @@ impl LiveBackend {
                     return Stop::Hangup;
                 }
                 Some(Some(incoming)) => {
-                    if let Some(stop) = self.handle(incoming, buffer, stop_on, beside, done) {
-                        if stop == Stop::Peer && !peers {
-                            continue;
+                    match self.handle(incoming, buffer, stop_on, beside, done) {
+                        None => {}
+                        Some(Stop::Peer) if !peers => {}
+                        Some(Stop::Refer(leg, target)) => {
+                            if let Some(stop) = self.phone_transfer(leg, &target, beside).await {
+                                return stop;
+                            }
                         }
-                        return stop;
+                        Some(stop) => return stop,
                     }
                 }
             }
@@ -496,12 +507,18 @@ impl LiveBackend {
                 return done(&event).then_some(Stop::Media(event));
             }
             Incoming::Peer(id, event) => return self.peer_event(id, event, stop_on, beside),
+            Incoming::Leg(LegEvent::Reoffer(agreed)) => {
+                self.reoffered(Leg::A, agreed);
+                return None;
+            }
+            Incoming::Leg(LegEvent::Refer(target)) => return Some(Stop::Refer(Leg::A, target)),
             Incoming::Leg(
                 LegEvent::Confirmed
                 | LegEvent::Ringing
                 | LegEvent::Early(_)
                 | LegEvent::Answered(_)
-                | LegEvent::Failed(..),
+                | LegEvent::Failed(..)
+                | LegEvent::ReferProgress(_),
             ) => return None,
         };
         let now = self.now();
@@ -514,6 +531,7 @@ impl LiveBackend {
             self.send_digit_to_peer(digit);
         }
         beside.dtmf(now, Leg::A, digit);
+        self.unhold_by_key(Leg::A, digit);
         stop_on(Leg::A, digit).then_some(Stop::Digit(Leg::A, digit))
     }
 
@@ -542,9 +560,16 @@ impl LiveBackend {
                 );
                 self.send_digit_to_caller(digit);
                 beside.dtmf(now, Leg::B, digit);
+                self.unhold_by_key(Leg::B, digit);
                 stop_on(Leg::B, digit).then_some(Stop::Digit(Leg::B, digit))
             }
+            PeerEvent::Leg(LegEvent::Reoffer(agreed)) => {
+                self.reoffered(Leg::B, agreed);
+                None
+            }
+            PeerEvent::Leg(LegEvent::Refer(target)) => Some(Stop::Refer(Leg::B, target)),
             PeerEvent::Leg(LegEvent::Ended(_)) => {
+                self.end_hold(false);
                 if let Some(peer) = self.disconnect() {
                     session::unrelay(&[&self.media, &peer.media]);
                     peer.media.send(Control::Close);
@@ -574,12 +599,20 @@ impl LiveBackend {
         }
     }
 
-    /// A callee's digit for the caller, as RFC 4733.
+    /// A callee's digit for the caller: RFC 4733 when its SDP took them,
+    /// else SIP INFO.
     fn send_digit_to_caller(&self, digit: char) {
-        self.media.send(Control::Dtmf {
-            id: 0,
-            digits: digit.to_string(),
-        });
+        if self.sdp.contains("telephone-event") {
+            self.media.send(Control::Dtmf {
+                id: 0,
+                digits: digit.to_string(),
+            });
+        } else {
+            let leg = self.leg.clone();
+            self.context
+                .runtime
+                .spawn(async move { leg.info_digit(digit).await });
+        }
     }
 
     /// The callee hung up: the caller's leg ends too (a BYE), once.
@@ -598,10 +631,42 @@ impl LiveBackend {
         }
     }
 
-    // What the bridge needs of the backend.
+    // What the bridge and mid-call features need of the backend.
 
     pub(super) fn context(&self) -> &Context {
         &self.context
+    }
+
+    pub(super) fn sip_leg(&self) -> &SipLeg {
+        &self.leg
+    }
+
+    pub(super) fn with_peer<T>(&self, f: impl FnOnce(&Connected) -> T) -> Option<T> {
+        self.state.borrow().peer.as_ref().map(f)
+    }
+
+    pub(super) fn moh_slot(&self) -> super::midcall::MohSlot {
+        Arc::clone(&self.moh)
+    }
+
+    pub(super) fn holding(&self) -> Option<super::midcall::Holding> {
+        self.state.borrow().hold
+    }
+
+    /// Sets the hold; returns the one it replaces.
+    pub(super) fn set_holding(
+        &self,
+        hold: Option<super::midcall::Holding>,
+    ) -> Option<super::midcall::Holding> {
+        std::mem::replace(&mut self.state.borrow_mut().hold, hold)
+    }
+
+    pub(super) fn record_event(&self, event: Event) {
+        self.record(event);
+    }
+
+    pub(super) fn is_gone_now(&self) -> bool {
+        self.is_gone()
     }
 
     pub(super) fn media(&self) -> &Handle {
@@ -734,9 +799,12 @@ impl LiveBackend {
             )
             .await;
         let (reason, digit) = match stop {
-            Stop::Media(_) | Stop::Deadline | Stop::Break | Stop::Peer | Stop::PeerGone => {
-                (PlayReason::Completed, None)
-            }
+            Stop::Media(_)
+            | Stop::Deadline
+            | Stop::Break
+            | Stop::Peer
+            | Stop::PeerGone
+            | Stop::Refer(..) => (PlayReason::Completed, None),
             Stop::Digit(_, d) => (PlayReason::Terminator, Some(d)),
             Stop::Hangup | Stop::TakenOver => (PlayReason::Hangup, None),
         };
@@ -788,7 +856,8 @@ impl LiveBackend {
                     | Stop::Break
                     | Stop::Media(_)
                     | Stop::Peer
-                    | Stop::PeerGone => Waited::Again,
+                    | Stop::PeerGone
+                    | Stop::Refer(..) => Waited::Again,
                 }
             },
         )
@@ -1005,7 +1074,7 @@ impl CallControl for LiveBackend {
                 )
                 .await;
             let reason = match stop {
-                Stop::Deadline | Stop::Break | Stop::Peer | Stop::PeerGone => {
+                Stop::Deadline | Stop::Break | Stop::Peer | Stop::PeerGone | Stop::Refer(..) => {
                     RecordReason::MaxLength
                 }
                 Stop::Media(_) => RecordReason::Silence,
@@ -1248,18 +1317,18 @@ impl CallControl for LiveBackend {
         Some(PeerInfo {
             call_id: peer.leg.call_id(),
             endpoint: peer.endpoint.id.clone(),
-            held: None,
+            held: state.hold.map(|h| h.held),
         })
     }
 
-    fn hold(&self, _leg: Leg, _unhold_key: Option<char>) -> Result<bool, Gone> {
+    fn hold(&self, leg: Leg, moh: Option<&str>, unhold_key: Option<char>) -> Result<bool, Gone> {
         self.alive()?;
-        Ok(false)
+        Ok(self.hold_leg(leg, moh, unhold_key))
     }
 
     fn unhold(&self) -> Result<Option<Leg>, Gone> {
         self.alive()?;
-        Ok(None)
+        Ok(self.end_hold(true))
     }
 
     fn transfer_peer(&self, target: &str) -> Result<bool, Gone> {

@@ -178,12 +178,12 @@ impl LiveBackend {
             let Ok(port) = socket.local_addr().map(|a| a.port()) else {
                 continue;
             };
-            let offer = sdp::offer(&sdp::Local {
+            let local = sdp::Local {
                 ip: context.media_ip,
                 port,
                 session_id: fastrand::u64(1..u64::MAX / 2),
                 version: 1,
-            });
+            };
             let source = format!("{}:{}", contact.source_ip, contact.source_port);
             let destination = source.parse().ok().map(|addr| {
                 (
@@ -214,7 +214,7 @@ impl LiveBackend {
                 from_display: Some(request.caller_id_name.clone()).filter(|n| !n.is_empty()),
                 headers,
                 credential: None,
-                sdp: offer,
+                local,
             };
             let Ok((leg, leg_events)) = context.sip.dial(&dial) else {
                 continue;
@@ -473,6 +473,7 @@ impl LiveBackend {
                 _ => {}
             }
         }
+        self.end_hold(false);
         if let Some(peer) = self.disconnect() {
             session::unrelay(&[self.media(), &peer.media]);
             peer.leg.hangup().await;

@@ -20,6 +20,7 @@ pub mod backend;
 mod bridge;
 pub mod calls;
 mod directory;
+mod midcall;
 mod record;
 mod workers;
 
@@ -287,17 +288,14 @@ fn device_caller_id(account: &AccountFlows, device: &str) -> (Option<String>, Op
 /// The RTP socket of an incoming call, what its offer agreed (none for an
 /// INVITE without one) and our SDP (the answer, or our offer); else the
 /// SIP refusal.
-fn local_media(
-    service: &Service,
-    offer: Option<&[u8]>,
-) -> Result<
-    (
-        std::net::UdpSocket,
-        Option<crate::media::Negotiated>,
-        String,
-    ),
-    (u16, String),
-> {
+type LocalMedia = (
+    std::net::UdpSocket,
+    sdp::Local,
+    Option<crate::media::Negotiated>,
+    String,
+);
+
+fn local_media(service: &Service, offer: Option<&[u8]>) -> Result<LocalMedia, (u16, String)> {
     let agreed = match offer {
         Some(body) => match Offer::parse(body).and_then(|offer| offer.negotiate()) {
             Ok(agreed) => Some(agreed),
@@ -321,7 +319,7 @@ fn local_media(
         Some(agreed) => sdp::answer(&local, agreed),
         None => sdp::offer(&local),
     };
-    Ok((socket, agreed, our_sdp))
+    Ok((socket, local, agreed, our_sdp))
 }
 
 /// Decides where an INVITE goes and starts its call, or refuses it.
@@ -334,11 +332,11 @@ async fn accept(service: &Arc<Service>, invite: Invite) {
     else {
         return invite.refuse(404, "Not Found").await;
     };
-    let (socket, agreed, our_sdp) = match local_media(service, info.sdp.as_deref()) {
+    let (socket, local, agreed, our_sdp) = match local_media(service, info.sdp.as_deref()) {
         Ok(media) => media,
         Err((code, reason)) => return invite.refuse(code, &reason).await,
     };
-    let (leg, leg_events) = match invite.start() {
+    let (leg, leg_events) = match invite.start(local) {
         Ok(started) => started,
         Err(message) => {
             tracing::warn!("cannot start a call: {message}");

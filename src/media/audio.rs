@@ -221,6 +221,34 @@ fn resample(mono: &[f32], rate: u32) -> Result<Vec<f32>, String> {
     Ok(output.take_data())
 }
 
+/// Our own music on hold when no music is installed: a slow arpeggio
+/// (C major, A minor, F major, G major; 300 ms notes, soft, with a short
+/// fade on each note so that nothing clicks), 9.6 s long.
+pub fn hold_tune() -> Vec<i16> {
+    const CHORDS: [[f64; 4]; 4] = [
+        [261.63, 329.63, 392.00, 523.25],
+        [220.00, 261.63, 329.63, 440.00],
+        [174.61, 220.00, 261.63, 349.23],
+        [196.00, 246.94, 293.66, 392.00],
+    ];
+    let note = RATE as usize * 300 / 1000;
+    let fade = RATE as usize * 20 / 1000;
+    let mut samples = Vec::with_capacity(note * 32);
+    for chord in CHORDS {
+        for _ in 0..2 {
+            for frequency in chord {
+                for i in 0..note {
+                    let envelope = (i.min(note - i) as f64 / fade as f64).min(1.0);
+                    let t = i as f64 / f64::from(RATE);
+                    let value = 6000.0 * envelope * (std::f64::consts::TAU * frequency * t).sin();
+                    samples.push(value as i16);
+                }
+            }
+        }
+    }
+    samples
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::Value;
 
-use super::audio::Clip;
+use super::audio::{self, Clip};
 use super::tts::{self, Tts};
 use super::{fetch, prompts, say};
 use crate::catalog::AccountFlows;
@@ -63,6 +63,14 @@ pub const PROMPT_SETS: &[&str] = &[
     "/usr/share/asterisk/sounds/en",
     "/var/lib/asterisk/sounds/en",
 ];
+
+/// Where installs put music on hold (Debian's `asterisk-moh-opsound-wav`
+/// the first): the first WAV, by name, of the first folder that has one is
+/// `default_moh`.
+pub const MOH_SETS: &[&str] = &["/usr/share/asterisk/moh", "/var/lib/asterisk/moh"];
+
+/// Names that mean "the default music on hold": Kazoo's and FreeSWITCH's.
+pub const DEFAULT_MOH: &[&str] = &["default_moh", "local_stream://default"];
 
 /// The audio library of a server.
 pub struct Library {
@@ -173,6 +181,9 @@ impl Library {
                 source: "tone".to_owned(),
             });
         }
+        if DEFAULT_MOH.contains(&name) {
+            return Ok(self.default_moh());
+        }
         if name.starts_with("http://") || name.starts_with("https://") {
             let path = fetch::cached(
                 &self.config.cache,
@@ -191,6 +202,37 @@ impl Library {
             return self.document(account, id, language);
         }
         self.prompt(name, language)
+    }
+
+    /// The default music on hold: the first WAV of [`MOH_SETS`], else a
+    /// tune of our own (a slow arpeggio), so that a hold is never silent.
+    fn default_moh(&self) -> Resolved {
+        for dir in MOH_SETS {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            let mut wavs: Vec<PathBuf> = entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("wav")))
+                .collect();
+            wavs.sort();
+            for path in wavs {
+                if let Ok(clip) = self.wav(&path) {
+                    return Resolved {
+                        clip,
+                        source: format!("music on hold {}", path.display()),
+                    };
+                }
+            }
+        }
+        let clip = self
+            .cached("moh:tune".to_owned(), || Ok(Clip::once(audio::hold_tune())))
+            .unwrap_or_else(|_: String| Arc::new(Clip::silence(1000)));
+        Resolved {
+            clip,
+            source: "music on hold (built-in tune)".to_owned(),
+        }
     }
 
     /// Whether `<id>.wav` is in the account's media folder without a

@@ -41,6 +41,12 @@ impl Direction {
         }
     }
 
+    /// Whether we send media when this is our side's direction.
+    #[must_use]
+    pub fn sends(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::SendOnly)
+    }
+
     /// The direction an answer takes to an offer with this one.
     #[must_use]
     pub fn answer(self) -> Self {
@@ -215,15 +221,22 @@ pub fn answer(local: &Local, agreed: &Negotiated) -> String {
     sdp
 }
 
-/// Our offer, for a caller whose INVITE had none (RFC 3261 §13.2.1): PCMU,
-/// PCMA and telephone events on payload type 101.
+/// Our offer, for a caller whose INVITE had none (RFC 3261 §13.2.1) and
+/// for the legs we call: PCMU, PCMA and telephone events on payload type
+/// 101.
 pub fn offer(local: &Local) -> String {
+    offer_with(local, Direction::SendRecv)
+}
+
+/// [`offer`] with another direction (a hold before anything was agreed).
+pub fn offer_with(local: &Local, direction: Direction) -> String {
     let mut sdp = header(local);
     let _ = write!(
         sdp,
         "m=audio {} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
-         a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n",
-        local.port
+         a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na={}\r\n",
+        local.port,
+        direction.attribute()
     );
     sdp
 }

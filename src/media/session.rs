@@ -212,7 +212,12 @@ enum Outgoing {
 struct Session {
     socket: UdpSocket,
     remote: Option<SocketAddr>,
+    /// Where the far end's SDP said to send (a new one re-targets).
+    sdp_remote: Option<SocketAddr>,
     latched: bool,
+    /// Whether we send at all (not while the SDP says `recvonly` or
+    /// `inactive` from our side: a phone holding us).
+    sending: bool,
     codec: Codec,
     payload_type: u8,
     dtmf_payload_type: Option<u8>,
@@ -255,7 +260,9 @@ impl Session {
         Self {
             socket,
             remote: agreed.map(|a| a.remote).filter(|r| r.port() != 0),
+            sdp_remote: agreed.map(|a| a.remote),
             latched: false,
+            sending: agreed.is_none_or(|a| a.direction.sends()),
             codec: agreed.map_or(Codec::Pcmu, |a| a.codec),
             payload_type: agreed.map_or(0, |a| a.payload_type),
             dtmf_payload_type: agreed.and_then(|a| a.dtmf_payload_type),
@@ -378,6 +385,13 @@ impl Session {
                 self.codec = agreed.codec;
                 self.payload_type = agreed.payload_type;
                 self.dtmf_payload_type = agreed.dtmf_payload_type;
+                self.sending = agreed.direction.sends();
+                if self.sdp_remote != Some(agreed.remote) {
+                    // A new address (a re-INVITE moved the stream): send
+                    // there until symmetric RTP learns better again.
+                    self.sdp_remote = Some(agreed.remote);
+                    self.latched = false;
+                }
                 if !self.latched && agreed.remote.port() != 0 {
                     self.remote = Some(agreed.remote);
                 }
@@ -528,7 +542,9 @@ impl Session {
 
     /// Sends `self.encoded` as one RTP packet.
     async fn send_payload(&mut self, payload_type: u8, marker: bool, timestamp: u32) {
-        let Some(remote) = self.remote else { return };
+        let Some(remote) = self.remote.filter(|_| self.sending) else {
+            return;
+        };
         let builder = RtpPacketBuilder::new()
             .payload_type(payload_type)
             .marked(marker)

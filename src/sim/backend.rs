@@ -1330,7 +1330,7 @@ impl CallControl for SimBackend {
         })
     }
 
-    fn hold(&self, leg: Leg, unhold_key: Option<char>) -> Result<bool, Gone> {
+    fn hold(&self, leg: Leg, _moh: Option<&str>, unhold_key: Option<char>) -> Result<bool, Gone> {
         self.alive()?;
         let mut state = self.state.borrow_mut();
         if state.peer.is_none() {

@@ -7,19 +7,22 @@
 //!
 //! * `digest.rs`: digest authentication (MD5, SHA-256), nonces, throttle.
 //! * `registrar.rs`: registrations in memory.
-//! * `server.rs`: the endpoint, the dispatcher, the call leg.
+//! * `server.rs`: the endpoint, the dispatcher, INVITEs in and out.
+//! * `leg.rs`: a call leg: its requests, re-offers, session timers, REFER.
 //!
 //! rsipstack moves fast and breaks its API between minor versions: it is
 //! pinned exactly and no type of it leaves this module.
 
 pub mod digest;
+mod leg;
 pub mod registrar;
 mod server;
 
 use std::net::{IpAddr, SocketAddr};
 
+pub use leg::Leg;
 pub use registrar::Binding;
-pub use server::{Dial, Invite, Leg, SipServer, start};
+pub use server::{Dial, Invite, SipServer, start};
 
 /// Settings of the SIP endpoint.
 #[derive(Debug, Clone)]
@@ -37,6 +40,11 @@ pub struct Config {
     /// The digest challenges sent, in order (one header each). Answers
     /// with either algorithm are checked whatever the list says.
     pub digest: Vec<digest::Algorithm>,
+    /// The session interval (RFC 4028) asked of the legs we call, in
+    /// seconds; 0 asks for none.
+    pub session_expires: u32,
+    /// The shortest session interval accepted (`Min-SE`; shorter gets 422).
+    pub min_session_expires: u32,
 }
 
 /// A trusted source: an address, or an address and port.
@@ -139,6 +147,14 @@ pub enum LegEvent {
     Dtmf(char),
     /// The SDP of the ACK, for a caller whose INVITE had no offer.
     AckSdp(Vec<u8>),
+    /// A new offer in a re-INVITE or UPDATE, answered: what it agreed
+    /// (a new address, or a hold: `recvonly`/`inactive` from our side).
+    Reoffer(crate::media::Negotiated),
+    /// The far end asks for a blind transfer to this number (REFER,
+    /// accepted with 202): tell it how it went with [`Leg::notify_refer`].
+    Refer(String),
+    /// Progress of a REFER we sent: the status code its NOTIFY reports.
+    ReferProgress(u16),
     /// The leg is over.
     Ended(EndedBy),
 }

@@ -6,10 +6,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use rsipstack::EndpointBuilder;
 use rsipstack::dialog::authenticate::Credential;
-use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason};
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invitation::InviteOption;
-use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::platform::CancellationToken;
 use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, Method, StatusCode};
@@ -21,8 +19,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::digest::{self, Credentials, NonceCheck, Nonces, Throttle};
+use super::leg::{Leg, Timer, session_timer_of, status};
 use super::registrar::{self, Binding, Change, Registrations};
-use super::{CallInfo, Config, Directory, EndedBy, Identity, LegEvent, SipError};
+use super::{CallInfo, Config, Directory, Identity, LegEvent, SipError};
 
 /// Methods we answer.
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER, UPDATE";
@@ -104,18 +103,29 @@ impl SipServer {
             }),
             addr: addr.into(),
         });
-        let headers: Vec<Header> = dial
+        let mut headers: Vec<Header> = dial
             .headers
             .iter()
             .map(|(name, value)| Header::Other(name.clone(), value.clone()))
             .collect();
+        let asked = shared.config.session_expires;
+        if asked > 0 {
+            let min = shared.config.min_session_expires;
+            headers.push(Header::Supported("timer".into()));
+            headers.push(Header::Other(
+                "Session-Expires".into(),
+                asked.max(min).to_string(),
+            ));
+            headers.push(Header::Other("Min-SE".into(), min.to_string()));
+        }
+        let offer = crate::media::sdp::offer(&dial.local);
         let option = InviteOption {
             caller_display_name: dial.from_display.clone(),
             caller: from,
             callee: to,
             destination,
             content_type: Some("application/sdp".to_owned()),
-            offer: Some(dial.sdp.as_bytes().to_vec()),
+            offer: Some(offer.clone().into_bytes()),
             contact,
             credential: dial
                 .credential
@@ -126,7 +136,7 @@ impl SipServer {
                     realm: None,
                     ..Credential::default()
                 }),
-            headers: (!headers.is_empty()).then_some(headers),
+            headers: Some(headers),
             ..InviteOption::default()
         };
         let layer = Arc::clone(&shared.layer);
@@ -134,16 +144,14 @@ impl SipServer {
         let (dialog, _outcome) = layer
             .do_invite_async(option, state_tx)
             .map_err(|e| e.to_string())?;
-        let (events_tx, events) = mpsc::unbounded_channel();
-        let answer = Arc::new(Mutex::new(Some(dial.sdp.clone())));
-        tokio::spawn(forward(
+        Ok(Leg::start(
             layer,
-            dialog.clone(),
+            dialog,
             states,
-            events_tx,
-            Arc::clone(&answer),
-        ));
-        Ok((Leg { dialog, answer }, events))
+            dial.local,
+            Some(offer),
+            None,
+        ))
     }
 
     /// Stops the endpoint (transports close).
@@ -735,6 +743,19 @@ async fn invite(shared: &Shared, mut tx: Transaction) {
             .map(|h| h.value().to_owned()),
         sdp: (!tx.original.body.is_empty()).then(|| tx.original.body.clone()),
     };
+    let timer = match timer_asked(shared, &tx.original) {
+        Ok(timer) => timer,
+        Err(min) => {
+            let _ = tx
+                .reply_with(
+                    status(422, "Session Interval Too Small"),
+                    vec![Header::Other("Min-SE".into(), min.to_string())],
+                    None,
+                )
+                .await;
+            return finish(&mut tx).await;
+        }
+    };
     let _ = tx.send_trying().await;
     let invite = Invite {
         tx,
@@ -742,6 +763,7 @@ async fn invite(shared: &Shared, mut tx: Transaction) {
         identity,
         layer: Arc::clone(&shared.layer),
         contact: contact_uri(shared),
+        timer,
     };
     if let Err(
         mpsc::error::TrySendError::Full(mut invite) | mpsc::error::TrySendError::Closed(mut invite),
@@ -757,6 +779,35 @@ async fn invite(shared: &Shared, mut tx: Transaction) {
             .await;
         finish(&mut invite.tx).await;
     }
+}
+
+/// The session timer an INVITE asks for (RFC 4028 §9), as we answer it:
+/// its interval, refreshed by the side it names, else by the caller when
+/// it supports timers (else by us); `Err(Min-SE)` when the interval is
+/// shorter than we accept.
+fn timer_asked(shared: &Shared, request: &rsipstack::sip::Request) -> Result<Option<Timer>, u32> {
+    let Some((interval, refresher)) =
+        session_timer_of(|names| names.iter().find_map(|n| request.header_value(n)))
+    else {
+        return Ok(None);
+    };
+    let min = shared.config.min_session_expires;
+    if interval < min {
+        return Err(min);
+    }
+    let supported = request.header_contains_token("Supported", "timer")
+        || request
+            .header_value("k")
+            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("timer")));
+    let we_refresh = match refresher.as_deref() {
+        Some("uas") => true,
+        Some("uac") => false,
+        _ => !supported,
+    };
+    Ok(Some(Timer {
+        interval,
+        we_refresh,
+    }))
 }
 
 /// Keeps reading an INVITE transaction after its final response, until it
@@ -799,8 +850,8 @@ pub struct Dial {
     pub headers: Vec<(String, String)>,
     /// Digest credentials for a 401/407 (a carrier's gateway).
     pub credential: Option<(String, String)>,
-    /// Our SDP offer.
-    pub sdp: String,
+    /// Where our media is (the offer is made from it).
+    pub local: crate::media::sdp::Local,
 }
 
 /// An authorized INVITE: the live layer refuses it or starts the call.
@@ -810,6 +861,8 @@ pub struct Invite {
     pub identity: Identity,
     layer: Arc<DialogLayer>,
     contact: String,
+    /// The session timer the INVITE asked for, as we will answer it.
+    timer: Option<Timer>,
 }
 
 impl std::fmt::Debug for Invite {
@@ -821,15 +874,6 @@ impl std::fmt::Debug for Invite {
     }
 }
 
-/// A SIP status for a final response, with our reason phrase when given.
-fn status(code: u16, reason: &str) -> StatusCode {
-    if reason.is_empty() {
-        StatusCode::from(code)
-    } else {
-        StatusCode::Other(code, reason.to_owned())
-    }
-}
-
 impl Invite {
     /// Refuses the call with a final response (no dialog).
     pub async fn refuse(mut self, code: u16, reason: &str) {
@@ -838,12 +882,17 @@ impl Invite {
     }
 
     /// Starts the call: a dialog answers the INVITE transaction from now
-    /// on. Returns the leg and the channel of what its far end does.
-    pub fn start(self) -> Result<(Leg, mpsc::UnboundedReceiver<LegEvent>), String> {
+    /// on. `local` is where our media is. Returns the leg and the channel
+    /// of what its far end does.
+    pub fn start(
+        self,
+        local: crate::media::sdp::Local,
+    ) -> Result<(Leg, mpsc::UnboundedReceiver<LegEvent>), String> {
         let Invite {
             mut tx,
             layer,
             contact,
+            timer,
             ..
         } = self;
         let contact_uri =
@@ -858,6 +907,7 @@ impl Invite {
         if let Ok(to) = tx.original.to_header_mut() {
             let _ = to.mut_tag(tag.into());
         }
+        let offer = tx.original.body.clone();
         let mut handler = dialog.clone();
         tokio::spawn(async move {
             let _ = handler.handle(&mut tx).await;
@@ -865,292 +915,12 @@ impl Invite {
             // ACK of a failure): keep the transaction running to its end.
             finish(&mut tx).await;
         });
-        let (events_tx, events) = mpsc::unbounded_channel();
-        let answer = Arc::new(Mutex::new(None::<String>));
-        tokio::spawn(forward(
-            Arc::clone(&layer),
-            dialog.clone(),
-            states,
-            events_tx,
-            Arc::clone(&answer),
-        ));
-        Ok((Leg { dialog, answer }, events))
-    }
-}
-
-/// One call leg we answered (or are about to).
-#[derive(Clone)]
-pub struct Leg {
-    dialog: InviteDialog,
-    /// Our SDP, for re-INVITEs and UPDATEs that refresh the session.
-    answer: Arc<Mutex<Option<String>>>,
-}
-
-impl std::fmt::Debug for Leg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Leg")
-            .field("id", &self.dialog.id().to_string())
-            .finish_non_exhaustive()
-    }
-}
-
-fn sdp_header() -> Vec<Header> {
-    vec![Header::ContentType("application/sdp".into())]
-}
-
-impl Leg {
-    /// Whether the dialog is over (a CANCEL may have won a race).
-    pub fn is_over(&self) -> bool {
-        self.dialog.state().is_terminated()
-    }
-
-    /// 180 Ringing.
-    pub fn ring(&self) {
-        if !self.is_over() {
-            let _ = self.dialog.ringing(None, None);
+        let (leg, events) = Leg::start(layer, dialog, states, local, None, timer);
+        if !offer.is_empty() {
+            leg.agreed(&offer);
         }
+        Ok((leg, events))
     }
-
-    /// 183 Session Progress with our SDP (early media).
-    pub fn progress(&self, sdp: &str) {
-        if !self.is_over() {
-            self.remember(sdp);
-            let _ = self
-                .dialog
-                .ringing(Some(sdp_header()), Some(sdp.as_bytes().to_vec()));
-        }
-    }
-
-    /// A provisional response other than 180/183 (`call:respond`).
-    pub fn provisional(&self, code: u16, reason: &str) {
-        if self.is_over() {
-            return;
-        }
-        match code {
-            180 => self.ring(),
-            _ => {
-                let _ = self.dialog.ringing(
-                    Some(vec![Header::Other(
-                        "X-Callflow-Status".into(),
-                        format!("{code} {reason}"),
-                    )]),
-                    None,
-                );
-            }
-        }
-    }
-
-    /// 200 OK with our SDP; false when the dialog is already over.
-    pub fn answer(&self, sdp: &str) -> bool {
-        if self.is_over() {
-            return false;
-        }
-        self.remember(sdp);
-        self.dialog
-            .accept(Some(sdp_header()), Some(sdp.as_bytes().to_vec()))
-            .is_ok()
-    }
-
-    /// A final failure response before the answer.
-    pub fn refuse(&self, code: u16, reason: &str) {
-        if self.is_over() {
-            return;
-        }
-        let _ = self.dialog.reject(Some(status(code, reason)), None);
-    }
-
-    /// BYE (after the answer), with a `Reason` header when given.
-    pub async fn bye(&self, reason: Option<String>) {
-        if self.is_over() {
-            return;
-        }
-        let _ = match reason {
-            Some(reason) => self.dialog.bye_with_reason(reason).await,
-            None => self.dialog.bye().await,
-        };
-    }
-
-    /// Ends a leg we called: CANCEL while it rings, BYE once answered.
-    pub async fn hangup(&self) {
-        if self.is_over() {
-            return;
-        }
-        let _ = self.dialog.hangup().await;
-    }
-
-    /// Sends a digit as SIP INFO (`application/dtmf-relay`), for a far end
-    /// that takes no RFC 4733 events.
-    pub async fn info_digit(&self, digit: char) {
-        if self.is_over() {
-            return;
-        }
-        let body = format!("Signal={digit}\r\nDuration=160\r\n");
-        let _ = self
-            .dialog
-            .info(
-                Some(vec![Header::ContentType("application/dtmf-relay".into())]),
-                Some(body.into_bytes()),
-            )
-            .await;
-    }
-
-    /// Asks the far end to call `target` itself (REFER, a blind
-    /// transfer); true when it accepted (2xx).
-    pub async fn refer(&self, target: &str) -> bool {
-        if self.is_over() {
-            return false;
-        }
-        let refer_to = format!("<{target}>");
-        matches!(
-            self.dialog.refer(refer_to.as_str(), None, None).await,
-            Ok(Some(response)) if response.status_code.kind() == rsipstack::sip::StatusCodeKind::Successful
-        )
-    }
-
-    /// The SIP Call-ID of the leg.
-    pub fn call_id(&self) -> String {
-        self.dialog.id().call_id
-    }
-
-    fn remember(&self, sdp: &str) {
-        *self.answer.lock().unwrap_or_else(PoisonError::into_inner) = Some(sdp.to_owned());
-    }
-}
-
-/// Turns a dialog's states into [`LegEvent`]s, answers the in-dialog
-/// requests the application must answer, and removes the dialog when it
-/// ends (nothing else does).
-async fn forward(
-    layer: Arc<DialogLayer>,
-    dialog: InviteDialog,
-    mut states: DialogStateReceiver,
-    events: mpsc::UnboundedSender<LegEvent>,
-    answer: Arc<Mutex<Option<String>>>,
-) {
-    let our_sdp = || {
-        answer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    };
-    let outbound = dialog.role() == rsipstack::transaction::key::TransactionRole::Client;
-    let mut answered = false;
-    while let Some(state) = states.recv().await {
-        match state {
-            DialogState::Early(_, response) if outbound => {
-                let event = if response.body.is_empty() {
-                    LegEvent::Ringing
-                } else {
-                    LegEvent::Early(response.body.clone())
-                };
-                let _ = events.send(event);
-            }
-            DialogState::Confirmed(_, response) if outbound && !answered => {
-                answered = true;
-                let _ = events.send(LegEvent::Answered(response.body.clone()));
-            }
-            DialogState::Confirmed(..) if outbound => {}
-            DialogState::Confirmed(..) => {
-                if let Some(ack) = dialog.last_remote_ack()
-                    && !ack.body.is_empty()
-                {
-                    let _ = events.send(LegEvent::AckSdp(ack.body.clone()));
-                }
-                let _ = events.send(LegEvent::Confirmed);
-            }
-            DialogState::Info(_, request, handle) => {
-                let digit = info_digit(&request);
-                let _ = handle.reply(StatusCode::OK).await;
-                if let Some(digit) = digit {
-                    let _ = events.send(LegEvent::Dtmf(digit));
-                }
-            }
-            DialogState::Updated(_, _, handle) => {
-                // A session refresh (re-INVITE or UPDATE): keep what we
-                // agreed. Holds and new offers come with bridging.
-                let _ = handle
-                    .respond(
-                        StatusCode::OK,
-                        Some(sdp_header()),
-                        our_sdp().map(String::into_bytes),
-                    )
-                    .await;
-            }
-            DialogState::Options(_, _, handle) => {
-                let _ = handle.reply(StatusCode::OK).await;
-            }
-            DialogState::Notify(_, _, handle) if outbound => {
-                // Progress of a REFER we sent: noted, nothing to do.
-                let _ = handle.reply(StatusCode::OK).await;
-            }
-            DialogState::Refer(_, _, handle)
-            | DialogState::Notify(_, _, handle)
-            | DialogState::Message(_, _, handle)
-            | DialogState::Publish(_, _, handle) => {
-                let _ = handle.reply(StatusCode::NotImplemented).await;
-            }
-            DialogState::Terminated(id, reason) => {
-                layer.remove_dialog(&id);
-                if outbound && !answered {
-                    let (code, phrase) = match &reason {
-                        TerminatedReason::UasOther(code) => {
-                            (u16::from(code.clone()), code.text().to_owned())
-                        }
-                        TerminatedReason::UasBusy => (486, "Busy Here".to_owned()),
-                        TerminatedReason::UasDecline => (603, "Decline".to_owned()),
-                        TerminatedReason::ProxyAuthRequired => {
-                            (407, "Proxy Authentication Required".to_owned())
-                        }
-                        TerminatedReason::UacCancel => (487, "Request Terminated".to_owned()),
-                        TerminatedReason::Timeout => (408, "Request Timeout".to_owned()),
-                        _ => (500, format!("{reason:?}")),
-                    };
-                    let _ = events.send(LegEvent::Failed(code, phrase));
-                    break;
-                }
-                let by = match reason {
-                    TerminatedReason::UasBye | TerminatedReason::UacBye => EndedBy::Bye,
-                    TerminatedReason::UacCancel => EndedBy::Cancel,
-                    TerminatedReason::Timeout => EndedBy::NoAck,
-                    _ => EndedBy::Us,
-                };
-                let _ = events.send(LegEvent::Ended(by));
-                break;
-            }
-            _ => {}
-        }
-    }
-    // The dialog is gone however it ended (and so is its memory).
-    layer.remove_dialog(&dialog.id());
-}
-
-/// The digit of a SIP INFO (`application/dtmf-relay`: `Signal=5`;
-/// `application/dtmf`: `5`).
-fn info_digit(request: &rsipstack::sip::Request) -> Option<char> {
-    let content_type = request.header_value("Content-Type").unwrap_or_default();
-    let body = String::from_utf8_lossy(&request.body);
-    let value = if content_type.eq_ignore_ascii_case("application/dtmf-relay") {
-        body.lines().find_map(|l| {
-            let (k, v) = l.split_once('=')?;
-            k.trim()
-                .eq_ignore_ascii_case("Signal")
-                .then(|| v.trim().to_owned())
-        })?
-    } else if content_type.eq_ignore_ascii_case("application/dtmf") {
-        body.trim().to_owned()
-    } else {
-        return None;
-    };
-    let mut chars = value.chars();
-    let digit = chars.next()?;
-    if chars.next().is_some() {
-        return match value.as_str() {
-            "10" => Some('*'),
-            "11" => Some('#'),
-            _ => None,
-        };
-    }
-    crate::media::dtmf::event_of(digit).and(Some(digit.to_ascii_uppercase()))
 }
 
 #[cfg(test)]

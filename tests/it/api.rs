@@ -49,6 +49,8 @@ impl Server {
                     callflow::sip::digest::Algorithm::Md5,
                     callflow::sip::digest::Algorithm::Sha256,
                 ],
+                session_expires: 1800,
+                min_session_expires: 90,
             },
             rtp_ports: "40000-40099".parse().unwrap(),
             traces: traces.to_path_buf(),

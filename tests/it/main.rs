@@ -12,6 +12,9 @@ mod support;
 
 /// The REST API on a real server and a real HTTP client.
 mod api;
+/// Bridged real calls between baresip phones: audio both ways, hang-ups,
+/// transfers, holds.
+mod bridging;
 /// `tests/check/<case>/`: whole flows directories through `callflow check`,
 /// stdout and exit code snapshotted.
 mod check;

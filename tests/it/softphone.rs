@@ -60,7 +60,7 @@ fn missing_tools() -> Option<String> {
 
 /// Whether to run: fails with the install command when a tool is missing,
 /// unless `CALLFLOW_SKIP_SIP_TESTS=1`.
-fn should_run() -> bool {
+pub(crate) fn should_run() -> bool {
     if std::env::var("CALLFLOW_SKIP_SIP_TESTS").is_ok_and(|v| v == "1") {
         eprintln!("SKIPPED: CALLFLOW_SKIP_SIP_TESTS=1 (real softphone tests)");
         return false;
@@ -82,10 +82,10 @@ fn run(command: &mut Command) {
 
 /// A network namespace with loopback and a veth holding 127.0.0.2, IPv6
 /// off (baresip would pick a link-local address); deleted on drop.
-struct Namespace(String);
+pub(crate) struct Namespace(String);
 
 impl Namespace {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let name = format!(
             "cf-test-{}-{}",
@@ -111,7 +111,7 @@ impl Namespace {
         ns
     }
 
-    fn command(&self, program: &str) -> Command {
+    pub(crate) fn command(&self, program: &str) -> Command {
         let mut command = Command::new("ip");
         command.args(["netns", "exec", &self.0, program]);
         command
@@ -126,10 +126,10 @@ impl Drop for Namespace {
 
 /// The server, in the namespace, with SIP on 127.0.0.1:5060 (the namespace
 /// is fresh: every port is free).
-struct Server(Child);
+pub(crate) struct Server(Child);
 
 impl Server {
-    fn start(ns: &Namespace, flows: &Path, traces: &Path) -> Self {
+    pub(crate) fn start(ns: &Namespace, flows: &Path, traces: &Path) -> Self {
         let mut child = ns
             .command(env!("CARGO_BIN_EXE_callflow"))
             .args([
@@ -194,7 +194,7 @@ fn baresip_config(dir: &Path, user: &str, password: &str) {
 }
 
 /// A WAV of a sine (`frequency` 0: silence).
-fn write_tone(path: &Path, frequency: f64, rate: u32, seconds: f64) {
+pub(crate) fn write_tone(path: &Path, frequency: f64, rate: u32, seconds: f64) {
     let spec = hound::WavSpec {
         channels: 1,
         sample_rate: rate,
@@ -247,7 +247,7 @@ fn call(ns: &Namespace, config: &Path, uri: &str, digits: &str, seconds: u32) ->
 }
 
 /// The trace documents written under `traces`.
-fn traces(traces: &Path) -> Vec<Value> {
+pub(crate) fn traces(traces: &Path) -> Vec<Value> {
     let deadline = Deadline::after(Duration::from_secs(20));
     loop {
         let files: Vec<PathBuf> = walk(traces);
@@ -278,7 +278,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Events of a trace document, as `name key=value` lines.
-fn events(trace: &Value) -> Vec<String> {
+pub(crate) fn events(trace: &Value) -> Vec<String> {
     trace["events"]
         .as_array()
         .unwrap()
