@@ -316,6 +316,11 @@ function carriers.dial(call, data, use_local: boolean)
 	local r = call:bridge({ { number = to_did } }, {
 		timeout_s = kazoo.integer(data.timeout, carriers.DEFAULT_TIMEOUT_S),
 		ringback = ringback,
+		carriers = {
+			resources = request.resources,
+			hunt_account_id = request.hunt_account_id,
+			flags = list,
+		},
 	})
 	if r.status == "answered" or r.status == "hangup" then
 		-- The call is over (a bridge lasts until a side hangs up).

@@ -234,6 +234,23 @@ pub struct BridgeRequest {
     /// What the callees see.
     pub caller_id_name: String,
     pub caller_id_number: String,
+    /// For off-net numbers: which carriers (Kazoo's resources) to use.
+    /// Simulations ignore it (the scenario plays the carrier).
+    pub carriers: Option<Carriers>,
+}
+
+/// The carriers an off-net call may use (what Kazoo's stepswitch reads of
+/// an offnet request).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Carriers {
+    /// The account's own resources (`use_local_resources`), else the
+    /// system's.
+    pub local: bool,
+    /// Whose local resources (`hunt_account_id`); the call's account when
+    /// `None`.
+    pub account: Option<String>,
+    /// Flags every resource used must have.
+    pub flags: Vec<String>,
 }
 
 /// How a bridge ended.

@@ -24,8 +24,8 @@ use serde_json::{Value, json};
 use super::convert::{from_lua, to_lua, to_lua_frozen};
 use super::{Current, Invocation, Pinned, Vm};
 use crate::engine::control::{
-    BridgeEndpoint, BridgeRequest, CollectRequest, ConsultRequest, HttpRequest, Leg, Legs,
-    PlayOutcome, PlayRequest, RecordRequest, SpeakRequest, Strategy,
+    BridgeEndpoint, BridgeRequest, Carriers, CollectRequest, ConsultRequest, HttpRequest, Leg,
+    Legs, PlayOutcome, PlayRequest, RecordRequest, SpeakRequest, Strategy,
 };
 use crate::engine::{BranchTarget, Call, CallerIdChanges, Listening, Next, RouteFacts};
 use crate::ids::DocId;
@@ -59,7 +59,7 @@ pub const API: &[ApiItem] = api![
     "call:say": "call:say(text, {type, method, language, terminators, leg}?) -> {reason, digit, duration_ms}" => "Say a number, date, spelled name, ...",
     "call:collect_digits": "call:collect_digits({max, min, timeout_ms, interdigit_ms, terminators, prompt, collection}?) -> {digits, reason, duration_ms}" => "Collect DTMF digits.",
     "call:record": "call:record({time_limit_s, terminators, name, silence_s}?) -> {recording_id, duration_ms, reason}" => "Record the caller.",
-    "call:bridge": "call:bridge(endpoints, {timeout_s, strategy, ringback, page}?) -> {status, cause, sip, answered_by, duration_ms, talk_ms}" => "Ring devices or off-net numbers and connect the caller to the first that answers.",
+    "call:bridge": "call:bridge(endpoints, {timeout_s, strategy, ringback, page, carriers}?) -> {status, cause, sip, answered_by, duration_ms, talk_ms}" => "Ring devices or off-net numbers and connect the caller to the first that answers.",
     "call:sleep": "call:sleep(ms) -> {reason}" => "Wait, or until the caller hangs up.",
     "call:send_dtmf": "call:send_dtmf(digits)" => "Send DTMF to the caller.",
     "call:respond": "call:respond(code, message?)" => "Send a SIP response; a final one (>= 300) ends the call.",
@@ -937,6 +937,7 @@ fn register_outside(lua: &Lua, raw: &Table) -> mlua::Result<()> {
                 page: opt_bool(opts, "page")?.unwrap_or(false),
                 caller_id_name,
                 caller_id_number,
+                carriers: carriers_option(opts)?,
             };
             let runner = nested(&lua, &inv)?;
             match call.bridge(&request, &Listening::new(&call, &runner)).await {
@@ -1505,6 +1506,40 @@ fn log(inv: &Invocation, level: &str, message: &str) {
 }
 
 // Options tables.
+
+/// `carriers = {resources = "local" | "global", hunt_account_id, flags}`.
+fn carriers_option(opts: Option<&Table>) -> mlua::Result<Option<Carriers>> {
+    let table = match opt_value(opts, "carriers")? {
+        LuaValue::Nil => return Ok(None),
+        LuaValue::Table(table) => table,
+        other => {
+            return Err(mlua::Error::runtime(format!(
+                "option `carriers` must be a table, not {}",
+                other.type_name()
+            )));
+        }
+    };
+    let local = match opt_string(Some(&table), "resources")?.as_deref() {
+        None | Some("local") => true,
+        Some("global") => false,
+        Some(other) => {
+            return Err(mlua::Error::runtime(format!(
+                "carriers.resources must be \"local\" or \"global\", not {other:?}"
+            )));
+        }
+    };
+    let mut flags = Vec::new();
+    if let LuaValue::Table(list) = table.get::<LuaValue>("flags")? {
+        for flag in list.sequence_values::<String>() {
+            flags.push(flag?);
+        }
+    }
+    Ok(Some(Carriers {
+        local,
+        account: opt_string(Some(&table), "hunt_account_id")?,
+        flags,
+    }))
+}
 
 fn opt_value(opts: Option<&Table>, key: &str) -> mlua::Result<LuaValue> {
     match opts {

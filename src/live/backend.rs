@@ -46,6 +46,9 @@ pub struct Context {
     /// For the legs a bridge calls: the SIP endpoint, RTP ports, the media
     /// runtime and the address of our SDP.
     pub sip: Arc<crate::sip::SipServer>,
+    /// Every account of the call's generation (carriers of other
+    /// accounts, the system's).
+    pub catalog: Arc<crate::catalog::Catalog>,
     pub ports: Arc<crate::media::Ports>,
     pub media_runtime: tokio::runtime::Handle,
     pub media_ip: std::net::IpAddr,
@@ -178,6 +181,9 @@ pub struct LiveBackend {
     closed: Cell<bool>,
     /// The music on hold wanted now (see [`super::midcall::MohSlot`]).
     moh: super::midcall::MohSlot,
+    /// Every callee's media that was connected (with its endpoint), for
+    /// the trace's `media` report.
+    peers_media: RefCell<Vec<(String, Handle)>>,
 }
 
 impl LiveBackend {
@@ -210,6 +216,7 @@ impl LiveBackend {
             http_answers: RefCell::new(Vec::new()),
             closed: Cell::new(false),
             moh: super::midcall::MohSlot::default(),
+            peers_media: RefCell::new(Vec::new()),
         }
     }
 
@@ -254,7 +261,7 @@ impl LiveBackend {
             let (hung_up_by, cause) = match by {
                 EndedBy::Bye => (HungUpBy::Caller, "NORMAL_CLEARING"),
                 EndedBy::Cancel => (HungUpBy::Caller, "ORIGINATOR_CANCEL"),
-                EndedBy::NoAck => (HungUpBy::System, "RECOVERY_ON_TIMER_EXPIRE"),
+                EndedBy::NoAck | EndedBy::Expired => (HungUpBy::System, "RECOVERY_ON_TIMER_EXPIRE"),
                 EndedBy::Us => (HungUpBy::System, "NORMAL_CLEARING"),
             };
             self.end_at(self.ms_at(at), hung_up_by, cause);
@@ -688,7 +695,34 @@ impl LiveBackend {
     }
 
     pub(super) fn connect(&self, peer: Connected) {
+        self.peers_media
+            .borrow_mut()
+            .push((peer.endpoint.id.clone(), peer.media.clone()));
         self.state.borrow_mut().peer = Some(peer);
+    }
+
+    /// What each leg's media carried (`a`: the caller; then every callee
+    /// connected, `b`, with its endpoint), once the call is over.
+    pub(super) async fn media_report(&self) -> serde_json::Value {
+        let leg = |mut head: serde_json::Value, stats: session::Stats| {
+            if let (Some(map), Ok(serde_json::Value::Object(more))) =
+                (head.as_object_mut(), serde_json::to_value(stats))
+            {
+                map.extend(more);
+            }
+            head
+        };
+        let peers = self.peers_media.borrow().clone();
+        let mut legs = vec![leg(serde_json::json!({"leg": "a"}), self.media.stats())];
+        for (endpoint, media) in peers {
+            media.send(Control::Close);
+            media.ended().await;
+            legs.push(leg(
+                serde_json::json!({"leg": "b", "endpoint": endpoint}),
+                media.stats(),
+            ));
+        }
+        serde_json::Value::Array(legs)
     }
 
     pub(super) fn disconnect(&self) -> Option<Connected> {

@@ -10,6 +10,7 @@
 //! [`Incoming::Peer`].
 
 use super::backend::{Connected, LiveBackend, Stop};
+use super::carriers;
 use super::{Incoming, PeerEvent};
 use crate::engine::control::{
     Beside, BridgeEndpoint, BridgeOutcome, BridgeRequest, BridgeStatus, Strategy,
@@ -31,6 +32,19 @@ struct Called {
     /// What its SDP agreed, once known (early media or the answer).
     telephone_events: bool,
     over: bool,
+    /// A gateway that has not answered by then is given up.
+    progress_until: Option<u64>,
+    /// Any response came (a provisional one, or the answer).
+    progressed: bool,
+}
+
+/// Where a leg of a bridge goes.
+struct Target {
+    uri: String,
+    destination: Option<(std::net::SocketAddr, &'static str)>,
+    credential: Option<(String, String)>,
+    codecs: Vec<crate::media::Codec>,
+    progress_timeout_s: Option<u64>,
 }
 
 /// Why an endpoint failed.
@@ -86,8 +100,10 @@ enum Ring {
 }
 
 struct Endpoint {
-    endpoint: BridgeEndpoint,
+    target: BridgeEndpoint,
     ring: Ring,
+    /// Off-net: the gateways still to try.
+    gateways: std::collections::VecDeque<carriers::Gateway>,
 }
 
 /// A bridge while it rings.
@@ -109,7 +125,8 @@ impl Ringing {
             .iter()
             .enumerate()
             .map(|(i, e)| Endpoint {
-                endpoint: e.clone(),
+                target: e.clone(),
+                gateways: std::collections::VecDeque::new(),
                 ring: match request.strategy {
                     Strategy::Simultaneous => Ring::Waiting(start + e.delay_s * 1000),
                     Strategy::Single if i == 0 => Ring::Waiting(start + e.delay_s * 1000),
@@ -130,6 +147,11 @@ impl Ringing {
     /// When something next happens, or `None` when nothing rings or waits
     /// any more (or the overall timeout passed).
     fn deadline(&self, now: u64) -> Option<u64> {
+        let progress = self
+            .legs
+            .iter()
+            .filter(|c| !c.over && !c.progressed)
+            .filter_map(|c| c.progress_until);
         let live = self.endpoints.iter().any(|e| match e.ring {
             Ring::Ringing(_) => true,
             Ring::Waiting(at) => at < self.overall_end,
@@ -144,101 +166,161 @@ impl Ringing {
                 Ring::Waiting(at) | Ring::Ringing(at) => Some(at),
                 Ring::Failed(_) => None,
             })
+            .chain(progress)
             .chain([self.overall_end])
             .min()
     }
 }
 
 impl LiveBackend {
-    /// Dials every registered contact of a device for a bridge; the legs'
-    /// events come as [`Incoming::Peer`]. Empty when it has none.
+    /// Places one leg of a bridge (our offer from a new RTP port); its
+    /// events come as [`Incoming::Peer`]. `None` when it cannot be placed.
+    fn place(&self, index: usize, target: Target, request: &BridgeRequest) -> Option<Called> {
+        let context = self.context();
+        let Ok(socket) = context.ports.bind() else {
+            self.warn("no free RTP port for a bridged leg".to_owned());
+            return None;
+        };
+        let port = socket.local_addr().ok()?.port();
+        let local = sdp::Local {
+            ip: context.media_ip,
+            port,
+            session_id: fastrand::u64(1..u64::MAX / 2),
+            version: 1,
+        };
+        let mut headers = Vec::new();
+        if request.page {
+            // Kazoo's auto-answer headers for intercom and paging.
+            headers.push((
+                "Alert-Info".to_owned(),
+                "<http://127.0.0.1>;info=alert-autoanswer;delay=0".to_owned(),
+            ));
+            headers.push((
+                "Call-Info".to_owned(),
+                "<sip:127.0.0.1>;answer-after=0".to_owned(),
+            ));
+        }
+        let progress_until = target
+            .progress_timeout_s
+            .map(|s| self.now().saturating_add(s.saturating_mul(1000)));
+        let dial = Dial {
+            uri: target.uri,
+            destination: target.destination,
+            from_user: request.caller_id_number.clone(),
+            from_display: Some(request.caller_id_name.clone()).filter(|n| !n.is_empty()),
+            headers,
+            credential: target.credential,
+            codecs: target.codecs,
+            local,
+        };
+        let (leg, leg_events) = match context.sip.dial(&dial) {
+            Ok(placed) => placed,
+            Err(message) => {
+                self.warn(format!("cannot call {}: {message}", dial.uri));
+                return None;
+            }
+        };
+        let id = self.next_leg();
+        let (media_tx, media_events) = tokio::sync::mpsc::unbounded_channel();
+        let media = session::start(socket, None, media_tx, &context.media_runtime);
+        forward_peer(
+            &context.runtime,
+            &context.events,
+            id,
+            leg_events,
+            media_events,
+        );
+        Some(Called {
+            id,
+            endpoint: index,
+            leg,
+            media,
+            telephone_events: false,
+            over: false,
+            progress_until,
+            progressed: false,
+        })
+    }
+
+    /// Starts an endpoint ringing: every registered contact of a device, or
+    /// the first gateway of the carriers for an off-net number (the others
+    /// wait in `gateways`). Empty when nothing can be called.
     fn dial_endpoint(
         &self,
         index: usize,
-        endpoint: &BridgeEndpoint,
+        endpoint: &mut Endpoint,
         request: &BridgeRequest,
     ) -> Vec<Called> {
         let context = self.context();
-        if endpoint.offnet {
-            self.warn(format!(
-                "off-net number {}: carriers are not dialled yet",
-                endpoint.id
-            ));
-            return Vec::new();
+        if endpoint.target.offnet {
+            endpoint.gateways = carriers::gateways(
+                &context.catalog,
+                &context.account,
+                &endpoint.target.id,
+                request.carriers.as_ref(),
+            )
+            .into();
+            return self
+                .next_gateway(index, endpoint, request)
+                .into_iter()
+                .collect();
         }
         let contacts = context
             .sip
-            .contacts(context.account.account.id.as_str(), &endpoint.id);
-        let mut called = Vec::new();
-        for contact in contacts {
-            let Ok(socket) = context.ports.bind() else {
-                self.warn("no free RTP port for a bridged leg".to_owned());
-                break;
+            .contacts(context.account.account.id.as_str(), &endpoint.target.id);
+        contacts
+            .into_iter()
+            .filter_map(|contact| {
+                // Behind NAT: where its REGISTER came from; else its Contact.
+                let source = format!("{}:{}", contact.source_ip, contact.source_port);
+                let transport = if contact.transport == "tcp" {
+                    "tcp"
+                } else {
+                    "udp"
+                };
+                let destination = source
+                    .parse()
+                    .ok()
+                    .filter(|_| contact.nat)
+                    .map(|addr| (addr, transport));
+                let target = Target {
+                    uri: contact.contact.clone(),
+                    destination,
+                    credential: None,
+                    codecs: Vec::new(),
+                    progress_timeout_s: None,
+                };
+                self.place(index, target, request)
+            })
+            .collect()
+    }
+
+    /// Dials the next gateway of an off-net endpoint, skipping those that
+    /// cannot be placed; `None` when none is left.
+    fn next_gateway(
+        &self,
+        index: usize,
+        endpoint: &mut Endpoint,
+        request: &BridgeRequest,
+    ) -> Option<Called> {
+        while let Some(gateway) = endpoint.gateways.pop_front() {
+            let target = Target {
+                uri: gateway.uri.clone(),
+                destination: None,
+                credential: gateway.credential.clone(),
+                codecs: gateway.codecs.clone(),
+                progress_timeout_s: Some(gateway.progress_timeout_s),
             };
-            let Ok(port) = socket.local_addr().map(|a| a.port()) else {
-                continue;
-            };
-            let local = sdp::Local {
-                ip: context.media_ip,
-                port,
-                session_id: fastrand::u64(1..u64::MAX / 2),
-                version: 1,
-            };
-            let source = format!("{}:{}", contact.source_ip, contact.source_port);
-            let destination = source.parse().ok().map(|addr| {
-                (
-                    addr,
-                    if contact.transport == "tcp" {
-                        "tcp"
-                    } else {
-                        "udp"
-                    },
-                )
-            });
-            let mut headers = Vec::new();
-            if request.page {
-                // Kazoo's auto-answer headers for intercom and paging.
-                headers.push((
-                    "Alert-Info".to_owned(),
-                    "<http://127.0.0.1>;info=alert-autoanswer;delay=0".to_owned(),
-                ));
-                headers.push((
-                    "Call-Info".to_owned(),
-                    "<sip:127.0.0.1>;answer-after=0".to_owned(),
-                ));
+            if let Some(called) = self.place(index, target, request) {
+                self.record_event(
+                    crate::trace::Event::new(self.now(), "gateway")
+                        .with("resource", gateway.resource.as_str())
+                        .with("uri", gateway.uri.as_str()),
+                );
+                return Some(called);
             }
-            let dial = Dial {
-                uri: contact.contact.clone(),
-                destination,
-                from_user: request.caller_id_number.clone(),
-                from_display: Some(request.caller_id_name.clone()).filter(|n| !n.is_empty()),
-                headers,
-                credential: None,
-                local,
-            };
-            let Ok((leg, leg_events)) = context.sip.dial(&dial) else {
-                continue;
-            };
-            let id = self.next_leg();
-            let (media_tx, media_events) = tokio::sync::mpsc::unbounded_channel();
-            let media = session::start(socket, None, media_tx, &context.media_runtime);
-            forward_peer(
-                &context.runtime,
-                &context.events,
-                id,
-                leg_events,
-                media_events,
-            );
-            called.push(Called {
-                id,
-                endpoint: index,
-                leg,
-                media,
-                telephone_events: false,
-                over: false,
-            });
         }
-        called
+        None
     }
 
     /// `bridge` on a real call (see the module docs).
@@ -308,9 +390,19 @@ impl LiveBackend {
             if at > now || at >= ringing.overall_end {
                 continue;
             }
-            let endpoint = ringing.endpoints[index].endpoint.clone();
-            let called = self.dial_endpoint(index, &endpoint, request);
-            ringing.endpoints[index].ring = if called.is_empty() {
+            let called = self.dial_endpoint(index, &mut ringing.endpoints[index], request);
+            let endpoint = &mut ringing.endpoints[index];
+            endpoint.ring = if !called.is_empty() {
+                Ring::Ringing(now.saturating_add(endpoint.target.timeout_s.saturating_mul(1000)))
+            } else if endpoint.target.offnet {
+                // No carrier takes the number.
+                Ring::Failed(Failure {
+                    at: now,
+                    status: BridgeStatus::Failed,
+                    cause: "NO_ROUTE_DESTINATION".to_owned(),
+                    sip: 404,
+                })
+            } else {
                 // The simulator's `unregistered`: a device with no contact.
                 Ring::Failed(Failure {
                     at: now,
@@ -318,19 +410,37 @@ impl LiveBackend {
                     cause: "USER_NOT_REGISTERED".to_owned(),
                     sip: 404,
                 })
-            } else {
-                Ring::Ringing(now.saturating_add(endpoint.timeout_s.saturating_mul(1000)))
             };
             ringing.legs.extend(called);
         }
     }
 
-    /// What the ringing legs did; the id of one that answered.
+    /// What the ringing legs did (and gateways silent past their progress
+    /// timeout); the id of one that answered.
     async fn leg_events(&self, request: &BridgeRequest, ringing: &mut Ringing) -> Option<u64> {
+        let now = self.now();
+        let silent: Vec<u64> = ringing
+            .legs
+            .iter()
+            .filter(|c| !c.over && !c.progressed && c.progress_until.is_some_and(|t| t <= now))
+            .map(|c| c.id)
+            .collect();
+        for id in silent {
+            if let Some(called) = ringing.legs.iter().find(|c| c.id == id) {
+                called.leg.hangup().await;
+            }
+            self.leg_failed(request, ringing, id, 408);
+        }
         while let Some((id, event)) = self.take_pending() {
             let Some(called) = ringing.legs.iter_mut().find(|c| c.id == id && !c.over) else {
                 continue;
             };
+            if matches!(
+                event,
+                PeerEvent::Leg(LegEvent::Ringing | LegEvent::Early(_) | LegEvent::Answered(_))
+            ) {
+                called.progressed = true;
+            }
             match event {
                 PeerEvent::Leg(LegEvent::Ringing)
                     if ringing.early.is_none() && ringing.ringback.is_none() =>
@@ -354,29 +464,51 @@ impl LiveBackend {
                     return Some(id);
                 }
                 PeerEvent::Leg(LegEvent::Failed(code, _)) => {
-                    called.over = true;
-                    called.media.send(Control::Close);
-                    let index = called.endpoint;
-                    if ringing
-                        .legs
-                        .iter()
-                        .filter(|c| c.endpoint == index)
-                        .all(|c| c.over)
-                        && let Ring::Ringing(_) = ringing.endpoints[index].ring
-                    {
-                        ringing.endpoints[index].ring =
-                            Ring::Failed(Failure::of_sip(self.now(), code));
-                        self.next_single(request, &mut ringing.endpoints, index);
-                    }
+                    self.leg_failed(request, ringing, id, code);
                 }
                 PeerEvent::Leg(LegEvent::Ended(_)) => {
-                    called.over = true;
-                    called.media.send(Control::Close);
+                    self.leg_failed(request, ringing, id, 487);
                 }
                 _ => {}
             }
         }
         None
+    }
+
+    /// A ringing leg failed with `code`: an off-net number goes on to its
+    /// next gateway when the failure is the gateway's ([`carriers::fails_over`]);
+    /// an endpoint whose legs all failed has failed.
+    fn leg_failed(&self, request: &BridgeRequest, ringing: &mut Ringing, id: u64, code: u16) {
+        let Some(called) = ringing.legs.iter_mut().find(|c| c.id == id && !c.over) else {
+            return;
+        };
+        called.over = true;
+        called.media.send(Control::Close);
+        let index = called.endpoint;
+        if ringing.early == Some(id) {
+            // Its early media is over: the caller hears nothing from it.
+            self.media().send(Control::RelayIn(None));
+            ringing.early = None;
+        }
+        if !matches!(ringing.endpoints[index].ring, Ring::Ringing(_)) {
+            return;
+        }
+        if ringing.endpoints[index].target.offnet && carriers::fails_over(code) {
+            let next = self.next_gateway(index, &mut ringing.endpoints[index], request);
+            if let Some(next) = next {
+                ringing.legs.push(next);
+                return;
+            }
+        }
+        if ringing
+            .legs
+            .iter()
+            .filter(|c| c.endpoint == index)
+            .all(|c| c.over)
+        {
+            ringing.endpoints[index].ring = Ring::Failed(Failure::of_sip(self.now(), code));
+            self.next_single(request, &mut ringing.endpoints, index);
+        }
     }
 
     /// The winner: the other legs are cancelled, the caller answered, media
@@ -398,7 +530,7 @@ impl LiveBackend {
             );
         };
         let called = ringing.legs.swap_remove(position);
-        let endpoint = ringing.endpoints[called.endpoint].endpoint.clone();
+        let endpoint = ringing.endpoints[called.endpoint].target.clone();
         let answered_at = self.now();
         if crate::engine::CallControl::answer(self).await.is_err() {
             called.leg.hangup().await;
@@ -441,7 +573,7 @@ impl LiveBackend {
         if let Some(next) = endpoints.get_mut(failed + 1)
             && let Ring::Waiting(_) = next.ring
         {
-            next.ring = Ring::Waiting(self.now() + next.endpoint.delay_s * 1000);
+            next.ring = Ring::Waiting(self.now() + next.target.delay_s * 1000);
         }
     }
 

@@ -19,6 +19,7 @@
 pub mod backend;
 mod bridge;
 pub mod calls;
+mod carriers;
 mod directory;
 mod midcall;
 mod record;
@@ -372,6 +373,7 @@ async fn accept(service: &Arc<Service>, invite: Invite) {
         allow_private_http: service.options.allow_private_http,
         max_call_ms: service.options.limits.max_call_ms,
         sip: Arc::clone(&service.sip),
+        catalog: Arc::clone(&generation.catalog),
         ports: Arc::clone(&service.ports),
         media_runtime: service.media_runtime.clone(),
         media_ip: service.media_ip,

@@ -199,6 +199,7 @@ async fn run_call(job: CallJob, host: &ModuleHost) {
     let end =
         engine::route_and_run(&call, &job.facts.to, job.inception, &runner, &job.limits).await;
     backend.close().await;
+    let media = backend.media_report().await;
     // The callflow the dialled number reached (not the last one a branch
     // entered): the trace's `route` event says it.
     let callflow_id = trace
@@ -233,6 +234,7 @@ async fn run_call(job: CallJob, host: &ModuleHost) {
         "source": format!("{}:{}", job.info.transport, job.info.source),
         "user_agent": job.info.user_agent,
         "generation": job.generation.number,
+        "media": media,
         "events": events.get("events").cloned().unwrap_or(Value::Array(Vec::new())),
         "replay": replay,
     });

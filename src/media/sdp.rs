@@ -230,12 +230,39 @@ pub fn offer(local: &Local) -> String {
 
 /// [`offer`] with another direction (a hold before anything was agreed).
 pub fn offer_with(local: &Local, direction: Direction) -> String {
+    offer_of(local, &[Codec::Pcmu, Codec::Pcma], direction)
+}
+
+/// An offer of `codecs` (in this order; none: PCMU and PCMA) and
+/// telephone events on payload type 101.
+pub fn offer_of(local: &Local, codecs: &[Codec], direction: Direction) -> String {
+    let codecs = if codecs.is_empty() {
+        &[Codec::Pcmu, Codec::Pcma][..]
+    } else {
+        codecs
+    };
     let mut sdp = header(local);
+    let types: Vec<String> = codecs
+        .iter()
+        .map(|c| c.payload_type().to_string())
+        .collect();
     let _ = write!(
         sdp,
-        "m=audio {} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
-         a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na={}\r\n",
+        "m=audio {} RTP/AVP {} 101\r\n",
         local.port,
+        types.join(" ")
+    );
+    for codec in codecs {
+        let _ = write!(
+            sdp,
+            "a=rtpmap:{} {}/8000\r\n",
+            codec.payload_type(),
+            codec.name()
+        );
+    }
+    let _ = write!(
+        sdp,
+        "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na={}\r\n",
         direction.attribute()
     );
     sdp

@@ -139,12 +139,25 @@ pub enum MediaEvent {
     },
 }
 
+/// What a session carried, for the trace of its call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    /// Audio packets received from the far end.
+    pub received: u64,
+    /// Packets sent to the far end (audio and telephone events).
+    pub sent: u64,
+    /// Of those, audio relayed from another leg.
+    pub relayed: u64,
+}
+
 /// A running session, as the call that owns it sees it.
 #[derive(Debug, Clone)]
 pub struct Handle {
     control: mpsc::UnboundedSender<Control>,
     /// Closed when the session task ends (its taps finished).
     ended: watch::Receiver<()>,
+    /// Filled in when the session ends.
+    stats: Arc<std::sync::Mutex<Stats>>,
 }
 
 impl Handle {
@@ -158,6 +171,14 @@ impl Handle {
     pub async fn ended(&self) {
         let mut ended = self.ended.clone();
         while ended.changed().await.is_ok() {}
+    }
+
+    /// What the session carried (complete once [`Handle::ended`]).
+    pub fn stats(&self) -> Stats {
+        *self
+            .stats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -174,18 +195,26 @@ pub fn start(
 ) -> Handle {
     let (control, commands) = mpsc::unbounded_channel();
     let (ended_tx, ended) = watch::channel(());
+    let stats = Arc::new(std::sync::Mutex::new(Stats::default()));
+    let report = Arc::clone(&stats);
     runtime.spawn(async move {
         // Registered with the runtime that polls it.
         match UdpSocket::from_std(socket) {
             Ok(socket) => {
-                Session::new(socket, agreed, events, ended_tx)
-                    .run(commands)
-                    .await;
+                let mut session = Session::new(socket, agreed, events, ended_tx);
+                session.run(commands).await;
+                *report
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = session.stats;
             }
             Err(e) => tracing::warn!("an RTP socket cannot be polled: {e}"),
         }
     });
-    Handle { control, ended }
+    Handle {
+        control,
+        ended,
+        stats,
+    }
 }
 
 struct Playing {
@@ -244,6 +273,7 @@ struct Session {
     encoded: Vec<u8>,
     decoded: Vec<i16>,
     packet: Vec<u8>,
+    stats: Stats,
     /// Dropped with the session, after its taps finish: what
     /// [`Handle::ended`] waits for.
     _ended: watch::Sender<()>,
@@ -283,12 +313,15 @@ impl Session {
             frame: Vec::with_capacity(FRAME),
             encoded: Vec::with_capacity(FRAME),
             decoded: Vec::with_capacity(FRAME * 4),
-            packet: vec![0; 12 + FRAME + 16],
+            // Room for any packet a UDP datagram on Ethernet carries (relayed
+            // packets keep their size: 30 ms, 60 ms ptimes).
+            packet: vec![0; 1500],
+            stats: Stats::default(),
             _ended: ended,
         }
     }
 
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Control>) {
+    async fn run(&mut self, mut commands: mpsc::UnboundedReceiver<Control>) {
         let mut ticker = tokio::time::interval(PTIME);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut buf = vec![0_u8; 2048];
@@ -523,8 +556,12 @@ impl Session {
                 tap.outbound(&self.decoded);
             }
         }
-        self.send_payload(self.payload_type, packet.marker, timestamp)
-            .await;
+        if self
+            .send_payload(self.payload_type, packet.marker, timestamp)
+            .await
+        {
+            self.stats.relayed += 1;
+        }
     }
 
     /// The timestamp of the 20 ms slot we are in.
@@ -540,10 +577,10 @@ impl Session {
             .wrapping_add((slot as u32).wrapping_mul(FRAME as u32))
     }
 
-    /// Sends `self.encoded` as one RTP packet.
-    async fn send_payload(&mut self, payload_type: u8, marker: bool, timestamp: u32) {
+    /// Sends `self.encoded` as one RTP packet; whether it went.
+    async fn send_payload(&mut self, payload_type: u8, marker: bool, timestamp: u32) -> bool {
         let Some(remote) = self.remote.filter(|_| self.sending) else {
-            return;
+            return false;
         };
         let builder = RtpPacketBuilder::new()
             .payload_type(payload_type)
@@ -554,10 +591,18 @@ impl Session {
             .payload(&self.encoded);
         self.seq = self.seq.next();
         let Ok(len) = builder.build_into(&mut self.packet) else {
-            return;
+            return false;
         };
         // A lost packet is lost: the schedule goes on (no retries, no burst).
-        let _ = self.socket.send_to(&self.packet[..len], remote).await;
+        let sent = self
+            .socket
+            .send_to(&self.packet[..len], remote)
+            .await
+            .is_ok();
+        if sent {
+            self.stats.sent += 1;
+        }
+        sent
     }
 
     fn received(&mut self, packet: &[u8], from: SocketAddr) {
@@ -584,6 +629,7 @@ impl Session {
         if payload_type != self.payload_type {
             return;
         }
+        self.stats.received += 1;
         if !self.relay_out.is_empty() {
             let packet = Relayed {
                 codec: self.codec,

@@ -910,6 +910,7 @@ impl SimBackend {
             page: false,
             caller_id_name: String::new(),
             caller_id_number: String::new(),
+            carriers: None,
         };
         let mut state = self.state.borrow_mut();
         state.consulting = true;

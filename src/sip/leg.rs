@@ -99,6 +99,11 @@ impl Session {
 pub struct Leg {
     dialog: InviteDialog,
     session: Arc<Mutex<Session>>,
+    /// We ended it (a CANCEL may cross the far end's 200: that answer is
+    /// acknowledged and ended with a BYE at once).
+    dropped: Arc<std::sync::atomic::AtomicBool>,
+    /// Its session timer ended it (our BYE).
+    expired: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Leg {
@@ -155,7 +160,12 @@ impl Leg {
             timer,
             refreshed: Instant::now(),
         }));
-        let leg = Self { dialog, session };
+        let leg = Self {
+            dialog,
+            session,
+            dropped: Arc::default(),
+            expired: Arc::default(),
+        };
         let (events_tx, events) = mpsc::unbounded_channel();
         tokio::spawn(forward(layer, leg.clone(), states, events_tx));
         (leg, events)
@@ -256,6 +266,8 @@ impl Leg {
 
     /// Ends a leg we called: CANCEL while it rings, BYE once answered.
     pub async fn hangup(&self) {
+        self.dropped
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         if self.is_over() {
             return;
         }
@@ -409,11 +421,15 @@ async fn keep_alive(leg: Leg, timer: Timer) {
         }
         if timer.we_refresh {
             if !leg.refresh(timer).await {
+                leg.expired
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 leg.bye(Some("SIP;cause=408;text=\"Session refresh failed\"".into()))
                     .await;
                 return;
             }
         } else {
+            leg.expired
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             leg.bye(Some("SIP;cause=408;text=\"Session expired\"".into()))
                 .await;
             return;
@@ -514,6 +530,17 @@ async fn forward(
                 };
                 let _ = events.send(event);
             }
+            DialogState::Confirmed(..)
+                if outbound
+                    && !answered
+                    && leg.dropped.load(std::sync::atomic::Ordering::Relaxed) =>
+            {
+                // Its 200 crossed our CANCEL: acknowledged (by the
+                // transaction), now ended.
+                answered = true;
+                let late = leg.clone();
+                tokio::spawn(async move { late.bye(None).await });
+            }
             DialogState::Confirmed(_, response) if outbound && !answered => {
                 answered = true;
                 leg.agreed(&response.body);
@@ -573,6 +600,7 @@ async fn forward(
                     break;
                 }
                 let by = match reason {
+                    _ if leg.expired.load(std::sync::atomic::Ordering::Relaxed) => EndedBy::Expired,
                     TerminatedReason::UasBye | TerminatedReason::UacBye => EndedBy::Bye,
                     TerminatedReason::UacCancel => EndedBy::Cancel,
                     TerminatedReason::Timeout => EndedBy::NoAck,

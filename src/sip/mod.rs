@@ -168,6 +168,8 @@ pub enum EndedBy {
     Cancel,
     /// Our answer was never acknowledged (no ACK in 32 s).
     NoAck,
+    /// Its session timer ran out unrefreshed (RFC 4028): we sent a BYE.
+    Expired,
     /// We ended it (BYE or a final response).
     Us,
 }

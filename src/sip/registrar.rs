@@ -32,6 +32,10 @@ pub struct Binding {
     /// the Contact is behind NAT).
     pub source_ip: String,
     pub source_port: u16,
+    /// Calls go to the source rather than to the Contact (RFC 3581: the
+    /// REGISTER's Via asked for `rport`, or a NAT rewrote its address).
+    #[serde(skip)]
+    pub nat: bool,
     pub transport: String,
     pub user_agent: Option<String>,
     pub call_id: String,
@@ -152,6 +156,7 @@ pub fn binding(
         contact: contact.to_owned(),
         source_ip: source.ip().to_string(),
         source_port: source.port(),
+        nat: true,
         transport: transport.to_owned(),
         user_agent,
         call_id: call_id.to_owned(),

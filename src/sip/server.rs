@@ -118,7 +118,11 @@ impl SipServer {
             ));
             headers.push(Header::Other("Min-SE".into(), min.to_string()));
         }
-        let offer = crate::media::sdp::offer(&dial.local);
+        let offer = crate::media::sdp::offer_of(
+            &dial.local,
+            &dial.codecs,
+            crate::media::sdp::Direction::SendRecv,
+        );
         let option = InviteOption {
             caller_display_name: dial.from_display.clone(),
             caller: from,
@@ -528,6 +532,7 @@ async fn register(shared: &Shared, mut tx: Transaction) {
         user_agent,
         call_id: &call_id,
         header_expires,
+        nat: behind_nat(&tx.original, source),
     };
     let changes = match contact_changes(&contacts, &asked, now) {
         Ok(changes) => changes,
@@ -580,6 +585,7 @@ struct Asked<'a> {
     user_agent: Option<String>,
     call_id: &'a str,
     header_expires: Option<u32>,
+    nat: bool,
 }
 
 /// Why a REGISTER's contacts are refused.
@@ -610,23 +616,49 @@ fn contact_changes(
             rsipstack::sip::typed::Contact::parse(contact).map_err(|_| Refusal::Malformed)?;
         let wanted = registrar::asked_expires(contact_expires(contact), asked.header_expires);
         let granted = registrar::grant(wanted).map_err(Refusal::TooBrief)?;
-        changes.push(Change::Contact {
-            binding: Box::new(registrar::binding(
-                asked.account,
-                asked.device,
-                asked.username,
-                asked.realm,
-                &parsed.uri.to_string(),
-                asked.source,
-                asked.transport,
-                asked.user_agent.clone(),
-                asked.call_id,
-                granted,
-                now,
-            )),
-        });
+        let mut binding = Box::new(registrar::binding(
+            asked.account,
+            asked.device,
+            asked.username,
+            asked.realm,
+            &parsed.uri.to_string(),
+            asked.source,
+            asked.transport,
+            asked.user_agent.clone(),
+            asked.call_id,
+            granted,
+            now,
+        ));
+        binding.nat = asked.nat;
+        changes.push(Change::Contact { binding });
     }
     Ok(changes)
+}
+
+/// Whether a device is reached where its requests come from rather than at
+/// its Contact (RFC 3581): its top Via asks for `rport`, or names another
+/// address than the one the request came from (a NAT rewrote it).
+fn behind_nat(request: &rsipstack::sip::Request, source: SocketAddr) -> bool {
+    use rsipstack::sip::HeadersExt as _;
+    let Some(via) = request
+        .header_value("Via")
+        .or_else(|| request.header_value("v"))
+    else {
+        return true;
+    };
+    let top = via.split(',').next().unwrap_or_default();
+    let mut parts = top.split(';');
+    let sent = parts.next().unwrap_or_default();
+    let rport = parts.any(|p| {
+        let p = p.trim().to_ascii_lowercase();
+        p == "rport" || p.starts_with("rport=")
+    });
+    let sent_by = sent.split_whitespace().nth(1).unwrap_or_default();
+    let sent_by = sent_by
+        .parse::<SocketAddr>()
+        .or_else(|_| format!("{sent_by}:5060").parse::<SocketAddr>())
+        .ok();
+    rport || sent_by != Some(source)
 }
 
 /// Too many failures from the source: refused for a while.
@@ -850,6 +882,8 @@ pub struct Dial {
     pub headers: Vec<(String, String)>,
     /// Digest credentials for a 401/407 (a carrier's gateway).
     pub credential: Option<(String, String)>,
+    /// The codecs to offer (none: PCMU and PCMA).
+    pub codecs: Vec<crate::media::Codec>,
     /// Where our media is (the offer is made from it).
     pub local: crate::media::sdp::Local,
 }
@@ -968,6 +1002,26 @@ mod tests {
              CSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
         );
         assert_eq!(code(&other_method), Some(400));
+    }
+
+    #[test]
+    fn nat_from_via() {
+        let register = |via: &str| {
+            parse(&format!(
+                "REGISTER sip:acme SIP/2.0\r\nVia: {via}\r\n\
+                 From: <sip:b@acme>;tag=1\r\nTo: <sip:b@acme>\r\nCall-ID: c\r\n\
+                 CSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n"
+            ))
+        };
+        let source: SocketAddr = "127.0.0.1:5070".parse().unwrap();
+        let nat = |via: &str| behind_nat(&register(via), source);
+        assert!(!nat("SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1"));
+        assert!(nat("SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1;rport"));
+        assert!(nat("SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bK1"));
+        assert!(!behind_nat(
+            &register("SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK1"),
+            "127.0.0.1:5060".parse().unwrap()
+        ));
     }
 
     #[test]

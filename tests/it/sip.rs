@@ -17,6 +17,7 @@
 //! * `raw.rs`: the raw SIP client and its digests.
 
 mod auth;
+mod far;
 pub(crate) mod harness;
 mod malformed;
 mod raw;
@@ -34,8 +35,8 @@ use callflow::testing;
 use callflow::trace::Trace;
 
 use harness::{
-    Deadline, Server, Sipp, Tools, Transport, Trust, free_port, raw_packets_allowed, sip_dir,
-    sox_stat, tools,
+    Deadline, Server, Setup, Sipp, Tools, Transport, Trust, free_port, raw_packets_allowed,
+    sip_dir, sox_stat, tools,
 };
 use raw::{Client, Dialog, request};
 
@@ -105,6 +106,16 @@ struct Case {
     /// an MD5 challenge offered first).
     #[serde(default)]
     digest: Option<String>,
+    /// More arguments for the server (`--min-session-expires 2`).
+    #[serde(default)]
+    server_args: Vec<String>,
+    /// SIPp far ends the server calls (devices, gateways): see `far.rs`.
+    #[serde(default)]
+    far_ends: Vec<far::FarEnd>,
+    /// Every leg in each trace's `media` report received and sent at least
+    /// this many packets (audio went both ways through every leg).
+    #[serde(default)]
+    media_min_packets: Option<u64>,
 }
 
 fn one() -> u32 {
@@ -187,8 +198,14 @@ fn sip_scenarios() {
     let Some(tools) = tools("sip_scenarios") else {
         return;
     };
-    let cases = cases();
+    let mut cases = cases();
     assert!(cases.len() >= 10, "the SIPp cases are missing");
+    // `CALLFLOW_SIP_CASES=a,b` runs only those cases (while working on them).
+    if let Ok(only) = std::env::var("CALLFLOW_SIP_CASES") {
+        let only: Vec<&str> = only.split(',').map(str::trim).collect();
+        cases.retain(|(name, _)| only.contains(&name.as_str()));
+        assert!(!cases.is_empty(), "CALLFLOW_SIP_CASES names no case");
+    }
     let jobs = cases
         .iter()
         .map(|(name, case)| {
@@ -200,7 +217,7 @@ fn sip_scenarios() {
 }
 
 /// Runs one case: a server, SIPp, then the checks of the sidecar.
-fn run_case(tools: &Tools, name: &str, case: &Case) -> Result<(), String> {
+fn run_case(tools: &'static Tools, name: &str, case: &Case) -> Result<(), String> {
     let scenario = sip_dir().join(case.scenario.clone().unwrap_or(format!("{name}.xml")));
     let text = std::fs::read_to_string(&scenario).map_err(|e| format!("{e}"))?;
     if text.contains("play_pcap_audio") && !raw_packets_allowed(name)? {
@@ -213,11 +230,31 @@ fn run_case(tools: &Tools, name: &str, case: &Case) -> Result<(), String> {
         Source::Trunk => Trust::Loopback,
         Source::Untrusted => Trust::Port(barrier_port),
     };
-    let server = Server::start_with(
+    // The far ends' ports go into a copy of the flows (gateways' servers).
+    let ports = far::ports(&case.far_ends);
+    let flows = tempfile::tempdir().map_err(|e| e.to_string())?;
+    crate::support::copy_tree(&sip_dir().join("flows"), flows.path());
+    far::substitute(flows.path(), &ports);
+    let server = Server::launch(&Setup {
         trust,
-        case.rtp_ports,
-        case.digest.as_deref().unwrap_or("sha-256,md5"),
-    );
+        rtp_ports: case.rtp_ports,
+        digest: case
+            .digest
+            .clone()
+            .unwrap_or_else(|| "sha-256,md5".to_owned()),
+        flows: flows.path().to_path_buf(),
+        scripts: sip_dir().join("scripts"),
+        extra: case.server_args.clone(),
+    });
+    let far_ends =
+        far::start(tools, server.sip, flows.path(), &case.far_ends, &ports).map_err(|e| {
+            format!(
+                "{e}
+--- server log
+{}",
+                server.log()
+            )
+        })?;
     let run = Sipp {
         scenario,
         service: case.dial.clone(),
@@ -228,8 +265,12 @@ fn run_case(tools: &Tools, name: &str, case: &Case) -> Result<(), String> {
         extra: case.sipp_args.clone(),
     }
     .run(tools);
+    let far_problems = far::finish(far_ends);
     let failed =
         |what: String| format!("{what}\n{}\n--- server log\n{}", run.report(), server.log());
+    if !far_problems.is_empty() {
+        return Err(failed(far_problems.join("\n")));
+    }
     if run.code != Some(case.exit_code) {
         return Err(failed(format!(
             "SIPp exited with {:?}, {} expected",
@@ -344,10 +385,33 @@ fn check_trace(case: &Case, server: &Server, document: &Value) -> Vec<String> {
     if let Some(check) = &case.recording {
         problems.extend(check_recording(check, server, &trace, document));
     }
+    if let Some(least) = case.media_min_packets {
+        problems.extend(check_media(least, document));
+    }
     if !problems.is_empty() {
         problems.push(format!("the trace:\n{}", render(document)));
     }
     problems
+}
+
+/// Every leg of the trace's `media` report (the caller and each callee
+/// connected) received and sent at least `least` packets.
+fn check_media(least: u64, document: &Value) -> Vec<String> {
+    let legs = document
+        .get("media")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if legs.len() < 2 {
+        return vec![format!("a bridged call has two legs of media: {legs:?}")];
+    }
+    legs.iter()
+        .filter(|leg| {
+            let count = |key: &str| leg.get(key).and_then(Value::as_u64).unwrap_or(0);
+            count("received") < least || count("sent") < least
+        })
+        .map(|leg| format!("a leg carried fewer than {least} packets each way: {leg}"))
+        .collect()
 }
 
 /// The recording of a call: its WAV (named by the `record` event's
