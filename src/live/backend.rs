@@ -411,6 +411,13 @@ impl LiveBackend {
             .await
     }
 
+    /// What a page waits for once paging: a hang-up, a metaflow taking
+    /// the call, a paged leg's event ([`Stop::Peer`]).
+    pub(super) async fn wait_connected_page(&self, beside: &dyn Beside) -> Stop {
+        self.wait_inner(None, false, &|_, _| false, beside, &|_| false, true)
+            .await
+    }
+
     async fn wait_inner(
         &self,
         until: Option<u64>,
@@ -695,10 +702,15 @@ impl LiveBackend {
     }
 
     pub(super) fn connect(&self, peer: Connected) {
+        self.note_media(&peer.endpoint.id, &peer.media);
+        self.state.borrow_mut().peer = Some(peer);
+    }
+
+    /// A callee's media, for the trace's `media` report.
+    pub(super) fn note_media(&self, endpoint: &str, media: &Handle) {
         self.peers_media
             .borrow_mut()
-            .push((peer.endpoint.id.clone(), peer.media.clone()));
-        self.state.borrow_mut().peer = Some(peer);
+            .push((endpoint.to_owned(), media.clone()));
     }
 
     /// What each leg's media carried (`a`: the caller; then every callee

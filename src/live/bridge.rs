@@ -333,6 +333,9 @@ impl LiveBackend {
         if self.connected().is_some() {
             return failed(0, BridgeStatus::Failed, "INCOMPATIBLE_DESTINATION", 488);
         }
+        if request.page {
+            return self.run_page(request, beside).await;
+        }
         let mut ringing = Ringing::new(request, start);
         let winner = loop {
             self.start_due(request, &mut ringing);
@@ -561,6 +564,110 @@ impl LiveBackend {
             answered_by: Some(endpoint.id),
             duration_ms: self.now() - start,
             talk_ms: self.now() - answered_at,
+        }
+    }
+
+    /// A page: every device rings with the auto-answer headers, and each
+    /// that answers hears the caller (one way: several callees cannot talk
+    /// back without a mixer). The caller is answered with the first; the
+    /// page lasts until the caller hangs up, a metaflow takes the call, or
+    /// every paged device has hung up. The outcome is the bridge's:
+    /// answered by the first, else the failures' table.
+    async fn run_page(&self, request: &BridgeRequest, beside: &dyn Beside) -> BridgeOutcome {
+        let start = self.now();
+        let mut ringing = Ringing::new(request, start);
+        let mut paged: Vec<Called> = Vec::new();
+        let mut first: Option<(u64, String)> = None;
+        loop {
+            self.start_due(request, &mut ringing);
+            while let Some((id, event)) = self.take_pending() {
+                let ringing_leg = ringing.legs.iter().position(|c| c.id == id && !c.over);
+                match (event, ringing_leg) {
+                    (PeerEvent::Leg(LegEvent::Answered(body)), Some(index)) => {
+                        let called = ringing.legs.swap_remove(index);
+                        configure(&called.media, &body);
+                        called.media.send(Control::Start);
+                        if first.is_none() {
+                            if crate::engine::CallControl::answer(self).await.is_err() {
+                                called.leg.hangup().await;
+                                called.media.send(Control::Close);
+                                break;
+                            }
+                            let endpoint = &ringing.endpoints[called.endpoint].target;
+                            first = Some((self.now(), endpoint.id.clone()));
+                        }
+                        let endpoint = &ringing.endpoints[called.endpoint].target.id;
+                        self.note_media(endpoint, &called.media);
+                        paged.push(called);
+                        let targets: Vec<&Handle> = paged.iter().map(|c| &c.media).collect();
+                        session::relay_one_way(self.media(), &targets);
+                    }
+                    (PeerEvent::Leg(LegEvent::Failed(code, _)), Some(_)) => {
+                        self.leg_failed(request, &mut ringing, id, code);
+                    }
+                    (PeerEvent::Leg(LegEvent::Ended(_)), Some(_)) => {
+                        self.leg_failed(request, &mut ringing, id, 487);
+                    }
+                    (PeerEvent::Leg(LegEvent::Ended(_)), None) => {
+                        if let Some(index) = paged.iter().position(|c| c.id == id) {
+                            let gone = paged.swap_remove(index);
+                            gone.media.send(Control::Close);
+                            let targets: Vec<&Handle> = paged.iter().map(|c| &c.media).collect();
+                            session::relay_one_way(self.media(), &targets);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let now = self.now();
+            if first.is_some() && paged.is_empty() {
+                break;
+            }
+            let deadline = match (&first, ringing.deadline(now)) {
+                (None, None) => break,
+                (None, Some(deadline)) => Some(deadline),
+                // Paging: only the ringing ones have deadlines.
+                (Some(_), deadline) => deadline,
+            };
+            if let Some(deadline) = deadline {
+                for index in 0..ringing.endpoints.len() {
+                    if let Ring::Ringing(until) = ringing.endpoints[index].ring
+                        && until <= now.min(ringing.overall_end)
+                    {
+                        self.end_legs(&mut ringing.legs, |c| c.endpoint == index)
+                            .await;
+                        ringing.endpoints[index].ring = Ring::Failed(Failure::no_answer(until));
+                    }
+                }
+                if let Stop::Hangup | Stop::TakenOver = self.wait_peers(deadline, beside).await {
+                    break;
+                }
+            } else if let Stop::Hangup | Stop::TakenOver = self.wait_connected_page(beside).await {
+                break;
+            }
+        }
+        self.end_legs(&mut ringing.legs, |_| true).await;
+        session::unrelay(&[self.media()]);
+        for called in &paged {
+            called.leg.hangup().await;
+            called.media.send(Control::Close);
+        }
+        match first {
+            Some((answered_at, by)) => BridgeOutcome {
+                status: BridgeStatus::Answered,
+                cause: "NORMAL_CLEARING".to_owned(),
+                sip: 200,
+                answered_by: Some(by),
+                duration_ms: self.now() - start,
+                talk_ms: self.now() - answered_at,
+            },
+            None if self.is_gone_now() => failed(
+                self.now() - start,
+                BridgeStatus::Hangup,
+                "ORIGINATOR_CANCEL",
+                487,
+            ),
+            None => outcome_of_failures(request, &ringing, self.now()),
         }
     }
 

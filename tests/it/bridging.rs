@@ -513,3 +513,53 @@ fn a_phones_transfer_button_moves_the_caller() {
         ],
     );
 }
+
+#[test]
+fn a_page_reaches_every_phone_one_way() {
+    if !should_run() {
+        return;
+    }
+    let pbx = Pbx::start(|account| {
+        std::fs::write(
+            account.join("callflows/page-office.json"),
+            r#"{"name": "Page the office", "numbers": ["2100"],
+                "flow": {"module": "page_group", "data": {"endpoints": [
+                    {"id": "dev_bob", "endpoint_type": "device"},
+                    {"id": "dev_carol", "endpoint_type": "device"}]},
+                "children": {}}}"#,
+        )
+        .unwrap();
+    });
+    let mut alice = pbx.phone("alice-desk", 5062, ALICE_HZ, false);
+    let mut bob = pbx.phone("bob-desk", 5064, BOB_HZ, true);
+    let mut carol = pbx.phone("carol-desk", 5066, CAROL_HZ, true);
+
+    alice.send("/dial 2100");
+    bob.expect("Call established");
+    carol.expect("Call established");
+    alice.expect("Call established");
+    bob.expect_to_hear(ALICE_HZ, 2.0);
+    carol.expect_to_hear(ALICE_HZ, 2.0);
+    // One way: nothing of Bob's or Carol's reaches Alice.
+    assert_eq!(alice.heard_of(BOB_HZ) + alice.heard_of(CAROL_HZ), 0);
+    alice.send("/hangup");
+    bob.expect("terminated");
+    carol.expect("terminated");
+
+    let traces = pbx.traces(1);
+    assert_in_order(
+        &traces[0],
+        &[
+            &[r#""event":"bridge""#, r#""status":"answered""#],
+            &[r#""event":"hangup""#, r#""by":"caller""#],
+        ],
+    );
+    // The caller and both paged phones; the phones were relayed the
+    // caller's audio, the caller nothing of theirs (silence only).
+    let media = traces[0]["media"].as_array().unwrap();
+    assert_eq!(media.len(), 3, "{media:?}");
+    assert_eq!(media[0]["relayed"], 0, "{media:?}");
+    for paged in &media[1..] {
+        assert!(paged["relayed"].as_u64().unwrap() > 50, "{media:?}");
+    }
+}
