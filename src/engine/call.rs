@@ -562,6 +562,29 @@ impl Call {
             .with("strategy", json!(request.strategy))
             .with("timeout_s", request.timeout_s);
         let pending = self.trace.borrow_mut().begin(event);
+        // Without the module's ringback, the callflow's (`ringback.early`,
+        // Kazoo's Ringback-Media).
+        let early = request
+            .ringback
+            .is_none()
+            .then(|| {
+                let callflow_id = self.route().callflow_id;
+                self.account
+                    .callflows
+                    .get(callflow_id.as_str())
+                    .and_then(|flow| flow.ringback.as_ref()?.early.clone())
+            })
+            .flatten();
+        let filled;
+        let request = if early.is_some() {
+            filled = BridgeRequest {
+                ringback: early,
+                ..request.clone()
+            };
+            &filled
+        } else {
+            request
+        };
         let outcome = self.backend.bridge(request, beside).await?;
         let mut outcome_fields = fields(json!({
             "status": outcome.status.as_str(),

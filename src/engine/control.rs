@@ -326,6 +326,25 @@ pub struct ConsultRequest {
     /// Complete as soon as the target answers, without holding the
     /// transferee (a `move`: the transferor's side moves to the target).
     pub complete_on_answer: bool,
+    /// The caller id the target sees (name, number).
+    pub caller_id: (String, String),
+}
+
+impl ConsultRequest {
+    /// How the target rings: every endpoint at once, for `timeout_s`, the
+    /// target seeing the caller's id.
+    pub fn ring(&self) -> BridgeRequest {
+        BridgeRequest {
+            endpoints: self.endpoints.clone(),
+            strategy: Strategy::Simultaneous,
+            timeout_s: self.timeout_s,
+            ringback: self.ringback.clone(),
+            page: false,
+            caller_id_name: self.caller_id.0.clone(),
+            caller_id_number: self.caller_id.1.clone(),
+            carriers: None,
+        }
+    }
 }
 
 /// How an attended transfer ended.

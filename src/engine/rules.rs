@@ -5,7 +5,7 @@
 
 use std::future::Future;
 
-use super::control::{CollectOutcome, CollectReason, CollectRequest};
+use super::control::{CollectOutcome, CollectReason, CollectRequest, ConsultRequest, Leg};
 
 /// A DTMF collection (`collect`) after its prompt: digits are taken from
 /// the call's buffer one by one; terminators end it once `min_digits` are
@@ -146,5 +146,40 @@ mod tests {
         }
         assert_eq!(full.digit('4', 20), Some(CollectReason::MaxDigits));
         assert_eq!(full.into_digits(), "1234");
+    }
+}
+
+/// The transferor's digits during an attended transfer, watched for the
+/// takeback code (none for a move: it completes on answer).
+#[derive(Debug)]
+pub struct Takeback {
+    code: Option<String>,
+    transferor: Leg,
+    typed: std::cell::RefCell<String>,
+}
+
+impl Takeback {
+    pub fn new(request: &ConsultRequest) -> Self {
+        Self {
+            code: request
+                .takeback
+                .clone()
+                .filter(|code| !code.is_empty() && !request.complete_on_answer),
+            transferor: request.transferor,
+            typed: std::cell::RefCell::new(String::new()),
+        }
+    }
+
+    /// Whether `digit` of `leg` completes the takeback code.
+    pub fn pressed(&self, leg: Leg, digit: char) -> bool {
+        let Some(code) = &self.code else {
+            return false;
+        };
+        if leg != self.transferor {
+            return false;
+        }
+        let mut typed = self.typed.borrow_mut();
+        typed.push(digit);
+        typed.ends_with(code.as_str())
     }
 }

@@ -546,6 +546,7 @@ fn register_transfers(lua: &Lua, raw: &Table) -> mlua::Result<()> {
             moh: opt_string(opts, "moh")?,
             ringback: opt_string(opts, "ringback")?,
             complete_on_answer: opt_bool(opts, "complete_on_answer")?.unwrap_or(false),
+            caller_id: call.caller_id(),
         };
         let runner = nested(&lua, &inv)?;
         match call

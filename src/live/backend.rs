@@ -25,8 +25,8 @@ use super::PeerEvent;
 use crate::catalog::AccountFlows;
 use crate::engine::control::{
     Beside, BridgeOutcome, BridgeRequest, CallControl, CollectOutcome, CollectReason,
-    CollectRequest, ConsultOutcome, ConsultRequest, ConsultResult, Gone, Hangup, HttpOutcome,
-    HttpRequest, HungUpBy, Leg, Legs, LocalFuture, PeerInfo, PlayOutcome, PlayReason, PlayRequest,
+    CollectRequest, ConsultOutcome, ConsultRequest, Gone, Hangup, HttpOutcome, HttpRequest,
+    HungUpBy, Leg, Legs, LocalFuture, PeerInfo, PlayOutcome, PlayReason, PlayRequest,
     RecordOutcome, RecordReason, RecordRequest, Resume, SleepReason, SpeakRequest,
 };
 use crate::engine::rules::{self, Waited};
@@ -184,6 +184,9 @@ pub struct LiveBackend {
     /// Every callee's media that was connected (with its endpoint), for
     /// the trace's `media` report.
     peers_media: RefCell<Vec<(String, Handle)>>,
+    /// An attended transfer runs: the peer's hang-up leaves the call
+    /// ([`Stop::PeerGone`]) and no digit crosses between the legs.
+    consulting: Cell<bool>,
 }
 
 impl LiveBackend {
@@ -217,6 +220,7 @@ impl LiveBackend {
             closed: Cell::new(false),
             moh: super::midcall::MohSlot::default(),
             peers_media: RefCell::new(Vec::new()),
+            consulting: Cell::new(false),
         }
     }
 
@@ -300,7 +304,7 @@ impl LiveBackend {
 
     /// Ends the call from our side: BYE after the answer, a final response
     /// before it.
-    async fn end_ours(&self, cause: &str) {
+    pub(super) async fn end_ours(&self, cause: &str) {
         if self.state.borrow().hangup.is_some() {
             return;
         }
@@ -399,6 +403,23 @@ impl LiveBackend {
             true,
         )
         .await
+    }
+
+    /// What an attended transfer waits for: the transferor's digits
+    /// (`stop_on`), a called leg's event ([`Stop::Peer`]), the peer leaving
+    /// ([`Stop::PeerGone`]), a hang-up, `deadline`.
+    pub(super) async fn wait_consult(
+        &self,
+        deadline: Option<u64>,
+        stop_on: &dyn Fn(Leg, char) -> bool,
+        beside: &dyn Beside,
+    ) -> Stop {
+        self.wait_inner(deadline, false, stop_on, beside, &|_| false, true)
+            .await
+    }
+
+    pub(super) fn set_consulting(&self, on: bool) {
+        self.consulting.set(on);
     }
 
     /// What an answered bridge waits for: a hang-up of either side, a
@@ -541,7 +562,7 @@ impl LiveBackend {
         if buffer && !connected {
             self.state.borrow_mut().buffer.push_back(digit);
         }
-        if connected {
+        if connected && !self.consulting.get() {
             self.send_digit_to_peer(digit);
         }
         beside.dtmf(now, Leg::A, digit);
@@ -572,7 +593,9 @@ impl LiveBackend {
                         .with("digit", digit.to_string())
                         .with("leg", Leg::B.as_str()),
                 );
-                self.send_digit_to_caller(digit);
+                if !self.consulting.get() {
+                    self.send_digit_to_caller(digit);
+                }
                 beside.dtmf(now, Leg::B, digit);
                 self.unhold_by_key(Leg::B, digit);
                 stop_on(Leg::B, digit).then_some(Stop::Digit(Leg::B, digit))
@@ -582,6 +605,14 @@ impl LiveBackend {
                 None
             }
             PeerEvent::Leg(LegEvent::Refer(target)) => Some(Stop::Refer(Leg::B, target)),
+            PeerEvent::Leg(LegEvent::Ended(_)) if self.consulting.get() => {
+                // An attended transfer decides what the peer's leaving means.
+                if let Some(peer) = self.disconnect() {
+                    session::unrelay(&[&self.media, &peer.media]);
+                    peer.media.send(Control::Close);
+                }
+                Some(Stop::PeerGone)
+            }
             PeerEvent::Leg(LegEvent::Ended(_)) => {
                 self.end_hold(false);
                 if let Some(peer) = self.disconnect() {
@@ -737,6 +768,14 @@ impl LiveBackend {
         serde_json::Value::Array(legs)
     }
 
+    /// Leaves `media` out of the trace's `media` report (a leg that goes
+    /// on without the call: closing it at the call's end would cut it).
+    pub(super) fn forget_media(&self, media: &Handle) {
+        self.peers_media
+            .borrow_mut()
+            .retain(|(_, noted)| !noted.same(media));
+    }
+
     pub(super) fn disconnect(&self) -> Option<Connected> {
         self.state.borrow_mut().peer.take()
     }
@@ -758,10 +797,6 @@ impl LiveBackend {
             times: Some(times),
         });
         id
-    }
-
-    pub(super) fn stop_play(&self, id: u64) {
-        self.media.send(Control::Stop { id });
     }
 
     /// [`LiveBackend::wait`] for verbs a `break` does not stop.
@@ -1413,19 +1448,11 @@ impl CallControl for LiveBackend {
     fn attended_transfer<'a>(
         &'a self,
         request: &'a ConsultRequest,
-        _beside: &'a dyn Beside,
+        beside: &'a dyn Beside,
     ) -> LocalFuture<'a, Result<ConsultOutcome, Gone>> {
         Box::pin(async move {
             self.alive()?;
-            self.warn(format!(
-                "an attended transfer to {} needs bridging, which real calls do not have yet",
-                request.target
-            ));
-            Ok(ConsultOutcome {
-                result: ConsultResult::Failed,
-                answered_by: None,
-                duration_ms: 0,
-            })
+            Ok(self.run_consult(request, beside).await)
         })
     }
 }

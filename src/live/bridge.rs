@@ -24,13 +24,13 @@ use crate::sip::{Dial, Leg as SipLeg, LegEvent};
 pub const RINGBACK: &str = "tone_stream://%(2000,4000,440,480);loops=-1";
 
 /// One called leg of a bridge (one contact of one endpoint).
-struct Called {
-    id: u64,
+pub(super) struct Called {
+    pub(super) id: u64,
     endpoint: usize,
-    leg: SipLeg,
-    media: Handle,
+    pub(super) leg: SipLeg,
+    pub(super) media: Handle,
     /// What its SDP agreed, once known (early media or the answer).
-    telephone_events: bool,
+    pub(super) telephone_events: bool,
     over: bool,
     /// A gateway that has not answered by then is given up.
     progress_until: Option<u64>,
@@ -106,20 +106,32 @@ struct Endpoint {
     gateways: std::collections::VecDeque<carriers::Gateway>,
 }
 
+/// Who hears a bridge's ringback or its callee's early media.
+pub(super) enum Listener {
+    /// The caller (a 183 first).
+    Caller,
+    /// A leg already talking (an attended transfer's transferor).
+    Leg(Handle),
+    /// Nobody (a move: the legs talk on while the target rings).
+    Nobody,
+}
+
 /// A bridge while it rings.
-struct Ringing {
+pub(super) struct Ringing {
     start: u64,
     overall_end: u64,
     endpoints: Vec<Endpoint>,
     legs: Vec<Called>,
-    /// The ringback playing to the caller.
+    /// Who hears the ringback or early media.
+    listener: Listener,
+    /// The ringback playing to the listener.
     ringback: Option<u64>,
-    /// The leg whose early media the caller hears.
+    /// The leg whose early media the listener hears.
     early: Option<u64>,
 }
 
 impl Ringing {
-    fn new(request: &BridgeRequest, start: u64) -> Self {
+    pub(super) fn new(request: &BridgeRequest, start: u64, listener: Listener) -> Self {
         let endpoints = request
             .endpoints
             .iter()
@@ -139,9 +151,24 @@ impl Ringing {
             overall_end: start.saturating_add(request.timeout_s.saturating_mul(1000)),
             endpoints,
             legs: Vec::new(),
+            listener,
             ringback: None,
             early: None,
         }
+    }
+
+    /// Takes the leg `id` out (the one that answered), with the endpoint
+    /// it rang for.
+    pub(super) fn take(&mut self, id: u64) -> Option<(Called, BridgeEndpoint)> {
+        let position = self.legs.iter().position(|c| c.id == id)?;
+        let called = self.legs.swap_remove(position);
+        let endpoint = self.endpoints[called.endpoint].target.clone();
+        Some((called, endpoint))
+    }
+
+    /// The legs still ringing.
+    pub(super) fn legs_mut(&mut self) -> &mut [Called] {
+        &mut self.legs
     }
 
     /// When something next happens, or `None` when nothing rings or waits
@@ -336,32 +363,18 @@ impl LiveBackend {
         if request.page {
             return self.run_page(request, beside).await;
         }
-        let mut ringing = Ringing::new(request, start);
+        let mut ringing = Ringing::new(request, start, Listener::Caller);
         let winner = loop {
             self.start_due(request, &mut ringing);
             if let Some(id) = self.leg_events(request, &mut ringing).await {
                 break Some(id);
             }
-            let now = self.now();
-            // Endpoints that rang out.
-            for index in 0..ringing.endpoints.len() {
-                if let Ring::Ringing(until) = ringing.endpoints[index].ring
-                    && until <= now.min(ringing.overall_end)
-                {
-                    self.end_legs(&mut ringing.legs, |c| c.endpoint == index)
-                        .await;
-                    ringing.endpoints[index].ring = Ring::Failed(Failure::no_answer(until));
-                    self.next_single(request, &mut ringing.endpoints, index);
-                }
-            }
-            let Some(deadline) = ringing.deadline(now) else {
+            let Some(deadline) = self.ring_out(request, &mut ringing).await else {
                 break None;
             };
             if let Stop::Hangup | Stop::TakenOver = self.wait_peers(deadline, beside).await {
                 self.end_legs(&mut ringing.legs, |_| true).await;
-                if let Some(play) = ringing.ringback.take() {
-                    self.stop_play(play);
-                }
+                self.stop_ringback(&mut ringing);
                 let (cause, sip) = if self.timed_out() {
                     ("ALLOTTED_TIMEOUT", 408)
                 } else {
@@ -370,9 +383,7 @@ impl LiveBackend {
                 return failed(self.now() - start, BridgeStatus::Hangup, cause, sip);
             }
         };
-        if let Some(play) = ringing.ringback.take() {
-            self.stop_play(play);
-        }
+        self.stop_ringback(&mut ringing);
         let Some(winner) = winner else {
             self.end_legs(&mut ringing.legs, |_| true).await;
             if ringing.early.is_some() {
@@ -383,8 +394,29 @@ impl LiveBackend {
         self.connect_winner(ringing, winner, beside).await
     }
 
+    /// Ends the ringing of endpoints whose time ran out; when the ringing
+    /// next needs attention (`None`: nothing rings or waits any more).
+    pub(super) async fn ring_out(
+        &self,
+        request: &BridgeRequest,
+        ringing: &mut Ringing,
+    ) -> Option<u64> {
+        let now = self.now();
+        for index in 0..ringing.endpoints.len() {
+            if let Ring::Ringing(until) = ringing.endpoints[index].ring
+                && until <= now.min(ringing.overall_end)
+            {
+                self.end_legs(&mut ringing.legs, |c| c.endpoint == index)
+                    .await;
+                ringing.endpoints[index].ring = Ring::Failed(Failure::no_answer(until));
+                self.next_single(request, &mut ringing.endpoints, index);
+            }
+        }
+        ringing.deadline(now)
+    }
+
     /// Endpoints whose time has come start ringing.
-    fn start_due(&self, request: &BridgeRequest, ringing: &mut Ringing) {
+    pub(super) fn start_due(&self, request: &BridgeRequest, ringing: &mut Ringing) {
         let now = self.now();
         for index in 0..ringing.endpoints.len() {
             let Ring::Waiting(at) = ringing.endpoints[index].ring else {
@@ -420,7 +452,11 @@ impl LiveBackend {
 
     /// What the ringing legs did (and gateways silent past their progress
     /// timeout); the id of one that answered.
-    async fn leg_events(&self, request: &BridgeRequest, ringing: &mut Ringing) -> Option<u64> {
+    pub(super) async fn leg_events(
+        &self,
+        request: &BridgeRequest,
+        ringing: &mut Ringing,
+    ) -> Option<u64> {
         let now = self.now();
         let silent: Vec<u64> = ringing
             .legs
@@ -446,19 +482,25 @@ impl LiveBackend {
             }
             match event {
                 PeerEvent::Leg(LegEvent::Ringing)
-                    if ringing.early.is_none() && ringing.ringback.is_none() =>
+                    if ringing.early.is_none()
+                        && ringing.ringback.is_none()
+                        && !matches!(ringing.listener, Listener::Nobody) =>
                 {
-                    ringing.ringback = Some(self.start_ringback(request).await);
+                    let play = self.start_ringback(request, &ringing.listener).await;
+                    ringing.ringback = Some(play);
                 }
                 PeerEvent::Leg(LegEvent::Early(body)) => {
                     called.telephone_events = configure(&called.media, &body);
                     if ringing.early.is_none() {
-                        if let Some(play) = ringing.ringback.take() {
-                            self.stop_play(play);
+                        let media = called.media.clone();
+                        self.stop_ringback(ringing);
+                        if let Listener::Caller = ringing.listener {
+                            self.early_media();
                         }
-                        self.early_media();
-                        called.media.send(Control::Start);
-                        session::relay_one_way(&called.media, &[self.media()]);
+                        media.send(Control::Start);
+                        if let Some(listener) = self.hearer(&ringing.listener) {
+                            session::relay_one_way(&media, &[listener]);
+                        }
                         ringing.early = Some(id);
                     }
                 }
@@ -489,8 +531,10 @@ impl LiveBackend {
         called.media.send(Control::Close);
         let index = called.endpoint;
         if ringing.early == Some(id) {
-            // Its early media is over: the caller hears nothing from it.
-            self.media().send(Control::RelayIn(None));
+            // Its early media is over: the listener hears nothing from it.
+            if let Some(listener) = self.hearer(&ringing.listener) {
+                listener.send(Control::RelayIn(None));
+            }
             ringing.early = None;
         }
         if !matches!(ringing.endpoints[index].ring, Ring::Ringing(_)) {
@@ -524,7 +568,7 @@ impl LiveBackend {
     ) -> BridgeOutcome {
         let start = ringing.start;
         self.end_legs(&mut ringing.legs, |c| c.id != winner).await;
-        let Some(position) = ringing.legs.iter().position(|c| c.id == winner) else {
+        let Some((called, endpoint)) = ringing.take(winner) else {
             return failed(
                 self.now() - start,
                 BridgeStatus::Failed,
@@ -532,8 +576,6 @@ impl LiveBackend {
                 500,
             );
         };
-        let called = ringing.legs.swap_remove(position);
-        let endpoint = ringing.endpoints[called.endpoint].target.clone();
         let answered_at = self.now();
         if crate::engine::CallControl::answer(self).await.is_err() {
             called.leg.hangup().await;
@@ -575,7 +617,7 @@ impl LiveBackend {
     /// answered by the first, else the failures' table.
     async fn run_page(&self, request: &BridgeRequest, beside: &dyn Beside) -> BridgeOutcome {
         let start = self.now();
-        let mut ringing = Ringing::new(request, start);
+        let mut ringing = Ringing::new(request, start, Listener::Caller);
         let mut paged: Vec<Called> = Vec::new();
         let mut first: Option<(u64, String)> = None;
         loop {
@@ -630,15 +672,7 @@ impl LiveBackend {
                 (Some(_), deadline) => deadline,
             };
             if let Some(deadline) = deadline {
-                for index in 0..ringing.endpoints.len() {
-                    if let Ring::Ringing(until) = ringing.endpoints[index].ring
-                        && until <= now.min(ringing.overall_end)
-                    {
-                        self.end_legs(&mut ringing.legs, |c| c.endpoint == index)
-                            .await;
-                        ringing.endpoints[index].ring = Ring::Failed(Failure::no_answer(until));
-                    }
-                }
+                self.ring_out(request, &mut ringing).await;
                 if let Stop::Hangup | Stop::TakenOver = self.wait_peers(deadline, beside).await {
                     break;
                 }
@@ -685,7 +719,7 @@ impl LiveBackend {
     }
 
     /// Ends the legs `which` selects (CANCEL or BYE) and closes their media.
-    async fn end_legs(&self, legs: &mut [Called], which: impl Fn(&Called) -> bool) {
+    pub(super) async fn end_legs(&self, legs: &mut [Called], which: impl Fn(&Called) -> bool) {
         for called in legs.iter_mut().filter(|c| !c.over && which(c)) {
             called.over = true;
             called.leg.hangup().await;
@@ -693,14 +727,43 @@ impl LiveBackend {
         }
     }
 
-    async fn start_ringback(&self, request: &BridgeRequest) -> u64 {
+    /// Plays the ringback (the request's, else a standard tone) to the
+    /// listener: the caller (after a 183), or a leg already talking.
+    async fn start_ringback(&self, request: &BridgeRequest, listener: &Listener) -> u64 {
         let name = request
             .ringback
             .clone()
             .unwrap_or_else(|| RINGBACK.to_owned());
         let clip = self.clip(move |lib, acc| lib.media(acc, &name, None)).await;
-        self.early_media();
-        self.play_clip(clip, 0)
+        let Listener::Leg(listener) = listener else {
+            self.early_media();
+            return self.play_clip(clip, 0);
+        };
+        let id = self.next_id();
+        listener.send(Control::Play {
+            id,
+            clip,
+            times: Some(0),
+        });
+        id
+    }
+
+    /// Stops the ringback playing, if any.
+    pub(super) fn stop_ringback(&self, ringing: &mut Ringing) {
+        if let Some(id) = ringing.ringback.take()
+            && let Some(listener) = self.hearer(&ringing.listener)
+        {
+            listener.send(Control::Stop { id });
+        }
+    }
+
+    /// The session of a listener, if anybody listens.
+    fn hearer<'a>(&'a self, listener: &'a Listener) -> Option<&'a Handle> {
+        match listener {
+            Listener::Caller => Some(self.media()),
+            Listener::Leg(media) => Some(media),
+            Listener::Nobody => None,
+        }
     }
 
     /// The answered bridge's talk: until a side hangs up, a metaflow takes
@@ -777,7 +840,11 @@ fn failed(duration_ms: u64, status: BridgeStatus, cause: &str, sip: u16) -> Brid
 /// The simulator's rules for a bridge nobody answered: `simultaneous`:
 /// busy when all were busy, no answer when any rang out, else the last
 /// failure; `single`: the last failure; the overall timeout: no answer.
-fn outcome_of_failures(request: &BridgeRequest, ringing: &Ringing, now: u64) -> BridgeOutcome {
+pub(super) fn outcome_of_failures(
+    request: &BridgeRequest,
+    ringing: &Ringing,
+    now: u64,
+) -> BridgeOutcome {
     let (start, overall_end) = (ringing.start, ringing.overall_end);
     let failures: Vec<&Failure> = ringing
         .endpoints

@@ -56,7 +56,7 @@ impl LiveBackend {
 
     /// Starts music on `media` (looped until stopped); its play id. The
     /// music loads off the call's thread.
-    fn start_moh(&self, media: &Handle, name: Option<&str>) -> u64 {
+    pub(super) fn start_moh(&self, media: &Handle, name: Option<&str>) -> u64 {
         let id = self.next_id();
         let slot = self.moh_slot();
         *slot.lock().unwrap_or_else(PoisonError::into_inner) = id;

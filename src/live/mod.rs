@@ -20,6 +20,7 @@ pub mod backend;
 mod bridge;
 pub mod calls;
 mod carriers;
+mod consult;
 mod directory;
 mod midcall;
 mod record;

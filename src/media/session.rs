@@ -173,6 +173,11 @@ impl Handle {
         while ended.changed().await.is_ok() {}
     }
 
+    /// Whether both handles control the same session.
+    pub fn same(&self, other: &Handle) -> bool {
+        self.control.same_channel(&other.control)
+    }
+
     /// What the session carried (complete once [`Handle::ended`]).
     pub fn stats(&self) -> Stats {
         *self

@@ -802,7 +802,7 @@ impl SimBackend {
         }
         let transferor = request.transferor;
         let plan = self.begin_consult(request, start);
-        let takeback = Takeback::new(request, transferor);
+        let takeback = rules::Takeback::new(request);
         let (answer, ring_end, failure) = match plan {
             Plan::Answered { endpoint, at } => (Some((endpoint, at)), at, None),
             Plan::Failed(failure) => (None, failure.at, Some(failure.status)),
@@ -879,7 +879,12 @@ impl SimBackend {
 
     /// Waits in an attended transfer until `until` (the end of the ringing,
     /// or the target's hang-up) or until a leg does something.
-    async fn consult_wait(&self, until: u64, takeback: &Takeback, beside: &dyn Beside) -> Waited {
+    async fn consult_wait(
+        &self,
+        until: u64,
+        takeback: &rules::Takeback,
+        beside: &dyn Beside,
+    ) -> Waited {
         loop {
             match self
                 .advance(
@@ -902,16 +907,7 @@ impl SimBackend {
     /// Starts an attended transfer at `start`: the transferee on hold
     /// (unless it is a move), the target's ringing planned.
     fn begin_consult(&self, request: &ConsultRequest, start: u64) -> Plan {
-        let ring = BridgeRequest {
-            endpoints: request.endpoints.clone(),
-            strategy: Strategy::Simultaneous,
-            timeout_s: request.timeout_s,
-            ringback: request.ringback.clone(),
-            page: false,
-            caller_id_name: String::new(),
-            caller_id_number: String::new(),
-            carriers: None,
-        };
+        let ring = request.ring();
         let mut state = self.state.borrow_mut();
         state.consulting = true;
         if !request.complete_on_answer {
@@ -926,7 +922,12 @@ impl SimBackend {
 
     /// The first phase of an attended transfer: the target rings until
     /// `ring_end`; the peer may hang up meanwhile.
-    async fn consult_ring(&self, ring_end: u64, takeback: &Takeback, beside: &dyn Beside) -> Rang {
+    async fn consult_ring(
+        &self,
+        ring_end: u64,
+        takeback: &rules::Takeback,
+        beside: &dyn Beside,
+    ) -> Rang {
         let mut peer_left = false;
         loop {
             match self.consult_wait(ring_end, takeback, beside).await {
@@ -1028,39 +1029,6 @@ enum Waited {
     PeerHangup,
     /// The caller's leg is gone.
     CallerGone,
-}
-
-/// The transferor's digits, watched for the takeback code.
-struct Takeback {
-    code: Option<String>,
-    transferor: Leg,
-    typed: RefCell<String>,
-}
-
-impl Takeback {
-    fn new(request: &ConsultRequest, transferor: Leg) -> Self {
-        Self {
-            code: request
-                .takeback
-                .clone()
-                .filter(|code| !code.is_empty() && !request.complete_on_answer),
-            transferor,
-            typed: RefCell::new(String::new()),
-        }
-    }
-
-    /// Whether `digit` of `leg` completes the takeback code.
-    fn pressed(&self, leg: Leg, digit: char) -> bool {
-        let Some(code) = &self.code else {
-            return false;
-        };
-        if leg != self.transferor {
-            return false;
-        }
-        let mut typed = self.typed.borrow_mut();
-        typed.push(digit);
-        typed.ends_with(code.as_str())
-    }
 }
 
 enum Plan {

@@ -275,6 +275,18 @@ impl Pbx {
         )
     }
 
+    /// Alice, Bob and Carol's phones (Bob's and Carol's answer by
+    /// themselves); Alice calls Bob (1002) and hears him.
+    fn alice_talks_to_bob(&self) -> (Phone, Phone, Phone) {
+        let mut alice = self.phone("alice-desk", 5062, ALICE_HZ, false);
+        let mut bob = self.phone("bob-desk", 5064, BOB_HZ, true);
+        let carol = self.phone("carol-desk", 5066, CAROL_HZ, true);
+        alice.send("/dial 1002");
+        bob.expect("Call established");
+        alice.expect_to_hear(BOB_HZ, 1.0);
+        (alice, bob, carol)
+    }
+
     /// The traces written, once there are `count`, oldest call first.
     fn traces(&self, count: usize) -> Vec<Value> {
         let dir = self.dir.path().join("traces");
@@ -295,6 +307,17 @@ impl Pbx {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// The sample account with `*4` + extension for an attended transfer
+/// (takeback `*1`).
+fn attended_on_star_4(account: &Path) {
+    let path = account.join("account.json");
+    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    doc["metaflows"]["patterns"]["^4(\\d+)$"] = serde_json::json!({
+        "module": "transfer", "data": {"transfer_type": "attended"}
+    });
+    std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -388,13 +411,7 @@ fn the_callee_transfers_the_caller_with_star_2() {
         return;
     }
     let pbx = Pbx::start(|_| {});
-    let mut alice = pbx.phone("alice-desk", 5062, ALICE_HZ, false);
-    let mut bob = pbx.phone("bob-desk", 5064, BOB_HZ, true);
-    let mut carol = pbx.phone("carol-desk", 5066, CAROL_HZ, true);
-
-    alice.send("/dial 1002");
-    bob.expect("Call established");
-    alice.expect_to_hear(BOB_HZ, 1.0);
+    let (mut alice, mut bob, mut carol) = pbx.alice_talks_to_bob();
     // Bob presses *2 1003 (the sample account's transfer metaflow).
     bob.press("*21003");
     carol.expect("Call established");
@@ -417,6 +434,114 @@ fn the_callee_transfers_the_caller_with_star_2() {
             ],
             &[r#""event":"transfer.blind""#, r#""target":"1003""#],
             &[r#""event":"bridge""#, r#""answered_by":"dev_carol""#],
+            &[r#""event":"hangup""#, r#""by":"caller""#],
+        ],
+    );
+}
+
+#[test]
+fn the_callee_consults_a_colleague_takes_the_caller_back_then_hands_it_over() {
+    if !should_run() {
+        return;
+    }
+    let pbx = Pbx::start(attended_on_star_4);
+    let (mut alice, mut bob, mut carol) = pbx.alice_talks_to_bob();
+
+    // Bob consults Carol while Alice waits; Alice hears nothing of either.
+    bob.press("*41003");
+    carol.expect("Call established");
+    bob.expect_to_hear(CAROL_HZ, 1.0);
+    carol.expect_to_hear(BOB_HZ, 1.0);
+    assert_eq!(
+        alice.heard_of(CAROL_HZ),
+        0,
+        "the caller heard the consultation"
+    );
+    // Takeback: Carol is dropped, Alice and Bob talk again.
+    bob.press("*1");
+    carol.expect("terminated");
+    alice.expect_to_hear(BOB_HZ, 1.0);
+    bob.expect_to_hear(ALICE_HZ, 1.0);
+    assert_eq!(
+        alice.heard_of(CAROL_HZ),
+        0,
+        "the caller heard the consultation"
+    );
+
+    // Again, and this time Bob hangs up: Alice talks to Carol.
+    bob.press("*41003");
+    carol.expect("Call established");
+    bob.expect_to_hear(CAROL_HZ, 1.0);
+    bob.send("/hangup");
+    bob.expect("terminated");
+    alice.expect_to_hear(CAROL_HZ, 2.0);
+    carol.expect_to_hear(ALICE_HZ, 2.0);
+    alice.send("/hangup");
+    carol.expect("terminated");
+
+    let traces = pbx.traces(1);
+    assert_in_order(
+        &traces[0],
+        &[
+            &[r#""event":"bridge""#, r#""answered_by":"dev_bob""#],
+            &[
+                r#""event":"transfer""#,
+                r#""type":"attended""#,
+                r#""transferor":"b""#,
+                r#""result":"takeback""#,
+            ],
+            &[
+                r#""event":"transfer""#,
+                r#""type":"attended""#,
+                r#""result":"completed""#,
+                r#""answered_by":"dev_carol""#,
+            ],
+            &[r#""event":"hangup""#, r#""by":"caller""#],
+        ],
+    );
+    // Alice, Bob, then Carol: each was relayed the other side's audio.
+    let media = traces[0]["media"].as_array().unwrap();
+    assert_eq!(media.len(), 3, "{media:?}");
+    assert_eq!(media[2]["endpoint"], "dev_carol", "{media:?}");
+    for leg in media {
+        assert!(leg["relayed"].as_u64().unwrap() > 50, "{media:?}");
+    }
+}
+
+#[test]
+fn the_caller_consults_then_leaves_the_callee_with_the_target() {
+    if !should_run() {
+        return;
+    }
+    let pbx = Pbx::start(attended_on_star_4);
+    let (mut alice, mut bob, mut carol) = pbx.alice_talks_to_bob();
+    alice.press("*41003");
+    carol.expect("Call established");
+    alice.expect_to_hear(CAROL_HZ, 1.0);
+    assert_eq!(
+        bob.heard_of(CAROL_HZ),
+        0,
+        "the transferee heard the consultation"
+    );
+    // Alice hangs up: her call ends, Bob and Carol talk on.
+    alice.send("/hangup");
+    alice.expect("terminated");
+    bob.expect_to_hear(CAROL_HZ, 2.0);
+    carol.expect_to_hear(BOB_HZ, 2.0);
+    carol.send("/hangup");
+    bob.expect("terminated");
+
+    let traces = pbx.traces(1);
+    assert_in_order(
+        &traces[0],
+        &[
+            &[r#""event":"bridge""#, r#""answered_by":"dev_bob""#],
+            &[
+                r#""event":"transfer""#,
+                r#""transferor":"a""#,
+                r#""result":"completed""#,
+                r#""answered_by":"dev_carol""#,
+            ],
             &[r#""event":"hangup""#, r#""by":"caller""#],
         ],
     );
@@ -481,13 +606,7 @@ fn a_phones_transfer_button_moves_the_caller() {
         return;
     }
     let pbx = Pbx::start(|_| {});
-    let mut alice = pbx.phone("alice-desk", 5062, ALICE_HZ, false);
-    let mut bob = pbx.phone("bob-desk", 5064, BOB_HZ, true);
-    let mut carol = pbx.phone("carol-desk", 5066, CAROL_HZ, true);
-
-    alice.send("/dial 1002");
-    bob.expect("Call established");
-    alice.expect_to_hear(BOB_HZ, 1.0);
+    let (mut alice, mut bob, mut carol) = pbx.alice_talks_to_bob();
     // Bob's phone transfers the call to 1003: a REFER.
     bob.send("/transfer 1003");
     carol.expect("Call established");
