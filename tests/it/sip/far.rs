@@ -49,6 +49,12 @@ pub struct FarEnd {
     /// the `Proxy-Authorization` it received is checked.
     #[serde(default)]
     pub digest: Option<Credentials>,
+    /// Register as a phone behind NAT would: from its own port, with a
+    /// Via asking for `rport` and a Via and Contact naming an address
+    /// where nothing listens (127.0.0.9:5060); the server must call where
+    /// the REGISTER came from (RFC 3581).
+    #[serde(default)]
+    pub nat: bool,
 }
 
 /// A username and password.
@@ -100,21 +106,40 @@ fn credentials(flows: &Path, device: &str) -> (String, String) {
     (text("username"), text("password"))
 }
 
-/// Registers `device` with the server at `127.0.0.1:port` (digest MD5).
-pub fn register(server: SocketAddr, flows: &Path, device: &str, port: u16) -> Result<(), String> {
+/// Where a phone behind NAT believes it is: nothing listens there.
+const NAT_INSIDE: &str = "127.0.0.9:5060";
+
+/// Registers `device` with the server at `127.0.0.1:port` (digest MD5):
+/// a third-party REGISTER, or with `nat` one sent from `port` itself,
+/// naming [`NAT_INSIDE`] as its address.
+pub fn register(
+    server: SocketAddr,
+    flows: &Path,
+    device: &str,
+    port: u16,
+    nat: bool,
+) -> Result<(), String> {
     let (username, password) = credentials(flows, device);
-    let client = Client::new(server);
+    let client = if nat {
+        Client::on_port(server, port)
+    } else {
+        Client::new(server)
+    };
     let uri = "sip:siptest.example.com";
+    let (via, contact) = if nat {
+        (format!("{NAT_INSIDE};rport"), NAT_INSIDE.to_owned())
+    } else {
+        // No rport: the server calls the Contact, SIPp's port.
+        (
+            format!("127.0.0.1:{}", client.port),
+            format!("127.0.0.1:{port}"),
+        )
+    };
     let send = |cseq: u32, authorization: Option<&str>| {
         let mut headers = vec![
             (
                 "Via",
-                // No rport: the server calls the Contact, SIPp's port.
-                format!(
-                    "SIP/2.0/UDP 127.0.0.1:{};branch={}",
-                    client.port,
-                    Client::branch()
-                ),
+                format!("SIP/2.0/UDP {via};branch={}", Client::branch()),
             ),
             (
                 "From",
@@ -126,7 +151,7 @@ pub fn register(server: SocketAddr, flows: &Path, device: &str, port: u16) -> Re
                 format!("far-{port}-{}@127.0.0.1", std::process::id()),
             ),
             ("CSeq", format!("{cseq} REGISTER")),
-            ("Contact", format!("<sip:{username}@127.0.0.1:{port}>")),
+            ("Contact", format!("<sip:{username}@{contact}>")),
             ("Expires", "300".to_owned()),
             ("Max-Forwards", "70".to_owned()),
         ];
@@ -178,6 +203,12 @@ pub fn start(
     let mut running = Vec::new();
     for far in far_ends {
         let port = ports[&far.name];
+        if far.nat
+            && let Some(device) = &far.device
+        {
+            // From its own port, before SIPp takes it.
+            register(server, flows, device, port, true)?;
+        }
         let handle = far.scenario.as_ref().map(|scenario| {
             let sipp = Sipp {
                 scenario: sip_dir().join(scenario),
@@ -198,9 +229,9 @@ pub fn start(
     // SIPp binds its port at once; registering after it started means the
     // server's first INVITE finds it listening.
     wait_listening(far_ends, ports);
-    for far in far_ends {
+    for far in far_ends.iter().filter(|f| !f.nat) {
         if let Some(device) = &far.device {
-            register(server, flows, device, ports[&far.name])?;
+            register(server, flows, device, ports[&far.name], false)?;
         }
     }
     Ok(running)

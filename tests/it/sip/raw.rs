@@ -103,7 +103,12 @@ pub struct Client {
 
 impl Client {
     pub fn new(server: SocketAddr) -> Self {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        Self::on_port(server, 0)
+    }
+
+    /// A client on `port` of 127.0.0.1 (0: any free one).
+    pub fn on_port(server: SocketAddr, port: u16) -> Self {
+        let socket = UdpSocket::bind(("127.0.0.1", port)).unwrap();
         let port = socket.local_addr().unwrap().port();
         Self {
             socket,
