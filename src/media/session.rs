@@ -330,14 +330,26 @@ impl Session {
         let mut ticker = tokio::time::interval(PTIME);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut buf = vec![0_u8; 2048];
+        let mut was_ticking = false;
         loop {
+            // A bridged leg with nothing of its own to send waits for the
+            // other leg's packets only: no 50 wake-ups a second for nothing.
+            let ticking = self.started.is_some()
+                && (self.relay_in.is_none() || !self.plays.is_empty() || !self.dtmf_out.is_empty());
+            if ticking
+                && !was_ticking
+                && let Some(at) = self.next_slot()
+            {
+                ticker.reset_at(at);
+            }
+            was_ticking = ticking;
             tokio::select! {
                 biased;
                 command = commands.recv() => match command {
                     None | Some(Control::Close) => break,
                     Some(command) => self.control(command, &mut ticker),
                 },
-                at = ticker.tick(), if self.started.is_some() => self.tick(at).await,
+                at = ticker.tick(), if ticking => self.tick(at).await,
                 received = self.socket.recv_from(&mut buf) => {
                     if let Ok((len, from)) = received {
                         self.received(&buf[..len], from);
@@ -570,6 +582,17 @@ impl Session {
     }
 
     /// The timestamp of the 20 ms slot we are in.
+    /// When the schedule's next 20 ms slot is due (up to 1 ms late: the
+    /// slot now), once started.
+    fn next_slot(&self) -> Option<Instant> {
+        let started = self.started?;
+        let elapsed = Instant::now()
+            .saturating_duration_since(started)
+            .as_micros();
+        let slot = u32::try_from((elapsed + 19_000) / 20_000).ok()?;
+        Some(started + PTIME * slot)
+    }
+
     fn current_timestamp(&self) -> u32 {
         let Some(started) = self.started else {
             return self.timestamp0;
