@@ -4,7 +4,6 @@
 //! carry SIPp's output and logs, the traces a server writes, and sox's view
 //! of a WAV file. Everything listens and sends on 127.0.0.1 only.
 
-use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -169,37 +168,26 @@ pub fn raw_packets_allowed(test: &str) -> Result<bool, String> {
     Ok(capable)
 }
 
-/// Ports handed out in this process (never twice).
-fn taken() -> &'static Mutex<BTreeSet<u16>> {
-    static TAKEN: OnceLock<Mutex<BTreeSet<u16>>> = OnceLock::new();
-    TAKEN.get_or_init(Mutex::default)
-}
-
 /// Whether UDP and TCP can both bind `port` on 127.0.0.1 now.
 fn bindable(port: u16) -> bool {
     UdpSocket::bind(("127.0.0.1", port)).is_ok() && TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
 /// The first of `count` consecutive ports free for UDP and TCP on
-/// 127.0.0.1, found by binding port 0 (SIPp's `-p`, `-cp`, `-mp`).
+/// 127.0.0.1 (SIPp's `-p`, `-cp`, `-mp`, far ends). They come from
+/// 10000-19999, below the kernel's ephemeral ports: a port the kernel hands
+/// to some socket bound to port 0 (a client, a server's SIP port) could
+/// otherwise be taken between this pick and its use. Each is handed out
+/// once per run; the first is even (SIPp's media port: RTCP above it).
 pub fn free_ports(count: u16) -> u16 {
-    for _ in 0..1000 {
-        let first = UdpSocket::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .map(|a| a.port())
-            .unwrap();
-        // SIPp's media port must be even (audio; RTCP and video above it).
-        if first % 2 == 1 || first.checked_add(count).is_none() {
-            continue;
-        }
-        let mut held = taken().lock().unwrap();
-        let ports = first..first + count;
-        if ports.clone().all(|p| !held.contains(&p) && bindable(p)) {
-            held.extend(ports);
+    static NEXT: AtomicU16 = AtomicU16::new(10_000);
+    loop {
+        let first = NEXT.fetch_add(count + count % 2, Ordering::Relaxed);
+        assert!(first < 20_000 - count, "out of test ports (10000-19999)");
+        if (first..first + count).all(bindable) {
             return first;
         }
     }
-    panic!("no {count} consecutive free ports on 127.0.0.1");
 }
 
 /// A free port (see [`free_ports`]).
@@ -208,8 +196,8 @@ pub fn free_port() -> u16 {
 }
 
 /// A range of `size` RTP ports for one server, distinct from every other
-/// server's in this process (below the kernel's ephemeral ports, which
-/// [`free_ports`] draws from).
+/// server's in this process (20000-31999: below the kernel's ephemeral
+/// ports, above those [`free_ports`] hands out).
 fn rtp_range(size: u16) -> (u16, u16) {
     static NEXT: AtomicU16 = AtomicU16::new(20_000);
     let low = NEXT.fetch_add(size, Ordering::Relaxed);
