@@ -18,6 +18,12 @@ pub struct Limits {
     /// worker share it); an allocation past it fails with a memory error in
     /// the script that made it.
     pub vm_memory_bytes: usize,
+    /// Bytes one module invocation may add to its worker's Lua heap (what
+    /// it allocates less what is freed while it runs, its own garbage
+    /// included until collected): past it the invocation ends with an
+    /// error, `pcall` or not, long before one call could fill the VM that
+    /// other calls share. Its garbage is collected at once.
+    pub invoke_memory_bytes: usize,
     /// Longest a call may last, in milliseconds of call time; a call still
     /// running then is hung up (cause `ALLOTTED_TIMEOUT`).
     pub max_call_ms: u64,
@@ -29,6 +35,7 @@ impl Default for Limits {
             max_branches: 50,
             interrupts_per_invoke: 10_000_000,
             vm_memory_bytes: 256 << 20,
+            invoke_memory_bytes: 32 << 20,
             max_call_ms: 4 * 60 * 60 * 1000,
         }
     }

@@ -155,6 +155,13 @@ pub(crate) struct Invocation {
     pub env: Table,
     budget: Cell<u64>,
     killed: Cell<bool>,
+    /// The heap's size when the invocation was last resumed, and how much
+    /// it grew during its earlier runs (see [`Invocation::within_memory`]).
+    memory_base: Cell<usize>,
+    memory_grown: Cell<isize>,
+    memory_budget: usize,
+    /// It ran past its memory budget: every later check fails again.
+    memory_killed: Cell<bool>,
     pub directive: RefCell<Option<Next>>,
     /// Helpers loaded with `require` during this invocation.
     pub required: RefCell<BTreeMap<String, LuaValue>>,
@@ -174,10 +181,47 @@ impl Invocation {
         self.budget.set(left - 1);
         true
     }
+
+    /// Whether the heap grew by at most the memory budget while this
+    /// invocation ran, the heap being `used` bytes now; false ever after
+    /// once it did not.
+    fn within_memory(&self, used: usize) -> bool {
+        if self.memory_killed.get() {
+            return false;
+        }
+        let grown = self.memory_grown.get() + delta(self.memory_base.get(), used);
+        if grown > isize::try_from(self.memory_budget).unwrap_or(isize::MAX) {
+            self.memory_killed.set(true);
+            return false;
+        }
+        true
+    }
+
+    /// The invocation is resumed with the heap at `used` bytes.
+    fn resumed(&self, used: usize) {
+        self.memory_base.set(used);
+    }
+
+    /// The invocation yields (or ends) with the heap at `used` bytes.
+    fn paused(&self, used: usize) {
+        self.memory_grown
+            .set(self.memory_grown.get() + delta(self.memory_base.get(), used));
+    }
 }
 
-/// Polls an invocation's future with the invocation set as current.
+/// `to - from`, as a signed byte count.
+fn delta(from: usize, to: usize) -> isize {
+    if to >= from {
+        isize::try_from(to - from).unwrap_or(isize::MAX)
+    } else {
+        isize::try_from(from - to).map_or(isize::MIN, |d| -d)
+    }
+}
+
+/// Polls an invocation's future with the invocation set as current, and
+/// counts how the heap grows while it runs.
 struct Scoped<F> {
+    lua: Lua,
     current: Rc<Current>,
     inv: Rc<Invocation>,
     inner: Pin<Box<F>>,
@@ -188,7 +232,9 @@ impl<F: Future> Future for Scoped<F> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let previous = self.current.replace(Some(Rc::clone(&self.inv)));
+        self.inv.resumed(self.lua.used_memory());
         let result = self.inner.as_mut().poll(cx);
+        self.inv.paused(self.lua.used_memory());
         self.current.replace(previous);
         result
     }
@@ -277,6 +323,10 @@ impl Vm {
             env,
             budget: Cell::new(self.limits.interrupts_per_invoke),
             killed: Cell::new(false),
+            memory_base: Cell::new(self.lua.used_memory()),
+            memory_grown: Cell::new(0),
+            memory_budget: self.limits.invoke_memory_bytes,
+            memory_killed: Cell::new(false),
             directive: RefCell::new(None),
             required: RefCell::new(BTreeMap::new()),
             documents: RefCell::new(BTreeMap::new()),
@@ -451,11 +501,30 @@ impl Vm {
             }
         };
         let scoped = Scoped {
+            lua: self.lua.clone(),
             current: Rc::clone(&self.current),
             inv: Rc::clone(&inv),
             inner: Box::pin(task),
         };
         let result = scoped.await;
+        if inv.memory_killed.get() || self.lua.used_memory() > self.limits.vm_memory_bytes / 2 {
+            // What a script allocated is garbage once its invocation ends
+            // (nothing it makes outlives it): collect it at once, so that
+            // the calls that come next find the VM as it was, not full.
+            let _ = self.lua.gc_collect();
+        }
+        if inv.memory_killed.get() {
+            let error = ModuleError {
+                module: module.to_owned(),
+                file: result.as_ref().err().and_then(|e| e.file.clone()),
+                line: result.as_ref().err().and_then(|e| e.line),
+                message: format!(
+                    "ran past its memory budget of {} MiB (the heap it may grow while it runs)",
+                    self.limits.invoke_memory_bytes >> 20
+                ),
+            };
+            return (Some(inv), Err(error));
+        }
         if inv.killed.get() {
             let error = ModuleError {
                 module: module.to_owned(),

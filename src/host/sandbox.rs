@@ -9,8 +9,9 @@
 //!   by the host's own (`api.rs`).
 //! * Luau sandbox mode: libraries, their metatables and the globals table are
 //!   read-only.
-//! * Limits: a memory cap for the whole VM and an interrupt budget per
-//!   module invocation; Luau interrupts cannot be caught by `pcall` for good,
+//! * Limits: a memory cap for the whole VM, and per module invocation an
+//!   interrupt budget and a memory budget (the heap's growth while it runs,
+//!   checked at each interrupt); neither can be caught by `pcall` for good,
 //!   because every later tick fails again.
 
 use std::rc::Rc;
@@ -48,8 +49,11 @@ pub(crate) fn new_vm(limits: &Limits, current: Rc<Current>) -> mlua::Result<Lua>
     // script's change would reach the next call.
     lua.array_metatable().set_readonly(true);
     lua.set_memory_limit(limits.vm_memory_bytes)?;
-    lua.set_interrupt(move |_| match current.get() {
+    lua.set_interrupt(move |lua| match current.get() {
         Some(inv) if !inv.tick() => Err(mlua::Error::runtime("interrupt budget exceeded")),
+        Some(inv) if !inv.within_memory(lua.used_memory()) => {
+            Err(mlua::Error::runtime("memory budget exceeded"))
+        }
         _ => Ok(VmState::Continue),
     });
     Ok(lua)
