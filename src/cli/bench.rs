@@ -1,11 +1,13 @@
-//! `callflow bench`: many simulated calls of one scenario, several at a
-//! time, in one process; prints throughput and peak memory as JSON.
+//! `callflow bench`: many simulated calls of one scenario (every n-th call
+//! of another with `--mix`), several at a time, in one process; prints
+//! throughput, peak memory and the calls whose trace has an `error` event,
+//! as JSON.
 //!
 //! Each worker thread has its own runtime and Lua VM (the VM is not `Send`);
 //! calls are shared out round-robin and each worker keeps its share of the
 //! concurrency in flight, every call a task parked between verbs.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::rc::Rc;
@@ -43,23 +45,110 @@ pub struct BenchArgs {
     #[arg(long, value_name = "DIR")]
     flows: Option<PathBuf>,
 
+    /// Every EVERY-th call plays FILE instead (its own "flows" and
+    /// "scripts"; the modules of every scenario are loaded for all):
+    /// `--mix hostile.json:100` makes one call in a hundred hostile.
+    /// Repeatable; the first that applies to a call wins.
+    #[arg(long, value_name = "FILE:EVERY", value_parser = parse_mix)]
+    mix: Vec<(PathBuf, u64)>,
+
     #[command(flatten)]
     scripts: ScriptsArgs,
+}
+
+/// One scenario of a bench: what it plays, in which account.
+struct Played {
+    file: PathBuf,
+    scenario: Scenario,
+    account: Arc<AccountFlows>,
+    /// Every this-many-th call plays it (1: the main scenario, the rest).
+    every: u64,
+}
+
+/// `FILE:EVERY`, EVERY at least 2.
+fn parse_mix(text: &str) -> Result<(PathBuf, u64), String> {
+    let (file, every) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{text}`: expected FILE:EVERY (hostile.json:100)"))?;
+    let every: u64 = every
+        .parse()
+        .map_err(|_| format!("`{every}` is not a number of calls"))?;
+    if every < 2 {
+        return Err(format!("`{text}`: EVERY must be at least 2"));
+    }
+    Ok((PathBuf::from(file), every))
+}
+
+/// Which scenario call `n` (0-based) plays, `every[i]` being how often
+/// scenario `i` comes: the first mixed-in one (`i` ≥ 1) whose turn it is,
+/// else the main one (0).
+fn pick(every: &[u64], n: u64) -> usize {
+    every
+        .iter()
+        .enumerate()
+        .skip(1)
+        .find(|(_, every)| (n + 1).is_multiple_of(**every))
+        .map_or(0, |(i, _)| i)
+}
+
+/// Loads the scenarios, their flows (once per directory) and the modules of
+/// them all.
+fn load_played(args: &BenchArgs) -> anyhow::Result<(Vec<Played>, Arc<ModuleSet>)> {
+    let mut files = vec![(args.scenario.clone(), 1)];
+    files.extend(args.mix.iter().cloned());
+    let mut loaded = Vec::new();
+    let mut scripts: Vec<PathBuf> = Vec::new();
+    for (file, every) in files {
+        let scenario = read_scenario(&file)?;
+        // --flows is for the main scenario; mixed-in ones bring their own.
+        let flag = if every == 1 {
+            args.flows.as_ref()
+        } else {
+            None
+        };
+        let (flows_dir, extra) = dirs_for(flag, Some(&scenario));
+        for dir in extra {
+            if !scripts.contains(&dir) {
+                scripts.push(dir);
+            }
+        }
+        loaded.push((file, every, scenario, flows_dir));
+    }
+    let (modules, script_problems) = args.scripts.load(&scripts);
+    report_problems("the scripts", &script_problems);
+    let mut catalogs: Vec<(PathBuf, callflow::catalog::Catalog)> = Vec::new();
+    let mut played = Vec::new();
+    for (file, every, scenario, flows_dir) in loaded {
+        if !catalogs.iter().any(|(dir, _)| *dir == flows_dir) {
+            let (catalog, flow_problems) = load_flows(&flows_dir, &modules)?;
+            report_problems("the flows", &flow_problems);
+            catalogs.push((flows_dir.clone(), catalog));
+        }
+        let catalog = catalogs
+            .iter()
+            .find(|(dir, _)| *dir == flows_dir)
+            .map(|(_, catalog)| catalog)
+            .context("the flows were just loaded")?;
+        let account = Arc::clone(
+            sim::account_for(&scenario.scenario, catalog)
+                .with_context(|| format!("bad scenario {}", file.display()))?,
+        );
+        played.push(Played {
+            file,
+            scenario: scenario.scenario,
+            account,
+            every,
+        });
+    }
+    Ok((played, Arc::new(modules)))
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     if args.calls == 0 || args.concurrency == 0 {
         bail!("--calls and --concurrency must be at least 1");
     }
-    let loaded = read_scenario(&args.scenario)?;
-    let (flows_dir, extra_scripts) = dirs_for(args.flows.as_ref(), Some(&loaded));
-    let (modules, script_problems) = args.scripts.load(&extra_scripts);
-    report_problems("the scripts", &script_problems);
-    let (catalog, flow_problems) = load_flows(&flows_dir, &modules)?;
-    report_problems("the flows", &flow_problems);
-    let scenario = Arc::new(loaded.scenario);
-    let account = Arc::clone(sim::account_for(&scenario, &catalog).context("bad scenario")?);
-    let modules = Arc::new(modules);
+    let (played, modules) = load_played(args)?;
+    let played = Arc::new(played);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
     let workers = args
         .workers
@@ -74,33 +163,47 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         .map(|worker| {
             let calls = share(args.calls, workers, worker);
             let lanes = share(args.concurrency, workers, worker).max(1);
-            let scenario = Arc::clone(&scenario);
-            let account = Arc::clone(&account);
+            let played = Arc::clone(&played);
             let modules = Arc::clone(&modules);
-            std::thread::spawn(move || {
-                run_worker(&scenario, &account, modules, calls, lanes, worker)
-            })
+            std::thread::spawn(move || run_worker(&played, modules, calls, lanes, worker))
         })
         .collect();
-    let mut simulated = 0;
+    // Per scenario: calls, and calls whose trace has an `error` event.
+    let mut counts = vec![(0u64, 0u64); played.len()];
     for handle in handles {
         match handle.join() {
-            Ok(result) => simulated += result?,
+            Ok(result) => {
+                for (total, (calls, errors)) in counts.iter_mut().zip(result?) {
+                    total.0 += calls;
+                    total.1 += errors;
+                }
+            }
             Err(_) => bail!("a worker thread panicked"),
         }
     }
     let wall = started.elapsed();
+    let simulated: u64 = counts.iter().map(|c| c.0).sum();
     let wall_ms = wall.as_secs_f64() * 1000.0;
     #[allow(clippy::cast_precision_loss)] // call counts are far below 2^53
     let calls_per_sec = simulated as f64 / wall.as_secs_f64().max(1e-9);
-    let report = json!({
+    let mut report = json!({
         "calls": simulated,
         "concurrency": args.concurrency,
         "workers": workers,
         "wall_ms": (wall_ms * 10.0).round() / 10.0,
         "calls_per_sec": calls_per_sec.round(),
         "peak_rss_kb": peak_rss_kb(),
+        "errors": counts.iter().map(|c| c.1).sum::<u64>(),
     });
+    if played.len() > 1 {
+        report["scenarios"] = played
+            .iter()
+            .zip(&counts)
+            .map(|(p, (calls, errors))| {
+                json!({"scenario": p.file.display().to_string(), "calls": calls, "errors": errors})
+            })
+            .collect();
+    }
     println!("{report}");
     Ok(ExitCode::SUCCESS)
 }
@@ -110,15 +213,16 @@ fn share(total: u64, workers: u64, index: u64) -> u64 {
     total / workers + u64::from(index < total % workers)
 }
 
-/// Runs `calls` calls on this thread, `lanes` at a time.
+/// Runs `calls` calls on this thread, `lanes` at a time (the mix applies
+/// to this worker's own sequence of calls); per scenario, the calls run and
+/// those whose trace has an `error` event.
 fn run_worker(
-    scenario: &Scenario,
-    account: &Arc<AccountFlows>,
+    played: &[Played],
     modules: Arc<ModuleSet>,
     calls: u64,
     lanes: u64,
     worker: u64,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<Vec<(u64, u64)>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .context("cannot start the runtime")?;
@@ -126,36 +230,44 @@ fn run_worker(
     let options = Options::default();
     let host = Rc::new(ModuleHost::new(modules, options.limits)?);
     let next = Rc::new(Cell::new(0u64));
-    let done = local.block_on(&runtime, async {
+    let counts = Rc::new(RefCell::new(vec![(0u64, 0u64); played.len()]));
+    local.block_on(&runtime, async {
         let mut tasks = Vec::new();
         for _ in 0..lanes.min(calls) {
             let host = Rc::clone(&host);
             let next = Rc::clone(&next);
-            let scenario = scenario.clone();
-            let account = Arc::clone(account);
+            let counts = Rc::clone(&counts);
             let options = options.clone();
+            let plays: Vec<(Scenario, Arc<AccountFlows>)> = played
+                .iter()
+                .map(|p| (p.scenario.clone(), Arc::clone(&p.account)))
+                .collect();
+            let every: Vec<u64> = played.iter().map(|p| p.every).collect();
             tasks.push(tokio::task::spawn_local(async move {
-                let mut ran = 0u64;
                 loop {
                     let n = next.get();
                     if n >= calls {
-                        return ran;
+                        return;
                     }
                     next.set(n + 1);
                     // Call ids 1.. within each worker, unique across workers.
                     let index = n * 1000 + worker + 1;
-                    sim::simulate(&scenario, &account, host.as_ref(), &options, index).await;
-                    ran += 1;
+                    let which = pick(&every, n);
+                    let (scenario, account) = &plays[which];
+                    let outcome =
+                        sim::simulate(scenario, account, host.as_ref(), &options, index).await;
+                    let failed = outcome.trace.events().iter().any(|e| e.name == "error");
+                    let mut counts = counts.borrow_mut();
+                    counts[which].0 += 1;
+                    counts[which].1 += u64::from(failed);
                 }
             }));
         }
-        let mut total = 0;
         for task in tasks {
-            total += task.await.unwrap_or(0);
+            let _ = task.await;
         }
-        total
     });
-    Ok(done)
+    Ok(Rc::try_unwrap(counts).map_or_else(|rc| rc.borrow().clone(), RefCell::into_inner))
 }
 
 /// Peak resident set size of this process (kB), from /proc on Linux.

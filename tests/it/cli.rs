@@ -341,6 +341,64 @@ fn bench_prints_its_figures() {
     for key in ["wall_ms", "calls_per_sec", "peak_rss_kb"] {
         assert!(report[key].is_number(), "{key}: {report}");
     }
+    assert_eq!(report["errors"], 0, "{report}");
+}
+
+#[test]
+fn bench_mixes_in_a_memory_hog_whose_errors_stay_its_own() {
+    let output = callflow(
+        &root(),
+        &[
+            "bench",
+            "tests/scenarios/sample-ivr.json",
+            "--mix",
+            "tests/scenarios/sandbox-memory-hog.json:10",
+            "--calls",
+            "60",
+            "--concurrency",
+            "6",
+            "--workers",
+            "2",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", render_output(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    // Each worker runs 30 calls: its 10th, 20th and 30th are hogs.
+    assert_eq!(report["calls"], 60, "{report}");
+    assert_eq!(report["errors"], 6, "{report}");
+    assert_eq!(report["scenarios"][0]["calls"], 54, "{report}");
+    assert_eq!(report["scenarios"][0]["errors"], 0, "{report}");
+    assert_eq!(report["scenarios"][1]["calls"], 6, "{report}");
+    assert_eq!(report["scenarios"][1]["errors"], 6, "{report}");
+}
+
+#[test]
+fn bench_refuses_a_bad_mix() {
+    for (mix, says) in [
+        (
+            "tests/scenarios/sandbox-memory-hog.json",
+            "expected FILE:EVERY",
+        ),
+        ("tests/scenarios/sandbox-memory-hog.json:1", "at least 2"),
+        (
+            "tests/scenarios/sandbox-memory-hog.json:often",
+            "not a number",
+        ),
+        ("tests/scenarios/missing.json:5", "cannot read scenario"),
+    ] {
+        let output = callflow(
+            &root(),
+            &["bench", "tests/scenarios/sample-ivr.json", "--mix", mix],
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{mix}: {}",
+            render_output(&output)
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{mix}: {stderr}");
+    }
 }
 
 #[test]
