@@ -416,10 +416,22 @@ impl ModuleHost {
         let previous = self.vm.current.replace(Some(Rc::clone(&inv)));
         let result = self.vm.load_module(&inv);
         self.vm.current.replace(previous);
+        if inv.memory_killed.get() {
+            // Its garbage goes now: the modules loaded after it must not
+            // find the VM full (and be blamed for it).
+            let _ = self.vm.lua.gc_collect();
+        }
         let table = result.map_err(|e| ScriptError {
             file: e.file.unwrap_or(file.clone()),
             line: e.line,
-            message: e.message,
+            message: if inv.memory_killed.get() {
+                format!(
+                    "ran past its memory budget of {} MiB while loading",
+                    self.vm.limits.invoke_memory_bytes >> 20
+                )
+            } else {
+                e.message
+            },
         })?;
         let schema = match table.get::<LuaValue>("schema") {
             Ok(LuaValue::Nil) => None,

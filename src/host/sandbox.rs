@@ -52,9 +52,21 @@ pub(crate) fn new_vm(limits: &Limits, current: Rc<Current>) -> mlua::Result<Lua>
     lua.set_interrupt(move |lua| match current.get() {
         Some(inv) if !inv.tick() => Err(mlua::Error::runtime("interrupt budget exceeded")),
         Some(inv) if !inv.within_memory(lua.used_memory()) => {
-            Err(mlua::Error::runtime("memory budget exceeded"))
+            Err(mlua::Error::runtime(located(lua, "memory budget exceeded")))
         }
         _ => Ok(VmState::Continue),
     });
     Ok(lua)
+}
+
+/// `message` prefixed with the script file and line running now
+/// (`file.lua:12: message`, as Luau's own errors are), when known.
+fn located(lua: &Lua, message: &str) -> String {
+    lua.inspect_stack(0, |debug| {
+        let file = debug.source().source?.strip_prefix('@')?.to_owned();
+        let line = debug.current_line()?;
+        Some(format!("{file}:{line}: {message}"))
+    })
+    .flatten()
+    .unwrap_or_else(|| message.to_owned())
 }
