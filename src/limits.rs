@@ -24,6 +24,16 @@ pub struct Limits {
     /// error, `pcall` or not, long before one call could fill the VM that
     /// other calls share. Its garbage is collected at once.
     pub invoke_memory_bytes: usize,
+    /// Events one call's trace keeps; past it only `error`, `hangup` and
+    /// `end` are recorded, and a `limit` event (`what=trace_events`) counts
+    /// what was dropped.
+    pub max_trace_events: usize,
+    /// Bytes of one `call:log` message; a longer one is cut there (at a
+    /// character boundary) and says how much was cut.
+    pub max_log_bytes: usize,
+    /// Bytes of one `call:emit` event (its fields as JSON); a larger one is
+    /// an error in the module that emitted it.
+    pub max_emit_bytes: usize,
     /// Longest a call may last, in milliseconds of call time; a call still
     /// running then is hung up (cause `ALLOTTED_TIMEOUT`).
     pub max_call_ms: u64,
@@ -36,6 +46,9 @@ impl Default for Limits {
             interrupts_per_invoke: 10_000_000,
             vm_memory_bytes: 256 << 20,
             invoke_memory_bytes: 32 << 20,
+            max_trace_events: 20_000,
+            max_log_bytes: 8 << 10,
+            max_emit_bytes: 64 << 10,
             max_call_ms: 4 * 60 * 60 * 1000,
         }
     }

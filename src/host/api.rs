@@ -29,6 +29,7 @@ use crate::engine::control::{
 };
 use crate::engine::{BranchTarget, Call, CallerIdChanges, Listening, Next, RouteFacts};
 use crate::ids::DocId;
+use crate::limits::Limits;
 use crate::model::{Object, parse_flow};
 use crate::pattern::{self, Pattern};
 use crate::routing::RouteError;
@@ -1197,7 +1198,10 @@ fn register_trace(lua: &Lua, raw: &Table) -> mlua::Result<()> {
                     "log level must be debug, info, warning or error, not {level:?}"
                 )));
             }
-            log(&inv, &level, &message);
+            let max = lua
+                .app_data_ref::<Limits>()
+                .map_or(usize::MAX, |limits| limits.max_log_bytes);
+            log(&inv, &level, &cut(&message, max));
             done(lua, ())
         }
     );
@@ -1219,6 +1223,15 @@ fn register_trace(lua: &Lua, raw: &Table) -> mlua::Result<()> {
         let Value::Object(fields) = from_lua(lua, &LuaValue::Table(event))? else {
             return Err(mlua::Error::runtime("call:emit takes a table"));
         };
+        let max = lua
+            .app_data_ref::<Limits>()
+            .map_or(usize::MAX, |limits| limits.max_emit_bytes);
+        let size = serde_json::to_string(&fields).map_or(0, |text| text.len());
+        if size > max {
+            return Err(mlua::Error::runtime(format!(
+                "call:emit of {size} bytes: an event may have {max} bytes of fields at most"
+            )));
+        }
         let mut recorded = call.event(&name).with("module", inv.module.as_str());
         for (key, value) in fields {
             if !matches!(key.as_str(), "event" | "t_ms" | "module") {
@@ -1491,6 +1504,23 @@ fn snake(value: &impl serde::Serialize) -> String {
         Ok(Value::String(name)) => name,
         _ => String::new(),
     }
+}
+
+/// `message`, cut to at most `max` bytes (at a character boundary) with a
+/// note of how much was cut.
+fn cut(message: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if message.len() <= max {
+        return std::borrow::Cow::Borrowed(message);
+    }
+    let mut end = max;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!(
+        "{}… [{} more bytes cut]",
+        &message[..end],
+        message.len() - end
+    ))
 }
 
 fn log(inv: &Invocation, level: &str, message: &str) {
@@ -1987,6 +2017,14 @@ fn sanitize(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_log_messages_are_cut_at_a_character() {
+        assert_eq!(cut("short", 10), "short");
+        // "é" is two bytes: a cut inside it backs off to before it.
+        assert_eq!(cut("abcé", 4), "abc… [2 more bytes cut]");
+        assert_eq!(cut("abcdef", 3), "abc… [3 more bytes cut]");
+    }
 
     /// The raw functions registered are exactly the `call:` methods of [`API`].
     #[test]

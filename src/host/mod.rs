@@ -271,6 +271,11 @@ impl ModuleHost {
         }
     }
 
+    /// The limits its calls run under.
+    pub fn limits(&self) -> Limits {
+        self.vm.limits
+    }
+
     /// Bytes the VM uses now.
     pub fn used_memory(&self) -> usize {
         self.vm.lua.used_memory()

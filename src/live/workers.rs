@@ -166,7 +166,9 @@ fn sink(reloader: Arc<Reloader>, account: AccountId) -> Sink {
 }
 
 async fn run_call(job: CallJob, host: &ModuleHost) {
-    let trace = Rc::new(RefCell::new(Trace::new()));
+    let trace = Rc::new(RefCell::new(Trace::with_max_events(
+        host.limits().max_trace_events,
+    )));
     let backend = Rc::new(LiveBackend::new(
         job.call_id.clone(),
         job.started,

@@ -157,7 +157,9 @@ pub async fn simulate(
         fax: scenario.fax,
         max_call_ms: scenario.max_call_ms.unwrap_or(options.limits.max_call_ms),
     });
-    let trace = Rc::new(RefCell::new(Trace::new()));
+    let trace = Rc::new(RefCell::new(Trace::with_max_events(
+        options.limits.max_trace_events,
+    )));
     let backend = Rc::new(SimBackend::new(world, &scenario.caller, Rc::clone(&trace)));
     let inception: Inception = scenario.inception.into();
     let facts = CallFacts {

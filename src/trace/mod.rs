@@ -72,9 +72,23 @@ pub struct Event {
 pub struct Pending(usize);
 
 /// The events of one call, in order.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Trace {
     events: Vec<Event>,
+    /// At most this many events (see [`Trace::with_max_events`]).
+    max_events: Option<usize>,
+    /// The `limit` event recorded when the trace filled up, and how many
+    /// events were dropped since.
+    full: Option<(usize, u64)>,
+}
+
+/// Events a full trace still records: how the call went wrong and ended.
+const ALWAYS_RECORDED: &[&str] = &["error", "hangup", "end"];
+
+impl PartialEq for Trace {
+    fn eq(&self, other: &Self) -> bool {
+        self.events == other.events
+    }
 }
 
 impl Event {
@@ -110,12 +124,52 @@ impl Trace {
         Self::default()
     }
 
+    /// A trace that keeps at most `max` events: past it, only `error`,
+    /// `hangup` and `end` events are recorded, and one `limit` event
+    /// (`what=trace_events`) says so and counts those `dropped`.
+    pub fn with_max_events(max: usize) -> Self {
+        Self {
+            max_events: Some(max),
+            ..Self::default()
+        }
+    }
+
     pub fn push(&mut self, event: Event) {
-        self.events.push(event);
+        if self.room_for(&event) {
+            self.events.push(event);
+        }
+    }
+
+    /// Whether `event` is recorded (see [`Trace::with_max_events`]).
+    fn room_for(&mut self, event: &Event) -> bool {
+        let Some(max) = self.max_events else {
+            return true;
+        };
+        if self.events.len() < max || ALWAYS_RECORDED.contains(&event.name.as_str()) {
+            return true;
+        }
+        let (at, dropped) = *self.full.get_or_insert_with(|| {
+            self.events.push(
+                Event::new(event.t_ms, "limit")
+                    .with("what", "trace_events")
+                    .with("max", max),
+            );
+            (self.events.len() - 1, 0)
+        });
+        self.full = Some((at, dropped + 1));
+        if let Some(limit) = self.events.get_mut(at) {
+            limit
+                .fields
+                .insert("dropped".into(), Value::from(dropped + 1));
+        }
+        false
     }
 
     /// Records the start of a verb; fields added later with [`Trace::complete`].
     pub fn begin(&mut self, event: Event) -> Pending {
+        if !self.room_for(&event) {
+            return Pending(usize::MAX);
+        }
         self.events.push(event);
         Pending(self.events.len() - 1)
     }
@@ -243,6 +297,22 @@ fn is_bare(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_trace_keeps_how_the_call_ended() {
+        let mut trace = Trace::with_max_events(2);
+        trace.push(Event::new(0, "a"));
+        trace.push(Event::new(1, "b"));
+        let pending = trace.begin(Event::new(2, "play"));
+        trace.complete(pending, Map::new());
+        trace.push(Event::new(3, "c"));
+        trace.push(Event::new(4, "error"));
+        trace.push(Event::new(5, "end"));
+        let names: Vec<&str> = trace.events().iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "limit", "error", "end"]);
+        assert_eq!(trace.events()[2].fields["dropped"], 2);
+        assert_eq!(trace.events()[2].t_ms, 2);
+    }
 
     #[test]
     fn renders_lines() {

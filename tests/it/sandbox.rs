@@ -80,3 +80,83 @@ fn violations_leave_the_vm_and_other_calls_intact() {
         .count();
     assert!(errors >= 14, "{errors} calls recorded an error");
 }
+
+/// A call of the engine test flows to `to`, simulated alone.
+fn limits_call(to: &str) -> callflow::trace::Trace {
+    let scenario = Scenario::parse(&format!(
+        r#"{{"to": "{to}", "flows": "../engine/flows", "scripts": ["../engine/scripts"]}}"#
+    ))
+    .unwrap();
+    crate::support::simulate_in(&scenario, std::path::Path::new("tests/scenarios"))
+}
+
+#[test]
+fn what_one_call_keeps_is_bounded() {
+    let limits = Options::default().limits;
+
+    // 60 log lines of 1 MB: each kept cut to the limit, saying so.
+    let trace = limits_call("243");
+    let logs: Vec<&str> = trace
+        .events()
+        .iter()
+        .filter(|e| e.name == "log" && e.fields["module"] == "sb_log_flood")
+        .map(|e| e.fields["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(logs.len(), 60);
+    for message in logs {
+        assert!(
+            message.len() <= limits.max_log_bytes + 40,
+            "{}",
+            message.len()
+        );
+        assert!(
+            message.ends_with(&format!(
+                "… [{} more bytes cut]",
+                1_000_000 - limits.max_log_bytes
+            )),
+            "{}",
+            &message[message.len() - 40..]
+        );
+    }
+
+    // 30,000 events: the trace keeps its maximum, says how many it dropped,
+    // and still records how the call ended.
+    let trace = limits_call("244");
+    let events = trace.events();
+    let limit = events
+        .iter()
+        .find(|e| e.name == "limit")
+        .expect("a limit event");
+    assert_eq!(limit.fields["what"], "trace_events");
+    assert_eq!(limit.fields["max"], limits.max_trace_events);
+    let ticks = events.iter().filter(|e| e.name == "tick").count();
+    let dropped = limit.fields["dropped"].as_u64().unwrap();
+    assert_eq!(
+        ticks as u64 + dropped,
+        30_000 + 2,
+        "the probe's node and log were dropped too"
+    );
+    assert_eq!(
+        events.len(),
+        limits.max_trace_events + 3,
+        "limit, hangup, end"
+    );
+    assert_eq!(events.last().unwrap().name, "end");
+
+    // One event of 100 KB: an error in the module that emitted it.
+    let trace = limits_call("245");
+    let error = trace
+        .events()
+        .iter()
+        .find(|e| e.name == "error")
+        .expect("an error");
+    assert_eq!(error.fields["module"], "sb_emit_big");
+    assert!(
+        error.fields["message"].as_str().unwrap().contains(&format!(
+            "an event may have {} bytes of fields at most",
+            limits.max_emit_bytes
+        )),
+        "{error:?}"
+    );
+    assert!(trace.events().iter().all(|e| e.name != "big"));
+}
