@@ -248,6 +248,7 @@ impl ModuleHost {
             message: e.to_string(),
         })?;
         lua.set_app_data(limits);
+        lua.set_app_data(Collected::default());
         Ok(Self {
             vm: Vm {
                 lua,
@@ -282,7 +283,78 @@ impl ModuleHost {
     }
 }
 
+/// An mlua async call that is dropped with the VM's memory cap lifted.
+/// Dropping it resets its Lua thread for reuse (`lua_resetthread`, which
+/// may allocate a new stack) outside any protected call: an allocation
+/// failing there throws through Rust frames and aborts the process, which
+/// is what happened when many calls had filled the VM to its cap. The drop
+/// allocates little; the cap is back right after it.
+struct Headroom<F> {
+    lua: Lua,
+    inner: Option<Pin<Box<F>>>,
+}
+
+impl<F: Future> Future for Headroom<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        let Some(inner) = this.inner.as_mut() else {
+            // Polled after it completed: it never will again.
+            return Poll::Pending;
+        };
+        let result = inner.as_mut().poll(cx);
+        if result.is_ready() {
+            drop_with_headroom(&this.lua, this.inner.take());
+        }
+        result
+    }
+}
+
+impl<F> Drop for Headroom<F> {
+    fn drop(&mut self) {
+        drop_with_headroom(&self.lua, self.inner.take());
+    }
+}
+
+/// Drops `value` with the VM's memory cap lifted (see [`Headroom`]).
+fn drop_with_headroom<T>(lua: &Lua, value: T) {
+    match lua.set_memory_limit(0) {
+        Ok(cap) => {
+            drop(value);
+            let _ = lua.set_memory_limit(cap);
+        }
+        Err(_) => drop(value),
+    }
+}
+
+/// The heap's size after the last full collection [`Vm::collect_if_needed`]
+/// forced (app data of the VM).
+#[derive(Default)]
+struct Collected(Cell<usize>);
+
 impl Vm {
+    /// A full collection when an invocation ran past its memory budget
+    /// (`killed`: its garbage goes at once, so the calls that come next find
+    /// the VM as it was, not full), or when the heap is over three quarters
+    /// of the VM's cap and grew by an eighth of it since the last forced
+    /// one (so that many calls legitimately holding memory do not force a
+    /// full collection after every invocation).
+    fn collect_if_needed(&self, killed: bool) {
+        let used = self.lua.used_memory();
+        let cap = self.limits.vm_memory_bytes;
+        let last = self
+            .lua
+            .app_data_ref::<Collected>()
+            .map_or(0, |collected| collected.0.get());
+        if killed || (used > cap / 4 * 3 && used > last.saturating_add(cap / 8)) {
+            let _ = self.lua.gc_collect();
+            if let Some(collected) = self.lua.app_data_ref::<Collected>() {
+                collected.0.set(self.lua.used_memory());
+            }
+        }
+    }
+
     /// The VM an API function runs on, to run a nested invocation (a
     /// metaflow inside a verb) pinned to `set`.
     pub(crate) fn of(lua: &Lua, set: Arc<ModuleSet>) -> mlua::Result<Pinned> {
@@ -421,11 +493,9 @@ impl ModuleHost {
         let previous = self.vm.current.replace(Some(Rc::clone(&inv)));
         let result = self.vm.load_module(&inv);
         self.vm.current.replace(previous);
-        if inv.memory_killed.get() {
-            // Its garbage goes now: the modules loaded after it must not
-            // find the VM full (and be blamed for it).
-            let _ = self.vm.lua.gc_collect();
-        }
+        // Its garbage goes now if it ran past its budget: the modules
+        // loaded after it must not find the VM full (and be blamed for it).
+        self.vm.collect_if_needed(inv.memory_killed.get());
         let table = result.map_err(|e| ScriptError {
             file: e.file.unwrap_or(file.clone()),
             line: e.line,
@@ -511,10 +581,14 @@ impl Vm {
                         message: format!("the module has no `{}` function", entry.name()),
                     });
                 };
-                function
-                    .call_async::<LuaValue>((call_object, data))
-                    .await
-                    .map_err(|e| module_error(&inv.module, &e))
+                Headroom {
+                    lua: lua.clone(),
+                    inner: Some(Box::pin(
+                        function.call_async::<LuaValue>((call_object, data)),
+                    )),
+                }
+                .await
+                .map_err(|e| module_error(&inv.module, &e))
             }
         };
         let scoped = Scoped {
@@ -524,12 +598,7 @@ impl Vm {
             inner: Box::pin(task),
         };
         let result = scoped.await;
-        if inv.memory_killed.get() || self.lua.used_memory() > self.limits.vm_memory_bytes / 2 {
-            // What a script allocated is garbage once its invocation ends
-            // (nothing it makes outlives it): collect it at once, so that
-            // the calls that come next find the VM as it was, not full.
-            let _ = self.lua.gc_collect();
-        }
+        self.collect_if_needed(inv.memory_killed.get());
         if inv.memory_killed.get() {
             let error = ModuleError {
                 module: module.to_owned(),

@@ -160,3 +160,52 @@ fn what_one_call_keeps_is_bounded() {
     );
     assert!(trace.events().iter().all(|e| e.name != "big"));
 }
+
+/// Calls that fill their worker's VM to its cap get memory errors; the
+/// process goes on. (mlua resets a finished call's Lua thread outside any
+/// protected call; with the VM full, that allocation failing aborted the
+/// whole process: "Rust cannot catch foreign exceptions".)
+#[test]
+fn a_full_vm_fails_calls_never_the_process() {
+    let (modules, _) = ModuleSet::load(&[] as &[PathBuf], 1);
+    let (catalog, _) = Catalog::build(FlowsDir::new("flows").read().unwrap(), &modules);
+    let account = Arc::clone(catalog.single_account().unwrap());
+    let mut options = Options::default();
+    options.limits.vm_memory_bytes = 6 << 20;
+    options.limits.invoke_memory_bytes = 1 << 20;
+    let host = Rc::new(ModuleHost::new(Arc::new(modules), options.limits).unwrap());
+    let scenario = Scenario::parse(
+        &std::fs::read_to_string(root().join("tests/scenarios/sample-ivr.json")).unwrap(),
+    )
+    .unwrap();
+    let traces = run_local(async {
+        let tasks: Vec<_> = (0..1500)
+            .map(|index| {
+                let (host, account, scenario, options) = (
+                    Rc::clone(&host),
+                    Arc::clone(&account),
+                    scenario.clone(),
+                    options.clone(),
+                );
+                tokio::task::spawn_local(async move {
+                    sim::simulate(&scenario, &account, host.as_ref(), &options, index)
+                        .await
+                        .trace
+                })
+            })
+            .collect();
+        let mut traces = Vec::new();
+        for task in tasks {
+            traces.push(task.await.unwrap());
+        }
+        traces
+    });
+    let failed = traces
+        .iter()
+        .filter(|t| t.events().iter().any(|e| e.name == "error"))
+        .count();
+    assert!(failed > 0, "the VM never filled: the test proves nothing");
+    for trace in &traces {
+        assert_eq!(trace.events().last().unwrap().name, "end");
+    }
+}
