@@ -44,26 +44,7 @@ fn violations_leave_the_vm_and_other_calls_intact() {
         .map(|name| Scenario::parse(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap())
         .collect();
 
-    let shared = run_local(async {
-        let tasks: Vec<_> = scenarios
-            .iter()
-            .cloned()
-            .map(|scenario| {
-                let host = Rc::clone(&host);
-                let account = Arc::clone(&account);
-                tokio::task::spawn_local(async move {
-                    sim::simulate(&scenario, &account, host.as_ref(), &Options::default(), 0)
-                        .await
-                        .trace
-                })
-            })
-            .collect();
-        let mut traces = Vec::new();
-        for task in tasks {
-            traces.push(task.await.unwrap());
-        }
-        traces
-    });
+    let shared = concurrently(&host, &account, scenarios, &Options::default());
 
     for (name, trace) in order.iter().zip(&shared) {
         let alone = simulate_file(&dir.join(name));
@@ -79,6 +60,35 @@ fn violations_leave_the_vm_and_other_calls_intact() {
         .filter(|t| t.events().iter().any(|e| e.name == "error"))
         .count();
     assert!(errors >= 14, "{errors} calls recorded an error");
+}
+
+/// Simulates every scenario at once on one host (call `i` with index `i`).
+fn concurrently(
+    host: &Rc<ModuleHost>,
+    account: &Arc<callflow::catalog::AccountFlows>,
+    scenarios: Vec<Scenario>,
+    options: &Options,
+) -> Vec<callflow::trace::Trace> {
+    run_local(async {
+        let tasks: Vec<_> = scenarios
+            .into_iter()
+            .zip(0..)
+            .map(|(scenario, index)| {
+                let (host, account, options) =
+                    (Rc::clone(host), Arc::clone(account), options.clone());
+                tokio::task::spawn_local(async move {
+                    sim::simulate(&scenario, &account, host.as_ref(), &options, index)
+                        .await
+                        .trace
+                })
+            })
+            .collect();
+        let mut traces = Vec::new();
+        for task in tasks {
+            traces.push(task.await.unwrap());
+        }
+        traces
+    })
 }
 
 /// A call of the engine test flows to `to`, simulated alone.
@@ -178,28 +188,7 @@ fn a_full_vm_fails_calls_never_the_process() {
         &std::fs::read_to_string(root().join("tests/scenarios/sample-ivr.json")).unwrap(),
     )
     .unwrap();
-    let traces = run_local(async {
-        let tasks: Vec<_> = (0..1500)
-            .map(|index| {
-                let (host, account, scenario, options) = (
-                    Rc::clone(&host),
-                    Arc::clone(&account),
-                    scenario.clone(),
-                    options.clone(),
-                );
-                tokio::task::spawn_local(async move {
-                    sim::simulate(&scenario, &account, host.as_ref(), &options, index)
-                        .await
-                        .trace
-                })
-            })
-            .collect();
-        let mut traces = Vec::new();
-        for task in tasks {
-            traces.push(task.await.unwrap());
-        }
-        traces
-    });
+    let traces = concurrently(&host, &account, vec![scenario; 1500], &options);
     let failed = traces
         .iter()
         .filter(|t| t.events().iter().any(|e| e.name == "error"))
