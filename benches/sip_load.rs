@@ -361,13 +361,10 @@ struct Load {
 #[allow(clippy::disallowed_methods)] // a benchmark measures wall-clock time
 fn watch(pid: u32, sink: &Mutex<Sink>, done: &AtomicBool) -> Load {
     let mut load = Load::default();
-    let mut plateau: Option<(Instant, f64)> = None;
-    let mut over = false;
+    // (when, streams up, the server's CPU seconds so far)
+    let mut samples: Vec<(Instant, usize, f64)> = Vec::new();
     while !done.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(250));
-        if over {
-            continue;
-        }
         let now = Instant::now();
         let streams = {
             let mut sink = sink.lock().expect("not poisoned");
@@ -378,25 +375,24 @@ fn watch(pid: u32, sink: &Mutex<Sink>, done: &AtomicBool) -> Load {
         };
         let rss = status_kb(pid, "VmRSS");
         load.peak_rss = load.peak_rss.max(rss);
-        if streams >= load.peak_streams {
+        if streams > load.peak_streams {
             load.peak_streams = streams;
             load.rss_at_peak = rss;
         }
-        // The plateau: every call up at once (95% of the peak or more).
-        let cpu = cpu_seconds(pid);
-        if streams * 100 >= load.peak_streams * 95 && load.peak_streams > 0 {
-            match plateau {
-                None => plateau = Some((now, cpu)),
-                Some((since, cpu0)) => {
-                    load.plateau_secs = now.duration_since(since).as_secs_f64();
-                    load.plateau_cpu = cpu - cpu0;
-                }
-            }
-        } else if plateau.is_some() && load.plateau_secs > 0.0 {
-            over = true;
-        } else {
-            plateau = None;
-        }
+        samples.push((now, streams, cpu_seconds(pid)));
+    }
+    // The plateau, worked out once the peak is known (a running maximum
+    // would count the ramp as plateau): the first stretch of samples with
+    // 95% of the peak's streams up or more.
+    let up = |streams: usize| load.peak_streams > 0 && streams * 100 >= load.peak_streams * 95;
+    if let Some(first) = samples.iter().position(|s| up(s.1)) {
+        let last = samples[first..]
+            .iter()
+            .position(|s| !up(s.1))
+            .map_or(samples.len() - 1, |n| first + n - 1);
+        let ((since, _, cpu0), (until, _, cpu1)) = (samples[first], samples[last]);
+        load.plateau_secs = until.duration_since(since).as_secs_f64();
+        load.plateau_cpu = cpu1 - cpu0;
     }
     load
 }
