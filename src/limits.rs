@@ -34,6 +34,12 @@ pub struct Limits {
     /// Bytes of one `call:emit` event (its fields as JSON); a larger one is
     /// an error in the module that emitted it.
     pub max_emit_bytes: usize,
+    /// Calls one worker (one Lua VM) runs at once; 0: no limit but its
+    /// memory. A worker also refuses a new call while its VM is over three
+    /// quarters of `vm_memory_bytes` after a collection. A refused call ends
+    /// at once (`end` reason `overload`, hang-up cause `SWITCH_CONGESTION`:
+    /// SIP 503); the calls running are untouched.
+    pub max_calls: usize,
     /// Longest a call may last, in milliseconds of call time; a call still
     /// running then is hung up (cause `ALLOTTED_TIMEOUT`).
     pub max_call_ms: u64,
@@ -49,6 +55,7 @@ impl Default for Limits {
             max_trace_events: 20_000,
             max_log_bytes: 8 << 10,
             max_emit_bytes: 64 << 10,
+            max_calls: 0,
             max_call_ms: 4 * 60 * 60 * 1000,
         }
     }

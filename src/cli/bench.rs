@@ -20,6 +20,7 @@ use serde_json::json;
 use super::simulate::{dirs_for, read_scenario};
 use super::{ScriptsArgs, load_flows, report_problems};
 use callflow::catalog::AccountFlows;
+use callflow::engine::EndReason;
 use callflow::host::{ModuleHost, ModuleSet};
 use callflow::sim::{self, Options, Scenario};
 
@@ -52,8 +53,24 @@ pub struct BenchArgs {
     #[arg(long, value_name = "FILE:EVERY", value_parser = parse_mix)]
     mix: Vec<(PathBuf, u64)>,
 
+    /// Calls each worker runs at once; one more is refused (its trace ends
+    /// with reason `overload`) and counted in `refused`. Default: no limit
+    /// but each worker's memory.
+    #[arg(long, value_name = "N")]
+    max_calls: Option<usize>,
+
     #[command(flatten)]
     scripts: ScriptsArgs,
+}
+
+/// What the calls of one scenario did.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    calls: u64,
+    /// Calls whose trace has an `error` event.
+    errors: u64,
+    /// Calls refused (their trace ends with reason `overload`).
+    refused: u64,
 }
 
 /// One scenario of a bench: what it plays, in which account.
@@ -165,24 +182,27 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             let lanes = share(args.concurrency, workers, worker).max(1);
             let played = Arc::clone(&played);
             let modules = Arc::clone(&modules);
-            std::thread::spawn(move || run_worker(&played, modules, calls, lanes, worker))
+            let max_calls = args.max_calls.unwrap_or(0);
+            std::thread::spawn(move || {
+                run_worker(&played, modules, calls, lanes, worker, max_calls)
+            })
         })
         .collect();
-    // Per scenario: calls, and calls whose trace has an `error` event.
-    let mut counts = vec![(0u64, 0u64); played.len()];
+    let mut counts = vec![Counts::default(); played.len()];
     for handle in handles {
         match handle.join() {
             Ok(result) => {
-                for (total, (calls, errors)) in counts.iter_mut().zip(result?) {
-                    total.0 += calls;
-                    total.1 += errors;
+                for (total, more) in counts.iter_mut().zip(result?) {
+                    total.calls += more.calls;
+                    total.errors += more.errors;
+                    total.refused += more.refused;
                 }
             }
             Err(_) => bail!("a worker thread panicked"),
         }
     }
     let wall = started.elapsed();
-    let simulated: u64 = counts.iter().map(|c| c.0).sum();
+    let simulated: u64 = counts.iter().map(|c| c.calls).sum();
     let wall_ms = wall.as_secs_f64() * 1000.0;
     #[allow(clippy::cast_precision_loss)] // call counts are far below 2^53
     let calls_per_sec = simulated as f64 / wall.as_secs_f64().max(1e-9);
@@ -193,14 +213,16 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         "wall_ms": (wall_ms * 10.0).round() / 10.0,
         "calls_per_sec": calls_per_sec.round(),
         "peak_rss_kb": peak_rss_kb(),
-        "errors": counts.iter().map(|c| c.1).sum::<u64>(),
+        "errors": counts.iter().map(|c| c.errors).sum::<u64>(),
+        "refused": counts.iter().map(|c| c.refused).sum::<u64>(),
     });
     if played.len() > 1 {
         report["scenarios"] = played
             .iter()
             .zip(&counts)
-            .map(|(p, (calls, errors))| {
-                json!({"scenario": p.file.display().to_string(), "calls": calls, "errors": errors})
+            .map(|(p, c)| {
+                json!({"scenario": p.file.display().to_string(), "calls": c.calls,
+                    "errors": c.errors, "refused": c.refused})
             })
             .collect();
     }
@@ -222,15 +244,17 @@ fn run_worker(
     calls: u64,
     lanes: u64,
     worker: u64,
-) -> anyhow::Result<Vec<(u64, u64)>> {
+    max_calls: usize,
+) -> anyhow::Result<Vec<Counts>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .context("cannot start the runtime")?;
     let local = tokio::task::LocalSet::new();
-    let options = Options::default();
+    let mut options = Options::default();
+    options.limits.max_calls = max_calls;
     let host = Rc::new(ModuleHost::new(modules, options.limits)?);
     let next = Rc::new(Cell::new(0u64));
-    let counts = Rc::new(RefCell::new(vec![(0u64, 0u64); played.len()]));
+    let counts = Rc::new(RefCell::new(vec![Counts::default(); played.len()]));
     local.block_on(&runtime, async {
         let mut tasks = Vec::new();
         for _ in 0..lanes.min(calls) {
@@ -258,8 +282,9 @@ fn run_worker(
                         sim::simulate(scenario, account, host.as_ref(), &options, index).await;
                     let failed = outcome.trace.events().iter().any(|e| e.name == "error");
                     let mut counts = counts.borrow_mut();
-                    counts[which].0 += 1;
-                    counts[which].1 += u64::from(failed);
+                    counts[which].calls += 1;
+                    counts[which].errors += u64::from(failed);
+                    counts[which].refused += u64::from(outcome.end == EndReason::Overload);
                 }
             }));
         }

@@ -106,6 +106,13 @@ pub struct SipArgs {
     #[arg(long)]
     pub allow_private_http: bool,
 
+    /// Real calls each call worker runs at once; one more is refused
+    /// (503, trace `end` reason `overload`). Default: no limit but each
+    /// worker's memory (a worker whose Lua heap stays over three quarters
+    /// of its cap refuses new calls too).
+    #[arg(long, value_name = "N")]
+    pub max_calls: Option<usize>,
+
     /// The session interval (RFC 4028 session timers) asked of the phones
     /// and carriers we call, in seconds: the session is refreshed (a
     /// re-INVITE) every half interval by whichever side the answer names;
@@ -169,7 +176,10 @@ impl SipArgs {
             workers: self.call_workers.unwrap_or_else(|| {
                 std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
             }),
-            limits: callflow::limits::Limits::default(),
+            limits: callflow::limits::Limits {
+                max_calls: self.max_calls.unwrap_or(0),
+                ..callflow::limits::Limits::default()
+            },
             allow_private_http: self.allow_private_http,
         })
     }

@@ -110,6 +110,35 @@ pub trait ModuleRunner {
         call: &'a Rc<Call>,
         node: &'a ModuleNode,
     ) -> LocalFuture<'a, Result<Next, ModuleError>>;
+    /// Takes a new call, or `None` when it can take no more (the call is
+    /// then refused: [`EndReason::Overload`]); the call holds its place
+    /// until the [`Admission`] is dropped.
+    fn admit(&self) -> Option<Admission> {
+        Some(Admission::free())
+    }
+}
+
+/// A call's place on a runner (see [`ModuleRunner::admit`]).
+pub struct Admission(Option<Box<dyn FnOnce()>>);
+
+impl Admission {
+    /// A place that costs nothing.
+    pub fn free() -> Self {
+        Self(None)
+    }
+
+    /// A place given back by `release` when the call is over.
+    pub fn with_release(release: impl FnOnce() + 'static) -> Self {
+        Self(Some(Box::new(release)))
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if let Some(release) = self.0.take() {
+            release();
+        }
+    }
 }
 
 /// Why a call ended.
@@ -128,6 +157,8 @@ pub enum EndReason {
     MaxDuration,
     /// No callflow matched the dialled number.
     NoRoute,
+    /// The worker could take no more calls: refused before routing.
+    Overload,
 }
 
 impl EndReason {
@@ -142,6 +173,7 @@ impl EndReason {
             EndReason::BranchLimit => "branch_limit",
             EndReason::MaxDuration => "max_duration",
             EndReason::NoRoute => "no_route",
+            EndReason::Overload => "overload",
         }
     }
 }
@@ -229,6 +261,11 @@ pub async fn route_and_run(
     runner: &dyn ModuleRunner,
     limits: &Limits,
 ) -> EndReason {
+    let Some(_admitted) = runner.admit() else {
+        // Refused before anything runs (SIP 503); the calls running go on.
+        call.hangup("SWITCH_CONGESTION").await;
+        return finish(call, EndReason::Overload, None).await;
+    };
     let account = Arc::clone(&call.account);
     match account.routes.resolve(dialled, inception) {
         Ok(route) => {

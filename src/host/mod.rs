@@ -34,7 +34,7 @@ use serde_json::Value;
 
 pub use scripts::{Loaded, ModuleScript, ModuleSet, ScriptError};
 
-use crate::engine::{Call, LocalFuture, ModuleError, ModuleRunner, Next, OnEnd};
+use crate::engine::{Admission, Call, LocalFuture, ModuleError, ModuleRunner, Next, OnEnd};
 use crate::limits::Limits;
 use crate::model::ModuleNode;
 
@@ -249,6 +249,7 @@ impl ModuleHost {
         })?;
         lua.set_app_data(limits);
         lua.set_app_data(Collected::default());
+        lua.set_app_data(Running::default());
         Ok(Self {
             vm: Vm {
                 lua,
@@ -328,12 +329,42 @@ fn drop_with_headroom<T>(lua: &Lua, value: T) {
     }
 }
 
+/// How many calls the VM runs now (app data), for admission.
+#[derive(Default)]
+struct Running(Rc<Cell<usize>>);
+
 /// The heap's size after the last full collection [`Vm::collect_if_needed`]
 /// forced (app data of the VM).
 #[derive(Default)]
 struct Collected(Cell<usize>);
 
 impl Vm {
+    /// A place for a new call, unless the VM runs `max_calls` already or
+    /// its heap stays over three quarters of its cap after a collection.
+    fn admit(&self) -> Option<Admission> {
+        let Some(running) = self
+            .lua
+            .app_data_ref::<Running>()
+            .map(|running| Rc::clone(&running.0))
+        else {
+            return Some(Admission::free());
+        };
+        if self.limits.max_calls > 0 && running.get() >= self.limits.max_calls {
+            return None;
+        }
+        let threshold = self.limits.vm_memory_bytes / 4 * 3;
+        if self.lua.used_memory() > threshold {
+            self.collect_if_needed(false);
+            if self.lua.used_memory() > threshold {
+                return None;
+            }
+        }
+        running.set(running.get() + 1);
+        Some(Admission::with_release(move || {
+            running.set(running.get().saturating_sub(1));
+        }))
+    }
+
     /// A full collection when an invocation ran past its memory budget
     /// (`killed`: its garbage goes at once, so the calls that come next find
     /// the VM as it was, not full), or when the heap is over three quarters
@@ -720,6 +751,10 @@ fn metaflow_name(module: &str) -> String {
 }
 
 impl ModuleRunner for Pinned {
+    fn admit(&self) -> Option<Admission> {
+        self.vm.admit()
+    }
+
     fn provides(&self, module: &str) -> bool {
         self.set.module(module).is_some()
     }
@@ -761,6 +796,10 @@ impl ModuleRunner for Pinned {
 /// whose set does not change while calls run (a CLI simulation, a
 /// benchmark). Across reloads, run calls through [`ModuleHost::pinned`].
 impl ModuleRunner for ModuleHost {
+    fn admit(&self) -> Option<Admission> {
+        self.vm.admit()
+    }
+
     fn provides(&self, module: &str) -> bool {
         self.module_set().module(module).is_some()
     }

@@ -373,6 +373,32 @@ fn bench_mixes_in_a_memory_hog_whose_errors_stay_its_own() {
 }
 
 #[test]
+fn bench_counts_the_calls_a_full_worker_refuses() {
+    let output = callflow(
+        &root(),
+        &[
+            "bench",
+            "tests/scenarios/sample-ivr.json",
+            "--calls",
+            "40",
+            "--concurrency",
+            "20",
+            "--workers",
+            "1",
+            "--max-calls",
+            "5",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", render_output(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    // 20 lanes, 5 places: the first 5 calls run; the other lanes' calls
+    // are refused until the 40 are used up.
+    assert_eq!(report["calls"], 40, "{report}");
+    assert_eq!(report["refused"], 35, "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+}
+
+#[test]
 fn bench_refuses_a_bad_mix() {
     for (mix, says) in [
         (

@@ -198,3 +198,36 @@ fn a_full_vm_fails_calls_never_the_process() {
         assert_eq!(trace.events().last().unwrap().name, "end");
     }
 }
+
+/// A worker at its `max_calls` refuses the next call at once (SIP 503,
+/// `end` reason `overload`); the call it runs goes on as if alone.
+#[test]
+fn a_full_worker_refuses_the_next_call_and_the_running_one_goes_on() {
+    let (modules, _) = ModuleSet::load(&[] as &[PathBuf], 1);
+    let (catalog, _) = Catalog::build(FlowsDir::new("flows").read().unwrap(), &modules);
+    let account = Arc::clone(catalog.single_account().unwrap());
+    let mut options = Options::default();
+    options.limits.max_calls = 1;
+    let host = Rc::new(ModuleHost::new(Arc::new(modules), options.limits).unwrap());
+    let path = root().join("tests/scenarios/sample-ivr.json");
+    let scenario = Scenario::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let traces = concurrently(&host, &account, vec![scenario.clone(), scenario], &options);
+    assert_eq!(
+        traces[0].render_text(),
+        simulate_file(&path).render_text(),
+        "the running call changed"
+    );
+    let refused: Vec<String> = traces[1]
+        .events()
+        .iter()
+        .map(|e| format!("{} {}", e.name, serde_json::Value::Object(e.fields.clone())))
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            r#"hangup {"cause":"SWITCH_CONGESTION","by":"system"}"#,
+            r#"end {"reason":"overload","duration_ms":0}"#,
+        ],
+        "{refused:?}"
+    );
+}
