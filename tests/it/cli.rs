@@ -321,48 +321,39 @@ fn a_module_that_raises_shows_its_file_and_line_and_the_call_goes_on() {
     );
 }
 
+/// `callflow bench` of the sample IVR with `args`: its JSON report.
+fn bench(args: &[&str]) -> Value {
+    let mut all = vec!["bench", "tests/scenarios/sample-ivr.json"];
+    all.extend(args);
+    let output = callflow(&root(), &all);
+    assert_eq!(output.status.code(), Some(0), "{}", render_output(&output));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 #[test]
 fn bench_prints_its_figures() {
-    let output = callflow(
-        &root(),
-        &[
-            "bench",
-            "tests/scenarios/sample-ivr.json",
-            "--calls",
-            "40",
-            "--concurrency",
-            "8",
-        ],
-    );
-    assert_eq!(output.status.code(), Some(0), "{}", render_output(&output));
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let report = bench(&["--calls", "40", "--concurrency", "8"]);
     assert_eq!(report["calls"], 40);
     assert_eq!(report["concurrency"], 8);
     for key in ["wall_ms", "calls_per_sec", "peak_rss_kb"] {
         assert!(report[key].is_number(), "{key}: {report}");
     }
     assert_eq!(report["errors"], 0, "{report}");
+    assert_eq!(report["refused"], 0, "{report}");
 }
 
 #[test]
 fn bench_mixes_in_a_memory_hog_whose_errors_stay_its_own() {
-    let output = callflow(
-        &root(),
-        &[
-            "bench",
-            "tests/scenarios/sample-ivr.json",
-            "--mix",
-            "tests/scenarios/sandbox-memory-hog.json:10",
-            "--calls",
-            "60",
-            "--concurrency",
-            "6",
-            "--workers",
-            "2",
-        ],
-    );
-    assert_eq!(output.status.code(), Some(0), "{}", render_output(&output));
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let report = bench(&[
+        "--mix",
+        "tests/scenarios/sandbox-memory-hog.json:10",
+        "--calls",
+        "60",
+        "--concurrency",
+        "6",
+        "--workers",
+        "2",
+    ]);
     // Each worker runs 30 calls: its 10th, 20th and 30th are hogs.
     assert_eq!(report["calls"], 60, "{report}");
     assert_eq!(report["errors"], 6, "{report}");
@@ -374,23 +365,16 @@ fn bench_mixes_in_a_memory_hog_whose_errors_stay_its_own() {
 
 #[test]
 fn bench_counts_the_calls_a_full_worker_refuses() {
-    let output = callflow(
-        &root(),
-        &[
-            "bench",
-            "tests/scenarios/sample-ivr.json",
-            "--calls",
-            "40",
-            "--concurrency",
-            "20",
-            "--workers",
-            "1",
-            "--max-calls",
-            "5",
-        ],
-    );
-    assert_eq!(output.status.code(), Some(0), "{}", render_output(&output));
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let report = bench(&[
+        "--calls",
+        "40",
+        "--concurrency",
+        "20",
+        "--workers",
+        "1",
+        "--max-calls",
+        "5",
+    ]);
     // 20 lanes, 5 places: the first 5 calls run; the other lanes' calls
     // are refused until the 40 are used up.
     assert_eq!(report["calls"], 40, "{report}");
