@@ -293,6 +293,32 @@ pub struct BridgeOutcome {
     pub talk_ms: u64,
 }
 
+impl BridgeOutcome {
+    /// A bridge that connected `by`.
+    pub fn answered(by: String, duration_ms: u64, talk_ms: u64) -> Self {
+        Self {
+            status: BridgeStatus::Answered,
+            cause: "NORMAL_CLEARING".to_owned(),
+            sip: 200,
+            answered_by: Some(by),
+            duration_ms,
+            talk_ms,
+        }
+    }
+
+    /// A bridge that connected nobody.
+    pub fn failed(duration_ms: u64, status: BridgeStatus, cause: &str, sip: u16) -> Self {
+        Self {
+            status,
+            cause: cause.to_owned(),
+            sip,
+            answered_by: None,
+            duration_ms,
+            talk_ms: 0,
+        }
+    }
+}
+
 /// The peer bridged to the call now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerInfo {

@@ -626,34 +626,29 @@ impl LiveBackend {
         }
     }
 
-    /// A caller's digit for the bridged callee: RFC 4733 when its SDP took
-    /// them, else SIP INFO.
+    /// A caller's digit for the bridged callee.
     fn send_digit_to_peer(&self, digit: char) {
         let state = self.state.borrow();
         let Some(peer) = &state.peer else { return };
-        if peer.telephone_events {
-            peer.media.send(Control::Dtmf {
-                id: 0,
-                digits: digit.to_string(),
-            });
-        } else {
-            let leg = peer.leg.clone();
-            self.context
-                .runtime
-                .spawn(async move { leg.info_digit(digit).await });
-        }
+        self.send_digit(&peer.media, &peer.leg, peer.telephone_events, digit);
     }
 
-    /// A callee's digit for the caller: RFC 4733 when its SDP took them,
-    /// else SIP INFO.
+    /// A callee's digit for the caller.
     fn send_digit_to_caller(&self, digit: char) {
-        if self.sdp.contains("telephone-event") {
-            self.media.send(Control::Dtmf {
+        let events = self.sdp.contains("telephone-event");
+        self.send_digit(&self.media, &self.leg, events, digit);
+    }
+
+    /// A digit to a leg: RFC 4733 when its SDP took `telephone_events`,
+    /// else SIP INFO.
+    fn send_digit(&self, media: &Handle, leg: &SipLeg, telephone_events: bool, digit: char) {
+        if telephone_events {
+            media.send(Control::Dtmf {
                 id: 0,
                 digits: digit.to_string(),
             });
         } else {
-            let leg = self.leg.clone();
+            let leg = leg.clone();
             self.context
                 .runtime
                 .spawn(async move { leg.info_digit(digit).await });

@@ -358,7 +358,7 @@ impl LiveBackend {
     ) -> BridgeOutcome {
         let start = self.now();
         if self.connected().is_some() {
-            return failed(0, BridgeStatus::Failed, "INCOMPATIBLE_DESTINATION", 488);
+            return BridgeOutcome::failed(0, BridgeStatus::Failed, "INCOMPATIBLE_DESTINATION", 488);
         }
         if request.page {
             return self.run_page(request, beside).await;
@@ -380,7 +380,7 @@ impl LiveBackend {
                 } else {
                     ("ORIGINATOR_CANCEL", 487)
                 };
-                return failed(self.now() - start, BridgeStatus::Hangup, cause, sip);
+                return BridgeOutcome::failed(self.now() - start, BridgeStatus::Hangup, cause, sip);
             }
         };
         self.stop_ringback(&mut ringing);
@@ -569,7 +569,7 @@ impl LiveBackend {
         let start = ringing.start;
         self.end_legs(&mut ringing.legs, |c| c.id != winner).await;
         let Some((called, endpoint)) = ringing.take(winner) else {
-            return failed(
+            return BridgeOutcome::failed(
                 self.now() - start,
                 BridgeStatus::Failed,
                 "NORMAL_UNSPECIFIED",
@@ -580,7 +580,7 @@ impl LiveBackend {
         if crate::engine::CallControl::answer(self).await.is_err() {
             called.leg.hangup().await;
             called.media.send(Control::Close);
-            return failed(
+            return BridgeOutcome::failed(
                 self.now() - start,
                 BridgeStatus::Hangup,
                 "ORIGINATOR_CANCEL",
@@ -599,14 +599,7 @@ impl LiveBackend {
         beside.bridged(Some(&endpoint));
         self.talk(beside).await;
         beside.bridged(None);
-        BridgeOutcome {
-            status: BridgeStatus::Answered,
-            cause: "NORMAL_CLEARING".to_owned(),
-            sip: 200,
-            answered_by: Some(endpoint.id),
-            duration_ms: self.now() - start,
-            talk_ms: self.now() - answered_at,
-        }
+        BridgeOutcome::answered(endpoint.id, self.now() - start, self.now() - answered_at)
     }
 
     /// A page: every device rings with the auto-answer headers, and each
@@ -687,15 +680,10 @@ impl LiveBackend {
             called.media.send(Control::Close);
         }
         match first {
-            Some((answered_at, by)) => BridgeOutcome {
-                status: BridgeStatus::Answered,
-                cause: "NORMAL_CLEARING".to_owned(),
-                sip: 200,
-                answered_by: Some(by),
-                duration_ms: self.now() - start,
-                talk_ms: self.now() - answered_at,
-            },
-            None if self.is_gone_now() => failed(
+            Some((answered_at, by)) => {
+                BridgeOutcome::answered(by, self.now() - start, self.now() - answered_at)
+            }
+            None if self.is_gone_now() => BridgeOutcome::failed(
                 self.now() - start,
                 BridgeStatus::Hangup,
                 "ORIGINATOR_CANCEL",
@@ -826,17 +814,6 @@ fn configure(media: &Handle, body: &[u8]) -> bool {
     }
 }
 
-fn failed(duration_ms: u64, status: BridgeStatus, cause: &str, sip: u16) -> BridgeOutcome {
-    BridgeOutcome {
-        status,
-        cause: cause.to_owned(),
-        sip,
-        answered_by: None,
-        duration_ms,
-        talk_ms: 0,
-    }
-}
-
 /// The simulator's rules for a bridge nobody answered: `simultaneous`:
 /// busy when all were busy, no answer when any rang out, else the last
 /// failure; `single`: the last failure; the overall timeout: no answer.
@@ -857,12 +834,12 @@ pub(super) fn outcome_of_failures(
     let duration = now - start;
     let Some(last) = failures.iter().max_by_key(|f| f.at) else {
         if now >= overall_end && !request.endpoints.is_empty() {
-            return failed(duration, BridgeStatus::NoAnswer, "NO_ANSWER", 480);
+            return BridgeOutcome::failed(duration, BridgeStatus::NoAnswer, "NO_ANSWER", 480);
         }
-        return failed(duration, BridgeStatus::Failed, "NO_ROUTE_DESTINATION", 404);
+        return BridgeOutcome::failed(duration, BridgeStatus::Failed, "NO_ROUTE_DESTINATION", 404);
     };
     if failures.len() < request.endpoints.len() {
-        return failed(duration, BridgeStatus::NoAnswer, "NO_ANSWER", 480);
+        return BridgeOutcome::failed(duration, BridgeStatus::NoAnswer, "NO_ANSWER", 480);
     }
     let status = match request.strategy {
         Strategy::Single => last.status,
@@ -877,8 +854,8 @@ pub(super) fn outcome_of_failures(
         }
     };
     match status {
-        BridgeStatus::NoAnswer => failed(duration, status, "NO_ANSWER", 480),
-        BridgeStatus::Busy => failed(duration, status, "USER_BUSY", 486),
-        _ => failed(duration, status, &last.cause, last.sip),
+        BridgeStatus::NoAnswer => BridgeOutcome::failed(duration, status, "NO_ANSWER", 480),
+        BridgeStatus::Busy => BridgeOutcome::failed(duration, status, "USER_BUSY", 486),
+        _ => BridgeOutcome::failed(duration, status, &last.cause, last.sip),
     }
 }

@@ -691,14 +691,7 @@ impl SimBackend {
         let start = self.now();
         if self.state.borrow().peer.is_some() {
             // One bridge at a time (a metaflow cannot bridge a bridged call).
-            return BridgeOutcome {
-                status: BridgeStatus::Failed,
-                cause: "INCOMPATIBLE_DESTINATION".to_owned(),
-                sip: 488,
-                answered_by: None,
-                duration_ms: 0,
-                talk_ms: 0,
-            };
+            return BridgeOutcome::failed(0, BridgeStatus::Failed, "INCOMPATIBLE_DESTINATION", 488);
         }
         let plan = self.bridge_plan(request, start);
         let ring_end = match &plan {
@@ -721,24 +714,15 @@ impl SimBackend {
             } else {
                 ("ORIGINATOR_CANCEL", 487)
             };
-            return BridgeOutcome {
-                status: BridgeStatus::Hangup,
-                cause: cause.to_owned(),
-                sip,
-                answered_by: None,
-                duration_ms: self.now() - start,
-                talk_ms: 0,
-            };
+            return BridgeOutcome::failed(self.now() - start, BridgeStatus::Hangup, cause, sip);
         }
         match plan {
-            Plan::Failed(failure) => BridgeOutcome {
-                status: failure.status,
-                cause: failure.cause,
-                sip: failure.sip,
-                answered_by: None,
-                duration_ms: self.now() - start,
-                talk_ms: 0,
-            },
+            Plan::Failed(failure) => BridgeOutcome::failed(
+                self.now() - start,
+                failure.status,
+                &failure.cause,
+                failure.sip,
+            ),
             Plan::Answered { endpoint, at } => {
                 let mut serial = self.connect_peer(&endpoint, at);
                 beside.bridged(Some(&endpoint));
@@ -760,14 +744,7 @@ impl SimBackend {
                 }
                 self.disconnect_peer();
                 beside.bridged(None);
-                BridgeOutcome {
-                    status: BridgeStatus::Answered,
-                    cause: "NORMAL_CLEARING".to_owned(),
-                    sip: 200,
-                    answered_by: Some(endpoint.id),
-                    duration_ms: self.now() - start,
-                    talk_ms: self.now() - at,
-                }
+                BridgeOutcome::answered(endpoint.id, self.now() - start, self.now() - at)
             }
         }
     }
