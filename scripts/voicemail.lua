@@ -104,9 +104,6 @@ local GREETING_LIMIT_S = 300
 local PIN_MIN, PIN_MAX = 4, 15
 local HANGUP = "\0hangup"
 
--- Kazoo's default for check_if_owner, set by handle for this invocation.
-local check_default = true
-
 -- Plays prompts (`play`) and says (`say`, `type`) in order. Any digit stops
 -- them (it stays buffered) and is returned; HANGUP on a hang-up.
 local function macro(call, items)
@@ -571,8 +568,9 @@ end
 local find_mailbox
 
 -- The box to forward to (Kazoo's find_destination_mailbox), or nil.
-local function find_destination(call, source_id)
+local function find_destination(call, source_id, check_default)
 	local searching = vmbox.missing(call)
+	searching.check_default = check_default
 	local loop = 1
 	while true do
 		if loop > searching.max_login_attempts then
@@ -593,7 +591,7 @@ end
 
 local function forward_message(call, box, message)
 	call:flush_dtmf()
-	local destination = find_destination(call, box.id)
+	local destination = find_destination(call, box.id, box.check_default)
 	if not destination then
 		return
 	end
@@ -725,7 +723,9 @@ function find_mailbox(call, box, prompt, loop)
 		end
 		local doc = digits ~= "" and vmbox.find_by_number(call, digits) or nil
 		if doc then
-			return vmbox.profile_of(call, doc, { id = doc.id }, check_default), loop
+			local found = vmbox.profile_of(call, doc, { id = doc.id }, box.check_default)
+			found.check_default = box.check_default
+			return found, loop
 		end
 		bprompt(call, "menu-invalid_entry")
 		loop += 1
@@ -892,8 +892,10 @@ return {
 			return nil
 		end
 		call:answer()
-		check_default = owner_check_default(call, data)
+		local check_default = owner_check_default(call, data)
 		local box = vmbox.profile(call, data, check_default)
+		-- Kazoo's default for check_if_owner, for the boxes found later.
+		box.check_default = check_default
 		if action == "compose" then
 			return compose(call, box)
 		end

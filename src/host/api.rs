@@ -190,7 +190,7 @@ pub(crate) fn register(lua: &Lua, current: Rc<Current>) -> mlua::Result<()> {
     lua.set_app_data(DocumentCache::default());
     super::convert::register(lua)?;
     lua.set_app_data(AccountCache::default());
-    lua.set_app_data(super::Chunks::default());
+    super::instances::register(lua)?;
     let globals = lua.globals();
     globals.set("print", lua.create_function(print)?)?;
     globals.set("require", lua.create_function(require)?)?;
@@ -262,8 +262,14 @@ fn current(lua: &Lua) -> mlua::Result<Rc<Invocation>> {
 
 fn call_of(inv: &Invocation, name: &str) -> mlua::Result<Rc<Call>> {
     inv.call.clone().ok_or_else(|| {
+        // `math.random` is named as is, verbs as methods of the call.
+        let shown = if name.contains('.') {
+            name.to_owned()
+        } else {
+            format!("call:{name}")
+        };
         mlua::Error::runtime(format!(
-            "call:{name} is only available while handling a call, not while the script loads"
+            "{shown} is only available while handling a call, not while the script loads"
         ))
     })
 }
@@ -1685,26 +1691,16 @@ fn print(lua: &Lua, args: Variadic<LuaValue>) -> mlua::Result<()> {
     Ok(())
 }
 
+#[allow(clippy::needless_pass_by_value)] // mlua hands callbacks owned arguments
 fn require(lua: &Lua, name: String) -> mlua::Result<LuaValue> {
     let inv = current(lua)?;
-    if let Some(value) = inv.required.borrow().get(&name) {
-        return Ok(value.clone());
-    }
     let lib = inv.set.lib(&name).ok_or_else(|| {
         mlua::Error::runtime(format!(
             "module {name:?} not found: helpers are scripts/lib/<name>.lua"
         ))
     })?;
-    let value: LuaValue =
-        super::instantiate(lua, inv.set.generation, true, lib, &inv.env)?.call(())?;
-    // Read-only at the top (the instance is this invocation's own, so
-    // nothing in it can reach another call; freezing the whole tree would
-    // cost a walk per invocation for no more safety).
-    if let LuaValue::Table(table) = &value {
-        table.set_readonly(true);
-    }
-    inv.required.borrow_mut().insert(name, value.clone());
-    Ok(value)
+    // One instance per VM and generation, frozen (see `instances.rs`).
+    super::instances::shared(lua, &inv.set, true, lib)
 }
 
 fn random(lua: &Lua, (m, n): (Option<f64>, Option<f64>)) -> mlua::Result<f64> {

@@ -1,23 +1,30 @@
 //! The module host: runs module scripts in a sandboxed Luau VM.
 //!
 //! One VM per worker thread ([`ModuleHost`]); one coroutine per module
-//! invocation. Each invocation loads the module's bytecode afresh into its
-//! own read-only environment (about 15 µs), so module-level locals, globals
-//! and the module table can never carry state from one call to the next:
-//! writing a global or the module table is an error. The VM-wide hooks
-//! (interrupt budget, `math.random`, `print`) find the invocation they act
-//! for through [`Current`], which the invocation's future sets each time it
-//! is polled. Documents handed to scripts are frozen tables, converted once
-//! per VM and document version and shared: being read-only, they cannot
-//! carry state either.
+//! invocation. A module's script runs once per VM and generation
+//! (`instances.rs`): every invocation calls the `handle` of that shared
+//! instance, which is made unable to carry state between calls (what it
+//! reaches is frozen, functions that assign outer variables are refused at
+//! load). The VM-wide hooks (interrupt budget, `math.random`, `print`) find
+//! the invocation they act for through [`Current`], which the invocation's
+//! future sets each time it is polled. Documents handed to scripts are
+//! frozen tables, converted once per VM and document version and shared:
+//! being read-only, they cannot carry state either.
 //!
 //! * `sandbox.rs`: creating the VM (libraries, stripped globals, limits).
 //! * `api.rs`: the whole Lua-facing API (the `call` object, `re`, `require`).
 //! * `scripts.rs`: built-in and user scripts, compiled into a [`ModuleSet`].
 //! * `convert.rs`: JSON ⇄ Lua.
+//! * `instances.rs`: shared module instances, frozen.
+//! * `bytecode.rs`: which functions of a script assign outer variables.
+//! * `ffi.rs`: the one `unsafe` (reading upvalues).
 
 pub mod api;
+pub mod bytecode;
 mod convert;
+#[allow(unsafe_code)]
+mod ffi;
+mod instances;
 mod sandbox;
 pub mod scripts;
 
@@ -60,50 +67,6 @@ pub(crate) struct Vm {
 #[error("cannot start the Lua VM: {message}")]
 pub struct HostError {
     pub message: String,
-}
-
-/// Each script's chunk, loaded once per VM and module-set generation;
-/// invocations run clones of it (sharing the bytecode) in their own
-/// environments.
-#[derive(Default)]
-pub(crate) struct Chunks(RefCell<BTreeMap<(u64, bool, String), Function>>);
-
-/// Beyond this many cached chunks the cache starts afresh.
-const CHUNK_CACHE_MAX: usize = 512;
-
-/// A fresh instance of `script`'s chunk whose globals are `env`.
-pub(crate) fn instantiate(
-    lua: &Lua,
-    generation: u64,
-    is_lib: bool,
-    script: &scripts::Compiled,
-    env: &Table,
-) -> mlua::Result<Function> {
-    let key = (generation, is_lib, script.name.clone());
-    let cached = lua
-        .app_data_ref::<Chunks>()
-        .and_then(|chunks| chunks.0.borrow().get(&key).cloned());
-    let chunk = if let Some(chunk) = cached {
-        chunk
-    } else {
-        let chunk = lua
-            .load(&*script.bytecode)
-            .set_name(format!("@{}", script.file))
-            .into_function()?;
-        if let Some(chunks) = lua.app_data_ref::<Chunks>() {
-            let mut chunks = chunks.0.borrow_mut();
-            // Generations come and go with reloads: start afresh now and then
-            // rather than keep every generation's chunks.
-            if chunks.len() >= CHUNK_CACHE_MAX {
-                chunks.clear();
-            }
-            chunks.insert(key, chunk.clone());
-        }
-        chunk
-    };
-    let instance = chunk.deep_clone()?;
-    instance.set_environment(env.clone())?;
-    Ok(instance)
 }
 
 /// The invocation running on the VM right now, if any.
@@ -151,8 +114,6 @@ pub(crate) struct Invocation {
     /// a module node (not `{}`).
     pub children: Vec<(String, bool)>,
     pub set: Arc<ModuleSet>,
-    /// The read-only environment of this invocation's scripts.
-    pub env: Table,
     budget: Cell<u64>,
     killed: Cell<bool>,
     /// The heap's size when the invocation was last resumed, and how much
@@ -163,14 +124,40 @@ pub(crate) struct Invocation {
     /// It ran past its memory budget: every later check fails again.
     memory_killed: Cell<bool>,
     pub directive: RefCell<Option<Next>>,
-    /// Helpers loaded with `require` during this invocation.
-    pub required: RefCell<BTreeMap<String, LuaValue>>,
     /// Documents converted for this invocation, by (type, id) (`("", "")`
     /// for the account); a save drops its entry.
     pub documents: RefCell<BTreeMap<(String, String), LuaValue>>,
 }
 
 impl Invocation {
+    /// A new invocation of `module` on `lua`, with full budgets.
+    pub(crate) fn new(
+        lua: &Lua,
+        limits: &Limits,
+        set: Arc<ModuleSet>,
+        call: Option<Rc<Call>>,
+        module: &str,
+        entry: Entry,
+        children: Vec<(String, bool)>,
+    ) -> Self {
+        Invocation {
+            call,
+            module: module.to_owned(),
+            entry,
+            table: RefCell::new(None),
+            children,
+            set,
+            budget: Cell::new(limits.interrupts_per_invoke),
+            killed: Cell::new(false),
+            memory_base: Cell::new(lua.used_memory()),
+            memory_grown: Cell::new(0),
+            memory_budget: limits.invoke_memory_bytes,
+            memory_killed: Cell::new(false),
+            directive: RefCell::new(None),
+            documents: RefCell::new(BTreeMap::new()),
+        }
+    }
+
     /// Uses one interrupt tick; false once the budget is spent.
     fn tick(&self) -> bool {
         let left = self.budget.get();
@@ -268,8 +255,8 @@ impl ModuleHost {
     /// Replaces the module set (a reload); running invocations keep theirs.
     pub fn set_module_set(&self, set: Arc<ModuleSet>) {
         *self.set.borrow_mut() = set;
-        if let Some(chunks) = self.vm.lua.app_data_ref::<Chunks>() {
-            chunks.0.borrow_mut().clear();
+        if let Some(instances) = self.vm.lua.app_data_ref::<instances::Instances>() {
+            instances.clear();
         }
     }
 
@@ -414,34 +401,20 @@ impl Vm {
         module: &str,
         entry: Entry,
         children: Vec<(String, bool)>,
-    ) -> mlua::Result<Rc<Invocation>> {
-        let env = self.lua.create_table()?;
-        let meta = self.lua.create_table()?;
-        meta.set("__index", self.lua.globals())?;
-        meta.set("__metatable", false)?;
-        env.set_metatable(Some(meta))?;
-        env.set_readonly(true);
-        Ok(Rc::new(Invocation {
-            call,
-            module: module.to_owned(),
-            entry,
-            table: RefCell::new(None),
-            children,
+    ) -> Rc<Invocation> {
+        Rc::new(Invocation::new(
+            &self.lua,
+            &self.limits,
             set,
-            env,
-            budget: Cell::new(self.limits.interrupts_per_invoke),
-            killed: Cell::new(false),
-            memory_base: Cell::new(self.lua.used_memory()),
-            memory_grown: Cell::new(0),
-            memory_budget: self.limits.invoke_memory_bytes,
-            memory_killed: Cell::new(false),
-            directive: RefCell::new(None),
-            required: RefCell::new(BTreeMap::new()),
-            documents: RefCell::new(BTreeMap::new()),
-        }))
+            call,
+            module,
+            entry,
+            children,
+        ))
     }
 
-    /// Loads a module's chunk in `inv`'s environment and returns its table.
+    /// The module's shared instance (its chunk run once on this VM for the
+    /// set's generation, frozen), checked to be a module's table.
     fn load_module(&self, inv: &Invocation) -> Result<Table, ModuleError> {
         let set = Arc::clone(&inv.set);
         let script = match set.script(&inv.module) {
@@ -463,9 +436,7 @@ impl Vm {
                 });
             }
         };
-        let loaded: mlua::Result<LuaValue> =
-            instantiate(&self.lua, set.generation, false, script, &inv.env)
-                .and_then(|chunk| chunk.call(()));
+        let loaded = instances::shared(&self.lua, &set, false, script);
         let to_error = |message: String, line| ModuleError {
             module: inv.module.clone(),
             file: Some(script.file.clone()),
@@ -484,9 +455,6 @@ impl Vm {
                             None,
                         ));
                     }
-                    // The instance is this invocation's own: read-only at
-                    // the top is enough (see `require`).
-                    table.set_readonly(true);
                     Ok(table)
                 }
                 _ => Err(to_error(
@@ -519,25 +487,14 @@ impl ModuleHost {
         };
         let inv = self
             .vm
-            .invocation(self.module_set(), None, name, Entry::Handle, Vec::new())
-            .map_err(|e| script_error(&file, &e.to_string()))?;
+            .invocation(self.module_set(), None, name, Entry::Handle, Vec::new());
         let previous = self.vm.current.replace(Some(Rc::clone(&inv)));
         let result = self.vm.load_module(&inv);
         self.vm.current.replace(previous);
-        // Its garbage goes now if it ran past its budget: the modules
-        // loaded after it must not find the VM full (and be blamed for it).
-        self.vm.collect_if_needed(inv.memory_killed.get());
         let table = result.map_err(|e| ScriptError {
             file: e.file.unwrap_or(file.clone()),
             line: e.line,
-            message: if inv.memory_killed.get() {
-                format!(
-                    "ran past its memory budget of {} MiB while loading",
-                    self.vm.limits.invoke_memory_bytes >> 20
-                )
-            } else {
-                e.message
-            },
+            message: e.message,
         })?;
         let schema = match table.get::<LuaValue>("schema") {
             Ok(LuaValue::Nil) => None,
@@ -575,16 +532,13 @@ impl Vm {
         children: Vec<(String, bool)>,
         data: &serde_json::Map<String, Value>,
     ) -> (Option<Rc<Invocation>>, Result<LuaValue, ModuleError>) {
-        let inv = match self.invocation(
+        let inv = self.invocation(
             Arc::clone(set),
             Some(Rc::clone(call)),
             module,
             entry,
             children,
-        ) {
-            Ok(inv) => inv,
-            Err(e) => return (None, Err(module_error(module, &e))),
-        };
+        );
         let lua = self.lua.clone();
         let task = {
             let inv = Rc::clone(&inv);

@@ -25,6 +25,7 @@ use mlua::chunk::Compiler;
 use serde_json::Value;
 
 use super::ModuleHost;
+use super::bytecode::Analysis;
 use crate::limits::Limits;
 use crate::model::{Code, Diagnostic};
 
@@ -64,6 +65,9 @@ pub struct Compiled {
     pub name: String,
     pub file: String,
     pub bytecode: Arc<[u8]>,
+    /// Which of its functions assign variables outside themselves (from a
+    /// second compile with variable names), or why that is unknown.
+    pub writes: Arc<Result<Analysis, String>>,
 }
 
 /// A module ready to run.
@@ -198,11 +202,22 @@ fn read_into(
 pub fn compile(source: &ScriptSource) -> Result<Compiled, ScriptError> {
     // Debug level 1 keeps line numbers for error messages.
     match Compiler::new().set_debug_level(1).compile(&source.text) {
-        Ok(bytecode) => Ok(Compiled {
-            name: source.name.clone(),
-            file: source.file.clone(),
-            bytecode: bytecode.into(),
-        }),
+        Ok(bytecode) => {
+            // Level 2 adds variable names, for the host's refusal of shared
+            // state (see `bytecode.rs`); the VM runs the level-1 bytecode,
+            // so error messages stay as they were.
+            let writes = Compiler::new()
+                .set_debug_level(2)
+                .compile(&source.text)
+                .map_err(|e| e.to_string())
+                .and_then(|named| super::bytecode::analyze(&named));
+            Ok(Compiled {
+                name: source.name.clone(),
+                file: source.file.clone(),
+                bytecode: bytecode.into(),
+                writes: Arc::new(writes),
+            })
+        }
         Err(err) => {
             let text = match &err {
                 mlua::Error::SyntaxError { message, .. } => message.clone(),
@@ -354,6 +369,18 @@ impl ModuleSet {
     /// for metaflow modules).
     pub(crate) fn script(&self, name: &str) -> Option<&Loaded> {
         self.modules.get(name)
+    }
+
+    /// The script (module or helper) whose file is `file`.
+    pub(crate) fn script_by_file(&self, file: &str) -> Option<&Compiled> {
+        self.modules
+            .values()
+            .filter_map(|loaded| match loaded {
+                Loaded::Ready(module) => Some(&module.script),
+                Loaded::Broken(_) => None,
+            })
+            .chain(self.libs.values())
+            .find(|script| script.file == file)
     }
 
     pub fn lib(&self, name: &str) -> Option<&Compiled> {

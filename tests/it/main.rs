@@ -48,6 +48,9 @@ mod sip;
 /// A real softphone (baresip, in a network namespace) hears the prompt and
 /// drives the sample's menu.
 mod softphone;
+/// `tests/state/*.lua`: every way a module could keep state between calls
+/// is refused at load or cannot be seen by the next call.
+mod state;
 /// `tests/test-command/<case>/`: `callflow test`, `graph` and `init` as a
 /// user runs them; the `init` scaffold passes out of the box.
 mod test_command;
