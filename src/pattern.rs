@@ -60,9 +60,34 @@ impl std::error::Error for PatternError {}
 /// guard against patterns such as `\d{1000}{1000}`).
 const SIZE_LIMIT: usize = 1 << 20;
 
+/// Beyond this many patterns a thread's cache of compiled ones starts afresh.
+const CACHE_MAX: usize = 1024;
+
+thread_local! {
+    /// Patterns this thread compiled: calls compile the same metaflow and
+    /// module patterns again and again, and a compiled regex is shared
+    /// (cloning one clones a reference).
+    static COMPILED: std::cell::RefCell<std::collections::BTreeMap<String, Result<Pattern, PatternError>>> =
+        const { std::cell::RefCell::new(std::collections::BTreeMap::new()) };
+}
+
 /// Compiles `source` as Kazoo would use it: unanchored unless it says `^`/`$`,
-/// byte-oriented, ASCII classes.
+/// byte-oriented, ASCII classes. Compiled once per thread (cached).
 pub fn compile(source: &str) -> Result<Pattern, PatternError> {
+    if let Some(found) = COMPILED.with_borrow(|cache| cache.get(source).cloned()) {
+        return found;
+    }
+    let compiled = compile_uncached(source);
+    COMPILED.with_borrow_mut(|cache| {
+        if cache.len() >= CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(source.to_owned(), compiled.clone());
+    });
+    compiled
+}
+
+fn compile_uncached(source: &str) -> Result<Pattern, PatternError> {
     // The `regex` crate reads `a++` as a repeated repetition, which matches
     // more than PCRE's possessive `a++`: refuse rather than differ silently.
     if let Some((construct @ "a possessive quantifier", at)) = pcre_only_construct(source) {

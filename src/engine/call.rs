@@ -118,6 +118,9 @@ pub struct Call {
     docs: Rc<dyn Documents>,
     trace: Rc<RefCell<Trace>>,
     state: RefCell<CallState>,
+    /// What the module runner keeps for this call between invocations (the
+    /// host: the facts table scripts read), opaque to the engine.
+    runner_data: RefCell<Option<Rc<dyn std::any::Any>>>,
 }
 
 impl std::fmt::Debug for Call {
@@ -163,7 +166,18 @@ impl Call {
                 on_end: Vec::new(),
                 metaflows: MetaflowState::default(),
             }),
+            runner_data: RefCell::new(None),
         }
+    }
+
+    /// What the module runner kept for this call, if any.
+    pub fn runner_data(&self) -> Option<Rc<dyn std::any::Any>> {
+        self.runner_data.borrow().clone()
+    }
+
+    /// Keeps `data` for the module runner until the call is dropped.
+    pub fn set_runner_data(&self, data: Rc<dyn std::any::Any>) {
+        *self.runner_data.borrow_mut() = Some(data);
     }
 
     /// Milliseconds of call time since the call started.

@@ -30,7 +30,7 @@ use crate::engine::control::{
 use crate::engine::{BranchTarget, Call, CallerIdChanges, Listening, Next, RouteFacts};
 use crate::ids::DocId;
 use crate::limits::Limits;
-use crate::model::{Object, parse_flow};
+use crate::model::{Callflow, Object, parse_flow};
 use crate::pattern::{self, Pattern};
 use crate::routing::RouteError;
 use crate::trace::CORE_EVENTS;
@@ -145,7 +145,6 @@ const ALL_DIGITS: &str = "1234567890*#";
 const PRELUDE: &str = r#"
 local raw, raw_helpers = ...
 local Call = {}
-local meta = { __index = Call, __metatable = "call" }
 local function pass(ok, ...)
     if ok then
         return ...
@@ -175,19 +174,29 @@ for helper, functions in raw_helpers do
     helpers[helper] = table.freeze(wrapped)
 end
 table.freeze(Call)
-return function(facts)
-    return setmetatable(facts, meta)
-end, helpers
+local facts_meta = { __index = Call, __metatable = "call" }
+-- The metatable of a call's objects: its facts (shared by its invocations),
+-- with the methods behind them.
+local function make_facts(facts)
+    setmetatable(facts, facts_meta)
+    return { __index = facts, __metatable = "call" }
+end
+-- An invocation's call object: its module, then the call's facts.
+local function make_call(module, meta)
+    return setmetatable({ module = module }, meta)
+end
+return make_call, make_facts, helpers
 "#;
 
 const MAKE_CALL: &str = "callflow.make_call";
+const MAKE_FACTS: &str = "callflow.make_facts";
 
 /// Registers the globals and the call constructor on a new VM (before
 /// sandboxing).
 pub(crate) fn register(lua: &Lua, current: Rc<Current>) -> mlua::Result<()> {
     lua.set_app_data(current);
-    lua.set_app_data(RegexCache::default());
     lua.set_app_data(DocumentCache::default());
+    lua.set_app_data(CallflowCache::default());
     super::convert::register(lua)?;
     lua.set_app_data(AccountCache::default());
     super::instances::register(lua)?;
@@ -206,10 +215,11 @@ pub(crate) fn register(lua: &Lua, current: Rc<Current>) -> mlua::Result<()> {
     raw_helpers.set("json", json_functions(lua)?)?;
 
     let raw = raw_functions(lua)?;
-    let (make, helpers): (Function, Table) = lua
+    let (make, make_facts, helpers): (Function, Function, Table) = lua
         .load(PRELUDE)
         .set_name("=callflow")
         .call((raw, raw_helpers))?;
+    lua.set_named_registry_value(MAKE_FACTS, make_facts)?;
     for pair in helpers.pairs::<String, Table>() {
         let (name, table) = pair?;
         globals.set(name, table)?;
@@ -220,34 +230,67 @@ pub(crate) fn register(lua: &Lua, current: Rc<Current>) -> mlua::Result<()> {
 
 /// The `call` object for an invocation: facts as fields, verbs as methods.
 pub(crate) fn call_object(lua: &Lua, inv: &Invocation) -> mlua::Result<Table> {
-    let facts = lua.create_table()?;
-    facts.set("module", inv.module.as_str())?;
-    if let Some(call) = &inv.call {
-        let route = call.route();
-        facts.set("to", call.facts.to.as_str())?;
-        facts.set("from", call.facts.from.as_str())?;
-        facts.set("caller_id_name", call.facts.caller_id_name.as_str())?;
-        facts.set("account_id", call.account.account.id.as_str())?;
-        facts.set("callflow_id", route.callflow_id.as_str())?;
-        facts.set("number", route.number.as_str())?;
-        facts.set("capture_group", route.capture_group.as_deref())?;
-        let groups = lua.create_table()?;
-        for (name, value) in &route.capture_groups {
-            groups.set(name.as_str(), value.as_str())?;
-        }
-        groups.set_readonly(true);
-        facts.set("capture_groups", groups)?;
-        facts.set("inception", call.facts.inception.as_str())?;
-        facts.set("call_id", call.facts.call_id.as_str())?;
-        facts.set(
-            "calling_device",
-            call.facts.calling_device.as_ref().map(DocId::as_str),
-        )?;
-        facts.set("no_match", route.no_match)?;
+    let Some(call) = &inv.call else {
+        let meta = make_facts(lua, lua.create_table()?)?;
+        return make_call(lua, inv, &meta);
+    };
+    // The facts change only when the route does: built once per route and
+    // shared by the call's invocations (read-only).
+    let route = call.route();
+    if let Some(kept) = call.runner_data()
+        && let Ok(kept) = kept.downcast::<KeptFacts>()
+        && kept.route == route
+    {
+        return make_call(lua, inv, &kept.meta);
     }
+    let facts = lua.create_table()?;
+    facts.set("to", call.facts.to.as_str())?;
+    facts.set("from", call.facts.from.as_str())?;
+    facts.set("caller_id_name", call.facts.caller_id_name.as_str())?;
+    facts.set("account_id", call.account.account.id.as_str())?;
+    facts.set("callflow_id", route.callflow_id.as_str())?;
+    facts.set("number", route.number.as_str())?;
+    facts.set("capture_group", route.capture_group.as_deref())?;
+    let groups = lua.create_table()?;
+    for (name, value) in &route.capture_groups {
+        groups.set(name.as_str(), value.as_str())?;
+    }
+    groups.set_readonly(true);
+    facts.set("capture_groups", groups)?;
+    facts.set("inception", call.facts.inception.as_str())?;
+    facts.set("call_id", call.facts.call_id.as_str())?;
+    facts.set(
+        "calling_device",
+        call.facts.calling_device.as_ref().map(DocId::as_str),
+    )?;
+    facts.set("no_match", route.no_match)?;
+    let meta = make_facts(lua, facts)?;
+    let object = make_call(lua, inv, &meta);
+    call.set_runner_data(Rc::new(KeptFacts { route, meta }));
+    object
+}
+
+/// The metatable of a call's objects and the route its facts are of.
+struct KeptFacts {
+    route: crate::engine::RouteFacts,
+    meta: Table,
+}
+
+/// The metatable of call objects with these facts: they and the methods
+/// behind them, all read-only (protected metatables keep `table.freeze`
+/// away).
+fn make_facts(lua: &Lua, facts: Table) -> mlua::Result<Table> {
+    let with_methods: Function = lua.named_registry_value(MAKE_FACTS)?;
+    let meta: Table = with_methods.call(&facts)?;
+    facts.set_readonly(true);
+    meta.set_readonly(true);
+    Ok(meta)
+}
+
+/// An invocation's call object: its module, the facts behind.
+fn make_call(lua: &Lua, inv: &Invocation, meta: &Table) -> mlua::Result<Table> {
     let make: Function = lua.named_registry_value(MAKE_CALL)?;
-    let call: Table = make.call(facts)?;
-    // Read-only from here (a protected metatable keeps table.freeze away).
+    let call: Table = make.call((inv.module.as_str(), meta))?;
     call.set_readonly(true);
     Ok(call)
 }
@@ -1284,8 +1327,8 @@ fn cached_document(
         return Ok(table.clone());
     }
     let table = if doc_type == "callflows" {
-        match document(call, doc_type, id) {
-            Some(value) => to_lua_frozen(lua, &value)?,
+        match call.account.callflows.get(id) {
+            Some(callflow) => shared_callflow(lua, callflow)?,
             None => LuaValue::Nil,
         }
     } else {
@@ -1340,22 +1383,31 @@ fn shared_document(lua: &Lua, body: &Arc<Object>, id: &str) -> mlua::Result<LuaV
     Ok(table)
 }
 
-/// A document as scripts see it: its fields plus `id`.
-fn document(call: &Call, doc_type: &str, id: &str) -> Option<Value> {
-    if doc_type == "callflows" {
-        return call.account.callflows.get(id).map(|cf| {
-            let mut doc = cf.to_value();
-            if let Value::Object(obj) = &mut doc {
-                obj.insert("id".into(), json!(cf.id.as_str()));
-            }
-            doc
-        });
+/// Callflow documents converted by this VM, by the address of the callflow
+/// (held, so the address cannot be reused).
+#[derive(Default)]
+struct CallflowCache(std::cell::RefCell<BTreeMap<usize, (Arc<Callflow>, LuaValue)>>);
+
+fn shared_callflow(lua: &Lua, callflow: &Arc<Callflow>) -> mlua::Result<LuaValue> {
+    let key = Arc::as_ptr(callflow).addr();
+    if let Some(cache) = lua.app_data_ref::<CallflowCache>()
+        && let Some((_, table)) = cache.0.borrow().get(&key)
+    {
+        return Ok(table.clone());
     }
-    call.documents().get(doc_type, id).map(|body| {
-        let mut body = (*body).clone();
-        body.insert("id".into(), json!(id));
-        Value::Object(body)
-    })
+    let mut doc = callflow.to_value();
+    if let Value::Object(obj) = &mut doc {
+        obj.insert("id".into(), json!(callflow.id.as_str()));
+    }
+    let table = to_lua_frozen(lua, &doc)?;
+    if let Some(cache) = lua.app_data_ref::<CallflowCache>() {
+        let mut cache = cache.0.borrow_mut();
+        if cache.len() >= DOCUMENT_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(key, (Arc::clone(callflow), table.clone()));
+    }
+    Ok(table)
 }
 
 /// Resolves what `call:branch` was given; `Ok(Err(reason))` when there is no
@@ -1884,32 +1936,15 @@ fn local_date(lua: &Lua, epoch_ms: i64, name: &str) -> mlua::Result<Table> {
     Ok(table)
 }
 
-/// Compiled `re` patterns, per VM.
-#[derive(Default)]
-struct RegexCache(std::cell::RefCell<BTreeMap<String, Pattern>>);
-
-const REGEX_CACHE_MAX: usize = 1024;
-
-fn compiled(lua: &Lua, source: &str) -> mlua::Result<Pattern> {
-    if let Some(cache) = lua.app_data_ref::<RegexCache>()
-        && let Some(found) = cache.0.borrow().get(source)
-    {
-        return Ok(found.clone());
-    }
-    let pattern = pattern::compile(source)
-        .map_err(|err| mlua::Error::runtime(format!("invalid pattern {source:?}: {err}")))?;
-    if let Some(cache) = lua.app_data_ref::<RegexCache>() {
-        let mut map = cache.0.borrow_mut();
-        if map.len() >= REGEX_CACHE_MAX {
-            map.clear();
-        }
-        map.insert(source.to_owned(), pattern.clone());
-    }
-    Ok(pattern)
+/// A compiled `re` pattern (compiled once per thread: `pattern::compile`
+/// caches).
+fn compiled(source: &str) -> mlua::Result<Pattern> {
+    pattern::compile(source)
+        .map_err(|err| mlua::Error::runtime(format!("invalid pattern {source:?}: {err}")))
 }
 
 fn re_match(lua: &Lua, (source, text): (String, String)) -> mlua::Result<LuaValue> {
-    let pattern = compiled(lua, &source)?;
+    let pattern = compiled(&source)?;
     let Some(caps) = pattern.regex().captures(text.as_bytes()) else {
         return Ok(LuaValue::Nil);
     };
@@ -1934,8 +1969,8 @@ fn re_match(lua: &Lua, (source, text): (String, String)) -> mlua::Result<LuaValu
     Ok(LuaValue::Table(table))
 }
 
-fn re_test(lua: &Lua, (source, text): (String, String)) -> mlua::Result<bool> {
-    Ok(compiled(lua, &source)?.is_match(&text))
+fn re_test(_lua: &Lua, (source, text): (String, String)) -> mlua::Result<bool> {
+    Ok(compiled(&source)?.is_match(&text))
 }
 
 /// A Lua error as a one-line message and, when known, the script file and
