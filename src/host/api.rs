@@ -231,7 +231,7 @@ pub(crate) fn register(lua: &Lua, current: Rc<Current>) -> mlua::Result<()> {
 /// The `call` object for an invocation: facts as fields, verbs as methods.
 pub(crate) fn call_object(lua: &Lua, inv: &Invocation) -> mlua::Result<Table> {
     let Some(call) = &inv.call else {
-        let meta = make_facts(lua, lua.create_table()?)?;
+        let meta = make_facts(lua, &lua.create_table()?)?;
         return make_call(lua, inv, &meta);
     };
     // The facts change only when the route does: built once per route and
@@ -264,7 +264,7 @@ pub(crate) fn call_object(lua: &Lua, inv: &Invocation) -> mlua::Result<Table> {
         call.facts.calling_device.as_ref().map(DocId::as_str),
     )?;
     facts.set("no_match", route.no_match)?;
-    let meta = make_facts(lua, facts)?;
+    let meta = make_facts(lua, &facts)?;
     let object = make_call(lua, inv, &meta);
     call.set_runner_data(Rc::new(KeptFacts { route, meta }));
     object
@@ -279,9 +279,9 @@ struct KeptFacts {
 /// The metatable of call objects with these facts: they and the methods
 /// behind them, all read-only (protected metatables keep `table.freeze`
 /// away).
-fn make_facts(lua: &Lua, facts: Table) -> mlua::Result<Table> {
+fn make_facts(lua: &Lua, facts: &Table) -> mlua::Result<Table> {
     let with_methods: Function = lua.named_registry_value(MAKE_FACTS)?;
-    let meta: Table = with_methods.call(&facts)?;
+    let meta: Table = with_methods.call(facts)?;
     facts.set_readonly(true);
     meta.set_readonly(true);
     Ok(meta)
