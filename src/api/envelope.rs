@@ -151,6 +151,10 @@ pub enum ApiError {
     /// A body over the limit (413).
     #[error("the request body is larger than {0} bytes")]
     TooLarge(usize),
+    /// The server cannot take this now (503): every simulation worker is
+    /// busy, or the one it went to is full.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// Something broke on our side (500); logged once, not shown in detail.
     #[error("internal error: {0}")]
     Internal(String),
@@ -193,6 +197,11 @@ impl ApiError {
                 StatusCode::BAD_REQUEST,
                 "invalid request",
                 json!({"message": why}),
+            ),
+            ApiError::Unavailable(why) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                json!({"message": "try again later", "cause": why}),
             ),
             ApiError::Conflict(why) => (
                 StatusCode::CONFLICT,

@@ -13,7 +13,9 @@ use super::auth::{AnyToken, Authed};
 use super::envelope::{ApiError, Success};
 use super::state::AppState;
 use super::{Body, request_data};
+use crate::engine::EndReason;
 use crate::graph::{self, Format};
+use crate::sim::pool::PoolError;
 use crate::sim::{self, Options, Scenario};
 
 /// The OpenAPI description of every route (checked against the router by a
@@ -74,11 +76,21 @@ pub(crate) async fn simulate(
         ..Options::default()
     };
     let modules = Arc::clone(&generation.modules);
-    let outcome =
-        tokio::task::spawn_blocking(move || sim::run_one(&scenario, &flows, modules, &options))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+    // On a warm worker VM (the pool's), not a VM per request.
+    let outcome = state
+        .simulators()
+        .map_err(ApiError::Internal)?
+        .simulate(scenario, flows, modules, options)
+        .await
+        .map_err(|e| match e {
+            PoolError::Busy { .. } => ApiError::Unavailable(e.to_string()),
+            PoolError::Stopped | PoolError::Run(_) => ApiError::Internal(e.to_string()),
+        })?;
+    if outcome.end == EndReason::Overload {
+        return Err(ApiError::Unavailable(
+            "the simulation worker is full (its calls or its memory)".to_owned(),
+        ));
+    }
     let mut trace = outcome.trace.to_json();
     if let Value::Object(obj) = &mut trace {
         obj.insert("end".into(), json!(outcome.end.as_str()));

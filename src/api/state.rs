@@ -69,6 +69,8 @@ pub struct AppState {
     /// Real calls, when the server answers SIP: registrations and the
     /// traces of calls.
     live: OnceLock<Live>,
+    /// Warm VMs for `POST .../simulate`, started with the first one.
+    simulators: OnceLock<Result<crate::sim::pool::SimPool, String>>,
 }
 
 /// What the API shows of real calls.
@@ -106,7 +108,20 @@ impl AppState {
             e164: Mutex::new(()),
             tokens: Mutex::new(BTreeMap::new()),
             live: OnceLock::new(),
+            simulators: OnceLock::new(),
         }
+    }
+
+    /// The simulation workers (one per core), started on first use.
+    pub(crate) fn simulators(&self) -> Result<&crate::sim::pool::SimPool, String> {
+        self.simulators
+            .get_or_init(|| {
+                let cores = std::thread::available_parallelism().map_or(1, usize::from);
+                crate::sim::pool::SimPool::start(cores)
+                    .map_err(|e| format!("cannot start the simulation workers: {e}"))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// Lets the API show real calls: registrations and call traces.

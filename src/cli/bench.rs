@@ -189,10 +189,13 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         })
         .collect();
     let mut counts = vec![Counts::default(); played.len()];
+    let mut lua_peak = 0;
     for handle in handles {
         match handle.join() {
             Ok(result) => {
-                for (total, more) in counts.iter_mut().zip(result?) {
+                let (result, peak) = result?;
+                lua_peak += peak;
+                for (total, more) in counts.iter_mut().zip(result) {
                     total.calls += more.calls;
                     total.errors += more.errors;
                     total.refused += more.refused;
@@ -213,6 +216,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         "wall_ms": (wall_ms * 10.0).round() / 10.0,
         "calls_per_sec": calls_per_sec.round(),
         "peak_rss_kb": peak_rss_kb(),
+        "peak_lua_heap_kb": lua_peak / 1024,
         "errors": counts.iter().map(|c| c.errors).sum::<u64>(),
         "refused": counts.iter().map(|c| c.refused).sum::<u64>(),
     });
@@ -245,7 +249,7 @@ fn run_worker(
     lanes: u64,
     worker: u64,
     max_calls: usize,
-) -> anyhow::Result<Vec<Counts>> {
+) -> anyhow::Result<(Vec<Counts>, usize)> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .context("cannot start the runtime")?;
@@ -255,12 +259,14 @@ fn run_worker(
     let host = Rc::new(ModuleHost::new(modules, options.limits)?);
     let next = Rc::new(Cell::new(0u64));
     let counts = Rc::new(RefCell::new(vec![Counts::default(); played.len()]));
+    let lua_peak = Rc::new(Cell::new(0usize));
     local.block_on(&runtime, async {
         let mut tasks = Vec::new();
         for _ in 0..lanes.min(calls) {
             let host = Rc::clone(&host);
             let next = Rc::clone(&next);
             let counts = Rc::clone(&counts);
+            let lua_peak = Rc::clone(&lua_peak);
             let options = options.clone();
             let plays: Vec<(Scenario, Arc<AccountFlows>)> = played
                 .iter()
@@ -280,6 +286,7 @@ fn run_worker(
                     let (scenario, account) = &plays[which];
                     let outcome =
                         sim::simulate(scenario, account, host.as_ref(), &options, index).await;
+                    lua_peak.set(lua_peak.get().max(host.used_memory()));
                     let failed = outcome.trace.events().iter().any(|e| e.name == "error");
                     let mut counts = counts.borrow_mut();
                     counts[which].calls += 1;
@@ -292,7 +299,8 @@ fn run_worker(
             let _ = task.await;
         }
     });
-    Ok(Rc::try_unwrap(counts).map_or_else(|rc| rc.borrow().clone(), RefCell::into_inner))
+    let counts = Rc::try_unwrap(counts).map_or_else(|rc| rc.borrow().clone(), RefCell::into_inner);
+    Ok((counts, lua_peak.get()))
 }
 
 /// Peak resident set size of this process (kB), from /proc on Linux.

@@ -181,14 +181,9 @@ local function make_facts(facts)
     setmetatable(facts, facts_meta)
     return { __index = facts, __metatable = "call" }
 end
--- An invocation's call object: its module, then the call's facts.
-local function make_call(module, meta)
-    return setmetatable({ module = module }, meta)
-end
-return make_call, make_facts, helpers
+return make_facts, helpers
 "#;
 
-const MAKE_CALL: &str = "callflow.make_call";
 const MAKE_FACTS: &str = "callflow.make_facts";
 
 /// Registers the globals and the call constructor on a new VM (before
@@ -215,7 +210,7 @@ pub(crate) fn register(lua: &Lua, current: Rc<Current>) -> mlua::Result<()> {
     raw_helpers.set("json", json_functions(lua)?)?;
 
     let raw = raw_functions(lua)?;
-    let (make, make_facts, helpers): (Function, Function, Table) = lua
+    let (make_facts, helpers): (Function, Table) = lua
         .load(PRELUDE)
         .set_name("=callflow")
         .call((raw, raw_helpers))?;
@@ -224,15 +219,19 @@ pub(crate) fn register(lua: &Lua, current: Rc<Current>) -> mlua::Result<()> {
         let (name, table) = pair?;
         globals.set(name, table)?;
     }
-    lua.set_named_registry_value(MAKE_CALL, make)?;
+    lua.set_app_data(ModuleKey(lua.create_string("module")?));
     Ok(())
 }
 
 /// The `call` object for an invocation: facts as fields, verbs as methods.
-pub(crate) fn call_object(lua: &Lua, inv: &Invocation) -> mlua::Result<Table> {
+pub(crate) fn call_object(
+    lua: &Lua,
+    inv: &Invocation,
+    name: &mlua::LuaString,
+) -> mlua::Result<Table> {
     let Some(call) = &inv.call else {
         let meta = make_facts(lua, &lua.create_table()?)?;
-        return make_call(lua, inv, &meta);
+        return make_call(lua, name, &meta);
     };
     // The facts change only when the route does: built once per route and
     // shared by the call's invocations (read-only).
@@ -241,7 +240,7 @@ pub(crate) fn call_object(lua: &Lua, inv: &Invocation) -> mlua::Result<Table> {
         && let Ok(kept) = kept.downcast::<KeptFacts>()
         && kept.route == route
     {
-        return make_call(lua, inv, &kept.meta);
+        return make_call(lua, name, &kept.meta);
     }
     let facts = lua.create_table()?;
     facts.set("to", call.facts.to.as_str())?;
@@ -265,7 +264,7 @@ pub(crate) fn call_object(lua: &Lua, inv: &Invocation) -> mlua::Result<Table> {
     )?;
     facts.set("no_match", route.no_match)?;
     let meta = make_facts(lua, &facts)?;
-    let object = make_call(lua, inv, &meta);
+    let object = make_call(lua, name, &meta);
     call.set_runner_data(Rc::new(KeptFacts { route, meta }));
     object
 }
@@ -288,12 +287,20 @@ fn make_facts(lua: &Lua, facts: &Table) -> mlua::Result<Table> {
 }
 
 /// An invocation's call object: its module, the facts behind.
-fn make_call(lua: &Lua, inv: &Invocation, meta: &Table) -> mlua::Result<Table> {
-    let make: Function = lua.named_registry_value(MAKE_CALL)?;
-    let call: Table = make.call((inv.module.as_str(), meta))?;
+fn make_call(lua: &Lua, name: &mlua::LuaString, meta: &Table) -> mlua::Result<Table> {
+    let call = lua.create_table_with_capacity(0, 1)?;
+    let key = lua
+        .app_data_ref::<ModuleKey>()
+        .map(|key| key.0.clone())
+        .ok_or_else(|| mlua::Error::runtime("the VM has no call constructor"))?;
+    call.raw_set(key, name)?;
+    call.set_metatable(Some(meta.clone()))?;
     call.set_readonly(true);
     Ok(call)
 }
+
+/// The string `"module"`, the call object's one field of its own (app data).
+struct ModuleKey(mlua::LuaString);
 
 // Plumbing shared by the raw functions.
 
@@ -1206,9 +1213,11 @@ fn register_directives(lua: &Lua, raw: &Table) -> mlua::Result<()> {
                 "call:on_end cannot be used in on_end: the call has ended",
             ));
         }
-        let has_handler = inv.table.borrow().as_ref().is_some_and(|table| {
-            matches!(table.get::<LuaValue>("on_end"), Ok(LuaValue::Function(_)))
-        });
+        let has_handler = inv
+            .table
+            .borrow()
+            .as_ref()
+            .is_some_and(|ready| ready.on_end.is_some());
         if !has_handler {
             return Err(mlua::Error::runtime(format!(
                 "module {} has no on_end function: return {{ handle = ..., on_end = function(call, data) ... end }}",

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use mlua::{Lua, Table, Value as LuaValue};
+use mlua::{Function, Lua, LuaString, Table, Value as LuaValue};
 
 use super::scripts::{Compiled, ModuleSet};
 use super::{Current, Entry, Invocation, ffi};
@@ -28,14 +28,76 @@ use crate::limits::Limits;
 /// come and go with reloads; running calls keep the instances they hold).
 const CACHE_MAX: usize = 512;
 
-/// Each script's instance by (generation, is a helper, name); app data.
+/// Each script's instance by (generation, is a helper, name), and each
+/// module's checked one by (generation, name); app data.
 #[derive(Default)]
-pub(crate) struct Instances(RefCell<BTreeMap<(u64, bool, String), LuaValue>>);
+pub(crate) struct Instances(
+    RefCell<BTreeMap<(u64, bool, String), LuaValue>>,
+    RefCell<BTreeMap<(u64, String), Rc<ReadyModule>>>,
+);
 
 impl Instances {
     pub(crate) fn clear(&self) {
         self.0.borrow_mut().clear();
+        self.1.borrow_mut().clear();
     }
+}
+
+/// A module's shared instance, checked to be a module, with what every
+/// invocation needs of it at hand.
+pub(crate) struct ReadyModule {
+    pub table: Table,
+    pub handle: Function,
+    pub on_end: Option<Function>,
+    /// The module's name, as the call object's `module` field.
+    pub name: LuaString,
+}
+
+/// The module `name` of `set` ready to run on this VM (see [`shared`]);
+/// `Err` says what is wrong with its script.
+pub(crate) fn module(
+    lua: &Lua,
+    set: &Arc<ModuleSet>,
+    name: &str,
+    script: &Compiled,
+) -> mlua::Result<Result<Rc<ReadyModule>, String>> {
+    let key = (set.generation, name.to_owned());
+    if let Some(ready) = lua
+        .app_data_ref::<Instances>()
+        .and_then(|instances| instances.1.borrow().get(&key).cloned())
+    {
+        return Ok(Ok(ready));
+    }
+    let instance = shared(lua, set, false, script)?;
+    let LuaValue::Table(table) = instance else {
+        let other = instance;
+        return Ok(Err(format!(
+            "the script returns {}, not a table {{ handle = function(call, data) ... end }}",
+            other.type_name()
+        )));
+    };
+    let Ok(LuaValue::Function(handle)) = table.get::<LuaValue>("handle") else {
+        return Ok(Err("the script's table has no `handle` function".to_owned()));
+    };
+    let on_end = match table.get::<LuaValue>("on_end") {
+        Ok(LuaValue::Nil) => None,
+        Ok(LuaValue::Function(on_end)) => Some(on_end),
+        _ => return Ok(Err("the script's `on_end` is not a function".to_owned())),
+    };
+    let ready = Rc::new(ReadyModule {
+        table,
+        handle,
+        on_end,
+        name: lua.create_string(name)?,
+    });
+    if let Some(instances) = lua.app_data_ref::<Instances>() {
+        let mut modules = instances.1.borrow_mut();
+        if modules.len() >= CACHE_MAX {
+            modules.clear();
+        }
+        modules.insert(key, Rc::clone(&ready));
+    }
+    Ok(Ok(ready))
 }
 
 /// The read-only environment every instance runs in: the VM's globals,

@@ -108,8 +108,8 @@ pub(crate) struct Invocation {
     pub call: Option<Rc<Call>>,
     pub module: String,
     pub entry: Entry,
-    /// The table the module's script returned, once loaded.
-    pub table: RefCell<Option<Table>>,
+    /// The module's instance, once loaded.
+    pub table: RefCell<Option<Rc<instances::ReadyModule>>>,
     /// The node's child keys, in document order, and whether each child is
     /// a module node (not `{}`).
     pub children: Vec<(String, bool)>,
@@ -415,7 +415,7 @@ impl Vm {
 
     /// The module's shared instance (its chunk run once on this VM for the
     /// set's generation, frozen), checked to be a module's table.
-    fn load_module(&self, inv: &Invocation) -> Result<Table, ModuleError> {
+    fn load_module(&self, inv: &Invocation) -> Result<Rc<instances::ReadyModule>, ModuleError> {
         let set = Arc::clone(&inv.set);
         let script = match set.script(&inv.module) {
             Some(Loaded::Ready(module)) => &module.script,
@@ -436,39 +436,14 @@ impl Vm {
                 });
             }
         };
-        let loaded = instances::shared(&self.lua, &set, false, script);
-        let to_error = |message: String, line| ModuleError {
-            module: inv.module.clone(),
-            file: Some(script.file.clone()),
-            line,
-            message,
-        };
-        match loaded {
-            Ok(LuaValue::Table(table)) => match table.get::<LuaValue>("handle") {
-                Ok(LuaValue::Function(_)) => {
-                    if !matches!(
-                        table.get::<LuaValue>("on_end"),
-                        Ok(LuaValue::Nil | LuaValue::Function(_))
-                    ) {
-                        return Err(to_error(
-                            "the script's `on_end` is not a function".to_owned(),
-                            None,
-                        ));
-                    }
-                    Ok(table)
-                }
-                _ => Err(to_error(
-                    "the script's table has no `handle` function".to_owned(),
-                    None,
-                )),
-            },
-            Ok(other) => Err(to_error(
-                format!(
-                    "the script returns {}, not a table {{ handle = function(call, data) ... end }}",
-                    other.type_name()
-                ),
-                None,
-            )),
+        match instances::module(&self.lua, &set, &inv.module, script) {
+            Ok(Ok(ready)) => Ok(ready),
+            Ok(Err(message)) => Err(ModuleError {
+                module: inv.module.clone(),
+                file: Some(script.file.clone()),
+                line: None,
+                message,
+            }),
             Err(err) => Err(module_error(&inv.module, &err)),
         }
     }
@@ -496,7 +471,7 @@ impl ModuleHost {
             line: e.line,
             message: e.message,
         })?;
-        let schema = match table.get::<LuaValue>("schema") {
+        let schema = match table.table.get::<LuaValue>("schema") {
             Ok(LuaValue::Nil) => None,
             Ok(LuaValue::Table(schema)) => Some(
                 convert::from_lua(&self.vm.lua, &LuaValue::Table(schema)).map_err(|e| {
@@ -511,7 +486,7 @@ impl ModuleHost {
             }
             Err(e) => return Err(script_error(&file, &e.to_string())),
         };
-        let description = match table.get::<LuaValue>("description") {
+        let description = match table.table.get::<LuaValue>("description") {
             Ok(LuaValue::String(text)) => Some(text.to_string_lossy()),
             _ => None,
         };
@@ -543,17 +518,20 @@ impl Vm {
         let task = {
             let inv = Rc::clone(&inv);
             async move {
-                let table = self.load_module(&inv)?;
-                *inv.table.borrow_mut() = Some(table.clone());
+                let ready = self.load_module(&inv)?;
+                *inv.table.borrow_mut() = Some(Rc::clone(&ready));
                 let prepared = (|| -> mlua::Result<(Option<Function>, LuaValue, Table)> {
-                    let function: Option<Function> = table.get(entry.name())?;
+                    let function = match entry {
+                        Entry::Handle => Some(ready.handle.clone()),
+                        Entry::OnEnd => ready.on_end.clone(),
+                    };
                     // Node data lives as long as its flow: shared. `on_end`
                     // data belongs to one call.
                     let data = LuaValue::Table(match entry {
                         Entry::Handle => convert::shared_object(&lua, data)?,
                         Entry::OnEnd => convert::frozen_object(&lua, data)?,
                     });
-                    let call_object = api::call_object(&lua, &inv)?;
+                    let call_object = api::call_object(&lua, &inv, &ready.name)?;
                     Ok((function, data, call_object))
                 })();
                 let (function, data, call_object) =

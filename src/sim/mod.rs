@@ -9,6 +9,7 @@
 
 mod backend;
 pub mod network;
+pub mod pool;
 pub mod scenario;
 
 use std::cell::RefCell;

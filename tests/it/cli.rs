@@ -335,7 +335,12 @@ fn bench_prints_its_figures() {
     let report = bench(&["--calls", "40", "--concurrency", "8"]);
     assert_eq!(report["calls"], 40);
     assert_eq!(report["concurrency"], 8);
-    for key in ["wall_ms", "calls_per_sec", "peak_rss_kb"] {
+    for key in [
+        "wall_ms",
+        "calls_per_sec",
+        "peak_rss_kb",
+        "peak_lua_heap_kb",
+    ] {
         assert!(report[key].is_number(), "{key}: {report}");
     }
     assert_eq!(report["errors"], 0, "{report}");
