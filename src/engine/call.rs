@@ -301,6 +301,11 @@ impl Call {
         self.state.borrow().route.clone()
     }
 
+    /// `f` of the route facts, without copying them.
+    pub fn with_route<R>(&self, f: impl FnOnce(&RouteFacts) -> R) -> R {
+        f(&self.state.borrow().route)
+    }
+
     pub fn set_route(&self, route: RouteFacts) {
         self.state.borrow_mut().route = route;
     }

@@ -234,14 +234,23 @@ pub(crate) fn call_object(
         return make_call(lua, name, &meta);
     };
     // The facts change only when the route does: built once per route and
-    // shared by the call's invocations (read-only).
-    let route = call.route();
+    // shared by the call's invocations (read-only), and so is each module's
+    // call object (read-only too, so sharing it carries nothing).
     if let Some(kept) = call.runner_data()
         && let Ok(kept) = kept.downcast::<KeptFacts>()
-        && kept.route == route
+        && call.with_route(|route| *route == kept.route)
     {
-        return make_call(lua, name, &kept.meta);
+        if let Some(object) = kept.objects.borrow().get(&inv.module) {
+            return Ok(object.clone());
+        }
+        let object = make_call(lua, name, &kept.meta)?;
+        let mut objects = kept.objects.borrow_mut();
+        if objects.len() < KEPT_OBJECTS_MAX {
+            objects.insert(inv.module.clone(), object.clone());
+        }
+        return Ok(object);
     }
+    let route = call.route();
     let facts = lua.create_table()?;
     facts.set("to", call.facts.to.as_str())?;
     facts.set("from", call.facts.from.as_str())?;
@@ -264,15 +273,24 @@ pub(crate) fn call_object(
     )?;
     facts.set("no_match", route.no_match)?;
     let meta = make_facts(lua, &facts)?;
-    let object = make_call(lua, name, &meta);
-    call.set_runner_data(Rc::new(KeptFacts { route, meta }));
-    object
+    let object = make_call(lua, name, &meta)?;
+    call.set_runner_data(Rc::new(KeptFacts {
+        route,
+        meta,
+        objects: std::cell::RefCell::new(BTreeMap::from([(inv.module.clone(), object.clone())])),
+    }));
+    Ok(object)
 }
 
-/// The metatable of a call's objects and the route its facts are of.
+/// Call objects a call keeps, at most (one per module it ran).
+const KEPT_OBJECTS_MAX: usize = 64;
+
+/// The metatable of a call's objects, the route its facts are of, and the
+/// call object of each module that ran on that route.
 struct KeptFacts {
     route: crate::engine::RouteFacts,
     meta: Table,
+    objects: std::cell::RefCell<BTreeMap<String, Table>>,
 }
 
 /// The metatable of call objects with these facts: they and the methods

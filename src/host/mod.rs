@@ -78,6 +78,11 @@ impl Current {
         self.0.borrow().clone()
     }
 
+    /// The invocation, borrowed (no count changes: the interrupt's path).
+    pub(crate) fn borrowed(&self) -> std::cell::Ref<'_, Option<Rc<Invocation>>> {
+        self.0.borrow()
+    }
+
     fn replace(&self, inv: Option<Rc<Invocation>>) -> Option<Rc<Invocation>> {
         std::mem::replace(&mut *self.0.borrow_mut(), inv)
     }
