@@ -87,6 +87,7 @@ fn through_host(n: u32) -> f64 {
         allow_network: false,
         allow_private_http: false,
         max_call_ms: u64::MAX,
+        max_dtmf_digits: 10_000,
         fax: false,
     });
     let backend = Rc::new(SimBackend::new(world, &[], Rc::clone(&trace)));

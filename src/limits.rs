@@ -24,6 +24,14 @@ pub struct Limits {
     /// error, `pcall` or not, long before one call could fill the VM that
     /// other calls share. Its garbage is collected at once.
     pub invoke_memory_bytes: usize,
+    /// About how many bytes one call may keep in the host beyond its Lua
+    /// heap: its trace events and its variables. What a module asks to add
+    /// past it (`call:log`, `call:emit`, `call:set`, `call:on_end` data) is
+    /// an error in that module, and the call goes on with `_`; the engine's
+    /// own events are counted but never refused (`max_trace_events` caps
+    /// them). Lua allocations are bounded per invocation
+    /// (`invoke_memory_bytes`).
+    pub call_memory_bytes: usize,
     /// Events one call's trace keeps; past it only `error`, `hangup` and
     /// `end` are recorded, and a `limit` event (`what=trace_events`) counts
     /// what was dropped.
@@ -34,6 +42,16 @@ pub struct Limits {
     /// Bytes of one `call:emit` event (its fields as JSON); a larger one is
     /// an error in the module that emitted it.
     pub max_emit_bytes: usize,
+    /// DTMF digits one call takes from its legs (the caller's and a bridged
+    /// peer's, however they came: RFC 4733, SIP INFO, a scenario); past it
+    /// digits are dropped (not recorded, buffered or heard by metaflows),
+    /// and one `limit` event (`what=dtmf_digits`) says so.
+    pub max_dtmf_digits: usize,
+    /// Events one call takes from its caller's side besides its digits and
+    /// hang-up (re-INVITEs, UPDATEs, REFERs, holds of a real leg); past it
+    /// they are ignored (a hang-up still ends the call), and one `limit`
+    /// event (`what=caller_events`) says so.
+    pub max_caller_events: usize,
     /// Calls one worker (one Lua VM) runs at once; 0: no limit but its
     /// memory. A worker also refuses a new call while its VM is over three
     /// quarters of `vm_memory_bytes` after a collection. A refused call ends
@@ -52,9 +70,12 @@ impl Default for Limits {
             interrupts_per_invoke: 10_000_000,
             vm_memory_bytes: 256 << 20,
             invoke_memory_bytes: 32 << 20,
+            call_memory_bytes: 16 << 20,
             max_trace_events: 20_000,
             max_log_bytes: 8 << 10,
             max_emit_bytes: 64 << 10,
+            max_dtmf_digits: 10_000,
+            max_caller_events: 1_000,
             max_calls: 0,
             max_call_ms: 4 * 60 * 60 * 1000,
         }

@@ -6,7 +6,7 @@
 //! A `Call` is shared (`Rc`) between the engine and the module host for the
 //! life of the call; nothing in it is visible to another call.
 
-use std::cell::{Ref, RefCell};
+use std::cell::{Cell, Ref, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -121,6 +121,22 @@ pub struct Call {
     /// What the module runner keeps for this call between invocations (the
     /// host: the facts table scripts read), opaque to the engine.
     runner_data: RefCell<Option<Rc<dyn std::any::Any>>>,
+    /// About how many bytes the call keeps (its trace events, its
+    /// variables), and how many it may keep.
+    kept: Cell<usize>,
+    memory_budget: Cell<usize>,
+}
+
+/// The call keeps as much as its memory budget allows: what a module asked
+/// to keep more was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the call's memory budget of {budget} bytes is spent (it keeps {kept} bytes; this needs {asked} more)"
+)]
+pub struct OverBudget {
+    pub budget: usize,
+    pub kept: usize,
+    pub asked: usize,
 }
 
 impl std::fmt::Debug for Call {
@@ -167,7 +183,37 @@ impl Call {
                 metaflows: MetaflowState::default(),
             }),
             runner_data: RefCell::new(None),
+            kept: Cell::new(0),
+            memory_budget: Cell::new(usize::MAX),
         }
+    }
+
+    /// Sets how many bytes the call may keep (its trace and variables);
+    /// see [`Call::reserve`].
+    pub fn set_memory_budget(&self, bytes: usize) {
+        self.memory_budget.set(bytes);
+    }
+
+    /// About how many bytes the call keeps now.
+    pub fn kept_bytes(&self) -> usize {
+        self.kept.get()
+    }
+
+    /// Whether the call may keep `bytes` more: what a module adds to the
+    /// call (log lines, events, variables) asks first, and fails when the
+    /// budget is spent. The engine's own events are counted, never refused
+    /// (their number is capped by the trace).
+    pub fn reserve(&self, bytes: usize) -> Result<(), OverBudget> {
+        let kept = self.kept.get();
+        let budget = self.memory_budget.get();
+        if kept.saturating_add(bytes) > budget {
+            return Err(OverBudget {
+                budget,
+                kept,
+                asked: bytes,
+            });
+        }
+        Ok(())
     }
 
     /// What the module runner kept for this call, if any.
@@ -206,6 +252,8 @@ impl Call {
 
     /// Records an event at the current call time.
     pub fn record(&self, event: Event) {
+        self.kept
+            .set(self.kept.get().saturating_add(event.approx_bytes()));
         self.trace.borrow_mut().push(event);
     }
 
@@ -326,6 +374,11 @@ impl Call {
             self.event("set")
                 .with("name", name)
                 .with("value", value.clone()),
+        );
+        self.kept.set(
+            self.kept
+                .get()
+                .saturating_add(name.len() + crate::trace::approx_bytes(&value)),
         );
         let mut state = self.state.borrow_mut();
         if value.is_null() {

@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-pub use call::{Call, CallFacts, CallerIdChanges, MAX_ON_END, OnEnd, RouteFacts};
+pub use call::{Call, CallFacts, CallerIdChanges, MAX_ON_END, OnEnd, OverBudget, RouteFacts};
 pub use control::{CallControl, Gone, Hangup, HungUpBy, LocalFuture};
 pub use documents::{Documents, Overlay};
 pub use metaflows::Listening;
@@ -261,6 +261,7 @@ pub async fn route_and_run(
     runner: &dyn ModuleRunner,
     limits: &Limits,
 ) -> EndReason {
+    call.set_memory_budget(limits.call_memory_bytes);
     let Some(_admitted) = runner.admit() else {
         // Refused before anything runs (SIP 503); the calls running go on.
         call.hangup("SWITCH_CONGESTION").await;
@@ -645,6 +646,7 @@ mod tests {
             allow_network: false,
             allow_private_http: false,
             max_call_ms: limits.max_call_ms,
+            max_dtmf_digits: limits.max_dtmf_digits,
             fax: false,
         });
         let backend = Rc::new(SimBackend::new(world, &[], Rc::clone(&trace)));

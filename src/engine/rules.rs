@@ -183,3 +183,56 @@ impl Takeback {
         typed.ends_with(code.as_str())
     }
 }
+
+/// What a call may take of something from outside (digits, the caller's
+/// events): a count with a ceiling, the same for both backends. Past it,
+/// what comes is dropped, and the first drop is reported once (a `limit`
+/// event naming `what` and `max`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cap {
+    what: &'static str,
+    max: usize,
+    taken: usize,
+}
+
+impl Cap {
+    pub const fn new(what: &'static str, max: usize) -> Self {
+        Self {
+            what,
+            max,
+            taken: 0,
+        }
+    }
+
+    /// Takes one more: `Ok(())` while within the ceiling; past it
+    /// `Err(Some(event))` the first time (the `limit` event to record, at
+    /// `t_ms`), `Err(None)` after.
+    pub fn take(&mut self, t_ms: u64) -> Result<(), Option<crate::trace::Event>> {
+        self.taken = self.taken.saturating_add(1);
+        if self.taken <= self.max {
+            return Ok(());
+        }
+        Err((self.taken == self.max + 1).then(|| {
+            crate::trace::Event::new(t_ms, "limit")
+                .with("what", self.what)
+                .with("max", self.max)
+        }))
+    }
+}
+
+#[cfg(test)]
+mod cap_tests {
+    use super::Cap;
+
+    #[test]
+    fn a_cap_takes_up_to_its_max_and_reports_the_first_drop_once() {
+        let mut cap = Cap::new("dtmf_digits", 2);
+        assert!(cap.take(1).is_ok());
+        assert!(cap.take(2).is_ok());
+        let first = cap.take(3).unwrap_err().expect("reported");
+        assert_eq!(first.name, "limit");
+        assert_eq!(first.fields["what"], "dtmf_digits");
+        assert_eq!(first.fields["max"], 2);
+        assert_eq!(cap.take(4), Err(None));
+    }
+}

@@ -322,6 +322,12 @@ struct ModuleKey(mlua::LuaString);
 
 // Plumbing shared by the raw functions.
 
+/// Fails (an error in the module) unless the call may keep `bytes` more.
+fn reserve(call: &Call, bytes: usize) -> mlua::Result<()> {
+    call.reserve(bytes)
+        .map_err(|e| mlua::Error::runtime(e.to_string()))
+}
+
 fn current(lua: &Lua) -> mlua::Result<Rc<Invocation>> {
     lua.app_data_ref::<Rc<Current>>()
         .and_then(|current| current.get())
@@ -1066,7 +1072,10 @@ fn register_state(lua: &Lua, raw: &Table) -> mlua::Result<()> {
         if name.is_empty() {
             return Err(mlua::Error::runtime("a call variable needs a name"));
         }
-        call.set_variable(&name, from_lua(lua, &value)?);
+        let value = from_lua(lua, &value)?;
+        // The variable and its `set` event.
+        reserve(&call, 2 * (name.len() + crate::trace::approx_bytes(&value)))?;
+        call.set_variable(&name, value);
         done(lua, ())
     });
     sync_fn!(lua, raw, "caller_id", |lua, (): ()| {
@@ -1254,6 +1263,10 @@ fn register_directives(lua: &Lua, raw: &Table) -> mlua::Result<()> {
             },
             None => serde_json::Map::new(),
         };
+        reserve(
+            &call,
+            crate::trace::approx_bytes(&Value::Object(data.clone())),
+        )?;
         call.add_on_end(&inv.module, data)
             .map_err(mlua::Error::runtime)?;
         done(lua, ())
@@ -1277,7 +1290,11 @@ fn register_trace(lua: &Lua, raw: &Table) -> mlua::Result<()> {
             let max = lua
                 .app_data_ref::<Limits>()
                 .map_or(usize::MAX, |limits| limits.max_log_bytes);
-            log(&inv, &level, &cut(&message, max));
+            let message = cut(&message, max);
+            if let Some(call) = &inv.call {
+                reserve(call, message.len())?;
+            }
+            log(&inv, &level, &message);
             done(lua, ())
         }
     );
@@ -1308,6 +1325,7 @@ fn register_trace(lua: &Lua, raw: &Table) -> mlua::Result<()> {
                 "call:emit of {size} bytes: an event may have {max} bytes of fields at most"
             )));
         }
+        reserve(&call, size)?;
         let mut recorded = call.event(&name).with("module", inv.module.as_str());
         for (key, value) in fields {
             if !matches!(key.as_str(), "event" | "t_ms" | "module") {

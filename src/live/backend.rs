@@ -43,6 +43,10 @@ pub struct Context {
     pub runtime: tokio::runtime::Handle,
     pub allow_private_http: bool,
     pub max_call_ms: u64,
+    /// [`crate::limits::Limits::max_dtmf_digits`].
+    pub max_dtmf_digits: usize,
+    /// [`crate::limits::Limits::max_caller_events`].
+    pub max_caller_events: usize,
     /// For the legs a bridge calls: the SIP endpoint, RTP ports, the media
     /// runtime and the address of our SDP.
     pub sip: Arc<crate::sip::SipServer>,
@@ -187,6 +191,9 @@ pub struct LiveBackend {
     /// An attended transfer runs: the peer's hang-up leaves the call
     /// ([`Stop::PeerGone`]) and no digit crosses between the legs.
     consulting: Cell<bool>,
+    /// Digits taken (both legs) and the caller's other events.
+    digits: Cell<rules::Cap>,
+    caller_events: Cell<rules::Cap>,
 }
 
 impl LiveBackend {
@@ -214,13 +221,32 @@ impl LiveBackend {
             far_end,
             trace,
             state: RefCell::new(State::default()),
-            context,
             made: RefCell::new(Vec::new()),
             http_answers: RefCell::new(Vec::new()),
             closed: Cell::new(false),
             moh: super::midcall::MohSlot::default(),
             peers_media: RefCell::new(Vec::new()),
             consulting: Cell::new(false),
+            digits: Cell::new(rules::Cap::new("dtmf_digits", context.max_dtmf_digits)),
+            caller_events: Cell::new(rules::Cap::new("caller_events", context.max_caller_events)),
+            context,
+        }
+    }
+
+    /// Takes one from `cap`; false (and the first time a `limit` event)
+    /// once it is spent.
+    fn within(&self, cap: &Cell<rules::Cap>) -> bool {
+        let mut taken = cap.get();
+        let result = taken.take(self.now());
+        cap.set(taken);
+        match result {
+            Ok(()) => true,
+            Err(limit) => {
+                if let Some(limit) = limit {
+                    self.record(limit);
+                }
+                false
+            }
         }
     }
 
@@ -521,6 +547,19 @@ impl LiveBackend {
         beside: &dyn Beside,
         done: &dyn Fn(&MediaEvent) -> bool,
     ) -> Option<Stop> {
+        match &incoming {
+            Incoming::Leg(LegEvent::Dtmf(_)) | Incoming::Media(MediaEvent::Dtmf(_))
+                if !self.within(&self.digits) =>
+            {
+                return None;
+            }
+            Incoming::Leg(LegEvent::Reoffer(_) | LegEvent::Refer(_))
+                if !self.within(&self.caller_events) =>
+            {
+                return None;
+            }
+            _ => {}
+        }
         let digit = match incoming {
             Incoming::Leg(LegEvent::Ended(by)) => {
                 self.far_end.set(by);
@@ -586,6 +625,11 @@ impl LiveBackend {
             return Some(Stop::Peer);
         }
         match event {
+            PeerEvent::Leg(LegEvent::Dtmf(_)) | PeerEvent::Media(MediaEvent::Dtmf(_))
+                if !self.within(&self.digits) =>
+            {
+                None
+            }
             PeerEvent::Leg(LegEvent::Dtmf(digit)) | PeerEvent::Media(MediaEvent::Dtmf(digit)) => {
                 let now = self.now();
                 self.record(

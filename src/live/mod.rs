@@ -373,6 +373,8 @@ async fn accept(service: &Arc<Service>, invite: Invite) {
         runtime: service.runtime.clone(),
         allow_private_http: service.options.allow_private_http,
         max_call_ms: service.options.limits.max_call_ms,
+        max_dtmf_digits: service.options.limits.max_dtmf_digits,
+        max_caller_events: service.options.limits.max_caller_events,
         sip: Arc::clone(&service.sip),
         catalog: Arc::clone(&generation.catalog),
         ports: Arc::clone(&service.ports),

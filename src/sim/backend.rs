@@ -29,7 +29,7 @@
 //!   (`break`), or ends (the call was taken elsewhere: reported as a
 //!   hang-up, or for an answered bridge as its end).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
@@ -66,6 +66,8 @@ pub struct World {
     pub allow_network: bool,
     pub allow_private_http: bool,
     pub max_call_ms: u64,
+    /// Digits the call takes ([`crate::limits::Limits::max_dtmf_digits`]).
+    pub max_dtmf_digits: usize,
     /// The caller is a fax machine (for fax detection).
     pub fax: bool,
 }
@@ -162,6 +164,8 @@ pub struct SimBackend {
     world: Rc<World>,
     trace: Rc<RefCell<Trace>>,
     state: RefCell<State>,
+    /// Digits taken so far, of both legs.
+    digits: Cell<crate::engine::rules::Cap>,
 }
 
 impl SimBackend {
@@ -183,10 +187,12 @@ impl SimBackend {
                 (None, None) => {}
             }
         }
+        let digits = crate::engine::rules::Cap::new("dtmf_digits", world.max_dtmf_digits);
         Self {
             world,
             trace,
             state: RefCell::new(state),
+            digits: Cell::new(digits),
         }
     }
 
@@ -345,6 +351,17 @@ impl SimBackend {
         stop_on: &dyn Fn(Leg, char) -> bool,
         beside: &dyn Beside,
     ) -> Option<Stop> {
+        if !matches!(action, Action::Hangup) {
+            let mut digits = self.digits.get();
+            let taken = digits.take(t);
+            self.digits.set(digits);
+            if let Err(limit) = taken {
+                if let Some(limit) = limit {
+                    self.record(limit);
+                }
+                return None;
+            }
+        }
         let (leg, digit) = match action {
             Action::Hangup => {
                 self.end(HungUpBy::Caller, "NORMAL_CLEARING", false);

@@ -157,6 +157,7 @@ pub async fn simulate(
         allow_private_http: options.allow_private_http,
         fax: scenario.fax,
         max_call_ms: scenario.max_call_ms.unwrap_or(options.limits.max_call_ms),
+        max_dtmf_digits: options.limits.max_dtmf_digits,
     });
     let trace = Rc::new(RefCell::new(Trace::with_max_events(
         options.limits.max_trace_events,

@@ -91,7 +91,32 @@ impl PartialEq for Trace {
     }
 }
 
+/// About what a JSON value takes in memory, for budgets.
+pub fn approx_bytes(value: &Value) -> usize {
+    match value {
+        Value::Null | Value::Bool(_) | Value::Number(_) => 8,
+        Value::String(text) => 24 + text.len(),
+        Value::Array(items) => 24 + items.iter().map(approx_bytes).sum::<usize>(),
+        Value::Object(fields) => {
+            24 + fields
+                .iter()
+                .map(|(key, value)| 24 + key.len() + approx_bytes(value))
+                .sum::<usize>()
+        }
+    }
+}
+
 impl Event {
+    /// About what the event takes in memory, for budgets.
+    pub fn approx_bytes(&self) -> usize {
+        48 + self.name.len()
+            + self
+                .fields
+                .iter()
+                .map(|(key, value)| 24 + key.len() + approx_bytes(value))
+                .sum::<usize>()
+    }
+
     pub fn new(t_ms: u64, name: &str) -> Self {
         Self {
             t_ms,

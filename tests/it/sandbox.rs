@@ -169,6 +169,32 @@ fn what_one_call_keeps_is_bounded() {
         "{error:?}"
     );
     assert!(trace.events().iter().all(|e| e.name != "big"));
+
+    // A hundred variables of 1 MB: past the call's budget, call:set fails in
+    // the module that asked, and the call goes on.
+    let trace = limits_call("246");
+    let sets = trace.events().iter().filter(|e| e.name == "set").count();
+    let budget_mib = limits.call_memory_bytes >> 20;
+    assert!(sets > 0 && sets < budget_mib, "{sets} variables kept");
+    let error = trace
+        .events()
+        .iter()
+        .find(|e| e.name == "error")
+        .expect("an error");
+    assert_eq!(error.fields["module"], "sb_keep_flood");
+    assert!(
+        error.fields["message"]
+            .as_str()
+            .unwrap()
+            .contains("the call's memory budget"),
+        "{error:?}"
+    );
+    assert!(
+        trace
+            .events()
+            .iter()
+            .any(|e| e.name == "log" && e.fields["module"] == "probe")
+    );
 }
 
 /// Calls that fill their worker's VM to its cap get memory errors; the
@@ -229,5 +255,47 @@ fn a_full_worker_refuses_the_next_call_and_the_running_one_goes_on() {
             r#"end {"reason":"overload","duration_ms":0}"#,
         ],
         "{refused:?}"
+    );
+}
+
+#[test]
+fn a_call_takes_a_bounded_number_of_digits() {
+    // The sample IVR's caller presses 1 once; this one presses 30 digits
+    // into the menu while its cap is 5.
+    let (modules, _) = ModuleSet::load(&[] as &[PathBuf], 1);
+    let (catalog, _) = Catalog::build(FlowsDir::new("flows").read().unwrap(), &modules);
+    let account = Arc::clone(catalog.single_account().unwrap());
+    let mut options = Options::default();
+    options.limits.max_dtmf_digits = 5;
+    let presses: Vec<String> = (0..30)
+        .map(|i| format!(r#"{{"at_ms": {}, "dtmf": "9"}}"#, 100 + i * 10))
+        .collect();
+    let scenario = Scenario::parse(&format!(
+        r#"{{"to": "1100", "from": "1001", "calling_device": "dev_alice",
+            "caller": [{}, {{"at_ms": 5000, "hangup": true}}]}}"#,
+        presses.join(", ")
+    ))
+    .unwrap();
+    let trace = sim::run_one(&scenario, &account, Arc::new(modules), &options)
+        .unwrap()
+        .trace;
+    let names: Vec<&str> = trace.events().iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(
+        names.iter().filter(|n| **n == "dtmf").count(),
+        5,
+        "{names:?}"
+    );
+    let limits: Vec<_> = trace
+        .events()
+        .iter()
+        .filter(|e| e.name == "limit")
+        .collect();
+    assert_eq!(limits.len(), 1, "{names:?}");
+    assert_eq!(limits[0].fields["what"], "dtmf_digits");
+    assert_eq!(limits[0].fields["max"], 5);
+    // The hang-up still ends the call.
+    assert_eq!(
+        trace.events().last().unwrap().fields["reason"],
+        "caller_hangup"
     );
 }
