@@ -52,6 +52,12 @@ pub struct Limits {
     /// they are ignored (a hang-up still ends the call), and one `limit`
     /// event (`what=caller_events`) says so.
     pub max_caller_events: usize,
+    /// Lua heap set aside for each call a worker runs: a worker takes at
+    /// most three quarters of `vm_memory_bytes` divided by this (8,192 calls
+    /// by default), so that the calls it admitted can still grow (a call
+    /// parked in a voicemail recording holds about 18 KiB) without filling
+    /// the VM they share.
+    pub call_reserve_bytes: usize,
     /// Calls one worker (one Lua VM) runs at once; 0: no limit but its
     /// memory. A worker also refuses a new call while its VM is over three
     /// quarters of `vm_memory_bytes` after a collection. A refused call ends
@@ -76,6 +82,7 @@ impl Default for Limits {
             max_emit_bytes: 64 << 10,
             max_dtmf_digits: 10_000,
             max_caller_events: 1_000,
+            call_reserve_bytes: 24 << 10,
             max_calls: 0,
             max_call_ms: 4 * 60 * 60 * 1000,
         }

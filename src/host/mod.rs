@@ -331,8 +331,10 @@ struct Running(Rc<Cell<usize>>);
 struct Collected(Cell<usize>);
 
 impl Vm {
-    /// A place for a new call, unless the VM runs `max_calls` already or
-    /// its heap stays over three quarters of its cap after a collection.
+    /// A place for a new call, unless the VM runs `max_calls` already, or
+    /// as many calls as three quarters of its cap hold at
+    /// `call_reserve_bytes` each, or its heap stays over three quarters of
+    /// its cap after a collection.
     fn admit(&self) -> Option<Admission> {
         let Some(running) = self
             .lua
@@ -345,6 +347,10 @@ impl Vm {
             return None;
         }
         let threshold = self.limits.vm_memory_bytes / 4 * 3;
+        // Room for the calls admitted to grow: each has its reserve.
+        if running.get() >= threshold / self.limits.call_reserve_bytes.max(1) {
+            return None;
+        }
         if self.lua.used_memory() > threshold {
             self.collect_if_needed(false);
             if self.lua.used_memory() > threshold {

@@ -209,6 +209,8 @@ fn a_full_vm_fails_calls_never_the_process() {
     let mut options = Options::default();
     options.limits.vm_memory_bytes = 6 << 20;
     options.limits.invoke_memory_bytes = 1 << 20;
+    // No reserve per call: admission alone would keep the VM from filling.
+    options.limits.call_reserve_bytes = 1;
     let host = Rc::new(ModuleHost::new(Arc::new(modules), options.limits).unwrap());
     let scenario = Scenario::parse(
         &std::fs::read_to_string(root().join("tests/scenarios/sample-ivr.json")).unwrap(),
@@ -297,5 +299,40 @@ fn a_call_takes_a_bounded_number_of_digits() {
     assert_eq!(
         trace.events().last().unwrap().fields["reason"],
         "caller_hangup"
+    );
+}
+
+/// With each call's reserve, a worker takes no more calls than its VM can
+/// hold as they grow: the rest are refused at once, and every call it took
+/// runs without an error.
+#[test]
+fn a_worker_admits_only_the_calls_its_vm_can_hold() {
+    let (modules, _) = ModuleSet::load(&[] as &[PathBuf], 1);
+    let (catalog, _) = Catalog::build(FlowsDir::new("flows").read().unwrap(), &modules);
+    let account = Arc::clone(catalog.single_account().unwrap());
+    let mut options = Options::default();
+    options.limits.vm_memory_bytes = 6 << 20;
+    options.limits.invoke_memory_bytes = 1 << 20;
+    let host = Rc::new(ModuleHost::new(Arc::new(modules), options.limits).unwrap());
+    let path = root().join("tests/scenarios/sample-ivr.json");
+    let scenario = Scenario::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let traces = concurrently(&host, &account, vec![scenario; 1500], &options);
+    let alone = simulate_file(&path).render_text();
+    let capacity = options.limits.vm_memory_bytes / 4 * 3 / options.limits.call_reserve_bytes;
+    // Call ids (in recording ids) differ; everything else is the call alone.
+    let ids = regex::Regex::new(r"sim-\d+(-\d+)?-").unwrap();
+    let unify = |text: &str| ids.replace_all(text, "sim-N-").into_owned();
+    let mut taken = 0;
+    for trace in &traces {
+        let end = trace.events().last().unwrap();
+        if end.fields["reason"] == "overload" {
+            continue;
+        }
+        taken += 1;
+        assert_eq!(unify(&trace.render_text()), unify(&alone));
+    }
+    assert!(
+        taken > 0 && taken <= capacity,
+        "{taken} calls taken, capacity {capacity}"
     );
 }
