@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+// See Cargo.toml: faster for the many small allocations calls make.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -21,8 +21,7 @@ use std::sync::Arc;
 use mlua::{Function, Lua, LuaString, Table, Value as LuaValue};
 
 use super::scripts::{Compiled, ModuleSet};
-use super::{Current, Entry, Invocation, ffi};
-use crate::limits::Limits;
+use super::{Entry, Invocation, ffi};
 
 /// Beyond this many cached instances the cache starts afresh (generations
 /// come and go with reloads; running calls keep the instances they hold).
@@ -136,14 +135,7 @@ pub(crate) fn shared(
         .app_data_ref::<SharedEnv>()
         .map(|env| env.0.clone())
         .ok_or_else(|| mlua::Error::runtime("the VM has no shared environment"))?;
-    let current = lua
-        .app_data_ref::<Rc<Current>>()
-        .map(|current| Rc::clone(&current))
-        .ok_or_else(|| mlua::Error::runtime("the VM has no invocation slot"))?;
-    let limits = lua
-        .app_data_ref::<Limits>()
-        .map(|limits| *limits)
-        .ok_or_else(|| mlua::Error::runtime("the VM has no limits"))?;
+    let (current, limits) = super::slot_and_limits(lua)?;
     let chunk = lua
         .load(&*script.bytecode)
         .set_name(format!("@{}", script.file))

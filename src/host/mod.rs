@@ -201,6 +201,19 @@ impl Invocation {
     }
 }
 
+/// The VM's invocation slot and limits (its app data).
+pub(crate) fn slot_and_limits(lua: &Lua) -> mlua::Result<(Rc<Current>, Limits)> {
+    let current = lua
+        .app_data_ref::<Rc<Current>>()
+        .map(|current| Rc::clone(&current))
+        .ok_or_else(|| mlua::Error::runtime("the VM has no invocation slot"))?;
+    let limits = lua
+        .app_data_ref::<Limits>()
+        .map(|limits| *limits)
+        .ok_or_else(|| mlua::Error::runtime("the VM has no limits"))?;
+    Ok((current, limits))
+}
+
 /// `to - from`, as a signed byte count.
 fn delta(from: usize, to: usize) -> isize {
     if to >= from {
@@ -387,14 +400,7 @@ impl Vm {
     /// The VM an API function runs on, to run a nested invocation (a
     /// metaflow inside a verb) pinned to `set`.
     pub(crate) fn of(lua: &Lua, set: Arc<ModuleSet>) -> mlua::Result<Pinned> {
-        let current = lua
-            .app_data_ref::<Rc<Current>>()
-            .map(|current| Rc::clone(&current))
-            .ok_or_else(|| mlua::Error::runtime("the VM has no invocation slot"))?;
-        let limits = lua
-            .app_data_ref::<Limits>()
-            .map(|limits| *limits)
-            .ok_or_else(|| mlua::Error::runtime("the VM has no limits"))?;
+        let (current, limits) = slot_and_limits(lua)?;
         Ok(Pinned {
             vm: Vm {
                 lua: lua.clone(),

@@ -203,9 +203,7 @@ fn what_one_call_keeps_is_bounded() {
 /// whole process: "Rust cannot catch foreign exceptions".)
 #[test]
 fn a_full_vm_fails_calls_never_the_process() {
-    let (modules, _) = ModuleSet::load(&[] as &[PathBuf], 1);
-    let (catalog, _) = Catalog::build(FlowsDir::new("flows").read().unwrap(), &modules);
-    let account = Arc::clone(catalog.single_account().unwrap());
+    let (modules, account) = sample();
     let mut options = Options::default();
     options.limits.vm_memory_bytes = 6 << 20;
     options.limits.invoke_memory_bytes = 1 << 20;
@@ -231,9 +229,7 @@ fn a_full_vm_fails_calls_never_the_process() {
 /// `end` reason `overload`); the call it runs goes on as if alone.
 #[test]
 fn a_full_worker_refuses_the_next_call_and_the_running_one_goes_on() {
-    let (modules, _) = ModuleSet::load(&[] as &[PathBuf], 1);
-    let (catalog, _) = Catalog::build(FlowsDir::new("flows").read().unwrap(), &modules);
-    let account = Arc::clone(catalog.single_account().unwrap());
+    let (modules, account) = sample();
     let mut options = Options::default();
     options.limits.max_calls = 1;
     let host = Rc::new(ModuleHost::new(Arc::new(modules), options.limits).unwrap());
@@ -264,9 +260,7 @@ fn a_full_worker_refuses_the_next_call_and_the_running_one_goes_on() {
 fn a_call_takes_a_bounded_number_of_digits() {
     // The sample IVR's caller presses 1 once; this one presses 30 digits
     // into the menu while its cap is 5.
-    let (modules, _) = ModuleSet::load(&[] as &[PathBuf], 1);
-    let (catalog, _) = Catalog::build(FlowsDir::new("flows").read().unwrap(), &modules);
-    let account = Arc::clone(catalog.single_account().unwrap());
+    let (modules, account) = sample();
     let mut options = Options::default();
     options.limits.max_dtmf_digits = 5;
     let presses: Vec<String> = (0..30)
@@ -307,9 +301,7 @@ fn a_call_takes_a_bounded_number_of_digits() {
 /// runs without an error.
 #[test]
 fn a_worker_admits_only_the_calls_its_vm_can_hold() {
-    let (modules, _) = ModuleSet::load(&[] as &[PathBuf], 1);
-    let (catalog, _) = Catalog::build(FlowsDir::new("flows").read().unwrap(), &modules);
-    let account = Arc::clone(catalog.single_account().unwrap());
+    let (modules, account) = sample();
     let mut options = Options::default();
     options.limits.vm_memory_bytes = 6 << 20;
     options.limits.invoke_memory_bytes = 1 << 20;
@@ -335,4 +327,12 @@ fn a_worker_admits_only_the_calls_its_vm_can_hold() {
         taken > 0 && taken <= capacity,
         "{taken} calls taken, capacity {capacity}"
     );
+}
+
+/// The built-in modules and the sample account.
+fn sample() -> (ModuleSet, Arc<callflow::catalog::AccountFlows>) {
+    let (modules, _) = ModuleSet::load(&[] as &[PathBuf], 1);
+    let (catalog, _) = Catalog::build(FlowsDir::new("flows").read().unwrap(), &modules);
+    let account = Arc::clone(catalog.single_account().unwrap());
+    (modules, account)
 }
