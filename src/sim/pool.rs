@@ -17,7 +17,7 @@ use crate::catalog::AccountFlows;
 use crate::host::{ModuleHost, ModuleSet};
 
 /// Simulations a worker holds waiting beyond the one it runs.
-pub const QUEUE_PER_WORKER: usize = 32;
+pub const QUEUE_PER_WORKER: usize = 256;
 
 /// Why a pooled simulation did not run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
