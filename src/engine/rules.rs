@@ -188,11 +188,11 @@ impl Takeback {
 /// events): a count with a ceiling, the same for both backends. Past it,
 /// what comes is dropped, and the first drop is reported once (a `limit`
 /// event naming `what` and `max`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cap {
     what: &'static str,
     max: usize,
-    taken: usize,
+    taken: std::cell::Cell<usize>,
 }
 
 impl Cap {
@@ -200,19 +200,20 @@ impl Cap {
         Self {
             what,
             max,
-            taken: 0,
+            taken: std::cell::Cell::new(0),
         }
     }
 
     /// Takes one more: `Ok(())` while within the ceiling; past it
     /// `Err(Some(event))` the first time (the `limit` event to record, at
     /// `t_ms`), `Err(None)` after.
-    pub fn take(&mut self, t_ms: u64) -> Result<(), Option<crate::trace::Event>> {
-        self.taken = self.taken.saturating_add(1);
-        if self.taken <= self.max {
+    pub fn take(&self, t_ms: u64) -> Result<(), Option<crate::trace::Event>> {
+        let taken = self.taken.get().saturating_add(1);
+        self.taken.set(taken);
+        if taken <= self.max {
             return Ok(());
         }
-        Err((self.taken == self.max + 1).then(|| {
+        Err((taken == self.max + 1).then(|| {
             crate::trace::Event::new(t_ms, "limit")
                 .with("what", self.what)
                 .with("max", self.max)
@@ -226,7 +227,7 @@ mod cap_tests {
 
     #[test]
     fn a_cap_takes_up_to_its_max_and_reports_the_first_drop_once() {
-        let mut cap = Cap::new("dtmf_digits", 2);
+        let cap = Cap::new("dtmf_digits", 2);
         assert!(cap.take(1).is_ok());
         assert!(cap.take(2).is_ok());
         let first = cap.take(3).unwrap_err().expect("reported");

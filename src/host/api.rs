@@ -191,7 +191,6 @@ const MAKE_FACTS: &str = "callflow.make_facts";
 pub(crate) fn register(lua: &Lua, current: Rc<Current>) -> mlua::Result<()> {
     lua.set_app_data(current);
     lua.set_app_data(DocumentCache::default());
-    lua.set_app_data(CallflowCache::default());
     super::convert::register(lua)?;
     lua.set_app_data(AccountCache::default());
     super::instances::register(lua)?;
@@ -1241,7 +1240,7 @@ fn register_directives(lua: &Lua, raw: &Table) -> mlua::Result<()> {
             ));
         }
         let has_handler = inv
-            .table
+            .instance
             .borrow()
             .as_ref()
             .is_some_and(|ready| ready.on_end.is_some());
@@ -1386,13 +1385,13 @@ fn cached_document(
     Ok(table)
 }
 
-/// Documents converted by this VM, by the address of their body (held, so
-/// the address cannot be reused) and id.
+/// Documents converted by this VM (bodies and callflows), by the address
+/// of what they came from (held, so the address cannot be reused) and id.
 #[derive(Default)]
 struct DocumentCache(std::cell::RefCell<BTreeMap<(usize, String), SharedDocument>>);
 
-/// A converted document and the body it came from.
-type SharedDocument = (Arc<Object>, LuaValue);
+/// A converted document and what it came from.
+type SharedDocument = (Arc<dyn std::any::Any + Send + Sync>, LuaValue);
 
 /// Account documents converted by this VM, by the address of their account
 /// snapshot (held, so the address cannot be reused).
@@ -1408,49 +1407,45 @@ const ACCOUNT_CACHE_MAX: usize = 256;
 const DOCUMENT_CACHE_MAX: usize = 4096;
 
 fn shared_document(lua: &Lua, body: &Arc<Object>, id: &str) -> mlua::Result<LuaValue> {
-    let key = (Arc::as_ptr(body).addr(), id.to_owned());
+    converted_once(lua, Arc::clone(body) as _, id, || {
+        let mut value = (**body).clone();
+        // First, as Kazoo's `_id` usually is (json.keys, json.encode).
+        value.shift_insert(0, "id".into(), json!(id));
+        Value::Object(value)
+    })
+}
+
+fn shared_callflow(lua: &Lua, callflow: &Arc<Callflow>) -> mlua::Result<LuaValue> {
+    converted_once(lua, Arc::clone(callflow) as _, callflow.id.as_str(), || {
+        let mut doc = callflow.to_value();
+        if let Value::Object(obj) = &mut doc {
+            obj.insert("id".into(), json!(callflow.id.as_str()));
+        }
+        doc
+    })
+}
+
+/// The frozen table of `document()`, converted once per VM for `source`
+/// and `id` (see [`DocumentCache`]).
+fn converted_once(
+    lua: &Lua,
+    source: Arc<dyn std::any::Any + Send + Sync>,
+    id: &str,
+    document: impl FnOnce() -> Value,
+) -> mlua::Result<LuaValue> {
+    let key = (Arc::as_ptr(&source).cast::<()>().addr(), id.to_owned());
     if let Some(cache) = lua.app_data_ref::<DocumentCache>()
         && let Some((_, table)) = cache.0.borrow().get(&key)
     {
         return Ok(table.clone());
     }
-    let mut value = (**body).clone();
-    // First, as Kazoo's `_id` usually is (json.keys, json.encode).
-    value.shift_insert(0, "id".into(), json!(id));
-    let table = to_lua_frozen(lua, &Value::Object(value))?;
+    let table = to_lua_frozen(lua, &document())?;
     if let Some(cache) = lua.app_data_ref::<DocumentCache>() {
         let mut cache = cache.0.borrow_mut();
         if cache.len() >= DOCUMENT_CACHE_MAX {
             cache.clear();
         }
-        cache.insert(key, (Arc::clone(body), table.clone()));
-    }
-    Ok(table)
-}
-
-/// Callflow documents converted by this VM, by the address of the callflow
-/// (held, so the address cannot be reused).
-#[derive(Default)]
-struct CallflowCache(std::cell::RefCell<BTreeMap<usize, (Arc<Callflow>, LuaValue)>>);
-
-fn shared_callflow(lua: &Lua, callflow: &Arc<Callflow>) -> mlua::Result<LuaValue> {
-    let key = Arc::as_ptr(callflow).addr();
-    if let Some(cache) = lua.app_data_ref::<CallflowCache>()
-        && let Some((_, table)) = cache.0.borrow().get(&key)
-    {
-        return Ok(table.clone());
-    }
-    let mut doc = callflow.to_value();
-    if let Value::Object(obj) = &mut doc {
-        obj.insert("id".into(), json!(callflow.id.as_str()));
-    }
-    let table = to_lua_frozen(lua, &doc)?;
-    if let Some(cache) = lua.app_data_ref::<CallflowCache>() {
-        let mut cache = cache.0.borrow_mut();
-        if cache.len() >= DOCUMENT_CACHE_MAX {
-            cache.clear();
-        }
-        cache.insert(key, (Arc::clone(callflow), table.clone()));
+        cache.insert(key, (source, table.clone()));
     }
     Ok(table)
 }

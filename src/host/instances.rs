@@ -67,13 +67,14 @@ pub(crate) fn module(
     {
         return Ok(Ok(ready));
     }
-    let instance = shared(lua, set, false, script)?;
-    let LuaValue::Table(table) = instance else {
-        let other = instance;
-        return Ok(Err(format!(
-            "the script returns {}, not a table {{ handle = function(call, data) ... end }}",
-            other.type_name()
-        )));
+    let table = match shared(lua, set, false, script)? {
+        LuaValue::Table(table) => table,
+        other => {
+            return Ok(Err(format!(
+                "the script returns {}, not a table {{ handle = function(call, data) ... end }}",
+                other.type_name()
+            )));
+        }
     };
     let Ok(LuaValue::Function(handle)) = table.get::<LuaValue>("handle") else {
         return Ok(Err("the script's table has no `handle` function".to_owned()));

@@ -114,7 +114,7 @@ pub(crate) struct Invocation {
     pub module: String,
     pub entry: Entry,
     /// The module's instance, once loaded.
-    pub table: RefCell<Option<Rc<instances::ReadyModule>>>,
+    pub instance: RefCell<Option<Rc<instances::ReadyModule>>>,
     /// The node's child keys, in document order, and whether each child is
     /// a module node (not `{}`).
     pub children: Vec<(String, bool)>,
@@ -149,7 +149,7 @@ impl Invocation {
             call,
             module: module.to_owned(),
             entry,
-            table: RefCell::new(None),
+            instance: RefCell::new(None),
             children,
             set,
             budget: Cell::new(limits.interrupts_per_invoke),
@@ -536,7 +536,7 @@ impl Vm {
             let inv = Rc::clone(&inv);
             async move {
                 let ready = self.load_module(&inv)?;
-                *inv.table.borrow_mut() = Some(Rc::clone(&ready));
+                *inv.instance.borrow_mut() = Some(Rc::clone(&ready));
                 let prepared = (|| -> mlua::Result<(Option<Function>, LuaValue, Table)> {
                     let function = match entry {
                         Entry::Handle => Some(ready.handle.clone()),
@@ -579,27 +579,26 @@ impl Vm {
         };
         let result = scoped.await;
         self.collect_if_needed(inv.memory_killed.get());
-        if inv.memory_killed.get() {
+        // A budget that ran out is what ended it, whatever error it raised.
+        let stopped = if inv.memory_killed.get() {
+            Some(format!(
+                "ran past its memory budget of {} MiB (the heap it may grow while it runs)",
+                self.limits.invoke_memory_bytes >> 20
+            ))
+        } else if inv.killed.get() {
+            Some(format!(
+                "ran past its budget of {} interrupts (an endless loop?)",
+                self.limits.interrupts_per_invoke
+            ))
+        } else {
+            None
+        };
+        if let Some(message) = stopped {
             let error = ModuleError {
                 module: module.to_owned(),
                 file: result.as_ref().err().and_then(|e| e.file.clone()),
                 line: result.as_ref().err().and_then(|e| e.line),
-                message: format!(
-                    "ran past its memory budget of {} MiB (the heap it may grow while it runs)",
-                    self.limits.invoke_memory_bytes >> 20
-                ),
-            };
-            return (Some(inv), Err(error));
-        }
-        if inv.killed.get() {
-            let error = ModuleError {
-                module: module.to_owned(),
-                file: result.as_ref().err().and_then(|e| e.file.clone()),
-                line: result.as_ref().err().and_then(|e| e.line),
-                message: format!(
-                    "ran past its budget of {} interrupts (an endless loop?)",
-                    self.limits.interrupts_per_invoke
-                ),
+                message,
             };
             return (Some(inv), Err(error));
         }

@@ -192,8 +192,8 @@ pub struct LiveBackend {
     /// ([`Stop::PeerGone`]) and no digit crosses between the legs.
     consulting: Cell<bool>,
     /// Digits taken (both legs) and the caller's other events.
-    digits: Cell<rules::Cap>,
-    caller_events: Cell<rules::Cap>,
+    digits: rules::Cap,
+    caller_events: rules::Cap,
 }
 
 impl LiveBackend {
@@ -227,19 +227,16 @@ impl LiveBackend {
             moh: super::midcall::MohSlot::default(),
             peers_media: RefCell::new(Vec::new()),
             consulting: Cell::new(false),
-            digits: Cell::new(rules::Cap::new("dtmf_digits", context.max_dtmf_digits)),
-            caller_events: Cell::new(rules::Cap::new("caller_events", context.max_caller_events)),
+            digits: rules::Cap::new("dtmf_digits", context.max_dtmf_digits),
+            caller_events: rules::Cap::new("caller_events", context.max_caller_events),
             context,
         }
     }
 
     /// Takes one from `cap`; false (and the first time a `limit` event)
     /// once it is spent.
-    fn within(&self, cap: &Cell<rules::Cap>) -> bool {
-        let mut taken = cap.get();
-        let result = taken.take(self.now());
-        cap.set(taken);
-        match result {
+    fn within(&self, cap: &rules::Cap) -> bool {
+        match cap.take(self.now()) {
             Ok(()) => true,
             Err(limit) => {
                 if let Some(limit) = limit {

@@ -29,7 +29,7 @@
 //!   (`break`), or ends (the call was taken elsewhere: reported as a
 //!   hang-up, or for an answered bridge as its end).
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
@@ -165,7 +165,7 @@ pub struct SimBackend {
     trace: Rc<RefCell<Trace>>,
     state: RefCell<State>,
     /// Digits taken so far, of both legs.
-    digits: Cell<crate::engine::rules::Cap>,
+    digits: crate::engine::rules::Cap,
 }
 
 impl SimBackend {
@@ -192,7 +192,7 @@ impl SimBackend {
             world,
             trace,
             state: RefCell::new(state),
-            digits: Cell::new(digits),
+            digits,
         }
     }
 
@@ -351,16 +351,13 @@ impl SimBackend {
         stop_on: &dyn Fn(Leg, char) -> bool,
         beside: &dyn Beside,
     ) -> Option<Stop> {
-        if !matches!(action, Action::Hangup) {
-            let mut digits = self.digits.get();
-            let taken = digits.take(t);
-            self.digits.set(digits);
-            if let Err(limit) = taken {
-                if let Some(limit) = limit {
-                    self.record(limit);
-                }
-                return None;
+        if !matches!(action, Action::Hangup)
+            && let Err(limit) = self.digits.take(t)
+        {
+            if let Some(limit) = limit {
+                self.record(limit);
             }
+            return None;
         }
         let (leg, digit) = match action {
             Action::Hangup => {
