@@ -99,12 +99,28 @@ pub(super) struct Loaded {
 
 /// Reads and checks a scenario file; errors name the file and JSON path.
 pub(super) fn read_scenario(path: &Path) -> anyhow::Result<Loaded> {
-    let text = std::fs::read_to_string(path)
+    let text = read_bounded(path, callflow::sim::scenario::MAX_SCENARIO_BYTES)
         .with_context(|| format!("cannot read scenario {}", path.display()))?;
     let scenario =
         Scenario::parse(&text).with_context(|| format!("bad scenario {}", path.display()))?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     Ok(Loaded { scenario, base })
+}
+
+/// A text file, refused past `limit` bytes without reading further.
+pub(super) fn read_bounded(path: &Path, limit: usize) -> anyhow::Result<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    if !file.metadata()?.is_file() {
+        bail!("not a regular file");
+    }
+    let mut text = String::new();
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    file.take(cap).read_to_string(&mut text)?;
+    if text.len() > limit {
+        bail!("larger than the limit of {} MiB", limit >> 20);
+    }
+    Ok(text)
 }
 
 fn quick_scenario(quick: &QuickArgs) -> anyhow::Result<Scenario> {

@@ -281,31 +281,109 @@ pub struct ScenarioError {
     pub message: String,
 }
 
+/// Bytes of one scenario file or API scenario: far more than a scenario
+/// within [`Limits`](crate::limits::Limits)' per-call caps needs.
+pub const MAX_SCENARIO_BYTES: usize = 4 << 20;
+
 impl Scenario {
-    /// Parses and checks scenario JSON.
+    /// Parses and checks scenario JSON, refusing what a call could not take
+    /// anyway: more than [`MAX_SCENARIO_BYTES`], more DTMF digits than
+    /// `max_dtmf_digits`, more caller actions (and endpoint key presses)
+    /// than `max_caller_events`, more expected events than
+    /// `max_trace_events` (the defaults of [`crate::limits::Limits`]).
     pub fn parse(text: &str) -> Result<Self, ScenarioError> {
-        let deserializer = &mut serde_json::Deserializer::from_str(text);
-        let scenario: Scenario = serde_path_to_error::deserialize(deserializer).map_err(|err| {
-            // serde_path_to_error says "?" where it has no path yet.
-            let path = match err.path().to_string() {
-                p if p == "?" => ".".to_owned(),
-                p => p,
-            };
-            let inner = err.into_inner();
-            let message = match (inner.line(), inner.column()) {
-                (0, _) => inner.to_string(),
-                (line, column) => {
-                    let text = inner.to_string();
-                    let head = text
-                        .rsplit_once(" at line ")
-                        .map_or(text.as_str(), |(h, _)| h);
-                    format!("{head} (line {line}, column {column})")
-                }
-            };
-            ScenarioError { path, message }
+        if text.len() > MAX_SCENARIO_BYTES {
+            return Err(ScenarioError {
+                path: ".".to_owned(),
+                message: format!(
+                    "the scenario is {} bytes, more than the limit of {} MiB",
+                    text.len(),
+                    MAX_SCENARIO_BYTES >> 20
+                ),
+            });
+        }
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let scenario: Scenario =
+            serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+                // serde_path_to_error says "?" where it has no path yet.
+                let path = match err.path().to_string() {
+                    p if p == "?" => ".".to_owned(),
+                    p => p,
+                };
+                let inner = err.into_inner();
+                let message = match (inner.line(), inner.column()) {
+                    (0, _) => inner.to_string(),
+                    (line, column) => {
+                        let text = inner.to_string();
+                        let head = text
+                            .rsplit_once(" at line ")
+                            .map_or(text.as_str(), |(h, _)| h);
+                        format!("{head} (line {line}, column {column})")
+                    }
+                };
+                ScenarioError { path, message }
+            })?;
+        // Nothing but white space may follow the scenario object.
+        deserializer.end().map_err(|err| ScenarioError {
+            path: ".".to_owned(),
+            message: format!(
+                "unexpected text after the scenario object (line {}, column {})",
+                err.line(),
+                err.column()
+            ),
         })?;
         scenario.check()?;
+        scenario.check_caps(&crate::limits::Limits::default())?;
         Ok(scenario)
+    }
+
+    /// The per-call caps, applied to what the scenario asks for.
+    fn check_caps(&self, limits: &crate::limits::Limits) -> Result<(), ScenarioError> {
+        let over = |path: &str, what: String, max: usize, name: &str| {
+            Err(ScenarioError {
+                path: path.to_owned(),
+                message: format!(
+                    "{what}, more than a call takes ({max}, the limit {name}): shorten the scenario"
+                ),
+            })
+        };
+        let endpoint_presses = self.endpoints.values().flat_map(|e| &e.dtmf);
+        let digits: usize = self
+            .caller
+            .iter()
+            .filter_map(|a| a.dtmf.as_deref())
+            .chain(endpoint_presses.clone().map(|p| p.digits.as_str()))
+            .map(str::len)
+            .sum();
+        if digits > limits.max_dtmf_digits {
+            return over(
+                ".",
+                format!("the scenario presses {digits} DTMF digits"),
+                limits.max_dtmf_digits,
+                "max_dtmf_digits",
+            );
+        }
+        let actions = self.caller.len() + endpoint_presses.count();
+        if actions > limits.max_caller_events {
+            return over(
+                "caller",
+                format!("the scenario has {actions} caller actions and endpoint key presses"),
+                limits.max_caller_events,
+                "max_caller_events",
+            );
+        }
+        if let Some(expect) = &self.expect {
+            let events = expect.events.len() + expect.absent.len();
+            if events > limits.max_trace_events {
+                return over(
+                    "expect",
+                    format!("the scenario expects {events} events"),
+                    limits.max_trace_events,
+                    "max_trace_events",
+                );
+            }
+        }
+        Ok(())
     }
 
     fn check(&self) -> Result<(), ScenarioError> {
