@@ -14,6 +14,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::ids::{AccountId, DocId, DocType};
+use crate::limits::DocumentLimits;
 use crate::model::{
     Account, Callflow, Code, Diagnostic, Document, Node, Object, check_metaflows, parse_account,
     parse_callflow, parse_document, parse_flow,
@@ -162,6 +163,168 @@ impl AccountFlows {
     pub fn document(&self, doc_type: &str, id: &str) -> Option<&Document> {
         self.documents.get(doc_type)?.get(id)
     }
+
+    /// The account with one document replaced by `text` (or removed: `None`)
+    /// and the account's diagnostics updated, without parsing, checking or
+    /// routing any other document again: what a write into a large account
+    /// needs (see `benches/routing.rs`). `path` is the document's file as
+    /// the store shows it; `diagnostics`, the account's current ones (every
+    /// file); `catalog`, the other accounts.
+    ///
+    /// `None` when only a full rebuild of the account gives the same
+    /// answer as [`Catalog::build`]: `account.json` changed, the account has
+    /// `unique` or cross-account conflicts, or the new callflow would take a
+    /// number or pattern from another callflow.
+    pub fn with_document(
+        &self,
+        (doc_type, id, path): (&DocType, &DocId, &str),
+        text: Option<&str>,
+        diagnostics: &[Diagnostic],
+        modules: &dyn Modules,
+        catalog: &Catalog,
+    ) -> Option<(AccountFlows, Vec<Diagnostic>)> {
+        let mut next = AccountFlows {
+            account: self.account.clone(),
+            callflows: BTreeMap::new(),
+            documents: BTreeMap::new(),
+            routes: self.routes.clone(),
+            files: BTreeMap::new(),
+        };
+        let file = text.map(|text| SourceFile {
+            path: path.to_owned(),
+            text: text.to_owned(),
+        });
+        let mut kept: Vec<Diagnostic> = diagnostics
+            .iter()
+            .filter(|d| d.file != path)
+            .cloned()
+            .collect();
+        if doc_type.as_str() != crate::store::CALLFLOWS {
+            let mut documents = self.documents.clone();
+            let of_type = documents.entry(doc_type.clone()).or_default();
+            of_type.remove(id);
+            if let Some(file) = &file {
+                let (doc, diags) = document_of(doc_type, id, file, modules);
+                kept.extend(diags);
+                if let Some(doc) = doc {
+                    of_type.insert(id.clone(), doc);
+                }
+            }
+            next.callflows.clone_from(&self.callflows);
+            next.files.clone_from(&self.files);
+            next.documents = documents;
+            kept.sort_by(|a, b| a.file.cmp(&b.file));
+            return Some((next, kept));
+        }
+        self.with_callflow(next, (id, path), file.as_ref(), kept, modules, catalog)
+    }
+
+    /// [`AccountFlows::with_document`] for a callflow: `next` is the
+    /// account so far (its route table still the old one), `kept` the
+    /// diagnostics of the other files.
+    fn with_callflow(
+        &self,
+        mut next: AccountFlows,
+        (id, path): (&DocId, &str),
+        file: Option<&SourceFile>,
+        mut kept: Vec<Diagnostic>,
+        modules: &dyn Modules,
+        catalog: &Catalog,
+    ) -> Option<(AccountFlows, Vec<Diagnostic>)> {
+        let conflicted = |d: &Diagnostic| {
+            matches!(d.code, Code::Unique | Code::NumberInOtherAccount)
+                || (d.code == Code::Limit && matches!(d.pointer.as_str(), "/numbers" | "/patterns"))
+        };
+        if kept.iter().any(conflicted) {
+            return None;
+        }
+        let old = self.callflows.get(id).map(AsRef::as_ref);
+        let (numbers, patterns) = self.routes.len();
+        let mut totals = Totals {
+            numbers: numbers.saturating_sub(old.map_or(0, |c| c.numbers.len())),
+            patterns: patterns.saturating_sub(old.map_or(0, |c| c.patterns.len())),
+        };
+        let (new, mut found) = match file {
+            Some(file) => callflow_of(id, file, &mut totals).unwrap_or_default(),
+            None => (None, Vec::new()),
+        };
+        let normalizer = self.routes.normalizer();
+        let claimed_elsewhere = new.iter().flat_map(|c| &c.numbers).any(|number| {
+            let key = normalizer.normalize(number);
+            catalog
+                .number_elsewhere(&key, self.account.id.as_str())
+                .is_some()
+        });
+        if claimed_elsewhere {
+            return None;
+        }
+        let (routes, conflicts) = match (old, &new) {
+            (None, None) => (self.routes.clone(), Vec::new()),
+            _ => self.routes.replace(old, new.as_ref())?,
+        };
+        next.routes = routes;
+        next.callflows.clone_from(&self.callflows);
+        next.files.clone_from(&self.files);
+        next.documents.clone_from(&self.documents);
+        let existed = old.is_some();
+        if let Some(callflow) = new {
+            next.callflows.insert(id.clone(), Arc::new(callflow));
+            next.files.insert(id.clone(), path.to_owned());
+        } else {
+            next.callflows.remove(id);
+            next.files.remove(id);
+        }
+        let exists = |target: &str| next.callflows.contains_key(target);
+        if let Some(callflow) = next.callflows.get(id) {
+            let mut checked = check_nodes(callflow, &exists, modules);
+            if let Some(metaflow) = &callflow.metaflow {
+                checked.extend(check_metaflow_nodes(metaflow, "/metaflow", modules));
+            }
+            found.extend(checked.into_iter().map(|d| d.in_file(path)));
+        }
+        found.extend(conflict_diagnostics(
+            conflicts,
+            &next.callflows,
+            &next.files,
+        ));
+        if existed != next.callflows.contains_key(id) {
+            // Callflows that branch here gain or lose their target.
+            for (other, callflow) in &next.callflows {
+                if other == id || !branches_to(callflow, id) {
+                    continue;
+                }
+                let Some(file) = next.files.get(other) else {
+                    continue;
+                };
+                kept.retain(|d| !(d.file == *file && d.code == Code::MissingCallflow));
+                found.extend(
+                    check_nodes(callflow, &exists, modules)
+                        .into_iter()
+                        .filter(|d| d.code == Code::MissingCallflow)
+                        .map(|d| d.in_file(file)),
+                );
+            }
+        }
+        kept.extend(found);
+        kept.sort_by(|a, b| a.file.cmp(&b.file));
+        Some((next, kept))
+    }
+}
+
+/// Whether a node of `callflow` is a `callflow` node naming `target`.
+fn branches_to(callflow: &Callflow, target: &DocId) -> bool {
+    let mut found = false;
+    if let Some(flow) = &callflow.flow {
+        flow.walk("", &mut |_, node| {
+            if let Node::Module(node) = node
+                && node.module == "callflow"
+                && node.data.get("id").and_then(Value::as_str) == Some(target.as_str())
+            {
+                found = true;
+            }
+        });
+    }
+    found
 }
 
 fn build_account(
@@ -180,13 +343,12 @@ fn build_account(
 
     let mut callflows = BTreeMap::new();
     let mut files = BTreeMap::new();
+    let mut totals = Totals::default();
     for (id, file) in &source.callflows {
-        let (callflow, diags) = parse_callflow(id, &file.text);
-        if callflow.as_ref().is_some_and(Callflow::is_deleted) {
-            // Soft-deleted: kept on disk to recover, invisible otherwise.
+        let Some((callflow, diags)) = callflow_of(id, file, &mut totals) else {
             continue;
-        }
-        diagnostics.extend(diags.into_iter().map(|d| d.in_file(&file.path)));
+        };
+        diagnostics.extend(diags);
         if let Some(callflow) = callflow {
             callflows.insert(id.clone(), Arc::new(callflow));
             files.insert(id.clone(), file.path.clone());
@@ -203,13 +365,8 @@ fn build_account(
 
     let mut documents: BTreeMap<DocType, BTreeMap<DocId, Document>> = BTreeMap::new();
     for (doc_type, id, file) in &source.documents {
-        let (doc, mut diags) = parse_document(doc_type, id, &file.text);
-        if let Some(doc) = &doc
-            && matches!(doc_type.as_str(), "devices" | "users")
-        {
-            check_endpoint_metaflows(&doc.body, modules, &mut diags);
-        }
-        diagnostics.extend(diags.into_iter().map(|d| d.in_file(&file.path)));
+        let (doc, diags) = document_of(doc_type, id, file, modules);
+        diagnostics.extend(diags);
         if let Some(doc) = doc {
             documents
                 .entry(doc_type.clone())
@@ -219,27 +376,7 @@ fn build_account(
     }
 
     let (routes, conflicts) = RouteTable::build(&account, callflows.values().map(AsRef::as_ref));
-    for conflict in conflicts {
-        let holder = &callflows[&conflict.holder_id];
-        let (what, pointer) = if conflict.is_pattern {
-            ("Pattern", "/patterns")
-        } else {
-            ("Number", "/numbers")
-        };
-        diagnostics.push(
-            Diagnostic::error(
-                Code::Unique,
-                pointer,
-                format!(
-                    "{what} {} exists in callflow {} {}",
-                    conflict.value,
-                    holder.id,
-                    holder.display_name()
-                ),
-            )
-            .in_file(&files[&conflict.callflow_id]),
-        );
-    }
+    diagnostics.extend(conflict_diagnostics(conflicts, &callflows, &files));
 
     for (id, callflow) in &callflows {
         let exists = |target: &str| callflows.contains_key(target);
@@ -257,6 +394,143 @@ fn build_account(
         routes,
         files,
     }
+}
+
+/// The `unique` errors of route-table conflicts, in the loser's file.
+fn conflict_diagnostics(
+    conflicts: Vec<crate::routing::Conflict>,
+    callflows: &BTreeMap<DocId, Arc<Callflow>>,
+    files: &BTreeMap<DocId, String>,
+) -> Vec<Diagnostic> {
+    let mut found = Vec::new();
+    for conflict in conflicts {
+        let (Some(holder), Some(file)) = (
+            callflows.get(&conflict.holder_id),
+            files.get(&conflict.callflow_id),
+        ) else {
+            continue;
+        };
+        let (what, pointer) = if conflict.is_pattern {
+            ("Pattern", "/patterns")
+        } else {
+            ("Number", "/numbers")
+        };
+        found.push(
+            Diagnostic::error(
+                Code::Unique,
+                pointer,
+                format!(
+                    "{what} {} exists in callflow {} {}",
+                    conflict.value,
+                    holder.id,
+                    holder.display_name()
+                ),
+            )
+            .in_file(file),
+        );
+    }
+    found
+}
+
+/// The numbers and patterns of an account's callflows so far, against
+/// [`DocumentLimits`]' per-account limits.
+#[derive(Debug, Default, Clone, Copy)]
+struct Totals {
+    numbers: usize,
+    patterns: usize,
+}
+
+impl Totals {
+    /// Counts `callflow` in, unless it would take the account past a limit:
+    /// then its numbers (or patterns) are left out, with an error.
+    fn admit(&mut self, callflow: &mut Callflow, diags: &mut Vec<Diagnostic>) {
+        let limits = DocumentLimits::DEFAULT;
+        for (list, total, max, what, name) in [
+            (
+                &mut callflow.numbers,
+                &mut self.numbers,
+                limits.max_numbers_per_account,
+                "numbers",
+                "max_numbers_per_account",
+            ),
+            (
+                &mut callflow.patterns,
+                &mut self.patterns,
+                limits.max_patterns_per_account,
+                "patterns",
+                "max_patterns_per_account",
+            ),
+        ] {
+            if *total + list.len() > max {
+                diags.push(Diagnostic::error(
+                    Code::Limit,
+                    format!("/{what}"),
+                    account_limit_message(
+                        list.len(),
+                        what,
+                        *total,
+                        max,
+                        name,
+                        "none of them is routed",
+                    ),
+                ));
+                list.clear();
+            }
+            *total += list.len();
+        }
+    }
+}
+
+/// Why a callflow's numbers or patterns are not routed: the account would
+/// hold more than its limit.
+pub fn account_limit_message(
+    count: usize,
+    what: &str,
+    others: usize,
+    max: usize,
+    name: &str,
+    outcome: &str,
+) -> String {
+    format!(
+        "the account's other callflows have {others} {what}; these {count} would take it past \
+         the limit of {max} ({name}): {outcome}"
+    )
+}
+
+/// One callflow file parsed, its diagnostics in its file; `None` when it
+/// is soft-deleted (kept on disk to recover, invisible otherwise).
+fn callflow_of(
+    id: &DocId,
+    file: &SourceFile,
+    totals: &mut Totals,
+) -> Option<(Option<Callflow>, Vec<Diagnostic>)> {
+    let (mut callflow, mut diags) = parse_callflow(id, &file.text);
+    if callflow.as_ref().is_some_and(Callflow::is_deleted) {
+        return None;
+    }
+    if let Some(callflow) = &mut callflow {
+        totals.admit(callflow, &mut diags);
+    }
+    let diags = diags.into_iter().map(|d| d.in_file(&file.path)).collect();
+    Some((callflow, diags))
+}
+
+/// One other document parsed (with its endpoint metaflows checked), its
+/// diagnostics in its file.
+fn document_of(
+    doc_type: &DocType,
+    id: &DocId,
+    file: &SourceFile,
+    modules: &dyn Modules,
+) -> (Option<Document>, Vec<Diagnostic>) {
+    let (doc, mut diags) = parse_document(doc_type, id, &file.text);
+    if let Some(doc) = &doc
+        && matches!(doc_type.as_str(), "devices" | "users")
+    {
+        check_endpoint_metaflows(&doc.body, modules, &mut diags);
+    }
+    let diags = diags.into_iter().map(|d| d.in_file(&file.path)).collect();
+    (doc, diags)
 }
 
 /// E.164 numbers (`+...`) claimed by callflows of two accounts. A call from

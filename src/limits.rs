@@ -88,3 +88,55 @@ impl Default for Limits {
         }
     }
 }
+
+/// Limits on the documents a flows directory holds and the REST API
+/// accepts: what keeps one document (or one account) from making every
+/// reload, write and lookup slow or the process large. Past a limit a
+/// document gets an error diagnostic that names it (in `callflow check`, a
+/// reload, and as a Kazoo validation error from the API); what is over the
+/// limit is not loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocumentLimits {
+    /// Bytes of one document file or API document; a larger file is not
+    /// read past this (and not parsed).
+    pub max_document_bytes: usize,
+    /// Nested arrays and objects in one document (Kazoo's callflows nest
+    /// about 2 per node level; real ones stay under 20).
+    pub max_depth: usize,
+    /// Entries of one callflow's `numbers`; past it none of them is routed.
+    pub max_numbers_per_callflow: usize,
+    /// Entries of one callflow's `patterns`; past it none of them is routed.
+    pub max_patterns_per_callflow: usize,
+    /// Numbers of all the callflows of one account; the callflows (in id
+    /// order) that would take it past this are not routed.
+    pub max_numbers_per_account: usize,
+    /// Patterns of all the callflows of one account, counted as numbers are.
+    pub max_patterns_per_account: usize,
+    /// Bytes of one pattern's source.
+    pub max_pattern_bytes: usize,
+    /// Bytes one compiled pattern may take (the `regex` crate's
+    /// `size_limit`): a real dial pattern takes 0.5 to 2 KiB, and
+    /// `^[0-9]{0,300}1$` 34 KiB.
+    pub max_pattern_compiled_bytes: usize,
+}
+
+impl DocumentLimits {
+    /// The defaults: generous for real PBXs (tens of thousands of numbers
+    /// per account), far below what slows the server down.
+    pub const DEFAULT: Self = Self {
+        max_document_bytes: 1 << 20,
+        max_depth: 64,
+        max_numbers_per_callflow: 10_000,
+        max_patterns_per_callflow: 1_000,
+        max_numbers_per_account: 200_000,
+        max_patterns_per_account: 10_000,
+        max_pattern_bytes: 512,
+        max_pattern_compiled_bytes: 16 << 10,
+    };
+}
+
+impl Default for DocumentLimits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}

@@ -40,6 +40,8 @@ pub enum PatternError {
     Unsupported { construct: &'static str, at: usize },
     /// Not a valid regex at all (Kazoo's PCRE rejects it too).
     Invalid { message: String },
+    /// Compiles to more than the size limit allows (bytes).
+    TooBig { limit: usize },
 }
 
 impl fmt::Display for PatternError {
@@ -50,6 +52,12 @@ impl fmt::Display for PatternError {
                 "uses {construct} at character {at}, PCRE syntax that the linear-time regex engine lacks"
             ),
             PatternError::Invalid { message } => f.write_str(message),
+            PatternError::TooBig { limit } => write!(
+                f,
+                "compiles to more than {} KiB, the limit of a callflow pattern \
+                 (max_pattern_compiled_bytes)",
+                limit >> 10
+            ),
         }
     }
 }
@@ -87,13 +95,27 @@ pub fn compile(source: &str) -> Result<Pattern, PatternError> {
     compiled
 }
 
+/// Compiles a callflow's pattern for routing: as [`compile`], within
+/// [`crate::limits::DocumentLimits::max_pattern_compiled_bytes`], not cached
+/// (a route table keeps what it compiled).
+pub fn compile_route(source: &str) -> Result<Pattern, PatternError> {
+    compile_within(
+        source,
+        crate::limits::DocumentLimits::DEFAULT.max_pattern_compiled_bytes,
+    )
+}
+
 fn compile_uncached(source: &str) -> Result<Pattern, PatternError> {
+    compile_within(source, SIZE_LIMIT)
+}
+
+fn compile_within(source: &str, size_limit: usize) -> Result<Pattern, PatternError> {
     // The `regex` crate reads `a++` as a repeated repetition, which matches
     // more than PCRE's possessive `a++`: refuse rather than differ silently.
     if let Some((construct @ "a possessive quantifier", at)) = pcre_only_construct(source) {
         return Err(PatternError::Unsupported { construct, at });
     }
-    match builder(source).build() {
+    match builder(source).size_limit(size_limit).build() {
         Ok(regex) => {
             let group_count = regex.captures_len() - 1;
             Ok(Pattern {
@@ -102,6 +124,7 @@ fn compile_uncached(source: &str) -> Result<Pattern, PatternError> {
                 group_count,
             })
         }
+        Err(regex::Error::CompiledTooBig(_)) => Err(PatternError::TooBig { limit: size_limit }),
         Err(err) => Err(classify(source, &err)),
     }
 }
@@ -389,7 +412,9 @@ mod tests {
                 PatternError::Unsupported { construct: c, .. } => {
                     assert_eq!(c, construct, "{pattern}");
                 }
-                other @ PatternError::Invalid { .. } => panic!("{pattern}: {other:?}"),
+                other @ (PatternError::Invalid { .. } | PatternError::TooBig { .. }) => {
+                    panic!("{pattern}: {other:?}")
+                }
             }
         }
         // Escaped quantifier characters are literals, not quantifiers.
@@ -400,5 +425,18 @@ mod tests {
         assert!(matches!(err, PatternError::Invalid { .. }));
         let err = compile(r"(?:\d{1000}){1000}").unwrap_err();
         assert!(err.to_string().contains("limit"), "{err}");
+    }
+
+    #[test]
+    fn route_patterns_have_a_compiled_size_limit() {
+        assert!(compile_route(r"^\+?1?(\d{10})$").is_ok());
+        let err = compile_route(r"^[0-9]{0,300}12345$").unwrap_err();
+        assert!(matches!(err, PatternError::TooBig { limit } if limit == 16 << 10));
+        assert!(
+            err.to_string().contains("max_pattern_compiled_bytes"),
+            "{err}"
+        );
+        // Modules' own regexes keep the larger limit.
+        assert!(compile(r"^[0-9]{0,300}12345$").is_ok());
     }
 }

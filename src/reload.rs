@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 
 use crate::catalog::{AccountFlows, Catalog};
 use crate::host::ModuleSet;
-use crate::ids::AccountId;
+use crate::ids::{AccountId, DocId, DocType};
 use crate::model::Diagnostic;
 use crate::store::{FlowsDir, Store, StoreError};
 
@@ -221,6 +221,11 @@ impl Reloader {
             .publishing
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        self.publish_locked(flows, diagnostics)
+    }
+
+    /// [`Reloader::publish_account`], the publishing lock held.
+    fn publish_locked(&self, flows: Arc<AccountFlows>, diagnostics: &[Diagnostic]) -> u64 {
         let current = self.current();
         let mut catalog = Catalog::clone(&current.catalog);
         let account = flows.account.id.clone();
@@ -262,6 +267,66 @@ impl Reloader {
         if let Some(flows) = built.account(account.as_str()) {
             self.publish_account(Arc::clone(flows), &diagnostics);
         }
+        Ok(())
+    }
+
+    /// Re-reads one document (after a write through the API or by a call)
+    /// and publishes its account in a new generation, updating only what
+    /// that document touches ([`AccountFlows::with_document`]); falls back
+    /// to [`Reloader::reload_account`] when only a full rebuild is right.
+    pub fn reload_document(
+        &self,
+        account: &AccountId,
+        doc_type: &DocType,
+        id: &DocId,
+    ) -> Result<(), StoreError> {
+        let store = FlowsDir::new(&self.paths.flows);
+        // Held from reading the generation to publishing the next, so a
+        // concurrent write to the same account cannot be lost.
+        let counters = self
+            .publishing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let current = self.current();
+        let Some(flows) = current.catalog.account(account.as_str()) else {
+            drop(counters);
+            return self.reload_account(account);
+        };
+        let path = store
+            .document_path(account, doc_type, id)
+            .display()
+            .to_string();
+        let Ok(file) = store.read_source(account, doc_type, id) else {
+            // Unreadable now: the full read reports it as `check` would.
+            drop(counters);
+            return self.reload_account(account);
+        };
+        let text = file.map(|file| file.text);
+        let in_account = format!("/{account}/");
+        let diagnostics: Vec<Diagnostic> = current
+            .diagnostics
+            .iter()
+            .filter(|d| d.file.contains(&in_account))
+            .cloned()
+            .collect();
+        let updated = flows.with_document(
+            (doc_type, id, &path),
+            text.as_deref(),
+            &diagnostics,
+            current.modules.as_ref(),
+            &current.catalog,
+        );
+        let Some((next, diagnostics)) = updated else {
+            drop(counters);
+            return self.reload_account(account);
+        };
+        for diag in diagnostics
+            .iter()
+            .filter(|d| d.is_error() && d.file == path)
+        {
+            tracing::warn!("{diag}");
+        }
+        self.publish_locked(Arc::new(next), &diagnostics);
         Ok(())
     }
 
@@ -361,16 +426,20 @@ pub fn needs_reload(events: &[DebouncedEvent]) -> bool {
 /// contents, in a stable order).
 pub fn fingerprint(paths: &Paths) -> String {
     let mut files = Vec::new();
-    collect(&paths.flows, &mut files);
+    let flows = crate::store::files::canonical_root(&paths.flows);
+    collect(&paths.flows, &flows, &mut files);
     for dir in &paths.scripts {
-        collect(dir, &mut files);
+        collect(dir, &crate::store::files::canonical_root(dir), &mut files);
     }
     files.sort();
     let mut hash = Sha256::new();
-    for file in files {
+    let limit = crate::limits::DocumentLimits::DEFAULT.max_document_bytes;
+    for (file, root) in files {
         hash.update(file.to_string_lossy().as_bytes());
         hash.update([0]);
-        if let Ok(bytes) = std::fs::read(&file) {
+        // What the store would refuse (a FIFO, a link out, a huge file)
+        // counts by name only: reading it could block or never end.
+        if let Ok(bytes) = crate::store::files::read_limited(&file, &root, limit) {
             hash.update(&bytes);
         }
         hash.update([0]);
@@ -382,7 +451,7 @@ pub fn fingerprint(paths: &Paths) -> String {
     })
 }
 
-fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+fn collect(dir: &Path, root: &Path, out: &mut Vec<(PathBuf, PathBuf)>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -392,12 +461,14 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
             .file_name()
             .and_then(|n| n.to_str())
             .is_some_and(|n| n.starts_with('.'));
-        if path.is_dir() {
+        // Not through links: a link to `/` must not make this walk the disk.
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir {
             if !hidden {
-                collect(&path, out);
+                collect(&path, root, out);
             }
         } else if is_relevant(&path) {
-            out.push(path);
+            out.push((path, root.to_path_buf()));
         }
     }
 }

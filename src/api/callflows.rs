@@ -179,7 +179,7 @@ fn write(
         .store
         .read_document(account, &callflows_type(), id)?
         .unwrap_or_default();
-    state.reload_account(account)?;
+    state.reload_document(account, &callflows_type(), id)?;
     Ok((full, revision(&text)))
 }
 

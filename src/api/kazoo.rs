@@ -132,35 +132,83 @@ fn module_at(doc: &Object, pointer: &str) -> String {
         .to_owned()
 }
 
-/// Kazoo's `unique` rule: no number or pattern of another callflow.
+/// Kazoo's `unique` rule: no number or pattern of another callflow (looked
+/// up in the account's route table, so a write costs the same whatever the
+/// account's size), and the account's limits on numbers and patterns.
 fn unique(callflow: &Callflow, account: &AccountFlows, errors: &mut KazooErrors) {
     let normalizer = account.routes.normalizer();
-    let others = || account.callflows.values().filter(|c| c.id != callflow.id);
+    let holder = |id: &DocId| {
+        let name = account
+            .callflows
+            .get(id)
+            .map_or(id.as_str(), |c| c.display_name());
+        format!("{id} {name}")
+    };
     for number in &callflow.numbers {
         let key = normalizer.normalize(number);
-        if let Some(holder) =
-            others().find(|c| c.numbers.iter().any(|n| normalizer.normalize(n) == key))
+        if let Some(other) = account
+            .routes
+            .number_callflow(&key)
+            .filter(|other| **other != callflow.id)
         {
             add_error(
                 errors,
                 "numbers".into(),
                 "unique",
                 json!({
-                    "message": format!("Number {number} exists in callflow {} {}", holder.id, holder.display_name()),
+                    "message": format!("Number {number} exists in callflow {}", holder(other)),
                     "cause": number,
                 }),
             );
         }
     }
     for pattern in &callflow.patterns {
-        if let Some(holder) = others().find(|c| c.patterns.contains(pattern)) {
+        if let Some(other) = account
+            .routes
+            .pattern_callflows(pattern)
+            .find(|other| **other != callflow.id)
+        {
             add_error(
                 errors,
                 "patterns".into(),
                 "unique",
                 json!({
-                    "message": format!("Pattern {pattern} exists in callflow {} {}", holder.id, holder.display_name()),
+                    "message": format!("Pattern {pattern} exists in callflow {}", holder(other)),
                     "cause": pattern,
+                }),
+            );
+        }
+    }
+    let limits = crate::limits::DocumentLimits::DEFAULT;
+    let old = account.callflows.get(&callflow.id);
+    let (numbers, patterns) = account.routes.len();
+    for (key, total, mine, count, max, name) in [
+        (
+            "numbers",
+            numbers,
+            old.map_or(0, |c| c.numbers.len()),
+            callflow.numbers.len(),
+            limits.max_numbers_per_account,
+            "max_numbers_per_account",
+        ),
+        (
+            "patterns",
+            patterns,
+            old.map_or(0, |c| c.patterns.len()),
+            callflow.patterns.len(),
+            limits.max_patterns_per_account,
+            "max_patterns_per_account",
+        ),
+    ] {
+        let others = total.saturating_sub(mine);
+        if others + count > max {
+            add_error(
+                errors,
+                key.into(),
+                Code::Limit.as_str(),
+                json!({
+                    "message": crate::catalog::account_limit_message(count, key, others, max, name, "the document is refused"),
+                    "target": max,
                 }),
             );
         }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use crate::catalog::{AccountFlows, Catalog};
-use crate::ids::AccountId;
+use crate::ids::{AccountId, DocId, DocType};
 use crate::limits::Limits;
 use crate::live::CallLog;
 use crate::model::Diagnostic;
@@ -173,6 +173,17 @@ impl AppState {
     /// the next call and request see it.
     pub(crate) fn reload_account(&self, account: &AccountId) -> Result<(), StoreError> {
         self.reloader.reload_account(account)
+    }
+
+    /// Publishes one document just written (see
+    /// [`crate::reload::Reloader::reload_document`]).
+    pub(crate) fn reload_document(
+        &self,
+        account: &AccountId,
+        doc_type: &DocType,
+        id: &DocId,
+    ) -> Result<(), StoreError> {
+        self.reloader.reload_document(account, doc_type, id)
     }
 
     /// Hands out a token for `account`; returns it and when it expires.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use callflow::store::FlowsDir;
 use clap::Args;
 
 use super::{FlowsArgs, ScriptsArgs, report_problems};
@@ -186,6 +187,14 @@ impl SipArgs {
 }
 
 pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    // Temporary files of writes a crash interrupted: never acknowledged, so
+    // nothing is lost by removing them (said once, on the console).
+    for path in FlowsDir::new(&args.flows.flows).sweep_leftovers() {
+        eprintln!(
+            "removed {}: the temporary file of a write that never finished",
+            path.display()
+        );
+    }
     let reloader = start(args)?;
     reloader.set_observer(Arc::new(print_reload));
     serve(args, &reloader)

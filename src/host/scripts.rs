@@ -164,10 +164,22 @@ fn read_into(
         let Some(stem) = name.strip_suffix(".lua") else {
             continue;
         };
-        if name.starts_with('.') || !path.is_file() {
+        if name.starts_with('.') {
             continue;
         }
         let shown = path.display().to_string();
+        let root = crate::store::files::canonical_root(dir);
+        match crate::store::files::classify(&path, &root) {
+            crate::store::files::Kind::File => {}
+            crate::store::files::Kind::Folder => continue,
+            crate::store::files::Kind::Refused(why) => {
+                diags.push(
+                    Diagnostic::warning(Code::IgnoredFile, "", format!("ignored: {why}"))
+                        .in_file(&shown),
+                );
+                continue;
+            }
+        }
         if !is_script_name(stem) {
             diags.push(
                 Diagnostic::warning(
@@ -183,16 +195,22 @@ fn read_into(
             Kind::Metaflow => format!("{METAFLOW_PREFIX}{stem}"),
             Kind::Module | Kind::Lib => stem.to_owned(),
         };
-        match fs::read_to_string(&path) {
+        let limit = crate::limits::DocumentLimits::DEFAULT.max_document_bytes;
+        let read = crate::store::files::read_limited(&path, &root, limit).and_then(|bytes| {
+            String::from_utf8(bytes).map_err(|_| {
+                crate::store::files::ReadError::Refused("the file is not UTF-8 text".to_owned())
+            })
+        });
+        match read {
             Ok(text) => sources.push(ScriptSource {
                 kind,
                 name,
                 file: shown,
                 text,
             }),
-            Err(err) => diags.push(
-                Diagnostic::error(Code::Io, "", format!("cannot read: {err}")).in_file(&shown),
-            ),
+            Err(err) => {
+                diags.push(Diagnostic::error(Code::Io, "", err.to_string()).in_file(&shown));
+            }
         }
     }
     Ok(())

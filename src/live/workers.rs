@@ -161,7 +161,9 @@ fn sink(reloader: Arc<Reloader>, account: AccountId) -> Sink {
         store
             .write_document(&account, doc_type, id, body)
             .map_err(|e| e.to_string())?;
-        reloader.reload_account(&account).map_err(|e| e.to_string())
+        reloader
+            .reload_document(&account, doc_type, id)
+            .map_err(|e| e.to_string())
     })
 }
 
@@ -288,9 +290,10 @@ fn save_recordings(reloader: &Reloader, account: &AccountId, recordings: &[super
         body.insert("duration_ms".into(), json!(duration_ms));
         if let Err(e) = store.write_document(account, media, &id, &body) {
             tracing::warn!("cannot save recording {}: {e}", recording.id);
+            continue;
         }
-    }
-    if let Err(e) = reloader.reload_account(account) {
-        tracing::warn!("cannot reload account {account}: {e}");
+        if let Err(e) = reloader.reload_document(account, media, &id) {
+            tracing::warn!("cannot reload account {account}: {e}");
+        }
     }
 }

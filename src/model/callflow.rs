@@ -5,11 +5,13 @@ use serde_json::Value;
 
 use super::diagnostic::{Code, Diagnostic, pointer_push};
 use super::json::{
-    check_length, extras, object_field, parse_object, string_field, string_list, type_error,
+    check_depth, check_length, extras, object_field, parse_object, string_field, string_list,
+    type_error,
 };
 use super::metaflow::check_metaflows;
 use super::{Callflow, FeatureCode, ModuleNode, Node, Object, Ringback};
 use crate::ids::DocId;
+use crate::limits::DocumentLimits;
 use crate::pattern;
 
 /// Longest number Kazoo's schema accepts.
@@ -46,16 +48,27 @@ pub fn parse_callflow(id: &DocId, text: &str) -> (Option<Callflow>, Vec<Diagnost
 
 /// Builds a callflow from an already parsed JSON object (the REST API's path).
 pub(crate) fn from_object(id: &DocId, obj: &Object, diags: &mut Vec<Diagnostic>) -> Callflow {
+    let limits = DocumentLimits::DEFAULT;
+    if let Err(diag) = check_depth(obj, limits.max_depth) {
+        diags.push(diag);
+        return Callflow::empty(id.clone());
+    }
     check_id(id, obj, diags);
 
-    let numbers = unique_strings(obj, "numbers", MAX_NUMBER_LEN, diags, |_, _, _| {});
-    let patterns = unique_strings(
+    let mut numbers = unique_strings(obj, "numbers", MAX_NUMBER_LEN, diags, |_, _, _| {});
+    let mut patterns = unique_strings(
         obj,
         "patterns",
-        usize::MAX,
+        limits.max_pattern_bytes,
         diags,
-        |pattern, pointer, diags| {
-            if let Err(err) = pattern::compile(pattern) {
+        |pattern, pointer, diags| match pattern::compile_route(pattern) {
+            Ok(_) => {}
+            Err(err @ pattern::PatternError::TooBig { .. }) => diags.push(Diagnostic::error(
+                Code::Limit,
+                pointer,
+                format!("pattern {pattern:?} is not routed: it {err}"),
+            )),
+            Err(err) => {
                 // Kazoo accepts such a pattern and skips it at routing time; so do we.
                 diags.push(Diagnostic::warning(
                     Code::for_pattern(&err),
@@ -65,6 +78,7 @@ pub(crate) fn from_object(id: &DocId, obj: &Object, diags: &mut Vec<Diagnostic>)
             }
         },
     );
+    over_callflow_limits(&mut numbers, &mut patterns, &limits, diags);
 
     // Kazoo's rule looks at the lists as sent: a list of wrong-typed entries
     // is a type error, not a missing number.
@@ -119,6 +133,46 @@ pub(crate) fn from_object(id: &DocId, obj: &Object, diags: &mut Vec<Diagnostic>)
     }
 }
 
+/// Empties `numbers` or `patterns` when it has more entries than one
+/// callflow may route, with an error naming the limit.
+fn over_callflow_limits(
+    numbers: &mut Vec<String>,
+    patterns: &mut Vec<String>,
+    limits: &DocumentLimits,
+    diags: &mut Vec<Diagnostic>,
+) {
+    for (list, key, what, max, name) in [
+        (
+            numbers,
+            "numbers",
+            "numbers",
+            limits.max_numbers_per_callflow,
+            "max_numbers_per_callflow",
+        ),
+        (
+            patterns,
+            "patterns",
+            "patterns",
+            limits.max_patterns_per_callflow,
+            "max_patterns_per_callflow",
+        ),
+    ] {
+        if list.len() > max {
+            diags.push(Diagnostic::error(
+                Code::MaxItems,
+                format!("/{key}"),
+                format!(
+                    "the callflow lists {} {what}, more than the limit of {max} ({name}): \
+                     none of them is routed",
+                    list.len()
+                ),
+            ));
+            list.clear();
+        }
+    }
+
+}
+
 /// Parses a flow (a node tree) given as JSON, such as one a module builds:
 /// the node and the problems found (pointers relative to the node).
 pub fn parse_flow(value: &Value) -> (Node, Vec<Diagnostic>) {
@@ -138,12 +192,13 @@ fn unique_strings(
 ) -> Vec<String> {
     let what = key.trim_end_matches('s');
     let mut kept: Vec<String> = Vec::new();
+    let mut seen: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     string_list(obj, key, "", diags, |index, text, diags| {
         let pointer = format!("/{key}/{index}");
         if !check_length(text, &pointer, &format!("a {what}"), (1, max_len), diags) {
             return;
         }
-        if kept.iter().any(|earlier| earlier == text) {
+        if !seen.insert(text.to_owned()) {
             diags.push(Diagnostic::error(
                 Code::UniqueItems,
                 pointer,

@@ -46,6 +46,13 @@ pub enum Code {
     NumberInOtherAccount,
     /// The same value appears twice in one list.
     UniqueItems,
+    /// A list has more entries than allowed (Kazoo's `maxItems`).
+    MaxItems,
+    /// A document, or an account's documents together, over one of
+    /// [`crate::limits::DocumentLimits`].
+    Limit,
+    /// A temporary file an interrupted write left behind.
+    Leftover,
     /// A string is shorter than allowed.
     MinLength,
     /// A string is longer than allowed.
@@ -92,6 +99,7 @@ impl Code {
         match err {
             PatternError::Unsupported { .. } => Code::UnsupportedPattern,
             PatternError::Invalid { .. } => Code::InvalidPattern,
+            PatternError::TooBig { .. } => Code::Limit,
         }
     }
 
@@ -103,6 +111,9 @@ impl Code {
             Code::Unique => "unique",
             Code::NumberInOtherAccount => "number_in_other_account",
             Code::UniqueItems => "uniqueItems",
+            Code::MaxItems => "maxItems",
+            Code::Limit => "limit",
+            Code::Leftover => "leftover",
             Code::MinLength => "minLength",
             Code::MaxLength => "maxLength",
             Code::Enum => "enum",

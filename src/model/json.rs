@@ -9,8 +9,24 @@ use super::diagnostic::{Code, Diagnostic, pointer_push};
 /// Parses `text` as a JSON object; on failure returns the diagnostic (with
 /// line and column for syntax errors).
 pub(crate) fn parse_object(text: &str, what: &str) -> Result<Object, Diagnostic> {
+    let limits = crate::limits::DocumentLimits::DEFAULT;
+    if text.len() > limits.max_document_bytes {
+        return Err(Diagnostic::error(
+            Code::Limit,
+            "",
+            format!(
+                "{what} of {} bytes is larger than the limit of {} KiB \
+                 (max_document_bytes): not loaded",
+                text.len(),
+                limits.max_document_bytes >> 10
+            ),
+        ));
+    }
     match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(obj)) => Ok(obj),
+        Ok(Value::Object(obj)) => {
+            check_depth(&obj, limits.max_depth)?;
+            Ok(obj)
+        }
         Ok(other) => Err(Diagnostic::error(
             Code::Type,
             "",
@@ -18,6 +34,31 @@ pub(crate) fn parse_object(text: &str, what: &str) -> Result<Object, Diagnostic>
         )),
         Err(err) => Err(syntax_error(&err)),
     }
+}
+
+/// An error when `obj` nests arrays and objects deeper than `max` levels
+/// (counted without recursion, so no document can exhaust the stack).
+pub(crate) fn check_depth(obj: &Object, max: usize) -> Result<(), Diagnostic> {
+    let mut stack: Vec<(&Value, usize)> = obj.values().map(|v| (v, 2)).collect();
+    while let Some((value, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Object(inner) => Box::new(inner.values()),
+            Value::Array(items) => Box::new(items.iter()),
+            _ => continue,
+        };
+        if depth > max {
+            return Err(Diagnostic::error(
+                Code::Limit,
+                "",
+                format!(
+                    "the document nests arrays and objects more than {max} deep (max_depth): \
+                     not loaded"
+                ),
+            ));
+        }
+        stack.extend(children.map(|child| (child, depth + 1)));
+    }
+    Ok(())
 }
 
 /// A diagnostic for a JSON syntax error.

@@ -156,6 +156,23 @@ impl Node {
 }
 
 impl Callflow {
+    /// A callflow with nothing but its id (what is left of a document too
+    /// large or too deep to read).
+    pub fn empty(id: DocId) -> Self {
+        Self {
+            id,
+            name: None,
+            numbers: Vec::new(),
+            patterns: Vec::new(),
+            flow: None,
+            featurecode: None,
+            metaflow: None,
+            flags: Vec::new(),
+            ringback: None,
+            extra: Object::new(),
+        }
+    }
+
     /// Whether the document was soft-deleted (`pvt_deleted: true`, as Kazoo
     /// marks it): it stays on disk but neither routes nor lists.
     pub fn is_deleted(&self) -> bool {

@@ -149,6 +149,9 @@ pub struct RouteTable {
     set: Option<RegexSet>,
 }
 
+/// Compiled patterns with their callflows, in evaluation order.
+type Patterns = Vec<(Pattern, Target)>;
+
 #[derive(Debug, Clone)]
 struct Target {
     callflow_id: DocId,
@@ -212,7 +215,7 @@ impl RouteTable {
         // Kazoo's reversed view keeps.
         let mut patterns = Vec::new();
         for (source, holders) in by_pattern.iter().rev() {
-            let Ok(compiled) = pattern::compile(source) else {
+            let Ok(compiled) = pattern::compile_route(source) else {
                 continue;
             };
             for callflow in holders.iter().rev() {
@@ -233,6 +236,169 @@ impl RouteTable {
             set,
         };
         (table, conflicts)
+    }
+
+    /// The table with callflow `old` replaced by `new` (either may be
+    /// absent: a create, a delete), without touching the other callflows'
+    /// entries: what an API write into a large account needs. The numbers
+    /// map is copied and edited; the pattern automaton is reused when the
+    /// callflow's patterns did not change, else rebuilt from the patterns
+    /// already compiled plus the new ones.
+    ///
+    /// `None` when only [`RouteTable::build`] gives the right answer: `old`
+    /// held a number or pattern another callflow also claims (that one
+    /// would take it over), which never happens in an account without
+    /// `unique` conflicts. The conflicts returned are the new callflow's.
+    pub fn replace(
+        &self,
+        old: Option<&Callflow>,
+        new: Option<&Callflow>,
+    ) -> Option<(Self, Vec<Conflict>)> {
+        let id = old.or(new).map(|c| c.id.clone())?;
+        let mut numbers = self.numbers.clone();
+        let mut conflicts = Vec::new();
+        if let Some(old) = old {
+            for number in &old.numbers {
+                let key = self.normalizer.normalize(number);
+                match numbers.get(&key) {
+                    Some(holder) if holder.callflow_id == id => {
+                        numbers.remove(&key);
+                    }
+                    // Someone else holds it: `old` lost it in a conflict.
+                    Some(_) => return None,
+                    None => {}
+                }
+            }
+        }
+        if let Some(new) = new {
+            let target = Target {
+                callflow_id: id.clone(),
+                no_match: new.is_no_match(),
+            };
+            for number in &new.numbers {
+                let key = self.normalizer.normalize(number);
+                match numbers.get(&key) {
+                    Some(holder) if holder.callflow_id != id => {
+                        if id < holder.callflow_id {
+                            // The lower id keeps a number claimed twice.
+                            return None;
+                        }
+                        conflicts.push(Conflict {
+                            callflow_id: id.clone(),
+                            value: key,
+                            is_pattern: false,
+                            holder_id: holder.callflow_id.clone(),
+                        });
+                    }
+                    _ => {
+                        numbers.insert(key, target.clone());
+                    }
+                }
+            }
+        }
+        let old_patterns = old.map_or(&[][..], |c| c.patterns.as_slice());
+        let new_patterns = new.map_or(&[][..], |c| c.patterns.as_slice());
+        let no_match = new.is_some_and(Callflow::is_no_match);
+        let (patterns, set) =
+            self.replace_patterns(&id, (old_patterns, new_patterns), no_match, &mut conflicts)?;
+        let table = Self {
+            normalizer: self.normalizer.clone(),
+            numbers,
+            patterns,
+            set,
+        };
+        Some((table, conflicts))
+    }
+
+    /// The pattern entries and automaton of [`RouteTable::replace`]: the
+    /// same ones when the callflow's patterns did not change.
+    fn replace_patterns(
+        &self,
+        id: &DocId,
+        (old_patterns, new_patterns): (&[String], &[String]),
+        no_match: bool,
+        conflicts: &mut Vec<Conflict>,
+    ) -> Option<(Patterns, Option<RegexSet>)> {
+        Some(if old_patterns == new_patterns {
+            let mut patterns = self.patterns.clone();
+            for (_, target) in &mut patterns {
+                if target.callflow_id == *id {
+                    target.no_match = no_match;
+                }
+            }
+            (patterns, self.set.clone())
+        } else {
+            let mut by_pattern: BTreeMap<&str, Vec<Target>> = BTreeMap::new();
+            let mut compiled: BTreeMap<&str, &Pattern> = BTreeMap::new();
+            for (pattern, target) in &self.patterns {
+                compiled.insert(pattern.as_str(), pattern);
+                if target.callflow_id == *id {
+                    continue;
+                }
+                by_pattern
+                    .entry(pattern.as_str())
+                    .or_default()
+                    .push(target.clone());
+            }
+            for source in old_patterns {
+                if by_pattern.contains_key(source.as_str()) {
+                    // Someone else claims one of `old`'s patterns.
+                    return None;
+                }
+            }
+            for source in new_patterns {
+                let holders = by_pattern.entry(source.as_str()).or_default();
+                if let Some(holder) = holders
+                    .iter()
+                    .max_by(|a, b| a.callflow_id.cmp(&b.callflow_id))
+                {
+                    if *id < holder.callflow_id {
+                        return None;
+                    }
+                    conflicts.push(Conflict {
+                        callflow_id: id.clone(),
+                        value: source.clone(),
+                        is_pattern: true,
+                        holder_id: holder.callflow_id.clone(),
+                    });
+                }
+                holders.push(Target {
+                    callflow_id: id.clone(),
+                    no_match,
+                });
+            }
+            let mut patterns = Vec::new();
+            for (source, holders) in by_pattern.iter_mut().rev() {
+                let pattern = match compiled.get(source) {
+                    Some(pattern) => Pattern::clone(pattern),
+                    None => match pattern::compile_route(source) {
+                        Ok(pattern) => pattern,
+                        Err(_) => continue,
+                    },
+                };
+                holders.sort_by(|a, b| b.callflow_id.cmp(&a.callflow_id));
+                for target in holders.drain(..) {
+                    patterns.push((pattern.clone(), target));
+                }
+            }
+            let set = build_set(&patterns);
+            (patterns, set)
+        })
+    }
+
+    /// The callflows claiming a pattern exactly as written.
+    pub fn pattern_callflows<'a>(
+        &'a self,
+        source: &'a str,
+    ) -> impl Iterator<Item = &'a DocId> + 'a {
+        // Patterns are in descending source order.
+        let start = self
+            .patterns
+            .partition_point(|(pattern, _)| pattern.as_str() > source);
+        self.patterns[start..]
+            .iter()
+            .take_while(move |(pattern, _)| pattern.as_str() == source)
+            .map(|(_, target)| &target.callflow_id)
     }
 
     /// The normalizer of the account.

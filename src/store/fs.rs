@@ -17,6 +17,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::files::{self, Kind};
 use super::{Store, StoreError};
 use crate::catalog::{AccountSource, SourceFile, Sources};
 use crate::ids::{AccountId, DocId, DocType, IdError};
@@ -106,19 +107,88 @@ impl FlowsDir {
         doc_type: &DocType,
         id: &DocId,
     ) -> Result<Option<String>, StoreError> {
-        let path = self
-            .account_dir(account)
+        let path = self.document_path(account, doc_type, id);
+        read_optional(&path, &files::canonical_root(&self.root))
+    }
+
+    /// Where a document lives (the path diagnostics show).
+    pub fn document_path(&self, account: &AccountId, doc_type: &DocType, id: &DocId) -> PathBuf {
+        self.account_dir(account)
             .join(doc_type.as_str())
-            .join(format!("{id}.json"));
-        read_optional(&path)
+            .join(format!("{id}.json"))
+    }
+
+    /// One document as the catalog reads it: its path as shown in
+    /// diagnostics and its text, `Ok(None)` when there is no such file.
+    /// Problems with the file itself (not a regular file, too large, not
+    /// UTF-8) are `Err`.
+    pub fn read_source(
+        &self,
+        account: &AccountId,
+        doc_type: &DocType,
+        id: &DocId,
+    ) -> Result<Option<SourceFile>, Diagnostic> {
+        let path = self.document_path(account, doc_type, id);
+        if fs::symlink_metadata(&path).is_err_and(|e| e.kind() == io::ErrorKind::NotFound) {
+            return Ok(None);
+        }
+        let mut diags = Vec::new();
+        match read_file(&path, &files::canonical_root(&self.root), &mut diags) {
+            Some(file) => Ok(Some(file)),
+            None => Err(diags
+                .pop()
+                .unwrap_or_else(|| io_error(&display(&path), &io::Error::other("unreadable")))),
+        }
+    }
+
+    /// Temporary files that interrupted writes left in the flows directory
+    /// (`.<id>.json.<random>.tmp` in an account's folders).
+    pub fn leftovers(&self) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        let mut dirs = vec![self.root.clone()];
+        let mut depth = 0;
+        while !dirs.is_empty() && depth < 3 {
+            let mut next = Vec::new();
+            for dir in dirs {
+                let Ok(entries) = fs::read_dir(&dir) else {
+                    continue;
+                };
+                for entry in entries.flatten() {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+                    if is_dir && !name.starts_with('.') {
+                        next.push(entry.path());
+                    } else if entry.file_type().is_ok_and(|t| t.is_file())
+                        && files::is_leftover(&name)
+                    {
+                        found.push(entry.path());
+                    }
+                }
+            }
+            dirs = next;
+            depth += 1;
+        }
+        found.sort();
+        found
+    }
+
+    /// Removes [`FlowsDir::leftovers`] (what a write that was never
+    /// acknowledged left behind) and returns what it removed.
+    pub fn sweep_leftovers(&self) -> Vec<PathBuf> {
+        self.leftovers()
+            .into_iter()
+            .filter(|path| fs::remove_file(path).is_ok())
+            .collect()
     }
 
     /// The ids of the account folders (names that are not ids are left out).
     pub fn account_ids(&self) -> Result<Vec<AccountId>, StoreError> {
-        let entries = list(&self.root).map_err(|source| StoreError::Io {
-            path: self.root.clone(),
-            source,
-        })?;
+        let root = files::canonical_root(&self.root);
+        let entries =
+            list(&self.root, &root, &mut Vec::new()).map_err(|source| StoreError::Io {
+                path: self.root.clone(),
+                source,
+            })?;
         Ok(entries
             .into_iter()
             .filter(|e| e.is_dir)
@@ -128,7 +198,10 @@ impl FlowsDir {
 
     /// The text of `account.json`, or `None` when there is none.
     pub fn read_account_file(&self, account: &AccountId) -> Result<Option<String>, StoreError> {
-        read_optional(&self.account_dir(account).join(ACCOUNT_FILE))
+        read_optional(
+            &self.account_dir(account).join(ACCOUNT_FILE),
+            &files::canonical_root(&self.root),
+        )
     }
 
     /// Reads one account's files, as [`Store::read`] does for all; `None`
@@ -139,7 +212,8 @@ impl FlowsDir {
             return Ok(None);
         }
         let mut sources = Sources::default();
-        let source = read_account(account.clone(), &dir, &mut sources.diagnostics);
+        let root = files::canonical_root(&self.root);
+        let source = read_account(account.clone(), &dir, &root, &mut sources.diagnostics);
         sources.accounts.push(source);
         Ok(Some(sources))
     }
@@ -152,14 +226,24 @@ fn to_text(body: &crate::model::Object) -> String {
     text
 }
 
-fn read_optional(path: &Path) -> Result<Option<String>, StoreError> {
-    match fs::read_to_string(path) {
-        Ok(text) => Ok(Some(text)),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(StoreError::Io {
-            path: path.to_path_buf(),
-            source,
-        }),
+fn read_optional(path: &Path, root: &Path) -> Result<Option<String>, StoreError> {
+    let limit = crate::limits::DocumentLimits::DEFAULT.max_document_bytes;
+    let io = |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    match fs::symlink_metadata(path) {
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(io(err)),
+        Ok(_) => {}
+    }
+    match files::read_limited(path, root, limit) {
+        Ok(bytes) => String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| io(io::Error::other("the file is not UTF-8 text"))),
+        Err(files::ReadError::Io(err)) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(files::ReadError::Io(err)) => Err(io(err)),
+        Err(other) => Err(io(io::Error::other(other.to_string()))),
     }
 }
 
@@ -262,11 +346,13 @@ impl Store for FlowsDir {
                 });
             }
         }
-        let entries = list(&self.root).map_err(|source| StoreError::Io {
-            path: self.root.clone(),
-            source,
-        })?;
+        let root = files::canonical_root(&self.root);
         let mut sources = Sources::default();
+        let entries =
+            list(&self.root, &root, &mut sources.diagnostics).map_err(|source| StoreError::Io {
+                path: self.root.clone(),
+                source,
+            })?;
         for entry in entries {
             let path = display(&entry.path);
             if !entry.is_dir {
@@ -277,7 +363,7 @@ impl Store for FlowsDir {
             }
             match AccountId::new(&entry.name) {
                 Ok(id) => {
-                    let account = read_account(id, &entry.path, &mut sources.diagnostics);
+                    let account = read_account(id, &entry.path, &root, &mut sources.diagnostics);
                     sources.accounts.push(account);
                 }
                 Err(err) => sources.diagnostics.push(invalid_id(&path, &err)),
@@ -293,34 +379,60 @@ struct Entry {
     is_dir: bool,
 }
 
-/// The visible entries of `dir`, sorted by name. Names that are not UTF-8
-/// come back lossily converted, so the id check rejects them.
-fn list(dir: &Path) -> io::Result<Vec<Entry>> {
+/// The visible entries of `dir`, sorted by name: folders and regular files
+/// (see [`files::classify`]: links only to files inside `root`); anything
+/// else is a warning in `diags`, and so is the temporary file of a write
+/// that never finished. Names that are not UTF-8 come back lossily
+/// converted, so the id check rejects them.
+fn list(dir: &Path, root: &Path, diags: &mut Vec<Diagnostic>) -> io::Result<Vec<Entry>> {
     let mut entries = Vec::new();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if files::is_leftover(&name) {
+            diags.push(
+                Diagnostic::warning(
+                    Code::Leftover,
+                    "",
+                    "the temporary file of a write that never finished (a crash?): \
+                     `callflow serve` removes it at start; delete it",
+                )
+                .in_file(&display(&path)),
+            );
+            continue;
+        }
         // Hidden files (vim's `.x.swp` among them) and editor backups.
         if name.starts_with('.') || name.ends_with('~') {
             continue;
         }
-        let path = entry.path();
-        // Follows symbolic links, so a linked folder counts as a folder.
-        let is_dir = fs::metadata(&path).is_ok_and(|m| m.is_dir());
+        let is_dir = match files::classify(&path, root) {
+            Kind::Folder => true,
+            Kind::File => false,
+            Kind::Refused(why) => {
+                diags.push(ignored(&display(&path), &why));
+                continue;
+            }
+        };
         entries.push(Entry { name, path, is_dir });
     }
     entries.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(entries)
 }
 
-fn read_account(id: AccountId, dir: &Path, diags: &mut Vec<Diagnostic>) -> AccountSource {
+fn read_account(
+    id: AccountId,
+    dir: &Path,
+    root: &Path,
+    diags: &mut Vec<Diagnostic>,
+) -> AccountSource {
     let mut source = AccountSource {
         id,
         account: None,
         callflows: Vec::new(),
         documents: Vec::new(),
     };
-    let entries = match list(dir) {
+    let entries = match list(dir, root, diags) {
         Ok(entries) => entries,
         Err(err) => {
             diags.push(io_error(&display(dir), &err));
@@ -331,7 +443,7 @@ fn read_account(id: AccountId, dir: &Path, diags: &mut Vec<Diagnostic>) -> Accou
         let path = display(&entry.path);
         if !entry.is_dir {
             if entry.name == ACCOUNT_FILE {
-                source.account = read_file(&entry.path, diags);
+                source.account = read_file(&entry.path, root, diags);
             } else {
                 diags.push(ignored(
                     &path,
@@ -348,7 +460,7 @@ fn read_account(id: AccountId, dir: &Path, diags: &mut Vec<Diagnostic>) -> Accou
             }
         };
         let audio = doc_type.as_str() == MEDIA;
-        for (id, file) in read_documents(&entry.path, audio, diags) {
+        for (id, file) in read_documents(&entry.path, root, audio, diags) {
             if doc_type.as_str() == CALLFLOWS {
                 source.callflows.push((id, file));
             } else {
@@ -363,10 +475,11 @@ fn read_account(id: AccountId, dir: &Path, diags: &mut Vec<Diagnostic>) -> Accou
 /// file beside a document of the same id is that media's audio.
 fn read_documents(
     dir: &Path,
+    root: &Path,
     audio: bool,
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<(DocId, SourceFile)> {
-    let entries = match list(dir) {
+    let entries = match list(dir, root, diags) {
         Ok(entries) => entries,
         Err(err) => {
             diags.push(io_error(&display(dir), &err));
@@ -380,7 +493,7 @@ fn read_documents(
         match (entry.is_dir, stem) {
             (false, Some(stem)) => match DocId::new(stem) {
                 Ok(id) => {
-                    if let Some(file) = read_file(&entry.path, diags) {
+                    if let Some(file) = read_file(&entry.path, root, diags) {
                         out.push((id, file));
                     }
                 }
@@ -410,9 +523,10 @@ fn read_documents(
     out
 }
 
-fn read_file(path: &Path, diags: &mut Vec<Diagnostic>) -> Option<SourceFile> {
+fn read_file(path: &Path, root: &Path, diags: &mut Vec<Diagnostic>) -> Option<SourceFile> {
     let shown = display(path);
-    match fs::read(path) {
+    let limit = crate::limits::DocumentLimits::DEFAULT.max_document_bytes;
+    match files::read_limited(path, root, limit) {
         Ok(bytes) => {
             if let Ok(text) = String::from_utf8(bytes) {
                 Some(SourceFile { path: shown, text })
@@ -423,8 +537,27 @@ fn read_file(path: &Path, diags: &mut Vec<Diagnostic>) -> Option<SourceFile> {
                 None
             }
         }
-        Err(err) => {
+        Err(files::ReadError::Io(err)) => {
             diags.push(io_error(&shown, &err));
+            None
+        }
+        Err(files::ReadError::TooLarge { limit }) => {
+            diags.push(
+                Diagnostic::error(
+                    Code::Limit,
+                    "",
+                    format!(
+                        "the document is larger than the limit of {} KiB (max_document_bytes): \
+                         not loaded",
+                        limit >> 10
+                    ),
+                )
+                .in_file(&shown),
+            );
+            None
+        }
+        Err(files::ReadError::Refused(why)) => {
+            diags.push(ignored(&shown, &why));
             None
         }
     }

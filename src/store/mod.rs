@@ -4,6 +4,7 @@
 //! A store only reads and writes files; parsing and validation belong to
 //! [`crate::model`] and [`crate::catalog`].
 
+pub mod files;
 mod fs;
 
 use std::path::PathBuf;

@@ -26,6 +26,9 @@ mod examples;
 /// `tests/from-trace/<case>/`: real calls' traces turned into scenarios
 /// (snapshotted) that must replay as the calls happened.
 mod from_trace;
+/// Issue 15's reproductions for documents, scenarios and files: limits,
+/// incremental writes against full rebuilds, FIFOs and links refused.
+mod hardening;
 /// `tests/invalid/*.json`: one broken callflow document per file, its
 /// diagnostics snapshotted.
 mod invalid;
