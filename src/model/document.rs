@@ -148,6 +148,27 @@ mod tests {
     }
 
     #[test]
+    fn every_pattern_of_the_schemas_compiles() {
+        fn walk(value: &Value, at: &str) {
+            match value {
+                Value::Object(obj) => {
+                    if let Some(Value::String(regex)) = obj.get("pattern") {
+                        assert!(crate::pattern::compile(regex).is_ok(), "{at}: {regex}");
+                    }
+                    for (key, child) in obj {
+                        walk(child, &format!("{at}/{key}"));
+                    }
+                }
+                Value::Array(items) => items.iter().for_each(|item| walk(item, at)),
+                _ => {}
+            }
+        }
+        for doc_type in schema_types() {
+            walk(document_schema(doc_type).unwrap(), doc_type);
+        }
+    }
+
+    #[test]
     fn a_menu_of_the_wrong_types_gets_an_error_per_field() {
         assert_eq!(
             check(
