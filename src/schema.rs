@@ -4,7 +4,8 @@
 //! Keywords: `type` (a name or a list of names among `string`, `integer`,
 //! `number`, `boolean`, `object`, `array`, `null`), `enum`, `minimum`,
 //! `maximum`, `minLength`, `maxLength`, `pattern` (Kazoo's regex dialect),
-//! `properties`, `required`, `additionalProperties` (boolean), `items`,
+//! `properties`, `required`, `additionalProperties` (`false`, or a schema
+//! every key not in `properties` must fit), `items`,
 //! `minItems`, `maxItems`, `oneOf` / `anyOf` (valid when any alternative is);
 //! `default` and `description` are documentation. Other keywords are ignored.
 //!
@@ -40,15 +41,14 @@ pub fn check(schema: &Value, value: &Value, pointer: &str, diags: &mut Vec<Diagn
     if let Some(Value::Array(allowed)) = schema.get("enum")
         && !allowed.contains(value)
     {
-        let list: Vec<String> = allowed.iter().map(Value::to_string).collect();
         diags.push(Diagnostic::error(
             Code::Enum,
             pointer,
-            format!("must be one of {}, found {value}", list.join(", ")),
+            format!("must be one of {}, found {value}", enum_list(allowed)),
         ));
     }
     match value {
-        Value::Number(n) => check_number(schema, n.as_f64().unwrap_or(0.0), pointer, diags),
+        Value::Number(n) => check_number(schema, n, pointer, diags),
         Value::String(text) => check_string(schema, text, pointer, diags),
         Value::Array(items) => check_array(schema, items, pointer, diags),
         Value::Object(obj) => check_object(schema, obj, pointer, diags),
@@ -69,6 +69,32 @@ pub fn check(schema: &Value, value: &Value, pointer: &str, diags: &mut Vec<Diagn
                 ));
             }
         }
+    }
+}
+
+/// The allowed values of an `enum`, all of them when there are a few, else
+/// the first ones and how many in all (Kazoo's TTS voices are over a hundred).
+fn enum_list(allowed: &[Value]) -> String {
+    const SHOWN: usize = 8;
+    let shown = if allowed.len() <= 2 * SHOWN {
+        allowed.len()
+    } else {
+        SHOWN
+    };
+    let list: Vec<String> = allowed.iter().take(shown).map(Value::to_string).collect();
+    if shown == allowed.len() {
+        list.join(", ")
+    } else {
+        format!("{}, ... ({} values in all)", list.join(", "), allowed.len())
+    }
+}
+
+/// `count` followed by `noun`, in the plural unless `count` is 1.
+fn plural(count: u64, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
     }
 }
 
@@ -161,14 +187,22 @@ fn article(name: &str) -> &'static str {
     }
 }
 
-fn check_number(schema: &Map<String, Value>, n: f64, pointer: &str, diags: &mut Vec<Diagnostic>) {
+/// Checks `minimum` and `maximum`. Messages show the number as written
+/// (`-1e+308`, not its 309 digits).
+fn check_number(
+    schema: &Map<String, Value>,
+    number: &serde_json::Number,
+    pointer: &str,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let n = number.as_f64().unwrap_or(0.0);
     if let Some(min) = schema.get("minimum").and_then(Value::as_f64)
         && n < min
     {
         diags.push(Diagnostic::error(
             Code::Minimum,
             pointer,
-            format!("must be at least {min}, found {n}"),
+            format!("must be at least {min}, found {number}"),
         ));
     }
     if let Some(max) = schema.get("maximum").and_then(Value::as_f64)
@@ -177,7 +211,7 @@ fn check_number(schema: &Map<String, Value>, n: f64, pointer: &str, diags: &mut 
         diags.push(Diagnostic::error(
             Code::Maximum,
             pointer,
-            format!("must be at most {max}, found {n}"),
+            format!("must be at most {max}, found {number}"),
         ));
     }
 }
@@ -195,7 +229,7 @@ fn check_string(
         diags.push(Diagnostic::error(
             Code::MinLength,
             pointer,
-            format!("must be at least {min} characters, found {len}"),
+            format!("must be at least {}, found {len}", plural(min, "character")),
         ));
     }
     if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
@@ -204,7 +238,10 @@ fn check_string(
         diags.push(Diagnostic::error(
             Code::MaxLength,
             pointer,
-            format!("must not be more than {max} characters, found {len}"),
+            format!(
+                "must not be more than {}, found {len}",
+                plural(max, "character")
+            ),
         ));
     }
     if let Some(Value::String(regex)) = schema.get("pattern")
@@ -231,7 +268,11 @@ fn check_array(
         diags.push(Diagnostic::error(
             Code::MinLength,
             pointer,
-            format!("needs at least {min} items, found {}", items.len()),
+            format!(
+                "needs at least {}, found {}",
+                plural(min, "item"),
+                items.len()
+            ),
         ));
     }
     if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
@@ -240,7 +281,11 @@ fn check_array(
         diags.push(Diagnostic::error(
             Code::MaxLength,
             pointer,
-            format!("takes at most {max} items, found {}", items.len()),
+            format!(
+                "takes at most {}, found {}",
+                plural(max, "item"),
+                items.len()
+            ),
         ));
     }
     if let Some(item_schema) = schema.get("items") {
@@ -278,19 +323,22 @@ fn check_object(
             }
         }
     }
+    let additional = schema.get("additionalProperties");
     for (key, value) in obj {
-        match properties.and_then(|p| p.get(key)) {
-            Some(property) => check(property, value, &pointer_push(pointer, key), diags),
-            None if schema.get("additionalProperties") == Some(&Value::Bool(false))
-                && key != "skip_module" =>
-            {
+        match (properties.and_then(|p| p.get(key)), additional) {
+            (Some(property), _) => check(property, value, &pointer_push(pointer, key), diags),
+            // A schema for every other key (a map of names to settings).
+            (None, Some(each @ Value::Object(_))) => {
+                check(each, value, &pointer_push(pointer, key), diags);
+            }
+            (None, Some(Value::Bool(false))) if key != "skip_module" => {
                 diags.push(Diagnostic::error(
                     Code::UnknownKey,
                     pointer_push(pointer, key),
                     format!("`{key}` is not a setting of this module"),
                 ));
             }
-            None => {}
+            _ => {}
         }
     }
 }
@@ -361,6 +409,57 @@ mod tests {
         assert_eq!(
             run(&schema, &json!({})),
             vec!["error required /data/text: `text` is required"]
+        );
+    }
+
+    #[test]
+    fn additional_properties_may_be_a_schema_for_every_other_key() {
+        let schema = json!({
+            "type": "object",
+            "properties": {"system": {"type": "array"}},
+            "additionalProperties": {"type": "object", "properties": {"prefix": {"type": "string"}}}
+        });
+        assert!(run(&schema, &json!({"system": [], "^1": {"prefix": "+1"}})).is_empty());
+        assert_eq!(
+            run(
+                &schema,
+                &json!({"system": {}, "^1": {"prefix": 1}, "^2": 2})
+            ),
+            vec![
+                "error type /data/system: must be an array, found an object",
+                "error type /data/^1/prefix: must be a string, found a number",
+                "error type /data/^2: must be an object, found a number",
+            ]
+        );
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_shown_as_written() {
+        let schema = json!({"type": "integer", "minimum": 1, "maximum": 6});
+        assert_eq!(
+            run(&schema, &json!(-1e308)),
+            vec!["error minimum /data: must be at least 1, found -1e+308"]
+        );
+        assert_eq!(
+            run(&schema, &json!(7)),
+            vec!["error maximum /data: must be at most 6, found 7"]
+        );
+    }
+
+    #[test]
+    fn long_enums_are_shortened_and_counts_agree() {
+        let voices: Vec<String> = (0..20).map(|i| format!("v{i}")).collect();
+        let schema = json!({"type": "string", "enum": voices});
+        assert_eq!(
+            run(&schema, &json!("robot")),
+            vec![
+                "error enum /data: must be one of \"v0\", \"v1\", \"v2\", \"v3\", \"v4\", \"v5\", \"v6\", \"v7\", ... (20 values in all), found \"robot\""
+            ]
+        );
+        let schema = json!({"type": "string", "minLength": 1});
+        assert_eq!(
+            run(&schema, &json!("")),
+            vec!["error minLength /data: must be at least 1 character, found 0"]
         );
     }
 }

@@ -21,7 +21,7 @@ pub use account::{Account, DialPlanRule, parse_account};
 pub(crate) use callflow::from_object as callflow_from_object;
 pub use callflow::{parse_callflow, parse_flow};
 pub use diagnostic::{Code, Diagnostic, Severity};
-pub use document::{Document, parse_document};
+pub use document::{Document, check_document, document_schema, parse_document, schema_types};
 pub(crate) use json::type_name;
 pub(crate) use metaflow::check_metaflows;
 

@@ -377,3 +377,46 @@ fn callflow_dev_shows_how_a_save_changes_the_traces() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Issue 15: a menu of the wrong types passed every check. A reload now
+/// holds it against the menus schema, as `callflow check` does: the
+/// generation is kept, and the errors name the file and each field.
+#[test]
+fn a_menu_of_the_wrong_types_is_not_published() {
+    let project = Project::new();
+    let (reloader, _) = Reloader::load(project.paths()).unwrap();
+    std::fs::create_dir_all(project.path("flows/acme/menus")).unwrap();
+    project.save(
+        "flows/acme/menus/main.json",
+        r#"{"name": "Main", "max_extension_length": -1e308, "retries": "lots", "timeout": {}}"#,
+    );
+    let Outcome::Rejected { generation, errors } = reloader.reload("test").unwrap() else {
+        panic!("a menu of the wrong types must not be published");
+    };
+    assert_eq!(generation, 1);
+    let found: Vec<(&str, &str)> = errors
+        .iter()
+        .map(|d| (d.pointer.as_str(), d.code.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("/max_extension_length", "minimum"),
+            ("/retries", "type"),
+            ("/timeout", "type"),
+        ]
+    );
+    assert!(
+        errors.iter().all(|d| d.file.ends_with("menus/main.json")),
+        "{errors:?}"
+    );
+
+    project.save(
+        "flows/acme/menus/main.json",
+        r#"{"name": "Main", "max_extension_length": 4, "retries": 3, "timeout": 10000}"#,
+    );
+    assert_eq!(
+        reloader.reload("test").unwrap(),
+        Outcome::Published { generation: 2 }
+    );
+}
