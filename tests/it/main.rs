@@ -26,6 +26,9 @@ mod examples;
 /// `tests/from-trace/<case>/`: real calls' traces turned into scenarios
 /// (snapshotted) that must replay as the calls happened.
 mod from_trace;
+/// Fuzzing: mutated documents, scenarios and API requests never panic,
+/// never get a 5xx, and finish in bounded time (fixed seed).
+mod fuzz;
 /// `tests/invalid/*.json`: one broken callflow document per file, its
 /// diagnostics snapshotted.
 mod invalid;
