@@ -20,6 +20,9 @@ mod bridging;
 mod check;
 /// The real binary on the bundled sample flows, as the README uses it.
 mod cli;
+/// A real server SIGKILLed during a storm of writes: every acknowledged
+/// write is on disk, no file is corrupt, a restarted server serves them.
+mod crash;
 /// `tests/kazoo-examples/`: every Kazoo example document loads, with exactly
 /// the diagnostics `EXPECTED.json` lists.
 mod examples;
