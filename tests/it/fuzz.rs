@@ -860,6 +860,153 @@ fn hostile_patterns_compile_or_fail_in_bounded_time() {
 }
 
 // ---------------------------------------------------------------------------
+// Flows directories on disk through the store
+
+/// One change to a flows directory on disk (no links, FIFOs or devices:
+/// the store's handling of those has tests of its own).
+#[derive(Debug, Clone)]
+enum FsChange {
+    /// A file's bytes changed: flipped, cut, or invalid UTF-8 inserted
+    /// (the store reads bytes, not text).
+    Bytes(Index, Vec<Mutation>, Option<Vec<u8>>),
+    /// A file with these bytes at this path (relative to `flows/`).
+    File(String, Vec<u8>),
+    /// A directory at this path.
+    Dir(String),
+    /// A file whose name is not UTF-8, in this folder.
+    BadName(String),
+}
+
+/// Paths the store might not expect.
+const ODD_PATHS: &[&str] = &[
+    "acme/callflows/x.json",
+    "acme/callflows/y.json/z.json",
+    "acme/callflows/sub/deeper.json",
+    "acme/callflows/.hidden.json",
+    "acme/callflows/.main.json.a1b2c3.tmp",
+    "acme/callflows/a b.json",
+    "acme/callflows/\u{e9}t\u{e9}.json",
+    "acme/callflows/main.JSON",
+    "acme/callflows/README",
+    "acme/account.json/x.json",
+    "acme/weird-type/x.json",
+    "acme/menus/x.json",
+    "readme.json",
+    "bad account/callflows/x.json",
+    "other/account.json",
+    "other/callflows/x.json",
+];
+
+/// Contents the store might not expect.
+fn file_bytes() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        Just(Vec::new()),
+        Just(b"{}".to_vec()),
+        Just(b"\xef\xbb\xbf{\"numbers\": [\"1000\"]}".to_vec()),
+        Just(b"\xff\xfe{\x00}\x00".to_vec()),
+        Just(b"{\"numbers\": [\"\xff\"]}".to_vec()),
+        (1usize..300_000).prop_map(|n| {
+            let mut bytes = vec![b' '; n];
+            bytes.extend_from_slice(b"{}");
+            bytes
+        }),
+        prop::collection::vec(any::<u8>(), 0..300),
+        weird_value().prop_map(|v| v.to_string().into_bytes()),
+    ]
+}
+
+fn fs_change() -> impl Strategy<Value = FsChange> {
+    let folders = prop::sample::select(&["acme", "acme/callflows", "acme/users", ""][..]);
+    prop_oneof![
+        4 => (
+            any::<Index>(),
+            mutations(),
+            prop::option::of(prop::collection::vec(any::<u8>(), 1..4)),
+        )
+            .prop_map(|(at, changes, raw)| FsChange::Bytes(at, changes, raw)),
+        2 => (prop::sample::select(ODD_PATHS), file_bytes())
+            .prop_map(|(path, bytes)| FsChange::File(path.to_owned(), bytes)),
+        1 => prop::sample::select(ODD_PATHS).prop_map(|p| FsChange::Dir(p.to_owned())),
+        1 => folders.prop_map(|f| FsChange::BadName(f.to_owned())),
+    ]
+}
+
+/// Every file under `dir`, sorted.
+fn files_under(dir: &Path, found: &mut Vec<PathBuf>) {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            files_under(&path, found);
+        } else {
+            found.push(path);
+        }
+    }
+}
+
+fn apply_fs_change(flows: &Path, change: &FsChange) {
+    use std::os::unix::ffi::OsStrExt as _;
+    match change {
+        FsChange::Bytes(at, changes, raw) => {
+            let mut files = Vec::new();
+            files_under(flows, &mut files);
+            let path = &files[at.index(files.len())];
+            let text = std::fs::read_to_string(path).unwrap();
+            let mut bytes = mutate(&text, changes).into_bytes();
+            if let Some(raw) = raw {
+                // Bytes that are not UTF-8, in the middle.
+                let middle = bytes.len() / 2;
+                bytes.splice(middle..middle, raw.iter().map(|b| b | 0x80));
+            }
+            std::fs::write(path, bytes).unwrap();
+        }
+        FsChange::File(path, bytes) => {
+            let path = flows.join(path);
+            if std::fs::create_dir_all(path.parent().unwrap()).is_ok() && !path.is_dir() {
+                let _ = std::fs::write(path, bytes);
+            }
+        }
+        FsChange::Dir(path) => {
+            let _ = std::fs::create_dir_all(flows.join(path));
+        }
+        FsChange::BadName(folder) => {
+            let name = std::ffi::OsStr::from_bytes(b"bad\xff\xfe.json");
+            let _ = std::fs::write(flows.join(folder).join(name), b"{}");
+        }
+    }
+}
+
+#[test]
+fn mutated_flows_directories_are_read_without_panic() {
+    let strategy = prop::collection::vec(fs_change(), 1..4);
+    runner(60)
+        .run(&strategy, |changes| {
+            let dir = tempfile::tempdir().unwrap();
+            let flows = dir.path().join("flows");
+            copy_tree(&root().join("flows"), &flows);
+            for change in &changes {
+                apply_fs_change(&flows, change);
+            }
+            let what = format!("the sample flows changed by {changes:?}");
+            bounded(&what, || {
+                // A store that cannot be read at all is an error, not a panic.
+                if let Ok(sources) = FlowsDir::new(&flows).read() {
+                    let (catalog, _) = Catalog::build(sources, builtin_modules());
+                    for flows in catalog.accounts() {
+                        for number in DIALLED {
+                            let _ = flows.routes.resolve(number, Inception::Offnet);
+                        }
+                    }
+                }
+            })
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+// ---------------------------------------------------------------------------
 // Scenarios through the parser and the simulator
 
 /// Small limits: bounded work whatever the scenario asks.
