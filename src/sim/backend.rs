@@ -486,7 +486,7 @@ impl SimBackend {
         let Some(action) = state.on_collect.pop_front() else {
             return;
         };
-        let at = state.now + action.delay_ms;
+        let at = state.now.saturating_add(action.delay_ms);
         match action.dtmf {
             Some((digits, interdigit)) => schedule_digits(&mut state, at, &digits, interdigit),
             None => insert(&mut state, at, Action::Hangup),
@@ -651,7 +651,7 @@ impl SimBackend {
             return Fate::Answer(begins);
         }
         match behaviour.answer_after_ms {
-            Some(after) if after <= timeout_ms => Fate::Answer(begins + after),
+            Some(after) if after <= timeout_ms => Fate::Answer(begins.saturating_add(after)),
             _ => Fate::Fail(Failure::no_answer(begins.saturating_add(timeout_ms))),
         }
     }
@@ -955,7 +955,7 @@ impl SimBackend {
             };
         };
         self.advance_through_breaks(
-            Until::At(start + stub.delay_ms),
+            Until::At(start.saturating_add(stub.delay_ms)),
             true,
             &|_, _| false,
             beside,
@@ -1045,7 +1045,7 @@ fn schedule_digits(state: &mut State, at: u64, digits: &str, interdigit: u64) {
     let mut t = at;
     for digit in digits.chars() {
         insert(state, t, Action::Digit(digit));
-        t += interdigit;
+        t = t.saturating_add(interdigit);
     }
 }
 

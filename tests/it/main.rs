@@ -20,12 +20,18 @@ mod bridging;
 mod check;
 /// The real binary on the bundled sample flows, as the README uses it.
 mod cli;
+/// A real server SIGKILLed during a storm of writes: every acknowledged
+/// write is on disk, no file is corrupt, a restarted server serves them.
+mod crash;
 /// `tests/kazoo-examples/`: every Kazoo example document loads, with exactly
 /// the diagnostics `EXPECTED.json` lists.
 mod examples;
 /// `tests/from-trace/<case>/`: real calls' traces turned into scenarios
 /// (snapshotted) that must replay as the calls happened.
 mod from_trace;
+/// Fuzzing: mutated documents, scenarios and API requests never panic,
+/// never get a 5xx, and finish in bounded time (fixed seed).
+mod fuzz;
 /// Issue 15's reproductions for documents, scenarios and files: limits,
 /// incremental writes against full rebuilds, FIFOs and links refused.
 mod hardening;
