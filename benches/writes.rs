@@ -25,6 +25,10 @@ use callflow::ids::{AccountId, DocId, DocType};
 use callflow::reload::{Paths, Reloader};
 use callflow::store::FlowsDir;
 
+/// The server binary's allocator, so that the figures are the server's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const CALLFLOWS: usize = 10_000;
 const NUMBERS_PER_CALLFLOW: usize = 10;
 

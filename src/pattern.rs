@@ -17,7 +17,9 @@ use regex::bytes::{Regex, RegexBuilder};
 #[derive(Debug, Clone)]
 pub struct Pattern {
     source: String,
-    regex: Regex,
+    /// Shared: cloning a `Regex` builds a new cache pool, and route tables
+    /// and the compile cache hand out clones all the time.
+    regex: std::sync::Arc<Regex>,
     group_count: usize,
 }
 
@@ -120,7 +122,7 @@ fn compile_within(source: &str, size_limit: usize) -> Result<Pattern, PatternErr
             let group_count = regex.captures_len() - 1;
             Ok(Pattern {
                 source: source.to_owned(),
-                regex,
+                regex: std::sync::Arc::new(regex),
                 group_count,
             })
         }

@@ -24,6 +24,7 @@ mod normalize;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use regex::bytes::{RegexSet, RegexSetBuilder};
 use serde::Serialize;
@@ -142,15 +143,85 @@ pub struct Conflict {
 #[derive(Debug, Clone)]
 pub struct RouteTable {
     normalizer: Normalizer,
-    numbers: BTreeMap<String, Target>,
-    /// Compiled patterns in evaluation order (see the module docs for ties).
-    patterns: Vec<(Pattern, Target)>,
+    numbers: Numbers,
+    /// Compiled patterns in evaluation order (see the module docs for ties),
+    /// shared by successive tables while they do not change.
+    patterns: Arc<Patterns>,
     /// One automaton over all `patterns`, same order.
     set: Option<RegexSet>,
 }
 
 /// Compiled patterns with their callflows, in evaluation order.
 type Patterns = Vec<(Pattern, Target)>;
+
+/// Shards of the exact numbers map: a write that changes a few numbers
+/// copies the few shards they fall in, not the whole map (100,000 numbers
+/// take 256 shards of about 400).
+const SHARDS: usize = 256;
+
+/// The exact numbers of a table, sharded by a fixed hash of the number
+/// (FNV-1a: the same shards on every run and machine), each shard shared
+/// between the tables of successive generations until a write changes it.
+#[derive(Debug, Clone)]
+struct Numbers {
+    shards: Vec<Arc<BTreeMap<String, Target>>>,
+    len: usize,
+}
+
+impl Default for Numbers {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Arc::new(BTreeMap::new())).collect(),
+            len: 0,
+        }
+    }
+}
+
+impl Numbers {
+    fn shard(key: &str) -> usize {
+        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+        // The remainder of a division by 256 fits a usize.
+        usize::try_from(hash % SHARDS as u64).unwrap_or(0)
+    }
+
+    fn get(&self, key: &str) -> Option<&Target> {
+        self.shards[Self::shard(key)].get(key)
+    }
+
+    fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    fn insert(&mut self, key: String, target: Target) {
+        let shard = Arc::make_mut(&mut self.shards[Self::shard(&key)]);
+        if shard.insert(key, target).is_none() {
+            self.len += 1;
+        }
+    }
+
+    fn remove(&mut self, key: &str) {
+        let shard = Arc::make_mut(&mut self.shards[Self::shard(key)]);
+        if shard.remove(key).is_some() {
+            self.len -= 1;
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn sorted_keys(&self) -> Vec<&str> {
+        let mut keys: Vec<&str> = self
+            .shards
+            .iter()
+            .flat_map(|shard| shard.keys().map(String::as_str))
+            .collect();
+        keys.sort_unstable();
+        keys
+    }
+}
 
 #[derive(Debug, Clone)]
 struct Target {
@@ -169,7 +240,7 @@ impl RouteTable {
         let mut callflows: Vec<&Callflow> = callflows.into_iter().collect();
         callflows.sort_by(|a, b| a.id.cmp(&b.id));
 
-        let mut numbers: BTreeMap<String, Target> = BTreeMap::new();
+        let mut numbers = Numbers::default();
         let mut by_pattern: BTreeMap<&str, Vec<&Callflow>> = BTreeMap::new();
         let mut conflicts = Vec::new();
         for callflow in &callflows {
@@ -232,7 +303,7 @@ impl RouteTable {
         let table = Self {
             normalizer,
             numbers,
-            patterns,
+            patterns: Arc::new(patterns),
             set,
         };
         (table, conflicts)
@@ -318,19 +389,24 @@ impl RouteTable {
         (old_patterns, new_patterns): (&[String], &[String]),
         no_match: bool,
         conflicts: &mut Vec<Conflict>,
-    ) -> Option<(Patterns, Option<RegexSet>)> {
+    ) -> Option<(Arc<Patterns>, Option<RegexSet>)> {
         Some(if old_patterns == new_patterns {
-            let mut patterns = self.patterns.clone();
-            for (_, target) in &mut patterns {
-                if target.callflow_id == *id {
-                    target.no_match = no_match;
+            let changed = |(_, target): &(Pattern, Target)| {
+                target.callflow_id == *id && target.no_match != no_match
+            };
+            let mut patterns = Arc::clone(&self.patterns);
+            if patterns.iter().any(changed) {
+                for (_, target) in Arc::make_mut(&mut patterns) {
+                    if target.callflow_id == *id {
+                        target.no_match = no_match;
+                    }
                 }
             }
             (patterns, self.set.clone())
         } else {
             let mut by_pattern: BTreeMap<&str, Vec<Target>> = BTreeMap::new();
             let mut compiled: BTreeMap<&str, &Pattern> = BTreeMap::new();
-            for (pattern, target) in &self.patterns {
+            for (pattern, target) in self.patterns.iter() {
                 compiled.insert(pattern.as_str(), pattern);
                 if target.callflow_id == *id {
                     continue;
@@ -382,7 +458,7 @@ impl RouteTable {
                 }
             }
             let set = build_set(&patterns);
-            (patterns, set)
+            (Arc::new(patterns), set)
         })
     }
 
@@ -408,7 +484,7 @@ impl RouteTable {
 
     /// The normalized numbers of the table, in order.
     pub fn numbers(&self) -> impl Iterator<Item = &str> {
-        self.numbers.keys().map(String::as_str)
+        self.numbers.sorted_keys().into_iter()
     }
 
     /// Whether a callflow claims this normalized number exactly.
