@@ -26,6 +26,10 @@ mod examples;
 /// `tests/from-trace/<case>/`: real calls' traces turned into scenarios
 /// (snapshotted) that must replay as the calls happened.
 mod from_trace;
+/// The server under pressure: answers during a slow reload, tenants kept
+/// apart, reloading everyone the operator's, tokens capped, logins
+/// rate-limited, slow clients dropped.
+mod hardening_api;
 /// `tests/invalid/*.json`: one broken callflow document per file, its
 /// diagnostics snapshotted.
 mod invalid;
