@@ -750,6 +750,66 @@ mod tests {
         )
     }
 
+    /// Who sees which problem, and under which name.
+    #[test]
+    fn problems_are_scoped_to_their_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let flows = dir.path().join("flows");
+        std::fs::create_dir_all(&flows).unwrap();
+        let scripts = dir.path().join("site-scripts");
+        let (reloader, _) = Reloader::load(Paths {
+            flows: flows.clone(),
+            scripts: vec![scripts.clone()],
+        })
+        .unwrap();
+        let problem = |file: &Path| {
+            Diagnostic::error(crate::model::Code::Io, "", "broken")
+                .in_file(&file.display().to_string())
+        };
+        let all = [
+            problem(&flows.join("acme/callflows/a.json")),
+            problem(&flows.join("acme2/callflows/b.json")),
+            problem(&flows.join("stray.json")),
+            problem(&scripts.join("play.lua")),
+            problem(Path::new("builtin/menu.lua")),
+            problem(Path::new("/elsewhere/x.json")),
+        ];
+        let shown = |viewer| -> Vec<String> {
+            reloader
+                .visible(&all, viewer)
+                .into_iter()
+                .map(|d| d.file)
+                .collect()
+        };
+        assert_eq!(
+            shown(Viewer::Account("acme")),
+            [
+                "acme/callflows/a.json",
+                "site-scripts/play.lua",
+                "builtin/menu.lua"
+            ]
+        );
+        assert_eq!(
+            shown(Viewer::Account("acme2")),
+            [
+                "acme2/callflows/b.json",
+                "site-scripts/play.lua",
+                "builtin/menu.lua"
+            ]
+        );
+        assert_eq!(
+            shown(Viewer::Operator),
+            [
+                "acme/callflows/a.json",
+                "acme2/callflows/b.json",
+                "stray.json",
+                "site-scripts/play.lua",
+                "builtin/menu.lua",
+                "/elsewhere/x.json"
+            ]
+        );
+    }
+
     #[test]
     fn relevant_files() {
         for yes in ["scripts/play.lua", "flows/a/callflows/x.json"] {

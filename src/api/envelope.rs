@@ -138,8 +138,8 @@ pub enum ApiError {
         retry_after_s: u64,
     },
     /// The body did not arrive in time (408); the connection is closed.
-    #[error("the request body did not arrive within {0} s")]
-    BodyTimeout(u64),
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
     /// An account or document that does not exist, or an id that cannot be
     /// one (404).
     #[error("bad identifier {0}")]

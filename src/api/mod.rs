@@ -151,10 +151,10 @@ pub(crate) fn request_data(body: Body) -> Result<Object, ApiError> {
     }
 }
 
-/// A body that did not arrive within the body timeout (seconds).
+/// A body that did not arrive within the body timeout.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("the request body did not arrive within {0} s")]
-struct BodyTimedOut(u64);
+#[error("the request body did not arrive within {0:?}")]
+struct BodyTimedOut(Duration);
 
 /// Whether a body could not be read because it came too slowly.
 fn timed_out(rejection: &BytesRejection) -> Option<BodyTimedOut> {
@@ -172,7 +172,7 @@ fn timed_out(rejection: &BytesRejection) -> Option<BodyTimedOut> {
 struct Deadline {
     inner: axum::body::Body,
     sleep: Pin<Box<tokio::time::Sleep>>,
-    seconds: u64,
+    timeout: Duration,
 }
 
 impl http_body::Body for Deadline {
@@ -186,7 +186,7 @@ impl http_body::Body for Deadline {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Pending if this.sleep.as_mut().poll(cx).is_ready() => {
-                Poll::Ready(Some(Err(axum::Error::new(BodyTimedOut(this.seconds)))))
+                Poll::Ready(Some(Err(axum::Error::new(BodyTimedOut(this.timeout)))))
             }
             other => other,
         }
@@ -213,7 +213,7 @@ async fn body_deadline(
         axum::body::Body::new(Deadline {
             inner,
             sleep: Box::pin(tokio::time::sleep(timeout)),
-            seconds: timeout.as_secs(),
+            timeout,
         })
     });
     next.run(request).await

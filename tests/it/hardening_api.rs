@@ -237,6 +237,61 @@ fn the_server_answers_during_a_slow_reload() {
     assert!(listed.text.contains(&id), "{}", listed.text);
 }
 
+/// Health during a write storm: writes run off the runtime's threads, so
+/// health answers while they rebuild their account, one after another.
+#[test]
+fn health_answers_during_a_write_storm() {
+    let (_dir, flows) = sample_flows();
+    let server = Arc::new(Server::start(&flows, Config::default()));
+    let token = login(&server, &flows, "acme");
+    let writers: Vec<_> = (0..4)
+        .map(|writer| {
+            let server = Arc::clone(&server);
+            let token = token.clone();
+            std::thread::spawn(move || {
+                for n in 0..10 {
+                    let number = format!("7{writer}{n:02}");
+                    let created = send(
+                        "PUT",
+                        &server.url("/v2/accounts/acme/callflows"),
+                        Some(&token),
+                        Some(&envelope(
+                            &json!({"numbers": [number], "flow": {"module": "answer"}}),
+                        )),
+                    );
+                    assert_eq!(created.status, 201, "{}", created.text);
+                }
+            })
+        })
+        .collect();
+    let mut slowest = Duration::ZERO;
+    while !writers.iter().all(std::thread::JoinHandle::is_finished) {
+        #[allow(clippy::disallowed_methods)] // the figure printed
+        let asked = std::time::Instant::now();
+        let health = send("GET", &server.url("/v2/health"), None, None);
+        slowest = slowest.max(asked.elapsed());
+        assert_eq!(health.status, 200, "{}", health.text);
+    }
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    eprintln!("slowest /v2/health during the write storm: {slowest:?}");
+    assert!(slowest < Duration::from_secs(5), "health took {slowest:?}");
+    let listed = send(
+        "GET",
+        &server.url("/v2/accounts/acme/callflows?paginate=false"),
+        Some(&token),
+        None,
+    );
+    for writer in 0..4 {
+        assert!(
+            listed.text.contains(&format!("\"7{writer}09\"")),
+            "{}",
+            listed.text
+        );
+    }
+}
+
 fn write(flows: &Path, relative: &str, text: &str) {
     let path = flows.join(relative);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -481,6 +536,7 @@ fn clients_that_send_too_slowly_are_dropped() {
         .unwrap();
     let answer = read_until_closed(&mut slow_body);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("within 300ms"), "{answer}");
     let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
     let reply = crate::api::Reply {
         status: 408,
@@ -489,6 +545,16 @@ fn clients_that_send_too_slowly_are_dropped() {
         headers: std::collections::BTreeMap::new(),
     };
     assert_error(&reply, 408, "request_timeout");
+
+    // A body nobody reads (the request is refused before): closed too.
+    let mut unread = TcpStream::connect(server.addr()).unwrap();
+    unread
+        .write_all(
+            b"PUT /v2/accounts/acme/callflows HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{\"data\": ",
+        )
+        .unwrap();
+    let answer = read_until_closed(&mut unread);
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
 
     // A connection left idle after a request is closed too.
     let mut idle = TcpStream::connect(server.addr()).unwrap();
