@@ -568,3 +568,71 @@ fn clients_that_send_too_slowly_are_dropped() {
     assert_eq!(health.status, 200, "{}", health.text);
     assert_envelope(&health, "success");
 }
+
+/// `callflow serve --operator-key-file`: a short key is refused at start
+/// (exit 2, naming the file); a good one gives operator tokens that reload.
+#[test]
+fn serve_takes_the_operator_key_from_a_file() {
+    let (dir, flows) = sample_flows();
+    let flows_arg = flows.to_str().unwrap();
+    let key_file = dir.path().join("operator.key");
+    std::fs::write(&key_file, "short\n").unwrap();
+    let key_arg = key_file.to_str().unwrap();
+    let refused = crate::support::callflow(
+        dir.path(),
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--flows",
+            flows_arg,
+            "--no-watch",
+            "--operator-key-file",
+            key_arg,
+        ],
+    );
+    let output = crate::support::render_output(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{output}");
+    assert!(output.contains("shorter than 16 characters"), "{output}");
+    assert!(output.contains("operator.key"), "{output}");
+
+    std::fs::write(&key_file, format!("{OPERATOR_KEY}\n")).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_callflow"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--flows", flows_arg])
+        .args(["--no-watch", "--operator-key-file", key_arg])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let first = lines.next().unwrap().unwrap();
+    let address = first
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_owned();
+    let api = |method: &str, path: &str, token: Option<&str>, body: Option<&str>| {
+        send(method, &format!("http://{address}{path}"), token, body)
+    };
+    let auth = api(
+        "PUT",
+        "/v2/api_auth",
+        None,
+        Some(&envelope(&json!({"api_key": OPERATOR_KEY}))),
+    );
+    let reload = auth.body["auth_token"]
+        .as_str()
+        .map(|token| api("POST", "/v2/reload", Some(token), None));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(auth.status, 201, "{}", auth.text);
+    assert_eq!(auth.body["data"]["operator"], true, "{}", auth.text);
+    let reload = reload.unwrap();
+    assert_eq!(reload.status, 200, "{}", reload.text);
+    assert_eq!(
+        reload.body["data"]["outcome"], "published",
+        "{}",
+        reload.text
+    );
+}
