@@ -11,6 +11,20 @@
 //! in [`Status::pending`] until a fixed file is reloaded. A call takes the
 //! current generation when it starts and keeps it to the end.
 //!
+//! Nothing a request waits on is held for a rebuild: one lock keeps full
+//! reloads one at a time, publishing (reading the current generation and
+//! swapping in the next) holds another for a moment, and the status
+//! counters a third, so [`Reloader::current`] and [`Reloader::status`]
+//! answer at once during the longest reload. A full reload builds without
+//! blocking account writes and publishes only if no write published in the
+//! meantime (else it builds again; the last of [`REBUILD_TRIES`] holds the
+//! publishing lock while it builds, so it always ends).
+//!
+//! What a tenant sees is scoped: [`Reloader::status_for`] and
+//! [`Reloader::notices`] show an account only the errors of its own files
+//! and of the shared scripts, with paths relative to the flows directory
+//! (or naming the scripts directory), never another account's.
+//!
 //! Triggers: [`watch`] (notify, debounced, recursive on directories; only
 //! `.lua` and `.json` files count, hidden files, backups and swap files do
 //! not), [`Poller`] (a content-hash check on a timer, for file systems
@@ -81,7 +95,22 @@ pub struct Status {
     /// The errors of the last reload when it was rejected (empty once a
     /// reload succeeds).
     pub pending: Vec<Diagnostic>,
+    /// The trigger of the reload under way, if one is.
+    pub running: Option<String>,
 }
+
+/// Who looks at the reloader's state: the operator sees every problem, an
+/// account those of its own files and of the shared scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Viewer<'a> {
+    Operator,
+    Account(&'a str),
+}
+
+/// How many times a full reload builds before it holds the publishing lock
+/// over its build (account writes published while it built make it build
+/// again: its files were read before them).
+pub const REBUILD_TRIES: usize = 3;
 
 #[derive(Debug, Default)]
 struct Counters {
@@ -91,6 +120,8 @@ struct Counters {
     pending: Vec<Diagnostic>,
     /// Content hash of the files the last reload read.
     fingerprint: Option<String>,
+    /// The trigger of the reload under way.
+    running: Option<String>,
 }
 
 /// Told the result of every reload, whatever triggered it.
@@ -99,9 +130,20 @@ pub type Observer = Arc<dyn Fn(&str, &Result<Outcome, StoreError>) + Send + Sync
 /// Owns the current generation and builds the next.
 pub struct Reloader {
     paths: Paths,
+    /// Where full reloads read the flows (the flows directory, or a test's
+    /// store around it).
+    store: Arc<dyn Store + Send + Sync>,
+    /// Written only to swap one `Arc` for another (the old one is dropped
+    /// after the lock is released).
     current: RwLock<Arc<Generation>>,
-    /// Reloads (and API writes that publish) happen one at a time.
-    publishing: Mutex<Counters>,
+    /// Full reloads happen one at a time (held for a whole rebuild; no
+    /// request waits on it).
+    rebuilding: Mutex<()>,
+    /// Publications (full reloads and account writes) happen one at a time;
+    /// held to read the current generation and swap in the next.
+    publishing: Mutex<()>,
+    /// What the status shows; held only to read or bump it.
+    counters: Mutex<Counters>,
     observer: RwLock<Option<Observer>>,
 }
 
@@ -131,13 +173,26 @@ impl Reloader {
     /// refused, as `callflow check` would report them). Err when the flows
     /// directory cannot be read at all.
     pub fn load(paths: Paths) -> Result<(Self, Vec<Diagnostic>), StoreError> {
+        let store = Arc::new(FlowsDir::new(&paths.flows));
+        Self::load_with_store(paths, store)
+    }
+
+    /// [`Reloader::load`] with full reloads reading the flows from `store`
+    /// (account writes still re-read the flows directory).
+    pub fn load_with_store(
+        paths: Paths,
+        store: Arc<dyn Store + Send + Sync>,
+    ) -> Result<(Self, Vec<Diagnostic>), StoreError> {
         let fingerprint = fingerprint(&paths);
-        let generation = build(&paths, 1)?;
+        let generation = build(&paths, store.as_ref(), 1)?;
         let diagnostics = generation.diagnostics.clone();
         let reloader = Self {
             paths,
+            store,
             current: RwLock::new(Arc::new(generation)),
-            publishing: Mutex::new(Counters {
+            rebuilding: Mutex::new(()),
+            publishing: Mutex::new(()),
+            counters: Mutex::new(Counters {
                 fingerprint: Some(fingerprint),
                 ..Counters::default()
             }),
@@ -178,46 +233,101 @@ impl Reloader {
         result
     }
 
+    fn counters(&self) -> std::sync::MutexGuard<'_, Counters> {
+        self.counters.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes `next` current; the generation it replaces is dropped after the
+    /// lock (freeing a catalog takes time when it is the last reference).
+    fn swap(&self, next: Generation) {
+        let old = {
+            let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+            std::mem::replace(&mut *current, Arc::new(next))
+        };
+        drop(old);
+    }
+
     fn rebuild(&self, trigger: &str) -> Result<Outcome, StoreError> {
-        let mut counters = self
-            .publishing
+        let _one = self
+            .rebuilding
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        counters.reloads += 1;
-        counters.last_trigger = Some(trigger.to_owned());
-        counters.fingerprint = Some(fingerprint(&self.paths));
-        let current = self.current();
-        let next = build(&self.paths, current.number + 1)?;
-        let known: std::collections::BTreeSet<_> = current
-            .diagnostics
-            .iter()
-            .filter(|d| d.is_error())
-            .map(error_key)
-            .collect();
-        let errors: Vec<Diagnostic> = next
-            .diagnostics
-            .iter()
-            .filter(|d| d.is_error() && !known.contains(&error_key(d)))
-            .cloned()
-            .collect();
-        if !errors.is_empty() {
-            counters.rejected += 1;
-            counters.pending.clone_from(&errors);
-            return Ok(Outcome::Rejected {
-                generation: current.number,
-                errors,
-            });
+        let fingerprint = fingerprint(&self.paths);
+        {
+            let mut counters = self.counters();
+            counters.reloads += 1;
+            counters.last_trigger = Some(trigger.to_owned());
+            counters.fingerprint = Some(fingerprint);
+            counters.running = Some(trigger.to_owned());
         }
-        counters.pending.clear();
-        let number = next.number;
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
-        Ok(Outcome::Published { generation: number })
+        let result = self.build_and_publish();
+        let mut counters = self.counters();
+        counters.running = None;
+        match &result {
+            Ok(Outcome::Rejected { errors, .. }) => {
+                counters.rejected += 1;
+                counters.pending.clone_from(errors);
+            }
+            Ok(Outcome::Published { .. }) => counters.pending.clear(),
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// Builds the next generation from the files and publishes it unless it
+    /// brings new errors; builds again when an account write published
+    /// while it built (see [`REBUILD_TRIES`]).
+    fn build_and_publish(&self) -> Result<Outcome, StoreError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let last = tries >= REBUILD_TRIES;
+            // The last try keeps account writes out while it builds.
+            let held = last.then(|| {
+                self.publishing
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+            });
+            let current = self.current();
+            let next = build(&self.paths, self.store.as_ref(), current.number + 1)?;
+            let known: std::collections::BTreeSet<_> = current
+                .diagnostics
+                .iter()
+                .filter(|d| d.is_error())
+                .map(error_key)
+                .collect();
+            let errors: Vec<Diagnostic> = next
+                .diagnostics
+                .iter()
+                .filter(|d| d.is_error() && !known.contains(&error_key(d)))
+                .cloned()
+                .collect();
+            let _publishing = held.unwrap_or_else(|| {
+                self.publishing
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+            });
+            if self.current().number != current.number {
+                // An account write was published while this built: its
+                // files may predate that write.
+                continue;
+            }
+            if !errors.is_empty() {
+                return Ok(Outcome::Rejected {
+                    generation: current.number,
+                    errors,
+                });
+            }
+            let number = next.number;
+            self.swap(next);
+            return Ok(Outcome::Published { generation: number });
+        }
     }
 
     /// Publishes a generation whose account `flows` was rebuilt (after an
     /// API write), keeping the modules.
     pub fn publish_account(&self, flows: Arc<AccountFlows>, diagnostics: &[Diagnostic]) -> u64 {
-        let _counters = self
+        let _publishing = self
             .publishing
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
@@ -246,7 +356,7 @@ impl Reloader {
             diagnostics: all,
         };
         let number = next.number;
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
+        self.swap(next);
         number
     }
 
@@ -283,13 +393,13 @@ impl Reloader {
         let store = FlowsDir::new(&self.paths.flows);
         // Held from reading the generation to publishing the next, so a
         // concurrent write to the same account cannot be lost.
-        let counters = self
+        let publishing = self
             .publishing
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let current = self.current();
         let Some(flows) = current.catalog.account(account.as_str()) else {
-            drop(counters);
+            drop(publishing);
             return self.reload_account(account);
         };
         let path = store
@@ -298,7 +408,7 @@ impl Reloader {
             .to_string();
         let Ok(file) = store.read_source(account, doc_type, id) else {
             // Unreadable now: the full read reports it as `check` would.
-            drop(counters);
+            drop(publishing);
             return self.reload_account(account);
         };
         let text = file.map(|file| file.text);
@@ -317,7 +427,7 @@ impl Reloader {
             &current.catalog,
         );
         let Some((next, diagnostics)) = updated else {
-            drop(counters);
+            drop(publishing);
             return self.reload_account(account);
         };
         for diag in diagnostics
@@ -330,12 +440,14 @@ impl Reloader {
         Ok(())
     }
 
-    /// Warnings for the traces of calls made while a reload is rejected:
-    /// each pending error with its file and line.
-    pub fn notices(&self) -> Vec<String> {
+    /// Warnings for the traces of `account`'s calls made while a reload is
+    /// rejected: each pending error of its own files or of the scripts,
+    /// with its file (relative) and line. Another account's problems are
+    /// only said to exist, never named.
+    pub fn notices(&self, account: &str) -> Vec<String> {
         let status = self.status();
-        status
-            .pending
+        let visible = self.visible(&status.pending, Viewer::Account(account));
+        let mut notices: Vec<String> = visible
             .iter()
             .map(|error| {
                 let at = match error.line {
@@ -347,16 +459,21 @@ impl Reloader {
                     status.generation, error.message
                 )
             })
-            .collect()
+            .collect();
+        if notices.is_empty() && !status.pending.is_empty() {
+            notices.push(format!(
+                "the last reload was rejected (errors outside this account), calls run generation {}",
+                status.generation
+            ));
+        }
+        notices
     }
 
-    /// The current generation and the last reload's result.
+    /// The current generation and the last reload's result, every problem
+    /// with its path as read (the operator's console view).
     pub fn status(&self) -> Status {
-        let counters = self
-            .publishing
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
         let current = self.current();
+        let counters = self.counters();
         Status {
             generation: current.number,
             loaded_at: current.loaded_at.to_string(),
@@ -364,23 +481,97 @@ impl Reloader {
             rejected: counters.rejected,
             last_trigger: counters.last_trigger.clone(),
             pending: counters.pending.clone(),
+            running: counters.running.clone(),
         }
+    }
+
+    /// The status as `viewer` may see it: pending errors scoped to it, with
+    /// paths relative to the flows directory.
+    pub fn status_for(&self, viewer: Viewer<'_>) -> Status {
+        let mut status = self.status();
+        status.pending = self.visible(&status.pending, viewer);
+        status
+    }
+
+    /// The diagnostics `viewer` may see, with paths it may see: flows files
+    /// relative to the flows directory (`acme/callflows/x.json`), scripts
+    /// as `<scripts directory name>/<file>`. Accounts see their own files
+    /// and the scripts; the operator everything.
+    pub fn visible(&self, diagnostics: &[Diagnostic], viewer: Viewer<'_>) -> Vec<Diagnostic> {
+        diagnostics
+            .iter()
+            .filter_map(|d| {
+                let (file, owner) = self.shown_path(&d.file);
+                let allowed = match (viewer, owner) {
+                    (Viewer::Operator, _) | (Viewer::Account(_), Owner::Everyone) => true,
+                    (Viewer::Account(account), Owner::Account(owner)) => account == owner,
+                    (Viewer::Account(_), Owner::Operator) => false,
+                };
+                allowed.then(|| {
+                    let mut d = d.clone();
+                    d.file = file;
+                    d
+                })
+            })
+            .collect()
+    }
+
+    /// A diagnostic's file as shown, and whose it is.
+    fn shown_path<'f>(&self, file: &'f str) -> (String, Owner<'f>) {
+        let path = Path::new(file);
+        if let Ok(rest) = path.strip_prefix(&self.paths.flows) {
+            let shown = slashed(rest);
+            let mut parts = rest.components();
+            let first = parts.next().and_then(|c| c.as_os_str().to_str());
+            let owner = match (first, parts.next()) {
+                (Some(account), Some(_)) => Owner::Account(account),
+                _ => Owner::Operator,
+            };
+            return (shown, owner);
+        }
+        for dir in &self.paths.scripts {
+            if let Ok(rest) = path.strip_prefix(dir) {
+                let name = dir.file_name().map_or_else(
+                    || "scripts".to_owned(),
+                    |n| n.to_string_lossy().into_owned(),
+                );
+                return (format!("{name}/{}", slashed(rest)), Owner::Everyone);
+            }
+        }
+        if file.starts_with(crate::host::scripts::BUILTIN_PREFIX) {
+            return (file.to_owned(), Owner::Everyone);
+        }
+        (file.to_owned(), Owner::Operator)
     }
 
     /// Whether the files changed since the last reload read them.
     fn changed(&self) -> bool {
         let now = fingerprint(&self.paths);
-        let counters = self
-            .publishing
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        counters.fingerprint.as_deref() != Some(now.as_str())
+        self.counters().fingerprint.as_deref() != Some(now.as_str())
     }
 }
 
-fn build(paths: &Paths, number: u64) -> Result<Generation, StoreError> {
+/// Whose problem a file is.
+enum Owner<'f> {
+    /// A file of this account.
+    Account(&'f str),
+    /// The scripts every account runs.
+    Everyone,
+    /// Anything else (the flows directory itself, unknown places).
+    Operator,
+}
+
+/// A relative path with `/` separators.
+fn slashed(path: &Path) -> String {
+    path.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn build(paths: &Paths, store: &dyn Store, number: u64) -> Result<Generation, StoreError> {
     let (modules, mut diagnostics) = ModuleSet::load(&paths.scripts, number);
-    let sources = FlowsDir::new(&paths.flows).read()?;
+    let sources = store.read()?;
     let (catalog, flow_diagnostics) = Catalog::build(sources, &modules);
     diagnostics.extend(flow_diagnostics);
     Ok(Generation {
@@ -423,7 +614,11 @@ pub fn needs_reload(events: &[DebouncedEvent]) -> bool {
 }
 
 /// A content hash of every relevant file under the paths (names and
-/// contents, in a stable order).
+/// contents, in a stable order). Only what the store reads counts (no
+/// FIFO to block the poller, no device that never ends: see
+/// [`crate::store::files`]), directories are not followed through symbolic
+/// links, and at most a document's size limit of each file is read (its
+/// length counts too).
 pub fn fingerprint(paths: &Paths) -> String {
     let mut files = Vec::new();
     let flows = crate::store::files::canonical_root(&paths.flows);
@@ -441,6 +636,9 @@ pub fn fingerprint(paths: &Paths) -> String {
         // counts by name only: reading it could block or never end.
         if let Ok(bytes) = crate::store::files::read_limited(&file, &root, limit) {
             hash.update(&bytes);
+        }
+        if let Ok(meta) = std::fs::symlink_metadata(&file) {
+            hash.update(meta.len().to_le_bytes());
         }
         hash.update([0]);
     }
@@ -605,6 +803,66 @@ mod tests {
             Event::new(kind).add_path(PathBuf::from(path)),
             std::time::Instant::now(),
         )
+    }
+
+    /// Who sees which problem, and under which name.
+    #[test]
+    fn problems_are_scoped_to_their_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let flows = dir.path().join("flows");
+        std::fs::create_dir_all(&flows).unwrap();
+        let scripts = dir.path().join("site-scripts");
+        let (reloader, _) = Reloader::load(Paths {
+            flows: flows.clone(),
+            scripts: vec![scripts.clone()],
+        })
+        .unwrap();
+        let problem = |file: &Path| {
+            Diagnostic::error(crate::model::Code::Io, "", "broken")
+                .in_file(&file.display().to_string())
+        };
+        let all = [
+            problem(&flows.join("acme/callflows/a.json")),
+            problem(&flows.join("acme2/callflows/b.json")),
+            problem(&flows.join("stray.json")),
+            problem(&scripts.join("play.lua")),
+            problem(Path::new("builtin/menu.lua")),
+            problem(Path::new("/elsewhere/x.json")),
+        ];
+        let shown = |viewer| -> Vec<String> {
+            reloader
+                .visible(&all, viewer)
+                .into_iter()
+                .map(|d| d.file)
+                .collect()
+        };
+        assert_eq!(
+            shown(Viewer::Account("acme")),
+            [
+                "acme/callflows/a.json",
+                "site-scripts/play.lua",
+                "builtin/menu.lua"
+            ]
+        );
+        assert_eq!(
+            shown(Viewer::Account("acme2")),
+            [
+                "acme2/callflows/b.json",
+                "site-scripts/play.lua",
+                "builtin/menu.lua"
+            ]
+        );
+        assert_eq!(
+            shown(Viewer::Operator),
+            [
+                "acme/callflows/a.json",
+                "acme2/callflows/b.json",
+                "stray.json",
+                "site-scripts/play.lua",
+                "builtin/menu.lua",
+                "/elsewhere/x.json"
+            ]
+        );
     }
 
     #[test]

@@ -3,21 +3,29 @@
 //! [`Authed`] extractor every account route uses.
 //!
 //! A token is scoped to one account: a request for another account is 403.
+//! The operator's key (`serve --operator-key-file`) gives an operator
+//! token, which only server-wide actions take (`POST /v2/reload`).
 //! Tokens live in the server's memory, so a restart asks clients to
 //! authenticate again (documents, keys and everything else are on disk).
+//! Logins are rate-limited per source address and per key (429 with
+//! `Retry-After`), and each holder keeps at most
+//! `Config::max_tokens_per_account` live tokens (the oldest expire first).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Path, Query, State};
+use std::net::SocketAddr;
+
+use axum::Extension;
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::envelope::{ApiError, Success};
-use super::state::AppState;
+use super::state::{AppState, Holder};
 use super::{Body, request_data};
 use crate::ids::AccountId;
 use crate::model::Object;
@@ -116,11 +124,30 @@ fn key_account(store: &FlowsDir, key: &str) -> Result<Option<AccountId>, StoreEr
     Ok(None)
 }
 
-/// `PUT /v2/api_auth`: `{"data": {"api_key": "..."}}` → 201 with a token.
+/// Seconds to wait, rounded up, for `Retry-After`.
+fn retry_after(wait: std::time::Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
+/// `PUT /v2/api_auth`: `{"data": {"api_key": "..."}}` → 201 with a token
+/// (an account's, or the operator's for the operator key). 429 past the
+/// rate of the source address or of the key.
 pub(crate) async fn api_auth(
     State(state): State<Arc<AppState>>,
+    source: Option<Extension<ConnectInfo<SocketAddr>>>,
     body: Body,
 ) -> Result<Success, ApiError> {
+    // The rate limits' clock: the server's edge may read it.
+    let now = tokio::time::Instant::now();
+    if let Some(Extension(ConnectInfo(source))) = source {
+        state
+            .logins
+            .source(source.ip(), now)
+            .map_err(|wait| ApiError::TooManyRequests {
+                what: "logins from this address",
+                retry_after_s: retry_after(wait),
+            })?;
+    }
     let data = request_data(body)?;
     let Some(key) = data.get("api_key").and_then(Value::as_str) else {
         let mut errors = serde_json::Map::new();
@@ -130,17 +157,43 @@ pub(crate) async fn api_auth(
         );
         return Err(ApiError::Validation(errors));
     };
-    let store = state.store.clone();
-    let key = key.to_owned();
-    let account = tokio::task::spawn_blocking(move || key_account(&store, &key))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??
-        .ok_or(ApiError::InvalidCredentials)?;
-    if state.account(&account).is_none() {
-        // An account created since the server started.
-        state.reload_account(&account)?;
+    let hash = sha256_hex(key.as_bytes());
+    state
+        .logins
+        .key(&hash, now)
+        .map_err(|wait| ApiError::TooManyRequests {
+            what: "logins with this key",
+            retry_after_s: retry_after(wait),
+        })?;
+    if state.config.operator_key_sha256.as_deref() == Some(hash.as_str()) {
+        let (token, expires) = state.issue_token(Holder::Operator)?;
+        let mut success = Success::ok(json!({
+            "operator": true,
+            "expires": expires.to_string(),
+            "ttl_s": state.config.token_ttl.as_secs(),
+        }))
+        .with_status(StatusCode::CREATED);
+        success
+            .extra
+            .insert("auth_token".into(), Value::String(token));
+        return Ok(success);
     }
-    let (token, expires) = state.issue_token(&account)?;
+    let key = key.to_owned();
+    let blocking = Arc::clone(&state);
+    let account = tokio::task::spawn_blocking(move || {
+        let Some(account) = key_account(&blocking.store, &key)? else {
+            return Ok(None);
+        };
+        if blocking.account(&account).is_none() {
+            // An account created since the server started.
+            blocking.reload_account(&account)?;
+        }
+        Ok::<_, StoreError>(Some(account))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??
+    .ok_or(ApiError::InvalidCredentials)?;
+    let (token, expires) = state.issue_token(Holder::Account(account.clone()))?;
     let mut success = Success::ok(json!({
         "account_id": account.as_str(),
         "expires": expires.to_string(),
@@ -172,11 +225,11 @@ pub(crate) fn token_from(headers: &HeaderMap, uri: &Uri) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
-/// The account of the request's live token (401 without one).
-fn token_account(parts: &Parts, state: &AppState) -> Result<AccountId, ApiError> {
+/// Whom the request's live token was handed to (401 without one).
+fn token_holder(parts: &Parts, state: &AppState) -> Result<Holder, ApiError> {
     let token = token_from(&parts.headers, &parts.uri).ok_or(ApiError::InvalidCredentials)?;
     state
-        .token_account(&token)
+        .token_holder(&token)
         .ok_or(ApiError::InvalidCredentials)
 }
 
@@ -191,7 +244,7 @@ impl FromRequestParts<Arc<AppState>> for Authed {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        let account = token_account(parts, state)?;
+        let holder = token_holder(parts, state)?;
         let Path(params) = Path::<BTreeMap<String, String>>::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
@@ -199,9 +252,11 @@ impl FromRequestParts<Arc<AppState>> for Authed {
         if AccountId::new(&requested).is_err() {
             return Err(ApiError::BadIdentifier(requested));
         }
-        if requested != account.as_str() {
-            return Err(ApiError::Forbidden(requested));
-        }
+        let account = match holder {
+            Holder::Account(account) if account.as_str() == requested => account,
+            // The operator's token is for server-wide actions only.
+            Holder::Account(_) | Holder::Operator => return Err(ApiError::Forbidden(requested)),
+        };
         if state.account(&account).is_none() {
             return Err(ApiError::BadIdentifier(requested));
         }
@@ -209,18 +264,18 @@ impl FromRequestParts<Arc<AppState>> for Authed {
     }
 }
 
-/// A request with a live token of any account (server-wide routes such as
-/// `/v2/reload`).
+/// A request with a live token, the operator's or any account's
+/// (server-wide routes such as `/v2/reload`).
 #[derive(Debug, Clone)]
-pub(crate) struct AnyToken;
+pub(crate) struct Caller(pub Holder);
 
-impl FromRequestParts<Arc<AppState>> for AnyToken {
+impl FromRequestParts<Arc<AppState>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        token_account(parts, state).map(|_| AnyToken)
+        token_holder(parts, state).map(Caller)
     }
 }

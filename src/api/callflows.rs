@@ -208,23 +208,28 @@ pub(crate) async fn index(
         .account(&account)
         .ok_or_else(|| ApiError::BadIdentifier(account.to_string()))?;
     let listing = Listing::parse(&params, state.config.page_size)?;
-    let matching = flows.callflows.values().filter(|callflow| {
-        if listing.filters.is_empty() {
-            return true;
-        }
-        let mut doc = callflow.to_value();
-        if let Value::Object(obj) = &mut doc {
-            obj.retain(|key, _| !crate::model::is_private_key(key));
-            obj.insert("id".into(), json!(callflow.id.as_str()));
-        }
-        listing.passes(&doc)
-    });
-    listing.answer(
-        matching,
-        |callflow| callflow.id.to_string(),
-        Order::Ascending,
-        |callflow| kazoo::summary(callflow),
-    )
+    // Filtering and summarizing a large account is work: off the runtime.
+    tokio::task::spawn_blocking(move || {
+        let matching = flows.callflows.values().filter(|callflow| {
+            if listing.filters.is_empty() {
+                return true;
+            }
+            let mut doc = callflow.to_value();
+            if let Value::Object(obj) = &mut doc {
+                obj.retain(|key, _| !crate::model::is_private_key(key));
+                obj.insert("id".into(), json!(callflow.id.as_str()));
+            }
+            listing.passes(&doc)
+        });
+        listing.answer(
+            matching,
+            |callflow| callflow.id.to_string(),
+            Order::Ascending,
+            |callflow| kazoo::summary(callflow),
+        )
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
 /// `PUT /v2/accounts/{ACCOUNT_ID}/callflows`: create, 201.

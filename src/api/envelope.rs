@@ -125,6 +125,21 @@ pub enum ApiError {
     /// A valid token for another account (403).
     #[error("this token does not give access to account {0}")]
     Forbidden(String),
+    /// A server-wide action asked with an account's token (403).
+    #[error(
+        "{0} is the operator's: authenticate with the operator key (serve --operator-key-file)"
+    )]
+    OperatorOnly(&'static str),
+    /// Too many attempts (429); `Retry-After` says in how many seconds the
+    /// next one passes.
+    #[error("too many requests: {what}; retry in {retry_after_s} s")]
+    TooManyRequests {
+        what: &'static str,
+        retry_after_s: u64,
+    },
+    /// The body did not arrive in time (408); the connection is closed.
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
     /// An account or document that does not exist, or an id that cannot be
     /// one (404).
     #[error("bad identifier {0}")]
@@ -172,6 +187,24 @@ impl ApiError {
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 json!({"message": self.to_string(), "cause": account}),
+            ),
+            ApiError::OperatorOnly(what) => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                json!({"message": self.to_string(), "cause": what}),
+            ),
+            ApiError::TooManyRequests {
+                what,
+                retry_after_s,
+            } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                json!({"message": self.to_string(), "cause": what, "retry_after_s": retry_after_s}),
+            ),
+            ApiError::BodyTimeout(_) => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                json!({"message": self.to_string()}),
             ),
             ApiError::BadIdentifier(id) => (
                 StatusCode::NOT_FOUND,
@@ -237,7 +270,22 @@ impl IntoResponse for ApiError {
         body.insert("data".into(), data);
         body.insert("error".into(), Value::String(status.as_u16().to_string()));
         body.insert("message".into(), message.into());
-        json_response(status, &body, None)
+        let mut response = json_response(status, &body, None);
+        match &self {
+            ApiError::TooManyRequests { retry_after_s, .. } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
+            }
+            ApiError::BodyTimeout(_) => {
+                // A client this slow is not kept.
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
+        }
+        response
     }
 }
 

@@ -1,5 +1,10 @@
-//! Beyond Kazoo: simulate a call over HTTP, draw a callflow, health, and the
-//! OpenAPI description.
+//! Beyond Kazoo: simulate a call over HTTP, draw a callflow, health, the
+//! reload status and the OpenAPI description.
+//!
+//! Nothing here blocks the runtime's threads: parsing a scenario and
+//! drawing run on `spawn_blocking`, reloads too, and the status and health
+//! read the current generation and the reloader's counters, which no
+//! reload holds.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,12 +14,13 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::auth::{AnyToken, Authed};
+use super::auth::{Authed, Caller};
 use super::envelope::{ApiError, Success};
-use super::state::AppState;
+use super::state::{AppState, Holder};
 use super::{Body, request_data};
 use crate::engine::EndReason;
 use crate::graph::{self, Format};
+use crate::reload::Viewer;
 use crate::sim::pool::PoolError;
 use crate::sim::{self, Options, Scenario};
 
@@ -62,17 +68,25 @@ pub(crate) async fn simulate(
             )));
         }
     }
-    let scenario = Scenario::parse(&Value::Object(data).to_string())
-        .map_err(|e| ApiError::InvalidRequest(format!("bad scenario: {e}")))?;
     // The call keeps this generation to its end, whatever reloads happen.
     let generation = state.generation();
-    let flows = Arc::clone(
-        sim::account_for(&scenario, &generation.catalog)
-            .map_err(|e| ApiError::InvalidRequest(format!("bad scenario: {e}")))?,
-    );
+    let catalog = Arc::clone(&generation.catalog);
+    // Parsing up to a whole body is work: off the runtime's threads.
+    let (scenario, flows) = tokio::task::spawn_blocking(move || {
+        let scenario = Scenario::parse(&Value::Object(data).to_string())
+            .map_err(|e| ApiError::InvalidRequest(format!("bad scenario: {e}")))?;
+        let flows = Arc::clone(
+            sim::account_for(&scenario, &catalog)
+                .map_err(|e| ApiError::InvalidRequest(format!("bad scenario: {e}")))?,
+        );
+        Ok::<_, ApiError>((scenario, flows))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
     let options = Options {
         limits: state.config.limits,
-        notices: state.reloader.notices(),
+        // Only this account's problems (and the scripts'), never another's.
+        notices: state.reloader.notices(account.as_str()),
         ..Options::default()
     };
     let modules = Arc::clone(&generation.modules);
@@ -124,35 +138,45 @@ pub(crate) async fn graph(
         Format::Dot => "text/vnd.graphviz; charset=utf-8",
         Format::Mermaid => "text/plain; charset=utf-8",
     };
-    Ok((
-        [(header::CONTENT_TYPE, content_type)],
-        graph::render(callflow, format),
-    )
-        .into_response())
+    let callflow = Arc::clone(callflow);
+    let drawn = tokio::task::spawn_blocking(move || graph::render(&callflow, format))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, content_type)], drawn).into_response())
 }
 
-/// `GET /v2/reload`: the current generation, when it was published, and the
-/// errors of a rejected reload.
+/// `GET /v2/reload`: the current generation, when it was published, the
+/// reload under way (`running`) and the errors of a rejected reload: an
+/// account's token sees only its own files' (and the scripts'), with paths
+/// relative to the flows directory; the operator's sees all.
 pub(crate) async fn reload_status(
     State(state): State<Arc<AppState>>,
-    _token: AnyToken,
+    Caller(holder): Caller,
 ) -> Result<Success, ApiError> {
-    let status = serde_json::to_value(state.reloader.status())
+    let viewer = match &holder {
+        Holder::Operator => Viewer::Operator,
+        Holder::Account(account) => Viewer::Account(account.as_str()),
+    };
+    let status = serde_json::to_value(state.reloader.status_for(viewer))
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Success::ok(status))
 }
 
-/// `POST /v2/reload`: reload now; the status after it, with `outcome`
+/// `POST /v2/reload`: reload every account now (the operator's token
+/// only: 403 for an account's); the status after it, with `outcome`
 /// (`published` or `rejected`).
 pub(crate) async fn reload_now(
     State(state): State<Arc<AppState>>,
-    _token: AnyToken,
+    Caller(holder): Caller,
 ) -> Result<Success, ApiError> {
+    if holder != Holder::Operator {
+        return Err(ApiError::OperatorOnly("reloading every account"));
+    }
     let reloader = Arc::clone(&state.reloader);
     let outcome = tokio::task::spawn_blocking(move || reloader.reload("api"))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
-    let mut status = serde_json::to_value(state.reloader.status())
+    let mut status = serde_json::to_value(state.reloader.status_for(Viewer::Operator))
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     if let Value::Object(obj) = &mut status {
         let name = match outcome {

@@ -8,7 +8,7 @@
 //! | GET | `/v2/health` | liveness (no token needed) |
 //! | GET | `/v2/openapi.json` | this API's OpenAPI description (no token needed) |
 //! | GET | `/v2/reload` | the current generation, the pending reload errors |
-//! | POST | `/v2/reload` | reload scripts and flows now |
+//! | POST | `/v2/reload` | reload scripts and flows now (operator token only) |
 //! | GET | `/v2/accounts/{account_id}/callflows` | list (filters, paging) |
 //! | PUT | `/v2/accounts/{account_id}/callflows` | create |
 //! | GET | `/v2/accounts/{account_id}/callflows/{callflow_id}` | fetch |
@@ -32,23 +32,36 @@
 //! * `extras.rs`: simulate, graph, health, OpenAPI, reload.
 //! * `live.rs`: registrations and real calls.
 //! * `state.rs`: what requests share.
+//! * `limit.rs`: the rate limits of logins.
+//!
+//! The edges: a request's headers must arrive within
+//! [`Config::header_timeout`] (idle keep-alive connections too) and its
+//! body within [`Config::body_timeout`] (408), else the connection is
+//! closed; handlers never block the runtime's threads (files, reloads,
+//! parsing and simulations run on `spawn_blocking` or the simulation
+//! workers).
 
 mod auth;
 mod callflows;
 mod envelope;
 mod extras;
 mod kazoo;
+mod limit;
 mod live;
 mod paging;
 mod state;
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -58,7 +71,10 @@ use serde_json::Value;
 pub use auth::{API_KEYS_FIELD, KeyError, create_api_key, random_hex};
 pub use envelope::ApiError;
 pub use extras::OPENAPI;
-pub use state::{AppState, Config};
+pub use state::{
+    AppState, Config, DEFAULT_AUTH_PER_KEY, DEFAULT_AUTH_PER_SOURCE, DEFAULT_BODY_TIMEOUT,
+    DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_TOKENS_PER_ACCOUNT, Rate,
+};
 
 use envelope::{REQUEST, RequestContext};
 
@@ -97,7 +113,9 @@ pub(crate) type Body = Result<Bytes, BytesRejection>;
 /// The `data` object of a request envelope `{"data": {...}}`.
 pub(crate) fn request_data(body: Body) -> Result<Object, ApiError> {
     let bytes = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        if let Some(late) = timed_out(&rejection) {
+            ApiError::BodyTimeout(late.0)
+        } else if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::TooLarge(envelope::max_body())
         } else {
             ApiError::InvalidRequest(rejection.body_text())
@@ -131,6 +149,74 @@ pub(crate) fn request_data(body: Body) -> Result<Object, ApiError> {
             crate::model::type_name(&other)
         ))),
     }
+}
+
+/// A body that did not arrive within the body timeout.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the request body did not arrive within {0:?}")]
+struct BodyTimedOut(Duration);
+
+/// Whether a body could not be read because it came too slowly.
+fn timed_out(rejection: &BytesRejection) -> Option<BodyTimedOut> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(error) = cause {
+        if let Some(late) = error.downcast_ref::<BodyTimedOut>() {
+            return Some(*late);
+        }
+        cause = error.source();
+    }
+    None
+}
+
+/// A request body that fails once its deadline passes.
+struct Deadline {
+    inner: axum::body::Body,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    timeout: Duration,
+}
+
+impl http_body::Body for Deadline {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Pending if this.sleep.as_mut().poll(cx).is_ready() => {
+                Poll::Ready(Some(Err(axum::Error::new(BodyTimedOut(this.timeout)))))
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Gives the request's body its deadline (the body timeout from now, when
+/// the headers are in): a handler reading it after that gets 408.
+async fn body_deadline(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let timeout = state.config.body_timeout;
+    let request = request.map(|inner| {
+        axum::body::Body::new(Deadline {
+            inner,
+            sleep: Box::pin(tokio::time::sleep(timeout)),
+            timeout,
+        })
+    });
+    next.run(request).await
 }
 
 /// The application: every route, the body limit, and the middleware that
@@ -171,6 +257,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            body_deadline,
+        ))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             context_and_log,
@@ -231,13 +321,81 @@ async fn context_and_log(
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then finishes
-/// the requests in flight.
+/// the requests in flight. HTTP/1.1, each connection on its own task;
+/// headers must arrive within [`Config::header_timeout`] (hyper's header
+/// read timeout, idle keep-alive connections included), and every request
+/// carries its peer's address (`ConnectInfo`) for the rate limits.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let header_timeout = state.config.header_timeout;
+    let app = router(state);
+    // Connections hear the shutdown through `stop`; each holds a clone of
+    // `open`, so `all_closed` resolves when the last one is done.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let (all_closed, open) = tokio::sync::watch::channel(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of descriptors, a connection reset before accept:
+                    // wait a little rather than spin.
+                    tracing::warn!("accept: {error}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let app = app.clone();
+        let mut stopping = stopping.clone();
+        let open = open.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(
+                move |request: hyper::Request<hyper::body::Incoming>| {
+                    let mut request = request.map(axum::body::Body::new);
+                    request
+                        .extensions_mut()
+                        .insert(ConnectInfo::<SocketAddr>(remote));
+                    let mut app = app.clone();
+                    // A router is always ready (axum's `poll_ready` is `Ready`).
+                    tower_service::Service::call(&mut app, request)
+                },
+            );
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let connection =
+                builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let mut connection = std::pin::pin!(connection);
+            let mut draining = false;
+            loop {
+                tokio::select! {
+                    result = connection.as_mut() => {
+                        if let Err(error) = result {
+                            tracing::debug!("connection from {remote}: {error}");
+                        }
+                        break;
+                    }
+                    changed = stopping.changed(), if !draining => {
+                        draining = true;
+                        if changed.is_ok() {
+                            connection.as_mut().graceful_shutdown();
+                        }
+                    }
+                }
+            }
+            drop(open);
+        });
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    drop(open);
+    all_closed.closed().await;
+    Ok(())
 }

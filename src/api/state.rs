@@ -26,7 +26,61 @@ pub struct Config {
     pub max_body: usize,
     /// Limits of simulated calls (`POST .../simulate`).
     pub limits: Limits,
+    /// The SHA-256 (hex) of the operator's key, when one is set
+    /// (`serve --operator-key-file`): `PUT /v2/api_auth` with that key
+    /// gives an operator token, the only kind `POST /v2/reload` accepts.
+    pub operator_key_sha256: Option<String>,
+    /// A request's headers must arrive within this (from the connection's
+    /// start or the end of the previous request), else the connection is
+    /// closed.
+    pub header_timeout: Duration,
+    /// A request's whole body must arrive within this once the headers
+    /// did, else 408 and the connection is closed.
+    pub body_timeout: Duration,
+    /// Live tokens per account (and for the operator): issuing one more
+    /// expires the oldest.
+    pub max_tokens_per_account: usize,
+    /// `PUT /v2/api_auth` attempts per source address.
+    pub auth_per_source: Rate,
+    /// `PUT /v2/api_auth` attempts per API key presented.
+    pub auth_per_key: Rate,
 }
+
+impl Config {
+    /// Sets the operator's key (only its SHA-256 is kept; surrounding
+    /// white space is not part of it).
+    #[must_use]
+    pub fn with_operator_key(mut self, key: &str) -> Self {
+        self.operator_key_sha256 = Some(super::auth::sha256_hex(key.trim().as_bytes()));
+        self
+    }
+}
+
+/// A rate: `burst` at once, then one more every `every`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub burst: u32,
+    pub every: Duration,
+}
+
+/// Seconds a client may take to send a request's headers.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Seconds a client may take to send a request's body (1 MiB in 30 s is
+/// 35 KB/s).
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Live tokens per account: enough for many clients of one account, and a
+/// bound on what a leaked key can pile up.
+pub const DEFAULT_MAX_TOKENS_PER_ACCOUNT: usize = 100;
+/// Logins per source address: 20 at once, then 20 a minute.
+pub const DEFAULT_AUTH_PER_SOURCE: Rate = Rate {
+    burst: 20,
+    every: Duration::from_secs(3),
+};
+/// Logins per API key: 10 at once, then 10 a minute.
+pub const DEFAULT_AUTH_PER_KEY: Rate = Rate {
+    burst: 10,
+    every: Duration::from_secs(6),
+};
 
 /// Kazoo's default page size (`crossbar.pagination_page_size`).
 pub const DEFAULT_PAGE_SIZE: usize = 50;
@@ -40,14 +94,32 @@ impl Default for Config {
             page_size: DEFAULT_PAGE_SIZE,
             max_body: DEFAULT_MAX_BODY,
             limits: Limits::default(),
+            operator_key_sha256: None,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            max_tokens_per_account: DEFAULT_MAX_TOKENS_PER_ACCOUNT,
+            auth_per_source: DEFAULT_AUTH_PER_SOURCE,
+            auth_per_key: DEFAULT_AUTH_PER_KEY,
         }
     }
+}
+
+/// Whom a token was handed to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Holder {
+    /// An account's API key: that account's routes, its own reload status.
+    Account(AccountId),
+    /// The operator's key: server-wide actions (`POST /v2/reload`).
+    Operator,
 }
 
 /// An auth token handed out by `PUT /v2/api_auth`.
 #[derive(Debug, Clone)]
 struct Token {
-    account: AccountId,
+    holder: Holder,
+    /// When it was issued: its place among its holder's tokens (the
+    /// oldest expire first past the cap).
+    issued: u64,
     expires: jiff::Timestamp,
 }
 
@@ -65,7 +137,9 @@ pub struct AppState {
     /// Held by writes that claim E.164 numbers (taken after the account's
     /// lock): those numbers are unique across accounts.
     e164: Mutex<()>,
-    tokens: Mutex<BTreeMap<String, Token>>,
+    tokens: Mutex<Tokens>,
+    /// `PUT /v2/api_auth` attempts by source address and by key.
+    pub(crate) logins: super::limit::Logins,
     /// Real calls, when the server answers SIP: registrations and the
     /// traces of calls.
     live: OnceLock<Live>,
@@ -103,12 +177,13 @@ impl AppState {
         Self {
             store: FlowsDir::new(&reloader.paths().flows),
             reloader,
-            config,
             writes: Mutex::new(BTreeMap::new()),
             e164: Mutex::new(()),
-            tokens: Mutex::new(BTreeMap::new()),
+            tokens: Mutex::new(Tokens::default()),
+            logins: super::limit::Logins::new(config.auth_per_source, config.auth_per_key),
             live: OnceLock::new(),
             simulators: OnceLock::new(),
+            config,
         }
     }
 
@@ -186,10 +261,12 @@ impl AppState {
         self.reloader.reload_document(account, doc_type, id)
     }
 
-    /// Hands out a token for `account`; returns it and when it expires.
+    /// Hands out a token to `holder`; returns it and when it expires.
+    /// Past [`Config::max_tokens_per_account`] live tokens of one holder,
+    /// the oldest is expired.
     pub(crate) fn issue_token(
         &self,
-        account: &AccountId,
+        holder: Holder,
     ) -> Result<(String, jiff::Timestamp), super::envelope::ApiError> {
         let now = jiff::Timestamp::now();
         let ttl = jiff::SignedDuration::try_from(self.config.token_ttl)
@@ -197,23 +274,120 @@ impl AppState {
         let expires = now.saturating_add(ttl).unwrap_or(now);
         let token = super::auth::random_hex(32)?;
         let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
-        tokens.retain(|_, t| t.expires > now);
         tokens.insert(
             token.clone(),
-            Token {
-                account: account.clone(),
-                expires,
-            },
+            holder,
+            expires,
+            now,
+            self.config.max_tokens_per_account,
         );
         Ok((token, expires))
     }
 
-    /// The account a live token is for.
-    pub(crate) fn token_account(&self, token: &str) -> Option<AccountId> {
+    /// Whom a live token was handed to.
+    pub(crate) fn token_holder(&self, token: &str) -> Option<Holder> {
         let tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
         tokens
+            .by_token
             .get(token)
             .filter(|t| t.expires > jiff::Timestamp::now())
-            .map(|t| t.account.clone())
+            .map(|t| t.holder.clone())
+    }
+}
+
+/// The live tokens, and each holder's in the order they were issued.
+#[derive(Debug, Default)]
+struct Tokens {
+    by_token: BTreeMap<String, Token>,
+    /// (holder, issued) → token.
+    by_holder: BTreeMap<(Holder, u64), String>,
+    issued: u64,
+}
+
+impl Tokens {
+    /// Adds a token; drops the expired ones, then the holder's oldest while
+    /// it has `cap` or more.
+    fn insert(
+        &mut self,
+        token: String,
+        holder: Holder,
+        expires: jiff::Timestamp,
+        now: jiff::Timestamp,
+        cap: usize,
+    ) {
+        let stale: Vec<String> = self
+            .by_token
+            .iter()
+            .filter(|(_, t)| t.expires <= now)
+            .map(|(token, _)| token.clone())
+            .collect();
+        for token in stale {
+            self.remove(&token);
+        }
+        let range = (holder.clone(), 0)..=(holder.clone(), u64::MAX);
+        let held: Vec<String> = self
+            .by_holder
+            .range(range)
+            .map(|(_, t)| t.clone())
+            .collect();
+        let excess = (held.len() + 1).saturating_sub(cap.max(1));
+        for oldest in held.iter().take(excess) {
+            self.remove(oldest);
+        }
+        self.issued += 1;
+        self.by_holder
+            .insert((holder.clone(), self.issued), token.clone());
+        self.by_token.insert(
+            token,
+            Token {
+                holder,
+                issued: self.issued,
+                expires,
+            },
+        );
+    }
+
+    fn remove(&mut self, token: &str) {
+        if let Some(gone) = self.by_token.remove(token) {
+            self.by_holder.remove(&(gone.holder, gone.issued));
+        }
+    }
+
+    #[cfg(test)]
+    fn held_by(&self, holder: &Holder) -> usize {
+        self.by_token
+            .values()
+            .filter(|t| &t.holder == holder)
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_oldest_tokens_expire_past_the_cap() {
+        let now = jiff::Timestamp::from_second(1_000_000).unwrap();
+        let later = jiff::Timestamp::from_second(1_003_600).unwrap();
+        let acme = Holder::Account(AccountId::new("acme").unwrap());
+        let beta = Holder::Account(AccountId::new("beta").unwrap());
+        let mut tokens = Tokens::default();
+        for n in 0..5 {
+            tokens.insert(format!("a{n}"), acme.clone(), later, now, 3);
+        }
+        tokens.insert("b0".into(), beta.clone(), later, now, 3);
+        assert_eq!(tokens.held_by(&acme), 3);
+        assert_eq!(tokens.held_by(&beta), 1);
+        for gone in ["a0", "a1"] {
+            assert!(!tokens.by_token.contains_key(gone), "{gone}");
+        }
+        for kept in ["a2", "a3", "a4", "b0"] {
+            assert!(tokens.by_token.contains_key(kept), "{kept}");
+        }
+        // Expired tokens go first, whoever held them.
+        tokens.insert("o0".into(), Holder::Operator, later, later, 3);
+        assert_eq!(tokens.by_token.len(), 1);
+        assert_eq!(tokens.by_holder.len(), 1);
     }
 }

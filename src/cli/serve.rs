@@ -51,6 +51,25 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 5)]
     pub poll_s: u64,
 
+    /// A file holding the operator's key (its first line; keep it
+    /// private). `PUT /v2/api_auth` with that key gives an operator token,
+    /// the only one `POST /v2/reload` (reloading every account) accepts and
+    /// the only one that sees every account's reload errors. Without it
+    /// `POST /v2/reload` answers 403 to every token: reload with SIGHUP or
+    /// the file watcher.
+    #[arg(long, value_name = "FILE")]
+    pub operator_key_file: Option<PathBuf>,
+
+    /// Seconds a client may take to send a request's headers (idle
+    /// keep-alive connections too); then the connection is closed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_s: u64,
+
+    /// Seconds a client may take to send a request's body once its headers
+    /// are in; then 408 and the connection is closed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout_s: u64,
+
     #[command(flatten)]
     pub sip: SipArgs,
 }
@@ -234,10 +253,15 @@ pub(super) fn serve(args: &ServeArgs, reloader: &Arc<Reloader>) -> anyhow::Resul
                 .context("cannot start the poller")?,
         )
     };
-    let config = Config {
+    let mut config = Config {
         token_ttl: Duration::from_secs(args.token_ttl),
+        header_timeout: Duration::from_secs(args.header_timeout_s),
+        body_timeout: Duration::from_secs(args.body_timeout_s),
         ..Config::default()
     };
+    if let Some(file) = &args.operator_key_file {
+        config = config.with_operator_key(&operator_key(file)?);
+    }
     let state = Arc::new(AppState::new(Arc::clone(reloader), config));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -281,6 +305,19 @@ pub(super) fn serve(args: &ServeArgs, reloader: &Arc<Reloader>) -> anyhow::Resul
     })?;
     eprintln!("callflow: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The operator's key: the first line of `file`, at least 16 characters.
+fn operator_key(file: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the operator key file {}", file.display()))?;
+    let key = text.lines().next().unwrap_or_default().trim().to_owned();
+    anyhow::ensure!(
+        key.chars().count() >= 16,
+        "the operator key in {} is shorter than 16 characters (try `openssl rand -hex 32`)",
+        file.display()
+    );
+    Ok(key)
 }
 
 /// Prints a reload's result on the console.

@@ -382,6 +382,7 @@ async fn accept(service: &Arc<Service>, invite: Invite) {
         media_ip: service.media_ip,
         events: events_tx,
     });
+    let notices = service.reloader.notices(account.account.id.as_str());
     let job = workers::CallJob {
         call_id,
         generation,
@@ -398,7 +399,7 @@ async fn accept(service: &Arc<Service>, invite: Invite) {
         started,
         started_at,
         context,
-        notices: service.reloader.notices(),
+        notices,
         log: Arc::clone(&service.calls),
         reloader: Arc::clone(&service.reloader),
         limits: service.options.limits,

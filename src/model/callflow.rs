@@ -170,7 +170,6 @@ fn over_callflow_limits(
             list.clear();
         }
     }
-
 }
 
 /// Parses a flow (a node tree) given as JSON, such as one a module builds:

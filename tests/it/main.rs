@@ -35,6 +35,10 @@ mod fuzz;
 /// Issue 15's reproductions for documents, scenarios and files: limits,
 /// incremental writes against full rebuilds, FIFOs and links refused.
 mod hardening;
+/// The server under pressure: answers during a slow reload, tenants kept
+/// apart, reloading everyone the operator's, tokens capped, logins
+/// rate-limited, slow clients dropped.
+mod hardening_api;
 /// `tests/invalid/*.json`: one broken callflow document per file, its
 /// diagnostics snapshotted.
 mod invalid;
