@@ -35,8 +35,11 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
+use notify_debouncer_full::notify::RecommendedWatcher;
 use notify_debouncer_full::notify::{EventKind, RecursiveMode, event::AccessKind};
-use notify_debouncer_full::{DebounceEventResult, DebouncedEvent, new_debouncer};
+use notify_debouncer_full::{
+    DebounceEventResult, DebouncedEvent, RecommendedCache, new_debouncer_opt,
+};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -715,7 +718,17 @@ pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(100);
 /// batch of relevant changes (the reloader's observer hears the outcome).
 pub fn watch(reloader: Arc<Reloader>, debounce: Duration) -> Result<Watcher, WatchError> {
     let (tx, rx) = mpsc::channel::<DebounceEventResult>();
-    let mut debouncer = new_debouncer(debounce, None, tx).map_err(|e| WatchError {
+    // Symbolic links are not followed, as the store does not follow them
+    // to folders: `flows/x -> /` must not put a watch on the whole disk.
+    let config = notify_debouncer_full::notify::Config::default().with_follow_symlinks(false);
+    let mut debouncer = new_debouncer_opt::<_, RecommendedWatcher, RecommendedCache>(
+        debounce,
+        None,
+        tx,
+        RecommendedCache::new(),
+        config,
+    )
+    .map_err(|e| WatchError {
         path: String::new(),
         message: e.to_string(),
     })?;
