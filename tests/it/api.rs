@@ -1120,15 +1120,8 @@ fn serve_answers_with_the_key(flows: &Path, key: &str) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
-    let first = lines.next().unwrap().unwrap();
-    let address = first
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or_else(|| panic!("{first}"))
-        .to_owned();
+    let (address, before) = crate::support::serving_address(&mut child);
+    assert!(before.is_empty(), "{before:?}");
     let reply = send(
         "PUT",
         &format!("http://{address}/v2/api_auth"),

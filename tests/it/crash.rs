@@ -7,7 +7,6 @@
 //! restarted server serves what is on disk.
 
 use std::collections::BTreeMap;
-use std::io::BufRead as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
@@ -88,16 +87,20 @@ impl Served {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-        let first = lines.next().unwrap().unwrap();
-        let address = first
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split('/').next())
-            .unwrap_or_else(|| panic!("no address in {first:?}"))
-            .to_owned();
-        // Keep reading its logs, so that a full pipe never blocks it.
-        std::thread::spawn(move || for _ in lines {});
+        let (address, before) = crate::support::serving_address(&mut child);
+        // Lines before the address say which temporary files of
+        // interrupted writes it removed.
+        for line in &before {
+            assert!(
+                line.contains("the temporary file of a write that never finished"),
+                "{line}"
+            );
+        }
+        // Whatever a kill left is gone once the server is up.
+        assert_eq!(
+            callflow::store::FlowsDir::new(flows).leftovers(),
+            Vec::<std::path::PathBuf>::new()
+        );
         Self {
             child,
             base: format!("http://{address}"),

@@ -472,3 +472,42 @@ fn an_incremental_write_gives_what_a_full_rebuild_gives() {
     );
     assert!(stolen.is_none());
 }
+
+/// `callflow serve` on a flows directory with a FIFO, a link to `/` and the
+/// temporary file of an interrupted write: it starts (nothing blocks on
+/// the FIFO, neither the store nor the watcher walks `/`), removes the
+/// temporary file and says so, and answers.
+#[cfg(unix)]
+#[test]
+fn serve_starts_past_fifos_and_links_and_sweeps_leftovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let flows = flows_with(dir.path(), &[("main", doc(&["1000".to_owned()], &[]))]);
+    let callflows = flows.join("acme/callflows");
+    let status = std::process::Command::new("mkfifo")
+        .arg(callflows.join("x.json"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::os::unix::fs::symlink("/", flows.join("x")).unwrap();
+    let leftover = callflows.join(".main.json.Zz99Yy.tmp");
+    std::fs::write(&leftover, "{\"numbers\": [\"10").unwrap();
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_callflow"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--flows"])
+        .arg(&flows)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (address, seen) = crate::support::serving_address(&mut child);
+    let health = send("GET", &format!("http://{address}/v2/health"), None, None);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let seen = seen.join("\n");
+    assert_eq!(health.status, 200);
+    assert!(
+        seen.contains(".main.json.Zz99Yy.tmp: the temporary file of a write that never finished"),
+        "{seen}"
+    );
+    assert!(!leftover.exists(), "the leftover is removed");
+    assert!(flows.join("acme/callflows/main.json").exists());
+}

@@ -603,15 +603,8 @@ fn serve_takes_the_operator_key_from_a_file() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
-    let first = lines.next().unwrap().unwrap();
-    let address = first
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or_else(|| panic!("{first}"))
-        .to_owned();
+    let (address, before) = crate::support::serving_address(&mut child);
+    assert!(before.is_empty(), "{before:?}");
     let api = |method: &str, path: &str, token: Option<&str>, body: Option<&str>| {
         send(method, &format!("http://{address}{path}"), token, body)
     };

@@ -4,7 +4,6 @@
 //! without `--sip`.
 
 use std::fmt::Write;
-use std::io::BufRead;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::time::Duration;
@@ -473,18 +472,11 @@ fn serve_with_sip_shows_its_traces_and_registrations() {
             .spawn()
             .unwrap(),
     );
-    let stderr = child.0.stderr.take().unwrap();
-    let mut lines = std::io::BufReader::new(stderr).lines();
-    let mut next_line = || lines.next().unwrap().unwrap();
+    let (address, before) = crate::support::serving_address(&mut child.0);
     // Real calls start first: their line comes before the server's.
-    let sip_line = next_line();
-    let serving = next_line();
-    let address = serving
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or_else(|| panic!("{serving}"))
-        .to_owned();
+    let [sip_line] = before.as_slice() else {
+        panic!("{before:?}")
+    };
     assert!(
         sip_line.starts_with("callflow: SIP on 127.0.0.1:") && sip_line.contains("(UDP and TCP)"),
         "{sip_line}"

@@ -167,3 +167,30 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Reads a `callflow serve` child's stderr up to the line that says where it
+/// listens: gives that address (`127.0.0.1:PORT`) and the lines before it
+/// (what it removed at start, the SIP line, ...), then keeps reading the
+/// rest in a thread so that a full pipe never blocks the server. Panics with
+/// what it read if the server exits first.
+pub fn serving_address(child: &mut std::process::Child) -> (String, Vec<String>) {
+    use std::io::BufRead as _;
+    let stderr = child.stderr.take().expect("serve's stderr is piped");
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let mut before = Vec::new();
+    let address = loop {
+        let Some(line) = lines.next() else {
+            panic!(
+                "the server never said where it listens:\n{}",
+                before.join("\n")
+            );
+        };
+        let line = line.unwrap();
+        if let Some(rest) = line.split("http://").nth(1) {
+            break rest.split('/').next().unwrap_or_default().to_owned();
+        }
+        before.push(line);
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    (address, before)
+}
