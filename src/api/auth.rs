@@ -166,17 +166,7 @@ pub(crate) async fn api_auth(
             retry_after_s: retry_after(wait),
         })?;
     if state.config.operator_key_sha256.as_deref() == Some(hash.as_str()) {
-        let (token, expires) = state.issue_token(Holder::Operator)?;
-        let mut success = Success::ok(json!({
-            "operator": true,
-            "expires": expires.to_string(),
-            "ttl_s": state.config.token_ttl.as_secs(),
-        }))
-        .with_status(StatusCode::CREATED);
-        success
-            .extra
-            .insert("auth_token".into(), Value::String(token));
-        return Ok(success);
+        return token_reply(&state, Holder::Operator, ("operator", json!(true)));
     }
     let key = key.to_owned();
     let blocking = Arc::clone(&state);
@@ -193,9 +183,20 @@ pub(crate) async fn api_auth(
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))??
     .ok_or(ApiError::InvalidCredentials)?;
-    let (token, expires) = state.issue_token(Holder::Account(account.clone()))?;
+    let who = ("account_id", json!(account.as_str()));
+    token_reply(&state, Holder::Account(account), who)
+}
+
+/// A new token for `holder` as Kazoo answers a login (201, the token beside
+/// `data`), `data` saying who it is for (`who`) and when it expires.
+fn token_reply(
+    state: &AppState,
+    holder: Holder,
+    (key, value): (&str, Value),
+) -> Result<Success, ApiError> {
+    let (token, expires) = state.issue_token(holder)?;
     let mut success = Success::ok(json!({
-        "account_id": account.as_str(),
+        key: value,
         "expires": expires.to_string(),
         "ttl_s": state.config.token_ttl.as_secs(),
     }))
