@@ -55,30 +55,51 @@ pub(crate) fn from_object(id: &DocId, obj: &Object, diags: &mut Vec<Diagnostic>)
     }
     check_id(id, obj, diags);
 
-    let mut numbers = unique_strings(obj, "numbers", MAX_NUMBER_LEN, diags, |_, _, _| {});
-    let mut patterns = unique_strings(
+    // A list past its limit is refused whole, before any entry is read (so
+    // 80,000 patterns are not compiled one by one only to be dropped).
+    let numbers = if over_limit(
+        obj,
+        "numbers",
+        limits.max_numbers_per_callflow,
+        "max_numbers_per_callflow",
+        diags,
+    ) {
+        Vec::new()
+    } else {
+        unique_strings(obj, "numbers", MAX_NUMBER_LEN, diags, |_, _, _| {})
+    };
+    let patterns = if over_limit(
         obj,
         "patterns",
-        limits.max_pattern_bytes,
+        limits.max_patterns_per_callflow,
+        "max_patterns_per_callflow",
         diags,
-        |pattern, pointer, diags| match pattern::compile_route(pattern) {
-            Ok(_) => {}
-            Err(err @ pattern::PatternError::TooBig { .. }) => diags.push(Diagnostic::error(
-                Code::Limit,
-                pointer,
-                format!("pattern {pattern:?} is not routed: it {err}"),
-            )),
-            Err(err) => {
-                // Kazoo accepts such a pattern and skips it at routing time; so do we.
-                diags.push(Diagnostic::warning(
-                    Code::for_pattern(&err),
+    ) {
+        Vec::new()
+    } else {
+        unique_strings(
+            obj,
+            "patterns",
+            limits.max_pattern_bytes,
+            diags,
+            |pattern, pointer, diags| match pattern::compile_route(pattern) {
+                Ok(_) => {}
+                Err(err @ pattern::PatternError::TooBig { .. }) => diags.push(Diagnostic::error(
+                    Code::Limit,
                     pointer,
-                    format!("pattern {pattern:?} is skipped by routing: {err}"),
-                ));
-            }
-        },
-    );
-    over_callflow_limits(&mut numbers, &mut patterns, &limits, diags);
+                    format!("pattern {pattern:?} is not routed: it {err}"),
+                )),
+                Err(err) => {
+                    // Kazoo accepts such a pattern and skips it at routing time; so do we.
+                    diags.push(Diagnostic::warning(
+                        Code::for_pattern(&err),
+                        pointer,
+                        format!("pattern {pattern:?} is skipped by routing: {err}"),
+                    ));
+                }
+            },
+        )
+    };
 
     // Kazoo's rule looks at the lists as sent: a list of wrong-typed entries
     // is a type error, not a missing number.
@@ -133,43 +154,31 @@ pub(crate) fn from_object(id: &DocId, obj: &Object, diags: &mut Vec<Diagnostic>)
     }
 }
 
-/// Empties `numbers` or `patterns` when it has more entries than one
-/// callflow may route, with an error naming the limit.
-fn over_callflow_limits(
-    numbers: &mut Vec<String>,
-    patterns: &mut Vec<String>,
-    limits: &DocumentLimits,
+/// Whether `obj[key]` is an array longer than `max`; if so, says so (an
+/// error naming the limit `name`): none of its entries is routed.
+fn over_limit(
+    obj: &Object,
+    key: &str,
+    max: usize,
+    name: &str,
     diags: &mut Vec<Diagnostic>,
-) {
-    for (list, key, what, max, name) in [
-        (
-            numbers,
-            "numbers",
-            "numbers",
-            limits.max_numbers_per_callflow,
-            "max_numbers_per_callflow",
-        ),
-        (
-            patterns,
-            "patterns",
-            "patterns",
-            limits.max_patterns_per_callflow,
-            "max_patterns_per_callflow",
-        ),
-    ] {
-        if list.len() > max {
-            diags.push(Diagnostic::error(
-                Code::MaxItems,
-                format!("/{key}"),
-                format!(
-                    "the callflow lists {} {what}, more than the limit of {max} ({name}): \
-                     none of them is routed",
-                    list.len()
-                ),
-            ));
-            list.clear();
-        }
+) -> bool {
+    let Some(Value::Array(items)) = obj.get(key) else {
+        return false;
+    };
+    if items.len() <= max {
+        return false;
     }
+    diags.push(Diagnostic::error(
+        Code::MaxItems,
+        format!("/{key}"),
+        format!(
+            "the callflow lists {} {key}, more than the limit of {max} ({name}): \
+             none of them is routed",
+            items.len()
+        ),
+    ));
+    true
 }
 
 /// Parses a flow (a node tree) given as JSON, such as one a module builds:

@@ -334,6 +334,29 @@ fn the_api_refuses_documents_past_the_limits_with_kazoo_errors() {
             reply.text
         );
     }
+    // 10,000 patterns that would each compile too large: the count is
+    // refused alone, none of them is compiled (the 47.9 s write).
+    let hostile: Vec<String> = (0..10_000)
+        .map(|i| format!("^[0-9]{{0,300}}{i:05}$"))
+        .collect();
+    let data = json!({"patterns": hostile, "flow": {"module": "answer"}});
+    let reply = send("PUT", &url, Some(&token), Some(&envelope(&data)));
+    assert_eq!(reply.status, 400, "{}", reply.text);
+    let errors = reply.body["data"].as_object().unwrap();
+    assert_eq!(
+        errors.keys().collect::<Vec<_>>(),
+        ["patterns"],
+        "{}",
+        reply.text
+    );
+    assert!(
+        errors["patterns"]["maxItems"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("10000 patterns, more than the limit of 1000 (max_patterns_per_callflow)"),
+        "{}",
+        reply.text
+    );
     // A scenario over a cap is a 400 naming it.
     let scenario = json!({"to": "1000", "caller": [{"at_ms": 0, "dtmf": "1".repeat(10_001)}]});
     let reply = send(
