@@ -49,6 +49,12 @@ pub(crate) async fn simulate(
     Authed(account): Authed,
     body: Body,
 ) -> Result<Success, ApiError> {
+    // Held to the end of the simulation: past the bound, 503 at once.
+    let _place = state.simulations.admit().map_err(|max| {
+        ApiError::Unavailable(format!(
+            "{max} simulations are already running (serve --max-simulations)"
+        ))
+    })?;
     let mut data = request_data(body)?;
     for key in ["flows", "scripts"] {
         if data.contains_key(key) {

@@ -3,6 +3,8 @@
 //! so guessing keys or piling up tokens is slow from any one place and for
 //! any one key.
 //!
+//! Also the bound on simulations running at once.
+//!
 //! Pure over the time passed in: the handler passes tokio's clock, the
 //! tests their own instants. Keys whose bucket is full again are forgotten
 //! (swept when the map doubles), so the maps stay bounded by the keys seen
@@ -10,9 +12,10 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::state::Rate;
@@ -91,9 +94,45 @@ impl Logins {
     }
 }
 
+/// How many `POST .../simulate` requests the server takes at once (all
+/// accounts together): past it, 503 at once rather than a queue that grows
+/// with every client.
+#[derive(Debug)]
+pub(crate) struct Simulations {
+    running: Arc<Semaphore>,
+    max: usize,
+}
+
+impl Simulations {
+    pub fn new(max: usize) -> Self {
+        Self {
+            running: Arc::new(Semaphore::new(max)),
+            max,
+        }
+    }
+
+    /// A place for one simulation, held until the permit drops; Err with
+    /// how many run when every place is taken.
+    pub fn admit(&self) -> Result<OwnedSemaphorePermit, usize> {
+        Arc::clone(&self.running)
+            .try_acquire_owned()
+            .map_err(|_| self.max)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn simulations_past_the_bound_are_refused_until_one_ends() {
+        let simulations = Simulations::new(2);
+        let first = simulations.admit().unwrap();
+        let _second = simulations.admit().unwrap();
+        assert_eq!(simulations.admit().err(), Some(2));
+        drop(first);
+        assert!(simulations.admit().is_ok());
+    }
 
     const RATE: Rate = Rate {
         burst: 3,

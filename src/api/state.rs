@@ -44,6 +44,9 @@ pub struct Config {
     pub auth_per_source: Rate,
     /// `PUT /v2/api_auth` attempts per API key presented.
     pub auth_per_key: Rate,
+    /// `POST .../simulate` requests handled at once, all accounts together
+    /// (parsing and running); past it, 503.
+    pub max_simulations: usize,
 }
 
 impl Config {
@@ -82,6 +85,9 @@ pub const DEFAULT_AUTH_PER_KEY: Rate = Rate {
     every: Duration::from_secs(6),
 };
 
+/// Simulations at once: each is bounded by [`Limits`] and runs on one of
+/// the simulation workers (one per core), so more at once only wait.
+pub const DEFAULT_MAX_SIMULATIONS: usize = 16;
 /// Kazoo's default page size (`crossbar.pagination_page_size`).
 pub const DEFAULT_PAGE_SIZE: usize = 50;
 /// 1 MiB.
@@ -100,6 +106,7 @@ impl Default for Config {
             max_tokens_per_account: DEFAULT_MAX_TOKENS_PER_ACCOUNT,
             auth_per_source: DEFAULT_AUTH_PER_SOURCE,
             auth_per_key: DEFAULT_AUTH_PER_KEY,
+            max_simulations: DEFAULT_MAX_SIMULATIONS,
         }
     }
 }
@@ -140,6 +147,8 @@ pub struct AppState {
     tokens: Mutex<Tokens>,
     /// `PUT /v2/api_auth` attempts by source address and by key.
     pub(crate) logins: super::limit::Logins,
+    /// Places for `POST .../simulate` requests ([`Config::max_simulations`]).
+    pub(crate) simulations: super::limit::Simulations,
     /// Real calls, when the server answers SIP: registrations and the
     /// traces of calls.
     live: OnceLock<Live>,
@@ -181,6 +190,7 @@ impl AppState {
             e164: Mutex::new(()),
             tokens: Mutex::new(Tokens::default()),
             logins: super::limit::Logins::new(config.auth_per_source, config.auth_per_key),
+            simulations: super::limit::Simulations::new(config.max_simulations),
             live: OnceLock::new(),
             simulators: OnceLock::new(),
             config,

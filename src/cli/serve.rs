@@ -70,6 +70,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub body_timeout_s: u64,
 
+    /// Simulations (`POST .../simulate`) the server handles at once, all
+    /// accounts together; past it they are refused with 503.
+    #[arg(long, value_name = "N", default_value_t = callflow::api::DEFAULT_MAX_SIMULATIONS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4096))]
+    pub max_simulations: usize,
+
     #[command(flatten)]
     pub sip: SipArgs,
 }
@@ -257,6 +262,7 @@ pub(super) fn serve(args: &ServeArgs, reloader: &Arc<Reloader>) -> anyhow::Resul
         token_ttl: Duration::from_secs(args.token_ttl),
         header_timeout: Duration::from_secs(args.header_timeout_s),
         body_timeout: Duration::from_secs(args.body_timeout_s),
+        max_simulations: args.max_simulations,
         ..Config::default()
     };
     if let Some(file) = &args.operator_key_file {

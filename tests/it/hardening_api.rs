@@ -438,6 +438,36 @@ fn live_tokens_per_account_are_capped_oldest_first() {
     assert_eq!(reply.status, 200, "{}", reply.text);
 }
 
+/// Four large simulations at once took 5.7 GB. Each is bounded by the
+/// per-call caps now, and the endpoint by `Config::max_simulations`: with no
+/// place left it answers 503 at once, in Kazoo's envelope, naming the flag.
+#[test]
+fn simulations_past_the_bound_are_refused_with_503() {
+    let (_dir, flows) = sample_flows();
+    let server = Server::start(
+        &flows,
+        Config {
+            max_simulations: 0,
+            ..Config::default()
+        },
+    );
+    let token = login(&server, &flows, "acme");
+    let reply = send(
+        "POST",
+        &server.url("/v2/accounts/acme/simulate"),
+        Some(&token),
+        Some(&envelope(&json!({"to": "1000"}))),
+    );
+    assert_error(&reply, 503, "unavailable");
+    assert!(
+        reply
+            .text
+            .contains("0 simulations are already running (serve --max-simulations)"),
+        "{}",
+        reply.text
+    );
+}
+
 /// `PUT /v2/api_auth` had no rate limit. Now: a burst per key and per
 /// source address, then 429 in Kazoo's envelope with `Retry-After`.
 #[test]
