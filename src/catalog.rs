@@ -576,6 +576,19 @@ pub fn claimed_elsewhere(number: &str, account: &AccountId, callflow: &DocId) ->
     )
 }
 
+/// [`claimed_elsewhere`] as a tenant sees it: which account and callflow
+/// hold the number is not its business (the operator's `check` shows them).
+pub fn claimed_by_another_account(number: &str) -> String {
+    format!("{number} is also claimed by another account: a call from a trunk could reach either")
+}
+
+/// A [`Code::NumberInOtherAccount`] message with the other account's name
+/// taken out (the number is its first word).
+#[must_use]
+pub fn tenant_message(message: &str) -> String {
+    claimed_by_another_account(message.split(' ').next().unwrap_or_default())
+}
+
 /// Checks a device's or user's `metaflows`: its structure and its modules.
 fn check_endpoint_metaflows(body: &Object, modules: &dyn Modules, diags: &mut Vec<Diagnostic>) {
     match body.get("metaflows") {

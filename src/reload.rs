@@ -347,7 +347,7 @@ impl Reloader {
         let mut all: Vec<Diagnostic> = current
             .diagnostics
             .iter()
-            .filter(|d| !d.file.contains(&format!("/{account}/")))
+            .filter(|d| !self.of_account(&d.file, &account))
             .cloned()
             .collect();
         all.extend_from_slice(diagnostics);
@@ -415,11 +415,10 @@ impl Reloader {
             return self.reload_account(account);
         };
         let text = file.map(|file| file.text);
-        let in_account = format!("/{account}/");
         let diagnostics: Vec<Diagnostic> = current
             .diagnostics
             .iter()
-            .filter(|d| d.file.contains(&in_account))
+            .filter(|d| self.of_account(&d.file, account))
             .cloned()
             .collect();
         let updated = flows.with_document(
@@ -513,10 +512,21 @@ impl Reloader {
                 allowed.then(|| {
                     let mut d = d.clone();
                     d.file = file;
+                    if matches!(viewer, Viewer::Account(_))
+                        && d.code == crate::model::Code::NumberInOtherAccount
+                    {
+                        d.message = crate::catalog::tenant_message(&d.message);
+                    }
                     d
                 })
             })
             .collect()
+    }
+
+    /// Whether a diagnostic's file is one of `account`'s (under
+    /// `<flows>/<account>/`, by path components, not by text).
+    fn of_account(&self, file: &str, account: &AccountId) -> bool {
+        matches!(self.shown_path(file).1, Owner::Account(owner) if owner == account.as_str())
     }
 
     /// A diagnostic's file as shown, and whose it is.

@@ -238,15 +238,16 @@ fn claimed_elsewhere(
     let normalizer = account.routes.normalizer();
     for number in &callflow.numbers {
         let key = normalizer.normalize(number);
-        if let Some((holder, holder_callflow)) =
-            catalog.number_elsewhere(&key, account.account.id.as_str())
+        if catalog
+            .number_elsewhere(&key, account.account.id.as_str())
+            .is_some()
         {
             add_error(
                 errors,
                 "numbers".into(),
                 Code::NumberInOtherAccount.as_str(),
                 json!({
-                    "message": crate::catalog::claimed_elsewhere(&key, holder, holder_callflow),
+                    "message": crate::catalog::claimed_by_another_account(&key),
                     "cause": number,
                 }),
             );

@@ -596,7 +596,8 @@ fn an_e164_number_of_another_account_is_refused() {
     assert_eq!(
         reply.body["data"],
         json!({"numbers": {"number_in_other_account": {
-            "message": "+14158867900 is also claimed by account acme (callflow main): a call from a trunk could reach either",
+            // Which account holds it is not `other`'s business.
+            "message": "+14158867900 is also claimed by another account: a call from a trunk could reach either",
             "cause": "+14158867900"
         }}}),
         "{}",

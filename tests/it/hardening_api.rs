@@ -332,6 +332,12 @@ fn tenants_see_their_own_reload_errors_and_cannot_reload_everyone() {
     // Both accounts break a file; the operator's reload is rejected.
     write(&flows, "acme/callflows/broken.json", "{\n");
     write(&flows, "other/callflows/bad.json", "[1,\n");
+    // ... and `other` claims acme's E.164 number.
+    write(
+        &flows,
+        "other/callflows/dup.json",
+        r#"{"numbers": ["+14158867900"], "flow": {"module": "answer"}}"#,
+    );
     let rejected = send("POST", &reload, Some(&operator), None);
     assert_eq!(
         rejected.body["data"]["outcome"], "rejected",
@@ -340,7 +346,19 @@ fn tenants_see_their_own_reload_errors_and_cannot_reload_everyone() {
     );
     assert_eq!(
         pending_files(&rejected),
-        ["acme/callflows/broken.json", "other/callflows/bad.json"]
+        [
+            "acme/callflows/broken.json",
+            "other/callflows/bad.json",
+            "other/callflows/dup.json"
+        ]
+    );
+    // The operator learns who holds the number.
+    assert!(
+        rejected
+            .text
+            .contains("also claimed by account acme (callflow main)"),
+        "{}",
+        rejected.text
     );
 
     // An account's token may not reload everyone.
@@ -352,12 +370,16 @@ fn tenants_see_their_own_reload_errors_and_cannot_reload_everyone() {
     // Each sees its own errors, relative, and nothing of the other's.
     let absolute = dir.path().to_string_lossy().into_owned();
     for (token, own, foreign) in [
-        (&other, "other/callflows/bad.json", "acme"),
-        (&acme, "acme/callflows/broken.json", "other/"),
+        (
+            &other,
+            &["other/callflows/bad.json", "other/callflows/dup.json"][..],
+            "acme",
+        ),
+        (&acme, &["acme/callflows/broken.json"][..], "other/"),
     ] {
         let status = send("GET", &reload, Some(token), None);
         assert_eq!(status.status, 200, "{}", status.text);
-        assert_eq!(pending_files(&status), [own], "{}", status.text);
+        assert_eq!(pending_files(&status), own, "{}", status.text);
         assert!(!status.text.contains(foreign), "{}", status.text);
         assert!(!status.text.contains(&absolute), "{}", status.text);
     }
