@@ -42,10 +42,7 @@ pub fn classify(path: &Path, root: &Path) -> Kind {
         return Kind::Refused("a symbolic link that leads nowhere".to_owned());
     };
     if !target.starts_with(root) {
-        return Kind::Refused(
-            "a symbolic link to outside the directory (links are followed only to files inside it)"
-                .to_owned(),
-        );
+        return Kind::Refused(OUTSIDE.to_owned());
     }
     match fs::metadata(&target) {
         Ok(meta) if meta.is_file() => Kind::File,
@@ -106,7 +103,25 @@ pub fn read_limited(path: &Path, root: &Path, limit: usize) -> Result<Vec<u8>, R
         Kind::Folder => return Err(ReadError::Refused("a folder, not a file".to_owned())),
         Kind::Refused(why) => return Err(ReadError::Refused(why)),
     }
-    let file = fs::File::open(path)?;
+    // The folder it is in must be the root or inside it: a linked folder
+    // on the way (`callflows -> /elsewhere`) is refused like a linked file.
+    let parent = path.parent().unwrap_or(path);
+    if !fs::canonicalize(parent)?.starts_with(root) {
+        return Err(ReadError::Refused(OUTSIDE.to_owned()));
+    }
+    // What to open: the file, or the file a link leads to (canonical, so
+    // no link is left in it), checked inside the root once more: the entry
+    // may have been replaced since `classify` looked.
+    let target = if fs::symlink_metadata(path)?.file_type().is_symlink() {
+        let target = fs::canonicalize(path)?;
+        if !target.starts_with(root) {
+            return Err(ReadError::Refused(OUTSIDE.to_owned()));
+        }
+        target
+    } else {
+        path.to_path_buf()
+    };
+    let file = open_no_follow(&target)?;
     // Checked again on the open file: it may have been replaced meanwhile.
     if !file.metadata()?.is_file() {
         return Err(ReadError::Refused("not a regular file".to_owned()));
@@ -118,6 +133,44 @@ pub fn read_limited(path: &Path, root: &Path, limit: usize) -> Result<Vec<u8>, R
         return Err(ReadError::TooLarge { limit });
     }
     Ok(bytes)
+}
+
+const OUTSIDE: &str =
+    "a symbolic link to outside the directory (links are followed only to files inside it)";
+
+/// Opens `path` for reading without following a link in its last part (a
+/// link swapped in since it was checked fails with `ELOOP`) and without
+/// waiting for a writer (a FIFO swapped in opens at once, then is refused
+/// as not a regular file).
+fn open_no_follow(path: &Path) -> io::Result<fs::File> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    options.open(path)
+}
+
+/// Whether the folder `dir` (created as needed) is `root` or inside it once
+/// links are resolved: what a write checks before it writes there. The
+/// nearest folder of `dir` that exists must be inside `root` or on the way
+/// to it; then `dir` is made and checked again.
+pub fn ensure_dir_inside(dir: &Path, root: &Path) -> io::Result<bool> {
+    let mut existing = dir;
+    while fs::symlink_metadata(existing).is_err() {
+        match existing.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => existing = parent,
+            _ => break,
+        }
+    }
+    let real = fs::canonicalize(existing)?;
+    if !(real.starts_with(root) || root.starts_with(&real)) {
+        return Ok(false);
+    }
+    fs::create_dir_all(dir)?;
+    Ok(fs::canonicalize(dir)?.starts_with(root))
 }
 
 /// Whether `name` is the temporary file of a write that never finished:
@@ -174,6 +227,48 @@ mod tests {
             classify(&root.join("x.json"), &root),
             Kind::Refused("a FIFO, not a regular file".into())
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn linked_folders_are_not_read_through_nor_written_into() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = canonical_root(dir.path());
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.json"), "{}").unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("linked")).unwrap();
+        // A regular file, but in a folder that leads out.
+        let err = read_limited(&root.join("linked/secret.json"), &root, 1024).unwrap_err();
+        assert!(err.to_string().contains("outside"), "{err}");
+        // Writes: a folder on the way that leads out is refused, and
+        // nothing is made out there.
+        assert!(!ensure_dir_inside(&root.join("linked/new"), &root).unwrap());
+        assert!(!outside.path().join("new").exists());
+        assert!(ensure_dir_inside(&root.join("a/b"), &root).unwrap());
+        assert!(root.join("a/b").is_dir());
+        // The root's own folder, not yet made, is on the way to it.
+        let account = root.join("acme");
+        assert!(ensure_dir_inside(&account.join("callflows"), &account).unwrap());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn opening_never_follows_a_last_link_nor_waits_on_a_fifo() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = canonical_root(dir.path());
+        std::fs::write(root.join("ok.json"), "{}").unwrap();
+        std::os::unix::fs::symlink(root.join("ok.json"), root.join("link.json")).unwrap();
+        let fifo = std::process::Command::new("mkfifo")
+            .arg(root.join("x.json"))
+            .status()
+            .unwrap();
+        assert!(fifo.success());
+        // What a link or a FIFO swapped in after `classify` meets.
+        let err = open_no_follow(&root.join("link.json")).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ELOOP), "{err}");
+        // Without O_NONBLOCK this open waits for a writer forever.
+        let opened = open_no_follow(&root.join("x.json")).unwrap();
+        assert!(!opened.metadata().unwrap().is_file());
     }
 
     #[test]

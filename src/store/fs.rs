@@ -60,6 +60,13 @@ impl FlowsDir {
         self.root.join(account.as_str())
     }
 
+    /// What an account's files must stay inside once links are resolved:
+    /// its folder under the canonical flows directory (so neither a linked
+    /// account folder nor a link into another account's files is followed).
+    fn account_root(&self, account: &AccountId) -> PathBuf {
+        files::canonical_root(&self.root).join(account.as_str())
+    }
+
     /// Writes a document atomically and durably (see [`write_atomic`]).
     /// Returns the path written.
     pub fn write_document(
@@ -70,7 +77,12 @@ impl FlowsDir {
         body: &crate::model::Object,
     ) -> Result<PathBuf, StoreError> {
         let dir = self.account_dir(account).join(doc_type.as_str());
-        write_atomic(&dir, &format!("{id}.json"), to_text(body).as_bytes())
+        write_atomic(
+            &dir,
+            &format!("{id}.json"),
+            to_text(body).as_bytes(),
+            Some(&self.account_root(account)),
+        )
     }
 
     /// Writes `account.json` atomically and durably.
@@ -83,6 +95,7 @@ impl FlowsDir {
             &self.account_dir(account),
             ACCOUNT_FILE,
             to_text(body).as_bytes(),
+            Some(&self.account_root(account)),
         )
     }
 
@@ -108,7 +121,7 @@ impl FlowsDir {
         id: &DocId,
     ) -> Result<Option<String>, StoreError> {
         let path = self.document_path(account, doc_type, id);
-        read_optional(&path, &files::canonical_root(&self.root))
+        read_optional(&path, &self.account_root(account))
     }
 
     /// Where a document lives (the path diagnostics show).
@@ -133,7 +146,7 @@ impl FlowsDir {
             return Ok(None);
         }
         let mut diags = Vec::new();
-        match read_file(&path, &files::canonical_root(&self.root), &mut diags) {
+        match read_file(&path, &self.account_root(account), &mut diags) {
             Some(file) => Ok(Some(file)),
             None => Err(diags
                 .pop()
@@ -200,7 +213,7 @@ impl FlowsDir {
     pub fn read_account_file(&self, account: &AccountId) -> Result<Option<String>, StoreError> {
         read_optional(
             &self.account_dir(account).join(ACCOUNT_FILE),
-            &files::canonical_root(&self.root),
+            &self.account_root(account),
         )
     }
 
@@ -208,11 +221,12 @@ impl FlowsDir {
     /// when the account has no folder.
     pub fn read_one(&self, account: &AccountId) -> Result<Option<Sources>, StoreError> {
         let dir = self.account_dir(account);
-        if !dir.is_dir() {
+        // A real folder, not a link to one (as the full read has it).
+        if files::classify(&dir, &files::canonical_root(&self.root)) != files::Kind::Folder {
             return Ok(None);
         }
         let mut sources = Sources::default();
-        let root = files::canonical_root(&self.root);
+        let root = self.account_root(account);
         let source = read_account(account.clone(), &dir, &root, &mut sources.diagnostics);
         sources.accounts.push(source);
         Ok(Some(sources))
@@ -242,6 +256,12 @@ fn read_optional(path: &Path, root: &Path) -> Result<Option<String>, StoreError>
             .map(Some)
             .map_err(|_| io(io::Error::other("the file is not UTF-8 text"))),
         Err(files::ReadError::Io(err)) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        // What `check` and the catalog ignore (a FIFO, a link out of the
+        // account's folder) is no document here either.
+        Err(files::ReadError::Refused(why)) => {
+            tracing::warn!("{}: ignored: {why}", path.display());
+            Ok(None)
+        }
         Err(files::ReadError::Io(err)) => Err(io(err)),
         Err(other) => Err(io(io::Error::other(other.to_string()))),
     }
@@ -267,7 +287,7 @@ pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
             path: path.to_path_buf(),
             source: io::Error::other("not a file path"),
         })?;
-    write_atomic(dir, &name, bytes).map(drop)
+    write_atomic(dir, &name, bytes, None).map(drop)
 }
 
 /// The permissions of a new document: 0644 on Unix; elsewhere the
@@ -292,12 +312,30 @@ fn new_file_permissions(temp: &fs::File) -> io::Result<fs::Permissions> {
 /// over the target, and the folder is flushed. A crash leaves either the old
 /// file or the new one, never a mix, and a failed write removes its
 /// temporary file.
-fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, StoreError> {
+///
+/// With `inside` (an account's folder, canonical), `dir` must be inside it
+/// once links are resolved: a linked folder on the way is refused, nothing
+/// written.
+fn write_atomic(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    inside: Option<&Path>,
+) -> Result<PathBuf, StoreError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| StoreError::Io { path, source }
     };
-    fs::create_dir_all(dir).map_err(io(dir))?;
+    match inside {
+        Some(root) => {
+            if !files::ensure_dir_inside(dir, root).map_err(io(dir))? {
+                return Err(StoreError::Outside {
+                    path: dir.to_path_buf(),
+                });
+            }
+        }
+        None => fs::create_dir_all(dir).map_err(io(dir))?,
+    }
     let path = dir.join(name);
     let mut temp = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
@@ -363,7 +401,8 @@ impl Store for FlowsDir {
             }
             match AccountId::new(&entry.name) {
                 Ok(id) => {
-                    let account = read_account(id, &entry.path, &root, &mut sources.diagnostics);
+                    let inside = root.join(id.as_str());
+                    let account = read_account(id, &entry.path, &inside, &mut sources.diagnostics);
                     sources.accounts.push(account);
                 }
                 Err(err) => sources.diagnostics.push(invalid_id(&path, &err)),

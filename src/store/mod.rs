@@ -30,6 +30,11 @@ pub enum StoreError {
     NotADirectory { path: PathBuf },
     #[error("{} already exists", path.display())]
     Exists { path: PathBuf },
+    #[error(
+        "{} leads out of its account's folder (a symbolic link): not written",
+        path.display()
+    )]
+    Outside { path: PathBuf },
     #[error("cannot read or write {}: {source}", path.display())]
     Io {
         path: PathBuf,

@@ -13,7 +13,7 @@ use callflow::model::Diagnostic;
 use callflow::routing::Inception;
 use callflow::store::FlowsDir;
 
-use crate::api::{Server, add_other_account, envelope, login, send};
+use crate::api::{Server, add_other_account, assert_error, envelope, login, send};
 use crate::support::{callflow, catalog_of, codes, root};
 
 fn numbers(count: usize, prefix: &str) -> Vec<String> {
@@ -533,4 +533,92 @@ fn serve_starts_past_fifos_and_links_and_sweeps_leftovers() {
     );
     assert!(!leftover.exists(), "the leftover is removed");
     assert!(flows.join("acme/callflows/main.json").exists());
+}
+
+/// Links the reviewers found past the file checks: a document-type folder
+/// that is a link out of the flows directory (the API read and wrote
+/// through it), and a file linked to another account's document (served
+/// as the first account's). Neither is followed now; nothing is written
+/// out there.
+#[cfg(unix)]
+#[test]
+fn linked_folders_and_links_into_other_accounts_are_not_followed() {
+    let (_dir, flows) = crate::api::sample_flows();
+    add_other_account(&flows);
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(
+        outside.path().join("leak.json"),
+        doc(&["5555".to_owned()], &[]),
+    )
+    .unwrap();
+    std::fs::create_dir_all(flows.join("beta/callflows")).unwrap();
+    std::fs::write(flows.join("beta/account.json"), "{}").unwrap();
+    std::fs::write(
+        flows.join("beta/callflows/b.json"),
+        doc(&["4444".to_owned()], &[]),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(outside.path(), flows.join("other/callflows")).unwrap();
+    std::os::unix::fs::symlink(
+        flows.join("beta/callflows/b.json"),
+        flows.join("acme/callflows/stolen.json"),
+    )
+    .unwrap();
+
+    let server = Server::start(&flows, callflow::api::Config::default());
+    let other = login(&server, &flows, "other");
+    let acme = login(&server, &flows, "acme");
+    // `other`'s callflows folder leads out: nothing there is served, and a
+    // write is refused without touching it.
+    let list = send(
+        "GET",
+        &server.url("/v2/accounts/other/callflows"),
+        Some(&other),
+        None,
+    );
+    assert_eq!(list.status, 200, "{}", list.text);
+    assert!(!list.text.contains("5555"), "{}", list.text);
+    let created = send(
+        "PUT",
+        &server.url("/v2/accounts/other/callflows"),
+        Some(&other),
+        Some(&envelope(
+            &json!({"numbers": ["7000"], "flow": {"module": "answer"}}),
+        )),
+    );
+    assert_eq!(created.status, 500, "{}", created.text);
+    assert!(
+        !created.text.contains(&*outside.path().to_string_lossy()),
+        "{}",
+        created.text
+    );
+    let names: Vec<_> = std::fs::read_dir(outside.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["leak.json"]);
+    // acme's link to beta's callflow is not acme's callflow.
+    let stolen = send(
+        "GET",
+        &server.url("/v2/accounts/acme/callflows/stolen"),
+        Some(&acme),
+        None,
+    );
+    assert_error(&stolen, 404, "bad_identifier");
+    assert!(!stolen.text.contains("4444"), "{}", stolen.text);
+
+    // `check` says so for both.
+    let output = callflow(flows.parent().unwrap(), &["check", "--flows", "flows"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for refused in [
+        "flows/other/callflows\n",
+        "flows/acme/callflows/stolen.json\n",
+    ] {
+        assert!(
+            stdout.contains(&format!(
+                "ignored: a symbolic link to outside the directory (links are followed only to files inside it)\n  --> {refused}"
+            )),
+            "{refused}: {stdout}"
+        );
+    }
 }
