@@ -8,7 +8,7 @@
 //! the modules of metaflows (the account's, each callflow's, each device's
 //! and user's).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -159,6 +159,58 @@ impl Catalog {
 }
 
 impl AccountFlows {
+    /// The numbers and patterns the account's callflows list (as admitted,
+    /// before normalizing or compiling): what the account limits count,
+    /// in [`Catalog::build`] as on a write.
+    pub fn listed_totals(&self) -> (usize, usize) {
+        self.callflows
+            .values()
+            .fold((0, 0), |(numbers, patterns), c| {
+                (numbers + c.numbers.len(), patterns + c.patterns.len())
+            })
+    }
+
+    /// Callflows other than `except` listing each of `patterns` exactly as
+    /// written, whether it compiles or not (the route table holds only the
+    /// ones that do): pattern → holder.
+    pub fn pattern_holders<'a>(
+        &'a self,
+        patterns: &'a [String],
+        except: &DocId,
+    ) -> BTreeMap<&'a str, &'a DocId> {
+        let mut found = BTreeMap::new();
+        let mut missing: BTreeSet<&str> = BTreeSet::new();
+        for pattern in patterns {
+            match self
+                .routes
+                .pattern_callflows(pattern)
+                .find(|id| *id != except)
+            {
+                Some(holder) => {
+                    found.insert(pattern.as_str(), holder);
+                }
+                None => {
+                    missing.insert(pattern.as_str());
+                }
+            }
+        }
+        // Only an account with patterns that do not compile can hold a
+        // copy the table does not show.
+        if !missing.is_empty() && self.listed_totals().1 != self.routes.len().1 {
+            for (id, callflow) in &self.callflows {
+                if id == except {
+                    continue;
+                }
+                for pattern in &callflow.patterns {
+                    if let Some(source) = missing.take(pattern.as_str()) {
+                        found.insert(source, id);
+                    }
+                }
+            }
+        }
+        found
+    }
+
     /// A document of the given type and id.
     pub fn document(&self, doc_type: &str, id: &str) -> Option<&Document> {
         self.documents.get(doc_type)?.get(id)
@@ -239,7 +291,7 @@ impl AccountFlows {
             return None;
         }
         let old = self.callflows.get(id).map(AsRef::as_ref);
-        let (numbers, patterns) = self.routes.len();
+        let (numbers, patterns) = self.listed_totals();
         let mut totals = Totals {
             numbers: numbers.saturating_sub(old.map_or(0, |c| c.numbers.len())),
             patterns: patterns.saturating_sub(old.map_or(0, |c| c.patterns.len())),
@@ -248,6 +300,11 @@ impl AccountFlows {
             Some(file) => callflow_of(id, file, &mut totals).unwrap_or_default(),
             None => (None, Vec::new()),
         };
+        if found.iter().any(conflicted) {
+            // Past an account limit: which callflow loses is a matter of
+            // id order over the whole account.
+            return None;
+        }
         let normalizer = self.routes.normalizer();
         let claimed_elsewhere = new.iter().flat_map(|c| &c.numbers).any(|number| {
             let key = normalizer.normalize(number);

@@ -367,18 +367,49 @@ impl Reloader {
     /// (after a write through the API or by a call): the next call sees it.
     /// Errors of the rebuild are logged; the account is published as far
     /// as it validates, as `callflow check` would report it.
+    ///
+    /// The files are read and built without the publishing lock (a large
+    /// account takes a while), then published only if no other write
+    /// published the account meanwhile (else that write's document could be
+    /// overwritten by an older read); after two such races the last try
+    /// reads under the lock.
     pub fn reload_account(&self, account: &AccountId) -> Result<(), StoreError> {
+        const TRIES: usize = 3;
         let store = FlowsDir::new(&self.paths.flows);
-        let Some(sources) = store.read_one(account)? else {
+        for attempt in 1..=TRIES {
+            let last = attempt == TRIES;
+            let held = last.then(|| {
+                self.publishing
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+            });
+            let read_from = self.current();
+            let before = read_from.catalog.account(account.as_str()).cloned();
+            let Some(sources) = store.read_one(account)? else {
+                return Ok(());
+            };
+            let (built, diagnostics) = Catalog::build(sources, read_from.modules.as_ref());
+            let _publishing = held.unwrap_or_else(|| {
+                self.publishing
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+            });
+            let now = self.current().catalog.account(account.as_str()).cloned();
+            let unchanged = match (&before, &now) {
+                (Some(before), Some(now)) => Arc::ptr_eq(before, now),
+                (None, None) => true,
+                _ => false,
+            };
+            if !unchanged && !last {
+                continue;
+            }
+            for diag in diagnostics.iter().filter(|d| d.is_error()) {
+                tracing::warn!("{diag}");
+            }
+            if let Some(flows) = built.account(account.as_str()) {
+                self.publish_locked(Arc::clone(flows), &diagnostics);
+            }
             return Ok(());
-        };
-        let modules = Arc::clone(&self.current().modules);
-        let (built, diagnostics) = Catalog::build(sources, modules.as_ref());
-        for diag in diagnostics.iter().filter(|d| d.is_error()) {
-            tracing::warn!("{diag}");
-        }
-        if let Some(flows) = built.account(account.as_str()) {
-            self.publish_account(Arc::clone(flows), &diagnostics);
         }
         Ok(())
     }

@@ -17,7 +17,7 @@ use super::envelope::{ApiError, Success};
 use super::kazoo;
 use super::paging::{Listing, Order};
 use super::state::AppState;
-use super::{Body, request_data};
+use super::{Body, request_data_off};
 use crate::ids::{AccountId, DocId, DocType};
 use crate::model::Object;
 use crate::store::CALLFLOWS;
@@ -238,7 +238,7 @@ pub(crate) async fn create(
     Authed(account): Authed,
     body: Body,
 ) -> Result<Success, ApiError> {
-    let data = request_data(body)?;
+    let data = request_data_off(body).await?;
     let id = doc_id(&random_hex(16)?)?;
     let (doc, rev) = write_blocking(state, account, id.clone(), Write::Create, data, None).await?;
     Ok(Success::ok(shown(&id, &doc))
@@ -302,7 +302,7 @@ pub(crate) async fn replace_or_patch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Success, ApiError> {
-    let data = request_data(body)?;
+    let data = request_data_off(body).await?;
     let mode = if method == Method::PATCH {
         Write::Patch
     } else {

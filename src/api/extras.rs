@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::auth::{Authed, Caller};
 use super::envelope::{ApiError, Success};
 use super::state::{AppState, Holder};
-use super::{Body, request_data};
+use super::{Body, request_data_off};
 use crate::engine::EndReason;
 use crate::graph::{self, Format};
 use crate::reload::Viewer;
@@ -55,7 +55,7 @@ pub(crate) async fn simulate(
             "{max} simulations are already running (serve --max-simulations)"
         ))
     })?;
-    let mut data = request_data(body)?;
+    let mut data = request_data_off(body).await?;
     for key in ["flows", "scripts"] {
         if data.contains_key(key) {
             return Err(ApiError::InvalidRequest(format!(

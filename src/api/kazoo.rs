@@ -162,26 +162,20 @@ fn unique(callflow: &Callflow, account: &AccountFlows, errors: &mut KazooErrors)
             );
         }
     }
-    for pattern in &callflow.patterns {
-        if let Some(other) = account
-            .routes
-            .pattern_callflows(pattern)
-            .find(|other| **other != callflow.id)
-        {
-            add_error(
-                errors,
-                "patterns".into(),
-                "unique",
-                json!({
-                    "message": format!("Pattern {pattern} exists in callflow {}", holder(other)),
-                    "cause": pattern,
-                }),
-            );
-        }
+    for (pattern, other) in account.pattern_holders(&callflow.patterns, &callflow.id) {
+        add_error(
+            errors,
+            "patterns".into(),
+            "unique",
+            json!({
+                "message": format!("Pattern {pattern} exists in callflow {}", holder(other)),
+                "cause": pattern,
+            }),
+        );
     }
     let limits = crate::limits::DocumentLimits::DEFAULT;
     let old = account.callflows.get(&callflow.id);
-    let (numbers, patterns) = account.routes.len();
+    let (numbers, patterns) = account.listed_totals();
     for (key, total, mine, count, max, name) in [
         (
             "numbers",

@@ -110,6 +110,22 @@ pub const ROUTES: &[(&str, &str)] = &[
 /// A request body, or why it could not be read (too large, ...).
 pub(crate) type Body = Result<Bytes, BytesRejection>;
 
+/// Bodies up to this are parsed on the runtime's thread (well under a
+/// millisecond); larger ones, up to the body limit, on a blocking thread.
+const INLINE_PARSE_BYTES: usize = 64 << 10;
+
+/// [`request_data`], off the runtime's threads when the body is large.
+pub(crate) async fn request_data_off(body: Body) -> Result<Object, ApiError> {
+    match &body {
+        Ok(bytes) if bytes.len() > INLINE_PARSE_BYTES => {
+            tokio::task::spawn_blocking(move || request_data(body))
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))?
+        }
+        _ => request_data(body),
+    }
+}
+
 /// The `data` object of a request envelope `{"data": {...}}`.
 pub(crate) fn request_data(body: Body) -> Result<Object, ApiError> {
     let bytes = body.map_err(|rejection| {

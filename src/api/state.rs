@@ -284,8 +284,10 @@ impl AppState {
         let expires = now.saturating_add(ttl).unwrap_or(now);
         let token = super::auth::random_hex(32)?;
         let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
+        // Kept by its SHA-256, as API keys are: a look-up compares hashes,
+        // so its time says nothing about the tokens held.
         tokens.insert(
-            token.clone(),
+            super::auth::sha256_hex(token.as_bytes()),
             holder,
             expires,
             now,
@@ -299,7 +301,7 @@ impl AppState {
         let tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
         tokens
             .by_token
-            .get(token)
+            .get(&super::auth::sha256_hex(token.as_bytes()))
             .filter(|t| t.expires > jiff::Timestamp::now())
             .map(|t| t.holder.clone())
     }
@@ -308,6 +310,7 @@ impl AppState {
 /// The live tokens, and each holder's in the order they were issued.
 #[derive(Debug, Default)]
 struct Tokens {
+    /// By the token's SHA-256 (hex).
     by_token: BTreeMap<String, Token>,
     /// (holder, issued) → token.
     by_holder: BTreeMap<(Holder, u64), String>,

@@ -422,6 +422,15 @@ impl RouteTable {
                     return None;
                 }
             }
+            // The new patterns compiled once. One that does not compile is
+            // not in the table, and neither is another callflow's copy of
+            // it: only a full build sees such a pair as a conflict.
+            let mut fresh: BTreeMap<&str, Pattern> = BTreeMap::new();
+            for source in new_patterns {
+                if !compiled.contains_key(source.as_str()) {
+                    fresh.insert(source.as_str(), pattern::compile_route(source).ok()?);
+                }
+            }
             for source in new_patterns {
                 let holders = by_pattern.entry(source.as_str()).or_default();
                 if let Some(holder) = holders
@@ -445,12 +454,9 @@ impl RouteTable {
             }
             let mut patterns = Vec::new();
             for (source, holders) in by_pattern.iter_mut().rev() {
-                let pattern = match compiled.get(source) {
-                    Some(pattern) => Pattern::clone(pattern),
-                    None => match pattern::compile_route(source) {
-                        Ok(pattern) => pattern,
-                        Err(_) => continue,
-                    },
+                let Some(pattern) = compiled.get(source).copied().or_else(|| fresh.get(source))
+                else {
+                    continue;
                 };
                 holders.sort_by(|a, b| b.callflow_id.cmp(&a.callflow_id));
                 for target in holders.drain(..) {

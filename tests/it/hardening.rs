@@ -334,6 +334,14 @@ fn the_api_refuses_documents_past_the_limits_with_kazoo_errors() {
             reply.text
         );
     }
+    // A pattern that does not compile, listed by a second callflow: the
+    // table holds neither, the write is refused all the same.
+    for (numbers, status) in [(["8801"], 201), (["8802"], 400)] {
+        let data =
+            json!({"numbers": numbers, "patterns": [r"^(1)++$"], "flow": {"module": "answer"}});
+        let reply = send("PUT", &url, Some(&token), Some(&envelope(&data)));
+        assert_eq!(reply.status, status, "{}", reply.text);
+    }
     // 10,000 patterns that would each compile too large: the count is
     // refused alone, none of them is compiled (the issue's 47.9 s write).
     let hostile: Vec<String> = (0..10_000)
@@ -621,4 +629,41 @@ fn linked_folders_and_links_into_other_accounts_are_not_followed() {
             "{refused}: {stdout}"
         );
     }
+}
+
+/// A pattern that does not compile is in no route table, nor is another
+/// callflow's copy of it: a write listing one is left to a full build,
+/// which sees such a pair as a conflict.
+#[test]
+fn a_pattern_that_does_not_compile_is_left_to_a_full_build() {
+    let modules = crate::support::builtin_modules();
+    let callflows = DocType::new("callflows").unwrap();
+    let mut docs: Vec<(String, String)> = vec![("a".into(), doc(&["1000".into()], &[]))];
+    let (catalog, diags) = Catalog::build(sources(&docs), modules);
+    let skipped = doc(&["1008".into()], &[r"^(1)++$"]);
+    let write = |catalog: &Catalog, diags: &[Diagnostic], id: &str| {
+        catalog.account("test").unwrap().with_document(
+            (
+                &callflows,
+                &DocId::new(id).unwrap(),
+                &format!("flows/test/callflows/{id}.json"),
+            ),
+            Some(&skipped),
+            diags,
+            modules,
+            catalog,
+        )
+    };
+    assert!(write(&catalog, &diags, "g").is_none());
+    docs.push(("g".into(), skipped.clone()));
+    let (full, full_diags) = Catalog::build(sources(&docs), modules);
+    assert!(write(&full, &full_diags, "h").is_none());
+    docs.push(("h".into(), skipped.replace("1008", "1009")));
+    let (_, with_both) = Catalog::build(sources(&docs), modules);
+    assert!(
+        with_both
+            .iter()
+            .any(|d| d.code == callflow::model::Code::Unique && d.file.ends_with("h.json")),
+        "{with_both:?}"
+    );
 }
