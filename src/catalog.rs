@@ -251,6 +251,14 @@ impl AccountFlows {
             .filter(|d| d.file != path)
             .cloned()
             .collect();
+        if doc_type.as_str() == crate::store::MEDIA && file.is_some() {
+            // Its audio beside it is no longer "audio without a media
+            // document".
+            if let Some(stem) = path.strip_suffix(".json") {
+                let audio = format!("{stem}.wav");
+                kept.retain(|d| !(d.code == Code::IgnoredFile && d.file == audio));
+            }
+        }
         if doc_type.as_str() != crate::store::CALLFLOWS {
             let mut documents = self.documents.clone();
             let of_type = documents.entry(doc_type.clone()).or_default();

@@ -391,6 +391,14 @@ impl RouteTable {
         conflicts: &mut Vec<Conflict>,
     ) -> Option<(Arc<Patterns>, Option<RegexSet>)> {
         Some(if old_patterns == new_patterns {
+            // Shared with another callflow: who wins, and the conflict to
+            // report, are a full build's to say.
+            if new_patterns
+                .iter()
+                .any(|source| self.pattern_callflows(source).any(|other| other != id))
+            {
+                return None;
+            }
             let changed = |(_, target): &(Pattern, Target)| {
                 target.callflow_id == *id && target.no_match != no_match
             };
