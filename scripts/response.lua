@@ -1,7 +1,7 @@
 -- response: send a SIP response (Kazoo's cf_response). `code` (default 486),
--- `message` (the hang-up cause text), `media` (played first, as early
--- media). A final response (>= 300) ends the call; the flow stops either way
--- (children are never used).
+-- `message` (its reason phrase), `media` (played first, as early media). A
+-- final response (>= 300) ends the call with the code's Q.850 cause; the flow
+-- stops either way (children are never used).
 local kazoo = require("kazoo")
 
 return {

@@ -24,12 +24,15 @@
 -- and flags are not read (Kazoo ignores them too). Rule sets
 -- (temporal_rule_sets/<id>.json) list rule ids in `temporal_rules`.
 --
--- Routing. The candidate routes, in order (duplicates kept): each id of
--- `rules` (child key = the id), each child key of the node but "_" in
--- document order (child key = itself), then each rule of the `rule_set`
--- document (child key "rule_set"). A route whose id (not one from
--- `rule_set`) names a rule set with rules becomes one route per rule of the
--- set, whose child key is the set's id. Every rule document is then loaded
+-- Routing. The candidate routes, in order: each id of `rules` (child key =
+-- the id), each child key of the node but "_" in document order (child key
+-- = itself), then each rule of the `rule_set` document (child key
+-- "rule_set"). A route whose id (not one from `rule_set`) names a rule set
+-- with rules becomes one route per rule of the set, whose child key is the
+-- set's id. A rule listed again (an id in `rules` that is also a child key)
+-- is tried once, at its first place: Kazoo tries it again, which cannot
+-- change the result (a rule that did not match the first time does not
+-- match the second) but logs it twice. Every rule document is then loaded
 -- (a missing one is skipped, a rule whose start date is after today is
 -- dropped) and tried in order; the first match wins:
 --   enabled false: skipped; enabled true: matches, whatever the time;
@@ -173,13 +176,20 @@ local function routes(call, data): { { doc: string, key: string } }
 		end
 	end
 	local expanded = {}
+	local seen = {}
+	local function add(candidate)
+		if not seen[candidate.doc] then
+			seen[candidate.doc] = true
+			table.insert(expanded, candidate)
+		end
+	end
 	for _, route in found do
 		local members = if route.key == "rule_set" then {} else rule_set(call, route.doc)
 		if #members == 0 then
-			table.insert(expanded, route)
+			add(route)
 		else
 			for _, id in members do
-				table.insert(expanded, { doc = id, key = route.doc })
+				add({ doc = id, key = route.doc })
 			end
 		end
 	end

@@ -490,16 +490,29 @@ impl HttpOutcome {
     }
 }
 
-/// The usual hang-up cause of a SIP failure code (a final `respond` names
-/// its cause this way when it gives no message): both backends use it.
+/// The hang-up cause (Q.850 name) of a SIP response code: FreeSWITCH's
+/// mapping (`sofia_glue_sip_cause_to_freeswitch`, RFC 4497's), which is
+/// what Kazoo reports. The one table for both backends: the cause of a
+/// final `respond` and of a callee's failure response in a bridge.
 pub fn cause_for_sip(code: u16) -> &'static str {
     match code {
-        404 | 484 => "UNALLOCATED_NUMBER",
-        408 | 480 => "NO_ANSWER",
+        200 => "NORMAL_CLEARING",
+        401 | 402 | 403 | 407 | 603 | 608 => "CALL_REJECTED",
+        404 => "UNALLOCATED_NUMBER",
+        485 | 604 => "NO_ROUTE_DESTINATION",
+        408 | 504 => "RECOVERY_ON_TIMER_EXPIRE",
+        410 => "NUMBER_CHANGED",
+        413 | 414 | 416 | 420 | 421 | 423 | 505 | 513 => "INTERWORKING",
+        480 => "NO_USER_RESPONSE",
+        400 | 481 | 500 | 503 => "NORMAL_TEMPORARY_FAILURE",
         486 | 600 => "USER_BUSY",
+        484 => "INVALID_NUMBER_FORMAT",
+        488 | 606 => "INCOMPATIBLE_DESTINATION",
+        502 => "NETWORK_OUT_OF_ORDER",
+        405 => "SERVICE_UNAVAILABLE",
+        406 | 415 | 501 => "SERVICE_NOT_IMPLEMENTED",
+        482 | 483 => "EXCHANGE_ROUTING_ERROR",
         487 => "ORIGINATOR_CANCEL",
-        503 => "NORMAL_TEMPORARY_FAILURE",
-        603 => "CALL_REJECTED",
         _ => "NORMAL_UNSPECIFIED",
     }
 }

@@ -83,6 +83,10 @@ pub struct ModuleError {
     pub file: Option<String>,
     pub line: Option<u32>,
     pub message: String,
+    /// The script frames (`file:line`) the error passed through, innermost
+    /// first: the function that failed, the helpers and module that called
+    /// it. Empty when unknown.
+    pub stack: Vec<String>,
 }
 
 /// Runs modules: the module host implements it; engine tests use fakes.
@@ -451,7 +455,11 @@ fn record_error(call: &Call, err: &ModuleError) {
     if let Some(line) = err.line {
         event = event.with("line", line);
     }
-    call.record(event.with("message", err.message.as_str()));
+    event = event.with("message", err.message.as_str());
+    if !err.stack.is_empty() {
+        event = event.with("stack", err.stack.clone());
+    }
+    call.record(event);
 }
 
 fn skip(call: &Call, node: &ModuleNode, reason: &str) -> crate::trace::Event {
@@ -574,6 +582,7 @@ mod tests {
                         file: None,
                         line: None,
                         message: "failed".to_owned(),
+                        stack: Vec::new(),
                     }),
                     "on_end" => {
                         call.add_on_end(name, serde_json::Map::new()).unwrap();
@@ -597,6 +606,7 @@ mod tests {
                     file: None,
                     line: None,
                     message: "ended".to_owned(),
+                    stack: Vec::new(),
                 })
             })
         }

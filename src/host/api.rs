@@ -2062,16 +2062,59 @@ fn is_lua_file(name: &str) -> bool {
 
 /// The innermost script frame of a traceback.
 fn traceback_location(text: &str) -> Option<(String, u32)> {
-    text.lines().find_map(|line| {
-        let line = line.trim();
-        let (head, _) = line.split_once(": in ")?;
-        let (file, number) = head.rsplit_once(':')?;
-        if is_lua_file(file) {
-            Some((file.to_owned(), number.parse().ok()?))
-        } else {
-            None
+    text.lines().find_map(script_frame)
+}
+
+/// A traceback line naming a script frame (`\tfile.lua:12: in function
+/// 'f'`, as `luaL_traceback` writes each level from `lua_getinfo`'s
+/// `short_src` and `currentline`) → (file, 12). The API's own frames
+/// (`callflow`), C functions and levels without a line are not script
+/// frames.
+fn script_frame(line: &str) -> Option<(String, u32)> {
+    let (head, _) = line.trim().split_once(": in ")?;
+    let (file, number) = head.rsplit_once(':')?;
+    if is_lua_file(file) {
+        Some((file.to_owned(), number.parse().ok()?))
+    } else {
+        None
+    }
+}
+
+/// The script frames of the traceback mlua attached to `text` (the levels
+/// after its `stack traceback:` line), innermost first, as `file:line`.
+fn traceback_frames(text: &str) -> Vec<String> {
+    let Some((_, levels)) = text.split_once("stack traceback:") else {
+        return Vec::new();
+    };
+    levels
+        .lines()
+        .filter_map(script_frame)
+        .map(|(file, line)| format!("{file}:{line}"))
+        .collect()
+}
+
+/// The chain of script frames (`file:line`, innermost first) a Lua error
+/// passed through: the levels of the stack Luau had when it was raised, as
+/// the traceback mlua takes there records them (the coroutine's stack for
+/// an error in a module's code, the caller's for an error an API function
+/// raised). Empty when no traceback names a script.
+pub fn error_stack(err: &mlua::Error) -> Vec<String> {
+    match err {
+        // The cause's own traceback, when it has one, was taken deeper
+        // (on the same stack): it holds every level the outer one does.
+        mlua::Error::CallbackError { traceback, cause } => {
+            let inner = error_stack(cause);
+            if inner.is_empty() {
+                traceback_frames(traceback)
+            } else {
+                inner
+            }
         }
-    })
+        mlua::Error::WithContext { cause, .. } => error_stack(cause),
+        mlua::Error::RuntimeError(text) => traceback_frames(text),
+        mlua::Error::MemoryError(_) | mlua::Error::SyntaxError { .. } => Vec::new(),
+        other => traceback_frames(&other.to_string()),
+    }
 }
 
 /// Error values that are tables or functions print as addresses, which
@@ -2095,6 +2138,74 @@ mod tests {
         // "é" is two bytes: a cut inside it backs off to before it.
         assert_eq!(cut("abcé", 4), "abc… [2 more bytes cut]");
         assert_eq!(cut("abcdef", 3), "abc… [3 more bytes cut]");
+    }
+
+    /// A chunk named `@file` (as the host names scripts) with `source`.
+    fn function(lua: &Lua, file: &str, source: &str) -> mlua::Function {
+        lua.load(source)
+            .set_name(format!("@{file}"))
+            .eval()
+            .unwrap()
+    }
+
+    #[test]
+    fn an_error_in_a_helper_has_the_chain_of_script_frames() {
+        let lua = Lua::new();
+        let helper = function(
+            &lua,
+            "scripts/lib/x.lua",
+            "return function(n)\n  local t = nil\n  return t.field + n\nend",
+        );
+        lua.globals().set("helper", helper).unwrap();
+        let module = function(
+            &lua,
+            "scripts/blocklist.lua",
+            "return function()\n  local hit = helper(1)\n  return hit\nend",
+        );
+        let err = module.call::<()>(()).unwrap_err();
+        assert_eq!(
+            error_stack(&err),
+            ["scripts/lib/x.lua:3", "scripts/blocklist.lua:2"]
+        );
+        let (_, location) = describe_error(&err);
+        assert_eq!(location, Some(("scripts/lib/x.lua".to_owned(), 3)));
+    }
+
+    #[test]
+    fn an_error_an_api_function_raises_has_the_frames_that_called_it() {
+        let lua = Lua::new();
+        let api = lua
+            .create_function(|_, ()| -> mlua::Result<()> {
+                Err(mlua::Error::runtime("a SIP response code is 100 to 699"))
+            })
+            .unwrap();
+        lua.globals().set("api", api).unwrap();
+        let helper = function(
+            &lua,
+            "scripts/lib/x.lua",
+            "return function()\n  api()\n  return 1\nend",
+        );
+        lua.globals().set("helper", helper).unwrap();
+        let module = function(
+            &lua,
+            "builtin/m.lua",
+            "return function()\n\n  helper()\n  return 2\nend",
+        );
+        let err = module.call::<()>(()).unwrap_err();
+        assert_eq!(
+            error_stack(&err),
+            ["scripts/lib/x.lua:2", "builtin/m.lua:3"]
+        );
+    }
+
+    #[test]
+    fn frames_come_from_the_traceback_not_the_message() {
+        let text = "scripts/a.lua:1: in function 'f' is what it said\nstack traceback:\n\t[C]: in function 'error'\n\tscripts/b.lua:7: in function 'g'\n\tcallflow:3: in ?\n\tscripts/c.lua:9: in ?";
+        assert_eq!(
+            error_stack(&mlua::Error::RuntimeError(text.to_owned())),
+            ["scripts/b.lua:7", "scripts/c.lua:9"]
+        );
+        assert!(error_stack(&mlua::Error::runtime("no traceback")).is_empty());
     }
 
     /// The raw functions registered are exactly the `call:` methods of [`API`].

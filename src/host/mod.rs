@@ -442,6 +442,7 @@ impl Vm {
                     file: Some(err.file.clone()),
                     line: err.line,
                     message: format!("the module's script does not load: {}", err.message),
+                    stack: Vec::new(),
                 });
             }
             None => {
@@ -450,6 +451,7 @@ impl Vm {
                     file: None,
                     line: None,
                     message: "no script provides this module".to_owned(),
+                    stack: Vec::new(),
                 });
             }
         };
@@ -460,6 +462,7 @@ impl Vm {
                 file: Some(script.file.clone()),
                 line: None,
                 message,
+                stack: Vec::new(),
             }),
             Err(err) => Err(module_error(&inv.module, &err)),
         }
@@ -559,6 +562,7 @@ impl Vm {
                         file: None,
                         line: None,
                         message: format!("the module has no `{}` function", entry.name()),
+                        stack: Vec::new(),
                     });
                 };
                 Headroom {
@@ -599,6 +603,11 @@ impl Vm {
                 file: result.as_ref().err().and_then(|e| e.file.clone()),
                 line: result.as_ref().err().and_then(|e| e.line),
                 message,
+                stack: result
+                    .as_ref()
+                    .err()
+                    .map(|e| e.stack.clone())
+                    .unwrap_or_default(),
             };
             return (Some(inv), Err(error));
         }
@@ -647,6 +656,7 @@ impl Vm {
                     "handle returned {}; it must return a child key (a non-empty string), nil for \"_\", or a call:branch/stop/transfer directive",
                     describe_value(&other)
                 ),
+                stack: Vec::new(),
             }),
         }
     }
@@ -807,7 +817,8 @@ fn script_error(file: &str, message: &str) -> ScriptError {
     }
 }
 
-/// Turns a Lua error into a [`ModuleError`] with the script location.
+/// Turns a Lua error into a [`ModuleError`] with the script location and
+/// the chain of script frames it passed through.
 fn module_error(module: &str, err: &mlua::Error) -> ModuleError {
     let (message, location) = api::describe_error(err);
     let (file, line) = location.map_or((None, None), |(f, l)| (Some(f), Some(l)));
@@ -816,5 +827,6 @@ fn module_error(module: &str, err: &mlua::Error) -> ModuleError {
         file,
         line,
         message,
+        stack: api::error_stack(err),
     }
 }

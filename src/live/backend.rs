@@ -306,6 +306,12 @@ impl LiveBackend {
 
     /// Ends the call (once), recording the `hangup` event.
     fn end_at(&self, t_ms: u64, by: HungUpBy, cause: &str) {
+        self.end_at_with(t_ms, by, cause, None);
+    }
+
+    /// [`Self::end_at`]; `sip_code` is the SIP response that ended the
+    /// call, when one did.
+    fn end_at_with(&self, t_ms: u64, by: HungUpBy, cause: &str, sip_code: Option<u16>) {
         let mut state = self.state.borrow_mut();
         if state.hangup.is_some() {
             return;
@@ -318,11 +324,11 @@ impl LiveBackend {
             transferred: false,
         });
         drop(state);
-        self.record(
-            Event::new(t_ms, "hangup")
-                .with("cause", cause)
-                .with("by", by.as_str()),
-        );
+        let mut event = Event::new(t_ms, "hangup").with("cause", cause);
+        if let Some(code) = sip_code {
+            event = event.with("sip_code", code);
+        }
+        self.record(event.with("by", by.as_str()));
     }
 
     /// Ends the call from our side: BYE after the answer, a final response
@@ -1034,10 +1040,17 @@ fn q850(cause: &str) -> u16 {
         "NO_USER_RESPONSE" => 18,
         "NO_ANSWER" => 19,
         "CALL_REJECTED" => 21,
+        "NUMBER_CHANGED" => 22,
+        "EXCHANGE_ROUTING_ERROR" => 25,
         "INVALID_NUMBER_FORMAT" => 28,
+        "NETWORK_OUT_OF_ORDER" => 38,
         "NORMAL_TEMPORARY_FAILURE" => 41,
+        "SERVICE_UNAVAILABLE" => 63,
         "FACILITY_NOT_IMPLEMENTED" => 69,
+        "SERVICE_NOT_IMPLEMENTED" => 79,
+        "INCOMPATIBLE_DESTINATION" => 88,
         "RECOVERY_ON_TIMER_EXPIRE" => 102,
+        "INTERWORKING" => 127,
         "ALLOTTED_TIMEOUT" => 602,
         _ => 31,
     }
@@ -1273,12 +1286,8 @@ impl CallControl for LiveBackend {
                 183 if !answered => self.early_media(),
                 100..=299 if !answered => self.leg.provisional(code, message),
                 300.. => {
-                    let cause = if message.is_empty() {
-                        crate::engine::control::cause_for_sip(code)
-                    } else {
-                        message
-                    };
-                    self.end_at(self.now(), HungUpBy::System, cause);
+                    let cause = crate::engine::control::cause_for_sip(code);
+                    self.end_at_with(self.now(), HungUpBy::System, cause, Some(code));
                     if answered {
                         self.signal_end(cause).await;
                     } else {

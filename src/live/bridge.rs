@@ -66,25 +66,19 @@ impl Failure {
         }
     }
 
-    /// The outcome of a SIP failure code, as Kazoo names it.
+    /// The outcome of a SIP failure code: busy (486, 600), no answer (408,
+    /// 480) or failed, with the code's cause
+    /// ([`crate::engine::control::cause_for_sip`]).
     fn of_sip(at: u64, code: u16) -> Self {
-        let (status, cause) = match code {
-            486 | 600 => (BridgeStatus::Busy, "USER_BUSY"),
-            408 | 480 => (BridgeStatus::NoAnswer, "NO_ANSWER"),
-            603 | 403 | 401 | 407 => (BridgeStatus::Failed, "CALL_REJECTED"),
-            404 | 604 => (BridgeStatus::Failed, "UNALLOCATED_NUMBER"),
-            484 => (BridgeStatus::Failed, "INVALID_NUMBER_FORMAT"),
-            487 => (BridgeStatus::Failed, "ORIGINATOR_CANCEL"),
-            488 | 606 => (BridgeStatus::Failed, "INCOMPATIBLE_DESTINATION"),
-            410 => (BridgeStatus::Failed, "NUMBER_CHANGED"),
-            500 | 503 | 502 => (BridgeStatus::Failed, "NORMAL_TEMPORARY_FAILURE"),
-            504 => (BridgeStatus::Failed, "RECOVERY_ON_TIMER_EXPIRE"),
-            _ => (BridgeStatus::Failed, "NORMAL_UNSPECIFIED"),
+        let status = match code {
+            486 | 600 => BridgeStatus::Busy,
+            408 | 480 => BridgeStatus::NoAnswer,
+            _ => BridgeStatus::Failed,
         };
         Self {
             at,
             status,
-            cause: cause.to_owned(),
+            cause: crate::engine::control::cause_for_sip(code).to_owned(),
             sip: code,
         }
     }

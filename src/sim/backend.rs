@@ -214,6 +214,12 @@ impl SimBackend {
 
     /// Ends the call (once).
     fn end(&self, by: HungUpBy, cause: &str, timed_out: bool) {
+        self.end_with(by, cause, timed_out, None);
+    }
+
+    /// Ends the call (once); `sip_code` is the SIP response that ended it,
+    /// when one did.
+    fn end_with(&self, by: HungUpBy, cause: &str, timed_out: bool, sip_code: Option<u16>) {
         let mut state = self.state.borrow_mut();
         if state.hangup.is_some() {
             return;
@@ -227,11 +233,11 @@ impl SimBackend {
             transferred: false,
         });
         drop(state);
-        self.record(
-            Event::new(t_ms, "hangup")
-                .with("cause", cause)
-                .with("by", by.as_str()),
-        );
+        let mut event = Event::new(t_ms, "hangup").with("cause", cause);
+        if let Some(code) = sip_code {
+            event = event.with("sip_code", code);
+        }
+        self.record(event.with("by", by.as_str()));
     }
 
     fn peer_serial(&self) -> Option<u64> {
@@ -1213,16 +1219,12 @@ impl CallControl for SimBackend {
         Box::pin(async move { self.alive() })
     }
 
-    fn respond<'a>(&'a self, code: u16, message: &'a str) -> LocalFuture<'a, Result<(), Gone>> {
+    fn respond<'a>(&'a self, code: u16, _message: &'a str) -> LocalFuture<'a, Result<(), Gone>> {
         Box::pin(async move {
             self.alive()?;
             if code >= 300 {
-                let cause = if message.is_empty() {
-                    crate::engine::control::cause_for_sip(code)
-                } else {
-                    message
-                };
-                self.end(HungUpBy::System, cause, false);
+                let cause = crate::engine::control::cause_for_sip(code);
+                self.end_with(HungUpBy::System, cause, false, Some(code));
             }
             Ok(())
         })

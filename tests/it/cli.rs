@@ -321,6 +321,42 @@ fn a_module_that_raises_shows_its_file_and_line_and_the_call_goes_on() {
     );
 }
 
+#[test]
+fn an_error_in_a_helper_shows_the_chain_of_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("lib")).unwrap();
+    std::fs::write(
+        dir.path().join("lib/boom.lua"),
+        "local M = {}\n\nfunction M.explode(what)\n\terror(\"blew up: \" .. what)\nend\n\nreturn M\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("play.lua"),
+        "local boom = require(\"boom\")\n\nreturn {\n\thandle = function(call, data)\n\t\tboom.explode(\"now\")\n\t\treturn nil\n\tend,\n}\n",
+    )
+    .unwrap();
+    let scripts = dir.path().to_str().unwrap();
+    let run = || {
+        let output = callflow(
+            &root(),
+            &[
+                "simulate",
+                "tests/scenarios/sample-main-sunday.json",
+                "--scripts",
+                scripts,
+            ],
+        );
+        assert_eq!(output.status.code(), Some(0), "{}", render_output(&output));
+        stdout(&output)
+    };
+    let text = run();
+    let error = format!(
+        "error    module=play file={scripts}/lib/boom.lua line=4 message=\"blew up: now\" stack=[\"{scripts}/lib/boom.lua:4\",\"{scripts}/play.lua:5\"]"
+    );
+    assert!(text.contains(&error), "{text}");
+    assert_eq!(run(), text, "the same trace every run");
+}
+
 /// `callflow bench` of the sample IVR with `args`: its JSON report.
 fn bench(args: &[&str]) -> Value {
     let mut all = vec!["bench", "tests/scenarios/sample-ivr.json"];
