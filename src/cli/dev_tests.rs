@@ -526,4 +526,109 @@ mod tests {
             ]
         );
     }
+
+    /// A project of two accounts, each with a scenario whose call runs one
+    /// module of its own.
+    fn project() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |relative: &str, text: &str| {
+            let path = dir.path().join(relative);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        for (account, module) in [("acme", "first"), ("beta", "second")] {
+            write(
+                &format!("flows/{account}/callflows/main.json"),
+                &format!(r#"{{"numbers": ["100"], "flow": {{"module": "{module}"}}}}"#),
+            );
+            write(
+                &format!("scripts/{module}.lua"),
+                &format!(
+                    r#"return {{ handle = function(call) call:log("info", "{module} v1") end }}"#
+                ),
+            );
+            write(
+                &format!("tests/{account}.json"),
+                &format!(
+                    r#"{{"flows": "../flows", "scripts": ["../scripts"], "account": "{account}", "to": "100",
+                        "expect": {{"events": [{{"event": "log", "message": "{module} v1"}}]}}}}"#
+                ),
+            );
+        }
+        dir
+    }
+
+    fn round(tests: &mut DevTests) -> String {
+        let mut out = Vec::new();
+        tests.round(&mut out).unwrap();
+        // Styles are stripped on the way to a console that does not take them.
+        anstream::adapter::strip_str(&String::from_utf8(out).unwrap()).to_string()
+    }
+
+    #[test]
+    fn a_round_reruns_what_a_change_affects() {
+        let dir = project();
+        let root = dir.path();
+        let mut tests = DevTests::new(
+            &root.join("tests"),
+            &root.join("flows"),
+            &ScriptsArgs { scripts: vec![] },
+        );
+        let base = absolute(root);
+        let watched: Vec<&Path> = tests.dirs.iter().map(PathBuf::as_path).collect();
+        assert_eq!(
+            watched,
+            [base.join("flows"), base.join("tests"), base.join("scripts")]
+        );
+
+        let out = round(&mut tests);
+        assert!(out.contains("PASS    "), "{out}");
+        assert!(
+            out.ends_with("callflow dev: 2 passed, 0 failed (2 re-run, 0 unchanged)\n"),
+            "{out}"
+        );
+        // Nothing changed: nothing to say.
+        assert_eq!(round(&mut tests), "");
+
+        // A module only beta's call runs.
+        std::fs::write(
+            root.join("scripts/second.lua"),
+            r#"return { handle = function(call) call:log("info", "second v2") end }"#,
+        )
+        .unwrap();
+        let out = round(&mut tests);
+        assert!(out.contains("FAIL    "), "{out}");
+        assert!(out.contains("beta.json"), "{out}");
+        assert!(!out.contains("acme.json"), "{out}");
+        assert!(out.contains("expect.events[0]: no event matches"), "{out}");
+        assert!(
+            out.ends_with("callflow dev: 1 passed, 1 failed (1 re-run, 1 unchanged)\n"),
+            "{out}"
+        );
+
+        // A document of acme's: acme alone runs; beta's failure stands.
+        std::fs::write(
+            root.join("flows/acme/callflows/main.json"),
+            r#"{"numbers": ["100", "101"], "flow": {"module": "first"}}"#,
+        )
+        .unwrap();
+        let out = round(&mut tests);
+        assert!(out.contains("acme.json"), "{out}");
+        assert!(!out.contains("beta.json"), "{out}");
+        assert!(
+            out.ends_with("callflow dev: 1 passed, 1 failed (1 re-run, 1 unchanged)\n"),
+            "{out}"
+        );
+
+        // A helper may be required by anything: both run. A removed
+        // scenario drops out.
+        std::fs::create_dir_all(root.join("scripts/lib")).unwrap();
+        std::fs::write(root.join("scripts/lib/util.lua"), "return {}").unwrap();
+        std::fs::remove_file(root.join("tests/acme.json")).unwrap();
+        let out = round(&mut tests);
+        assert!(
+            out.ends_with("callflow dev: 0 passed, 1 failed (1 re-run, 0 unchanged)\n"),
+            "{out}"
+        );
+    }
 }
