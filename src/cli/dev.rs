@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use notify_debouncer_full::notify::RecursiveMode;
 
 use super::dev_tests::{self, DevTests};
 use super::serve::{self, ServeArgs};
@@ -36,11 +37,12 @@ pub fn run(args: &DevArgs) -> anyhow::Result<ExitCode> {
             args.tests.display()
         );
     }
+    // The first round adds no directory: `new` found them all.
     tests
         .round(&mut anstream::stderr())
         .context("cannot write the results")?;
     let (poke, pokes) = mpsc::channel::<()>();
-    let _watch = if args.serve.no_watch {
+    let mut watch = if args.serve.no_watch {
         None
     } else {
         let debounce = Duration::from_millis(args.serve.debounce_ms);
@@ -61,8 +63,17 @@ pub fn run(args: &DevArgs) -> anyhow::Result<ExitCode> {
             while pokes.recv().is_ok() {
                 // One round for a burst of pokes.
                 while pokes.try_recv().is_ok() {}
-                if let Err(err) = tests.round(&mut anstream::stderr()) {
-                    tracing::warn!("callflow dev: cannot write the results: {err}");
+                match tests.round(&mut anstream::stderr()) {
+                    Ok(added) => {
+                        for dir in added {
+                            if let Some(watch) = &mut watch
+                                && let Err(err) = watch.watch(&dir, RecursiveMode::Recursive)
+                            {
+                                tracing::warn!("cannot watch {}: {err}", dir.display());
+                            }
+                        }
+                    }
+                    Err(err) => tracing::warn!("callflow dev: cannot write the results: {err}"),
                 }
             }
         })

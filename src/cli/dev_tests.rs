@@ -239,37 +239,50 @@ impl DevTests {
     /// The session's tests: the scenarios under `tests`, with the server's
     /// flows and scripts directories and those the scenarios name.
     pub fn new(tests: &Path, flows: &Path, scripts: &ScriptsArgs) -> Self {
-        let mut dirs: Vec<PathBuf> = Vec::new();
-        let mut add = |dir: &Path| {
-            let dir = absolute(dir);
-            if dir.is_dir() && !dirs.contains(&dir) {
-                dirs.push(dir);
-            }
-        };
-        add(flows);
-        for dir in &scripts.scripts {
-            add(dir);
-        }
-        add(tests);
-        for file in scenario_files(tests) {
-            if let Ok(loaded) = read_scenario(&file) {
-                let (flows, extra) = dirs_for(None, Some(&loaded));
-                add(&flows);
-                for dir in &extra {
-                    add(dir);
-                }
-            }
-        }
-        Self {
+        let mut session = Self {
             tests: tests.to_path_buf(),
             scripts: ScriptsArgs {
                 scripts: scripts.scripts.clone(),
             },
-            dirs,
+            dirs: Vec::new(),
             snapshot: Snapshot::new(),
             records: BTreeMap::new(),
             started: false,
+        };
+        session.add_dir(flows);
+        for dir in &scripts.scripts {
+            session.add_dir(dir);
         }
+        session.add_dir(tests);
+        session.add_scenario_dirs();
+        session
+    }
+
+    /// Adds a directory to watch, if it exists and is new: whether it was.
+    fn add_dir(&mut self, dir: &Path) -> bool {
+        let dir = absolute(dir);
+        let new = dir.is_dir() && !self.dirs.contains(&dir);
+        if new {
+            self.dirs.push(dir);
+        }
+        new
+    }
+
+    /// Adds the flows and scripts directories the scenarios name; returns
+    /// those that were not watched yet.
+    fn add_scenario_dirs(&mut self) -> Vec<PathBuf> {
+        let mut added = Vec::new();
+        for file in scenario_files(&self.tests) {
+            if let Ok(loaded) = read_scenario(&file) {
+                let (flows, extra) = dirs_for(None, Some(&loaded));
+                for dir in std::iter::once(&flows).chain(&extra) {
+                    if self.add_dir(dir) {
+                        added.push(absolute(dir));
+                    }
+                }
+            }
+        }
+        added
     }
 
     /// The watched directories, as the user knows them.
@@ -281,14 +294,25 @@ impl DevTests {
     /// One round: finds what changed since the last round, re-runs the
     /// scenarios it affects and writes their results and the summary to
     /// `out`. Nothing is written when nothing changed.
-    pub fn round(&mut self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    /// The directories it returns are newly named by a scenario: the caller
+    /// watches them from then on.
+    pub fn round(&mut self, out: &mut dyn std::io::Write) -> std::io::Result<Vec<PathBuf>> {
+        let added = if self.started {
+            self.add_scenario_dirs()
+        } else {
+            Vec::new()
+        };
+        if !added.is_empty() {
+            let names: Vec<String> = added.iter().map(|p| shown(p)).collect();
+            writeln!(out, "callflow dev: watching {} too", names.join(", "))?;
+        }
         let snapshot = snapshot(&self.dirs);
         let changed = changes(&self.snapshot, &snapshot);
         let first = !self.started;
         self.started = true;
         self.snapshot = snapshot;
         if changed.is_empty() && !first {
-            return Ok(());
+            return Ok(added);
         }
         let found = scenario_files(&self.tests);
         self.records.retain(|file, _| found.contains(file));
@@ -304,7 +328,8 @@ impl DevTests {
         }
         out.write_all(text.as_bytes())?;
         writeln!(out, "callflow dev: {}", summary(&self.records, &plan))?;
-        out.flush()
+        out.flush()?;
+        Ok(added)
     }
 }
 
@@ -381,7 +406,8 @@ fn run_files(files: &[PathBuf], scripts: &ScriptsArgs) -> Vec<(PathBuf, Record, 
 /// changes; stops when dropped.
 pub type Watch = notify_debouncer_full::Debouncer<RecommendedWatcher, RecommendedCache>;
 
-/// Starts watching the session's directories; `poke` hears of each batch.
+/// Starts watching the session's directories (watch more with
+/// [`Watch::watch`]); `poke` hears of each batch.
 pub fn watch(
     tests: &DevTests,
     debounce: Duration,
@@ -628,6 +654,33 @@ mod tests {
         let out = round(&mut tests);
         assert!(
             out.ends_with("callflow dev: 0 passed, 1 failed (1 re-run, 0 unchanged)\n"),
+            "{out}"
+        );
+
+        // A new scenario naming a new scripts directory: watched from now on.
+        std::fs::create_dir_all(root.join("more")).unwrap();
+        std::fs::write(
+            root.join("tests/more.json"),
+            r#"{"flows": "../flows", "scripts": ["../scripts", "../more"], "account": "acme",
+                "to": "100", "expect": {"events": [{"event": "log", "message": "first v1"}]}}"#,
+        )
+        .unwrap();
+        let out = round(&mut tests);
+        assert!(out.contains("callflow dev: watching "), "{out}");
+        assert!(tests.dirs.contains(&base.join("more")), "{out}");
+        assert!(
+            out.ends_with("callflow dev: 1 passed, 1 failed (1 re-run, 1 unchanged)\n"),
+            "{out}"
+        );
+        std::fs::write(
+            root.join("more/first.lua"),
+            r#"return { handle = function(call) call:log("info", "first v3") end }"#,
+        )
+        .unwrap();
+        let out = round(&mut tests);
+        assert!(out.contains("more.json"), "{out}");
+        assert!(
+            out.ends_with("callflow dev: 0 passed, 2 failed (1 re-run, 1 unchanged)\n"),
             "{out}"
         );
     }
