@@ -37,10 +37,6 @@ pub fn run(args: &DevArgs) -> anyhow::Result<ExitCode> {
             args.tests.display()
         );
     }
-    // The first round adds no directory: `new` found them all.
-    tests
-        .round(&mut anstream::stderr())
-        .context("cannot write the results")?;
     let (poke, pokes) = mpsc::channel::<()>();
     let mut watch = if args.serve.no_watch {
         None
@@ -51,6 +47,12 @@ pub fn run(args: &DevArgs) -> anyhow::Result<ExitCode> {
                 .context("cannot watch the files (try --no-watch)")?,
         )
     };
+    // The first round runs once the watcher is on, so that no save made
+    // after its results are printed can go unseen.
+    let added = tests
+        .round(&mut anstream::stderr())
+        .context("cannot write the results")?;
+    watch_more(watch.as_mut(), added);
     // Every reload (the server's watcher, its poll, SIGHUP, an API write)
     // is a reason to look too: a round with nothing new prints nothing.
     reloader.set_observer(Arc::new(move |trigger, result| {
@@ -64,19 +66,21 @@ pub fn run(args: &DevArgs) -> anyhow::Result<ExitCode> {
                 // One round for a burst of pokes.
                 while pokes.try_recv().is_ok() {}
                 match tests.round(&mut anstream::stderr()) {
-                    Ok(added) => {
-                        for dir in added {
-                            if let Some(watch) = &mut watch
-                                && let Err(err) = watch.watch(&dir, RecursiveMode::Recursive)
-                            {
-                                tracing::warn!("cannot watch {}: {err}", dir.display());
-                            }
-                        }
-                    }
+                    Ok(added) => watch_more(watch.as_mut(), added),
                     Err(err) => tracing::warn!("callflow dev: cannot write the results: {err}"),
                 }
             }
         })
         .context("cannot start the test thread")?;
     serve::serve(&args.serve, &reloader)
+}
+
+/// Watches directories a scenario named since the watcher started.
+fn watch_more(watch: Option<&mut dev_tests::Watch>, dirs: Vec<PathBuf>) {
+    let Some(watch) = watch else { return };
+    for dir in dirs {
+        if let Err(err) = watch.watch(&dir, RecursiveMode::Recursive) {
+            tracing::warn!("cannot watch {}: {err}", dir.display());
+        }
+    }
 }

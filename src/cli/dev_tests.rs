@@ -297,11 +297,7 @@ impl DevTests {
     /// The directories it returns are newly named by a scenario: the caller
     /// watches them from then on.
     pub fn round(&mut self, out: &mut dyn std::io::Write) -> std::io::Result<Vec<PathBuf>> {
-        let added = if self.started {
-            self.add_scenario_dirs()
-        } else {
-            Vec::new()
-        };
+        let added = self.add_scenario_dirs();
         if !added.is_empty() {
             let names: Vec<String> = added.iter().map(|p| shown(p)).collect();
             writeln!(out, "callflow dev: watching {} too", names.join(", "))?;
