@@ -7,6 +7,7 @@ mod account;
 mod bench;
 mod check;
 mod dev;
+mod dev_tests;
 mod graph;
 mod init;
 mod junit;
@@ -90,9 +91,10 @@ enum Command {
     /// (PUT `/v2/api_auth`). Writes go to the flows directory atomically and
     /// route the next call. Stops cleanly on Ctrl-C or SIGTERM.
     Serve(serve::ServeArgs),
-    /// The server plus the edit-save-hear loop for module authors: after each
-    /// reload, re-runs the scenario files and prints how their traces
-    /// changed.
+    /// The server plus the edit-save-hear loop for module authors: when a
+    /// script, a flow or a scenario changes, re-runs the scenarios (under
+    /// --tests) it can affect and reports pass/fail as `callflow test`
+    /// does, with a diff for each failure and a summary line.
     Dev(dev::DevArgs),
     /// Make scenario files: `from-trace` turns a real call's trace into a
     /// scenario that replays it.

@@ -45,6 +45,8 @@ pub struct Case {
 /// that uses them.
 pub struct Env {
     pub flows: PathBuf,
+    /// The scripts directories (`--scripts`, then the scenario's).
+    pub scripts: Vec<PathBuf>,
     pub modules: Arc<ModuleSet>,
     pub catalog: Catalog,
 }
@@ -142,7 +144,33 @@ pub fn load(
     flows_flag: Option<&PathBuf>,
     scripts: &ScriptsArgs,
 ) -> anyhow::Result<Suite> {
-    let mut problems: Vec<String> = Vec::new();
+    let (suite, problems) = load_each(files, flows_flag, scripts);
+    if !problems.is_empty() {
+        bail!(
+            "{} unusable:\n  {}",
+            if problems.len() == 1 {
+                "a scenario is".to_owned()
+            } else {
+                format!("{} scenarios are", problems.len())
+            },
+            problems
+                .into_iter()
+                .map(|(_, problem)| problem)
+                .collect::<Vec<_>>()
+                .join("\n  ")
+        );
+    }
+    Ok(suite)
+}
+
+/// Reads what it can of `files` (as [`load`]): the suite of the usable
+/// ones, and each unusable file with why.
+pub fn load_each(
+    files: &[PathBuf],
+    flows_flag: Option<&PathBuf>,
+    scripts: &ScriptsArgs,
+) -> (Suite, Vec<(PathBuf, String)>) {
+    let mut problems: Vec<(PathBuf, String)> = Vec::new();
     let mut cases = Vec::new();
     let mut envs: Vec<Env> = Vec::new();
     let mut env_index: BTreeMap<(PathBuf, Vec<PathBuf>), Result<usize, String>> = BTreeMap::new();
@@ -153,7 +181,7 @@ pub fn load(
         let loaded = match read_scenario(path) {
             Ok(loaded) => loaded,
             Err(err) => {
-                problems.push(format!("{err:#}"));
+                problems.push((path.clone(), format!("{err:#}")));
                 continue;
             }
         };
@@ -161,14 +189,20 @@ pub fn load(
         let expected = match std::fs::read(&trace_path) {
             Ok(bytes) => {
                 let Ok(text) = String::from_utf8(bytes) else {
-                    problems.push(format!("{} is not UTF-8 text", trace_path.display()));
+                    problems.push((
+                        path.clone(),
+                        format!("{} is not UTF-8 text", trace_path.display()),
+                    ));
                     continue;
                 };
                 Some(text)
             }
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
             Err(err) => {
-                problems.push(format!("cannot read {}: {err}", trace_path.display()));
+                problems.push((
+                    path.clone(),
+                    format!("cannot read {}: {err}", trace_path.display()),
+                ));
                 continue;
             }
         };
@@ -185,7 +219,7 @@ pub fn load(
         let env = match env {
             Ok(env) => env,
             Err(err) => {
-                problems.push(format!("{}: {err}", path.display()));
+                problems.push((path.clone(), format!("{}: {err}", path.display())));
                 continue;
             }
         };
@@ -193,10 +227,13 @@ pub fn load(
         let account = match sim::account_for(&scenario, &envs[env].catalog) {
             Ok(account) => Arc::clone(account),
             Err(err) => {
-                problems.push(format!(
-                    "bad scenario {}: {err} (flows: {})",
-                    path.display(),
-                    envs[env].flows.display()
+                problems.push((
+                    path.clone(),
+                    format!(
+                        "bad scenario {}: {err} (flows: {})",
+                        path.display(),
+                        envs[env].flows.display()
+                    ),
                 ));
                 continue;
             }
@@ -210,18 +247,7 @@ pub fn load(
             account,
         });
     }
-    if !problems.is_empty() {
-        bail!(
-            "{} unusable:\n  {}",
-            if problems.len() == 1 {
-                "a scenario is".to_owned()
-            } else {
-                format!("{} scenarios are", problems.len())
-            },
-            problems.join("\n  ")
-        );
-    }
-    Ok(Suite { cases, envs })
+    (Suite { cases, envs }, problems)
 }
 
 /// Loads a flows directory and the scripts (built-in, `--scripts`, the
@@ -248,6 +274,12 @@ fn load_env(
     }
     Ok(Env {
         flows: flows.to_path_buf(),
+        scripts: scripts
+            .scripts
+            .iter()
+            .chain(scenario_scripts)
+            .cloned()
+            .collect(),
         modules: Arc::new(modules),
         catalog,
     })

@@ -266,7 +266,7 @@ fn coverage_report(
 
 /// Compares a case's trace with its expectations; writes the expected trace
 /// under `--update`.
-fn judge(case: &Case, ran: &Ran, update: bool) -> Outcome {
+pub(super) fn judge(case: &Case, ran: &Ran, update: bool) -> Outcome {
     let actual = ran.trace.render_text();
     let mut problems = Vec::new();
     if let Some(expect) = &case.scenario.expect {
@@ -335,7 +335,7 @@ fn styled(style: Style, text: &str) -> String {
 }
 
 /// A case's result as text, with styles (stripped where colours are off).
-fn render_case(case: &Case, outcome: &Outcome) -> String {
+pub(super) fn render_case(case: &Case, outcome: &Outcome) -> String {
     let path = case.path.display();
     let mut out = String::new();
     match &outcome.status {
@@ -356,7 +356,7 @@ fn render_case(case: &Case, outcome: &Outcome) -> String {
             );
         }
         Status::Error(message) => {
-            let _ = writeln!(out, "{} {path}: {message}", styled(BOLD_RED, "ERROR  "));
+            out.push_str(&render_case_error(&case.path, message));
         }
         Status::Fail(problems) => {
             let _ = writeln!(out, "{} {path}", styled(BOLD_RED, "FAIL   "));
@@ -366,6 +366,15 @@ fn render_case(case: &Case, outcome: &Outcome) -> String {
         }
     }
     out
+}
+
+/// A scenario that could not run, as [`render_case`] shows it.
+pub(super) fn render_case_error(path: &Path, message: &str) -> String {
+    format!(
+        "{} {}: {message}\n",
+        styled(BOLD_RED, "ERROR  "),
+        path.display()
+    )
 }
 
 /// One failure, indented; `styles` adds colours to the diff.

@@ -312,70 +312,187 @@ fn the_watcher_reloads_after_a_save() {
     assert_eq!(outcome, Some(Outcome::Published { generation: 2 }));
 }
 
-/// Reads lines of a child's stderr until one contains `needle` (or the
-/// stream ends): the lines read.
-fn read_until(lines: &mut impl Iterator<Item = std::io::Result<String>>, needle: &str) -> String {
-    let mut seen = String::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        seen.push_str(&line);
-        seen.push('\n');
-        if line.contains(needle) {
-            return seen;
+/// A `callflow dev` child and its stderr, line by line (read on a thread,
+/// so that a silent child fails the test instead of hanging it); killed
+/// when dropped.
+struct Dev {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Dev {
+    fn start(dir: &std::path::Path, args: &[&str]) -> Self {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_callflow"))
+            .current_dir(dir)
+            .arg("dev")
+            .args(["--listen", "127.0.0.1:0", "--poll-s", "0"])
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// The lines up to the first containing `needle`.
+    fn until(&self, needle: &str) -> String {
+        let mut seen = String::new();
+        loop {
+            match self.lines.recv_timeout(Duration::from_mins(2)) {
+                Ok(line) => {
+                    seen.push_str(&line);
+                    seen.push('\n');
+                    if line.contains(needle) {
+                        return seen;
+                    }
+                }
+                Err(err) => panic!("no line with {needle:?} ({err}) in:\n{seen}"),
+            }
         }
     }
-    panic!("no line with {needle:?} in:\n{seen}");
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[test]
-fn callflow_dev_shows_how_a_save_changes_the_traces() {
+fn callflow_dev_reruns_a_scenario_when_its_module_changes() {
     let project = Project::new();
-    let scenario = project.path("call.json");
-    std::fs::write(&scenario, r#"{"to": "100"}"#).unwrap();
-    let dir = project.dir.path();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_callflow"))
-        .current_dir(dir)
-        .args([
-            "dev",
-            "call.json",
-            "--listen",
-            "127.0.0.1:0",
-            "--flows",
-            "flows",
-            "--scripts",
-            "scripts",
-        ])
-        .env_remove("RUST_LOG")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
-    read_until(&mut lines, "serving flows");
+    std::fs::create_dir_all(project.path("tests")).unwrap();
+    project.save(
+        "tests/call.json",
+        r#"{"to": "100", "expect": {"events": [{"event": "log", "message": "first v1"}]}}"#,
+    );
+    let dev = Dev::start(
+        project.dir.path(),
+        &["--flows", "flows", "--scripts", "scripts"],
+    );
+    let seen = dev.until("serving flows");
+    assert!(
+        seen.contains("callflow dev: watching flows, scripts, tests"),
+        "{seen}"
+    );
+    assert!(seen.contains("PASS    tests/call.json"), "{seen}");
+    assert!(
+        seen.contains("callflow dev: 1 passed, 0 failed (1 re-run, 0 unchanged)"),
+        "{seen}"
+    );
 
-    // A new version: a reload and a diff of the scenario's trace.
+    // A new version: a reload, and the scenario's expectation fails.
     project.write_version(2);
-    let seen = read_until(&mut lines, "trace(s) changed");
-    assert!(seen.contains("reloaded (watch): generation 2"), "{seen}");
+    let seen = dev.until("unchanged)");
+    assert!(seen.contains("FAIL    tests/call.json"), "{seen}");
     assert!(
-        seen.contains("-00:00.000  log      level=info module=first message=\"first v1\""),
+        seen.contains(r#"expect.events[0]: no event matches {"event":"log","message":"first v1"}"#),
         "{seen}"
     );
     assert!(
-        seen.contains("+00:00.000  log      level=info module=first message=\"first v2\""),
+        seen.contains("callflow dev: 0 passed, 1 failed (1 re-run, 0 unchanged)"),
         "{seen}"
     );
-    assert!(seen.contains("1 trace(s) changed"), "{seen}");
 
     // A syntax error: rejected with file and line, calls stay on v2.
     project.save("scripts/first.lua", "return {\n");
-    let seen = read_until(&mut lines, "first.lua");
+    let seen = dev.until("rejected");
     assert!(
         seen.contains("rejected, calls stay on generation 2"),
         "{seen}"
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
+    dev.until("first.lua");
+}
+
+/// Issue 16: in a `callflow init` project, with no flags, a behaviour
+/// change of the module fails the scenario with a diff, the fix passes
+/// again, and an edited scenario re-runs alone.
+#[test]
+fn callflow_dev_tests_an_init_project() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = crate::support::callflow(dir.path(), &["init", "demo"]);
+    assert!(init.status.success(), "{init:?}");
+    let root = dir.path().join("demo");
+    let save = |relative: &str, text: &str| {
+        let temp = root.join(format!("{relative}.tmp~"));
+        std::fs::write(&temp, text).unwrap();
+        std::fs::rename(&temp, root.join(relative)).unwrap();
+    };
+    let greet = std::fs::read_to_string(root.join("scripts/greet.lua")).unwrap();
+    let dev = Dev::start(&root, &[]);
+    let seen = dev.until("unchanged)");
+    assert!(
+        seen.contains("callflow dev: watching flows, tests, scripts"),
+        "{seen}"
+    );
+    assert!(seen.contains("PASS    tests/front-desk.json"), "{seen}");
+    assert!(seen.contains("PASS    tests/vip.json"), "{seen}");
+    assert!(
+        seen.contains("callflow dev: 2 passed, 0 failed (2 re-run, 0 unchanged)"),
+        "{seen}"
+    );
+
+    save(
+        "scripts/greet.lua",
+        &greet.replace("Welcome to ", "Hello from "),
+    );
+    let seen = dev.until("unchanged)");
+    assert!(
+        seen.contains("callflow dev: changed: scripts/greet.lua"),
+        "{seen}"
+    );
+    assert!(seen.contains("FAIL    tests/front-desk.json"), "{seen}");
+    assert!(seen.contains("PASS    tests/vip.json"), "{seen}");
+    assert!(
+        seen.contains(r#"-00:00.000  tts      text="Welcome to Demo Co.""#),
+        "{seen}"
+    );
+    assert!(
+        seen.contains(r#"+00:00.000  tts      text="Hello from Demo Co.""#),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("callflow dev: 1 passed, 1 failed (2 re-run, 0 unchanged)"),
+        "{seen}"
+    );
+
+    save("scripts/greet.lua", &greet);
+    let seen = dev.until("unchanged)");
+    assert!(seen.contains("PASS    tests/front-desk.json"), "{seen}");
+    assert!(
+        seen.contains("callflow dev: 2 passed, 0 failed (2 re-run, 0 unchanged)"),
+        "{seen}"
+    );
+
+    // A scenario file changed: it runs again, alone.
+    let vip = std::fs::read_to_string(root.join("tests/vip.json")).unwrap();
+    save(
+        "tests/vip.json",
+        &vip.replace("A VIP caller", "A very important caller"),
+    );
+    let seen = dev.until("unchanged)");
+    assert!(
+        seen.contains("callflow dev: changed: tests/vip.json"),
+        "{seen}"
+    );
+    assert!(seen.contains("PASS    tests/vip.json"), "{seen}");
+    assert!(!seen.contains("front-desk"), "{seen}");
+    assert!(
+        seen.contains("callflow dev: 2 passed, 0 failed (1 re-run, 1 unchanged)"),
+        "{seen}"
+    );
 }
 
 /// Issue 15: a menu of the wrong types passed every check. A reload now
