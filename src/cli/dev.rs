@@ -22,13 +22,23 @@ use callflow::store::{FlowsDir, Store};
 #[derive(Debug, Args)]
 pub struct DevArgs {
     /// Scenario files, or directories searched for `*.json` scenarios,
-    /// re-run after every reload (default: tests/scenarios if it exists,
-    /// else tests).
+    /// re-run after every reload (default: callflow.toml's `tests`, else
+    /// tests/scenarios if it exists, else tests).
     #[arg(value_name = "SCENARIOS")]
     scenarios: Vec<PathBuf>,
 
     #[command(flatten)]
     serve: ServeArgs,
+}
+
+impl DevArgs {
+    /// What the command line left out, from the project file.
+    pub(super) fn apply(&mut self, project: &super::Project) {
+        if self.scenarios.is_empty() {
+            self.scenarios.clone_from(&project.tests);
+        }
+        self.serve.apply(project);
+    }
 }
 
 /// The scenario files under `paths`, sorted.
@@ -155,7 +165,7 @@ pub fn run(args: &DevArgs) -> anyhow::Result<ExitCode> {
     let runs = Arc::new(Runs {
         files,
         scripts: args.serve.scripts.scripts.clone(),
-        flows: args.serve.flows.flows.clone(),
+        flows: args.serve.flows.dir().to_path_buf(),
         traces: Mutex::new(BTreeMap::new()),
     });
     runs.rerun();
