@@ -54,8 +54,9 @@ pub struct Env {
 pub struct Suite {
     pub cases: Vec<Case>,
     pub envs: Vec<Env>,
-    /// The errors of the scripts and flows the scenarios use (scripts that
-    /// do not load, flows `callflow check` rejects), each once.
+    /// The errors of the scripts and flows the scenarios use, and of the
+    /// project's flows (scripts that do not load, flows `callflow check`
+    /// rejects), each once.
     pub broken: Vec<Diagnostic>,
 }
 
@@ -198,11 +199,7 @@ pub fn load(files: &[PathBuf], dirs: &Dirs<'_>, warn: bool) -> anyhow::Result<Su
                     dirs.scripts,
                     warn.then_some(&mut reported),
                 )?;
-                for error in errors {
-                    if !broken.iter().any(|b| b.to_string() == error.to_string()) {
-                        broken.push(error);
-                    }
-                }
+                add_new(&mut broken, errors);
                 envs.push(env);
                 Ok(envs.len() - 1)
             })
@@ -246,11 +243,28 @@ pub fn load(files: &[PathBuf], dirs: &Dirs<'_>, warn: bool) -> anyhow::Result<Su
             problems.join("\n  ")
         );
     }
+    // The project's flows count even when no scenario uses them.
+    if let Some(flows) = dirs.project_flows
+        && !envs.iter().any(|env| env.flows == *flows)
+        && flows.is_dir()
+        && let Ok((_, errors)) = load_env(flows, &[], dirs.scripts, warn.then_some(&mut reported))
+    {
+        add_new(&mut broken, errors);
+    }
     Ok(Suite {
         cases,
         envs,
         broken,
     })
+}
+
+/// Adds the diagnostics not already in `list`.
+fn add_new(list: &mut Vec<Diagnostic>, more: Vec<Diagnostic>) {
+    for diag in more {
+        if !list.iter().any(|d| d.to_string() == diag.to_string()) {
+            list.push(diag);
+        }
+    }
 }
 
 /// Loads a flows directory and the scripts (built-in, `--scripts`, the

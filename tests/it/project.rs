@@ -7,7 +7,7 @@ use std::fs;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
-use crate::support::{callflow, render_output};
+use crate::support::{callflow, copy_tree, render_output};
 
 /// `callflow init demo` in a fresh directory: (the tempdir, the project).
 fn scaffold() -> (tempfile::TempDir, PathBuf) {
@@ -222,6 +222,35 @@ fn a_flow_with_an_error_fails_the_tests() {
     );
     let output = callflow(&project, &["test", "--allow-broken"]);
     assert_eq!(output.status.code(), Some(0), "{}", render_output(&output));
+}
+
+#[test]
+fn the_project_flows_count_even_when_no_scenario_uses_them() {
+    let (_tmp, project) = scaffold();
+    copy_tree(&project.join("flows"), &project.join("more"));
+    fs::write(
+        project.join("more/demo/callflows/broken.json"),
+        r#"{"numbers": ["5555"], "flow": {"module": "answer", "data": {}, "children": "x"}}"#,
+    )
+    .unwrap();
+    fs::write(
+        project.join("callflow.toml"),
+        "flows = \"more\"\nscripts = [\"scripts\"]\n",
+    )
+    .unwrap();
+    // The scenarios name their own flows (../flows), which are fine.
+    let output = callflow(&project, &["test"]);
+    assert_eq!(output.status.code(), Some(1), "{}", render_output(&output));
+    assert!(
+        stdout(&output).contains("--> more/demo/callflows/broken.json at /flow/children"),
+        "{}",
+        render_output(&output)
+    );
+    assert!(
+        stdout(&output).contains("2 passed, 0 failed; 1 error"),
+        "{}",
+        render_output(&output)
+    );
 }
 
 /// Reads stderr lines until one contains `needle`.
