@@ -297,3 +297,37 @@ fn dev_without_flags_reloads_an_edited_module() {
     assert!(seen.contains("reloaded (watch): generation 2"), "{seen}");
     assert!(seen.contains("Hello from Demo Co."), "{seen}");
 }
+
+#[test]
+fn serve_without_flags_takes_its_settings_from_the_project_file() {
+    let (_tmp, project) = scaffold();
+    fs::write(
+        project.join("callflow.toml"),
+        "flows = \"flows\"\nscripts = [\"scripts\"]\ntraces = \"calls\"\n\n[serve]\nlisten = \"127.0.0.1:0\"\nsip = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_callflow"))
+        .current_dir(project.join("scripts"))
+        .args(["-v", "serve"])
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let seen = read_until(&mut lines, "callflow: serving");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        seen.contains(&format!(
+            "callflow: using project file {}",
+            project.join("callflow.toml").display()
+        )),
+        "{seen}"
+    );
+    assert!(seen.contains("traces of real calls in ../calls"), "{seen}");
+    assert!(
+        seen.contains("serving ../flows on http://127.0.0.1:"),
+        "{seen}"
+    );
+}
