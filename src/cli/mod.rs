@@ -88,13 +88,23 @@ enum Command {
     /// Draw a callflow as a Graphviz (dot) or Mermaid diagram: child keys
     /// on the edges, module data on the nodes; --trace highlights the path
     /// a call took, --coverage shades what no scenario reaches.
+    ///
+    /// Exit status: 0 when the diagram is printed, 2 on unusable input
+    /// (unknown callflow or account, unreadable trace, no scenario).
     Graph(graph::GraphArgs),
     /// Scaffold a project: flows, a custom module typed for your editor,
     /// scenarios with expected traces, a README and a CI workflow that
-    /// runs `callflow test`.
+    /// runs `callflow test`; its callflow.toml lets every command run in
+    /// it without flags.
+    ///
+    /// Exit status: 0 when the project is written, 2 when the directory is
+    /// not empty (without --force) or a file cannot be written.
     Init(init::InitArgs),
     /// Run many simulated calls of a scenario at once and print throughput
     /// and memory as JSON.
+    ///
+    /// Exit status: 0 when the calls ran (calls with an `error` event are
+    /// counted in "errors", not a failure), 2 on unusable input.
     Bench(bench::BenchArgs),
     /// Serve Kazoo's callflows REST API (/v2/accounts/{id}/callflows) on the
     /// flows directory.
@@ -102,6 +112,9 @@ enum Command {
     /// Clients exchange an API key (`callflow api-key create`) for a token
     /// (PUT `/v2/api_auth`). Writes go to the flows directory atomically and
     /// route the next call. Stops cleanly on Ctrl-C or SIGTERM.
+    ///
+    /// Exit status (and `dev`'s): 0 after a clean stop, 2 when it cannot
+    /// start (flows that cannot be read, an address in use).
     Serve(serve::ServeArgs),
     /// The server plus the edit-save-hear loop for module authors: after each
     /// reload, re-runs the scenario files and prints how their traces
