@@ -48,6 +48,20 @@ pub struct KeyArgs {
     flows: FlowsArgs,
 }
 
+impl AccountCommand {
+    pub(super) fn apply(&mut self, project: &super::Project) {
+        let AccountCommand::Create(args) = self;
+        args.flows.apply(project);
+    }
+}
+
+impl ApiKeyCommand {
+    pub(super) fn apply(&mut self, project: &super::Project) {
+        let ApiKeyCommand::Create(args) = self;
+        args.flows.apply(project);
+    }
+}
+
 pub fn run_account(command: &AccountCommand) -> anyhow::Result<ExitCode> {
     let AccountCommand::Create(args) = command;
     let id = if let Some(id) = &args.id {
@@ -63,7 +77,7 @@ pub fn run_account(command: &AccountCommand) -> anyhow::Result<ExitCode> {
     if let Some(tz) = &args.timezone {
         doc.insert("timezone".into(), json!(tz));
     }
-    let path = FlowsDir::new(&args.flows.flows)
+    let path = FlowsDir::new(args.flows.dir())
         .create_account(&id, &doc)
         .context("cannot create the account")?;
     eprintln!("created {}", path.display());
@@ -74,7 +88,7 @@ pub fn run_account(command: &AccountCommand) -> anyhow::Result<ExitCode> {
 pub fn run_api_key(command: &ApiKeyCommand) -> anyhow::Result<ExitCode> {
     let ApiKeyCommand::Create(args) = command;
     let account = AccountId::new(&args.account)?;
-    let key = callflow::api::create_api_key(&FlowsDir::new(&args.flows.flows), &account)?;
+    let key = callflow::api::create_api_key(&FlowsDir::new(args.flows.dir()), &account)?;
     eprintln!("API key for account {account} (shown once; only its hash is stored):");
     println!("{key}");
     Ok(ExitCode::SUCCESS)

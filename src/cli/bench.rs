@@ -17,7 +17,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::json;
 
-use super::simulate::{dirs_for, read_scenario};
+use super::simulate::{dirs_for_in, read_scenario};
 use super::{ScriptsArgs, load_flows, report_problems};
 use callflow::catalog::AccountFlows;
 use callflow::engine::EndReason;
@@ -42,9 +42,14 @@ pub struct BenchArgs {
     #[arg(long)]
     workers: Option<u64>,
 
-    /// The flows directory (default: the scenario's "flows", else ./flows).
+    /// The flows directory (default: the scenario's "flows", else
+    /// callflow.toml's `flows`, else ./flows).
     #[arg(long, value_name = "DIR")]
     flows: Option<PathBuf>,
+
+    /// The project's flows directory, when a scenario names none.
+    #[arg(skip)]
+    project_flows: Option<PathBuf>,
 
     /// Every EVERY-th call plays FILE instead (its own "flows" and
     /// "scripts"; the modules of every scenario are loaded for all):
@@ -123,7 +128,7 @@ fn load_played(args: &BenchArgs) -> anyhow::Result<(Vec<Played>, Arc<ModuleSet>)
         } else {
             None
         };
-        let (flows_dir, extra) = dirs_for(flag, Some(&scenario));
+        let (flows_dir, extra) = dirs_for_in(flag, Some(&scenario), args.project_flows.as_ref());
         for dir in extra {
             if !scripts.contains(&dir) {
                 scripts.push(dir);
@@ -158,6 +163,13 @@ fn load_played(args: &BenchArgs) -> anyhow::Result<(Vec<Played>, Arc<ModuleSet>)
         });
     }
     Ok((played, Arc::new(modules)))
+}
+
+impl BenchArgs {
+    pub(super) fn apply(&mut self, project: &super::Project) {
+        self.scripts.apply(project);
+        self.project_flows.clone_from(&project.flows);
+    }
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {

@@ -22,6 +22,13 @@ pub struct CheckArgs {
     format: Format,
 }
 
+impl CheckArgs {
+    pub(super) fn apply(&mut self, project: &super::Project) {
+        self.flows.apply(project);
+        self.scripts.apply(project);
+    }
+}
+
 pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     // Scripts first (their schemas check the flows), then the flows.
     let (modules, mut diagnostics) = args.scripts.load(&[]);
@@ -54,7 +61,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
                 out,
                 "checked {} in {} ({} {}, {} {}) and {} {}: {}, {}",
                 plural(accounts, "account"),
-                args.flows.flows.display(),
+                args.flows.dir().display(),
                 callflows,
                 if callflows == 1 {
                     "callflow"

@@ -19,22 +19,34 @@ use super::serve::{self, ServeArgs};
 #[derive(Debug, Args)]
 pub struct DevArgs {
     /// The directory searched (recursively) for *.json scenarios, re-run
-    /// when what they depend on changes.
-    #[arg(long, value_name = "DIR", default_value = "tests")]
-    tests: PathBuf,
+    /// when what they depend on changes. Default: callflow.toml's first
+    /// `tests`, else tests.
+    #[arg(long, value_name = "DIR")]
+    tests: Option<PathBuf>,
 
     #[command(flatten)]
     serve: ServeArgs,
 }
 
+impl DevArgs {
+    /// What the command line left out, from the project file.
+    pub(super) fn apply(&mut self, project: &super::Project) {
+        if self.tests.is_none() {
+            self.tests = project.tests.first().cloned();
+        }
+        self.serve.apply(project);
+    }
+}
+
 pub fn run(args: &DevArgs) -> anyhow::Result<ExitCode> {
     let reloader = serve::start(&args.serve)?;
-    let mut tests = DevTests::new(&args.tests, &args.serve.flows.flows, &args.serve.scripts);
+    let tests_dir = args.tests.clone().unwrap_or_else(|| PathBuf::from("tests"));
+    let mut tests = DevTests::new(&tests_dir, args.serve.flows.dir(), &args.serve.scripts);
     eprintln!("callflow dev: watching {}", tests.watched());
-    if !args.tests.is_dir() {
+    if !tests_dir.is_dir() {
         eprintln!(
             "callflow dev: no tests directory {}: no scenarios to run",
-            args.tests.display()
+            tests_dir.display()
         );
     }
     let (poke, pokes) = mpsc::channel::<()>();

@@ -36,7 +36,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::ScriptsArgs;
-use super::simulate::{dirs_for, read_scenario};
+use super::simulate::{dirs_for_in, read_scenario};
 use super::suite::{self, TRACE_EXTENSION};
 use super::test::{self, Status};
 
@@ -226,6 +226,8 @@ fn shown(path: &Path) -> String {
 /// The scenarios of a `callflow dev` session and their last results.
 pub struct DevTests {
     tests: PathBuf,
+    /// The server's flows directory: a scenario that names none runs there.
+    flows: PathBuf,
     scripts: ScriptsArgs,
     /// Every directory watched, absolute, in the order printed.
     dirs: Vec<PathBuf>,
@@ -241,6 +243,7 @@ impl DevTests {
     pub fn new(tests: &Path, flows: &Path, scripts: &ScriptsArgs) -> Self {
         let mut session = Self {
             tests: tests.to_path_buf(),
+            flows: flows.to_path_buf(),
             scripts: ScriptsArgs {
                 scripts: scripts.scripts.clone(),
             },
@@ -274,7 +277,7 @@ impl DevTests {
         let mut added = Vec::new();
         for file in scenario_files(&self.tests) {
             if let Ok(loaded) = read_scenario(&file) {
-                let (flows, extra) = dirs_for(None, Some(&loaded));
+                let (flows, extra) = dirs_for_in(None, Some(&loaded), Some(&self.flows));
                 for dir in std::iter::once(&flows).chain(&extra) {
                     if self.add_dir(dir) {
                         added.push(absolute(dir));
@@ -318,7 +321,7 @@ impl DevTests {
             writeln!(out, "callflow dev: changed: {}", names.join(", "))?;
         }
         let mut text = String::new();
-        for (file, record, block) in run_files(&plan.run, &self.scripts) {
+        for (file, record, block) in run_files(&plan.run, &self.flows, &self.scripts) {
             text.push_str(&block);
             self.records.insert(file, record);
         }
@@ -340,8 +343,18 @@ fn scenario_files(tests: &Path) -> Vec<PathBuf> {
 
 /// Runs `files` as `callflow test` would; each file's record and report
 /// block, in the order given.
-fn run_files(files: &[PathBuf], scripts: &ScriptsArgs) -> Vec<(PathBuf, Record, String)> {
-    let (suite, problems) = suite::load_each(files, None, scripts);
+fn run_files(
+    files: &[PathBuf],
+    flows: &PathBuf,
+    scripts: &ScriptsArgs,
+) -> Vec<(PathBuf, Record, String)> {
+    let dirs = suite::Dirs {
+        flows_flag: None,
+        project_flows: Some(flows),
+        scripts,
+    };
+    // Problems of the scripts and flows are shown by the server's reloads.
+    let (suite, problems) = suite::load_each(files, &dirs, false);
     let mut blocks: BTreeMap<PathBuf, (Record, String)> = BTreeMap::new();
     for (file, message) in problems {
         let record = Record {

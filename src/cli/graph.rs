@@ -41,7 +41,8 @@ pub struct GraphArgs {
     #[arg(long)]
     coverage: bool,
 
-    /// With --coverage: scenario files or directories (default: tests).
+    /// With --coverage: scenario files or directories (default:
+    /// callflow.toml's `tests`, else tests).
     #[arg(long = "tests", value_name = "PATH", requires = "coverage")]
     tests: Vec<PathBuf>,
 
@@ -61,10 +62,20 @@ enum GraphFormat {
     Mermaid,
 }
 
+impl GraphArgs {
+    pub(super) fn apply(&mut self, project: &super::Project) {
+        self.flows.apply(project);
+        self.scripts.apply(project);
+        if self.tests.is_empty() {
+            self.tests.clone_from(&project.tests);
+        }
+    }
+}
+
 pub fn run(args: &GraphArgs) -> anyhow::Result<ExitCode> {
-    let (catalog, problems) = load_flows(&args.flows.flows, &KazooModules)?;
+    let (catalog, problems) = load_flows(args.flows.dir(), &KazooModules)?;
     report_problems("the flows", &problems);
-    let account = select_account(&catalog, args.account.as_deref(), &args.flows.flows)?;
+    let account = select_account(&catalog, args.account.as_deref(), args.flows.dir())?;
     let Some(callflow) = account.callflows.get(args.callflow.as_str()) else {
         let ids: Vec<&str> = account
             .callflows
@@ -111,9 +122,14 @@ pub fn run(args: &GraphArgs) -> anyhow::Result<ExitCode> {
 /// never reach in the callflow.
 fn coverage_marks(args: &GraphArgs, account: &str) -> anyhow::Result<Marks> {
     let files = suite::find_under(&args.tests)?;
-    let mut loaded = suite::load(&files, None, &args.scripts)?;
-    let here = std::fs::canonicalize(&args.flows.flows)
-        .with_context(|| format!("cannot read {}", args.flows.flows.display()))?;
+    let dirs = suite::Dirs {
+        flows_flag: None,
+        project_flows: args.flows.flows.as_ref(),
+        scripts: &args.scripts,
+    };
+    let mut loaded = suite::load(&files, &dirs, true)?;
+    let here = std::fs::canonicalize(args.flows.dir())
+        .with_context(|| format!("cannot read {}", args.flows.dir().display()))?;
     let same_dir: Vec<bool> = loaded
         .envs
         .iter()
@@ -128,7 +144,7 @@ fn coverage_marks(args: &GraphArgs, account: &str) -> anyhow::Result<Marks> {
             } else {
                 suite::list(&args.tests)
             },
-            args.flows.flows.display()
+            args.flows.dir().display()
         );
     }
     let jobs = suite::jobs(args.jobs);

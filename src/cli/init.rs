@@ -1,5 +1,5 @@
-//! `callflow init DIR`: scaffolds a project of one's own: flows with one
-//! account and a callflow, a custom module typed against the API's Luau
+//! `callflow init DIR`: scaffolds a project of one's own: its project file
+//! (`callflow.toml`), flows with one account and a callflow, a custom module typed against the API's Luau
 //! definitions (with editor settings), scenarios with their expectations, a
 //! README and a CI workflow. The files are embedded in the binary
 //! (`src/cli/templates/init/`), and a test runs `callflow test` on them.
@@ -25,6 +25,10 @@ pub struct InitArgs {
 /// Every file of the scaffold: path relative to the project, contents.
 pub const FILES: &[(&str, &str)] = &[
     ("README.md", include_str!("templates/init/README.md")),
+    (
+        "callflow.toml",
+        include_str!("templates/init/callflow.toml"),
+    ),
     (".luaurc", include_str!("templates/init/.luaurc")),
     (
         ".vscode/settings.json",
@@ -101,7 +105,7 @@ pub fn run(args: &InitArgs) -> anyhow::Result<ExitCode> {
         write(&dir.join(path), contents)?;
     }
     println!(
-        "created a callflow project in {}: {} files\n\nnext:\n  cd {}\n  callflow test              # run the scenarios under tests/\n  callflow test --coverage   # and see what they do not reach\n\nREADME.md says more.",
+        "created a callflow project in {}: {} files\n\nnext:\n  cd {}\n  callflow test              # run the scenarios under tests/\n  callflow test --coverage   # and see what they do not reach\n  callflow dev               # serve, reload on save, re-run the scenarios\n\ncallflow.toml names the project's directories; README.md says more.",
         dir.display(),
         FILES.len(),
         dir.display()

@@ -11,6 +11,7 @@ mod dev_tests;
 mod graph;
 mod init;
 mod junit;
+mod project;
 mod route;
 mod scenario;
 mod serve;
@@ -18,7 +19,7 @@ mod simulate;
 mod suite;
 mod test;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -29,15 +30,23 @@ use callflow::catalog::{AccountFlows, Catalog, Modules};
 use callflow::host::ModuleSet;
 use callflow::model::Diagnostic;
 use callflow::store::{FlowsDir, Store};
+use project::Project;
 
 /// Exit code for unusable input (bad arguments, missing files).
 pub const EXIT_USAGE: u8 = 2;
 
 /// A Kazoo-compatible callflow interpreter whose modules are Lua scripts.
 #[derive(Debug, Parser)]
-#[command(name = "callflow", version, about, long_about = None)]
+#[command(
+    name = "callflow",
+    version,
+    about,
+    long_about = None,
+    after_help = "Every command but `init` and `scenario` reads callflow.toml, the project file, from the current directory or the nearest one above it: its flows, scripts, tests, traces and [serve] settings stand in for the flags not given."
+)]
 pub struct Cli {
-    /// Log more (-v: info, -vv: debug, -vvv: trace); `RUST_LOG` overrides.
+    /// Log more (-v: info, and which project file is used; -vv: debug,
+    /// -vvv: trace); `RUST_LOG` overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 
@@ -61,8 +70,9 @@ enum Command {
     ///
     /// Give a scenario file, or describe the call with --to (and --account,
     /// --from, --dtmf, --hangup-at). Exit status: 0 when the call was
-    /// simulated (whatever happened in it), 2 on a bad scenario or unusable
-    /// input.
+    /// simulated without an `error` event in its trace, 1 when it had one
+    /// (a module raised or did not load; the trace is printed all the same;
+    /// --keep-going makes it 0), 2 on a bad scenario or unusable input.
     Simulate(simulate::SimulateArgs),
     /// Run scenario files and compare each call's trace with its
     /// expectation (a stored <name>.trace, an inline "expect", or both).
@@ -70,19 +80,32 @@ enum Command {
     /// Runs every *.json under the paths (default: tests) in parallel and
     /// prints the results in file order, a diff for each failure, then
     /// `N passed, N failed`. --update writes the expected traces from the
-    /// calls as they run now. Exit status: 0 when all pass, 1 when one
-    /// fails, 2 on an unusable scenario, path or expected trace.
+    /// calls as they run now. Errors in the scripts and flows the scenarios
+    /// load are listed first and fail the run (--allow-broken: warnings).
+    /// Exit status: 0 when all pass and nothing is broken, 1 when one fails
+    /// or a script or flow has an error, 2 on an unusable scenario, path or
+    /// expected trace.
     Test(test::TestArgs),
     /// Draw a callflow as a Graphviz (dot) or Mermaid diagram: child keys
     /// on the edges, module data on the nodes; --trace highlights the path
     /// a call took, --coverage shades what no scenario reaches.
+    ///
+    /// Exit status: 0 when the diagram is printed, 2 on unusable input
+    /// (unknown callflow or account, unreadable trace, no scenario).
     Graph(graph::GraphArgs),
     /// Scaffold a project: flows, a custom module typed for your editor,
     /// scenarios with expected traces, a README and a CI workflow that
-    /// runs `callflow test`.
+    /// runs `callflow test`; its callflow.toml lets every command run in
+    /// it without flags.
+    ///
+    /// Exit status: 0 when the project is written, 2 when the directory is
+    /// not empty (without --force) or a file cannot be written.
     Init(init::InitArgs),
     /// Run many simulated calls of a scenario at once and print throughput
     /// and memory as JSON.
+    ///
+    /// Exit status: 0 when the calls ran (calls with an `error` event are
+    /// counted in "errors", not a failure), 2 on unusable input.
     Bench(bench::BenchArgs),
     /// Serve Kazoo's callflows REST API (/v2/accounts/{id}/callflows) on the
     /// flows directory.
@@ -90,6 +113,9 @@ enum Command {
     /// Clients exchange an API key (`callflow api-key create`) for a token
     /// (PUT `/v2/api_auth`). Writes go to the flows directory atomically and
     /// route the next call. Stops cleanly on Ctrl-C or SIGTERM.
+    ///
+    /// Exit status (and `dev`'s): 0 after a clean stop, 2 when it cannot
+    /// start (flows that cannot be read, an address in use).
     Serve(serve::ServeArgs),
     /// The server plus the edit-save-hear loop for module authors: when a
     /// script, a flow or a scenario changes, re-runs the scenarios (under
@@ -113,15 +139,34 @@ enum Command {
 struct ScriptsArgs {
     /// A directory of module scripts (<module>.lua, lib/<helper>.lua): adds
     /// modules and overrides built-in ones of the same name. Repeatable.
+    /// Default: callflow.toml's `scripts`, else none.
     #[arg(long = "scripts", value_name = "DIR")]
     scripts: Vec<PathBuf>,
 }
 
 impl ScriptsArgs {
-    /// The built-in scripts plus those of `--scripts` (and `extra`).
+    /// The built-in scripts plus those of `--scripts` (and `extra`), each
+    /// directory once.
     fn load(&self, extra: &[PathBuf]) -> (ModuleSet, Vec<Diagnostic>) {
-        let dirs: Vec<&PathBuf> = self.scripts.iter().chain(extra).collect();
-        ModuleSet::load(&dirs, 1)
+        ModuleSet::load(&self.dirs(extra), 1)
+    }
+
+    /// The directories of `--scripts` and `extra`, each once, in order.
+    fn dirs(&self, extra: &[PathBuf]) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for dir in self.scripts.iter().chain(extra) {
+            if !dirs.contains(dir) {
+                dirs.push(dir.clone());
+            }
+        }
+        dirs
+    }
+
+    /// Without `--scripts`, the project's script directories.
+    fn apply(&mut self, project: &Project) {
+        if self.scripts.is_empty() {
+            self.scripts.clone_from(&project.scripts);
+        }
     }
 }
 
@@ -129,9 +174,28 @@ impl ScriptsArgs {
 #[derive(Debug, Args)]
 struct FlowsArgs {
     /// The flows directory: <DIR>/<account>/callflows/<id>.json, ...
-    #[arg(long, value_name = "DIR", default_value = "flows")]
-    flows: PathBuf,
+    /// Default: callflow.toml's `flows`, else flows.
+    #[arg(long, value_name = "DIR")]
+    flows: Option<PathBuf>,
 }
+
+impl FlowsArgs {
+    /// The flows directory: `--flows`, the project's, else `flows`.
+    fn dir(&self) -> &Path {
+        self.flows.as_deref().unwrap_or(Path::new(DEFAULT_FLOWS))
+    }
+
+    /// Without `--flows`, the project's flows directory.
+    fn apply(&mut self, project: &Project) {
+        if self.flows.is_none() {
+            self.flows.clone_from(&project.flows);
+        }
+    }
+}
+
+/// The flows directory when neither a flag, a scenario nor the project
+/// names one.
+const DEFAULT_FLOWS: &str = "flows";
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -143,7 +207,17 @@ enum Format {
 }
 
 /// Runs the parsed command line; returns the exit code.
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+pub fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
+    // `init` makes a project and `scenario from-trace` writes the paths it
+    // is given: neither reads one.
+    if !matches!(cli.command, Command::Init(_) | Command::Scenario(_))
+        && let Some(project) = project::discover()?
+    {
+        if cli.verbose > 0 {
+            eprintln!("callflow: using project file {}", project.file.display());
+        }
+        cli.command.apply(&project);
+    }
     match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Route(args) => route::run(&args),
@@ -157,6 +231,25 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Scenario(command) => scenario::run(&command),
         Command::Account(command) => account::run_account(&command),
         Command::ApiKey(command) => account::run_api_key(&command),
+    }
+}
+
+impl Command {
+    /// Fills in what the command line left out from the project file.
+    fn apply(&mut self, project: &Project) {
+        match self {
+            Command::Check(args) => args.apply(project),
+            Command::Route(args) => args.apply(project),
+            Command::Simulate(args) => args.apply(project),
+            Command::Test(args) => args.apply(project),
+            Command::Graph(args) => args.apply(project),
+            Command::Bench(args) => args.apply(project),
+            Command::Serve(args) => args.apply(project),
+            Command::Dev(args) => args.apply(project),
+            Command::Account(command) => command.apply(project),
+            Command::ApiKey(command) => command.apply(project),
+            Command::Init(_) | Command::Scenario(_) => {}
+        }
     }
 }
 
@@ -188,7 +281,7 @@ pub fn init_logging(default: &str) {
 impl FlowsArgs {
     /// Reads and validates the flows directory.
     fn load(&self, modules: &dyn Modules) -> anyhow::Result<(Catalog, Vec<Diagnostic>)> {
-        load_flows(&self.flows, modules)
+        load_flows(self.dir(), modules)
     }
 }
 

@@ -50,16 +50,22 @@ impl From<InceptionArg> for Inception {
     }
 }
 
+impl RouteArgs {
+    pub(super) fn apply(&mut self, project: &super::Project) {
+        self.flows.apply(project);
+    }
+}
+
 pub fn run(args: &RouteArgs) -> anyhow::Result<ExitCode> {
     let (catalog, diagnostics) = args.flows.load(&KazooModules)?;
     let (errors, _) = diagnostic::count(&diagnostics);
     if errors > 0 {
         tracing::warn!(
             "{} has {errors} validation error(s); routing uses what loaded (run `callflow check`)",
-            args.flows.flows.display()
+            args.flows.dir().display()
         );
     }
-    let flows = select_account(&catalog, args.account.as_deref(), &args.flows.flows)?;
+    let flows = select_account(&catalog, args.account.as_deref(), args.flows.dir())?;
     let account = flows.account.id.as_str();
     let result = flows.routes.resolve(&args.number, args.inception.into());
     let mut out = std::io::stdout().lock();

@@ -22,9 +22,10 @@ use callflow::store::StoreError;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
-    pub listen: String,
+    /// Address to listen on (port 0 picks a free port). Default:
+    /// callflow.toml's `serve.listen`, else 127.0.0.1:8000.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
 
     #[command(flatten)]
     pub flows: FlowsArgs,
@@ -88,9 +89,10 @@ pub struct SipArgs {
     #[arg(long, value_name = "ADDR")]
     pub sip: Option<SocketAddr>,
 
-    /// The UDP ports RTP may use (even ones are bound).
-    #[arg(long, value_name = "LOW-HIGH", default_value = "16384-32767")]
-    pub rtp_ports: PortRange,
+    /// The UDP ports RTP may use (even ones are bound). Default:
+    /// callflow.toml's `serve.rtp_ports`, else 16384-32767.
+    #[arg(long, value_name = "LOW-HIGH")]
+    pub rtp_ports: Option<PortRange>,
 
     /// The address that goes into Contact and SDP when it differs from the
     /// bound one (a server behind NAT).
@@ -104,8 +106,8 @@ pub struct SipArgs {
     pub trunk: Vec<Trunk>,
 
     /// Where the traces of real calls go
-    /// (<DIR>/<account>/<YYYY-MM-DD>/<call-id>.json); default `traces`
-    /// beside the flows directory.
+    /// (<DIR>/<account>/<YYYY-MM-DD>/<call-id>.json); default
+    /// callflow.toml's `traces`, else `traces` beside the flows directory.
     #[arg(long, value_name = "DIR")]
     pub traces: Option<PathBuf>,
 
@@ -194,7 +196,7 @@ impl SipArgs {
                 session_expires: self.session_expires,
                 min_session_expires: self.min_session_expires,
             },
-            rtp_ports: self.rtp_ports,
+            rtp_ports: self.rtp_ports.unwrap_or_default(),
             traces,
             cache,
             prompts: self.prompts.clone(),
@@ -210,10 +212,48 @@ impl SipArgs {
     }
 }
 
+/// The address `serve` listens on when neither a flag nor the project
+/// file says.
+const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
+
+impl ServeArgs {
+    /// What the command line left out, from the project file: its flows,
+    /// scripts and traces, and its `[serve]` table.
+    pub(super) fn apply(&mut self, project: &super::Project) {
+        let serve = &project.serve;
+        self.flows.apply(project);
+        self.scripts.apply(project);
+        if self.listen.is_none() {
+            self.listen.clone_from(&serve.listen);
+        }
+        if self.operator_key_file.is_none() {
+            self.operator_key_file.clone_from(&serve.operator_key_file);
+        }
+        let sip = &mut self.sip;
+        sip.sip = sip.sip.or(serve.sip);
+        sip.public_addr = sip.public_addr.or(serve.public_addr);
+        sip.rtp_ports = sip.rtp_ports.or(serve.rtp_ports);
+        if sip.trunk.is_empty() {
+            sip.trunk.clone_from(&serve.trunks);
+        }
+        if sip.prompts.is_empty() {
+            sip.prompts.clone_from(&serve.prompts);
+        }
+        if sip.traces.is_none() {
+            sip.traces.clone_from(&project.traces);
+        }
+    }
+
+    /// The address to listen on.
+    fn listen(&self) -> &str {
+        self.listen.as_deref().unwrap_or(DEFAULT_LISTEN)
+    }
+}
+
 pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     // Temporary files of writes a crash interrupted: never acknowledged, so
     // nothing is lost by removing them (said once, on the console).
-    for path in FlowsDir::new(&args.flows.flows).sweep_leftovers() {
+    for path in FlowsDir::new(args.flows.dir()).sweep_leftovers() {
         eprintln!(
             "removed {}: the temporary file of a write that never finished",
             path.display()
@@ -227,7 +267,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
 /// Loads generation 1 (reporting its problems) and starts the watcher.
 pub(super) fn start(args: &ServeArgs) -> anyhow::Result<Arc<Reloader>> {
     let paths = Paths {
-        flows: args.flows.flows.clone(),
+        flows: args.flows.dir().to_path_buf(),
         scripts: args.scripts.scripts.clone(),
     };
     let (reloader, problems) = Reloader::load(paths)
@@ -274,12 +314,12 @@ pub(super) fn serve(args: &ServeArgs, reloader: &Arc<Reloader>) -> anyhow::Resul
         .build()
         .context("cannot start the runtime")?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(&args.listen)
+        let listener = tokio::net::TcpListener::bind(args.listen())
             .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
+            .with_context(|| format!("cannot listen on {}", args.listen()))?;
         let address = listener.local_addr()?;
         reload_on_sighup(Arc::clone(reloader));
-        let _live = match args.sip.options(&args.flows.flows) {
+        let _live = match args.sip.options(args.flows.dir()) {
             Some(options) => {
                 let traces = options.traces.clone();
                 let live = live::start(options, Arc::clone(reloader))
@@ -302,7 +342,7 @@ pub(super) fn serve(args: &ServeArgs, reloader: &Arc<Reloader>) -> anyhow::Resul
         };
         eprintln!(
             "callflow: serving {} on http://{address}/v2, generation {} ({watching}; Ctrl-C to stop)",
-            args.flows.flows.display(),
+            args.flows.dir().display(),
             reloader.current().number
         );
         api::serve(listener, state, shutdown_signal())

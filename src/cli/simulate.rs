@@ -15,15 +15,22 @@ use callflow::sim::scenario::{CallerAction, InceptionName, Trigger, resolve};
 use callflow::sim::{self, Options, Persist, Scenario};
 use callflow::store::FlowsDir;
 
+// Each bool is an independent command-line switch, not a state machine.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
     /// The scenario file (JSON). Without one, describe the call with --to.
     #[arg(value_name = "SCENARIO", required_unless_present = "to")]
     scenario: Option<PathBuf>,
 
-    /// The flows directory (default: the scenario's "flows", else ./flows).
+    /// The flows directory (default: the scenario's "flows", else
+    /// callflow.toml's `flows`, else ./flows).
     #[arg(long, value_name = "DIR")]
     flows: Option<PathBuf>,
+
+    /// The project's flows directory, when a scenario names none.
+    #[arg(skip)]
+    project_flows: Option<PathBuf>,
 
     #[command(flatten)]
     scripts: ScriptsArgs,
@@ -40,6 +47,12 @@ pub struct SimulateArgs {
     /// (refused by default).
     #[arg(long)]
     allow_private_http: bool,
+
+    /// Exit 0 even when the call's trace has an `error` event (a module
+    /// that raised, a script that did not load): the call still goes on
+    /// either way.
+    #[arg(long)]
+    keep_going: bool,
 
     /// Write the documents the call changes (voicemail messages, park slots,
     /// temporal rule overrides) back to the flows directory, atomically.
@@ -223,15 +236,18 @@ fn scenario_json(scenario: &Scenario) -> serde_json::Value {
 }
 
 /// The flows and script directories for a scenario: flags first, then the
-/// scenario's own (relative to its file), then `./flows`.
-pub(super) fn dirs_for(
+/// scenario's own (relative to its file), then the project's flows
+/// directory (`project_flows`), then `./flows`.
+pub(super) fn dirs_for_in(
     flows_flag: Option<&PathBuf>,
     loaded: Option<&Loaded>,
+    project_flows: Option<&PathBuf>,
 ) -> (PathBuf, Vec<PathBuf>) {
     let flows = flows_flag.cloned().unwrap_or_else(|| {
         loaded
             .and_then(|l| l.scenario.flows.as_ref().map(|f| resolve(&l.base, f)))
-            .unwrap_or_else(|| PathBuf::from("flows"))
+            .or_else(|| project_flows.cloned())
+            .unwrap_or_else(|| PathBuf::from(super::DEFAULT_FLOWS))
     });
     let scripts = loaded
         .map(|l| {
@@ -245,6 +261,13 @@ pub(super) fn dirs_for(
     (flows, scripts)
 }
 
+impl SimulateArgs {
+    pub(super) fn apply(&mut self, project: &super::Project) {
+        self.scripts.apply(project);
+        self.project_flows.clone_from(&project.flows);
+    }
+}
+
 pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     let loaded = match &args.scenario {
         Some(path) => Some(read_scenario(path)?),
@@ -254,7 +277,11 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
         Some(loaded) => loaded.scenario.clone(),
         None => quick_scenario(&args.quick)?,
     };
-    let (flows_dir, extra_scripts) = dirs_for(args.flows.as_ref(), loaded.as_ref());
+    let (flows_dir, extra_scripts) = dirs_for_in(
+        args.flows.as_ref(),
+        loaded.as_ref(),
+        args.project_flows.as_ref(),
+    );
     let (modules, script_problems) = args.scripts.load(&extra_scripts);
     report_problems("the scripts", &script_problems);
     let (catalog, flow_problems) = load_flows(&flows_dir, &modules)?;
@@ -287,6 +314,17 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
             serde_json::to_writer_pretty(&mut out, &outcome.trace.to_json())?;
             writeln!(out)?;
         }
+    }
+    let errors = outcome
+        .trace
+        .events()
+        .iter()
+        .filter(|e| e.name == "error")
+        .count();
+    if errors > 0 && !args.keep_going {
+        out.flush()?;
+        eprintln!("callflow: the call hit {errors} error event(s) (exit 1; --keep-going exits 0)");
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }

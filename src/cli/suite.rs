@@ -16,10 +16,11 @@ use std::time::Duration;
 
 use anyhow::bail;
 
-use super::simulate::{Loaded, dirs_for, read_scenario};
+use super::simulate::{Loaded, dirs_for_in, read_scenario};
 use super::{ScriptsArgs, load_flows, report_problems};
 use callflow::catalog::{AccountFlows, Catalog};
 use callflow::host::{ModuleHost, ModuleSet};
+use callflow::model::Diagnostic;
 use callflow::sim::{self, Options, Scenario};
 use callflow::testing::coverage::{Hits, Report, measure};
 use callflow::trace::Trace;
@@ -55,6 +56,21 @@ pub struct Env {
 pub struct Suite {
     pub cases: Vec<Case>,
     pub envs: Vec<Env>,
+    /// The errors of the scripts and flows the scenarios use, and of the
+    /// project's flows (scripts that do not load, flows `callflow check`
+    /// rejects), each once.
+    pub broken: Vec<Diagnostic>,
+}
+
+/// Where a suite's scenarios find their flows and scripts, besides their
+/// own "flows" and "scripts".
+pub struct Dirs<'a> {
+    /// `--flows`: every scenario's flows directory.
+    pub flows_flag: Option<&'a PathBuf>,
+    /// The project's flows, for a scenario that names none.
+    pub project_flows: Option<&'a PathBuf>,
+    /// `--scripts` (or the project's), loaded for every scenario.
+    pub scripts: &'a ScriptsArgs,
 }
 
 /// What running one scenario gave.
@@ -138,13 +154,11 @@ fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> anyhow::Result<()> {
 
 /// Reads every scenario file and its expected trace, and loads the flows
 /// and scripts they use. Every unusable file is reported at once, each
-/// naming its file.
-pub fn load(
-    files: &[PathBuf],
-    flows_flag: Option<&PathBuf>,
-    scripts: &ScriptsArgs,
-) -> anyhow::Result<Suite> {
-    let (suite, problems) = load_each(files, flows_flag, scripts);
+/// naming its file. The errors of scripts and flows are kept in
+/// [`Suite::broken`]; with `warn`, they are also printed on stderr as
+/// warnings.
+pub fn load(files: &[PathBuf], dirs: &Dirs<'_>, warn: bool) -> anyhow::Result<Suite> {
+    let (suite, problems) = load_each(files, dirs, warn);
     if !problems.is_empty() {
         bail!(
             "{} unusable:\n  {}",
@@ -167,10 +181,11 @@ pub fn load(
 /// ones, and each unusable file with why.
 pub fn load_each(
     files: &[PathBuf],
-    flows_flag: Option<&PathBuf>,
-    scripts: &ScriptsArgs,
+    dirs: &Dirs<'_>,
+    warn: bool,
 ) -> (Suite, Vec<(PathBuf, String)>) {
     let mut problems: Vec<(PathBuf, String)> = Vec::new();
+    let mut broken: Vec<Diagnostic> = Vec::new();
     let mut cases = Vec::new();
     let mut envs: Vec<Env> = Vec::new();
     let mut env_index: BTreeMap<(PathBuf, Vec<PathBuf>), Result<usize, String>> = BTreeMap::new();
@@ -206,12 +221,19 @@ pub fn load_each(
                 continue;
             }
         };
-        let (flows, scenario_scripts) = dirs_for(flows_flag, Some(&loaded));
+        let (flows, scenario_scripts) =
+            dirs_for_in(dirs.flows_flag, Some(&loaded), dirs.project_flows);
         let key = (flows.clone(), scenario_scripts.clone());
         let env = env_index
             .entry(key)
             .or_insert_with(|| {
-                let env = load_env(&flows, &scenario_scripts, scripts, &mut reported)?;
+                let (env, errors) = load_env(
+                    &flows,
+                    &scenario_scripts,
+                    dirs.scripts,
+                    warn.then_some(&mut reported),
+                )?;
+                add_new(&mut broken, errors);
                 envs.push(env);
                 Ok(envs.len() - 1)
             })
@@ -247,17 +269,43 @@ pub fn load_each(
             account,
         });
     }
-    (Suite { cases, envs }, problems)
+    // The project's flows count even when no scenario uses them.
+    if let Some(flows) = dirs.project_flows
+        && !envs.iter().any(|env| env.flows == *flows)
+        && flows.is_dir()
+        && let Ok((_, errors)) = load_env(flows, &[], dirs.scripts, warn.then_some(&mut reported))
+    {
+        add_new(&mut broken, errors);
+    }
+    (
+        Suite {
+            cases,
+            envs,
+            broken,
+        },
+        problems,
+    )
+}
+
+/// Adds the diagnostics not already in `list`.
+fn add_new(list: &mut Vec<Diagnostic>, more: Vec<Diagnostic>) {
+    for diag in more {
+        if !list.iter().any(|d| d.to_string() == diag.to_string()) {
+            list.push(diag);
+        }
+    }
 }
 
 /// Loads a flows directory and the scripts (built-in, `--scripts`, the
-/// scenario's); the error is a message for every scenario using them.
+/// scenario's), with the errors in them; the error is a message for every
+/// scenario using them. With `reported`, prints the problems of each
+/// flows directory once.
 fn load_env(
     flows: &Path,
     scenario_scripts: &[PathBuf],
     scripts: &ScriptsArgs,
-    reported: &mut std::collections::BTreeSet<PathBuf>,
-) -> Result<Env, String> {
+    reported: Option<&mut std::collections::BTreeSet<PathBuf>>,
+) -> Result<(Env, Vec<Diagnostic>), String> {
     for dir in scripts.scripts.iter().chain(scenario_scripts) {
         if !dir.is_dir() {
             return Err(format!(
@@ -268,11 +316,18 @@ fn load_env(
     }
     let (modules, script_problems) = scripts.load(scenario_scripts);
     let (catalog, flow_problems) = load_flows(flows, &modules).map_err(|e| format!("{e:#}"))?;
-    if reported.insert(flows.to_path_buf()) {
+    if let Some(reported) = reported
+        && reported.insert(flows.to_path_buf())
+    {
         report_problems("the scripts", &script_problems);
         report_problems("the flows", &flow_problems);
     }
-    Ok(Env {
+    let errors = script_problems
+        .into_iter()
+        .chain(flow_problems)
+        .filter(Diagnostic::is_error)
+        .collect();
+    let env = Env {
         flows: flows.to_path_buf(),
         scripts: scripts
             .scripts
@@ -282,7 +337,8 @@ fn load_env(
             .collect(),
         modules: Arc::new(modules),
         catalog,
-    })
+    };
+    Ok((env, errors))
 }
 
 /// The number of worker threads: `--jobs`, else one per CPU.

@@ -3,9 +3,15 @@
 //! prints results in the order the files were found, a diff for each
 //! failure, optionally JUnit XML and flow coverage.
 //!
-//! Exit status: 0 when every scenario passes, 1 when one fails, 2 when a
-//! scenario, a path or an expected trace is unusable (nothing runs then) or
-//! a file cannot be written.
+//! Broken code fails the run: the errors of the scripts and flows the
+//! scenarios load (a script that does not compile or load, a flow `callflow
+//! check` rejects) are listed first, and the run exits 1 even when every
+//! scenario passes (`--allow-broken` makes them warnings on stderr again).
+//!
+//! Exit status: 0 when every scenario passes and nothing is broken, 1 when
+//! one fails or a script or flow has an error, 2 when a scenario, a path or
+//! an expected trace is unusable (nothing runs then) or a file cannot be
+//! written.
 
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
@@ -19,13 +25,14 @@ use clap::{Args, ValueEnum};
 use super::junit;
 use super::suite::{self, Case, Ran, Suite};
 use super::{EXIT_USAGE, ScriptsArgs};
+use callflow::model::Diagnostic;
 use callflow::testing::lines::value_lines;
 use callflow::testing::{self, DiffKind, DiffLine};
 
 #[derive(Debug, Args)]
 pub struct TestArgs {
     /// Scenario files, or directories searched (recursively) for *.json
-    /// scenarios. Default: tests.
+    /// scenarios. Default: callflow.toml's `tests`, else tests.
     #[arg(value_name = "PATH")]
     paths: Vec<PathBuf>,
 
@@ -64,9 +71,18 @@ pub struct TestArgs {
     coverage_output: Option<PathBuf>,
 
     /// The flows directory for every scenario (default: each scenario's
-    /// "flows", else ./flows).
+    /// "flows", else callflow.toml's `flows`, else ./flows).
     #[arg(long, value_name = "DIR")]
     flows: Option<PathBuf>,
+
+    /// Run even when scripts or flows have errors, and exit 0 if every
+    /// scenario passes (the errors are warnings on stderr).
+    #[arg(long)]
+    allow_broken: bool,
+
+    /// The project's flows directory, when a scenario names none.
+    #[arg(skip)]
+    project_flows: Option<PathBuf>,
 
     #[command(flatten)]
     scripts: ScriptsArgs,
@@ -121,9 +137,29 @@ pub struct Outcome {
     pub elapsed_s: f64,
 }
 
+impl TestArgs {
+    pub(super) fn apply(&mut self, project: &super::Project) {
+        self.scripts.apply(project);
+        if self.paths.is_empty() {
+            self.paths.clone_from(&project.tests);
+        }
+        self.project_flows.clone_from(&project.flows);
+    }
+}
+
 pub fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
     let files = suite::find_under(&args.paths)?;
-    let suite = suite::load(&files, args.flows.as_ref(), &args.scripts)?;
+    let dirs = suite::Dirs {
+        flows_flag: args.flows.as_ref(),
+        project_flows: args.project_flows.as_ref(),
+        scripts: &args.scripts,
+    };
+    let suite = suite::load(&files, &dirs, args.allow_broken)?;
+    let broken: &[Diagnostic] = if args.allow_broken {
+        &[]
+    } else {
+        &suite.broken
+    };
     let jobs = suite::jobs(args.jobs);
 
     // Text results go to stdout unless the report (in text) goes to a file
@@ -141,6 +177,15 @@ pub fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
     let mut traces: Vec<Option<callflow::trace::Trace>> = (0..count).map(|_| None).collect();
     let mut printed = 0;
     let mut write_error: Option<std::io::Error> = None;
+    // Broken scripts and flows first: they may be why a scenario fails.
+    let block = render_broken(broken);
+    if text_to_stdout {
+        if let Err(err) = stdout.write_all(block.as_bytes()) {
+            write_error.get_or_insert(err);
+        }
+    } else {
+        text_report.push_str(&block);
+    }
     suite::run(&suite, jobs, |index, result| {
         let case = &suite.cases[index];
         let outcome = match result {
@@ -185,7 +230,7 @@ pub fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
             None => summary.push_str(&text),
         }
     }
-    summary.push_str(&closing_line(&outcomes));
+    summary.push_str(&closing_line(&outcomes, broken.len()));
     if text_to_stdout {
         stdout.write_all(summary.as_bytes())?;
     } else {
@@ -200,7 +245,7 @@ pub fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
     let failures = outcomes.iter().any(|o| matches!(o.status, Status::Fail(_)));
     Ok(if errors {
         ExitCode::from(EXIT_USAGE)
-    } else if failures {
+    } else if failures || !broken.is_empty() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
@@ -423,8 +468,18 @@ pub fn render_problem(problem: &Problem, scenario: &Path, styles: bool) -> Strin
     out
 }
 
+/// The errors of scripts and flows, one block each.
+fn render_broken(broken: &[Diagnostic]) -> String {
+    let mut out = String::new();
+    for diag in broken {
+        let text = diag.to_string().replace('\n', "\n        ");
+        let _ = writeln!(out, "{} {text}", styled(BOLD_RED, "BROKEN "));
+    }
+    out
+}
+
 /// `N passed, N failed`, and what else happened.
-fn closing_line(outcomes: &[Outcome]) -> String {
+fn closing_line(outcomes: &[Outcome], broken: usize) -> String {
     let count = |f: fn(&Status) -> bool| outcomes.iter().filter(|o| f(&o.status)).count();
     let failed = count(|s| matches!(s, Status::Fail(_) | Status::Error(_)));
     let errors = count(|s| matches!(s, Status::Error(_)));
@@ -436,6 +491,13 @@ fn closing_line(outcomes: &[Outcome]) -> String {
     if written > 0 {
         let noun = if written == 1 { "trace" } else { "traces" };
         let _ = write!(line, "; {written} expected {noun} written");
+    }
+    if broken > 0 {
+        let noun = if broken == 1 { "error" } else { "errors" };
+        let _ = write!(
+            line,
+            "; {broken} {noun} in the scripts or flows (listed first; --allow-broken to pass without them)"
+        );
     }
     line.push('\n');
     line

@@ -281,7 +281,7 @@ fn simulate_errors_name_the_problem() {
 }
 
 #[test]
-fn a_module_that_raises_shows_its_file_and_line_and_the_call_goes_on() {
+fn a_module_that_raises_shows_its_file_and_line_and_the_call_goes_on_but_fails() {
     let dir = tempfile::tempdir().unwrap();
     let play = std::fs::read_to_string(root().join("scripts/play.lua")).unwrap();
     let broken = play.replacen(
@@ -297,16 +297,25 @@ fn a_module_that_raises_shows_its_file_and_line_and_the_call_goes_on() {
         .unwrap()
         + 1;
     let scripts = dir.path().to_str().unwrap();
-    let output = callflow(
-        &root(),
-        &[
-            "simulate",
-            "tests/scenarios/sample-main-sunday.json",
-            "--scripts",
-            scripts,
-        ],
+    let args = [
+        "simulate",
+        "tests/scenarios/sample-main-sunday.json",
+        "--scripts",
+        scripts,
+    ];
+    // The error event fails the run (exit 1) after the whole trace...
+    let output = callflow(&root(), &args);
+    assert_eq!(output.status.code(), Some(1), "{}", render_output(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("the call hit 1 error event(s) (exit 1; --keep-going exits 0)"),
+        "{}",
+        render_output(&output)
     );
-    assert_eq!(output.status.code(), Some(0), "{}", render_output(&output));
+    // ... unless --keep-going, which prints the same trace.
+    let kept = callflow(&root(), &[&args[..], &["--keep-going"]].concat());
+    assert_eq!(kept.status.code(), Some(0), "{}", render_output(&kept));
+    assert_eq!(kept.stdout, output.stdout);
     let text = stdout(&output);
     let error = format!(
         "error    module=play file={scripts}/play.lua line={line} message=\"the play module is broken\""

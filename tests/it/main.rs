@@ -45,6 +45,9 @@ mod invalid;
 /// The API of real calls: registrations from real REGISTERs, call traces,
 /// `serve --sip`.
 mod live_api;
+/// `callflow.toml`: found from a subdirectory, flags over it, errors
+/// naming the file; broken scripts and flows fail `callflow test`.
+mod project;
 /// Hot reload: generations, calls across reloads, the watcher, `callflow dev`.
 mod reload;
 /// `tests/routing/*.json`: one account per file and a table of dialled numbers
