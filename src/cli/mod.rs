@@ -32,9 +32,20 @@ use callflow::store::{FlowsDir, Store};
 /// Exit code for unusable input (bad arguments, missing files).
 pub const EXIT_USAGE: u8 = 2;
 
+/// `callflow --version`: the package version, the commit and the build
+/// date (`unknown` where build.rs could not tell).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("CALLFLOW_COMMIT"),
+    ", built ",
+    env!("CALLFLOW_BUILD_DATE"),
+    ")"
+);
+
 /// A Kazoo-compatible callflow interpreter whose modules are Lua scripts.
 #[derive(Debug, Parser)]
-#[command(name = "callflow", version, about, long_about = None)]
+#[command(name = "callflow", version = VERSION, about, long_about = None)]
 pub struct Cli {
     /// Log more (-v: info, -vv: debug, -vvv: trace); `RUST_LOG` overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
