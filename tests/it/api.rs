@@ -1208,3 +1208,66 @@ fn reloads_on_request_and_rejected_reloads_show_in_traces() {
         trace.text
     );
 }
+
+/// `callflow serve`, watching the files: a `PUT` of a callflow makes one
+/// generation. The watcher sees the file the write changed and recognizes
+/// the server's own write (its counter moves) instead of reloading it again.
+#[test]
+fn serve_publishes_an_api_write_once() {
+    /// The server, killed when the test ends, failed or not.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let (dir, flows) = sample_flows();
+    let key = create_api_key(&FlowsDir::new(&flows), &AccountId::new("acme").unwrap()).unwrap();
+    let mut child = Killed(
+        std::process::Command::new(env!("CARGO_BIN_EXE_callflow"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--flows"])
+            .arg(&flows)
+            .current_dir(dir.path())
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (address, _) = crate::support::serving_address(&mut child.0);
+    let base = format!("http://{address}");
+    let auth = send(
+        "PUT",
+        &format!("{base}/v2/api_auth"),
+        None,
+        Some(&envelope(&json!({"api_key": key}))),
+    );
+    assert_eq!(auth.status, 201, "{}", auth.text);
+    let token = auth.body["auth_token"].as_str().unwrap().to_owned();
+    let token = Some(token.as_str());
+    let doc = json!({"name": "Once", "numbers": ["5999"], "flow": {"module": "play", "data": {"id": "once"}}});
+    let created = send(
+        "PUT",
+        &format!("{base}{CALLFLOWS}"),
+        token,
+        Some(&envelope(&doc)),
+    );
+    assert_eq!(created.status, 201, "{}", created.text);
+    // At most 20 s (2,000 looks 10 ms apart) for the watcher to look.
+    let reload = format!("{base}/v2/reload");
+    let mut looks = 0;
+    let status = loop {
+        let status = send("GET", &reload, token, None);
+        assert_eq!(status.status, 200, "{}", status.text);
+        if status.body["data"]["own_writes_skipped"].as_u64() > Some(0) {
+            break status;
+        }
+        looks += 1;
+        assert!(looks < 2000, "the watcher never looked: {}", status.text);
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    drop(child);
+    assert_eq!(status.body["data"]["generation"], 2, "{}", status.text);
+    assert_eq!(status.body["data"]["reloads"], 0, "{}", status.text);
+}
