@@ -29,10 +29,18 @@
 //! `.lua` and `.json` files count, hidden files, backups and swap files do
 //! not), [`Poller`] (a content-hash check on a timer, for file systems
 //! inotify misses), and explicit calls (`POST /v2/reload`, SIGHUP).
+//!
+//! The server's own writes are published once: a document written through
+//! the API (or by a call) is published by [`Reloader::reload_document`],
+//! which remembers the content it published for that file; a watch batch
+//! or a poll whose changed files all still hold what was published is not
+//! reloaded again (counted in [`Status::own_writes_skipped`]). A full
+//! reload forgets these records (it read everything afresh).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use notify_debouncer_full::notify::RecommendedWatcher;
@@ -100,6 +108,9 @@ pub struct Status {
     pub pending: Vec<Diagnostic>,
     /// The trigger of the reload under way, if one is.
     pub running: Option<String>,
+    /// Watch batches and polls that found only the server's own writes,
+    /// already published, and so reloaded nothing.
+    pub own_writes_skipped: u64,
 }
 
 /// Who looks at the reloader's state: the operator sees every problem, an
@@ -117,14 +128,21 @@ pub const REBUILD_TRIES: usize = 3;
 
 #[derive(Debug, Default)]
 struct Counters {
+    /// Bumped by every change (see [`CountersMut`]).
+    changes: u64,
     reloads: u64,
     rejected: u64,
     last_trigger: Option<String>,
     pending: Vec<Diagnostic>,
-    /// Content hash of the files the last reload read.
-    fingerprint: Option<String>,
+    /// Content hashes of the files as the last reload read them (with the
+    /// server's own writes since).
+    files: Option<FileHashes>,
     /// The trigger of the reload under way.
     running: Option<String>,
+    /// Files the server wrote and published since the last full reload:
+    /// the SHA-256 of the content published, `None` for a removed file.
+    own_writes: BTreeMap<PathBuf, Option<[u8; 32]>>,
+    own_writes_skipped: u64,
 }
 
 /// Told the result of every reload, whatever triggered it.
@@ -147,7 +165,36 @@ pub struct Reloader {
     publishing: Mutex<()>,
     /// What the status shows; held only to read or bump it.
     counters: Mutex<Counters>,
+    /// Notified whenever `counters` change ([`Reloader::wait_until`]).
+    counters_changed: Condvar,
     observer: RwLock<Option<Observer>>,
+}
+
+/// [`Reloader::counters_mut`]'s guard: counts the change and wakes the
+/// waiters when dropped.
+struct CountersMut<'a> {
+    guard: std::sync::MutexGuard<'a, Counters>,
+    changed: &'a Condvar,
+}
+
+impl std::ops::Deref for CountersMut<'_> {
+    type Target = Counters;
+    fn deref(&self) -> &Counters {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for CountersMut<'_> {
+    fn deref_mut(&mut self) -> &mut Counters {
+        &mut self.guard
+    }
+}
+
+impl Drop for CountersMut<'_> {
+    fn drop(&mut self) {
+        self.guard.changes = self.guard.changes.wrapping_add(1);
+        self.changed.notify_all();
+    }
 }
 
 impl std::fmt::Debug for Reloader {
@@ -186,7 +233,7 @@ impl Reloader {
         paths: Paths,
         store: Arc<dyn Store + Send + Sync>,
     ) -> Result<(Self, Vec<Diagnostic>), StoreError> {
-        let fingerprint = fingerprint(&paths);
+        let files = file_hashes(&paths);
         let generation = build(&paths, store.as_ref(), 1)?;
         let diagnostics = generation.diagnostics.clone();
         let reloader = Self {
@@ -196,9 +243,10 @@ impl Reloader {
             rebuilding: Mutex::new(()),
             publishing: Mutex::new(()),
             counters: Mutex::new(Counters {
-                fingerprint: Some(fingerprint),
+                files: Some(files),
                 ..Counters::default()
             }),
+            counters_changed: Condvar::new(),
             observer: RwLock::new(None),
         };
         Ok((reloader, diagnostics))
@@ -240,6 +288,41 @@ impl Reloader {
         self.counters.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The counters, to change them: waiters of [`Reloader::wait_until`]
+    /// look again once the guard drops.
+    fn counters_mut(&self) -> CountersMut<'_> {
+        CountersMut {
+            guard: self.counters(),
+            changed: &self.counters_changed,
+        }
+    }
+
+    /// Waits until `done` holds for the status, looking again whenever the
+    /// reloader's counters change (a reload, a rejected one, a skipped own
+    /// write), for at most `timeout`: whether it held. For tests and tools
+    /// that wait on the reloader rather than on a clock.
+    pub fn wait_until(&self, timeout: Duration, done: impl Fn(&Status) -> bool) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let seen = self.counters().changes;
+            if done(&self.status()) {
+                return true;
+            }
+            let mut counters = self.counters();
+            while counters.changes == seen {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return false;
+                }
+                counters = self
+                    .counters_changed
+                    .wait_timeout(counters, left)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+        }
+    }
+
     /// Makes `next` current; the generation it replaces is dropped after the
     /// lock (freeing a catalog takes time when it is the last reference).
     fn swap(&self, next: Generation) {
@@ -255,16 +338,18 @@ impl Reloader {
             .rebuilding
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let fingerprint = fingerprint(&self.paths);
+        let files = file_hashes(&self.paths);
         {
-            let mut counters = self.counters();
+            let mut counters = self.counters_mut();
             counters.reloads += 1;
             counters.last_trigger = Some(trigger.to_owned());
-            counters.fingerprint = Some(fingerprint);
+            counters.files = Some(files);
             counters.running = Some(trigger.to_owned());
+            // Everything is read afresh: what the server wrote is in it.
+            counters.own_writes.clear();
         }
         let result = self.build_and_publish();
-        let mut counters = self.counters();
+        let mut counters = self.counters_mut();
         counters.running = None;
         match &result {
             Ok(Outcome::Rejected { errors, .. }) => {
@@ -446,6 +531,10 @@ impl Reloader {
             return self.reload_account(account);
         };
         let text = file.map(|file| file.text);
+        let written = (
+            store.document_path(account, doc_type, id),
+            text.as_deref().map(content_hash),
+        );
         let diagnostics: Vec<Diagnostic> = current
             .diagnostics
             .iter()
@@ -461,7 +550,9 @@ impl Reloader {
         );
         let Some((next, diagnostics)) = updated else {
             drop(publishing);
-            return self.reload_account(account);
+            self.reload_account(account)?;
+            self.note_own_write(&written.0, written.1);
+            return Ok(());
         };
         for diag in diagnostics
             .iter()
@@ -470,7 +561,42 @@ impl Reloader {
             tracing::warn!("{diag}");
         }
         self.publish_locked(Arc::new(next), &diagnostics);
+        self.note_own_write(&written.0, written.1);
         Ok(())
+    }
+
+    /// Remembers that `path` was published holding content `hash` (`None`:
+    /// removed), so that the watcher and the poller do not reload it again.
+    fn note_own_write(&self, path: &Path, hash: Option<[u8; 32]>) {
+        self.counters_mut().own_writes.insert(normal(path), hash);
+    }
+
+    /// Whether every one of `paths` (changed, as the watcher saw them) is a
+    /// file the server wrote and published and that still holds what was
+    /// published: then there is nothing to reload. Waits for a publication
+    /// under way (the write it publishes is recorded when it ends).
+    fn only_own_writes(&self, paths: &[&Path]) -> bool {
+        let _publishing = self
+            .publishing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let root = crate::store::files::canonical_root(&self.paths.flows);
+        let limit = crate::limits::DocumentLimits::DEFAULT.max_document_bytes;
+        let mut counters = self.counters_mut();
+        let all = !paths.is_empty()
+            && paths
+                .iter()
+                .all(|path| match counters.own_writes.get(&normal(path)) {
+                    Some(Some(hash)) => crate::store::files::read_limited(path, &root, limit)
+                        .is_ok_and(|bytes| content_hash(&bytes) == *hash),
+                    Some(None) => std::fs::symlink_metadata(path).is_err(),
+                    None => false,
+                });
+        if all {
+            counters.own_writes_skipped += 1;
+            tracing::info!("reload (watch) skipped: the files hold what the server wrote itself");
+        }
+        all
     }
 
     /// Warnings for the traces of `account`'s calls made while a reload is
@@ -515,6 +641,7 @@ impl Reloader {
             last_trigger: counters.last_trigger.clone(),
             pending: counters.pending.clone(),
             running: counters.running.clone(),
+            own_writes_skipped: counters.own_writes_skipped,
         }
     }
 
@@ -588,10 +715,32 @@ impl Reloader {
         (file.to_owned(), Owner::Operator)
     }
 
-    /// Whether the files changed since the last reload read them.
+    /// Whether the files changed since the last reload read them, the
+    /// server's own published writes aside (those are taken in as read).
     fn changed(&self) -> bool {
-        let now = fingerprint(&self.paths);
-        self.counters().fingerprint.as_deref() != Some(now.as_str())
+        let now = file_hashes(&self.paths);
+        let mut counters = self.counters_mut();
+        let Some(before) = &counters.files else {
+            return true;
+        };
+        if *before == now {
+            return false;
+        }
+        let own = before
+            .keys()
+            .chain(now.keys())
+            .filter(|path| before.get(*path) != now.get(*path))
+            .all(|path| match counters.own_writes.get(&normal(path)) {
+                Some(Some(hash)) => now.get(path).is_some_and(|(h, _)| h == hash),
+                Some(None) => !now.contains_key(path),
+                None => false,
+            });
+        if own {
+            counters.files = Some(now);
+            counters.own_writes_skipped += 1;
+            tracing::info!("reload (poll) skipped: the files hold what the server wrote itself");
+        }
+        !own
     }
 }
 
@@ -657,33 +806,44 @@ pub fn needs_reload(events: &[DebouncedEvent]) -> bool {
     })
 }
 
-/// A content hash of every relevant file under the paths (names and
-/// contents, in a stable order). Only what the store reads counts (no
-/// FIFO to block the poller, no device that never ends: see
-/// [`crate::store::files`]), directories are not followed through symbolic
-/// links, and at most a document's size limit of each file is read (its
-/// length counts too).
-pub fn fingerprint(paths: &Paths) -> String {
+/// Each relevant file under the paths with the SHA-256 of its content and
+/// its length. Only what the store reads counts (no FIFO to block the
+/// poller, no device that never ends: see [`crate::store::files`]; such a
+/// file counts by name and length, with an all-zero hash), directories are
+/// not followed through symbolic links, and at most a document's size limit
+/// of each file is read.
+type FileHashes = BTreeMap<PathBuf, ([u8; 32], u64)>;
+
+fn file_hashes(paths: &Paths) -> FileHashes {
     let mut files = Vec::new();
     let flows = crate::store::files::canonical_root(&paths.flows);
     collect(&paths.flows, &flows, &mut files);
     for dir in &paths.scripts {
         collect(dir, &crate::store::files::canonical_root(dir), &mut files);
     }
-    files.sort();
-    let mut hash = Sha256::new();
     let limit = crate::limits::DocumentLimits::DEFAULT.max_document_bytes;
-    for (file, root) in files {
+    files
+        .into_iter()
+        .map(|(file, root)| {
+            // What the store would refuse (a FIFO, a link out, a huge file)
+            // counts by name only: reading it could block or never end.
+            let hash = crate::store::files::read_limited(&file, &root, limit)
+                .map_or([0; 32], |bytes| content_hash(&bytes));
+            let len = std::fs::symlink_metadata(&file).map_or(0, |meta| meta.len());
+            (file, (hash, len))
+        })
+        .collect()
+}
+
+/// A content hash of every relevant file under the paths (names, contents
+/// and lengths, in a stable order; see [`file_hashes`]).
+pub fn fingerprint(paths: &Paths) -> String {
+    let mut hash = Sha256::new();
+    for (file, (content, len)) in file_hashes(paths) {
         hash.update(file.to_string_lossy().as_bytes());
         hash.update([0]);
-        // What the store would refuse (a FIFO, a link out, a huge file)
-        // counts by name only: reading it could block or never end.
-        if let Ok(bytes) = crate::store::files::read_limited(&file, &root, limit) {
-            hash.update(&bytes);
-        }
-        if let Ok(meta) = std::fs::symlink_metadata(&file) {
-            hash.update(meta.len().to_le_bytes());
-        }
+        hash.update(content);
+        hash.update(len.to_le_bytes());
         hash.update([0]);
     }
     hash.finalize().iter().fold(String::new(), |mut out, b| {
@@ -691,6 +851,42 @@ pub fn fingerprint(paths: &Paths) -> String {
         let _ = write!(out, "{b:02x}");
         out
     })
+}
+
+fn content_hash(bytes: impl AsRef<[u8]>) -> [u8; 32] {
+    Sha256::digest(bytes.as_ref()).into()
+}
+
+/// A path as the same file's records know it, however it was spelled: its
+/// folder resolved (the file itself may be gone).
+fn normal(path: &Path) -> PathBuf {
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => std::fs::canonicalize(parent)
+            .map_or_else(|_| path.to_path_buf(), |parent| parent.join(name)),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// The relevant files a debounced batch changed (see [`needs_reload`]).
+fn changed_paths(events: &[DebouncedEvent]) -> Vec<&Path> {
+    let mut paths: Vec<&Path> = events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.event.kind,
+                EventKind::Create(_)
+                    | EventKind::Modify(_)
+                    | EventKind::Remove(_)
+                    | EventKind::Access(AccessKind::Close(_))
+            )
+        })
+        .flat_map(|e| e.event.paths.iter())
+        .map(PathBuf::as_path)
+        .filter(|p| is_relevant(p))
+        .collect();
+    paths.sort();
+    paths.dedup();
+    paths
 }
 
 fn collect(dir: &Path, root: &Path, out: &mut Vec<(PathBuf, PathBuf)>) {
@@ -788,7 +984,13 @@ pub fn watch(reloader: Arc<Reloader>, debounce: Duration) -> Result<Watcher, Wat
             for batch in rx {
                 match batch {
                     Ok(events) if needs_reload(&events) => {
-                        let _ = reloader.reload("watch");
+                        if reloader.only_own_writes(&changed_paths(&events)) {
+                            tracing::debug!(
+                                "watch: only the server's own writes, already published"
+                            );
+                        } else {
+                            let _ = reloader.reload("watch");
+                        }
                     }
                     Ok(_) => {}
                     Err(errors) => {
@@ -857,6 +1059,67 @@ mod tests {
             Event::new(kind).add_path(PathBuf::from(path)),
             std::time::Instant::now(),
         )
+    }
+
+    /// A document the server wrote and published is not reloaded again by
+    /// the watcher or the poller; anyone else's change to it is.
+    #[test]
+    fn the_servers_own_write_is_published_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let flows = dir.path().join("flows");
+        let callflows = flows.join("acme/callflows");
+        std::fs::create_dir_all(&callflows).unwrap();
+        let main = callflows.join("main.json");
+        let doc = |number: &str| {
+            format!(r#"{{"numbers": ["{number}"], "flow": {{"module": "answer"}}}}"#)
+        };
+        std::fs::write(&main, doc("100")).unwrap();
+        let (reloader, _) = Reloader::load(Paths {
+            flows: flows.clone(),
+            scripts: vec![],
+        })
+        .unwrap();
+        let (account, callflows_type, id) = (
+            AccountId::new("acme").unwrap(),
+            DocType::new("callflows").unwrap(),
+            DocId::new("main").unwrap(),
+        );
+        // What the API does: write the document, then publish it.
+        crate::store::write_file(&main, &doc("101")).unwrap();
+        reloader
+            .reload_document(&account, &callflows_type, &id)
+            .unwrap();
+        assert_eq!(reloader.current().number, 2);
+        // Spelled another way, as a watcher may report it.
+        let spelled = dir.path().join("flows/acme/../acme/callflows/main.json");
+        assert!(reloader.only_own_writes(&[spelled.as_path()]));
+        assert!(!reloader.changed(), "the poller takes the write as read");
+        assert_eq!(reloader.status().own_writes_skipped, 2);
+        assert_eq!(reloader.status().reloads, 0);
+        // A file the server did not write is a change.
+        let other = callflows.join("other.json");
+        std::fs::write(&other, doc("102")).unwrap();
+        assert!(!reloader.only_own_writes(&[main.as_path(), other.as_path()]));
+        assert!(reloader.changed());
+        std::fs::remove_file(&other).unwrap();
+        assert!(!reloader.changed());
+        // Someone else edits the document: a change.
+        std::fs::write(&main, doc("103")).unwrap();
+        assert!(!reloader.only_own_writes(&[main.as_path()]));
+        assert!(reloader.changed());
+        assert_eq!(reloader.status().own_writes_skipped, 2);
+        // A removal the server published is its own too.
+        reloader.reload("test").unwrap();
+        std::fs::remove_file(&main).unwrap();
+        reloader
+            .reload_document(&account, &callflows_type, &id)
+            .unwrap();
+        assert!(reloader.only_own_writes(&[main.as_path()]));
+        assert!(!reloader.changed());
+        // A full reload forgets the records.
+        reloader.reload("test").unwrap();
+        assert!(!reloader.only_own_writes(&[main.as_path()]));
+        assert!(!reloader.only_own_writes(&[]));
     }
 
     /// Who sees which problem, and under which name.

@@ -32,8 +32,9 @@ pub struct GraphArgs {
     format: GraphFormat,
 
     /// Highlight the nodes a call visited: a JSON trace, as
-    /// `callflow simulate SCENARIO --format json` prints it.
-    #[arg(long, value_name = "TRACE.json", conflicts_with = "coverage")]
+    /// `callflow simulate SCENARIO --format json` prints it, or a text
+    /// trace (the `.trace` files `callflow test` stores).
+    #[arg(long, value_name = "TRACE", conflicts_with = "coverage")]
     trace: Option<PathBuf>,
 
     /// Shade the nodes no scenario reaches (and dash the branches into
@@ -96,14 +97,23 @@ pub fn run(args: &GraphArgs) -> anyhow::Result<ExitCode> {
     let marks = if let Some(path) = &args.trace {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the trace {}", path.display()))?;
-        let json: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("the trace {} is not JSON", path.display()))?;
-        let trace = Trace::from_json(&json).with_context(|| {
-            format!(
-                "the trace {} is not a JSON trace (`callflow simulate --format json`)",
-                path.display()
-            )
-        })?;
+        let trace = if text.trim_start().starts_with('{') {
+            let json: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("the trace {} is not JSON", path.display()))?;
+            Trace::from_json(&json).with_context(|| {
+                format!(
+                    "the trace {} is not a JSON trace (`callflow simulate --format json`)",
+                    path.display()
+                )
+            })?
+        } else {
+            Trace::from_text(&text).with_context(|| {
+                format!(
+                    "the trace {} is neither JSON nor a text trace (a `.trace` file `callflow test` stores)",
+                    path.display()
+                )
+            })?
+        };
         Marks::from_trace(&args.callflow, &trace)
     } else if args.coverage {
         coverage_marks(args, account.account.id.as_str())?

@@ -35,11 +35,22 @@ use project::Project;
 /// Exit code for unusable input (bad arguments, missing files).
 pub const EXIT_USAGE: u8 = 2;
 
+/// `callflow --version`: the package version, the commit and the build
+/// date (`unknown` where build.rs could not tell).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("CALLFLOW_COMMIT"),
+    ", built ",
+    env!("CALLFLOW_BUILD_DATE"),
+    ")"
+);
+
 /// A Kazoo-compatible callflow interpreter whose modules are Lua scripts.
 #[derive(Debug, Parser)]
 #[command(
     name = "callflow",
-    version,
+    version = VERSION,
     about,
     long_about = None,
     after_help = "Every command but `init` and `scenario` reads callflow.toml, the project file, from the current directory or the nearest one above it: its flows, scripts, tests, traces and [serve] settings stand in for the flags not given."

@@ -35,7 +35,7 @@ use std::rc::Rc;
 
 use serde_json::Value;
 
-use super::scenario::{CallerAction, EndpointBehaviour, HttpStub, Media, Trigger};
+use super::scenario::{CallerAction, EndpointBehaviour, HttpStubs, Media, Trigger};
 use crate::engine::control::{
     Beside, BridgeEndpoint, BridgeOutcome, BridgeRequest, BridgeStatus, CallControl,
     CollectOutcome, CollectReason, CollectRequest, ConsultOutcome, ConsultRequest, ConsultResult,
@@ -62,7 +62,7 @@ pub struct World {
     pub call_id: String,
     pub endpoints: BTreeMap<String, EndpointBehaviour>,
     pub media: Media,
-    pub http: BTreeMap<String, HttpStub>,
+    pub http: BTreeMap<String, HttpStubs>,
     pub allow_network: bool,
     pub allow_private_http: bool,
     pub max_call_ms: u64,
@@ -943,7 +943,7 @@ impl SimBackend {
         {
             return HttpOutcome::failed(reason);
         }
-        let Some(stub) = self.world.http.get(&request.url) else {
+        let Some(stub) = super::stubs::find(&self.world.http, request) else {
             let error = if self.world.allow_network {
                 super::network::request(request, self.world.allow_private_http)
             } else {

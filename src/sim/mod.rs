@@ -11,6 +11,7 @@ mod backend;
 pub mod network;
 pub mod pool;
 pub mod scenario;
+pub mod stubs;
 
 use std::cell::RefCell;
 use std::rc::Rc;

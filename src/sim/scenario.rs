@@ -13,7 +13,8 @@
 //!     "dev_erin":  {"unregistered": true}
 //!   },
 //!   "media": {"default_ms": 3000, "durations_ms": {"greeting": 8000}, "speech_ms": {"Goodbye.": 900}},
-//!   "http": {"https://app.example.com/ivr": {"status": 200, "body": {}}}
+//!   "http": {"https://app.example.com/ivr": {"status": 200, "body": {}},
+//!            "https://app.example.com/cdr": [{"match": {"method": "POST"}, "status": 204}]}
 //! }
 //! ```
 //!
@@ -70,8 +71,10 @@ pub struct Scenario {
     pub endpoints: BTreeMap<String, EndpointBehaviour>,
     #[serde(default)]
     pub media: Media,
+    /// HTTP stubs by URL: one stub or a list (see [`super::stubs`] for
+    /// which one answers a request).
     #[serde(default)]
-    pub http: BTreeMap<String, HttpStub>,
+    pub http: BTreeMap<String, HttpStubs>,
     /// The flows directory, relative to the scenario file (a command-line
     /// `--flows` wins).
     #[serde(default)]
@@ -248,6 +251,59 @@ pub struct HttpStub {
     /// How long the request takes.
     #[serde(default)]
     pub delay_ms: u64,
+    /// What the request must also carry for this stub to answer it.
+    #[serde(default, rename = "match")]
+    pub request: RequestMatch,
+}
+
+/// A stub's conditions on the request, beyond its URL (see
+/// [`super::stubs`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestMatch {
+    /// `GET`, `POST`, ... in any case.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Query parameters the request must have, decoded.
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    /// A string the body contains, or JSON the body (read as JSON) contains.
+    #[serde(default)]
+    pub body: Option<Value>,
+}
+
+/// The stubs of one URL: a stub object or a list of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpStubs(pub Vec<HttpStub>);
+
+impl<'de> Deserialize<'de> for HttpStubs {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct OneOrMany;
+        impl<'de> serde::de::Visitor<'de> for OneOrMany {
+            type Value = HttpStubs;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a stub object or a list of stub objects")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<HttpStubs, A::Error> {
+                let stub =
+                    HttpStub::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(HttpStubs(vec![stub]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<HttpStubs, A::Error> {
+                let stubs = Vec::<HttpStub>::deserialize(
+                    serde::de::value::SeqAccessDeserializer::new(seq),
+                )?;
+                Ok(HttpStubs(stubs))
+            }
+        }
+        deserializer.deserialize_any(OneOrMany)
+    }
 }
 
 fn default_from() -> String {
@@ -450,12 +506,20 @@ impl Scenario {
         if let Some(expect) = &self.expect {
             expect.check()?;
         }
-        for url in self.http.keys() {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
+        for (url, stubs) in &self.http {
+            if super::stubs::Url::parse(url).is_none() {
                 return fail(
                     format!("http.{url}"),
-                    "stub URLs start with http:// or https://",
+                    "stub URLs start with http:// or https:// and name a host",
                 );
+            }
+            for (index, stub) in stubs.0.iter().enumerate() {
+                if stub.request.method.as_deref().is_some_and(str::is_empty) {
+                    return fail(
+                        format!("http.{url}[{index}].match.method"),
+                        "the method must not be empty",
+                    );
+                }
             }
         }
         Ok(())

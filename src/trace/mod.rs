@@ -266,6 +266,92 @@ impl Trace {
     }
 }
 
+impl Trace {
+    /// Reads back what [`Trace::render_text`] wrote (the `.trace` files
+    /// `callflow test` stores). The text form is lossy in one way: a string
+    /// that looks like a number, `true`, `false` or `null` was written bare
+    /// and reads back as that JSON value. Event names, times, and fields such
+    /// as a node's `path` and `callflow_id` read back as they were.
+    pub fn from_text(text: &str) -> Result<Self, TraceTextError> {
+        let mut trace = Trace::new();
+        for (index, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let error = |message: &str| TraceTextError {
+                line: index + 1,
+                message: message.to_owned(),
+            };
+            let (time, rest) = line
+                .split_once("  ")
+                .ok_or_else(|| error("expected `mm:ss.mmm  event ...`"))?;
+            let t_ms = parse_time(time).ok_or_else(|| error("expected a time `mm:ss.mmm`"))?;
+            let rest = rest.trim_start();
+            let (name, mut rest) = rest.split_once(' ').unwrap_or((rest, ""));
+            if name.is_empty() {
+                return Err(error("expected the event's name after the time"));
+            }
+            let mut event = Event::new(t_ms, name);
+            loop {
+                rest = rest.trim_start();
+                if rest.is_empty() {
+                    break;
+                }
+                let (key, after) = rest
+                    .split_once('=')
+                    .ok_or_else(|| error("expected `key=value`"))?;
+                if key.is_empty() || key.contains(' ') {
+                    return Err(error("expected `key=value`"));
+                }
+                let (value, after) = parse_text_value(after)
+                    .ok_or_else(|| error(&format!("the value of {key} is not readable")))?;
+                event.fields.insert(key.to_owned(), value);
+                rest = after;
+            }
+            trace.push(event);
+        }
+        Ok(trace)
+    }
+}
+
+/// `mm:ss.mmm` or `h:mm:ss.mmm` back to milliseconds (see [`format_time`]).
+fn parse_time(text: &str) -> Option<u64> {
+    let (clock, ms) = text.split_once('.')?;
+    let ms: u64 = ms.parse().ok()?;
+    let mut total: u64 = 0;
+    for part in clock.split(':') {
+        total = total.checked_mul(60)?.checked_add(part.parse().ok()?)?;
+    }
+    total.checked_mul(1000)?.checked_add(ms)
+}
+
+/// One value as [`render_value`] wrote it, and the text after it: compact
+/// JSON (quoted strings, objects, arrays) or a bare token up to the next
+/// space.
+fn parse_text_value(text: &str) -> Option<(Value, &str)> {
+    if text.starts_with(['"', '{', '[']) {
+        let mut values = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+        let value = values.next()?.ok()?;
+        let end = values.byte_offset();
+        return Some((value, &text[end..]));
+    }
+    let end = text.find(' ').unwrap_or(text.len());
+    let token = &text[..end];
+    let value = match serde_json::from_str::<Value>(token) {
+        Ok(value @ (Value::Number(_) | Value::Bool(_) | Value::Null)) => value,
+        _ => Value::String(token.to_owned()),
+    };
+    Some((value, &text[end..]))
+}
+
+/// A text trace that [`Trace::from_text`] cannot read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {message}")]
+pub struct TraceTextError {
+    pub line: usize,
+    pub message: String,
+}
+
 /// A JSON trace that [`Trace::from_json`] cannot read; the message names
 /// the JSON path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -379,6 +465,33 @@ mod tests {
             "events[1].t_ms: expected milliseconds (a number)"
         );
         assert!(Trace::from_json(&serde_json::json!([])).is_err());
+    }
+
+    #[test]
+    fn text_reads_back() {
+        let mut trace = Trace::new();
+        trace.push(
+            Event::new(5, "node")
+                .with("callflow_id", "main")
+                .with("path", "/flow/children/_")
+                .with("n", 1)
+                .with("ok", true),
+        );
+        trace.push(
+            Event::new(3_725_042, "log")
+                .with("message", "two words = \"x\"")
+                .with("data", serde_json::json!({"a": [1, " b"]}))
+                .with("empty", ""),
+        );
+        trace.push(Event::new(3_725_042, "answer"));
+        assert_eq!(Trace::from_text(&trace.render_text()), Ok(trace));
+        // Lossy: a string that looks like a number reads back as one.
+        let digits = Trace::from_text("00:00.000  dtmf     digit=1\n").unwrap();
+        assert_eq!(digits.events()[0].fields["digit"], 1);
+        let err = Trace::from_text("00:00.000  a\nnot a trace\n").unwrap_err();
+        assert_eq!(err.line, 2);
+        assert!(Trace::from_text("00:00.000  a k\n").is_err());
+        assert!(Trace::from_text("00:00.000  a k=\"open\n").is_err());
     }
 
     #[test]

@@ -1208,3 +1208,93 @@ fn reloads_on_request_and_rejected_reloads_show_in_traces() {
         trace.text
     );
 }
+
+/// `callflow serve`, watching the files: a `PUT` of a callflow makes one
+/// generation. The watcher sees the file the write changed and recognizes
+/// the server's own write (its counter moves) instead of reloading it again.
+#[test]
+fn serve_publishes_an_api_write_once() {
+    /// The server, killed when the test ends, failed or not.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let (dir, flows) = sample_flows();
+    let key = create_api_key(&FlowsDir::new(&flows), &AccountId::new("acme").unwrap()).unwrap();
+    let mut child = Killed(
+        std::process::Command::new(env!("CARGO_BIN_EXE_callflow"))
+            // -v: the server says when it skips a reload of its own write.
+            .args(["-v", "serve", "--listen", "127.0.0.1:0", "--poll-s", "0", "--flows"])
+            .arg(&flows)
+            .current_dir(dir.path())
+            .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+            let Ok(line) = line else { return };
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let until = |needle: &str| -> String {
+        let mut seen = String::new();
+        loop {
+            match lines.recv_timeout(Duration::from_mins(1)) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(line) => {
+                    seen.push_str(&line);
+                    seen.push('\n');
+                }
+                Err(err) => panic!("no line with {needle:?} ({err}) in:\n{seen}"),
+            }
+        }
+    };
+    let serving = until("http://");
+    let address = serving
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .to_owned();
+    let base = format!("http://{address}");
+    let auth = send(
+        "PUT",
+        &format!("{base}/v2/api_auth"),
+        None,
+        Some(&envelope(&json!({"api_key": key}))),
+    );
+    assert_eq!(auth.status, 201, "{}", auth.text);
+    let token = auth.body["auth_token"].as_str().unwrap().to_owned();
+    let token = Some(token.as_str());
+    let doc = json!({"name": "Once", "numbers": ["5999"], "flow": {"module": "play", "data": {"id": "once"}}});
+    let created = send(
+        "PUT",
+        &format!("{base}{CALLFLOWS}"),
+        token,
+        Some(&envelope(&doc)),
+    );
+    assert_eq!(created.status, 201, "{}", created.text);
+    // The watcher looks at the write and leaves it.
+    until("reload (watch) skipped: the files hold what the server wrote itself");
+    let status = send("GET", &format!("{base}/v2/reload"), token, None);
+    assert_eq!(status.status, 200, "{}", status.text);
+    assert_eq!(
+        status.body["data"]["own_writes_skipped"], 1,
+        "{}",
+        status.text
+    );
+    drop(child);
+    assert_eq!(status.body["data"]["generation"], 2, "{}", status.text);
+    assert_eq!(status.body["data"]["reloads"], 0, "{}", status.text);
+}

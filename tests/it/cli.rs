@@ -516,3 +516,53 @@ fn persisted_voicemail_messages_survive_the_process() {
         .collect();
     assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
 }
+
+/// `--version` names the commit and its date (build.rs), or `unknown`
+/// outside a git checkout.
+#[test]
+fn version_names_the_commit_and_the_build_date() {
+    let output = callflow(&root(), &["--version"]);
+    assert_eq!(output.status.code(), Some(0), "{}", render_output(&output));
+    let text = stdout(&output);
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(root())
+            .args(args)
+            .env("TZ", "UTC")
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    let commit = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    assert!(
+        text.starts_with(&format!(
+            "callflow {} (commit {commit}, built ",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{text}"
+    );
+    let date = text
+        .trim_end()
+        .strip_suffix(')')
+        .and_then(|rest| rest.rsplit_once("built "))
+        .map(|(_, date)| date.to_owned())
+        .unwrap_or_default();
+    if std::env::var_os("SOURCE_DATE_EPOCH").is_none() && commit != "unknown" {
+        // The commit's own date (UTC): a rebuild of the same commit says the same.
+        let wanted = git(&[
+            "show",
+            "-s",
+            "--format=%cd",
+            "--date=format-local:%Y-%m-%d",
+            "HEAD",
+        ]);
+        assert_eq!(Some(date), wanted, "{text}");
+    } else {
+        assert!(
+            date == "unknown" || (date.len() == 10 && date.as_bytes()[4] == b'-'),
+            "{text}"
+        );
+    }
+}

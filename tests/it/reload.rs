@@ -312,6 +312,56 @@ fn the_watcher_reloads_after_a_save() {
     assert_eq!(outcome, Some(Outcome::Published { generation: 2 }));
 }
 
+/// A document written and published by the server (as a `PUT` through the
+/// API does) is not reloaded again by the watcher; someone else's save of
+/// the same file is.
+#[test]
+fn the_watcher_leaves_the_servers_own_write_alone() {
+    use callflow::ids::{AccountId, DocId, DocType};
+    use callflow::store::FlowsDir;
+    let project = Project::new();
+    let (reloader, _) = Reloader::load(project.paths()).unwrap();
+    let reloader = Arc::new(reloader);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    reloader.set_observer(Arc::new(move |trigger, result| {
+        let _ = tx
+            .lock()
+            .unwrap()
+            .send((trigger.to_owned(), result.as_ref().ok().cloned()));
+    }));
+    let _watcher = reload::watch(Arc::clone(&reloader), reload::DEFAULT_DEBOUNCE).unwrap();
+    let (account, doc_type, id) = (
+        AccountId::new("acme").unwrap(),
+        DocType::new("callflows").unwrap(),
+        DocId::new("main").unwrap(),
+    );
+    let doc: callflow::model::Object =
+        serde_json::from_str(r#"{"numbers": ["100", "101"], "flow": {"module": "second"}}"#)
+            .unwrap();
+    FlowsDir::new(project.path("flows"))
+        .write_document(&account, &doc_type, &id, &doc)
+        .unwrap();
+    reloader.reload_document(&account, &doc_type, &id).unwrap();
+    assert_eq!(reloader.current().number, 2);
+    // The watcher sees the write and recognizes it (its counter moves).
+    assert!(
+        reloader.wait_until(Duration::from_secs(20), |s| s.own_writes_skipped > 0),
+        "the watcher never looked at the write"
+    );
+    assert!(rx.try_recv().is_err(), "the write was reloaded again");
+    let status = reloader.status();
+    assert_eq!((status.generation, status.reloads), (2, 0));
+    // An editor's save of the same file is reloaded.
+    project.save(
+        "flows/acme/callflows/main.json",
+        r#"{"numbers": ["100"], "flow": {"module": "first"}}"#,
+    );
+    let (trigger, outcome) = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert_eq!(trigger, "watch");
+    assert_eq!(outcome, Some(Outcome::Published { generation: 3 }));
+}
+
 /// A `callflow dev` child and its stderr, line by line (read on a thread,
 /// so that a silent child fails the test instead of hanging it); killed
 /// when dropped.

@@ -318,6 +318,55 @@ fn graph_highlights_the_path_of_a_trace() {
     insta_settings().bind(|| insta::assert_snapshot!(render_output(&output)));
     assert_eq!(output.status.code(), Some(0));
 
+    // The stored text trace `callflow test` keeps draws the same path as
+    // the JSON trace of the same scenario.
+    let output = callflow(
+        &project,
+        &["simulate", "tests/front-desk.json", "--format", "json"],
+    );
+    fs::write(tmp.path().join("front-desk.json"), &output.stdout).unwrap();
+    let front_desk = tmp.path().join("front-desk.json");
+    let from_json = callflow(
+        &project,
+        &["graph", "main", "--trace", front_desk.to_str().unwrap()],
+    );
+    assert_eq!(
+        from_json.status.code(),
+        Some(0),
+        "{}",
+        render_output(&from_json)
+    );
+    let from_text = callflow(
+        &project,
+        &["graph", "main", "--trace", "tests/front-desk.trace"],
+    );
+    assert_eq!(
+        from_text.status.code(),
+        Some(0),
+        "{}",
+        render_output(&from_text)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&from_text.stdout),
+        String::from_utf8_lossy(&from_json.stdout)
+    );
+    // Something was highlighted (the unmarked drawing differs).
+    let plain = callflow(&project, &["graph", "main"]);
+    assert_ne!(plain.stdout, from_text.stdout);
+
+    fs::write(tmp.path().join("bad.trace"), "00:00.000  node path\n").unwrap();
+    let bad = tmp.path().join("bad.trace");
+    let output = callflow(
+        &project,
+        &["graph", "main", "--trace", bad.to_str().unwrap()],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("neither JSON nor a text trace") && stderr.contains("line 1"),
+        "{stderr}"
+    );
+
     fs::write(
         tmp.path().join("bad.json"),
         "{\"events\": [{\"event\": \"node\"}]}",
