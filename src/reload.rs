@@ -299,26 +299,21 @@ impl Reloader {
 
     /// Waits until `done` holds for the status, looking again whenever the
     /// reloader's counters change (a reload, a rejected one, a skipped own
-    /// write), for at most `timeout`: whether it held. For tests and tools
-    /// that wait on the reloader rather than on a clock.
-    pub fn wait_until(&self, timeout: Duration, done: impl Fn(&Status) -> bool) -> bool {
-        let deadline = std::time::Instant::now() + timeout;
+    /// write); gives up (false) once `quiet` passes with no change. For
+    /// tests and tools that wait on the reloader rather than on a clock.
+    pub fn wait_until(&self, quiet: Duration, done: impl Fn(&Status) -> bool) -> bool {
         loop {
             let seen = self.counters().changes;
             if done(&self.status()) {
                 return true;
             }
-            let mut counters = self.counters();
-            while counters.changes == seen {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                if left.is_zero() {
-                    return false;
-                }
-                counters = self
-                    .counters_changed
-                    .wait_timeout(counters, left)
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0;
+            let counters = self.counters();
+            let (counters, waited) = self
+                .counters_changed
+                .wait_timeout_while(counters, quiet, |c| c.changes == seen)
+                .unwrap_or_else(PoisonError::into_inner);
+            if waited.timed_out() && counters.changes == seen {
+                return false;
             }
         }
     }

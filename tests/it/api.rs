@@ -1227,7 +1227,15 @@ fn serve_publishes_an_api_write_once() {
     let mut child = Killed(
         std::process::Command::new(env!("CARGO_BIN_EXE_callflow"))
             // -v: the server says when it skips a reload of its own write.
-            .args(["-v", "serve", "--listen", "127.0.0.1:0", "--poll-s", "0", "--flows"])
+            .args([
+                "-v",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--poll-s",
+                "0",
+                "--flows",
+            ])
             .arg(&flows)
             .current_dir(dir.path())
             .env_remove("RUST_LOG")
