@@ -365,13 +365,13 @@ fn the_watcher_leaves_the_servers_own_write_alone() {
 /// A `callflow dev` child and its stderr, line by line (read on a thread,
 /// so that a silent child fails the test instead of hanging it); killed
 /// when dropped.
-struct Dev {
+pub(crate) struct Dev {
     child: std::process::Child,
     lines: std::sync::mpsc::Receiver<String>,
 }
 
 impl Dev {
-    fn start(dir: &std::path::Path, args: &[&str]) -> Self {
+    pub(crate) fn start(dir: &std::path::Path, args: &[&str]) -> Self {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_callflow"))
             .current_dir(dir)
             .arg("dev")
@@ -396,7 +396,7 @@ impl Dev {
     }
 
     /// The lines up to the first containing `needle`.
-    fn until(&self, needle: &str) -> String {
+    pub(crate) fn until(&self, needle: &str) -> String {
         let mut seen = String::new();
         loop {
             match self.lines.recv_timeout(Duration::from_mins(2)) {
@@ -484,7 +484,7 @@ fn callflow_dev_tests_an_init_project() {
     let dev = Dev::start(&root, &[]);
     let seen = dev.until("unchanged)");
     assert!(
-        seen.contains("callflow dev: watching flows, tests, scripts"),
+        seen.contains("callflow dev: watching flows, scripts, tests"),
         "{seen}"
     );
     assert!(seen.contains("PASS    tests/front-desk.json"), "{seen}");
