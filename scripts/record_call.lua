@@ -53,7 +53,7 @@ return {
 			record_sample_rate = { type = "integer" },
 			should_follow_transfer = { type = "boolean", default = true },
 			time_limit = { type = "integer", minimum = 5, maximum = 10800, default = 3600 },
-			url = { type = "string" },
+			url = { type = "string", format = "uri" },
 		},
 	},
 	handle = function(call, data)

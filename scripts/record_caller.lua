@@ -36,7 +36,7 @@ return {
 			format = { type = "string", enum = { "mp3", "wav" } },
 			method = { type = "string", enum = { "put", "post" }, default = "put" },
 			time_limit = { type = "integer", minimum = 5, maximum = 10800, default = 3600 },
-			url = { type = "string" },
+			url = { type = "string", format = "uri" },
 		},
 	},
 	handle = function(call, data)

@@ -61,7 +61,7 @@ return {
 	schema = {
 		type = "object",
 		properties = {
-			uri = { type = "string" },
+			uri = { type = "string", format = "uri" },
 			http_verb = { type = "string", enum = { "post", "get" } },
 			retries = { type = "integer" },
 			custom_data = { type = "object" },

@@ -7,6 +7,9 @@
 //! `properties`, `required`, `additionalProperties` (`false`, or a schema
 //! every key not in `properties` must fit), `items`,
 //! `minItems`, `maxItems`, `oneOf` / `anyOf` (valid when any alternative is);
+//! `format: "uri"` (a URL calls fetch: an internal host is an
+//! `internal_url` warning, which `callflow check` and API writes hold as an
+//! error unless private addresses are allowed);
 //! `default` and `description` are documentation. Other keywords are ignored.
 //!
 //! Like Crossbar's non-strict validation, a string that reads as the integer,
@@ -244,6 +247,15 @@ fn check_string(
             ),
         ));
     }
+    if schema.get("format").and_then(Value::as_str) == Some("uri")
+        && let Some(reason) = crate::sim::network::refused(text)
+    {
+        diags.push(Diagnostic::warning(
+            Code::InternalUrl,
+            pointer,
+            format!("{text:?} names an internal address: {reason}"),
+        ));
+    }
     if let Some(Value::String(regex)) = schema.get("pattern")
         && let Ok(compiled) = pattern::compile(regex)
         && !compiled.is_match(text)
@@ -431,6 +443,20 @@ mod tests {
                 "error type /data/^2: must be an object, found a number",
             ]
         );
+    }
+
+    #[test]
+    fn uri_fields_name_internal_hosts() {
+        let schema = json!({"type": "string", "format": "uri"});
+        assert_eq!(
+            run(&schema, &json!("http://0x7f000001/x")),
+            vec![
+                "warning internal_url /data: \"http://0x7f000001/x\" names an internal address: refused: 0x7f000001 (127.0.0.1) is a loopback, link-local or private address (allow private addresses to reach it)"
+            ]
+        );
+        assert!(run(&schema, &json!("https://ivr.example.com/x")).is_empty());
+        // Without the keyword a URL is only a string.
+        assert!(run(&json!({"type": "string"}), &json!("http://localhost/")).is_empty());
     }
 
     #[test]

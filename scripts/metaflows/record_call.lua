@@ -28,7 +28,7 @@ return {
 			record_sample_rate = { type = "integer" },
 			should_follow_transfer = { type = "boolean" },
 			time_limit = { type = "integer" },
-			url = { type = "string" },
+			url = { type = "string", format = "uri" },
 		},
 	},
 	handle = function(call, data)

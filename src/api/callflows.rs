@@ -96,8 +96,10 @@ fn if_match(headers: &HeaderMap) -> Option<String> {
     Some(value.trim_matches('"').to_owned()).filter(|v| !v.is_empty() && v != "*")
 }
 
+/// Now in Gregorian seconds, Kazoo's unit for `pvt_created` and
+/// `pvt_modified` (what `created_from`, ... compare with).
 fn now_seconds() -> Value {
-    json!(jiff::Timestamp::now().as_second())
+    json!(jiff::Timestamp::now().as_second() + kazoo::UNIX_EPOCH_GREGORIAN)
 }
 
 /// One write, under the account's lock (blocking: run it off the runtime).
@@ -166,6 +168,7 @@ fn write(
             &flows,
             &generation.catalog,
             generation.modules.as_ref(),
+            state.config.allow_private_urls,
         )
         .map_err(ApiError::Validation)?;
     }
@@ -214,12 +217,12 @@ pub(crate) async fn index(
             if listing.filters.is_empty() {
                 return true;
             }
-            let mut doc = callflow.to_value();
-            if let Value::Object(obj) = &mut doc {
-                obj.retain(|key, _| !crate::model::is_private_key(key));
-                obj.insert("id".into(), json!(callflow.id.as_str()));
-            }
-            listing.passes(&doc)
+            let Value::Object(full) = callflow.to_value() else {
+                return false;
+            };
+            let mut public = kazoo::public(&full);
+            public.insert("id".into(), json!(callflow.id.as_str()));
+            listing.passes_document(&Value::Object(public), &kazoo::private(&full))
         });
         listing.answer(
             matching,

@@ -60,13 +60,16 @@ pub(crate) fn normalize_numbers(doc: &mut Object, account: &AccountFlows) {
 /// module and data (as `callflow check`, but an unknown module is an error
 /// here, as in Crossbar), then
 /// Kazoo's `unique` rule against the account's other callflows, and no
-/// E.164 number another account's callflow claims.
+/// E.164 number another account's callflow claims. A URL field naming an
+/// internal address (`internal_url`) is an error unless
+/// `allow_private_urls`.
 pub(crate) fn validate(
     doc: &Object,
     id: &DocId,
     account: &AccountFlows,
     catalog: &Catalog,
     modules: &dyn Modules,
+    allow_private_urls: bool,
 ) -> Result<(), KazooErrors> {
     let mut diags: Vec<Diagnostic> = Vec::new();
     let callflow = callflow_from_object(id, doc, &mut diags);
@@ -85,6 +88,7 @@ pub(crate) fn validate(
 
     let mut errors = KazooErrors::new();
     for diag in &diags {
+        let mut detail = Map::new();
         let (code, message) = match diag.code {
             // Crossbar's wording, which tools may match on.
             Code::UnknownModule => (
@@ -94,14 +98,22 @@ pub(crate) fn validate(
                     module_at(doc, &diag.pointer)
                 ),
             ),
+            Code::InternalUrl if !allow_private_urls => {
+                // Kazoo's extension errors carry the value.
+                if let Some(value) = value_at(doc, &diag.pointer) {
+                    detail.insert("value".into(), value.clone());
+                }
+                (diag.code.as_str(), diag.message.clone())
+            }
             _ if diag.is_error() => (diag.code.as_str(), diag.message.clone()),
             _ => continue,
         };
+        detail.insert("message".into(), json!(message));
         add_error(
             &mut errors,
             kazoo_path(&diag.pointer),
             code,
-            json!({"message": message}),
+            Value::Object(detail),
         );
     }
     unique(&callflow, account, &mut errors);
@@ -115,21 +127,20 @@ pub(crate) fn validate(
 
 /// The string at `pointer` in `doc` (a node's `module`).
 fn module_at(doc: &Object, pointer: &str) -> String {
+    value_at(doc, pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The value at a JSON Pointer into `doc` (objects only).
+fn value_at<'a>(doc: &'a Object, pointer: &str) -> Option<&'a Value> {
     let mut segments = pointer
         .split('/')
         .skip(1)
         .map(|s| s.replace("~1", "/").replace("~0", "~"));
-    let Some(first) = segments.next() else {
-        return String::new();
-    };
-    let found = segments.try_fold(doc.get(&first), |value, key| {
-        Some(value?.as_object()?.get(&key))
-    });
-    found
-        .flatten()
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
+    let first = segments.next()?;
+    segments.try_fold(doc.get(&first)?, |value, key| value.as_object()?.get(&key))
 }
 
 /// Kazoo's `unique` rule: no number or pattern of another callflow (looked
@@ -424,40 +435,105 @@ fn describe(account: &AccountFlows, id: &str) -> Option<Value> {
     Some(Value::Object(entry))
 }
 
-/// One query-string filter.
+/// Seconds from year 0 to the Unix epoch: Kazoo's timestamps
+/// (`pvt_created`, `pvt_modified`, `created_from`, ...) are Gregorian
+/// seconds, `calendar:datetime_to_gregorian_seconds/1`.
+pub(crate) const UNIX_EPOCH_GREGORIAN: i64 = 62_167_219_200;
+
+/// Which of a document's timestamps a date-range filter reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stamp {
+    /// `pvt_created`.
+    Created,
+    /// `pvt_modified`.
+    Modified,
+}
+
+impl Stamp {
+    fn key(self) -> &'static str {
+        match self {
+            Stamp::Created => "pvt_created",
+            Stamp::Modified => "pvt_modified",
+        }
+    }
+}
+
+/// One query-string filter, as Crossbar's `crossbar_filter` reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Filter {
     /// `filter_<path>=<value>`: the value at `path` equals `value` (an array
     /// matches when it contains it).
     Equals(Vec<String>, String),
+    /// `filter_not_<path>=<value>`: not [`Filter::Equals`]; a document
+    /// without the path passes.
+    NotEquals(Vec<String>, String),
     /// `has_key=<path>`.
     HasKey(Vec<String>),
     /// `key_missing=<path>`.
     KeyMissing(Vec<String>),
     /// `has_value=<path>`: present and not empty.
     HasValue(Vec<String>),
+    /// `created_from`, `modified_from`: the timestamp is at or after these
+    /// Gregorian seconds. A document without it passes (Kazoo compares
+    /// `undefined`, an atom, which Erlang orders after every number).
+    From(Stamp, i64),
+    /// `created_to`, `modified_to`: the timestamp is at or before these
+    /// Gregorian seconds. A document without it does not pass.
+    To(Stamp, i64),
 }
 
 fn path_of(text: &str) -> Vec<String> {
     text.split('.').map(str::to_owned).collect()
 }
 
+/// A document's timestamp as Gregorian seconds: an integer (or a string
+/// holding one, as `kz_json:get_integer_value` reads it). Values
+/// before 1970 in Gregorian seconds were written by callflow before it
+/// wrote Kazoo's unit, in Unix seconds: they are read as such.
+fn stamp_of(private: &Object, stamp: Stamp) -> Option<i64> {
+    let seconds = match private.get(stamp.key())? {
+        Value::Number(n) => n.as_i64()?,
+        Value::String(text) => text.trim().parse().ok()?,
+        _ => return None,
+    };
+    Some(if (0..UNIX_EPOCH_GREGORIAN).contains(&seconds) {
+        seconds + UNIX_EPOCH_GREGORIAN
+    } else {
+        seconds
+    })
+}
+
 impl Filter {
-    /// The filter a query parameter asks for, if it is one.
-    pub(crate) fn parse(key: &str, value: &str) -> Option<Self> {
-        if let Some(path) = key.strip_prefix("filter_") {
-            return Some(Filter::Equals(path_of(path), value.to_owned()));
+    /// The filter a query parameter asks for, if it is one; `Err` names the
+    /// parameter whose value is not usable.
+    pub(crate) fn parse(key: &str, value: &str) -> Result<Option<Self>, String> {
+        if let Some(path) = key.strip_prefix("filter_not_") {
+            return Ok(Some(Filter::NotEquals(path_of(path), value.to_owned())));
         }
-        match key {
+        if let Some(path) = key.strip_prefix("filter_") {
+            return Ok(Some(Filter::Equals(path_of(path), value.to_owned())));
+        }
+        let seconds = || {
+            value.trim().parse::<i64>().map_err(|_| {
+                format!("{key} must be an integer number of Gregorian seconds, not {value:?}")
+            })
+        };
+        Ok(match key {
             "has_key" => Some(Filter::HasKey(path_of(value))),
             "key_missing" => Some(Filter::KeyMissing(path_of(value))),
             "has_value" => Some(Filter::HasValue(path_of(value))),
+            "created_from" => Some(Filter::From(Stamp::Created, seconds()?)),
+            "created_to" => Some(Filter::To(Stamp::Created, seconds()?)),
+            "modified_from" => Some(Filter::From(Stamp::Modified, seconds()?)),
+            "modified_to" => Some(Filter::To(Stamp::Modified, seconds()?)),
             _ => None,
-        }
+        })
     }
 
-    /// Whether `doc` (the public document with `id`) passes.
-    pub(crate) fn matches(&self, doc: &Value) -> bool {
+    /// Whether a document passes: `doc` is its public part with `id`
+    /// (what path filters see), `private` its `pvt_*` keys (what date
+    /// ranges read).
+    pub(crate) fn matches(&self, doc: &Value, private: &Object) -> bool {
         let at = |path: &[String]| {
             path.iter()
                 .try_fold(doc, |value, key| value.as_object()?.get(key))
@@ -466,12 +542,14 @@ impl Filter {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         };
+        let equals = |path: &[String], wanted: &str| match at(path) {
+            Some(Value::Array(items)) => items.iter().any(|v| text(v) == wanted),
+            Some(value) => text(value) == wanted,
+            None => false,
+        };
         match self {
-            Filter::Equals(path, wanted) => match at(path) {
-                Some(Value::Array(items)) => items.iter().any(|v| &text(v) == wanted),
-                Some(value) => &text(value) == wanted,
-                None => false,
-            },
+            Filter::Equals(path, wanted) => equals(path, wanted),
+            Filter::NotEquals(path, wanted) => !equals(path, wanted),
             Filter::HasKey(path) => at(path).is_some(),
             Filter::KeyMissing(path) => at(path).is_none(),
             Filter::HasValue(path) => match at(path) {
@@ -481,6 +559,8 @@ impl Filter {
                 Some(Value::Object(o)) => !o.is_empty(),
                 Some(_) => true,
             },
+            Filter::From(stamp, bound) => stamp_of(private, *stamp).is_none_or(|t| t >= *bound),
+            Filter::To(stamp, bound) => stamp_of(private, *stamp).is_some_and(|t| t <= *bound),
         }
     }
 }
@@ -522,7 +602,8 @@ mod tests {
     #[test]
     fn filters() {
         let doc = json!({"id": "a", "name": "Main", "numbers": ["1000"], "featurecode": {"name": "x"}, "flags": []});
-        let f = |k: &str, v: &str| Filter::parse(k, v).unwrap().matches(&doc);
+        let none = Object::new();
+        let f = |k: &str, v: &str| Filter::parse(k, v).unwrap().unwrap().matches(&doc, &none);
         assert!(f("filter_name", "Main"));
         assert!(!f("filter_name", "main"));
         assert!(f("filter_numbers", "1000"));
@@ -531,6 +612,47 @@ mod tests {
         assert!(!f("key_missing", "featurecode"));
         assert!(f("key_missing", "owner_id"));
         assert!(!f("has_value", "flags"));
-        assert!(Filter::parse("page_size", "1").is_none());
+        assert!(f("filter_not_name", "main"));
+        assert!(!f("filter_not_name", "Main"));
+        assert!(!f("filter_not_numbers", "1000"));
+        assert!(!f("filter_not_featurecode.name", "x"));
+        assert!(f("filter_not_featurecode.number", "x"), "absent: differs");
+        assert_eq!(Filter::parse("page_size", "1"), Ok(None));
+    }
+
+    #[test]
+    fn date_ranges_read_gregorian_seconds() {
+        let doc = json!({"id": "a"});
+        let stamped: Object = serde_json::from_value(
+            json!({"pvt_created": 63_900_000_000_i64, "pvt_modified": "63900000100"}),
+        )
+        .unwrap();
+        // Written by callflow before it wrote Gregorian seconds.
+        let unix: Object = serde_json::from_value(json!({"pvt_created": 1_732_780_800})).unwrap();
+        let none = Object::new();
+        let f = |k: &str, v: &str, private: &Object| {
+            Filter::parse(k, v).unwrap().unwrap().matches(&doc, private)
+        };
+        assert!(f("created_from", "63900000000", &stamped));
+        assert!(!f("created_from", "63900000001", &stamped));
+        assert!(f("created_to", "63900000000", &stamped));
+        assert!(!f("created_to", "63899999999", &stamped));
+        assert!(f("modified_from", "63900000100", &stamped));
+        assert!(!f("modified_to", "63900000099", &stamped));
+        assert!(f(
+            "created_from",
+            &(1_732_780_800 + UNIX_EPOCH_GREGORIAN).to_string(),
+            &unix
+        ));
+        assert!(f(
+            "created_to",
+            &(1_732_780_800 + UNIX_EPOCH_GREGORIAN).to_string(),
+            &unix
+        ));
+        // Without the field: every `_from` passes, every `_to` fails.
+        assert!(f("created_from", "0", &none) && f("modified_from", "99999999999", &none));
+        assert!(!f("created_to", "99999999999", &none) && !f("modified_to", "0", &none));
+        let bad = Filter::parse("modified_to", "yesterday").unwrap_err();
+        assert!(bad.starts_with("modified_to "), "{bad}");
     }
 }

@@ -1,6 +1,7 @@
 //! Crossbar's listing conventions, shared by every listing route: the
 //! `page_size`, `start_key` and `paginate=false` query parameters, the
-//! `filter_<path>` family, and the envelope of a page (`page_size`,
+//! `filter_<path>` family (`filter_not_<path>`, `has_key`, ...) and the
+//! date ranges (`created_from`, ..., `modified_to`), and the envelope of a page (`page_size`,
 //! `start_key`, `next_start_key`, revision `automatic`).
 //!
 //! A listing's rows come in a fixed order of a key (a callflow's id; a
@@ -60,15 +61,25 @@ impl Listing {
                 }
                 "start_key" => listing.start_key = Some(value.clone()),
                 "paginate" => listing.paginate = value != "false",
-                _ => listing.filters.extend(Filter::parse(key, value)),
+                _ => listing
+                    .filters
+                    .extend(Filter::parse(key, value).map_err(ApiError::InvalidRequest)?),
             }
         }
         Ok(listing)
     }
 
-    /// Whether `doc` passes every filter.
+    /// Whether `doc` (a row without private keys) passes every filter.
     pub fn passes(&self, doc: &Value) -> bool {
-        self.filters.iter().all(|filter| filter.matches(doc))
+        self.passes_document(doc, &Map::new())
+    }
+
+    /// Whether a document passes every filter: `doc` its public part with
+    /// `id`, `private` its `pvt_*` keys (for the date ranges).
+    pub fn passes_document(&self, doc: &Value, private: &Map<String, Value>) -> bool {
+        self.filters
+            .iter()
+            .all(|filter| filter.matches(doc, private))
     }
 
     /// The `start_key` as a key of the listing.

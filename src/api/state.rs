@@ -47,6 +47,10 @@ pub struct Config {
     /// `POST .../simulate` requests handled at once, all accounts together
     /// (parsing and running); past it, 503.
     pub max_simulations: usize,
+    /// Accept documents whose URL fields (`pivot.voice_url`, `webhook.uri`,
+    /// ...) name loopback, private or link-local addresses (`serve
+    /// --allow-private-http`, for lab setups); else such a write is a 400.
+    pub allow_private_urls: bool,
 }
 
 impl Config {
@@ -107,6 +111,7 @@ impl Default for Config {
             auth_per_source: DEFAULT_AUTH_PER_SOURCE,
             auth_per_key: DEFAULT_AUTH_PER_KEY,
             max_simulations: DEFAULT_MAX_SIMULATIONS,
+            allow_private_urls: false,
         }
     }
 }

@@ -7,7 +7,8 @@ use clap::Args;
 use serde_json::json;
 
 use super::{FlowsArgs, Format, ScriptsArgs};
-use callflow::model::diagnostic;
+use callflow::model::Code;
+use callflow::model::diagnostic::{self, Severity};
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -20,6 +21,12 @@ pub struct CheckArgs {
     /// Output format; json prints {"diagnostics":[{severity, file, pointer, code, message}]}.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+
+    /// For lab setups whose calls really reach local services: a URL field
+    /// (`pivot.voice_url`, `webhook.uri`, ...) naming a loopback, private or
+    /// link-local address is a warning, not an error.
+    #[arg(long)]
+    allow_private_urls: bool,
 }
 
 impl CheckArgs {
@@ -34,6 +41,15 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let (modules, mut diagnostics) = args.scripts.load(&[]);
     let (catalog, flow_diagnostics) = args.flows.load(&modules)?;
     diagnostics.extend(flow_diagnostics);
+    if !args.allow_private_urls {
+        // The catalog says "warning" (calls refuse such a request unless
+        // allowed); saved through the API it would be refused: an error.
+        for diag in &mut diagnostics {
+            if diag.code == Code::InternalUrl {
+                diag.severity = Severity::Error;
+            }
+        }
+    }
     let (errors, warnings) = diagnostic::count(&diagnostics);
     let mut out = std::io::stdout().lock();
     match args.format {

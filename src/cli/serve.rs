@@ -129,7 +129,9 @@ pub struct SipArgs {
     pub call_workers: Option<usize>,
 
     /// Let `http` requests and media URLs of real calls reach loopback,
-    /// private and link-local addresses.
+    /// private and link-local addresses, and let API writes save URL
+    /// fields (`pivot.voice_url`, `webhook.uri`, ...) that name them (else
+    /// a 400 `internal_url`). For lab setups.
     #[arg(long)]
     pub allow_private_http: bool,
 
@@ -303,6 +305,7 @@ pub(super) fn serve(args: &ServeArgs, reloader: &Arc<Reloader>) -> anyhow::Resul
         header_timeout: Duration::from_secs(args.header_timeout_s),
         body_timeout: Duration::from_secs(args.body_timeout_s),
         max_simulations: args.max_simulations,
+        allow_private_urls: args.sip.allow_private_http,
         ..Config::default()
     };
     if let Some(file) = &args.operator_key_file {

@@ -91,6 +91,11 @@ pub enum Code {
     Pattern,
     /// A value Kazoo's non-strict validation would convert (`"20"` for 20).
     Coerced,
+    /// A URL field (schema `format: "uri"`) naming a loopback, private,
+    /// link-local or otherwise internal host: a warning in the catalog
+    /// (calls refuse the request unless private addresses are allowed), an
+    /// error for `callflow check` and API writes unless they allow them.
+    InternalUrl,
 }
 
 impl Code {
@@ -133,6 +138,7 @@ impl Code {
             Code::Maximum => "maximum",
             Code::Pattern => "pattern",
             Code::Coerced => "coerced",
+            Code::InternalUrl => "internal_url",
         }
     }
 }

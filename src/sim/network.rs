@@ -4,7 +4,7 @@
 //! and is why scenarios normally stub every request.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
 use std::time::Duration;
 
 use crate::engine::control::{HttpOutcome, HttpRequest};
@@ -13,32 +13,51 @@ use crate::engine::control::{HttpOutcome, HttpRequest};
 const MAX_BODY: u64 = 1 << 20;
 
 /// Why a URL may not be requested: its host is loopback, link-local,
-/// private (or unspecified), by name (`localhost`) or by literal address.
-/// `None` when it may.
+/// private or otherwise internal, by name (`localhost`) or by literal
+/// address in any form a resolver reads (`127.0.0.1`, `2130706433`,
+/// `0x7f000001`, `0177.0.0.1`, `127.1`, `[::ffff:127.0.0.1]`, ...). `None`
+/// when it may, or when only resolving the name could tell ([`guard`]
+/// does that before connecting). The one check of a URL's host without
+/// the network: calls make it before a request, and `callflow check` and
+/// the API's writes make it on the URL fields of module data (schema
+/// `format: "uri"`, see [`crate::schema`]).
 pub fn refused(url: &str) -> Option<String> {
     let host = host_of(url)?;
     let lower = host.to_ascii_lowercase();
-    if lower == "localhost" || lower.ends_with(".localhost") {
+    let name = lower.strip_suffix('.').unwrap_or(&lower);
+    if name == "localhost" || name.ends_with(".localhost") {
         return Some(format!(
             "refused: {host} is this machine (allow private addresses to reach it)"
         ));
     }
-    let ip: IpAddr = lower
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse()
-        .ok()?;
+    let ip = literal_ip(name)?;
+    let written = host.trim_start_matches('[').trim_end_matches(']');
+    // The address as written, or its usual form after it when it differs.
+    let shown = if written == ip.to_string() {
+        written.to_owned()
+    } else {
+        format!("{written} ({ip})")
+    };
     is_private(ip).then(|| {
-        format!("refused: {ip} is a loopback, link-local or private address (allow private addresses to reach it)")
+        format!(
+            "refused: {shown} is a loopback, link-local or private address (allow private \
+             addresses to reach it)"
+        )
     })
 }
 
-/// The host part of an http(s) URL.
+/// The host part of a `scheme://` URL (`[...]` kept around an IPv6
+/// address).
 fn host_of(url: &str) -> Option<&str> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))?;
-    let authority = rest.split(['/', '?', '#']).next()?;
+    let (scheme, rest) = url.split_once("://")?;
+    if scheme.is_empty()
+        || !scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#', '\\']).next()?;
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     if let Some(end) = host_port.find(']') {
         return Some(&host_port[..=end]);
@@ -46,22 +65,86 @@ fn host_of(url: &str) -> Option<&str> {
     Some(host_port.split(':').next().unwrap_or(host_port))
 }
 
+/// The address a host names literally: a bracketed IPv6 address (a zone
+/// id left out), or an IPv4 address as `inet_aton` reads it (and so the
+/// resolver a request goes through): one to four parts, each decimal,
+/// `0x` hex or `0` octal, the last filling the bytes left.
+fn literal_ip(host: &str) -> Option<IpAddr> {
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        let address = inner.split('%').next().unwrap_or(inner);
+        return address.parse::<Ipv6Addr>().ok().map(IpAddr::V6);
+    }
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    let parts = host
+        .split('.')
+        .map(number_part)
+        .collect::<Option<Vec<u32>>>()?;
+    let byte = |n: u32| n <= 0xff;
+    let value = match parts.as_slice() {
+        [a] => *a,
+        [a, b] if byte(*a) && *b <= 0x00ff_ffff => a << 24 | b,
+        [a, b, c] if byte(*a) && byte(*b) && *c <= 0xffff => a << 24 | b << 16 | c,
+        [a, b, c, d] if [a, b, c, d].iter().all(|n| byte(**n)) => a << 24 | b << 16 | c << 8 | d,
+        _ => return None,
+    };
+    Some(IpAddr::V4(Ipv4Addr::from(value)))
+}
+
+/// One part of an `inet_aton` address: decimal, `0x` hex or `0` octal.
+fn number_part(part: &str) -> Option<u32> {
+    let (digits, radix) =
+        if let Some(hex) = part.strip_prefix("0x").or_else(|| part.strip_prefix("0X")) {
+            (hex, 16)
+        } else if part.len() > 1 && part.starts_with('0') {
+            (&part[1..], 8)
+        } else {
+            (part, 10)
+        };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    u32::from_str_radix(digits, radix).ok()
+}
+
+/// Whether an address is loopback, private, link-local or otherwise not a
+/// public host: unspecified, "this network" (0/8), shared (100.64/10),
+/// IETF protocol (192.0.0/24), benchmarking (198.18/15), multicast,
+/// reserved and broadcast; in IPv6 also unique-local, site-local,
+/// multicast, and IPv4 addresses carried inside (mapped, compatible,
+/// NAT64, 6to4).
 fn is_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
             v4.is_loopback()
                 || v4.is_private()
                 || v4.is_link_local()
-                || v4.is_unspecified()
                 || v4.is_broadcast()
-                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64 // 100.64/10
+                || v4.is_multicast()
+                || a == 0
+                || a >= 240
+                || (a == 100 && (b & 0xc0) == 64)
+                || (a == 192 && b == 0 && c == 0)
+                || (a == 198 && (b & 0xfe) == 18)
         }
         IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let embedded = |high: u16, low: u16| {
+                let [h1, h2] = high.to_be_bytes();
+                let [l1, l2] = low.to_be_bytes();
+                is_private(IpAddr::V4(Ipv4Addr::new(h1, h2, l1, l2)))
+            };
             v6.is_loopback()
                 || v6.is_unspecified()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00 // unique local
-                || (v6.segments()[0] & 0xffc0) == 0xfe80 // link-local
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link-local
+                || (s[0] & 0xffc0) == 0xfec0 // site-local
+                || v6.to_ipv4().is_some_and(|v4| is_private(IpAddr::V4(v4)))
+                || (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] && embedded(s[6], s[7])) // NAT64
+                || (s[0] == 0x2002 && embedded(s[1], s[2])) // 6to4
         }
     }
 }
@@ -140,6 +223,27 @@ mod tests {
             "http://[fe80::1]/x",
             "http://user@172.16.0.9/x",
             "http://0.0.0.0/",
+            // The literal forms a resolver reads.
+            "http://2130706433/",
+            "http://0x7f000001/",
+            "http://0x7F.0.0.1/",
+            "http://0177.0.0.1/",
+            "http://127.1/",
+            "http://10.1/",
+            "http://LOCALHOST./",
+            "http://[::ffff:127.0.0.1]/",
+            "http://[::ffff:7f00:1]/",
+            "http://[::127.0.0.1]/",
+            "http://[fe80::1%25eth0]/",
+            "http://[fd00::1]/",
+            "http://[64:ff9b::a00:1]/",
+            "http://[2002:c0a8:1::1]/",
+            "http://[::]/",
+            "http://100.64.0.1/",
+            "http://198.18.0.1/",
+            "http://224.0.0.1/",
+            "http://255.255.255.255/",
+            "ftp://127.0.0.1/rec",
         ] {
             assert!(refused(url).is_some(), "{url}");
         }
@@ -147,6 +251,11 @@ mod tests {
             "https://app.example.com/ivr",
             "http://93.184.216.34/",
             "http://[2001:db8::1]/",
+            "http://1e100.net/",
+            "http://0x7f000001.example.com/",
+            "http://[::ffff:93.184.216.34]/",
+            "http://1572395042/",
+            "not a url",
         ] {
             assert!(refused(url).is_none(), "{url}");
         }

@@ -1,7 +1,8 @@
 //! `tests/check/<case>/`: each case is a flows directory (`flows/`, and
 //! `scripts/` when the case has module scripts) with a `README.md` saying
-//! what it shows. `callflow check` runs on it in both formats; the exit code
-//! and output are snapshotted.
+//! what it shows, and an `args` file when the case needs more arguments.
+//! `callflow check` runs on it in both formats; the exit code and output
+//! are snapshotted.
 
 use serde_json::Value;
 
@@ -16,6 +17,8 @@ fn check_cases() {
             if dir.join("scripts").is_dir() {
                 args.extend(["--scripts", "scripts"]);
             }
+            let extra = std::fs::read_to_string(dir.join("args")).unwrap_or_default();
+            args.extend(extra.split_whitespace());
             let text = callflow(dir, &args);
             args.extend(["--format", "json"]);
             let json = callflow(dir, &args);

@@ -12,6 +12,9 @@ mod support;
 
 /// The REST API on a real server and a real HTTP client.
 mod api;
+/// Crossbar parity on the real server: negated filters, date ranges,
+/// internal URLs refused on save.
+mod api_parity;
 /// Bridged real calls between baresip phones: audio both ways, hang-ups,
 /// transfers, holds.
 mod bridging;
