@@ -8,11 +8,13 @@
 
 use std::fmt::Write;
 
+use callflow::model::Diagnostic;
+
 use super::suite::{Case, Suite};
 use super::test::{Outcome, Problem, Status, render_problem};
 
 /// The report as an XML document.
-pub fn render(suite: &Suite, outcomes: &[Outcome]) -> String {
+pub fn render(suite: &Suite, outcomes: &[Outcome], broken: &[Diagnostic]) -> String {
     // Suites by directory, in the order their first scenario was found.
     let mut suites: Vec<(String, Vec<(&Case, &Outcome)>)> = Vec::new();
     for (case, outcome) in suite.cases.iter().zip(outcomes) {
@@ -29,6 +31,9 @@ pub fn render(suite: &Suite, outcomes: &[Outcome]) -> String {
     }
     let all: Vec<&Outcome> = outcomes.iter().collect();
     let (tests, failures, errors, time) = totals(&all);
+    // Each error in the scripts or flows is an errored test case of its
+    // own suite, so a CI report shows why the run failed.
+    let (tests, errors) = (tests + broken.len(), errors + broken.len());
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         out,
@@ -80,6 +85,25 @@ pub fn render(suite: &Suite, outcomes: &[Outcome]) -> String {
                     );
                 }
             }
+        }
+        out.push_str("  </testsuite>\n");
+    }
+    if !broken.is_empty() {
+        let _ = writeln!(
+            out,
+            "  <testsuite name=\"scripts and flows\" tests=\"{n}\" failures=\"0\" errors=\"{n}\" skipped=\"0\" time=\"0.000\">",
+            n = broken.len()
+        );
+        for diag in broken {
+            let _ = writeln!(
+                out,
+                "    <testcase name=\"{}\" classname=\"broken\" file=\"{}\" time=\"0.000\">\n      <error message=\"{}\" type=\"{}\">{}</error>\n    </testcase>",
+                escape(&diag.file),
+                escape(&diag.file),
+                escape(&diag.message),
+                escape(diag.code.as_str()),
+                escape(&diag.to_string())
+            );
         }
         out.push_str("  </testsuite>\n");
     }

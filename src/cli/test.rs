@@ -236,7 +236,7 @@ pub fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
     } else {
         text_report.push_str(&summary);
     }
-    write_report(args, &suite, &outcomes, &text_report)?;
+    write_report(args, (&suite, broken), &outcomes, &text_report)?;
     stdout.flush()?;
 
     let errors = outcomes
@@ -256,7 +256,7 @@ pub fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
 /// the text already printed.
 fn write_report(
     args: &TestArgs,
-    suite: &Suite,
+    (suite, broken): (&Suite, &[Diagnostic]),
     outcomes: &[Outcome],
     text_report: &str,
 ) -> anyhow::Result<()> {
@@ -266,11 +266,15 @@ fn write_report(
             write_file(path, &strip(text_report), "the report")?;
         }
         (ReportFormat::Junit, Some(path)) => {
-            write_file(path, &junit::render(suite, outcomes), "the JUnit report")?;
+            write_file(
+                path,
+                &junit::render(suite, outcomes, broken),
+                "the JUnit report",
+            )?;
         }
         (ReportFormat::Junit, None) => {
             // The XML has stdout; the text results go to stderr.
-            anstream::stdout().write_all(junit::render(suite, outcomes).as_bytes())?;
+            anstream::stdout().write_all(junit::render(suite, outcomes, broken).as_bytes())?;
             eprint!("{}", strip(text_report));
         }
     }

@@ -188,6 +188,29 @@ fn a_broken_unused_script_fails_the_tests() {
         ),
         "{text}"
     );
+    // The JUnit report says so too: an errored case per broken file.
+    let output = callflow(&project, &["test", "--format", "junit"]);
+    assert_eq!(output.status.code(), Some(1), "{}", render_output(&output));
+    let xml = stdout(&output);
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let all = doc.root_element();
+    assert_eq!(all.attribute("tests"), Some("3"), "{xml}");
+    assert_eq!(all.attribute("errors"), Some("1"), "{xml}");
+    let broken = all
+        .children()
+        .find(|n| n.attribute("name") == Some("scripts and flows"))
+        .unwrap_or_else(|| panic!("{xml}"));
+    let case = broken
+        .children()
+        .find(|n| n.has_tag_name("testcase"))
+        .unwrap();
+    assert_eq!(case.attribute("file"), Some("scripts/unused.lua"), "{xml}");
+    let error = case.children().find(|n| n.has_tag_name("error")).unwrap();
+    assert_eq!(error.attribute("type"), Some("script"), "{xml}");
+    assert!(
+        error.attribute("message").unwrap().contains("syntax error"),
+        "{xml}"
+    );
     // --allow-broken: today's behaviour, a warning on stderr.
     let output = callflow(&project, &["test", "--allow-broken"]);
     assert_eq!(output.status.code(), Some(0), "{}", render_output(&output));
