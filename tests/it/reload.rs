@@ -289,9 +289,15 @@ fn two_hundred_reloads_among_five_thousand_calls() {
     assert_eq!(seen.len(), 200);
 }
 
-#[test]
-fn the_watcher_reloads_after_a_save() {
-    let project = Project::new();
+/// A reloader of `project` with its file watcher on, and each reload's
+/// trigger and outcome as they happen.
+fn watched(
+    project: &Project,
+) -> (
+    Arc<Reloader>,
+    std::sync::mpsc::Receiver<(String, Option<Outcome>)>,
+    impl Sized,
+) {
     let (reloader, _) = Reloader::load(project.paths()).unwrap();
     let reloader = Arc::new(reloader);
     let (tx, rx) = std::sync::mpsc::channel();
@@ -302,7 +308,14 @@ fn the_watcher_reloads_after_a_save() {
             .unwrap()
             .send((trigger.to_owned(), result.as_ref().ok().cloned()));
     }));
-    let _watcher = reload::watch(Arc::clone(&reloader), reload::DEFAULT_DEBOUNCE).unwrap();
+    let watcher = reload::watch(Arc::clone(&reloader), reload::DEFAULT_DEBOUNCE).unwrap();
+    (reloader, rx, watcher)
+}
+
+#[test]
+fn the_watcher_reloads_after_a_save() {
+    let project = Project::new();
+    let (_reloader, rx, _watcher) = watched(&project);
     // Files that do not count change nothing; a saved script does.
     std::fs::write(project.path("scripts/notes.txt"), "x").unwrap();
     std::fs::write(project.path("scripts/.second.lua.swp"), "x").unwrap();
@@ -320,17 +333,7 @@ fn the_watcher_leaves_the_servers_own_write_alone() {
     use callflow::ids::{AccountId, DocId, DocType};
     use callflow::store::FlowsDir;
     let project = Project::new();
-    let (reloader, _) = Reloader::load(project.paths()).unwrap();
-    let reloader = Arc::new(reloader);
-    let (tx, rx) = std::sync::mpsc::channel();
-    let tx = std::sync::Mutex::new(tx);
-    reloader.set_observer(Arc::new(move |trigger, result| {
-        let _ = tx
-            .lock()
-            .unwrap()
-            .send((trigger.to_owned(), result.as_ref().ok().cloned()));
-    }));
-    let _watcher = reload::watch(Arc::clone(&reloader), reload::DEFAULT_DEBOUNCE).unwrap();
+    let (reloader, rx, _watcher) = watched(&project);
     let (account, doc_type, id) = (
         AccountId::new("acme").unwrap(),
         DocType::new("callflows").unwrap(),
