@@ -27,12 +27,20 @@ pub struct CheckArgs {
     /// link-local address is a warning, not an error.
     #[arg(long)]
     allow_private_urls: bool,
+
+    /// Also type-check the `--!strict` scripts of the script directories
+    /// with Luau's own analysis, against the call-control API's types
+    /// (needs the callflow-luau-check program; see the README). Default:
+    /// callflow.toml's `[check] types`, else off.
+    #[arg(long)]
+    types: bool,
 }
 
 impl CheckArgs {
     pub(super) fn apply(&mut self, project: &super::Project) {
         self.flows.apply(project);
         self.scripts.apply(project);
+        self.types |= project.types;
     }
 }
 
@@ -41,6 +49,13 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let (modules, mut diagnostics) = args.scripts.load(&[]);
     let (catalog, flow_diagnostics) = args.flows.load(&modules)?;
     diagnostics.extend(flow_diagnostics);
+    let typed = if args.types {
+        let report = super::types::check(&args.scripts.dirs(&[]))?;
+        diagnostics.extend(report.diagnostics);
+        Some((report.checked, report.skipped))
+    } else {
+        None
+    };
     if !args.allow_private_urls {
         // The catalog says "warning" (calls refuse such a request unless
         // allowed); saved through the API it would be refused: an error.
@@ -95,6 +110,14 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
                 plural(errors, "error"),
                 plural(warnings, "warning")
             )?;
+            if let Some((checked, skipped)) = typed {
+                writeln!(
+                    out,
+                    "type-checked {} ({} without --!strict not checked)",
+                    plural(checked, "strict script"),
+                    skipped
+                )?;
+            }
         }
     }
     Ok(if errors == 0 {

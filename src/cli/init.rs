@@ -66,10 +66,7 @@ pub const FILES: &[(&str, &str)] = &[
         "scripts/greet.lua",
         include_str!("templates/init/scripts/greet.lua"),
     ),
-    (
-        "scripts/callflow.d.luau",
-        include_str!("../../scripts/callflow.d.luau"),
-    ),
+    ("scripts/callflow.d.luau", super::types::DEFINITIONS),
     (
         "tests/front-desk.json",
         include_str!("templates/init/tests/front-desk.json"),

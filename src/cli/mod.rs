@@ -18,6 +18,7 @@ mod serve;
 mod simulate;
 mod suite;
 mod test;
+mod types;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

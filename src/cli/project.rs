@@ -10,6 +10,9 @@
 //! tests = ["tests"]
 //! traces = "traces"
 //!
+//! [check]
+//! types = true          # check and test type-check --!strict scripts
+//!
 //! [serve]
 //! listen = "127.0.0.1:8000"
 //! ```
@@ -38,7 +41,14 @@ struct Raw {
     scripts: Option<Vec<PathBuf>>,
     tests: Option<Vec<PathBuf>>,
     traces: Option<PathBuf>,
+    check: Option<RawCheck>,
     serve: Option<RawServe>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheck {
+    types: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -65,6 +75,8 @@ pub struct Project {
     /// Scenario files or directories (empty: none named).
     pub tests: Vec<PathBuf>,
     pub traces: Option<PathBuf>,
+    /// `[check] types`: `check` and `test` type-check strict scripts.
+    pub types: bool,
     pub serve: Serve,
 }
 
@@ -161,6 +173,7 @@ pub fn parse(text: &str, file: &Path, cwd: &Path) -> anyhow::Result<Project> {
         scripts: places(raw.scripts),
         tests: places(raw.tests),
         traces: raw.traces.as_deref().map(place),
+        types: raw.check.and_then(|check| check.types).unwrap_or(false),
         serve: Serve {
             listen: serve.listen,
             operator_key_file: serve.operator_key_file.as_deref().map(place),
@@ -205,6 +218,9 @@ scripts = ["scripts", "../shared/scripts"]
 tests = ["tests/scenarios"]
 traces = "/var/log/callflow"
 
+[check]
+types = true
+
 [serve]
 listen = "0.0.0.0:8080"
 operator_key_file = "secrets/operator.key"
@@ -223,6 +239,7 @@ prompts = ["prompts"]
         );
         assert_eq!(project.tests, [PathBuf::from("tests/scenarios")]);
         assert_eq!(project.traces, Some(PathBuf::from("/var/log/callflow")));
+        assert!(project.types);
         let serve = &project.serve;
         assert_eq!(serve.listen.as_deref(), Some("0.0.0.0:8080"));
         assert_eq!(

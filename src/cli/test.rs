@@ -29,6 +29,8 @@ use callflow::model::Diagnostic;
 use callflow::testing::lines::value_lines;
 use callflow::testing::{self, DiffKind, DiffLine};
 
+// Each bool is an independent command-line switch, not a state machine.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Args)]
 pub struct TestArgs {
     /// Scenario files, or directories searched (recursively) for *.json
@@ -79,6 +81,12 @@ pub struct TestArgs {
     /// scenario passes (the errors are warnings on stderr).
     #[arg(long)]
     allow_broken: bool,
+
+    /// Type-check the `--!strict` scripts first (as `callflow check
+    /// --types`): type errors count as broken code. Default:
+    /// callflow.toml's `[check] types`, else off.
+    #[arg(long)]
+    types: bool,
 
     /// The project's flows directory, when a scenario names none.
     #[arg(skip)]
@@ -144,6 +152,7 @@ impl TestArgs {
             self.paths.clone_from(&project.tests);
         }
         self.project_flows.clone_from(&project.flows);
+        self.types |= project.types;
     }
 }
 
@@ -155,11 +164,8 @@ pub fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
         scripts: &args.scripts,
     };
     let suite = suite::load(&files, &dirs, args.allow_broken)?;
-    let broken: &[Diagnostic] = if args.allow_broken {
-        &[]
-    } else {
-        &suite.broken
-    };
+    let broken = broken_code(args, &suite)?;
+    let broken = broken.as_slice();
     let jobs = suite::jobs(args.jobs);
 
     // Text results go to stdout unless the report (in text) goes to a file
@@ -473,6 +479,27 @@ pub fn render_problem(problem: &Problem, scenario: &Path, styles: bool) -> Strin
 }
 
 /// The errors of scripts and flows, one block each.
+/// The errors that fail the run besides the scenarios: those of the
+/// scripts and flows, and with `--types` the type errors (none with
+/// `--allow-broken`, which prints the type errors on stderr as `suite::load`
+/// does the others).
+fn broken_code(args: &TestArgs, suite: &Suite) -> anyhow::Result<Vec<Diagnostic>> {
+    let mut broken: Vec<Diagnostic> = if args.allow_broken {
+        Vec::new()
+    } else {
+        suite.broken.clone()
+    };
+    if args.types {
+        let found = super::types::check(&args.scripts.dirs(&[]))?.diagnostics;
+        if args.allow_broken {
+            super::report_problems("the scripts' types", &found);
+        } else {
+            broken.extend(found.into_iter().filter(Diagnostic::is_error));
+        }
+    }
+    Ok(broken)
+}
+
 fn render_broken(broken: &[Diagnostic]) -> String {
     let mut out = String::new();
     for diag in broken {

@@ -96,6 +96,9 @@ pub enum Code {
     /// (calls refuse the request unless private addresses are allowed), an
     /// error for `callflow check` and API writes unless they allow them.
     InternalUrl,
+    /// What Luau's type checker found in a `--!strict` script
+    /// (`callflow check --types`).
+    Types,
 }
 
 impl Code {
@@ -139,6 +142,7 @@ impl Code {
             Code::Pattern => "pattern",
             Code::Coerced => "coerced",
             Code::InternalUrl => "internal_url",
+            Code::Types => "types",
         }
     }
 }
