@@ -765,15 +765,31 @@ function endpoints.pickup(call, params)
 		error("group_pickup needs device_id, user_id or group_id", 0)
 	end
 	local devices = target_devices(call, kind, id)
-	-- Nothing in the call API shows other calls: no channel ever rings.
+	-- The calls ringing any of those devices, earliest first (Kazoo picks
+	-- up the first channel it finds).
+	local ringing = {}
+	for _, channel in call:channels() do
+		if channel.state == "ringing" then
+			for _, endpoint in channel.ringing do
+				if contains(devices, endpoint) then
+					table.insert(ringing, channel)
+					break
+				end
+			end
+		end
+	end
 	-- (An empty list would show as {} in the trace: leave it out.)
-	call:emit({ event = "pickup", devices = #devices > 0 and devices or nil, ringing = 0 })
+	call:emit({ event = "pickup_search", devices = #devices > 0 and devices or nil, ringing = #ringing })
 	call:answer()
 	if #devices == 0 then
 		call:play("system_media/pickup-no_users")
-	else
-		call:play("system_media/pickup-no_channels")
+		return call:stop()
 	end
+	if #ringing == 0 then
+		call:play("system_media/pickup-no_channels")
+		return call:stop()
+	end
+	call:pickup(ringing[1].call_id)
 	return call:stop()
 end
 

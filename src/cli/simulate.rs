@@ -311,7 +311,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     match args.format {
         Format::Text => out.write_all(outcome.trace.render_text().as_bytes())?,
         Format::Json => {
-            serde_json::to_writer_pretty(&mut out, &outcome.trace.to_json())?;
+            serde_json::to_writer_pretty(&mut out, &sim::outcome_json(&outcome))?;
             writeln!(out)?;
         }
     }

@@ -676,6 +676,37 @@ impl Call {
         Ok(outcome)
     }
 
+    /// The other calls this call can see.
+    pub fn channels(&self) -> Vec<crate::engine::control::Channel> {
+        self.backend.channels()
+    }
+
+    /// Joins another call while it rings or is parked (see
+    /// [`crate::engine::control::CallControl::pickup`]); one `pickup`
+    /// event with the outcome.
+    pub async fn pickup(&self, call_id: &str, beside: &dyn Beside) -> Result<BridgeOutcome, Gone> {
+        self.alive()?;
+        let pending = self
+            .trace
+            .borrow_mut()
+            .begin(self.event("pickup").with("call_id", call_id));
+        let outcome = self.backend.pickup(call_id, beside).await?;
+        let mut outcome_fields = fields(json!({
+            "status": outcome.status.as_str(),
+            "cause": outcome.cause,
+            "sip": outcome.sip,
+        }));
+        if outcome.answered_by.is_some() {
+            self.state
+                .borrow_mut()
+                .variables
+                .insert("call_bridged".to_owned(), Value::Bool(true));
+        }
+        outcome_fields.insert("duration_ms".into(), json!(outcome.duration_ms));
+        self.trace.borrow_mut().complete(pending, outcome_fields);
+        Ok(outcome)
+    }
+
     pub async fn sleep(&self, ms: u64, beside: &dyn Beside) -> Result<SleepReason, Gone> {
         self.alive()?;
         let pending = self

@@ -608,4 +608,48 @@ pub trait CallControl {
         request: &'a ConsultRequest,
         beside: &'a dyn Beside,
     ) -> LocalFuture<'a, Result<ConsultOutcome, Gone>>;
+    /// The other calls this call can see (the world of calls), in the
+    /// order they began. A backend without a world sees none.
+    fn channels(&self) -> Vec<Channel> {
+        Vec::new()
+    }
+    /// Joins the call `call_id` while its bridge rings (a pickup: the bridge
+    /// is answered by this call) or while it is parked (a retrieve); the
+    /// two talk until one hangs up. A call that is not ringing or parked
+    /// fails at once (`NO_ROUTE_DESTINATION`, 404), as does a backend
+    /// without a world.
+    fn pickup<'a>(
+        &'a self,
+        call_id: &'a str,
+        beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, Result<BridgeOutcome, Gone>> {
+        let _ = (call_id, beside);
+        Box::pin(async move {
+            Ok(BridgeOutcome::failed(
+                0,
+                BridgeStatus::Failed,
+                "NO_ROUTE_DESTINATION",
+                404,
+            ))
+        })
+    }
+}
+
+/// Another call, as [`CallControl::channels`] shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Channel {
+    pub call_id: String,
+    /// The call's id in its scenario (`alice`), where it has one.
+    pub name: String,
+    pub from: String,
+    pub to: String,
+    pub calling_device: Option<String>,
+    /// `busy` (running its flow), `ringing`, `answered` or `parked`.
+    pub state: &'static str,
+    /// While ringing: the endpoints (device ids, numbers) it rings.
+    pub ringing: Vec<String>,
+    /// While answered: who it talks to (a device id, number or call id).
+    pub answered_by: Option<String>,
+    /// While parked: the slot.
+    pub slot: Option<String>,
 }

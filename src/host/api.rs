@@ -96,6 +96,8 @@ pub const API: &[ApiItem] = api![
     "call:flush_dtmf": "call:flush_dtmf(collection?)" => "Drop buffered digits (and a stored collection).",
     "call:http": "call:http({url, method, headers, body, timeout_ms}) -> {status, body, headers, error}" => "Make an HTTP request.",
     "call:peer": "call:peer() -> {call_id, endpoint, held}?" => "The peer bridged to the call now (metaflows run during bridges).",
+    "call:channels": "call:channels() -> {{call_id, name, from, to, calling_device, state, ringing, answered_by, slot}}" => "The other calls of the world (a multi-call scenario's), in the order they began.",
+    "call:pickup": "call:pickup(call_id) -> {status, cause, sip, answered_by, duration_ms, talk_ms}" => "Join another call while it rings (pickup) or is parked (retrieve); talk until one hangs up.",
     "call:hold": "call:hold(leg, {moh, unhold_key}?) -> boolean" => "Hold a leg of the bridge until the unhold key on the other leg.",
     "call:unhold": "call:unhold() -> boolean" => "Take the held leg off hold.",
     "call:transfer_peer": "call:transfer_peer(target) -> boolean" => "Blind-transfer the peer; the bridge ends, the caller's leg stays.",
@@ -516,6 +518,24 @@ fn opt_legs(call: &Call, opts: Option<&Table>) -> mlua::Result<Legs> {
 
 /// The legs of a bridge, for metaflow modules: the peer, hold, unhold.
 fn register_legs(lua: &Lua, raw: &Table) -> mlua::Result<()> {
+    sync_fn!(lua, raw, "channels", |lua, (): ()| {
+        let call = call_of(&*current(lua)?, "channels")?;
+        let list = lua.create_table()?;
+        for channel in call.channels() {
+            let table = lua.create_table()?;
+            table.set("call_id", channel.call_id)?;
+            table.set("name", channel.name)?;
+            table.set("from", channel.from)?;
+            table.set("to", channel.to)?;
+            table.set("calling_device", channel.calling_device)?;
+            table.set("state", channel.state)?;
+            table.set("ringing", lua.create_sequence_from(channel.ringing)?)?;
+            table.set("answered_by", channel.answered_by)?;
+            table.set("slot", channel.slot)?;
+            list.push(table)?;
+        }
+        done(lua, list)
+    });
     sync_fn!(lua, raw, "peer", |lua, (): ()| {
         let call = call_of(&*current(lua)?, "peer")?;
         let Some(peer) = call.peer() else {
@@ -1036,6 +1056,22 @@ fn register_outside(lua: &Lua, raw: &Table) -> mlua::Result<()> {
             }
         }
     );
+    async_fn!(lua, raw, "pickup", |lua, call, inv, call_id: String| {
+        let runner = nested(&lua, &inv)?;
+        match call.pickup(&call_id, &Listening::new(&call, &runner)).await {
+            Ok(outcome) => {
+                let table = lua.create_table()?;
+                table.set("status", outcome.status.as_str())?;
+                table.set("cause", outcome.cause)?;
+                table.set("sip", outcome.sip)?;
+                table.set("answered_by", outcome.answered_by)?;
+                table.set("duration_ms", outcome.duration_ms)?;
+                table.set("talk_ms", outcome.talk_ms)?;
+                done(&lua, table)
+            }
+            Err(_) => Ok(gone()),
+        }
+    });
     async_fn!(lua, raw, "http", |lua, call, inv, request: Table| {
         let request = http_request(&lua, &request)?;
         let runner = nested(&lua, &inv)?;

@@ -37,7 +37,7 @@ use serde_json::Value;
 
 use super::scenario::{CallerAction, EndpointBehaviour, HttpStubs, Media, Trigger};
 use crate::engine::control::{
-    Beside, BridgeEndpoint, BridgeOutcome, BridgeRequest, BridgeStatus, CallControl,
+    Beside, BridgeEndpoint, BridgeOutcome, BridgeRequest, BridgeStatus, CallControl, Channel,
     CollectOutcome, CollectReason, CollectRequest, ConsultOutcome, ConsultRequest, ConsultResult,
     Gone, Hangup, HttpOutcome, HttpRequest, HungUpBy, Leg, Legs, LocalFuture, PeerInfo,
     PlayOutcome, PlayReason, PlayRequest, RecordOutcome, RecordReason, RecordRequest, Resume,
@@ -45,6 +45,8 @@ use crate::engine::control::{
 };
 use crate::engine::rules;
 use crate::trace::{Event, Trace};
+
+use super::world::{Activity, Message, Shared, Woke};
 
 /// Time between digits of a DTMF string, unless the scenario says.
 pub const DEFAULT_INTERDIGIT_MS: u64 = 100;
@@ -96,6 +98,9 @@ struct Peer {
     endpoint: BridgeEndpoint,
     call_id: String,
     hangup_at: u64,
+    /// Another call of the world (its call id is `call_id`): it hangs up
+    /// by a message, not at `hangup_at`.
+    world: bool,
 }
 
 /// A leg on hold, and the key of the other leg that ends the hold.
@@ -125,6 +130,11 @@ struct State {
     /// An attended transfer runs: the peer hanging up leaves the caller's
     /// leg up.
     consulting: bool,
+    /// Another call of the world joined this one while it rang or was
+    /// parked: its call id, and its device.
+    joined_by: Option<(String, Option<String>)>,
+    /// The bridge rings, or the call is parked: another call may join it.
+    joinable: bool,
 }
 
 /// Until when [`SimBackend::advance`] runs.
@@ -149,6 +159,8 @@ enum Stop {
     PeerGone,
     /// The peer hung up during an attended transfer.
     PeerHangup,
+    /// Another call joined this one ([`State::joined_by`] says which).
+    Joined,
 }
 
 /// What happens next on the timeline.
@@ -159,6 +171,17 @@ enum Next {
     Action(u64),
 }
 
+/// A call's place in a multi-call scenario's shared world.
+pub struct InWorld {
+    pub shared: Rc<Shared>,
+    /// When the call started, in the world's time.
+    pub offset_ms: u64,
+    pub call_id: String,
+    /// The device the call comes from, if any (what a call it joins sees
+    /// answering).
+    pub device: Option<String>,
+}
+
 /// One simulated call's world.
 pub struct SimBackend {
     world: Rc<World>,
@@ -166,6 +189,8 @@ pub struct SimBackend {
     state: RefCell<State>,
     /// Digits taken so far, of both legs.
     digits: crate::engine::rules::Cap,
+    /// The other calls, in a multi-call scenario.
+    shared: Option<InWorld>,
 }
 
 impl SimBackend {
@@ -193,6 +218,69 @@ impl SimBackend {
             trace,
             state: RefCell::new(state),
             digits,
+            shared: None,
+        }
+    }
+
+    /// The same call as one of a multi-call scenario's.
+    #[must_use]
+    pub fn in_world(mut self, shared: InWorld) -> Self {
+        self.shared = Some(shared);
+        self
+    }
+
+    /// Waits for the world's clock to reach the call's `t` (nothing to wait
+    /// for alone). When another call leaves a message first, the call's
+    /// time moves to the world's and the message is taken: a [`Stop`] when
+    /// it ends what the call is doing.
+    async fn wait_world(&self, t: u64) -> Option<Option<Stop>> {
+        let joined = self.shared.as_ref()?;
+        let woke = joined
+            .shared
+            .sleep_until(joined.offset_ms.saturating_add(t), Some(&joined.call_id))
+            .await;
+        if woke == Woke::Time {
+            return None;
+        }
+        self.catch_up(joined.shared.now().saturating_sub(joined.offset_ms));
+        let mut stop = None;
+        for message in joined.shared.take_messages(&joined.call_id) {
+            stop = stop.or_else(|| self.on_message(message));
+        }
+        Some(stop)
+    }
+
+    /// What a message from another call does to this one.
+    fn on_message(&self, message: Message) -> Option<Stop> {
+        match message {
+            Message::Joined { by, device } => {
+                let mut state = self.state.borrow_mut();
+                if !state.joinable || state.joined_by.is_some() {
+                    return None;
+                }
+                state.joined_by = Some((by, device));
+                Some(Stop::Joined)
+            }
+            Message::Left { by } => {
+                let ours = self
+                    .state
+                    .borrow()
+                    .peer
+                    .as_ref()
+                    .is_some_and(|peer| peer.world && peer.call_id == by);
+                if !ours {
+                    return None;
+                }
+                self.end(HungUpBy::Callee, "NORMAL_CLEARING", false);
+                Some(Stop::Hangup)
+            }
+        }
+    }
+
+    /// Tells the world what the call does now.
+    fn set_activity(&self, activity: Activity) {
+        if let Some(joined) = &self.shared {
+            joined.shared.set_activity(&joined.call_id, activity);
         }
     }
 
@@ -232,7 +320,23 @@ impl SimBackend {
             timed_out,
             transferred: false,
         });
+        let world_peer = state
+            .peer
+            .as_ref()
+            .filter(|peer| peer.world)
+            .map(|peer| peer.call_id.clone());
         drop(state);
+        if let Some(joined) = &self.shared {
+            joined.shared.set_activity(&joined.call_id, Activity::Ended);
+            if let Some(peer) = world_peer {
+                joined.shared.poke(
+                    &peer,
+                    Message::Left {
+                        by: joined.call_id.clone(),
+                    },
+                );
+            }
+        }
         let mut event = Event::new(t_ms, "hangup").with("cause", cause);
         if let Some(code) = sip_code {
             event = event.with("sip_code", code);
@@ -305,7 +409,18 @@ impl SimBackend {
                 }
             };
             let capped = end.min(limit);
-            match self.next_event(capped, beside) {
+            let next = self.next_event(capped, beside);
+            let at = match next {
+                None => capped,
+                Some(Next::PeerHangup(t) | Next::Listener(t) | Next::Action(t)) => t,
+            };
+            match self.wait_world(at).await {
+                None => {}
+                Some(Some(stop)) => return stop,
+                // A message that changes nothing here: look again.
+                Some(None) => continue,
+            }
+            match next {
                 None => {
                     self.catch_up(capped);
                     if capped >= limit {
@@ -473,7 +588,7 @@ impl SimBackend {
             )
             .await;
         let (reason, digit) = match stop {
-            Stop::Deadline | Stop::Break | Stop::PeerGone | Stop::PeerHangup => {
+            Stop::Deadline | Stop::Break | Stop::PeerGone | Stop::PeerHangup | Stop::Joined => {
                 (PlayReason::Completed, None)
             }
             Stop::Digit(_, d) => (PlayReason::Terminator, Some(d)),
@@ -526,9 +641,11 @@ impl SimBackend {
                 {
                     Stop::Deadline => rules::Waited::Timeout,
                     Stop::Hangup | Stop::TakenOver => rules::Waited::Hangup,
-                    Stop::Digit(..) | Stop::Break | Stop::PeerGone | Stop::PeerHangup => {
-                        rules::Waited::Again
-                    }
+                    Stop::Digit(..)
+                    | Stop::Break
+                    | Stop::PeerGone
+                    | Stop::PeerHangup
+                    | Stop::Joined => rules::Waited::Again,
                 }
             },
         )
@@ -646,7 +763,12 @@ impl SimBackend {
         if behaviour.unregistered {
             return fail(BridgeStatus::Failed, "USER_NOT_REGISTERED", 404);
         }
-        if behaviour.busy {
+        let on_a_call = !endpoint.offnet
+            && self
+                .shared
+                .as_ref()
+                .is_some_and(|joined| joined.shared.device_busy(&endpoint.id, &joined.call_id));
+        if behaviour.busy || on_a_call {
             return fail(BridgeStatus::Busy, "USER_BUSY", 486);
         }
         if let Some(reject) = &behaviour.reject {
@@ -686,6 +808,7 @@ impl SimBackend {
             endpoint: endpoint.clone(),
             call_id: format!("{}-b{serial}", self.world.call_id),
             hangup_at: at.saturating_add(talk),
+            world: false,
         });
         state.hold = None;
         let now = state.now;
@@ -718,10 +841,23 @@ impl SimBackend {
             Plan::Answered { at, .. } => *at,
             Plan::Failed(failure) => failure.at,
         };
-        // Ringing: the caller may press digits (early media) or give up.
+        // Ringing: the caller may press digits (early media) or give up;
+        // another call may pick it up.
+        self.set_activity(Activity::Ringing(
+            request.endpoints.iter().map(|e| e.id.clone()).collect(),
+        ));
+        self.state.borrow_mut().joinable = true;
         let rang = self
             .advance_through_breaks(Until::At(ring_end), true, &|_, _| false, beside)
             .await;
+        self.state.borrow_mut().joinable = false;
+        self.set_activity(Activity::Busy);
+        let joined_by = self.state.borrow_mut().joined_by.take();
+        if rang == Stop::Joined
+            && let Some((by, device)) = joined_by
+        {
+            return self.talk_to_call(&by, device, start, beside).await;
+        }
         if matches!(rang, Stop::Hangup | Stop::TakenOver) {
             let timed_out = self
                 .state
@@ -759,7 +895,11 @@ impl SimBackend {
                             None => break,
                         },
                         Stop::Hangup | Stop::TakenOver => break,
-                        Stop::Deadline | Stop::Digit(..) | Stop::Break | Stop::PeerHangup => {}
+                        Stop::Deadline
+                        | Stop::Digit(..)
+                        | Stop::Break
+                        | Stop::PeerHangup
+                        | Stop::Joined => {}
                     }
                 }
                 self.disconnect_peer();
@@ -767,6 +907,84 @@ impl SimBackend {
                 BridgeOutcome::answered(endpoint.id, self.now() - start, self.now() - at)
             }
         }
+    }
+
+    /// Connects the call to another call of the world (`call_id`, from
+    /// `device`), until one of them hangs up: the bridge a pickup answers,
+    /// or the pickup itself.
+    async fn talk_to_call(
+        &self,
+        call_id: &str,
+        device: Option<String>,
+        start: u64,
+        beside: &dyn Beside,
+    ) -> BridgeOutcome {
+        let at = self.now();
+        let endpoint = BridgeEndpoint {
+            id: device.unwrap_or_else(|| call_id.to_owned()),
+            offnet: false,
+            delay_s: 0,
+            timeout_s: 0,
+        };
+        let serial = {
+            let mut state = self.state.borrow_mut();
+            state.peers += 1;
+            let serial = state.peers;
+            state.peer = Some(Peer {
+                serial,
+                endpoint: endpoint.clone(),
+                call_id: call_id.to_owned(),
+                hangup_at: u64::MAX,
+                world: true,
+            });
+            state.hold = None;
+            serial
+        };
+        self.set_activity(Activity::Answered(endpoint.id.clone()));
+        beside.bridged(Some(&endpoint));
+        loop {
+            match self
+                .advance(Until::PeerGone(serial), false, &|_, _| false, beside)
+                .await
+            {
+                Stop::Hangup | Stop::TakenOver | Stop::PeerGone => break,
+                Stop::Deadline
+                | Stop::Digit(..)
+                | Stop::Break
+                | Stop::PeerHangup
+                | Stop::Joined => {}
+            }
+        }
+        self.disconnect_peer();
+        self.set_activity(Activity::Busy);
+        beside.bridged(None);
+        BridgeOutcome::answered(endpoint.id, self.now() - start, self.now() - at)
+    }
+
+    /// Picks up `target`'s ringing bridge (or a call parked there): the
+    /// two calls talk until one hangs up.
+    async fn run_pickup(&self, target: &str, beside: &dyn Beside) -> BridgeOutcome {
+        let start = self.now();
+        let joinable = self.shared.as_ref().is_some_and(|joined| {
+            matches!(
+                joined.shared.activity(target),
+                Some(Activity::Ringing(_) | Activity::Parked(_))
+            )
+        });
+        let Some(joined) = self.shared.as_ref().filter(|_| joinable) else {
+            return BridgeOutcome::failed(0, BridgeStatus::Failed, "NO_ROUTE_DESTINATION", 404);
+        };
+        if self.state.borrow().peer.is_some() {
+            return BridgeOutcome::failed(0, BridgeStatus::Failed, "INCOMPATIBLE_DESTINATION", 488);
+        }
+        joined.shared.poke(
+            target,
+            Message::Joined {
+                by: joined.call_id.clone(),
+                device: joined.device.clone(),
+            },
+        );
+        self.talk_to_call(target, None, start, beside).await
     }
 
     /// An attended transfer (see [`ConsultRequest`]) between the bridge's
@@ -896,7 +1114,7 @@ impl SimBackend {
                 Stop::Digit(..) => return Waited::Takeback,
                 Stop::PeerHangup => return Waited::PeerHangup,
                 Stop::Hangup | Stop::TakenOver => return Waited::CallerGone,
-                Stop::Break | Stop::PeerGone => {}
+                Stop::Break | Stop::PeerGone | Stop::Joined => {}
             }
         }
     }
@@ -1160,7 +1378,7 @@ impl CallControl for SimBackend {
                 )
                 .await;
             let reason = match stop {
-                Stop::Deadline | Stop::Break | Stop::PeerGone | Stop::PeerHangup => {
+                Stop::Deadline | Stop::Break | Stop::PeerGone | Stop::PeerHangup | Stop::Joined => {
                     RecordReason::MaxLength
                 }
                 Stop::Digit(..) => RecordReason::Terminator,
@@ -1188,6 +1406,44 @@ impl CallControl for SimBackend {
         Box::pin(self.verb(self.run_bridge(request, beside)))
     }
 
+    fn channels(&self) -> Vec<Channel> {
+        let Some(joined) = &self.shared else {
+            return Vec::new();
+        };
+        joined
+            .shared
+            .channels(&joined.call_id)
+            .into_iter()
+            .map(|channel| {
+                let (ringing, answered_by, slot) = match &channel.activity {
+                    Activity::Ringing(endpoints) => (endpoints.clone(), None, None),
+                    Activity::Answered(by) => (Vec::new(), Some(by.clone()), None),
+                    Activity::Parked(slot) => (Vec::new(), None, Some(slot.clone())),
+                    Activity::Busy | Activity::Ended => (Vec::new(), None, None),
+                };
+                Channel {
+                    state: channel.activity.as_str(),
+                    call_id: channel.call_id,
+                    name: channel.name,
+                    from: channel.from,
+                    to: channel.to,
+                    calling_device: channel.calling_device,
+                    ringing,
+                    answered_by,
+                    slot,
+                }
+            })
+            .collect()
+    }
+
+    fn pickup<'a>(
+        &'a self,
+        call_id: &'a str,
+        beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, Result<BridgeOutcome, Gone>> {
+        Box::pin(self.verb(self.run_pickup(call_id, beside)))
+    }
+
     fn sleep<'a>(
         &'a self,
         ms: u64,
@@ -1210,7 +1466,8 @@ impl CallControl for SimBackend {
                 | Stop::Digit(..)
                 | Stop::Break
                 | Stop::PeerGone
-                | Stop::PeerHangup => SleepReason::Completed,
+                | Stop::PeerHangup
+                | Stop::Joined => SleepReason::Completed,
             })
         })
     }

@@ -12,6 +12,7 @@ pub mod network;
 pub mod pool;
 pub mod scenario;
 pub mod stubs;
+pub mod world;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -21,6 +22,9 @@ pub use backend::{
     DEFAULT_INTERDIGIT_MS, DEFAULT_TALK_MS, MIN_SPEECH_MS, SPEECH_MS_PER_CHAR, SimBackend, World,
 };
 pub use scenario::{Scenario, ScenarioError};
+
+use backend::InWorld;
+use world::Shared;
 
 use crate::catalog::{AccountFlows, Catalog};
 use crate::engine::documents::Sink;
@@ -63,9 +67,58 @@ impl std::fmt::Debug for Options {
     }
 }
 
-/// The result of one simulated call.
+/// The result of one simulated call (or of a multi-call scenario's calls).
 #[derive(Debug, Clone)]
 pub struct Outcome {
+    /// The call's trace; for several calls, theirs merged in time order,
+    /// each event labelled with its call (times are the world's: ms since
+    /// the scenario's start).
+    pub trace: Trace,
+    /// How the call (the first call) ended.
+    pub end: EndReason,
+    /// Each call of a multi-call scenario, in scenario order (empty for
+    /// one call).
+    pub calls: Vec<CallRun>,
+}
+
+/// The outcome as JSON: the trace (`{"events": [...]}`), or for several
+/// calls `{"calls": [{"id", "at_ms", "end", "events": [...]}, ...]}` in
+/// scenario order (events in the world's time, without `call` labels).
+pub fn outcome_json(outcome: &Outcome) -> serde_json::Value {
+    if outcome.calls.is_empty() {
+        return outcome.trace.to_json();
+    }
+    let calls: Vec<serde_json::Value> = outcome
+        .calls
+        .iter()
+        .map(|run| {
+            let events: Vec<serde_json::Value> = run
+                .trace
+                .events()
+                .iter()
+                .map(|event| {
+                    let mut event = event.clone();
+                    event.call = None;
+                    event.to_json()
+                })
+                .collect();
+            serde_json::json!({
+                "id": run.id,
+                "at_ms": run.at_ms,
+                "end": run.end.as_str(),
+                "events": events,
+            })
+        })
+        .collect();
+    serde_json::json!({ "calls": calls })
+}
+
+/// One call of a multi-call scenario.
+#[derive(Debug, Clone)]
+pub struct CallRun {
+    pub id: String,
+    pub at_ms: u64,
+    /// Its events, in the world's time, labelled with `id`.
     pub trace: Trace,
     pub end: EndReason,
 }
@@ -139,8 +192,9 @@ pub fn call_id(seed: u64, index: u64) -> String {
     }
 }
 
-/// Simulates the scenario's call. `index` tells calls of one benchmark apart
-/// (it becomes part of the call id); 0 for a single simulation.
+/// Simulates the scenario's call (or, for a multi-call scenario, its calls
+/// in one world). `index` tells calls of one benchmark apart (it becomes
+/// part of the call id); 0 for a single simulation.
 pub async fn simulate(
     scenario: &Scenario,
     account: &Arc<AccountFlows>,
@@ -148,9 +202,54 @@ pub async fn simulate(
     options: &Options,
     index: u64,
 ) -> Outcome {
-    let call_id = call_id(scenario.seed, index);
+    if scenario.is_multi_call() {
+        return simulate_calls(scenario, account, runner, options, index).await;
+    }
+    let docs = Rc::new(Overlay::new(Arc::clone(account), sink(account, options)));
+    let setup = Setup {
+        call_id: call_id(scenario.seed, index),
+        seed: scenario.seed.wrapping_add(index),
+        offset_ms: 0,
+        world: None,
+    };
+    let (trace, end) = run_call(scenario, account, runner, options, &docs, setup).await;
+    Outcome {
+        trace,
+        end,
+        calls: Vec::new(),
+    }
+}
+
+/// Where documents calls write go.
+fn sink(account: &Arc<AccountFlows>, options: &Options) -> Option<Sink> {
+    options.persist.clone().map(|persist| {
+        let account_id = account.account.id.clone();
+        Box::new(move |doc_type: &DocType, id: &DocId, body: &Object| {
+            persist(&account_id, doc_type, id, body)
+        }) as Sink
+    })
+}
+
+/// What sets one call of a simulation apart.
+struct Setup {
+    call_id: String,
+    seed: u64,
+    /// When it starts, in the world's time.
+    offset_ms: u64,
+    world: Option<Rc<Shared>>,
+}
+
+/// Runs one call of `scenario` to its end: its trace and how it ended.
+async fn run_call(
+    scenario: &Scenario,
+    account: &Arc<AccountFlows>,
+    runner: &dyn ModuleRunner,
+    options: &Options,
+    docs: &Rc<Overlay>,
+    setup: Setup,
+) -> (Trace, EndReason) {
     let world = Rc::new(World {
-        call_id: call_id.clone(),
+        call_id: setup.call_id.clone(),
         endpoints: scenario.endpoints.clone(),
         media: scenario.media.clone(),
         http: scenario.http.clone(),
@@ -163,10 +262,21 @@ pub async fn simulate(
     let trace = Rc::new(RefCell::new(Trace::with_max_events(
         options.limits.max_trace_events,
     )));
-    let backend = Rc::new(SimBackend::new(world, &scenario.caller, Rc::clone(&trace)));
+    let mut backend = SimBackend::new(world, &scenario.caller, Rc::clone(&trace));
+    if let Some(shared) = setup.world {
+        backend = backend.in_world(InWorld {
+            shared,
+            offset_ms: setup.offset_ms,
+            call_id: setup.call_id.clone(),
+            device: scenario.calling_device.clone(),
+        });
+    }
     let inception: Inception = scenario.inception.into();
+    let start_epoch_ms = scenario
+        .start_epoch_ms(account.account.timezone.as_deref())
+        .saturating_add(i64::try_from(setup.offset_ms).unwrap_or(i64::MAX));
     let facts = CallFacts {
-        call_id,
+        call_id: setup.call_id,
         to: scenario.to.clone(),
         from: scenario.from.clone(),
         caller_id_name: scenario
@@ -178,21 +288,14 @@ pub async fn simulate(
             .calling_device
             .as_deref()
             .and_then(|d| DocId::new(d).ok()),
-        start_epoch_ms: scenario.start_epoch_ms(account.account.timezone.as_deref()),
-        seed: scenario.seed.wrapping_add(index),
+        start_epoch_ms,
+        seed: setup.seed,
     };
-    let sink: Option<Sink> = options.persist.clone().map(|persist| {
-        let account_id = account.account.id.clone();
-        Box::new(move |doc_type: &DocType, id: &DocId, body: &Object| {
-            persist(&account_id, doc_type, id, body)
-        }) as Sink
-    });
-    let docs = Rc::new(Overlay::new(Arc::clone(account), sink));
     let call = Rc::new(Call::new(
         facts,
         Arc::clone(account),
-        backend,
-        docs,
+        Rc::new(backend),
+        Rc::clone(docs) as Rc<dyn crate::engine::Documents>,
         Rc::clone(&trace),
     ));
 
@@ -202,5 +305,87 @@ pub async fn simulate(
     let end = engine::route_and_run(&call, &scenario.to, inception, runner, &options.limits).await;
     drop(call);
     let trace = trace.borrow().clone();
-    Outcome { trace, end }
+    (trace, end)
+}
+
+/// A call's trace and how it ended.
+type Finished = (Trace, EndReason);
+
+/// Simulates the calls of a multi-call scenario in one world: one clock,
+/// one set of documents, each call seeing the others
+/// ([`world::Shared`]). The outcome's trace merges theirs in time order,
+/// each event labelled with its call; `end` is how the first call ended.
+async fn simulate_calls(
+    scenario: &Scenario,
+    account: &Arc<AccountFlows>,
+    runner: &dyn ModuleRunner,
+    options: &Options,
+    index: u64,
+) -> Outcome {
+    let shared = Shared::new();
+    let docs = Rc::new(Overlay::new(Arc::clone(account), sink(account, options)));
+    let planned = scenario.planned_calls();
+    let results: Rc<RefCell<Vec<Option<Finished>>>> =
+        Rc::new(RefCell::new(vec![None; planned.len()]));
+    let runs: Vec<_> = planned
+        .iter()
+        .enumerate()
+        .map(|(position, call)| {
+            shared.enter();
+            let shared = Rc::clone(&shared);
+            let docs = Rc::clone(&docs);
+            let results = Rc::clone(&results);
+            async move {
+                shared.sleep_until(call.at_ms, None).await;
+                let call_id = if index == 0 {
+                    format!("sim-{}-{}", scenario.seed, call.id)
+                } else {
+                    format!("sim-{}-{index}-{}", scenario.seed, call.id)
+                };
+                shared.register(world::SlotInit {
+                    call_id: call_id.clone(),
+                    name: call.id.clone(),
+                    from: call.scenario.from.clone(),
+                    to: call.scenario.to.clone(),
+                    calling_device: call.scenario.calling_device.clone(),
+                });
+                let setup = Setup {
+                    call_id: call_id.clone(),
+                    seed: scenario
+                        .seed
+                        .wrapping_add(index)
+                        .wrapping_add(position as u64),
+                    offset_ms: call.at_ms,
+                    world: Some(Rc::clone(&shared)),
+                };
+                let ran = run_call(&call.scenario, account, runner, options, &docs, setup).await;
+                shared.set_activity(&call_id, world::Activity::Ended);
+                results.borrow_mut()[position] = Some(ran);
+                shared.leave();
+            }
+        })
+        .collect();
+    world::drive(&shared, runs).await;
+    let results =
+        Rc::try_unwrap(results).map_or_else(|rc| rc.borrow().clone(), RefCell::into_inner);
+    let mut calls = Vec::new();
+    for (call, result) in planned.iter().zip(results) {
+        // A call the driver could not finish (a bug) shows as an error.
+        let (trace, end) = result.unwrap_or_else(|| {
+            let mut trace = Trace::new();
+            trace.push(
+                Event::new(0, "error").with("message", "the call did not finish (simulator bug)"),
+            );
+            (trace, EndReason::FlowEnd)
+        });
+        calls.push(CallRun {
+            id: call.id.clone(),
+            at_ms: call.at_ms,
+            trace: trace.shifted(call.at_ms, &call.id),
+            end,
+        });
+    }
+    let trace = Trace::merged(calls.iter().map(|run| &run.trace));
+    let end = calls.first().map_or(EndReason::FlowEnd, |run| run.end);
+    Outcome { trace, end, calls }
 }

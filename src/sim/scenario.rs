@@ -47,7 +47,9 @@ pub struct Scenario {
     /// The account; may be omitted when the flows hold one account.
     #[serde(default)]
     pub account: Option<String>,
-    /// The dialled number.
+    /// The dialled number (of the one call; with `calls`, each call has
+    /// its own).
+    #[serde(default)]
     pub to: String,
     #[serde(default = "default_from")]
     pub from: String,
@@ -92,7 +94,139 @@ pub struct Scenario {
     /// What `callflow test` checks in the trace; the simulator ignores it.
     #[serde(default)]
     pub expect: Option<Expect>,
+    /// Several calls in one world (devices, endpoints, documents, time):
+    /// each as the top level describes one call. The top level's `from`,
+    /// `caller_id_name`, `inception`, `fax` and `max_call_ms` are their
+    /// defaults; `to`, `caller` and `calling_device` belong to each call.
+    #[serde(default)]
+    pub calls: Vec<CallSpec>,
 }
+
+/// One call of a multi-call scenario.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallSpec {
+    /// The call's name in traces (`[alice]`): letters, digits, `_` and
+    /// `-`, at most 32, unique in the scenario.
+    pub id: String,
+    /// When the call starts, in ms after the scenario's `start`.
+    #[serde(default)]
+    pub at_ms: u64,
+    pub to: String,
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub caller_id_name: Option<String>,
+    #[serde(default)]
+    pub inception: Option<InceptionName>,
+    #[serde(default)]
+    pub calling_device: Option<String>,
+    #[serde(default)]
+    pub caller: Vec<CallerAction>,
+    #[serde(default)]
+    pub fax: Option<bool>,
+    #[serde(default)]
+    pub max_call_ms: Option<u64>,
+}
+
+/// One call of a scenario, ready to simulate.
+#[derive(Debug, Clone)]
+pub struct PlannedCall {
+    /// Its id in the scenario (`alice`).
+    pub id: String,
+    pub at_ms: u64,
+    /// The call alone: the scenario with this call's fields.
+    pub scenario: Scenario,
+}
+
+impl Scenario {
+    /// True for a scenario of several calls (`calls`).
+    pub fn is_multi_call(&self) -> bool {
+        !self.calls.is_empty()
+    }
+
+    /// The calls of a multi-call scenario, each as a one-call scenario
+    /// (empty for a one-call scenario).
+    pub fn planned_calls(&self) -> Vec<PlannedCall> {
+        self.calls
+            .iter()
+            .map(|spec| PlannedCall {
+                id: spec.id.clone(),
+                at_ms: spec.at_ms,
+                scenario: Scenario {
+                    to: spec.to.clone(),
+                    from: spec.from.clone().unwrap_or_else(|| self.from.clone()),
+                    caller_id_name: spec
+                        .caller_id_name
+                        .clone()
+                        .or_else(|| self.caller_id_name.clone()),
+                    inception: spec.inception.unwrap_or(self.inception),
+                    calling_device: spec.calling_device.clone(),
+                    caller: spec.caller.clone(),
+                    fax: spec.fax.unwrap_or(self.fax),
+                    max_call_ms: spec.max_call_ms.or(self.max_call_ms),
+                    calls: Vec::new(),
+                    expect: None,
+                    ..self.clone()
+                },
+            })
+            .collect()
+    }
+
+    /// The checks of a multi-call scenario's calls.
+    fn check_calls(&self) -> Result<(), ScenarioError> {
+        let fail = |path: String, message: String| Err(ScenarioError { path, message });
+        if !self.to.is_empty() || !self.caller.is_empty() || self.calling_device.is_some() {
+            return fail(
+                ".".into(),
+                "with `calls`, each call has its own `to`, `caller` and `calling_device`: move them into the calls".into(),
+            );
+        }
+        if self.calls.len() > MAX_CALLS {
+            return fail(
+                "calls".into(),
+                format!(
+                    "the scenario has {} calls, more than the limit of {MAX_CALLS}",
+                    self.calls.len()
+                ),
+            );
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (index, spec) in self.calls.iter().enumerate() {
+            let valid = !spec.id.is_empty()
+                && spec.id.len() <= 32
+                && spec
+                    .id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !valid {
+                return fail(
+                    format!("calls[{index}].id"),
+                    format!(
+                        "{:?} is not a call id: 1 to 32 letters, digits, `_` or `-`",
+                        spec.id
+                    ),
+                );
+            }
+            if !seen.insert(spec.id.as_str()) {
+                return fail(
+                    format!("calls[{index}].id"),
+                    format!("two calls are named {:?}", spec.id),
+                );
+            }
+        }
+        for (index, planned) in self.planned_calls().into_iter().enumerate() {
+            planned.scenario.check().map_err(|err| ScenarioError {
+                path: format!("calls[{index}].{}", err.path),
+                message: err.message,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Calls one scenario may hold.
+pub const MAX_CALLS: usize = 100;
 
 /// Inline assertions on a scenario's trace (`"expect"`), checked by
 /// `callflow test` ([`crate::testing::check`]). Each part is optional, but
@@ -404,9 +538,12 @@ impl Scenario {
             })
         };
         let endpoint_presses = self.endpoints.values().flat_map(|e| &e.dtmf);
-        let digits: usize = self
-            .caller
-            .iter()
+        let callers = || {
+            self.caller
+                .iter()
+                .chain(self.calls.iter().flat_map(|call| &call.caller))
+        };
+        let digits: usize = callers()
             .filter_map(|a| a.dtmf.as_deref())
             .chain(endpoint_presses.clone().map(|p| p.digits.as_str()))
             .map(str::len)
@@ -419,7 +556,7 @@ impl Scenario {
                 "max_dtmf_digits",
             );
         }
-        let actions = self.caller.len() + endpoint_presses.count();
+        let actions = callers().count() + endpoint_presses.count();
         if actions > limits.max_caller_events {
             return over(
                 "caller",
@@ -449,8 +586,16 @@ impl Scenario {
                 message: message.to_owned(),
             })
         };
+        if self.is_multi_call() {
+            return self
+                .check_calls()
+                .and_then(|()| self.expect.as_ref().map_or(Ok(()), Expect::check));
+        }
         if self.to.is_empty() {
-            return fail("to".into(), "the dialled number must not be empty");
+            return fail(
+                "to".into(),
+                "the dialled number is missing or empty (or give `calls`)",
+            );
         }
         if self.start.parse::<jiff::Timestamp>().is_err()
             && self.start.parse::<jiff::civil::DateTime>().is_err()

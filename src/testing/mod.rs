@@ -107,11 +107,12 @@ pub fn check(trace: &Trace, expect: &Expect) -> Vec<String> {
 }
 
 /// Whether `event` has every field of `pattern` (`event` is its name, `t_ms`
-/// its time) with an equal value.
+/// its time, `call` its call in a multi-call trace) with an equal value.
 pub fn matches(event: &Event, pattern: &Object) -> bool {
     pattern.iter().all(|(key, expected)| match key.as_str() {
         "event" => expected.as_str() == Some(event.name.as_str()),
         "t_ms" => expected.as_u64() == Some(event.t_ms),
+        "call" => expected.as_str().is_some() && expected.as_str() == event.call.as_deref(),
         _ => event.fields.get(key) == Some(expected),
     })
 }

@@ -37,6 +37,7 @@ pub const CORE_EVENTS: &[&str] = &[
     "metaflow_node",
     "node",
     "on_end",
+    "pickup",
     "play",
     "record",
     "record_call",
@@ -65,6 +66,9 @@ pub struct Event {
     pub name: String,
     /// Fields in the order they were added.
     pub fields: Map<String, Value>,
+    /// In the merged trace of a multi-call scenario, the call the event
+    /// belongs to (its `id` in the scenario); `None` in a call's own trace.
+    pub call: Option<Box<str>>,
 }
 
 /// A handle to an event begun with [`Trace::begin`].
@@ -122,6 +126,7 @@ impl Event {
             t_ms,
             name: name.to_owned(),
             fields: Map::new(),
+            call: None,
         }
     }
 
@@ -135,6 +140,9 @@ impl Event {
     /// The event as JSON: `{"t_ms", "event", ...fields}`.
     pub fn to_json(&self) -> Value {
         let mut obj = Map::new();
+        if let Some(call) = &self.call {
+            obj.insert("call".into(), Value::from(&**call));
+        }
         obj.insert("t_ms".into(), Value::from(self.t_ms));
         obj.insert("event".into(), Value::from(self.name.clone()));
         for (key, value) in &self.fields {
@@ -245,8 +253,9 @@ impl Trace {
                 error(format!("events[{index}].event: expected the event's name"))
             })?;
             let mut parsed = Event::new(t_ms, name);
+            parsed.call = obj.get("call").and_then(Value::as_str).map(Box::from);
             for (key, value) in obj {
-                if key != "t_ms" && key != "event" {
+                if key != "t_ms" && key != "event" && key != "call" {
                     parsed.fields.insert(key.clone(), value.clone());
                 }
             }
@@ -255,10 +264,52 @@ impl Trace {
         Ok(trace)
     }
 
+    /// The trace with each event `offset_ms` later and labelled as the
+    /// call `call` (one call of a multi-call scenario, in the world's time).
+    #[must_use]
+    pub fn shifted(&self, offset_ms: u64, call: &str) -> Trace {
+        let mut shifted = self.clone();
+        for event in &mut shifted.events {
+            event.t_ms = event.t_ms.saturating_add(offset_ms);
+            event.call = Some(Box::from(call));
+        }
+        shifted
+    }
+
+    /// The events of several traces in time order; at the same instant,
+    /// the earlier trace's first (each trace keeps its own order).
+    pub fn merged<'a>(traces: impl IntoIterator<Item = &'a Trace>) -> Trace {
+        let mut all: Vec<(u64, usize, usize, &Event)> = Vec::new();
+        for (which, trace) in traces.into_iter().enumerate() {
+            // Events begun early and completed late keep their begin
+            // time: within a trace, order is the trace's own.
+            let mut floor = 0;
+            for (index, event) in trace.events.iter().enumerate() {
+                floor = floor.max(event.t_ms);
+                all.push((floor, which, index, event));
+            }
+        }
+        all.sort_by_key(|(t, which, index, _)| (*t, *which, *index));
+        Trace {
+            events: all.into_iter().map(|(_, _, _, e)| e.clone()).collect(),
+            ..Trace::default()
+        }
+    }
+
     /// One line per event: `mm:ss.mmm  name     key=value ...`.
     pub fn render_text(&self) -> String {
         let mut out = String::new();
+        // The calls of a merged trace, each line `[id]` first, padded so
+        // that the times line up.
+        let width = self
+            .events
+            .iter()
+            .filter_map(|event| event.call.as_ref().map(|call| call.len()))
+            .max();
         for event in &self.events {
+            if let (Some(width), Some(call)) = (width, &event.call) {
+                let _ = write!(out, "[{call}]{:pad$} ", "", pad = width - call.len());
+            }
             render_event(&mut out, event);
             out.push('\n');
         }
@@ -282,6 +333,11 @@ impl Trace {
                 line: index + 1,
                 message: message.to_owned(),
             };
+            // A merged multi-call trace starts each line with `[call id]`.
+            let (call, line) = match line.strip_prefix('[').and_then(|rest| rest.split_once(']')) {
+                Some((call, rest)) if !call.is_empty() => (Some(call), rest.trim_start()),
+                _ => (None, line),
+            };
             let (time, rest) = line
                 .split_once("  ")
                 .ok_or_else(|| error("expected `mm:ss.mmm  event ...`"))?;
@@ -292,6 +348,7 @@ impl Trace {
                 return Err(error("expected the event's name after the time"));
             }
             let mut event = Event::new(t_ms, name);
+            event.call = call.map(Box::from);
             loop {
                 rest = rest.trim_start();
                 if rest.is_empty() {

@@ -1,0 +1,372 @@
+//! The shared world of a multi-call scenario: one virtual clock for all
+//! its calls, and the registry through which a call sees and reaches the
+//! others (a ringing call to pick up, a parked call to retrieve).
+//!
+//! The calls run as futures of one task, one at a time: a call runs until
+//! it waits on the clock ([`Shared::sleep_until`]); when every call waits,
+//! the earliest wait (ties in the order they began) is woken and the clock
+//! jumps to its time. So the calls interleave in time order, each step the
+//! same every run, and a call acts on another only between the other's
+//! steps: it leaves a [`Message`] in the other's inbox and wakes it early
+//! ([`Shared::poke`]), at the current time.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+/// What one call does to another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// The call `by` answers this call's ringing bridge (a pickup) or takes
+    /// it from its parking slot (a retrieve), from `device` when it has one.
+    Joined { by: String, device: Option<String> },
+    /// The call joined to this one (`by`) hung up.
+    Left { by: String },
+}
+
+/// What a call is doing, as others see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Activity {
+    /// Running its flow (no bridge, not parked).
+    Busy,
+    /// Its bridge rings these endpoints (ids).
+    Ringing(Vec<String>),
+    /// Talking to the endpoint (an id) or the call (a call id) it is joined to.
+    Answered(String),
+    /// Waiting in a parking slot.
+    Parked(String),
+    /// Over.
+    Ended,
+}
+
+impl Activity {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Activity::Busy => "busy",
+            Activity::Ringing(_) => "ringing",
+            Activity::Answered(_) => "answered",
+            Activity::Parked(_) => "parked",
+            Activity::Ended => "ended",
+        }
+    }
+}
+
+/// One call, as the world knows it.
+#[derive(Debug)]
+pub struct Slot {
+    pub call_id: String,
+    /// The scenario's id for the call (`alice`).
+    pub name: String,
+    pub from: String,
+    pub to: String,
+    pub calling_device: Option<String>,
+    pub activity: Activity,
+    inbox: VecDeque<Message>,
+    /// The wait the call is in, if any: what [`Shared::poke`] cuts short.
+    waiting: Option<Rc<Wait>>,
+}
+
+/// A call's view of another: what `call:channels()` lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Channel {
+    pub call_id: String,
+    pub name: String,
+    pub from: String,
+    pub to: String,
+    pub calling_device: Option<String>,
+    pub activity: Activity,
+}
+
+#[derive(Debug, Default)]
+struct Wait {
+    fired: Cell<bool>,
+    /// Woken early by a message, not by the clock.
+    poked: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
+}
+
+/// The clock and the calls of one multi-call scenario.
+#[derive(Debug, Default)]
+pub struct Shared {
+    now: Cell<u64>,
+    seq: Cell<u64>,
+    waits: RefCell<BTreeMap<(u64, u64), Rc<Wait>>>,
+    /// Calls not waiting on the clock (running, or ready to run).
+    running: Cell<usize>,
+    calls: RefCell<BTreeMap<String, Slot>>,
+    /// Call ids in the order the calls joined the world.
+    order: RefCell<Vec<String>>,
+}
+
+/// Why a wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Woke {
+    /// Its time came.
+    Time,
+    /// Another call left a message first.
+    Poked,
+}
+
+impl Shared {
+    pub fn new() -> Rc<Self> {
+        Rc::new(Self::default())
+    }
+
+    /// The world's time, in ms since the scenario started.
+    pub fn now(&self) -> u64 {
+        self.now.get()
+    }
+
+    /// A call future starts running (counted until it waits or ends).
+    pub fn enter(&self) {
+        self.running.set(self.running.get() + 1);
+    }
+
+    /// A call future ended.
+    pub fn leave(&self) {
+        self.running.set(self.running.get().saturating_sub(1));
+    }
+
+    /// Adds a call to the registry.
+    pub fn register(&self, slot: SlotInit) {
+        self.order.borrow_mut().push(slot.call_id.clone());
+        self.calls.borrow_mut().insert(
+            slot.call_id.clone(),
+            Slot {
+                call_id: slot.call_id,
+                name: slot.name,
+                from: slot.from,
+                to: slot.to,
+                calling_device: slot.calling_device,
+                activity: Activity::Busy,
+                inbox: VecDeque::new(),
+                waiting: None,
+            },
+        );
+    }
+
+    /// Waits until the world's time is `t` (at once when it is past); with
+    /// `call`, a message to that call ends the wait early.
+    pub fn sleep_until(&self, t: u64, call: Option<&str>) -> Sleep<'_> {
+        let wait = Rc::new(Wait::default());
+        if let Some(id) = call
+            && self
+                .calls
+                .borrow()
+                .get(id)
+                .is_some_and(|slot| !slot.inbox.is_empty())
+        {
+            // A message came while it ran: it does not wait at all.
+            wait.fired.set(true);
+            wait.poked.set(true);
+            return Sleep {
+                shared: self,
+                wait,
+                key: (0, 0),
+            };
+        }
+        let seq = self.seq.get();
+        self.seq.set(seq + 1);
+        self.waits
+            .borrow_mut()
+            .insert((t.max(self.now.get()), seq), Rc::clone(&wait));
+        self.running.set(self.running.get().saturating_sub(1));
+        if let Some(id) = call
+            && let Some(slot) = self.calls.borrow_mut().get_mut(id)
+        {
+            slot.waiting = Some(Rc::clone(&wait));
+        }
+        Sleep {
+            shared: self,
+            wait,
+            key: (t.max(self.now.get()), seq),
+        }
+    }
+
+    /// When no call runs, wakes the earliest wait and moves the clock to
+    /// it. False when there is nothing to wake.
+    pub fn step(&self) -> bool {
+        if self.running.get() > 0 {
+            return true;
+        }
+        let Some(((t, _), wait)) = self.waits.borrow_mut().pop_first() else {
+            return false;
+        };
+        self.now.set(self.now.get().max(t));
+        fire(&wait, false);
+        self.running.set(self.running.get() + 1);
+        true
+    }
+
+    /// True while a call runs (the driver lets it go on).
+    pub fn busy(&self) -> bool {
+        self.running.get() > 0
+    }
+
+    /// Leaves `message` for `call` and wakes it now if it waits.
+    pub fn poke(&self, call: &str, message: Message) {
+        let mut calls = self.calls.borrow_mut();
+        let Some(slot) = calls.get_mut(call) else {
+            return;
+        };
+        slot.inbox.push_back(message);
+        let Some(wait) = slot.waiting.take() else {
+            return;
+        };
+        drop(calls);
+        if wait.fired.get() {
+            return;
+        }
+        self.waits.borrow_mut().retain(|_, w| !Rc::ptr_eq(w, &wait));
+        fire(&wait, true);
+        self.running.set(self.running.get() + 1);
+    }
+
+    /// The messages left for `call`, oldest first.
+    pub fn take_messages(&self, call: &str) -> Vec<Message> {
+        self.calls
+            .borrow_mut()
+            .get_mut(call)
+            .map(|slot| slot.inbox.drain(..).collect())
+            .unwrap_or_default()
+    }
+
+    /// Sets what `call` is doing.
+    pub fn set_activity(&self, call: &str, activity: Activity) {
+        if let Some(slot) = self.calls.borrow_mut().get_mut(call)
+            && slot.activity != Activity::Ended
+        {
+            slot.activity = activity;
+        }
+    }
+
+    pub fn activity(&self, call: &str) -> Option<Activity> {
+        self.calls
+            .borrow()
+            .get(call)
+            .map(|slot| slot.activity.clone())
+    }
+
+    /// Every call but `except` that has not ended, in the order they
+    /// joined the world.
+    pub fn channels(&self, except: &str) -> Vec<Channel> {
+        let calls = self.calls.borrow();
+        self.order
+            .borrow()
+            .iter()
+            .filter(|id| id.as_str() != except)
+            .filter_map(|id| calls.get(id))
+            .filter(|slot| slot.activity != Activity::Ended)
+            .map(|slot| Channel {
+                call_id: slot.call_id.clone(),
+                name: slot.name.clone(),
+                from: slot.from.clone(),
+                to: slot.to.clone(),
+                calling_device: slot.calling_device.clone(),
+                activity: slot.activity.clone(),
+            })
+            .collect()
+    }
+
+    /// True when `device` is on a call other than `except`: the calling
+    /// device of a call that has not ended, or the endpoint a call talks to.
+    pub fn device_busy(&self, device: &str, except: &str) -> bool {
+        self.calls.borrow().values().any(|slot| {
+            slot.call_id != except
+                && slot.activity != Activity::Ended
+                && (slot.calling_device.as_deref() == Some(device)
+                    || slot.activity == Activity::Answered(device.to_owned()))
+        })
+    }
+}
+
+/// What [`Shared::register`] takes.
+#[derive(Debug, Clone)]
+pub struct SlotInit {
+    pub call_id: String,
+    pub name: String,
+    pub from: String,
+    pub to: String,
+    pub calling_device: Option<String>,
+}
+
+fn fire(wait: &Wait, poked: bool) {
+    wait.fired.set(true);
+    wait.poked.set(poked);
+    if let Some(waker) = wait.waker.borrow_mut().take() {
+        waker.wake();
+    }
+}
+
+/// The future of [`Shared::sleep_until`].
+pub struct Sleep<'a> {
+    shared: &'a Shared,
+    wait: Rc<Wait>,
+    key: (u64, u64),
+}
+
+impl Future for Sleep<'_> {
+    type Output = Woke;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Woke> {
+        if self.wait.fired.get() {
+            return Poll::Ready(if self.wait.poked.get() {
+                Woke::Poked
+            } else {
+                Woke::Time
+            });
+        }
+        *self.wait.waker.borrow_mut() = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drop for Sleep<'_> {
+    /// A wait dropped before its time (its call was cancelled) leaves the
+    /// clock, and its call counts as running again until it says otherwise.
+    fn drop(&mut self) {
+        if !self.wait.fired.get() {
+            self.wait.fired.set(true);
+            self.shared.waits.borrow_mut().remove(&self.key);
+            self.shared
+                .running
+                .set(self.shared.running.get().saturating_add(1));
+        }
+    }
+}
+
+/// Runs the calls of a multi-call scenario to their end on one clock:
+/// `calls` are their futures, each already counted with
+/// [`Shared::enter`] and calling [`Shared::leave`] when it ends.
+pub async fn drive<F: Future<Output = ()>>(shared: &Shared, calls: Vec<F>) {
+    let mut calls: Vec<Pin<Box<F>>> = calls.into_iter().map(Box::pin).collect();
+    let mut done = vec![false; calls.len()];
+    std::future::poll_fn(|cx| {
+        loop {
+            // Poll every call that may have progress to make, in order.
+            for (index, call) in calls.iter_mut().enumerate() {
+                if !done[index] && call.as_mut().poll(cx).is_ready() {
+                    done[index] = true;
+                }
+            }
+            if done.iter().all(|d| *d) {
+                return Poll::Ready(());
+            }
+            if shared.busy() {
+                // A call yielded to the executor (it is ready again): let
+                // the runtime come back to us.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            if !shared.step() {
+                // Every call waits and nothing is scheduled: none can
+                // ever wake (a bug); end rather than hang.
+                return Poll::Ready(());
+            }
+        }
+    })
+    .await;
+}
