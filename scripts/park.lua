@@ -46,11 +46,16 @@
 -- * A slot number above `max_slot_number` -> the child "MAX_SLOT_EXCEEDED"
 --   (falling back to "_").
 --
--- Deviations (the simulator runs one call at a time):
--- * A parked call other than this one is a slot already in the document
---   (e.g. flows/<account>/parked_calls/slots.json); its channel is taken to
---   be up (Kazoo asks the switch), so it is occupied, and a retrieve
---   always connects (Kazoo's pickup could fail or time out).
+-- Across calls: the parked caller waits in the slot with call:park, and a
+-- retrieve from another call of a multi-call scenario joins it
+-- (call:pickup): the two talk until one hangs up, the parked call's flow
+-- stops there.
+--
+-- Deviations:
+-- * A parked call that is not in the world (a slot already in the
+--   document, e.g. flows/<account>/parked_calls/slots.json) is taken to be
+--   up (Kazoo asks the switch), so it is occupied, and a retrieve connects
+--   by a transfer to its call id (Kazoo's pickup could fail or time out).
 -- * The parker to ring back is the calling device (Kazoo: the device in the
 --   call's Referred-By header). Blind and attended transfers into park
 --   (the Referred-To / Replaces headers) are not modelled: the API has no
@@ -62,8 +67,8 @@
 --   parking action does.
 -- * The ringback's caller id ("Parking slot <n> - <name>") is shown in the
 --   `park.ringback` event, not applied to the bridge; the hold music is the
---   `sleep` of the hold (its media, the parker device's music on hold, in
---   the `park.parked` event).
+--   `park` wait of the hold (its media, the parker device's music on hold,
+--   in the `park.parked` event).
 -- * `call:bridge` returns when the conversation ends, so after an answered
 --   ringback the slot is freed then (Kazoo frees it on answer).
 -- * A retrieve after the two retries frees the slot and emits
@@ -274,6 +279,21 @@ local function retrieve(call, number)
 	return parked
 end
 
+-- Connects the retriever to the parked call: when that call waits in the
+-- slot here (another call of a multi-call scenario), they talk until one
+-- hangs up (call:pickup); a call only the slots document knows of is
+-- reached by a transfer to its call id.
+local function connect(call, parked)
+	for _, channel in call:channels() do
+		if channel.call_id == parked and channel.state == "parked" then
+			call:answer()
+			call:pickup(parked)
+			return call:stop()
+		end
+	end
+	return call:transfer(parked)
+end
+
 local function node_has_key(call, key)
 	for _, child in call:children() do
 		if child == key then
@@ -312,14 +332,19 @@ local function hold_in_slot(call, data, number, slot)
 	publish(call, "parked", number, { hold_media = slot["Hold-Media"] })
 	presence(call, slot, slot["Presence-Type"] or "early")
 	while true do
+		-- Held in the slot (call:park): another call may retrieve it.
 		local waited
 		if slot["Ringback-ID"] then
 			local config = slot_config(data, number)
-			waited = call:sleep(kazoo.integer(config.ringback_timeout,
-				kazoo.integer(data.default_ringback_timeout, 120000)))
+			waited = call:park(number, {
+				timeout_ms = kazoo.integer(config.ringback_timeout, kazoo.integer(data.default_ringback_timeout, 120000)),
+			})
 		else
-			call:wait_for_hangup()
-			waited = { reason = "hangup" }
+			waited = call:park(number)
+		end
+		if waited.reason == "retrieved" then
+			-- The retriever freed the slot; the two talked until one hung up.
+			return call:stop()
 		end
 		if waited.reason == "hangup" then
 			publish(call, "abandoned", number)
@@ -382,7 +407,7 @@ return {
 		elseif action == "retrieve" then
 			local parked = retrieve(call, number)
 			if parked then
-				return call:transfer(parked)
+				return connect(call, parked)
 			end
 			call:answer()
 			call:play("park-no_caller")
@@ -390,7 +415,7 @@ return {
 		elseif action == "auto" then
 			local parked = retrieve(call, number)
 			if parked then
-				return call:transfer(parked)
+				return connect(call, parked)
 			end
 			return park_call(call, data, load_slots(call), number, new_slot(call, data, number, call.call_id, true))
 		end

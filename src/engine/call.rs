@@ -707,6 +707,30 @@ impl Call {
         Ok(outcome)
     }
 
+    /// Waits in a parking slot, where another call may retrieve it; one
+    /// `park` event with the outcome.
+    pub async fn park(
+        &self,
+        slot: &str,
+        ms: u64,
+        beside: &dyn Beside,
+    ) -> Result<crate::engine::control::ParkOutcome, Gone> {
+        self.alive()?;
+        let mut event = self.event("park").with("slot", slot);
+        if ms != u64::MAX {
+            event = event.with("timeout_ms", ms);
+        }
+        let pending = self.trace.borrow_mut().begin(event);
+        let outcome = self.backend.park(slot, ms, beside).await?;
+        let mut outcome_fields = fields(json!({ "reason": outcome.reason }));
+        if let Some(by) = &outcome.by {
+            outcome_fields.insert("by".into(), json!(by));
+        }
+        outcome_fields.insert("duration_ms".into(), json!(outcome.duration_ms));
+        self.trace.borrow_mut().complete(pending, outcome_fields);
+        Ok(outcome)
+    }
+
     pub async fn sleep(&self, ms: u64, beside: &dyn Beside) -> Result<SleepReason, Gone> {
         self.alive()?;
         let pending = self

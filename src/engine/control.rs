@@ -613,6 +613,30 @@ pub trait CallControl {
     fn channels(&self) -> Vec<Channel> {
         Vec::new()
     }
+    /// Waits in parking slot `slot` for at most `ms` (`u64::MAX`: until
+    /// the caller hangs up), where another call may retrieve it
+    /// ([`CallControl::pickup`]). A backend without a world only waits.
+    fn park<'a>(
+        &'a self,
+        slot: &'a str,
+        ms: u64,
+        beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, Result<ParkOutcome, Gone>> {
+        let _ = slot;
+        Box::pin(async move {
+            let start = self.now_ms();
+            let reason = match self.sleep(ms, beside).await? {
+                SleepReason::Completed => "timeout",
+                SleepReason::Hangup => "hangup",
+            };
+            Ok(ParkOutcome {
+                reason,
+                by: None,
+                duration_ms: self.now_ms().saturating_sub(start),
+                talk_ms: 0,
+            })
+        })
+    }
     /// Joins the call `call_id` while its bridge rings (a pickup: the bridge
     /// is answered by this call) or while it is parked (a retrieve); the
     /// two talk until one hangs up. A call that is not ringing or parked
@@ -633,6 +657,19 @@ pub trait CallControl {
             ))
         })
     }
+}
+
+/// How a wait in a parking slot ended ([`CallControl::park`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkOutcome {
+    /// `timeout`, `retrieved` (another call took it and they talked until
+    /// one hung up) or `hangup`.
+    pub reason: &'static str,
+    /// The call that retrieved it.
+    pub by: Option<String>,
+    /// Time in the slot, plus the conversation when retrieved.
+    pub duration_ms: u64,
+    pub talk_ms: u64,
 }
 
 /// Another call, as [`CallControl::channels`] shows it.

@@ -97,6 +97,7 @@ pub const API: &[ApiItem] = api![
     "call:http": "call:http({url, method, headers, body, timeout_ms}) -> {status, body, headers, error}" => "Make an HTTP request.",
     "call:peer": "call:peer() -> {call_id, endpoint, held}?" => "The peer bridged to the call now (metaflows run during bridges).",
     "call:channels": "call:channels() -> {{call_id, name, from, to, calling_device, state, ringing, answered_by, slot}}" => "The other calls of the world (a multi-call scenario's), in the order they began.",
+    "call:park": "call:park(slot, {timeout_ms}?) -> {reason, by, duration_ms, talk_ms}" => "Wait in a parking slot (until timeout_ms, or hang-up) where another call may retrieve it (call:pickup).",
     "call:pickup": "call:pickup(call_id) -> {status, cause, sip, answered_by, duration_ms, talk_ms}" => "Join another call while it rings (pickup) or is parked (retrieve); talk until one hangs up.",
     "call:hold": "call:hold(leg, {moh, unhold_key}?) -> boolean" => "Hold a leg of the bridge until the unhold key on the other leg.",
     "call:unhold": "call:unhold() -> boolean" => "Take the held leg off hold.",
@@ -1048,6 +1049,27 @@ fn register_outside(lua: &Lua, raw: &Table) -> mlua::Result<()> {
                     table.set("cause", outcome.cause)?;
                     table.set("sip", outcome.sip)?;
                     table.set("answered_by", outcome.answered_by)?;
+                    table.set("duration_ms", outcome.duration_ms)?;
+                    table.set("talk_ms", outcome.talk_ms)?;
+                    done(&lua, table)
+                }
+                Err(_) => Ok(gone()),
+            }
+        }
+    );
+    async_fn!(
+        lua,
+        raw,
+        "park",
+        |lua, call, inv, args: (String, Option<Table>)| {
+            let (slot, opts) = args;
+            let ms = opt_u64(opts.as_ref(), "timeout_ms")?.unwrap_or(u64::MAX);
+            let runner = nested(&lua, &inv)?;
+            match call.park(&slot, ms, &Listening::new(&call, &runner)).await {
+                Ok(outcome) => {
+                    let table = lua.create_table()?;
+                    table.set("reason", outcome.reason)?;
+                    table.set("by", outcome.by)?;
                     table.set("duration_ms", outcome.duration_ms)?;
                     table.set("talk_ms", outcome.talk_ms)?;
                     done(&lua, table)

@@ -39,7 +39,7 @@ use super::scenario::{CallerAction, EndpointBehaviour, HttpStubs, Media, Trigger
 use crate::engine::control::{
     Beside, BridgeEndpoint, BridgeOutcome, BridgeRequest, BridgeStatus, CallControl, Channel,
     CollectOutcome, CollectReason, CollectRequest, ConsultOutcome, ConsultRequest, ConsultResult,
-    Gone, Hangup, HttpOutcome, HttpRequest, HungUpBy, Leg, Legs, LocalFuture, PeerInfo,
+    Gone, Hangup, HttpOutcome, HttpRequest, HungUpBy, Leg, Legs, LocalFuture, ParkOutcome, PeerInfo,
     PlayOutcome, PlayReason, PlayRequest, RecordOutcome, RecordReason, RecordRequest, Resume,
     SleepReason, SpeakRequest, Strategy,
 };
@@ -1442,6 +1442,56 @@ impl CallControl for SimBackend {
         beside: &'a dyn Beside,
     ) -> LocalFuture<'a, Result<BridgeOutcome, Gone>> {
         Box::pin(self.verb(self.run_pickup(call_id, beside)))
+    }
+
+    fn park<'a>(
+        &'a self,
+        slot: &'a str,
+        ms: u64,
+        beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, Result<ParkOutcome, Gone>> {
+        Box::pin(async move {
+            self.alive()?;
+            let start = self.now();
+            self.set_activity(Activity::Parked(slot.to_owned()));
+            self.state.borrow_mut().joinable = true;
+            let stop = self
+                .advance(
+                    Until::At(start.saturating_add(ms)),
+                    true,
+                    &|_, _| false,
+                    beside,
+                )
+                .await;
+            self.state.borrow_mut().joinable = false;
+            self.set_activity(Activity::Busy);
+            let joined_by = self.state.borrow_mut().joined_by.take();
+            let outcome = match (stop, joined_by) {
+                (Stop::Joined, Some((by, device))) => {
+                    let talk = self.talk_to_call(&by, device, start, beside).await;
+                    ParkOutcome {
+                        reason: "retrieved",
+                        by: Some(by),
+                        duration_ms: self.now() - start,
+                        talk_ms: talk.talk_ms,
+                    }
+                }
+                (Stop::Hangup | Stop::TakenOver, _) => ParkOutcome {
+                    reason: "hangup",
+                    by: None,
+                    duration_ms: self.now() - start,
+                    talk_ms: 0,
+                },
+                _ => ParkOutcome {
+                    reason: "timeout",
+                    by: None,
+                    duration_ms: self.now() - start,
+                    talk_ms: 0,
+                },
+            };
+            park().await;
+            Ok(outcome)
+        })
     }
 
     fn sleep<'a>(

@@ -37,6 +37,7 @@ pub const CORE_EVENTS: &[&str] = &[
     "metaflow_node",
     "node",
     "on_end",
+    "park",
     "pickup",
     "play",
     "record",
