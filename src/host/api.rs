@@ -427,6 +427,7 @@ fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
     register_documents(lua, &raw)?;
     register_input(lua, &raw)?;
     register_outside(lua, &raw)?;
+    register_world(lua, &raw)?;
     register_state(lua, &raw)?;
     register_flow(lua, &raw)?;
     register_directives(lua, &raw)?;
@@ -1007,6 +1008,48 @@ fn register_input(lua: &Lua, raw: &Table) -> mlua::Result<()> {
     Ok(())
 }
 
+/// Reaching other calls of the world: parking and pickups.
+fn register_world(lua: &Lua, raw: &Table) -> mlua::Result<()> {
+    async_fn!(
+        lua,
+        raw,
+        "park",
+        |lua, call, inv, args: (String, Option<Table>)| {
+            let (slot, opts) = args;
+            let ms = opt_u64(opts.as_ref(), "timeout_ms")?.unwrap_or(u64::MAX);
+            let runner = nested(&lua, &inv)?;
+            match call.park(&slot, ms, &Listening::new(&call, &runner)).await {
+                Ok(outcome) => {
+                    let table = lua.create_table()?;
+                    table.set("reason", outcome.reason)?;
+                    table.set("by", outcome.by)?;
+                    table.set("duration_ms", outcome.duration_ms)?;
+                    table.set("talk_ms", outcome.talk_ms)?;
+                    done(&lua, table)
+                }
+                Err(_) => Ok(gone()),
+            }
+        }
+    );
+    async_fn!(lua, raw, "pickup", |lua, call, inv, call_id: String| {
+        let runner = nested(&lua, &inv)?;
+        match call.pickup(&call_id, &Listening::new(&call, &runner)).await {
+            Ok(outcome) => {
+                let table = lua.create_table()?;
+                table.set("status", outcome.status.as_str())?;
+                table.set("cause", outcome.cause)?;
+                table.set("sip", outcome.sip)?;
+                table.set("answered_by", outcome.answered_by)?;
+                table.set("duration_ms", outcome.duration_ms)?;
+                table.set("talk_ms", outcome.talk_ms)?;
+                done(&lua, table)
+            }
+            Err(_) => Ok(gone()),
+        }
+    });
+    Ok(())
+}
+
 /// Reaching other parties: bridges and HTTP.
 fn register_outside(lua: &Lua, raw: &Table) -> mlua::Result<()> {
     async_fn!(
@@ -1057,43 +1100,6 @@ fn register_outside(lua: &Lua, raw: &Table) -> mlua::Result<()> {
             }
         }
     );
-    async_fn!(
-        lua,
-        raw,
-        "park",
-        |lua, call, inv, args: (String, Option<Table>)| {
-            let (slot, opts) = args;
-            let ms = opt_u64(opts.as_ref(), "timeout_ms")?.unwrap_or(u64::MAX);
-            let runner = nested(&lua, &inv)?;
-            match call.park(&slot, ms, &Listening::new(&call, &runner)).await {
-                Ok(outcome) => {
-                    let table = lua.create_table()?;
-                    table.set("reason", outcome.reason)?;
-                    table.set("by", outcome.by)?;
-                    table.set("duration_ms", outcome.duration_ms)?;
-                    table.set("talk_ms", outcome.talk_ms)?;
-                    done(&lua, table)
-                }
-                Err(_) => Ok(gone()),
-            }
-        }
-    );
-    async_fn!(lua, raw, "pickup", |lua, call, inv, call_id: String| {
-        let runner = nested(&lua, &inv)?;
-        match call.pickup(&call_id, &Listening::new(&call, &runner)).await {
-            Ok(outcome) => {
-                let table = lua.create_table()?;
-                table.set("status", outcome.status.as_str())?;
-                table.set("cause", outcome.cause)?;
-                table.set("sip", outcome.sip)?;
-                table.set("answered_by", outcome.answered_by)?;
-                table.set("duration_ms", outcome.duration_ms)?;
-                table.set("talk_ms", outcome.talk_ms)?;
-                done(&lua, table)
-            }
-            Err(_) => Ok(gone()),
-        }
-    });
     async_fn!(lua, raw, "http", |lua, call, inv, request: Table| {
         let request = http_request(&lua, &request)?;
         let runner = nested(&lua, &inv)?;

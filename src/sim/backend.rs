@@ -39,9 +39,9 @@ use super::scenario::{CallerAction, EndpointBehaviour, HttpStubs, Media, Trigger
 use crate::engine::control::{
     Beside, BridgeEndpoint, BridgeOutcome, BridgeRequest, BridgeStatus, CallControl, Channel,
     CollectOutcome, CollectReason, CollectRequest, ConsultOutcome, ConsultRequest, ConsultResult,
-    Gone, Hangup, HttpOutcome, HttpRequest, HungUpBy, Leg, Legs, LocalFuture, ParkOutcome, PeerInfo,
-    PlayOutcome, PlayReason, PlayRequest, RecordOutcome, RecordReason, RecordRequest, Resume,
-    SleepReason, SpeakRequest, Strategy,
+    Gone, Hangup, HttpOutcome, HttpRequest, HungUpBy, Leg, Legs, LocalFuture, ParkOutcome,
+    PeerInfo, PlayOutcome, PlayReason, PlayRequest, RecordOutcome, RecordReason, RecordRequest,
+    Resume, SleepReason, SpeakRequest, Strategy,
 };
 use crate::engine::rules;
 use crate::trace::{Event, Trace};

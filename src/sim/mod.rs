@@ -148,13 +148,23 @@ pub fn account_for<'a>(
             ))
         })?,
     };
-    if let Some(device) = &scenario.calling_device
-        && found.document("devices", device).is_none()
-    {
-        return Err(ScenarioError {
-            path: "calling_device".to_owned(),
-            message: format!("no device {device:?} in account {}", found.account.id),
-        });
+    let devices = std::iter::once(("calling_device".to_owned(), &scenario.calling_device)).chain(
+        scenario.calls.iter().enumerate().map(|(index, call)| {
+            (
+                format!("calls[{index}].calling_device"),
+                &call.calling_device,
+            )
+        }),
+    );
+    for (path, device) in devices {
+        if let Some(device) = device
+            && found.document("devices", device).is_none()
+        {
+            return Err(ScenarioError {
+                path,
+                message: format!("no device {device:?} in account {}", found.account.id),
+            });
+        }
     }
     Ok(found)
 }

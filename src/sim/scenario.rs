@@ -773,6 +773,41 @@ mod tests {
     }
 
     #[test]
+    fn calls_inherit_the_top_level_and_are_checked_each() {
+        let s = Scenario::parse(
+            r#"{"from": "2000", "inception": "offnet", "calls": [
+                {"id": "a", "to": "1001"},
+                {"id": "b", "at_ms": 5000, "to": "1002", "from": "3000", "calling_device": "d"}]}"#,
+        )
+        .unwrap();
+        let calls = s.planned_calls();
+        assert_eq!(calls.len(), 2);
+        assert_eq!((calls[0].id.as_str(), calls[0].at_ms), ("a", 0));
+        assert_eq!(calls[0].scenario.from, "2000");
+        assert_eq!(calls[0].scenario.inception, InceptionName::Offnet);
+        assert_eq!(
+            (calls[1].scenario.from.as_str(), calls[1].at_ms),
+            ("3000", 5000)
+        );
+        assert_eq!(calls[1].scenario.calling_device.as_deref(), Some("d"));
+        assert!(calls.iter().all(|c| c.scenario.calls.is_empty()));
+
+        let err = |text: &str| Scenario::parse(text).unwrap_err();
+        let e = err(r#"{"to": "1", "calls": [{"id": "a", "to": "1"}]}"#);
+        assert!(e.message.contains("move them into the calls"), "{e:?}");
+        let e = err(r#"{"calls": [{"id": "a", "to": "1"}, {"id": "a", "to": "2"}]}"#);
+        assert_eq!(e.path, "calls[1].id");
+        let e = err(r#"{"calls": [{"id": "a b", "to": "1"}]}"#);
+        assert_eq!(e.path, "calls[0].id");
+        let e = err(r#"{"calls": [{"id": "a", "to": "1", "caller": [{"at_ms": 1}]}]}"#);
+        assert_eq!(e.path, "calls[0].caller[0]");
+        let e = err(r#"{"calls": [{"id": "a"}]}"#);
+        assert!(e.message.contains("missing field `to`"), "{e:?}");
+        let e = err("{}");
+        assert_eq!(e.path, "to");
+    }
+
+    #[test]
     fn defaults() {
         let s = Scenario::parse(r#"{"to": "1000"}"#).unwrap();
         assert_eq!(s.from, DEFAULT_FROM);

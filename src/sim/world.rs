@@ -370,3 +370,64 @@ pub async fn drive<F: Future<Output = ()>>(shared: &Shared, calls: Vec<F>) {
     })
     .await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two calls sleeping on the clock wake in time order (ties in the
+    /// order they began waiting), and a poke cuts a wait short at the
+    /// current time.
+    #[test]
+    fn calls_wake_in_time_order_and_a_poke_wakes_early() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let shared = Shared::new();
+        let log: Rc<RefCell<Vec<String>>> = Rc::default();
+        let calls: Vec<Pin<Box<dyn Future<Output = ()>>>> = vec![
+            {
+                shared.enter();
+                let (shared, log) = (Rc::clone(&shared), Rc::clone(&log));
+                Box::pin(async move {
+                    shared.register(SlotInit {
+                        call_id: "a".into(),
+                        name: "a".into(),
+                        from: String::new(),
+                        to: String::new(),
+                        calling_device: None,
+                    });
+                    let woke = shared.sleep_until(10_000, Some("a")).await;
+                    log.borrow_mut()
+                        .push(format!("a {woke:?} at {}", shared.now()));
+                    let messages = shared.take_messages("a");
+                    log.borrow_mut().push(format!("a got {messages:?}"));
+                    shared.leave();
+                })
+            },
+            {
+                shared.enter();
+                let (shared, log) = (Rc::clone(&shared), Rc::clone(&log));
+                Box::pin(async move {
+                    shared.sleep_until(3_000, None).await;
+                    log.borrow_mut().push(format!("b at {}", shared.now()));
+                    shared.poke("a", Message::Left { by: "b".into() });
+                    shared.sleep_until(3_000, None).await;
+                    log.borrow_mut()
+                        .push(format!("b again at {}", shared.now()));
+                    shared.leave();
+                })
+            },
+        ];
+        runtime.block_on(drive(&shared, calls));
+        assert_eq!(
+            *log.borrow(),
+            [
+                "b at 3000",
+                "a Poked at 3000",
+                "a got [Left { by: \"b\" }]",
+                "b again at 3000",
+            ]
+        );
+    }
+}

@@ -468,6 +468,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn merged_traces_label_their_calls_and_read_back() {
+        let mut a = Trace::new();
+        a.push(Event::new(0, "route").with("number", "ext-1001"));
+        a.push(Event::new(30_000, "end"));
+        let mut b = Trace::new();
+        b.push(Event::new(0, "route").with("number", "*81001"));
+        b.push(Event::new(25_000, "end"));
+        let merged = Trace::merged([&a.shifted(0, "alice"), &b.shifted(5_000, "bob")]);
+        let text = merged.render_text();
+        assert_eq!(
+            text,
+            "[alice] 00:00.000  route    number=ext-1001\n\
+             [bob]   00:05.000  route    number=*81001\n\
+             [alice] 00:30.000  end\n\
+             [bob]   00:30.000  end\n"
+        );
+        assert_eq!(Trace::from_text(&text).unwrap(), merged);
+        assert_eq!(Trace::from_json(&merged.to_json()).unwrap(), merged);
+        assert_eq!(merged.events()[1].to_json()["call"], "bob");
+    }
+
+    #[test]
     fn a_full_trace_keeps_how_the_call_ended() {
         let mut trace = Trace::with_max_events(2);
         trace.push(Event::new(0, "a"));
