@@ -753,7 +753,10 @@ function endpoints.pickup_properties(extra)
 	return properties
 end
 
-function endpoints.pickup(call, params)
+-- Picks up (or with opts.intercept, intercepts) a call of the target in
+-- params: see group_pickup.lua and intercept.lua.
+function endpoints.pickup(call, params, opts)
+	local intercept = opts ~= nil and opts.intercept == true
 	if not allowed_to_intercept(call, params) then
 		call:answer()
 		call:say("you have no permission to intercept this call")
@@ -762,7 +765,7 @@ function endpoints.pickup(call, params)
 	local kind, id = named_target(params, "")
 	if not kind then
 		-- Kazoo's find_sip_users has no clause for a missing group id.
-		error("group_pickup needs device_id, user_id or group_id", 0)
+		error((intercept and "intercept" or "group_pickup") .. " needs device_id, user_id or group_id", 0)
 	end
 	local devices = target_devices(call, kind, id)
 	-- The calls ringing any of those devices, earliest first (Kazoo picks
@@ -776,10 +779,13 @@ function endpoints.pickup(call, params)
 					break
 				end
 			end
+		elseif intercept and channel.state == "answered" and contains(devices, channel.answered_by) then
+			-- Kazoo's intercept: Unbridged-Only and Unanswered-Only false.
+			table.insert(ringing, channel)
 		end
 	end
 	-- (An empty list would show as {} in the trace: leave it out.)
-	call:emit({ event = "pickup_search", devices = #devices > 0 and devices or nil, ringing = #ringing })
+	call:emit({ event = intercept and "intercept_search" or "pickup_search", devices = #devices > 0 and devices or nil, ringing = #ringing })
 	call:answer()
 	if #devices == 0 then
 		call:play("system_media/pickup-no_users")
@@ -789,7 +795,7 @@ function endpoints.pickup(call, params)
 		call:play("system_media/pickup-no_channels")
 		return call:stop()
 	end
-	call:pickup(ringing[1].call_id)
+	call:pickup(ringing[1].call_id, { intercept = intercept })
 	return call:stop()
 end
 

@@ -684,13 +684,19 @@ impl Call {
     /// Joins another call while it rings or is parked (see
     /// [`crate::engine::control::CallControl::pickup`]); one `pickup`
     /// event with the outcome.
-    pub async fn pickup(&self, call_id: &str, beside: &dyn Beside) -> Result<BridgeOutcome, Gone> {
+    pub async fn pickup(
+        &self,
+        call_id: &str,
+        intercept: bool,
+        beside: &dyn Beside,
+    ) -> Result<BridgeOutcome, Gone> {
         self.alive()?;
-        let pending = self
-            .trace
-            .borrow_mut()
-            .begin(self.event("pickup").with("call_id", call_id));
-        let outcome = self.backend.pickup(call_id, beside).await?;
+        let mut event = self.event("pickup").with("call_id", call_id);
+        if intercept {
+            event = event.with("intercept", true);
+        }
+        let pending = self.trace.borrow_mut().begin(event);
+        let outcome = self.backend.pickup(call_id, intercept, beside).await?;
         let mut outcome_fields = fields(json!({
             "status": outcome.status.as_str(),
             "cause": outcome.cause,

@@ -638,16 +638,18 @@ pub trait CallControl {
         })
     }
     /// Joins the call `call_id` while its bridge rings (a pickup: the bridge
-    /// is answered by this call) or while it is parked (a retrieve); the
-    /// two talk until one hangs up. A call that is not ringing or parked
-    /// fails at once (`NO_ROUTE_DESTINATION`, 404), as does a backend
-    /// without a world.
+    /// is answered by this call) or while it is parked (a retrieve); with
+    /// `intercept`, also while its bridge is answered (its callee is hung
+    /// up and this call takes its place). The two talk until one hangs up.
+    /// A call in none of those states fails at once
+    /// (`NO_ROUTE_DESTINATION`, 404), as does a backend without a world.
     fn pickup<'a>(
         &'a self,
         call_id: &'a str,
+        intercept: bool,
         beside: &'a dyn Beside,
     ) -> LocalFuture<'a, Result<BridgeOutcome, Gone>> {
-        let _ = (call_id, beside);
+        let _ = (call_id, intercept, beside);
         Box::pin(async move {
             Ok(BridgeOutcome::failed(
                 0,

@@ -98,7 +98,7 @@ pub const API: &[ApiItem] = api![
     "call:peer": "call:peer() -> {call_id, endpoint, held}?" => "The peer bridged to the call now (metaflows run during bridges).",
     "call:channels": "call:channels() -> {{call_id, name, from, to, calling_device, state, ringing, answered_by, slot}}" => "The other calls of the world (a multi-call scenario's), in the order they began.",
     "call:park": "call:park(slot, {timeout_ms}?) -> {reason, by, duration_ms, talk_ms}" => "Wait in a parking slot (until timeout_ms, or hang-up) where another call may retrieve it (call:pickup).",
-    "call:pickup": "call:pickup(call_id) -> {status, cause, sip, answered_by, duration_ms, talk_ms}" => "Join another call while it rings (pickup) or is parked (retrieve); talk until one hangs up.",
+    "call:pickup": "call:pickup(call_id, {intercept}?) -> {status, cause, sip, answered_by, duration_ms, talk_ms}" => "Join another call while it rings (pickup) or is parked (retrieve), or with intercept while it talks; talk until one hangs up.",
     "call:hold": "call:hold(leg, {moh, unhold_key}?) -> boolean" => "Hold a leg of the bridge until the unhold key on the other leg.",
     "call:unhold": "call:unhold() -> boolean" => "Take the held leg off hold.",
     "call:transfer_peer": "call:transfer_peer(target) -> boolean" => "Blind-transfer the peer; the bridge ends, the caller's leg stays.",
@@ -1031,22 +1031,32 @@ fn register_world(lua: &Lua, raw: &Table) -> mlua::Result<()> {
             }
         }
     );
-    async_fn!(lua, raw, "pickup", |lua, call, inv, call_id: String| {
-        let runner = nested(&lua, &inv)?;
-        match call.pickup(&call_id, &Listening::new(&call, &runner)).await {
-            Ok(outcome) => {
-                let table = lua.create_table()?;
-                table.set("status", outcome.status.as_str())?;
-                table.set("cause", outcome.cause)?;
-                table.set("sip", outcome.sip)?;
-                table.set("answered_by", outcome.answered_by)?;
-                table.set("duration_ms", outcome.duration_ms)?;
-                table.set("talk_ms", outcome.talk_ms)?;
-                done(&lua, table)
+    async_fn!(
+        lua,
+        raw,
+        "pickup",
+        |lua, call, inv, args: (String, Option<Table>)| {
+            let (call_id, opts) = args;
+            let intercept = opt_bool(opts.as_ref(), "intercept")?.unwrap_or(false);
+            let runner = nested(&lua, &inv)?;
+            match call
+                .pickup(&call_id, intercept, &Listening::new(&call, &runner))
+                .await
+            {
+                Ok(outcome) => {
+                    let table = lua.create_table()?;
+                    table.set("status", outcome.status.as_str())?;
+                    table.set("cause", outcome.cause)?;
+                    table.set("sip", outcome.sip)?;
+                    table.set("answered_by", outcome.answered_by)?;
+                    table.set("duration_ms", outcome.duration_ms)?;
+                    table.set("talk_ms", outcome.talk_ms)?;
+                    done(&lua, table)
+                }
+                Err(_) => Ok(gone()),
             }
-            Err(_) => Ok(gone()),
         }
-    });
+    );
     Ok(())
 }
 

@@ -135,6 +135,9 @@ struct State {
     joined_by: Option<(String, Option<String>)>,
     /// The bridge rings, or the call is parked: another call may join it.
     joinable: bool,
+    /// The bridge is answered (by an endpoint): another call may intercept
+    /// it.
+    interceptable: bool,
 }
 
 /// Until when [`SimBackend::advance`] runs.
@@ -253,13 +256,47 @@ impl SimBackend {
     /// What a message from another call does to this one.
     fn on_message(&self, message: Message) -> Option<Stop> {
         match message {
-            Message::Joined { by, device } => {
+            Message::Joined {
+                by,
+                device,
+                intercept,
+            } => {
                 let mut state = self.state.borrow_mut();
-                if !state.joinable || state.joined_by.is_some() {
+                if state.joinable && state.joined_by.is_none() {
+                    state.joined_by = Some((by, device));
+                    return Some(Stop::Joined);
+                }
+                if !(intercept && state.interceptable) {
                     return None;
                 }
-                state.joined_by = Some((by, device));
-                Some(Stop::Joined)
+                // The callee is hung up and the intercepting call takes its
+                // place: the bridge goes on with a new peer.
+                let old = state.peer.as_ref().map(|peer| peer.endpoint.id.clone());
+                state.peers += 1;
+                let serial = state.peers;
+                let id = device.unwrap_or_else(|| by.clone());
+                state.peer = Some(Peer {
+                    serial,
+                    endpoint: BridgeEndpoint {
+                        id: id.clone(),
+                        offnet: false,
+                        delay_s: 0,
+                        timeout_s: 0,
+                    },
+                    call_id: by.clone(),
+                    hangup_at: u64::MAX,
+                    world: true,
+                });
+                state.hold = None;
+                let now = state.now;
+                drop(state);
+                let mut event = Event::new(now, "intercepted").with("by", by);
+                if let Some(old) = old {
+                    event = event.with("peer", old);
+                }
+                self.record(event.with("answered_by", id.as_str()));
+                self.set_activity(Activity::Answered(id));
+                None
             }
             Message::Left { by } => {
                 let ours = self
@@ -881,6 +918,8 @@ impl SimBackend {
             ),
             Plan::Answered { endpoint, at } => {
                 let mut serial = self.connect_peer(&endpoint, at);
+                self.set_activity(Activity::Answered(endpoint.id.clone()));
+                self.state.borrow_mut().interceptable = true;
                 beside.bridged(Some(&endpoint));
                 // Talking: digits go to the other party, not to our buffer,
                 // until a side hangs up (the callee's hang-up ends the
@@ -902,6 +941,8 @@ impl SimBackend {
                         | Stop::Joined => {}
                     }
                 }
+                self.state.borrow_mut().interceptable = false;
+                self.set_activity(Activity::Busy);
                 self.disconnect_peer();
                 beside.bridged(None);
                 BridgeOutcome::answered(endpoint.id, self.now() - start, self.now() - at)
@@ -963,14 +1004,21 @@ impl SimBackend {
 
     /// Picks up `target`'s ringing bridge (or a call parked there): the
     /// two calls talk until one hangs up.
-    async fn run_pickup(&self, target: &str, beside: &dyn Beside) -> BridgeOutcome {
+    async fn run_pickup(
+        &self,
+        target: &str,
+        intercept: bool,
+        beside: &dyn Beside,
+    ) -> BridgeOutcome {
         let start = self.now();
-        let joinable = self.shared.as_ref().is_some_and(|joined| {
-            matches!(
-                joined.shared.activity(target),
-                Some(Activity::Ringing(_) | Activity::Parked(_))
-            )
-        });
+        let joinable =
+            self.shared
+                .as_ref()
+                .is_some_and(|joined| match joined.shared.activity(target) {
+                    Some(Activity::Ringing(_) | Activity::Parked(_)) => true,
+                    Some(Activity::Answered(_)) => intercept,
+                    _ => false,
+                });
         let Some(joined) = self.shared.as_ref().filter(|_| joinable) else {
             return BridgeOutcome::failed(0, BridgeStatus::Failed, "NO_ROUTE_DESTINATION", 404);
         };
@@ -982,6 +1030,7 @@ impl SimBackend {
             Message::Joined {
                 by: joined.call_id.clone(),
                 device: joined.device.clone(),
+                intercept,
             },
         );
         self.talk_to_call(target, None, start, beside).await
@@ -1439,9 +1488,10 @@ impl CallControl for SimBackend {
     fn pickup<'a>(
         &'a self,
         call_id: &'a str,
+        intercept: bool,
         beside: &'a dyn Beside,
     ) -> LocalFuture<'a, Result<BridgeOutcome, Gone>> {
-        Box::pin(self.verb(self.run_pickup(call_id, beside)))
+        Box::pin(self.verb(self.run_pickup(call_id, intercept, beside)))
     }
 
     fn park<'a>(

@@ -22,7 +22,13 @@ use std::task::{Context, Poll, Waker};
 pub enum Message {
     /// The call `by` answers this call's ringing bridge (a pickup) or takes
     /// it from its parking slot (a retrieve), from `device` when it has one.
-    Joined { by: String, device: Option<String> },
+    /// With `intercept`, also a call whose bridge is answered: it talks
+    /// to `by` instead, and its callee is hung up.
+    Joined {
+        by: String,
+        device: Option<String>,
+        intercept: bool,
+    },
     /// The call joined to this one (`by`) hung up.
     Left { by: String },
 }

@@ -30,6 +30,7 @@ pub const CORE_EVENTS: &[&str] = &[
     "fax_detect",
     "hangup",
     "http",
+    "intercepted",
     "leg_hold",
     "leg_unhold",
     "log",
