@@ -838,14 +838,14 @@ mod tests {
     #[test]
     fn errors_name_the_path() {
         for (text, expected) in [
-            (r"{}", ".: missing field `to` (line 1, column 2)"),
+            (r"{}", "to: the dialled number is missing or empty (or give `calls`)"),
             (
                 r#"{"to": "1", "caller": [{"at_ms": "5"}]}"#,
                 "caller[0].at_ms: invalid type: string \"5\", expected u64 (line 1, column 36)",
             ),
             (
                 r#"{"to": "1", "callr": []}"#,
-                "callr: unknown field `callr`, expected one of `description`, `account`, `to`, `from`, `caller_id_name`, `inception`, `calling_device`, `start`, `seed`, `caller`, `endpoints`, `media`, `http`, `flows`, `scripts`, `max_call_ms`, `fax`, `expect` (line 1, column 19)",
+                "callr: unknown field `callr`, expected one of `description`, `account`, `to`, `from`, `caller_id_name`, `inception`, `calling_device`, `start`, `seed`, `caller`, `endpoints`, `media`, `http`, `flows`, `scripts`, `max_call_ms`, `fax`, `expect`, `calls` (line 1, column 19)",
             ),
             (
                 r#"{"to": "1", "caller": [{"dtmf": "1"}]}"#,
