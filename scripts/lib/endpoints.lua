@@ -730,12 +730,49 @@ local function target_devices(call, kind, id)
 	return group_pickup_devices(call, id)
 end
 
-local function allowed_to_intercept(call, params)
+-- Whether the caller may act on others' calls: the first of
+-- params.approved_device_id, approved_user_id, approved_group_id given
+-- decides (the calling device is that device, or one of that user's or
+-- group's); `default` when none is given (pickup and intercept: true;
+-- eavesdrop: false).
+function endpoints.approved(call, params, default)
 	local kind, id = named_target(params, "approved_")
 	if not kind then
-		return true
+		return default
 	end
 	return call.calling_device ~= nil and contains(target_devices(call, kind, id), call.calling_device)
+end
+
+local function allowed_to_intercept(call, params)
+	return endpoints.approved(call, params, true)
+end
+
+-- The calls of the world that involve any of `devices`: ringing one,
+-- answered by one, or made from one (in the order they began).
+function endpoints.calls_of_devices(call, devices)
+	local found = {}
+	for _, channel in call:channels() do
+		local involved = contains(devices, channel.answered_by or "")
+			or (channel.calling_device ~= nil and contains(devices, channel.calling_device))
+		for _, endpoint in channel.ringing do
+			involved = involved or contains(devices, endpoint)
+		end
+		if involved then
+			table.insert(found, channel)
+		end
+	end
+	return found
+end
+
+-- The devices of params.device_id, else of params.user_id (Kazoo's
+-- cf_eavesdrop looks no further).
+function endpoints.device_or_user_devices(call, params)
+	local device = kazoo.string(params.device_id)
+	if device then
+		return { device }
+	end
+	local user = kazoo.string(params.user_id)
+	return user and endpoints.owned_devices(call, user) or {}
 end
 
 function endpoints.pickup_properties(extra)

@@ -713,6 +713,26 @@ impl Call {
         Ok(outcome)
     }
 
+    /// Listens to another call until it ends; one `eavesdrop` event with
+    /// the outcome.
+    pub async fn eavesdrop(
+        &self,
+        call_id: &str,
+        beside: &dyn Beside,
+    ) -> Result<crate::engine::control::EavesdropOutcome, Gone> {
+        self.alive()?;
+        let pending = self
+            .trace
+            .borrow_mut()
+            .begin(self.event("eavesdrop").with("call_id", call_id));
+        let outcome = self.backend.eavesdrop(call_id, beside).await?;
+        self.trace.borrow_mut().complete(
+            pending,
+            fields(json!({ "reason": outcome.reason, "duration_ms": outcome.duration_ms })),
+        );
+        Ok(outcome)
+    }
+
     /// Waits in a parking slot, where another call may retrieve it; one
     /// `park` event with the outcome.
     pub async fn park(

@@ -613,6 +613,21 @@ pub trait CallControl {
     fn channels(&self) -> Vec<Channel> {
         Vec::new()
     }
+    /// Listens to the call `call_id` until it ends or this call hangs up.
+    /// A backend without a world has nothing to listen to.
+    fn eavesdrop<'a>(
+        &'a self,
+        call_id: &'a str,
+        beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, Result<EavesdropOutcome, Gone>> {
+        let _ = (call_id, beside);
+        Box::pin(async move {
+            Ok(EavesdropOutcome {
+                reason: "no_call",
+                duration_ms: 0,
+            })
+        })
+    }
     /// Waits in parking slot `slot` for at most `ms` (`u64::MAX`: until
     /// the caller hangs up), where another call may retrieve it
     /// ([`CallControl::pickup`]). A backend without a world only waits.
@@ -672,6 +687,15 @@ pub struct ParkOutcome {
     /// Time in the slot, plus the conversation when retrieved.
     pub duration_ms: u64,
     pub talk_ms: u64,
+}
+
+/// How an eavesdrop ended ([`CallControl::eavesdrop`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EavesdropOutcome {
+    /// `target_ended`, `hangup` (this call), or `no_call` (nothing to
+    /// listen to).
+    pub reason: &'static str,
+    pub duration_ms: u64,
 }
 
 /// Another call, as [`CallControl::channels`] shows it.

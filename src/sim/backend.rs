@@ -39,9 +39,9 @@ use super::scenario::{CallerAction, EndpointBehaviour, HttpStubs, Media, Trigger
 use crate::engine::control::{
     Beside, BridgeEndpoint, BridgeOutcome, BridgeRequest, BridgeStatus, CallControl, Channel,
     CollectOutcome, CollectReason, CollectRequest, ConsultOutcome, ConsultRequest, ConsultResult,
-    Gone, Hangup, HttpOutcome, HttpRequest, HungUpBy, Leg, Legs, LocalFuture, ParkOutcome,
-    PeerInfo, PlayOutcome, PlayReason, PlayRequest, RecordOutcome, RecordReason, RecordRequest,
-    Resume, SleepReason, SpeakRequest, Strategy,
+    EavesdropOutcome, Gone, Hangup, HttpOutcome, HttpRequest, HungUpBy, Leg, Legs, LocalFuture,
+    ParkOutcome, PeerInfo, PlayOutcome, PlayReason, PlayRequest, RecordOutcome, RecordReason,
+    RecordRequest, Resume, SleepReason, SpeakRequest, Strategy,
 };
 use crate::engine::rules;
 use crate::trace::{Event, Trace};
@@ -138,6 +138,8 @@ struct State {
     /// The bridge is answered (by an endpoint): another call may intercept
     /// it.
     interceptable: bool,
+    /// The call this one eavesdrops on.
+    listening_to: Option<String>,
 }
 
 /// Until when [`SimBackend::advance`] runs.
@@ -298,6 +300,11 @@ impl SimBackend {
                 self.set_activity(Activity::Answered(id));
                 None
             }
+            Message::Left { by } if self.state.borrow().listening_to.as_deref() == Some(&by) => {
+                // The call eavesdropped on ended: so does the eavesdrop.
+                self.state.borrow_mut().listening_to = None;
+                Some(Stop::PeerGone)
+            }
             Message::Left { by } => {
                 let ours = self
                     .state
@@ -365,6 +372,14 @@ impl SimBackend {
         drop(state);
         if let Some(joined) = &self.shared {
             joined.shared.set_activity(&joined.call_id, Activity::Ended);
+            for listener in joined.shared.take_listeners(&joined.call_id) {
+                joined.shared.poke(
+                    &listener,
+                    Message::Left {
+                        by: joined.call_id.clone(),
+                    },
+                );
+            }
             if let Some(peer) = world_peer {
                 joined.shared.poke(
                     &peer,
@@ -1036,6 +1051,54 @@ impl SimBackend {
         self.talk_to_call(target, None, start, beside).await
     }
 
+    /// Listens to `target` until it ends or this call hangs up; the
+    /// eavesdropper's digits change the mode (FreeSWITCH's eavesdrop with
+    /// DTMF: 1 whisper to the target's caller, 2 whisper to its peer, 3
+    /// three-way, 0 listen again), each change an `eavesdrop_mode` event.
+    async fn run_eavesdrop(&self, target: &str, beside: &dyn Beside) -> EavesdropOutcome {
+        let start = self.now();
+        let Some(joined) = self.shared.as_ref().filter(|joined| {
+            !matches!(joined.shared.activity(target), None | Some(Activity::Ended))
+                && target != joined.call_id
+        }) else {
+            return EavesdropOutcome {
+                reason: "no_call",
+                duration_ms: 0,
+            };
+        };
+        joined.shared.listen(target, &joined.call_id);
+        self.state.borrow_mut().listening_to = Some(target.to_owned());
+        let reason = loop {
+            let stop = self
+                .advance(
+                    Until::At(u64::MAX),
+                    false,
+                    &|leg, digit| leg == Leg::A && matches!(digit, '0'..='3'),
+                    beside,
+                )
+                .await;
+            match stop {
+                Stop::Digit(_, digit) => {
+                    let mode = match digit {
+                        '1' => "whisper_caller",
+                        '2' => "whisper_peer",
+                        '3' => "three_way",
+                        _ => "listen",
+                    };
+                    self.record(Event::new(self.now(), "eavesdrop_mode").with("mode", mode));
+                }
+                Stop::PeerGone => break "target_ended",
+                Stop::Hangup | Stop::TakenOver => break "hangup",
+                Stop::Deadline | Stop::Break | Stop::PeerHangup | Stop::Joined => {}
+            }
+        };
+        self.state.borrow_mut().listening_to = None;
+        EavesdropOutcome {
+            reason,
+            duration_ms: self.now() - start,
+        }
+    }
+
     /// An attended transfer (see [`ConsultRequest`]) between the bridge's
     /// legs and a target, in two phases: the target rings, then (answered)
     /// the transferor talks to it.
@@ -1483,6 +1546,14 @@ impl CallControl for SimBackend {
                 }
             })
             .collect()
+    }
+
+    fn eavesdrop<'a>(
+        &'a self,
+        call_id: &'a str,
+        beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, Result<EavesdropOutcome, Gone>> {
+        Box::pin(self.verb(self.run_eavesdrop(call_id, beside)))
     }
 
     fn pickup<'a>(

@@ -838,7 +838,10 @@ mod tests {
     #[test]
     fn errors_name_the_path() {
         for (text, expected) in [
-            (r"{}", "to: the dialled number is missing or empty (or give `calls`)"),
+            (
+                r"{}",
+                "to: the dialled number is missing or empty (or give `calls`)",
+            ),
             (
                 r#"{"to": "1", "caller": [{"at_ms": "5"}]}"#,
                 "caller[0].at_ms: invalid type: string \"5\", expected u64 (line 1, column 36)",

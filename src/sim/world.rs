@@ -105,6 +105,8 @@ pub struct Shared {
     calls: RefCell<BTreeMap<String, Slot>>,
     /// Call ids in the order the calls joined the world.
     order: RefCell<Vec<String>>,
+    /// The calls eavesdropping on each call.
+    listeners: RefCell<BTreeMap<String, Vec<String>>>,
 }
 
 /// Why a wait ended.
@@ -229,6 +231,23 @@ impl Shared {
         self.waits.borrow_mut().retain(|_, w| !Rc::ptr_eq(w, &wait));
         fire(&wait, true);
         self.running.set(self.running.get() + 1);
+    }
+
+    /// `listener` eavesdrops on `target`: it hears when `target` ends.
+    pub fn listen(&self, target: &str, listener: &str) {
+        self.listeners
+            .borrow_mut()
+            .entry(target.to_owned())
+            .or_default()
+            .push(listener.to_owned());
+    }
+
+    /// The calls eavesdropping on `target`, forgotten.
+    pub fn take_listeners(&self, target: &str) -> Vec<String> {
+        self.listeners
+            .borrow_mut()
+            .remove(target)
+            .unwrap_or_default()
     }
 
     /// The messages left for `call`, oldest first.

@@ -25,6 +25,8 @@ pub const CORE_EVENTS: &[&str] = &[
     "bridge",
     "collect",
     "dtmf",
+    "eavesdrop",
+    "eavesdrop_mode",
     "end",
     "error",
     "fax_detect",

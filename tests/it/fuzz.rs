@@ -954,7 +954,9 @@ fn apply_fs_change(flows: &Path, change: &FsChange) {
             let mut files = Vec::new();
             files_under(flows, &mut files);
             let path = &files[at.index(files.len())];
-            let text = std::fs::read_to_string(path).unwrap();
+            // Lossy: an earlier change of the same case may have left
+            // bytes that are not UTF-8 in this file.
+            let text = String::from_utf8_lossy(&std::fs::read(path).unwrap()).into_owned();
             let mut bytes = mutate(&text, changes).into_bytes();
             if let Some(raw) = raw {
                 // Bytes that are not UTF-8, in the middle.
