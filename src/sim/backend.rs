@@ -133,13 +133,22 @@ struct State {
     /// Another call of the world joined this one while it rang or was
     /// parked: its call id, and its device.
     joined_by: Option<(String, Option<String>)>,
-    /// The bridge rings, or the call is parked: another call may join it.
-    joinable: bool,
-    /// The bridge is answered (by an endpoint): another call may intercept
-    /// it.
-    interceptable: bool,
+    /// What another call of the world may do to this one now.
+    reach: Reach,
     /// The call this one eavesdrops on.
     listening_to: Option<String>,
+}
+
+/// What another call may do to a call ([`State::reach`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Reach {
+    #[default]
+    Nothing,
+    /// Its bridge rings, or it is parked: another call may join it.
+    Join,
+    /// Its bridge is answered (by an endpoint): another call may
+    /// intercept it.
+    Intercept,
 }
 
 /// Until when [`SimBackend::advance`] runs.
@@ -264,11 +273,11 @@ impl SimBackend {
                 intercept,
             } => {
                 let mut state = self.state.borrow_mut();
-                if state.joinable && state.joined_by.is_none() {
+                if state.reach == Reach::Join && state.joined_by.is_none() {
                     state.joined_by = Some((by, device));
                     return Some(Stop::Joined);
                 }
-                if !(intercept && state.interceptable) {
+                if !(intercept && state.reach == Reach::Intercept) {
                     return None;
                 }
                 // The callee is hung up and the intercepting call takes its
@@ -898,11 +907,11 @@ impl SimBackend {
         self.set_activity(Activity::Ringing(
             request.endpoints.iter().map(|e| e.id.clone()).collect(),
         ));
-        self.state.borrow_mut().joinable = true;
+        self.state.borrow_mut().reach = Reach::Join;
         let rang = self
             .advance_through_breaks(Until::At(ring_end), true, &|_, _| false, beside)
             .await;
-        self.state.borrow_mut().joinable = false;
+        self.state.borrow_mut().reach = Reach::Nothing;
         self.set_activity(Activity::Busy);
         let joined_by = self.state.borrow_mut().joined_by.take();
         if rang == Stop::Joined
@@ -934,7 +943,7 @@ impl SimBackend {
             Plan::Answered { endpoint, at } => {
                 let mut serial = self.connect_peer(&endpoint, at);
                 self.set_activity(Activity::Answered(endpoint.id.clone()));
-                self.state.borrow_mut().interceptable = true;
+                self.state.borrow_mut().reach = Reach::Intercept;
                 beside.bridged(Some(&endpoint));
                 // Talking: digits go to the other party, not to our buffer,
                 // until a side hangs up (the callee's hang-up ends the
@@ -956,7 +965,7 @@ impl SimBackend {
                         | Stop::Joined => {}
                     }
                 }
-                self.state.borrow_mut().interceptable = false;
+                self.state.borrow_mut().reach = Reach::Nothing;
                 self.set_activity(Activity::Busy);
                 self.disconnect_peer();
                 beside.bridged(None);
@@ -1575,7 +1584,7 @@ impl CallControl for SimBackend {
             self.alive()?;
             let start = self.now();
             self.set_activity(Activity::Parked(slot.to_owned()));
-            self.state.borrow_mut().joinable = true;
+            self.state.borrow_mut().reach = Reach::Join;
             let stop = self
                 .advance(
                     Until::At(start.saturating_add(ms)),
@@ -1584,7 +1593,7 @@ impl CallControl for SimBackend {
                     beside,
                 )
                 .await;
-            self.state.borrow_mut().joinable = false;
+            self.state.borrow_mut().reach = Reach::Nothing;
             self.set_activity(Activity::Busy);
             let joined_by = self.state.borrow_mut().joined_by.take();
             let outcome = match (stop, joined_by) {
