@@ -59,6 +59,43 @@ function kazoo.copy(value: any): any
 	return (json.decode(json.encode(value)))
 end
 
+-- Saves document `doc_type`/`id` changed by `change` (called with a copy
+-- of the stored document, without its `id`, to change in place), as
+-- Kazoo's open_doc / set_value / save_doc. Returns the saved body.
+function kazoo.update_doc(call: any, doc_type: string, id: string, change: (any) -> ()): any
+	local body = kazoo.copy(call:doc(doc_type, id) or {})
+	body.id = nil
+	change(body)
+	call:save_doc(doc_type, id, body)
+	return body
+end
+
+-- The object under `key` in a document (a table), or nil.
+function kazoo.object(doc: any, key: string): { [string]: any }?
+	if type(doc) == "table" and type(doc[key]) == "table" then
+		return doc[key]
+	end
+	return nil
+end
+
+-- Whether `doc[key].enabled` is true (Kazoo's kz_json:is_true([Key,
+-- <<"enabled">>], Doc, Default)): `default` (false) when it is absent.
+function kazoo.enabled(doc: any, key: string, default: boolean?): boolean
+	local object = kazoo.object(doc, key)
+	return kazoo.boolean(object and object.enabled, default or false) == true
+end
+
+-- Sets `<key>.enabled` in document `doc_type`/`id` (its other keys kept),
+-- saves it and logs "<module>: <doc_type>/<id> <key>.enabled=<value>".
+function kazoo.save_enabled(call: any, module: string, doc_type: string, id: string, key: string, enabled: boolean)
+	kazoo.update_doc(call, doc_type, id, function(body)
+		local settings = kazoo.object(body, key) or {}
+		settings.enabled = enabled
+		body[key] = settings
+	end)
+	call:log("info", string.format("%s: %s/%s %s.enabled=%s", module, doc_type, id, key, tostring(enabled)))
+end
+
 -- The schema fragment for a list of DTMF digits.
 kazoo.DIGITS_SCHEMA = { type = "array", items = { type = "string", enum = kazoo.ALL_DIGITS } }
 
