@@ -59,6 +59,32 @@ function kazoo.copy(value: any): any
 	return (json.decode(json.encode(value)))
 end
 
+-- Kazoo's default number classifiers (knm_converters), in order.
+local CLASSIFIERS = {
+	{ "tollfree_us", "^\\+1((?:800|88\\d|877|866|855|844|833|822)\\d{7})$" },
+	{ "toll_us", "^\\+1(900\\d{7})$" },
+	{ "emergency", "^(911|922|933|833|811|711|999)$" },
+	{
+		"caribbean",
+		"^\\+?1((?:684|264|268|242|246|441|284|345|767|809|829|849|473|671|876|664|670|787|939|869|758|784|721|868|649|340)\\d{7})$",
+	},
+	{ "did_us", "^(\\+?1)?([2-9][0-9]{2}[2-9][0-9]{6})$" },
+	{ "international", "^\\+([2-9]\\d{7,})$" },
+	{ "unknown", "^(.*)$" },
+}
+
+-- The class of a (normalized) number by Kazoo's default classifiers
+-- (knm_converters:classify): "did_us", "international", ...; nil when none
+-- matches.
+function kazoo.classify(number: string): string?
+	for _, classifier in CLASSIFIERS do
+		if re.test(classifier[2], number) then
+			return classifier[1]
+		end
+	end
+	return nil
+end
+
 -- Saves document `doc_type`/`id` changed by `change` (called with a copy
 -- of the stored document, without its `id`, to change in place), as
 -- Kazoo's open_doc / set_value / save_doc. Returns the saved body.
