@@ -36,7 +36,8 @@
 -- timeout running meanwhile; here the tone is the collection's prompt (a
 -- digit stops it; the 5000 ms start after it). An absent `pin` makes
 -- Kazoo's module crash; here it counts as "" (the schema default Crossbar
--- writes). Kazoo normalizes with knm_converters only; call:normalize also
+-- writes); a numeric `pin` (which would crash Kazoo too) is read as its
+-- digits. Kazoo normalizes with knm_converters only; call:normalize also
 -- applies the account's dial plan. With use_account_caller_id and no
 -- external caller id on the account, Kazoo falls back to system defaults;
 -- here the caller id is left as it is.

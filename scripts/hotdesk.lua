@@ -109,18 +109,23 @@ local function users_with_hotdesk_id(call, hotdesk_id)
 	return found
 end
 
+-- Answers, then collects up to `max` digits after `prompt` ("#" ends).
+local function ask(call, prompt, max, interdigit)
+	call:answer()
+	return call:collect_digits({
+		prompt = prompt,
+		max = max,
+		timeout_ms = COLLECT_TIMEOUT_MS,
+		interdigit_ms = interdigit,
+		terminators = "#",
+	})
+end
+
 -- Asks for a hot desk id: the profile, or nil.
 local function find_profile(call, data)
 	local interdigit = kazoo.integer(data.interdigit_timeout, DEFAULT_INTERDIGIT_MS)
 	for _ = 1, MAX_ATTEMPTS do
-		call:answer()
-		local entry = call:collect_digits({
-			prompt = "hotdesk-enter_id",
-			max = ID_LENGTH,
-			timeout_ms = COLLECT_TIMEOUT_MS,
-			interdigit_ms = interdigit,
-			terminators = "#",
-		})
+		local entry = ask(call, "hotdesk-enter_id", ID_LENGTH, interdigit)
 		if entry.reason == "hangup" then
 			return nil
 		end
@@ -202,14 +207,7 @@ local function pin_ok(call, hd)
 		return true
 	end
 	for _ = 1, MAX_ATTEMPTS do
-		call:answer()
-		local entry = call:collect_digits({
-			prompt = "hotdesk-enter_pin",
-			max = PIN_LENGTH,
-			timeout_ms = COLLECT_TIMEOUT_MS,
-			interdigit_ms = hd.interdigit_ms,
-			terminators = "#",
-		})
+		local entry = ask(call, "hotdesk-enter_pin", PIN_LENGTH, hd.interdigit_ms)
 		if entry.reason == "hangup" then
 			call:log("info", "hotdesk: the caller hung up during login")
 			return false
