@@ -73,20 +73,6 @@ local ACCEPT_TONE = "tone_stream://%(250,50,440)"
 local REJECT_PROMPT = "dynamic-cid-invalid_using_default"
 local DEFAULT_PROMPT = "dynamic-cid-enter_cid"
 
--- Kazoo's default number classifiers (knm_converters), in order.
-local CLASSIFIERS = {
-	{ "tollfree_us", "^\\+1((?:800|88\\d|877|866|855|844|833|822)\\d{7})$" },
-	{ "toll_us", "^\\+1(900\\d{7})$" },
-	{ "emergency", "^(911|922|933|833|811|711|999)$" },
-	{
-		"caribbean",
-		"^\\+?1((?:684|264|268|242|246|441|284|345|767|809|829|849|473|671|876|664|670|787|939|869|758|784|721|868|649|340)\\d{7})$",
-	},
-	{ "did_us", "^(\\+?1)?([2-9][0-9]{2}[2-9][0-9]{6})$" },
-	{ "international", "^\\+([2-9]\\d{7,})$" },
-	{ "unknown", "^(.*)$" },
-}
-
 -- Kazoo's "non-empty binary" (kz_term:is_ne_binary, get_ne_binary_value):
 -- a string that kz_term:is_empty does not discard.
 local EMPTY_STRINGS = { [""] = true, ["0"] = true, ["false"] = true, ["NULL"] = true, ["undefined"] = true }
@@ -109,15 +95,6 @@ local function with_defaults(call, name, number)
 		number = call.from
 	end
 	return name or call.caller_id_name, number
-end
-
-local function classify(number)
-	for _, classifier in CLASSIFIERS do
-		if re.test(classifier[2], number) then
-			return classifier[1]
-		end
-	end
-	return nil
 end
 
 local function restriction_action(doc, class)
@@ -143,7 +120,7 @@ local function restricted(call, data, number)
 	end
 	local owner_id = kazoo.string(device.owner_id)
 	local owner = owner_id and call:doc("users", owner_id)
-	local class = classify(call:normalize(number))
+	local class = kazoo.classify(call:normalize(number))
 	if not class then
 		return false
 	end

@@ -14,20 +14,7 @@
 -- Deviation: receiving and storing the fax (and e-mailing it) belong to the
 -- fax application, outside the simulator; the trace shows the hand-off only.
 local kazoo = require("kazoo")
-
-local function fax_option(media)
-	if type(media) ~= "table" then
-		return nil
-	end
-	local value = media.fax_option
-	if type(value) == "boolean" then
-		value = tostring(value)
-	end
-	if value == "" or value == "false" or value == "0" then
-		return nil
-	end
-	return kazoo.string(value)
-end
+local fax = require("fax")
 
 return {
 	description = "Hand the call to the fax application to receive a fax.",
@@ -35,17 +22,7 @@ return {
 		type = "object",
 		properties = {
 			owner_id = { type = "string" },
-			media = {
-				type = "object",
-				properties = {
-					fax_option = {
-						oneOf = {
-							{ type = "string", enum = { "auto", "false", "true" } },
-							{ type = "boolean" },
-						},
-					},
-				},
-			},
+			media = fax.MEDIA_SCHEMA,
 		},
 	},
 	handle = function(call, data)
@@ -53,7 +30,7 @@ return {
 			event = "fax.receive",
 			action = "receive",
 			owner_id = kazoo.string(data.owner_id),
-			fax_option = fax_option(data.media),
+			fax_option = fax.option(data.media),
 		})
 		return call:usurp("fax")
 	end,

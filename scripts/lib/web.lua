@@ -1,5 +1,6 @@
--- Web requests for the pivot and webhook modules: form encoding
--- (application/x-www-form-urlencoded) as Kazoo's kz_http_util builds it.
+-- Web requests for the pivot, webhook and nomorobo modules: form encoding
+-- (application/x-www-form-urlencoded) as Kazoo's kz_http_util builds it,
+-- and HTTP basic authentication.
 local kazoo = require("kazoo")
 
 local web = {}
@@ -61,6 +62,31 @@ end
 function web.with_query(url: string, query: string): string
 	local sep = if string.find(url, "?", 1, true) then "&" else "?"
 	return url .. sep .. query
+end
+
+local BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+-- Standard base64 (RFC 4648, with "=" padding).
+function web.base64(data: string): string
+	local out = {}
+	for i = 1, #data, 3 do
+		local a, b, c = string.byte(data, i, i + 2)
+		local n = bit32.bor(bit32.lshift(a, 16), bit32.lshift(b or 0, 8), c or 0)
+		for j = 0, 3 do
+			if j <= 1 or (j == 2 and b) or (j == 3 and c) then
+				local index = bit32.band(bit32.rshift(n, 18 - 6 * j), 63) + 1
+				table.insert(out, string.sub(BASE64, index, index))
+			else
+				table.insert(out, "=")
+			end
+		end
+	end
+	return table.concat(out)
+end
+
+-- The Authorization header value of HTTP basic authentication.
+function web.basic_auth(username: string, password: string): string
+	return "Basic " .. web.base64(username .. ":" .. password)
 end
 
 return web
