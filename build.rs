@@ -113,7 +113,11 @@ fn stamp(root: &Path) {
 }
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Read when the script runs, not when it was compiled: a build script
+    // compiled in one checkout and reused from a copied target directory
+    // must still embed this checkout's scripts.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
+    let root = manifest_dir.as_deref().unwrap_or(Path::new("."));
     stamp(root);
     let scripts = root.join("scripts");
     println!("cargo:rerun-if-changed=scripts");
