@@ -250,6 +250,19 @@ local function forwards(forward, source)
 	return kazoo.boolean(forward.direct_calls_only, true) == false or not NON_DIRECT_SOURCES[source]
 end
 
+-- Whether a device rings while it is on another call: its own
+-- call_waiting.enabled, else its owner's, else on (Kazoo's default). With
+-- it off, a device on a call is busy.
+local function call_waiting_on(doc, owner)
+	for _, settings in { doc.call_waiting, owner and owner.call_waiting } do
+		local enabled = type(settings) == "table" and kazoo.boolean(settings.enabled)
+		if enabled ~= nil then
+			return enabled
+		end
+	end
+	return true
+end
+
 function endpoints.build(call, device_id, props)
 	props = props or {}
 	if not kazoo.string(device_id) then
@@ -297,7 +310,12 @@ function endpoints.build(call, device_id, props)
 	local forward = call_forward_of(call, doc, owner)
 	local forwarded = forwards(forward, kazoo.string(props.source, ""))
 	if not (forwarded and kazoo.boolean(forward.substitute, false)) then
-		table.insert(built, shaped({ id = device_id }))
+		local endpoint = { id = device_id }
+		if not call_waiting_on(doc, owner) then
+			-- Only "off" is said: the bridge takes call waiting to be on.
+			endpoint.call_waiting = false
+		end
+		table.insert(built, shaped(endpoint))
 	end
 	if forwarded then
 		table.insert(built, shaped({ number = forward.number }))

@@ -219,6 +219,9 @@ pub struct BridgeEndpoint {
     pub delay_s: u64,
     /// Seconds it rings before giving up.
     pub timeout_s: u64,
+    /// It rings even while on another call (its call waiting is on, as
+    /// Kazoo's default is); with it off, a device on a call is busy.
+    pub call_waiting: bool,
 }
 
 /// Ring endpoints and connect the caller to the first that answers.

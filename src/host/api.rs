@@ -1606,6 +1606,7 @@ fn bridge_endpoint(item: LuaValue, timeout_s: u64) -> mlua::Result<BridgeEndpoin
             offnet: false,
             delay_s: 0,
             timeout_s,
+            call_waiting: true,
         }),
         LuaValue::Table(t) => {
             let (id, offnet) = match (
@@ -1625,6 +1626,7 @@ fn bridge_endpoint(item: LuaValue, timeout_s: u64) -> mlua::Result<BridgeEndpoin
                 offnet,
                 delay_s: opt_u64(Some(&t), "delay")?.unwrap_or(0),
                 timeout_s: opt_u64(Some(&t), "timeout")?.unwrap_or(timeout_s),
+                call_waiting: opt_bool(Some(&t), "call_waiting")?.unwrap_or(true),
             })
         }
         other => Err(mlua::Error::runtime(format!(

@@ -293,6 +293,7 @@ impl SimBackend {
                         offnet: false,
                         delay_s: 0,
                         timeout_s: 0,
+                        call_waiting: true,
                     },
                     call_id: by.clone(),
                     hangup_at: u64::MAX,
@@ -825,6 +826,7 @@ impl SimBackend {
             return fail(BridgeStatus::Failed, "USER_NOT_REGISTERED", 404);
         }
         let on_a_call = !endpoint.offnet
+            && !endpoint.call_waiting
             && self
                 .shared
                 .as_ref()
@@ -990,6 +992,7 @@ impl SimBackend {
             offnet: false,
             delay_s: 0,
             timeout_s: 0,
+            call_waiting: true,
         };
         let serial = {
             let mut state = self.state.borrow_mut();
