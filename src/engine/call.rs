@@ -713,6 +713,32 @@ impl Call {
         Ok(outcome)
     }
 
+    /// In a conference room until the caller hangs up; one `conference`
+    /// event with the outcome.
+    pub async fn conference(
+        &self,
+        room: &str,
+        moderator: bool,
+        beside: &dyn Beside,
+    ) -> Result<crate::engine::control::ConferenceOutcome, Gone> {
+        self.alive()?;
+        let mut event = self.event("conference").with("room", room);
+        if moderator {
+            event = event.with("moderator", true);
+        }
+        let pending = self.trace.borrow_mut().begin(event);
+        let outcome = self.backend.conference(room, moderator, beside).await?;
+        self.trace.borrow_mut().complete(
+            pending,
+            fields(json!({
+                "members": outcome.members,
+                "reason": outcome.reason,
+                "duration_ms": outcome.duration_ms,
+            })),
+        );
+        Ok(outcome)
+    }
+
     /// Listens to another call until it ends; one `eavesdrop` event with
     /// the outcome.
     pub async fn eavesdrop(

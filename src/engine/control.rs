@@ -616,6 +616,26 @@ pub trait CallControl {
     fn channels(&self) -> Vec<Channel> {
         Vec::new()
     }
+    /// Joins conference room `room` until the caller hangs up; the other
+    /// members hear it join and leave. A backend without a world has an
+    /// empty room: it waits for the hang-up.
+    fn conference<'a>(
+        &'a self,
+        room: &'a str,
+        moderator: bool,
+        beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, Result<ConferenceOutcome, Gone>> {
+        let _ = (room, moderator);
+        Box::pin(async move {
+            let start = self.now_ms();
+            self.sleep(u64::MAX, beside).await?;
+            Ok(ConferenceOutcome {
+                members: 0,
+                reason: "hangup",
+                duration_ms: self.now_ms().saturating_sub(start),
+            })
+        })
+    }
     /// Listens to the call `call_id` until it ends or this call hangs up.
     /// A backend without a world has nothing to listen to.
     fn eavesdrop<'a>(
@@ -690,6 +710,16 @@ pub struct ParkOutcome {
     /// Time in the slot, plus the conversation when retrieved.
     pub duration_ms: u64,
     pub talk_ms: u64,
+}
+
+/// How a stay in a conference ended ([`CallControl::conference`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConferenceOutcome {
+    /// Members in the room when the call joined (itself not counted).
+    pub members: usize,
+    /// `hangup`: the caller left.
+    pub reason: &'static str,
+    pub duration_ms: u64,
 }
 
 /// How an eavesdrop ended ([`CallControl::eavesdrop`]).

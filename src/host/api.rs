@@ -97,6 +97,7 @@ pub const API: &[ApiItem] = api![
     "call:http": "call:http({url, method, headers, body, timeout_ms}) -> {status, body, headers, error}" => "Make an HTTP request.",
     "call:peer": "call:peer() -> {call_id, endpoint, held}?" => "The peer bridged to the call now (metaflows run during bridges).",
     "call:channels": "call:channels() -> {{call_id, name, from, to, calling_device, state, ringing, answered_by, slot}}" => "The other calls of the world (a multi-call scenario's), in the order they began.",
+    "call:conference": "call:conference(room, {moderator}?) -> {members, reason, duration_ms}" => "Join a conference room until the caller hangs up; the members hear each other join and leave.",
     "call:eavesdrop": "call:eavesdrop(call_id) -> {reason, duration_ms}" => "Listen to another call until it ends (digits 1, 2, 3, 0: whisper to its caller, to its peer, three-way, listen).",
     "call:park": "call:park(slot, {timeout_ms}?) -> {reason, by, duration_ms, talk_ms}" => "Wait in a parking slot (until timeout_ms, or hang-up) where another call may retrieve it (call:pickup).",
     "call:pickup": "call:pickup(call_id, {intercept}?) -> {status, cause, sip, answered_by, duration_ms, talk_ms}" => "Join another call while it rings (pickup) or is parked (retrieve), or with intercept while it talks; talk until one hangs up.",
@@ -1011,6 +1012,29 @@ fn register_input(lua: &Lua, raw: &Table) -> mlua::Result<()> {
 
 /// Reaching other calls of the world: parking and pickups.
 fn register_world(lua: &Lua, raw: &Table) -> mlua::Result<()> {
+    async_fn!(
+        lua,
+        raw,
+        "conference",
+        |lua, call, inv, args: (String, Option<Table>)| {
+            let (room, opts) = args;
+            let moderator = opt_bool(opts.as_ref(), "moderator")?.unwrap_or(false);
+            let runner = nested(&lua, &inv)?;
+            match call
+                .conference(&room, moderator, &Listening::new(&call, &runner))
+                .await
+            {
+                Ok(outcome) => {
+                    let table = lua.create_table()?;
+                    table.set("members", outcome.members)?;
+                    table.set("reason", outcome.reason)?;
+                    table.set("duration_ms", outcome.duration_ms)?;
+                    done(&lua, table)
+                }
+                Err(_) => Ok(gone()),
+            }
+        }
+    );
     async_fn!(lua, raw, "eavesdrop", |lua, call, inv, call_id: String| {
         let runner = nested(&lua, &inv)?;
         match call

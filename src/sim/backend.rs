@@ -38,10 +38,10 @@ use serde_json::Value;
 use super::scenario::{CallerAction, EndpointBehaviour, HttpStubs, Media, Trigger};
 use crate::engine::control::{
     Beside, BridgeEndpoint, BridgeOutcome, BridgeRequest, BridgeStatus, CallControl, Channel,
-    CollectOutcome, CollectReason, CollectRequest, ConsultOutcome, ConsultRequest, ConsultResult,
-    EavesdropOutcome, Gone, Hangup, HttpOutcome, HttpRequest, HungUpBy, Leg, Legs, LocalFuture,
-    ParkOutcome, PeerInfo, PlayOutcome, PlayReason, PlayRequest, RecordOutcome, RecordReason,
-    RecordRequest, Resume, SleepReason, SpeakRequest, Strategy,
+    CollectOutcome, CollectReason, CollectRequest, ConferenceOutcome, ConsultOutcome,
+    ConsultRequest, ConsultResult, EavesdropOutcome, Gone, Hangup, HttpOutcome, HttpRequest,
+    HungUpBy, Leg, Legs, LocalFuture, ParkOutcome, PeerInfo, PlayOutcome, PlayReason, PlayRequest,
+    RecordOutcome, RecordReason, RecordRequest, Resume, SleepReason, SpeakRequest, Strategy,
 };
 use crate::engine::rules;
 use crate::trace::{Event, Trace};
@@ -310,6 +310,24 @@ impl SimBackend {
                 self.set_activity(Activity::Answered(id));
                 None
             }
+            Message::RoomJoined { by, moderator } => {
+                let mut event = Event::new(self.now(), "conference_member")
+                    .with("action", "join")
+                    .with("call_id", by);
+                if moderator {
+                    event = event.with("moderator", true);
+                }
+                self.record(event);
+                None
+            }
+            Message::RoomLeft { by } => {
+                self.record(
+                    Event::new(self.now(), "conference_member")
+                        .with("action", "leave")
+                        .with("call_id", by),
+                );
+                None
+            }
             Message::Left { by } if self.state.borrow().listening_to.as_deref() == Some(&by) => {
                 // The call eavesdropped on ended: so does the eavesdrop.
                 self.state.borrow_mut().listening_to = None;
@@ -381,6 +399,16 @@ impl SimBackend {
             .map(|peer| peer.call_id.clone());
         drop(state);
         if let Some(joined) = &self.shared {
+            if let Some(Activity::Conference(room)) = joined.shared.activity(&joined.call_id) {
+                for member in joined.shared.room_members(&room, &joined.call_id) {
+                    joined.shared.poke(
+                        &member,
+                        Message::RoomLeft {
+                            by: joined.call_id.clone(),
+                        },
+                    );
+                }
+            }
             joined.shared.set_activity(&joined.call_id, Activity::Ended);
             for listener in joined.shared.take_listeners(&joined.call_id) {
                 joined.shared.poke(
@@ -1063,6 +1091,48 @@ impl SimBackend {
         self.talk_to_call(target, None, start, beside).await
     }
 
+    /// In conference room `room` until the caller hangs up: the members
+    /// there hear it join (and, from `end_with`, leave); it hears the
+    /// others (`conference_member` events).
+    async fn run_conference(
+        &self,
+        room: &str,
+        moderator: bool,
+        beside: &dyn Beside,
+    ) -> ConferenceOutcome {
+        let start = self.now();
+        let mut members = 0;
+        if let Some(joined) = &self.shared {
+            let others = joined.shared.room_members(room, &joined.call_id);
+            members = others.len();
+            joined
+                .shared
+                .set_activity(&joined.call_id, Activity::Conference(room.to_owned()));
+            for member in others {
+                joined.shared.poke(
+                    &member,
+                    Message::RoomJoined {
+                        by: joined.call_id.clone(),
+                        moderator,
+                    },
+                );
+            }
+        }
+        loop {
+            let stop = self
+                .advance(Until::At(u64::MAX), false, &|_, _| false, beside)
+                .await;
+            if matches!(stop, Stop::Hangup | Stop::TakenOver) {
+                break;
+            }
+        }
+        ConferenceOutcome {
+            members,
+            reason: "hangup",
+            duration_ms: self.now() - start,
+        }
+    }
+
     /// Listens to `target` until it ends or this call hangs up; the
     /// eavesdropper's digits change the mode (FreeSWITCH's eavesdrop with
     /// DTMF: 1 whisper to the target's caller, 2 whisper to its peer, 3
@@ -1542,7 +1612,9 @@ impl CallControl for SimBackend {
                 let (ringing, answered_by, slot) = match &channel.activity {
                     Activity::Ringing(endpoints) => (endpoints.clone(), None, None),
                     Activity::Answered(by) => (Vec::new(), Some(by.clone()), None),
-                    Activity::Parked(slot) => (Vec::new(), None, Some(slot.clone())),
+                    Activity::Parked(slot) | Activity::Conference(slot) => {
+                        (Vec::new(), None, Some(slot.clone()))
+                    }
                     Activity::Busy | Activity::Ended => (Vec::new(), None, None),
                 };
                 Channel {
@@ -1558,6 +1630,15 @@ impl CallControl for SimBackend {
                 }
             })
             .collect()
+    }
+
+    fn conference<'a>(
+        &'a self,
+        room: &'a str,
+        moderator: bool,
+        beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, Result<ConferenceOutcome, Gone>> {
+        Box::pin(self.verb(self.run_conference(room, moderator, beside)))
     }
 
     fn eavesdrop<'a>(

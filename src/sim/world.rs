@@ -31,6 +31,10 @@ pub enum Message {
     },
     /// The call joined to this one (`by`) hung up.
     Left { by: String },
+    /// `by` joined the conference room this call is in.
+    RoomJoined { by: String, moderator: bool },
+    /// `by` left the conference room this call is in.
+    RoomLeft { by: String },
 }
 
 /// What a call is doing, as others see it.
@@ -44,6 +48,8 @@ pub enum Activity {
     Answered(String),
     /// Waiting in a parking slot.
     Parked(String),
+    /// In a conference room.
+    Conference(String),
     /// Over.
     Ended,
 }
@@ -55,6 +61,7 @@ impl Activity {
             Activity::Ringing(_) => "ringing",
             Activity::Answered(_) => "answered",
             Activity::Parked(_) => "parked",
+            Activity::Conference(_) => "conference",
             Activity::Ended => "ended",
         }
     }
@@ -231,6 +238,23 @@ impl Shared {
         self.waits.borrow_mut().retain(|_, w| !Rc::ptr_eq(w, &wait));
         fire(&wait, true);
         self.running.set(self.running.get() + 1);
+    }
+
+    /// The calls but `except` in conference room `room`, in the order they
+    /// began.
+    pub fn room_members(&self, room: &str, except: &str) -> Vec<String> {
+        let calls = self.calls.borrow();
+        self.order
+            .borrow()
+            .iter()
+            .filter(|id| id.as_str() != except)
+            .filter(|id| {
+                calls
+                    .get(id.as_str())
+                    .is_some_and(|slot| slot.activity == Activity::Conference(room.to_owned()))
+            })
+            .cloned()
+            .collect()
     }
 
     /// `listener` eavesdrops on `target`: it hears when `target` ends.

@@ -24,6 +24,8 @@ pub const CORE_EVENTS: &[&str] = &[
     "branch_limit",
     "bridge",
     "collect",
+    "conference",
+    "conference_member",
     "dtmf",
     "eavesdrop",
     "eavesdrop_mode",
