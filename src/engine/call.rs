@@ -713,6 +713,35 @@ impl Call {
         Ok(outcome)
     }
 
+    /// Waits at a place until woken, a digit, the time or the hang-up; one
+    /// `wait` event with the outcome.
+    pub async fn wait_at(
+        &self,
+        place: &str,
+        opts: &crate::engine::control::WaitRequest,
+        beside: &dyn Beside,
+    ) -> Result<crate::engine::control::WaitOutcome, Gone> {
+        self.alive()?;
+        let mut event = self.event("wait").with("place", place);
+        if opts.ms != u64::MAX {
+            event = event.with("timeout_ms", opts.ms);
+        }
+        let pending = self.trace.borrow_mut().begin(event);
+        let outcome = self.backend.wait(place, opts, beside).await?;
+        let mut outcome_fields = fields(json!({ "reason": outcome.reason }));
+        if let Some(digit) = outcome.digit {
+            outcome_fields.insert("digit".into(), json!(digit.to_string()));
+        }
+        outcome_fields.insert("duration_ms".into(), json!(outcome.duration_ms));
+        self.trace.borrow_mut().complete(pending, outcome_fields);
+        Ok(outcome)
+    }
+
+    /// Wakes the calls waiting at a place; how many.
+    pub fn wake(&self, place: &str) -> usize {
+        self.backend.wake(place)
+    }
+
     /// In a conference room until the caller hangs up; one `conference`
     /// event with the outcome.
     pub async fn conference(

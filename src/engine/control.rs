@@ -616,6 +616,35 @@ pub trait CallControl {
     fn channels(&self) -> Vec<Channel> {
         Vec::new()
     }
+    /// Waits at `place` (a name: a queue) until another call wakes it
+    /// ([`CallControl::wake`]), the caller presses one of `digits`, the
+    /// time is up or the caller hangs up. A backend without a world is
+    /// never woken.
+    fn wait<'a>(
+        &'a self,
+        place: &'a str,
+        opts: &'a WaitRequest,
+        beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, Result<WaitOutcome, Gone>> {
+        let _ = (place, beside);
+        Box::pin(async move {
+            let start = self.now_ms();
+            let reason = match self.sleep(opts.ms, beside).await? {
+                SleepReason::Completed => "timeout",
+                SleepReason::Hangup => "hangup",
+            };
+            Ok(WaitOutcome {
+                reason,
+                digit: None,
+                duration_ms: self.now_ms().saturating_sub(start),
+            })
+        })
+    }
+    /// Wakes the other calls waiting at `place`; how many.
+    fn wake(&self, place: &str) -> usize {
+        let _ = place;
+        0
+    }
     /// Joins conference room `room` until the caller hangs up; the other
     /// members hear it join and leave. A backend without a world has an
     /// empty room: it waits for the hang-up.
@@ -712,6 +741,26 @@ pub struct ParkOutcome {
     pub talk_ms: u64,
 }
 
+/// What [`CallControl::wait`] waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitRequest {
+    /// At most this long (`u64::MAX`: until woken or the hang-up).
+    pub ms: u64,
+    /// Digits of the caller that end the wait.
+    pub digits: String,
+    /// Since when the call says it waits (shown to others).
+    pub since: Option<i64>,
+}
+
+/// How a [`CallControl::wait`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitOutcome {
+    /// `woken` (another call), `digit`, `timeout` or `hangup`.
+    pub reason: &'static str,
+    pub digit: Option<char>,
+    pub duration_ms: u64,
+}
+
 /// How a stay in a conference ended ([`CallControl::conference`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConferenceOutcome {
@@ -746,6 +795,8 @@ pub struct Channel {
     pub ringing: Vec<String>,
     /// While answered: who it talks to (a device id, number or call id).
     pub answered_by: Option<String>,
-    /// While parked: the slot.
+    /// While parked: the slot; in a conference: the room; waiting: where.
     pub slot: Option<String>,
+    /// While waiting: since when, as the call said (ms since the epoch).
+    pub since: Option<i64>,
 }

@@ -24,6 +24,12 @@ pub trait Documents {
     fn ids(&self, doc_type: &str) -> Vec<String>;
     /// Saves a document (replacing it whole).
     fn put(&self, doc_type: &DocType, id: &DocId, body: Object) -> Result<(), String>;
+    /// How many writes the documents have seen: a reader that converted
+    /// documents at another generation must read them again (the calls of
+    /// a multi-call scenario share one set of documents).
+    fn generation(&self) -> u64 {
+        0
+    }
 }
 
 /// Persists a write; returns why it failed.
@@ -34,6 +40,8 @@ pub struct Overlay {
     base: Arc<AccountFlows>,
     writes: RefCell<BTreeMap<(String, String), Arc<Object>>>,
     sink: Option<Sink>,
+    /// Writes so far.
+    generation: std::cell::Cell<u64>,
 }
 
 impl Overlay {
@@ -42,6 +50,7 @@ impl Overlay {
             base,
             writes: RefCell::new(BTreeMap::new()),
             sink,
+            generation: std::cell::Cell::new(0),
         }
     }
 }
@@ -82,6 +91,11 @@ impl Documents for Overlay {
         self.writes
             .borrow_mut()
             .insert((doc_type.to_string(), id.to_string()), Arc::new(body));
+        self.generation.set(self.generation.get() + 1);
         Ok(())
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.get()
     }
 }

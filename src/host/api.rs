@@ -25,7 +25,7 @@ use super::convert::{from_lua, to_lua, to_lua_frozen};
 use super::{Current, Invocation, Pinned, Vm};
 use crate::engine::control::{
     BridgeEndpoint, BridgeRequest, Carriers, CollectRequest, ConsultRequest, HttpRequest, Leg,
-    Legs, PlayOutcome, PlayRequest, RecordRequest, SpeakRequest, Strategy,
+    Legs, PlayOutcome, PlayRequest, RecordRequest, SpeakRequest, Strategy, WaitRequest,
 };
 use crate::engine::{BranchTarget, Call, CallerIdChanges, Listening, Next, RouteFacts};
 use crate::ids::DocId;
@@ -97,6 +97,8 @@ pub const API: &[ApiItem] = api![
     "call:http": "call:http({url, method, headers, body, timeout_ms}) -> {status, body, headers, error}" => "Make an HTTP request.",
     "call:peer": "call:peer() -> {call_id, endpoint, held}?" => "The peer bridged to the call now (metaflows run during bridges).",
     "call:channels": "call:channels() -> {{call_id, name, from, to, calling_device, state, ringing, answered_by, slot}}" => "The other calls of the world (a multi-call scenario's), in the order they began.",
+    "call:wait": "call:wait(place, {timeout_ms, digits, since}?) -> {reason, digit, duration_ms}" => "Wait at a place (a queue) until another call wakes it, a digit, the time or the hang-up.",
+    "call:wake": "call:wake(place) -> number" => "Wake the other calls waiting at a place; how many.",
     "call:conference": "call:conference(room, {moderator}?) -> {members, reason, duration_ms}" => "Join a conference room until the caller hangs up; the members hear each other join and leave.",
     "call:eavesdrop": "call:eavesdrop(call_id) -> {reason, duration_ms}" => "Listen to another call until it ends (digits 1, 2, 3, 0: whisper to its caller, to its peer, three-way, listen).",
     "call:park": "call:park(slot, {timeout_ms}?) -> {reason, by, duration_ms, talk_ms}" => "Wait in a parking slot (until timeout_ms, or hang-up) where another call may retrieve it (call:pickup).",
@@ -536,9 +538,14 @@ fn register_legs(lua: &Lua, raw: &Table) -> mlua::Result<()> {
             table.set("ringing", lua.create_sequence_from(channel.ringing)?)?;
             table.set("answered_by", channel.answered_by)?;
             table.set("slot", channel.slot)?;
+            table.set("since", channel.since)?;
             list.push(table)?;
         }
         done(lua, list)
+    });
+    sync_fn!(lua, raw, "wake", |lua, place: String| {
+        let call = call_of(&*current(lua)?, "wake")?;
+        done(lua, call.wake(&place))
     });
     sync_fn!(lua, raw, "peer", |lua, (): ()| {
         let call = call_of(&*current(lua)?, "peer")?;
@@ -1015,6 +1022,34 @@ fn register_world(lua: &Lua, raw: &Table) -> mlua::Result<()> {
     async_fn!(
         lua,
         raw,
+        "wait",
+        |lua, call, inv, args: (String, Option<Table>)| {
+            let (place, opts) = args;
+            let opts = opts.as_ref();
+            let request = WaitRequest {
+                ms: opt_u64(opts, "timeout_ms")?.unwrap_or(u64::MAX),
+                digits: opt_digits(opts, "digits")?.unwrap_or_default(),
+                since: opt_u64(opts, "since")?.and_then(|ms| i64::try_from(ms).ok()),
+            };
+            let runner = nested(&lua, &inv)?;
+            match call
+                .wait_at(&place, &request, &Listening::new(&call, &runner))
+                .await
+            {
+                Ok(outcome) => {
+                    let table = lua.create_table()?;
+                    table.set("reason", outcome.reason)?;
+                    table.set("digit", outcome.digit.map(String::from))?;
+                    table.set("duration_ms", outcome.duration_ms)?;
+                    done(&lua, table)
+                }
+                Err(_) => Ok(gone()),
+            }
+        }
+    );
+    async_fn!(
+        lua,
+        raw,
         "conference",
         |lua, call, inv, args: (String, Option<Table>)| {
             let (room, opts) = args;
@@ -1481,6 +1516,7 @@ fn cached_document(
     id: &str,
 ) -> mlua::Result<LuaValue> {
     let key = (doc_type.to_owned(), id.to_owned());
+    fresh_documents(inv, call);
     if let Some(table) = inv.documents.borrow().get(&key) {
         return Ok(table.clone());
     }
@@ -1497,6 +1533,16 @@ fn cached_document(
     };
     inv.documents.borrow_mut().insert(key, table.clone());
     Ok(table)
+}
+
+/// Forgets the invocation's converted documents when the call's documents
+/// were written since (by another call of the world, or this one).
+fn fresh_documents(inv: &Invocation, call: &Call) {
+    let generation = call.documents().generation();
+    if inv.documents_generation.get() != generation {
+        inv.documents.borrow_mut().clear();
+        inv.documents_generation.set(generation);
+    }
 }
 
 /// Documents converted by this VM (bodies and callflows), by the address

@@ -132,6 +132,9 @@ pub(crate) struct Invocation {
     /// Documents converted for this invocation, by (type, id) (`("", "")`
     /// for the account); a save drops its entry.
     pub documents: RefCell<BTreeMap<(String, String), LuaValue>>,
+    /// The call's documents' generation those conversions are of: another
+    /// call of a world that saved a document since makes them stale.
+    pub documents_generation: Cell<u64>,
 }
 
 impl Invocation {
@@ -160,6 +163,7 @@ impl Invocation {
             memory_killed: Cell::new(false),
             directive: RefCell::new(None),
             documents: RefCell::new(BTreeMap::new()),
+            documents_generation: Cell::new(0),
         }
     }
 
