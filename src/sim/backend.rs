@@ -690,9 +690,12 @@ impl SimBackend {
             )
             .await;
         let (reason, digit) = match stop {
-            Stop::Deadline | Stop::Break | Stop::PeerGone | Stop::PeerHangup | Stop::Joined | Stop::Woken => {
-                (PlayReason::Completed, None)
-            }
+            Stop::Deadline
+            | Stop::Break
+            | Stop::PeerGone
+            | Stop::PeerHangup
+            | Stop::Joined
+            | Stop::Woken => (PlayReason::Completed, None),
             Stop::Digit(_, d) => (PlayReason::Terminator, Some(d)),
             Stop::Hangup | Stop::TakenOver => (PlayReason::Hangup, None),
         };
@@ -747,7 +750,8 @@ impl SimBackend {
                     | Stop::Break
                     | Stop::PeerGone
                     | Stop::PeerHangup
-                    | Stop::Joined | Stop::Woken => rules::Waited::Again,
+                    | Stop::Joined
+                    | Stop::Woken => rules::Waited::Again,
                 }
             },
         )
@@ -1004,7 +1008,8 @@ impl SimBackend {
                         | Stop::Digit(..)
                         | Stop::Break
                         | Stop::PeerHangup
-                        | Stop::Joined | Stop::Woken => {}
+                        | Stop::Joined
+                        | Stop::Woken => {}
                     }
                 }
                 self.state.borrow_mut().reach = Reach::Nothing;
@@ -1060,7 +1065,8 @@ impl SimBackend {
                 | Stop::Digit(..)
                 | Stop::Break
                 | Stop::PeerHangup
-                | Stop::Joined | Stop::Woken => {}
+                | Stop::Joined
+                | Stop::Woken => {}
             }
         }
         self.disconnect_peer();
@@ -1629,9 +1635,12 @@ impl CallControl for SimBackend {
                 )
                 .await;
             let reason = match stop {
-                Stop::Deadline | Stop::Break | Stop::PeerGone | Stop::PeerHangup | Stop::Joined | Stop::Woken => {
-                    RecordReason::MaxLength
-                }
+                Stop::Deadline
+                | Stop::Break
+                | Stop::PeerGone
+                | Stop::PeerHangup
+                | Stop::Joined
+                | Stop::Woken => RecordReason::MaxLength,
                 Stop::Digit(..) => RecordReason::Terminator,
                 Stop::Hangup | Stop::TakenOver => RecordReason::Hangup,
             };
@@ -1809,7 +1818,8 @@ impl CallControl for SimBackend {
                 | Stop::Break
                 | Stop::PeerGone
                 | Stop::PeerHangup
-                | Stop::Joined | Stop::Woken => SleepReason::Completed,
+                | Stop::Joined
+                | Stop::Woken => SleepReason::Completed,
             })
         })
     }
