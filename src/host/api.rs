@@ -432,6 +432,7 @@ fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
     register_input(lua, &raw)?;
     register_outside(lua, &raw)?;
     register_world(lua, &raw)?;
+    register_places(lua, &raw)?;
     register_state(lua, &raw)?;
     register_flow(lua, &raw)?;
     register_directives(lua, &raw)?;
@@ -1017,8 +1018,9 @@ fn register_input(lua: &Lua, raw: &Table) -> mlua::Result<()> {
     Ok(())
 }
 
-/// Reaching other calls of the world: parking and pickups.
-fn register_world(lua: &Lua, raw: &Table) -> mlua::Result<()> {
+/// Places other calls of the world meet at: waiting lines and conference
+/// rooms.
+fn register_places(lua: &Lua, raw: &Table) -> mlua::Result<()> {
     async_fn!(
         lua,
         raw,
@@ -1070,6 +1072,11 @@ fn register_world(lua: &Lua, raw: &Table) -> mlua::Result<()> {
             }
         }
     );
+    Ok(())
+}
+
+/// Reaching other calls of the world: parking and pickups.
+fn register_world(lua: &Lua, raw: &Table) -> mlua::Result<()> {
     async_fn!(lua, raw, "eavesdrop", |lua, call, inv, call_id: String| {
         let runner = nested(&lua, &inv)?;
         match call
