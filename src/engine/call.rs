@@ -19,12 +19,29 @@ use super::control::{
     ConsultOutcome, ConsultRequest, Gone, Hangup, HttpOutcome, HttpRequest, Leg, Legs, PeerInfo,
     PlayOutcome, PlayRequest, RecordOutcome, RecordRequest, SleepReason, SpeakRequest,
 };
-use super::documents::Documents;
+use super::documents::{Documents, Swap};
 use crate::catalog::AccountFlows;
 use crate::ids::DocId;
 use crate::metaflow::Listener;
 use crate::routing::Inception;
 use crate::trace::{Event, Trace};
+
+/// How many times [`Call::update_document`] tries before giving up.
+pub const UPDATE_TRIES: usize = 10;
+
+/// Why [`Call::update_document`] saved nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError<E: std::error::Error + 'static> {
+    /// The change itself failed.
+    #[error(transparent)]
+    Change(E),
+    /// The store failed.
+    #[error("{0}")]
+    Store(String),
+    /// Other writes won every try.
+    #[error("the document kept changing meanwhile ({tries} tries)")]
+    Busy { tries: usize },
+}
 
 /// Facts about a call that never change while it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +99,8 @@ struct CallState {
     ended: bool,
     on_end: Vec<OnEnd>,
     metaflows: MetaflowState,
+    /// The module of the node running now and of the one that ran before.
+    modules: (Option<String>, Option<String>),
 }
 
 /// The call's metaflows at run time.
@@ -181,6 +200,7 @@ impl Call {
                 ended: false,
                 on_end: Vec::new(),
                 metaflows: MetaflowState::default(),
+                modules: (None, None),
             }),
             runner_data: RefCell::new(None),
             kept: Cell::new(0),
@@ -368,6 +388,25 @@ impl Call {
         self.state.borrow().variables.get(name).cloned()
     }
 
+    /// Every call variable, by name.
+    pub fn variables(&self) -> BTreeMap<String, Value> {
+        self.state.borrow().variables.clone()
+    }
+
+    /// A node's module starts running (the walk's nodes, not metaflows or
+    /// `on_end` handlers): the one running until now becomes the previous.
+    pub fn enter_module(&self, module: &str) {
+        let mut state = self.state.borrow_mut();
+        let previous = state.modules.0.replace(module.to_owned());
+        state.modules.1 = previous;
+    }
+
+    /// The module of the node that ran before the one running now (skipped
+    /// nodes do not count); `None` for the first.
+    pub fn previous_module(&self) -> Option<String> {
+        self.state.borrow().modules.1.clone()
+    }
+
     /// Sets (or with `Value::Null` removes) a call variable.
     pub fn set_variable(&self, name: &str, value: Value) {
         self.record(
@@ -475,6 +514,52 @@ impl Call {
                 .with("id", id.as_str()),
         );
         Ok(())
+    }
+
+    /// Changes a document atomically: reads it as stored now (other calls'
+    /// writes included), gives it to `change` and writes what `change`
+    /// returns only if the document did not change meanwhile; on a conflict
+    /// it starts again, at most [`UPDATE_TRIES`] times. `change` returning
+    /// `None` leaves the document as it is. Returns the document saved (or
+    /// `None`); recorded as a `store` event (with `conflicts` when some
+    /// tries lost a race).
+    pub fn update_document<E: std::error::Error + 'static>(
+        &self,
+        doc_type: &crate::ids::DocType,
+        id: &DocId,
+        mut change: impl FnMut(Option<Arc<Map<String, Value>>>) -> Result<Option<Map<String, Value>>, E>,
+    ) -> Result<Option<Map<String, Value>>, UpdateError<E>> {
+        for conflicts in 0..UPDATE_TRIES {
+            let (now, revision) = self
+                .docs
+                .current(doc_type, id)
+                .map_err(UpdateError::Store)?;
+            let Some(mut body) = change(now).map_err(UpdateError::Change)? else {
+                return Ok(None);
+            };
+            body.remove("id");
+            match self
+                .docs
+                .put_if(doc_type, id, revision, body.clone())
+                .map_err(UpdateError::Store)?
+            {
+                Swap::Written => {
+                    let mut event = self
+                        .event("store")
+                        .with("doc_type", doc_type.as_str())
+                        .with("id", id.as_str());
+                    if conflicts > 0 {
+                        event = event.with("conflicts", conflicts);
+                    }
+                    self.record(event);
+                    return Ok(Some(body));
+                }
+                Swap::Conflict => {}
+            }
+        }
+        Err(UpdateError::Busy {
+            tries: UPDATE_TRIES,
+        })
     }
 
     // Verbs: each checks the call is alive, records its event, runs on the

@@ -27,8 +27,10 @@ use crate::engine::control::{
     BridgeEndpoint, BridgeRequest, Carriers, CollectRequest, ConsultRequest, HttpRequest, Leg,
     Legs, PlayOutcome, PlayRequest, RecordRequest, SpeakRequest, Strategy,
 };
-use crate::engine::{BranchTarget, Call, CallerIdChanges, Listening, Next, RouteFacts};
-use crate::ids::DocId;
+use crate::engine::{
+    BranchTarget, Call, CallerIdChanges, Listening, Next, RouteFacts, UpdateError,
+};
+use crate::ids::{DocId, DocType};
 use crate::limits::Limits;
 use crate::model::{Callflow, Object, parse_flow};
 use crate::pattern::{self, Pattern};
@@ -70,6 +72,8 @@ pub const API: &[ApiItem] = api![
     "call:detect_fax": "call:detect_fax(seconds?) -> \"fax\" | \"voice\"" => "Listen for fax tones.",
     "call:get": "call:get(name) -> value" => "Read a call variable.",
     "call:set": "call:set(name, value)" => "Set (or with nil remove) a call variable.",
+    "call:variables": "call:variables() -> {[string]: any}" => "Every call variable, as a new table.",
+    "call:previous_module": "call:previous_module() -> string?" => "The module of the node that ran before this one.",
     "call:caller_id": "call:caller_id() -> {name, number, original_name, original_number, prefix_name, prefix_number}" => "The caller id bridges present.",
     "call:set_caller_id": "call:set_caller_id({name, number, prefix_name, prefix_number})" => "Rewrite or prefix the caller id.",
     "call:language": "call:language() -> string?" => "The call's language.",
@@ -77,6 +81,7 @@ pub const API: &[ApiItem] = api![
     "call:doc": "call:doc(type, id) -> table?" => "Read an account document (read-only).",
     "call:docs": "call:docs(type) -> {table, ...}" => "Every account document of a type, by id.",
     "call:save_doc": "call:save_doc(type, id, doc)" => "Save a document that must outlive the call.",
+    "call:update_doc": "call:update_doc(type, id, fn) -> table?" => "Change a document atomically: fn(doc) returns the new document (or nil), retried if another call changed it meanwhile.",
     "call:lookup": "call:lookup(number, {normalize}?) -> route?, reason" => "Route a number as the router would.",
     "call:normalize": "call:normalize(number) -> string" => "A number as routing normalizes it (dial plan, E.164).",
     "call:account": "call:account() -> table" => "The account document (read-only).",
@@ -404,6 +409,7 @@ macro_rules! async_fn {
                 let result: mlua::Result<MultiValue> = async {
                     let $inv = current(&$lua)?;
                     let $call = call_of(&$inv, $name)?;
+                    not_updating(&$inv, $name)?;
                     $body
                 }
                 .await;
@@ -847,6 +853,11 @@ fn register_documents(lua: &Lua, raw: &Table) -> mlua::Result<()> {
         list.set_readonly(true);
         done(lua, list)
     });
+    register_writes(lua, raw)
+}
+
+/// Saving documents that outlive the call: whole, or atomically changed.
+fn register_writes(lua: &Lua, raw: &Table) -> mlua::Result<()> {
     sync_fn!(lua, raw, "save_doc", |lua,
                                     (doc_type, id, body): (
         String,
@@ -855,14 +866,8 @@ fn register_documents(lua: &Lua, raw: &Table) -> mlua::Result<()> {
     )| {
         let inv = current(lua)?;
         let call = call_of(&inv, "save_doc")?;
-        let doc_type =
-            crate::ids::DocType::new(&doc_type).map_err(|e| mlua::Error::runtime(e.to_string()))?;
-        if doc_type.as_str() == "callflows" {
-            return Err(mlua::Error::runtime(
-                "callflows are not saved by modules; use the REST API or the flows directory",
-            ));
-        }
-        let id = DocId::new(&id).map_err(|e| mlua::Error::runtime(e.to_string()))?;
+        not_updating(&inv, "save_doc")?;
+        let (doc_type, id) = writable(&doc_type, &id)?;
         let Value::Object(body) = from_lua(lua, &LuaValue::Table(body))? else {
             return Err(mlua::Error::runtime("a document is a table of fields"));
         };
@@ -873,7 +878,86 @@ fn register_documents(lua: &Lua, raw: &Table) -> mlua::Result<()> {
             .remove(&(doc_type.to_string(), id.to_string()));
         done(lua, ())
     });
+    sync_fn!(lua, raw, "update_doc", |lua,
+                                      (doc_type, id, change): (
+        String,
+        String,
+        Function
+    )| {
+        let inv = current(lua)?;
+        let call = call_of(&inv, "update_doc")?;
+        not_updating(&inv, "update_doc")?;
+        let (doc_type, id) = writable(&doc_type, &id)?;
+        let saved = call
+            .update_document(&doc_type, &id, |now| {
+                // A fresh, writable copy each try (with its id, as call:doc
+                // gives it), so a change may edit and return it.
+                let doc = match now {
+                    Some(body) => {
+                        let mut value = (*body).clone();
+                        value.shift_insert(0, "id".into(), json!(id.as_str()));
+                        to_lua(lua, &Value::Object(value))?
+                    }
+                    None => LuaValue::Nil,
+                };
+                // Called without yielding: a change that calls a verb fails
+                // (it may run several times, so it must only compute).
+                inv.updating.set(true);
+                let returned = change.call::<LuaValue>(doc);
+                inv.updating.set(false);
+                match returned? {
+                    LuaValue::Nil => Ok(None),
+                    table @ LuaValue::Table(_) => match from_lua(lua, &table)? {
+                        Value::Object(body) => Ok(Some(body)),
+                        _ => Err(mlua::Error::runtime(
+                            "update_doc: the function returned a list, not a document",
+                        )),
+                    },
+                    other => Err(mlua::Error::runtime(format!(
+                        "update_doc: the function must return a document (a table) or nil (got {})",
+                        other.type_name()
+                    ))),
+                }
+            })
+            .map_err(|e| match e {
+                UpdateError::Change(e) => e,
+                e => mlua::Error::runtime(format!("cannot update {doc_type}/{id}: {e}")),
+            })?;
+        inv.documents
+            .borrow_mut()
+            .remove(&(doc_type.to_string(), id.to_string()));
+        match saved {
+            Some(mut body) => {
+                body.shift_insert(0, "id".into(), json!(id.as_str()));
+                done(lua, to_lua(lua, &Value::Object(body))?)
+            }
+            None => done(lua, LuaValue::Nil),
+        }
+    });
     Ok(())
+}
+
+/// Fails while `call:update_doc`'s function runs: writing (or a verb) there
+/// would happen once per try.
+fn not_updating(inv: &Invocation, name: &str) -> mlua::Result<()> {
+    if inv.updating.get() {
+        return Err(mlua::Error::runtime(format!(
+            "call:{name} cannot run inside call:update_doc's function (it may run several times: it only computes the document)"
+        )));
+    }
+    Ok(())
+}
+
+/// A document modules may write: a valid type (not callflows) and id.
+fn writable(doc_type: &str, id: &str) -> mlua::Result<(DocType, DocId)> {
+    let doc_type = DocType::new(doc_type).map_err(|e| mlua::Error::runtime(e.to_string()))?;
+    if doc_type.as_str() == "callflows" {
+        return Err(mlua::Error::runtime(
+            "callflows are not saved by modules; use the REST API or the flows directory",
+        ));
+    }
+    let id = DocId::new(id).map_err(|e| mlua::Error::runtime(e.to_string()))?;
+    Ok((doc_type, id))
 }
 
 /// Media: playback and speech.
@@ -1065,6 +1149,15 @@ fn register_state(lua: &Lua, raw: &Table) -> mlua::Result<()> {
             None => LuaValue::Nil,
         };
         done(lua, value)
+    });
+    sync_fn!(lua, raw, "variables", |lua, (): ()| {
+        let call = call_of(&*current(lua)?, "variables")?;
+        let variables: serde_json::Map<String, Value> = call.variables().into_iter().collect();
+        done(lua, to_lua(lua, &Value::Object(variables))?)
+    });
+    sync_fn!(lua, raw, "previous_module", |lua, (): ()| {
+        let call = call_of(&*current(lua)?, "previous_module")?;
+        done(lua, call.previous_module())
     });
     sync_fn!(lua, raw, "set", |lua, (name, value): (String, LuaValue)| {
         let call = call_of(&*current(lua)?, "set")?;

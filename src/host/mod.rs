@@ -132,6 +132,9 @@ pub(crate) struct Invocation {
     /// Documents converted for this invocation, by (type, id) (`("", "")`
     /// for the account); a save drops its entry.
     pub documents: RefCell<BTreeMap<(String, String), LuaValue>>,
+    /// `call:update_doc`'s function is running: verbs are refused (it may
+    /// run several times and must not yield).
+    pub updating: Cell<bool>,
 }
 
 impl Invocation {
@@ -160,6 +163,7 @@ impl Invocation {
             memory_killed: Cell::new(false),
             directive: RefCell::new(None),
             documents: RefCell::new(BTreeMap::new()),
+            updating: Cell::new(false),
         }
     }
 

@@ -23,17 +23,16 @@ pub use backend::{
 pub use scenario::{Scenario, ScenarioError};
 
 use crate::catalog::{AccountFlows, Catalog};
-use crate::engine::documents::Sink;
 use crate::engine::{self, Call, CallFacts, EndReason, ModuleRunner, Overlay};
-use crate::ids::{AccountId, DocId, DocType};
+use crate::ids::DocId;
 use crate::limits::Limits;
-use crate::model::Object;
 use crate::routing::Inception;
 use crate::trace::{Event, Trace};
 
-/// Persists a document a call wrote: (account, type, id, body).
-pub type Persist =
-    Arc<dyn Fn(&AccountId, &DocType, &DocId, &Object) -> Result<(), String> + Send + Sync>;
+/// Where the documents calls write are kept, shared by every call that uses
+/// it (the flows directory, or an [`engine::MemoryStore`] for calls
+/// simulated side by side): `call:update_doc` compares and swaps there.
+pub type Persist = Arc<dyn engine::DocumentStore>;
 
 /// How to run simulations.
 #[derive(Clone, Default)]
@@ -181,13 +180,7 @@ pub async fn simulate(
         start_epoch_ms: scenario.start_epoch_ms(account.account.timezone.as_deref()),
         seed: scenario.seed.wrapping_add(index),
     };
-    let sink: Option<Sink> = options.persist.clone().map(|persist| {
-        let account_id = account.account.id.clone();
-        Box::new(move |doc_type: &DocType, id: &DocId, body: &Object| {
-            persist(&account_id, doc_type, id, body)
-        }) as Sink
-    });
-    let docs = Rc::new(Overlay::new(Arc::clone(account), sink));
+    let docs = Rc::new(Overlay::new(Arc::clone(account), options.persist.clone()));
     let call = Rc::new(Call::new(
         facts,
         Arc::clone(account),
