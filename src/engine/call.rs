@@ -713,11 +713,13 @@ impl Call {
     ) -> Result<BridgeOutcome, Gone> {
         self.alive()?;
         let endpoints: Vec<&str> = request.endpoints.iter().map(|e| e.id.as_str()).collect();
-        let event = self
-            .event("bridge")
-            .with("endpoints", json!(endpoints))
-            .with("strategy", json!(request.strategy))
-            .with("timeout_s", request.timeout_s);
+        let event = bridge_option_fields(
+            self.event("bridge")
+                .with("endpoints", json!(endpoints))
+                .with("strategy", json!(request.strategy))
+                .with("timeout_s", request.timeout_s),
+            request,
+        );
         let pending = self.trace.borrow_mut().begin(event);
         // Without the module's ringback, the callflow's (`ringback.early`,
         // Kazoo's Ringback-Media).
@@ -957,4 +959,48 @@ fn play_fields(outcome: &PlayOutcome) -> Map<String, Value> {
     }
     map.insert("duration_ms".into(), json!(outcome.duration_ms));
     map
+}
+
+/// The bridge event's fields for the options a module set (none when it set
+/// none, so traces of plain bridges stay as they were).
+fn bridge_option_fields(mut event: Event, request: &BridgeRequest) -> Event {
+    let options = &request.options;
+    if options.caller_id_set {
+        event = event.with(
+            "caller_id",
+            json!({"name": request.caller_id_name, "number": request.caller_id_number}),
+        );
+    }
+    let per_endpoint: Map<String, Value> = request
+        .endpoints
+        .iter()
+        .filter_map(|e| {
+            let (name, number) = e.caller_id.as_ref()?;
+            Some((e.id.clone(), json!({"name": name, "number": number})))
+        })
+        .collect();
+    if !per_endpoint.is_empty() {
+        event = event.with("endpoint_caller_ids", Value::Object(per_endpoint));
+    }
+    if !options.headers.is_empty() {
+        let headers: Map<String, Value> = options
+            .headers
+            .iter()
+            .map(|(name, value)| (name.clone(), json!(value)))
+            .collect();
+        event = event.with("headers", Value::Object(headers));
+    }
+    if let Some(confirm) = &options.confirm {
+        event = event.with("confirm_key", confirm.key.to_string());
+        if let Some(media) = &confirm.media {
+            event = event.with("confirm_media", media.as_str());
+        }
+    }
+    if let Some(limit) = options.time_limit_s {
+        event = event.with("time_limit_s", limit);
+    }
+    if options.ignore_early_media {
+        event = event.with("ignore_early_media", true);
+    }
+    event
 }

@@ -219,6 +219,36 @@ pub struct BridgeEndpoint {
     pub delay_s: u64,
     /// Seconds it rings before giving up.
     pub timeout_s: u64,
+    /// The caller id this endpoint sees (name, number), when not the
+    /// bridge's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caller_id: Option<(String, String)>,
+}
+
+/// What a bridge asks beyond whom to ring (`call:bridge`'s options).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BridgeOptions {
+    /// The caller id was set by the module (not the call's).
+    pub caller_id_set: bool,
+    /// Custom SIP headers on every INVITE (`X-` headers only).
+    pub headers: Vec<(String, String)>,
+    /// The callee must press this key after answering to take the call
+    /// (Kazoo's `confirm_key`), hearing `media` first. Recorded only:
+    /// neither backend asks yet, the bridge connects on answer.
+    pub confirm: Option<Confirm>,
+    /// Talk time limit in seconds: the live backend ends the bridge (and
+    /// the call) then; the simulator records it (its talk times come from
+    /// the scenario).
+    pub time_limit_s: Option<u64>,
+    /// The caller hears ringback instead of callees' early media.
+    pub ignore_early_media: bool,
+}
+
+/// A callee's confirmation of a bridge (see [`BridgeOptions::confirm`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confirm {
+    pub key: char,
+    pub media: Option<String>,
 }
 
 /// Ring endpoints and connect the caller to the first that answers.
@@ -237,6 +267,7 @@ pub struct BridgeRequest {
     /// For off-net numbers: which carriers (Kazoo's resources) to use.
     /// Simulations ignore it (the scenario plays the carrier).
     pub carriers: Option<Carriers>,
+    pub options: BridgeOptions,
 }
 
 /// The carriers an off-net call may use (what Kazoo's stepswitch reads of
@@ -369,6 +400,7 @@ impl ConsultRequest {
             caller_id_name: self.caller_id.0.clone(),
             caller_id_number: self.caller_id.1.clone(),
             carriers: None,
+            options: BridgeOptions::default(),
         }
     }
 }

@@ -24,8 +24,9 @@ use serde_json::{Value, json};
 use super::convert::{from_lua, to_lua, to_lua_frozen};
 use super::{Current, Invocation, Pinned, Vm};
 use crate::engine::control::{
-    BridgeEndpoint, BridgeRequest, Carriers, CollectRequest, ConsultRequest, HttpRequest, Leg,
-    Legs, PlayOutcome, PlayRequest, RecordRequest, SpeakRequest, Strategy,
+    BridgeEndpoint, BridgeOptions, BridgeRequest, Carriers, CollectRequest, Confirm,
+    ConsultRequest, HttpRequest, Leg, Legs, PlayOutcome, PlayRequest, RecordRequest, SpeakRequest,
+    Strategy,
 };
 use crate::engine::{
     BranchTarget, Call, CallerIdChanges, Listening, Next, RouteFacts, UpdateError,
@@ -62,7 +63,7 @@ pub const API: &[ApiItem] = api![
     "call:say": "call:say(text, {type, method, language, terminators, leg}?) -> {reason, digit, duration_ms}" => "Say a number, date, spelled name, ...",
     "call:collect_digits": "call:collect_digits({max, min, timeout_ms, interdigit_ms, terminators, prompt, collection}?) -> {digits, reason, duration_ms}" => "Collect DTMF digits.",
     "call:record": "call:record({time_limit_s, terminators, name, silence_s}?) -> {recording_id, duration_ms, reason}" => "Record the caller.",
-    "call:bridge": "call:bridge(endpoints, {timeout_s, strategy, ringback, page, carriers}?) -> {status, cause, sip, answered_by, duration_ms, talk_ms}" => "Ring devices or off-net numbers and connect the caller to the first that answers.",
+    "call:bridge": "call:bridge(endpoints, {timeout_s, strategy, ringback, page, carriers, caller_id, headers, confirm, time_limit_s, ignore_early_media}?) -> {status, cause, sip, answered_by, duration_ms, talk_ms}" => "Ring devices or off-net numbers and connect the caller to the first that answers.",
     "call:sleep": "call:sleep(ms) -> {reason}" => "Wait, or until the caller hangs up.",
     "call:send_dtmf": "call:send_dtmf(digits)" => "Send DTMF to the caller.",
     "call:respond": "call:respond(code, message?)" => "Send a SIP response; a final one (>= 300) ends the call.",
@@ -618,7 +619,7 @@ fn register_transfers(lua: &Lua, raw: &Table) -> mlua::Result<()> {
         let timeout_s = opt_u64(opts, "timeout_s")?.unwrap_or(20);
         let mut endpoints = Vec::new();
         for item in list.sequence_values::<LuaValue>() {
-            endpoints.push(bridge_endpoint(item?, timeout_s)?);
+            endpoints.push(bridge_endpoint(item?, timeout_s, &call.caller_id())?);
         }
         if call.peer().is_none() {
             return done(&lua, (LuaValue::Nil, "no bridge is up"));
@@ -1089,11 +1090,15 @@ fn register_outside(lua: &Lua, raw: &Table) -> mlua::Result<()> {
                     )));
                 }
             };
+            let (caller_id_name, caller_id_number) =
+                opt_caller_id(opts, "caller_id", call.caller_id())?
+                    .unwrap_or_else(|| call.caller_id());
+            let bridge_caller_id = (caller_id_name.clone(), caller_id_number.clone());
             let mut endpoints = Vec::new();
             for item in list.sequence_values::<LuaValue>() {
-                endpoints.push(bridge_endpoint(item?, timeout_s)?);
+                endpoints.push(bridge_endpoint(item?, timeout_s, &bridge_caller_id)?);
             }
-            let (caller_id_name, caller_id_number) = call.caller_id();
+            let options = bridge_options(opts)?;
             let request = BridgeRequest {
                 endpoints,
                 strategy,
@@ -1103,6 +1108,7 @@ fn register_outside(lua: &Lua, raw: &Table) -> mlua::Result<()> {
                 caller_id_name,
                 caller_id_number,
                 carriers: carriers_option(opts)?,
+                options,
             };
             let runner = nested(&lua, &inv)?;
             match call.bridge(&request, &Listening::new(&call, &runner)).await {
@@ -1602,13 +1608,18 @@ fn branch_target(
 
 /// One element of `call:bridge`'s endpoint list: a device id, a
 /// `{id, delay, timeout}` table, or `{number = ...}` for an off-net number.
-fn bridge_endpoint(item: LuaValue, timeout_s: u64) -> mlua::Result<BridgeEndpoint> {
+fn bridge_endpoint(
+    item: LuaValue,
+    timeout_s: u64,
+    caller_id: &(String, String),
+) -> mlua::Result<BridgeEndpoint> {
     match item {
         LuaValue::String(id) => Ok(BridgeEndpoint {
             id: id.to_string_lossy(),
             offnet: false,
             delay_s: 0,
             timeout_s,
+            caller_id: None,
         }),
         LuaValue::Table(t) => {
             let (id, offnet) = match (
@@ -1628,6 +1639,7 @@ fn bridge_endpoint(item: LuaValue, timeout_s: u64) -> mlua::Result<BridgeEndpoin
                 offnet,
                 delay_s: opt_u64(Some(&t), "delay")?.unwrap_or(0),
                 timeout_s: opt_u64(Some(&t), "timeout")?.unwrap_or(timeout_s),
+                caller_id: opt_caller_id(Some(&t), "caller_id", caller_id.clone())?,
             })
         }
         other => Err(mlua::Error::runtime(format!(
@@ -1635,6 +1647,105 @@ fn bridge_endpoint(item: LuaValue, timeout_s: u64) -> mlua::Result<BridgeEndpoin
             other.type_name()
         ))),
     }
+}
+
+/// Option `key` as a caller id `{name, number}` (either may be left out:
+/// it keeps `default`'s); `None` when not given.
+fn opt_caller_id(
+    opts: Option<&Table>,
+    key: &str,
+    default: (String, String),
+) -> mlua::Result<Option<(String, String)>> {
+    match opt_value(opts, key)? {
+        LuaValue::Nil => Ok(None),
+        LuaValue::Table(t) => {
+            let name = opt_string(Some(&t), "name")?.unwrap_or(default.0);
+            let number = opt_string(Some(&t), "number")?.unwrap_or(default.1);
+            if name.contains(['\r', '\n', '"'])
+                || number.contains(['\r', '\n', '"', '<', '>', '@', ' '])
+            {
+                return Err(mlua::Error::runtime(format!(
+                    "option `{key}`: a caller id cannot hold quotes, angle brackets, line breaks (or, in the number, @ and spaces)"
+                )));
+            }
+            Ok(Some((name, number)))
+        }
+        other => Err(mlua::Error::runtime(format!(
+            "option `{key}` must be a table {{name, number}}, not {}",
+            other.type_name()
+        ))),
+    }
+}
+
+/// Headers a module may add to a bridge's INVITEs: `X-` headers, a SIP
+/// token for a name, a value on one line.
+fn sip_headers(opts: Option<&Table>) -> mlua::Result<Vec<(String, String)>> {
+    let table = match opt_value(opts, "headers")? {
+        LuaValue::Nil => return Ok(Vec::new()),
+        LuaValue::Table(t) => t,
+        other => {
+            return Err(mlua::Error::runtime(format!(
+                "option `headers` must be a table of name = value, not {}",
+                other.type_name()
+            )));
+        }
+    };
+    let mut headers = Vec::new();
+    for pair in table.pairs::<String, String>() {
+        let (name, value) = pair?;
+        check_sip_header(&name, &value).map_err(mlua::Error::runtime)?;
+        headers.push((name, value));
+    }
+    headers.sort();
+    Ok(headers)
+}
+
+/// Why a custom SIP header is refused (only `X-` headers, SIP tokens for
+/// names, one-line values of at most 256 bytes).
+pub(crate) fn check_sip_header(name: &str, value: &str) -> Result<(), String> {
+    let token = |c: char| c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c);
+    if !(name.len() > 2 && name[..2].eq_ignore_ascii_case("x-") && name.chars().all(token)) {
+        return Err(format!(
+            "bridge header {name:?}: only X- headers with a SIP token for a name can be added"
+        ));
+    }
+    if value.len() > 256 || value.chars().any(char::is_control) {
+        return Err(format!(
+            "bridge header {name}: a value is one line of at most 256 bytes"
+        ));
+    }
+    Ok(())
+}
+
+/// `call:bridge`'s options beyond whom to ring and how.
+fn bridge_options(opts: Option<&Table>) -> mlua::Result<BridgeOptions> {
+    let confirm = match opt_value(opts, "confirm")? {
+        LuaValue::Nil => None,
+        LuaValue::Table(t) => {
+            let key = opt_digits(Some(&t), "key")?.unwrap_or_else(|| "1".to_owned());
+            let mut keys = key.chars();
+            let (Some(key), None) = (keys.next(), keys.next()) else {
+                return Err(mlua::Error::runtime("option `confirm.key` is one digit"));
+            };
+            Some(Confirm {
+                key,
+                media: opt_string(Some(&t), "media")?,
+            })
+        }
+        other => {
+            return Err(mlua::Error::runtime(format!(
+                "option `confirm` must be a table {{key, media}}, not {}",
+                other.type_name()
+            )));
+        }
+    };
+    Ok(BridgeOptions {
+        caller_id_set: !opt_value(opts, "caller_id")?.is_nil(),
+        headers: sip_headers(opts)?,
+        confirm,
+        time_limit_s: opt_u64(opts, "time_limit_s")?.filter(|s| *s > 0),
+        ignore_early_media: opt_bool(opts, "ignore_early_media")?.unwrap_or(false),
+    })
 }
 
 fn http_request(lua: &Lua, table: &Table) -> mlua::Result<HttpRequest> {
@@ -2224,6 +2335,22 @@ fn sanitize(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bridges_add_only_one_line_x_headers() {
+        assert!(check_sip_header("X-Account-Tag", "gold; tier=1").is_ok());
+        assert!(check_sip_header("x-lower", "").is_ok());
+        for (name, value) in [
+            ("Via", "SIP/2.0/UDP evil"),
+            ("X-", "v"),
+            ("X-Bad Name", "v"),
+            ("X-Colon:", "v"),
+            ("X-Split", "a\r\nVia: SIP/2.0/UDP evil"),
+            ("X-Long", &"a".repeat(257)),
+        ] {
+            assert!(check_sip_header(name, value).is_err(), "{name}: {value:?}");
+        }
+    }
 
     #[test]
     fn long_log_messages_are_cut_at_a_character() {

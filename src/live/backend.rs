@@ -453,11 +453,11 @@ impl LiveBackend {
 
     /// What an answered bridge waits for: a hang-up of either side, a
     /// metaflow taking the call, the peer leaving.
-    pub(super) async fn wait_connected(&self, beside: &dyn Beside) -> Stop {
+    pub(super) async fn wait_connected(&self, beside: &dyn Beside, until: Option<u64>) -> Stop {
         if self.state.borrow().peer.is_none() {
             return Stop::PeerGone;
         }
-        self.wait_inner(None, false, &|_, _| false, beside, &|_| false, false)
+        self.wait_inner(until, false, &|_, _| false, beside, &|_| false, false)
             .await
     }
 
