@@ -101,6 +101,8 @@ struct CallState {
     metaflows: MetaflowState,
     /// The module of the node running now and of the one that ran before.
     modules: (Option<String>, Option<String>),
+    /// When the whole-call recording's time limit runs out.
+    recording_until: Option<u64>,
 }
 
 /// The call's metaflows at run time.
@@ -201,6 +203,7 @@ impl Call {
                 on_end: Vec::new(),
                 metaflows: MetaflowState::default(),
                 modules: (None, None),
+                recording_until: None,
             }),
             runner_data: RefCell::new(None),
             kept: Cell::new(0),
@@ -787,15 +790,34 @@ impl Call {
         Ok(())
     }
 
-    /// Starts or stops recording the whole call.
-    pub async fn record_call(&self, start: bool) -> Result<String, Gone> {
+    /// Starts or stops recording the whole call; a recording started with
+    /// a time limit is over once it is reached ([`Call::recording`]).
+    pub async fn record_call(
+        &self,
+        start: bool,
+        time_limit_ms: Option<u64>,
+    ) -> Result<String, Gone> {
         self.alive()?;
-        let id = self.backend.record_call(start).await?;
-        self.record(
-            self.event("record_call")
-                .with("action", if start { "start" } else { "stop" })
-                .with("recording_id", id.as_str()),
-        );
+        let new = start && self.recording().is_none();
+        if new && self.backend.recording().is_some() {
+            // Past its time limit: over, though the backend still has it.
+            self.backend.record_call(false, None).await?;
+        }
+        let id = self.backend.record_call(start, time_limit_ms).await?;
+        let mut event = self
+            .event("record_call")
+            .with("action", if start { "start" } else { "stop" })
+            .with("recording_id", id.as_str());
+        if new && let Some(limit) = time_limit_ms {
+            event = event.with("time_limit_ms", limit);
+        }
+        self.record(event);
+        let mut state = self.state.borrow_mut();
+        if !start {
+            state.recording_until = None;
+        } else if new {
+            state.recording_until = time_limit_ms.map(|ms| self.now_ms().saturating_add(ms));
+        }
         Ok(id)
     }
 
@@ -848,6 +870,10 @@ impl Call {
 
     /// The id of the whole-call recording running, if any.
     pub fn recording(&self) -> Option<String> {
+        let until = self.state.borrow().recording_until;
+        if until.is_some_and(|until| self.now_ms() >= until) {
+            return None;
+        }
         self.backend.recording()
     }
 

@@ -610,8 +610,13 @@ pub trait CallControl {
         beside: &'a dyn Beside,
     ) -> LocalFuture<'a, HttpOutcome>;
     /// Starts (`true`) or stops recording the whole call; returns the
-    /// recording's id.
-    fn record_call(&self, start: bool) -> LocalFuture<'_, Result<String, Gone>>;
+    /// recording's id. A recording started with `time_limit_ms` holds at
+    /// most that much audio.
+    fn record_call(
+        &self,
+        start: bool,
+        time_limit_ms: Option<u64>,
+    ) -> LocalFuture<'_, Result<String, Gone>>;
     /// The id of the whole-call recording running, if any.
     fn recording(&self) -> Option<String>;
     /// Listens up to `ms` for fax tones; true when the caller is a fax.

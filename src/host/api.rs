@@ -62,14 +62,14 @@ pub const API: &[ApiItem] = api![
     "call:tts": "call:tts(text, {voice, language, terminators, leg}?) -> {reason, digit, duration_ms}" => "Speak text.",
     "call:say": "call:say(text, {type, method, language, terminators, leg}?) -> {reason, digit, duration_ms}" => "Say a number, date, spelled name, ...",
     "call:collect_digits": "call:collect_digits({max, min, timeout_ms, interdigit_ms, terminators, prompt, collection}?) -> {digits, reason, duration_ms}" => "Collect DTMF digits.",
-    "call:record": "call:record({time_limit_s, terminators, name, silence_s}?) -> {recording_id, duration_ms, reason}" => "Record the caller.",
+    "call:record": "call:record({time_limit_s, terminators, name, silence_s, format}?) -> {recording_id, duration_ms, reason}" => "Record the caller.",
     "call:bridge": "call:bridge(endpoints, {timeout_s, strategy, ringback, page, carriers, caller_id, headers, confirm, time_limit_s, ignore_early_media}?) -> {status, cause, sip, answered_by, duration_ms, talk_ms}" => "Ring devices or off-net numbers and connect the caller to the first that answers.",
     "call:sleep": "call:sleep(ms) -> {reason}" => "Wait, or until the caller hangs up.",
     "call:send_dtmf": "call:send_dtmf(digits)" => "Send DTMF to the caller.",
     "call:respond": "call:respond(code, message?)" => "Send a SIP response; a final one (>= 300) ends the call.",
-    "call:transfer": "call:transfer(target) -> directive" => "Transfer the call; the flow ends without a hang-up.",
+    "call:transfer": "call:transfer(target, {type, leg, endpoints, ...}?) -> directive | boolean | {result, answered_by, duration_ms}?, error" => "Transfer the call (a directive: the flow ends without a hang-up), or blind-transfer the peer, or an attended transfer.",
     "call:wait_for_hangup": "call:wait_for_hangup()" => "Wait until the call ends.",
-    "call:record_call": "call:record_call(\"start\" | \"stop\") -> recording_id" => "Start or stop recording the whole call.",
+    "call:record_call": "call:record_call(\"start\" | \"stop\", {time_limit_s, format}?) -> recording_id" => "Start or stop recording the whole call.",
     "call:detect_fax": "call:detect_fax(seconds?) -> \"fax\" | \"voice\"" => "Listen for fax tones.",
     "call:get": "call:get(name) -> value" => "Read a call variable.",
     "call:set": "call:set(name, value)" => "Set (or with nil remove) a call variable.",
@@ -567,9 +567,52 @@ fn register_legs(lua: &Lua, raw: &Table) -> mlua::Result<()> {
     Ok(())
 }
 
-/// For metaflow modules: transfers, the peer's hang-up, the whole-call
-/// recording, `break`.
+/// Transfers (`call:transfer` and, for metaflow modules, the peer's and
+/// attended ones), the peer's hang-up, the whole-call recording, `break`.
 fn register_transfers(lua: &Lua, raw: &Table) -> mlua::Result<()> {
+    async_fn!(
+        lua,
+        raw,
+        "transfer",
+        |lua, call, inv, args: (String, Option<Table>)| {
+            let (target, opts) = args;
+            let opts = opts.as_ref();
+            let leg = leg_arg(opt_string(opts, "leg")?.as_deref().unwrap_or("a"))?;
+            match opt_string(opts, "type")?.as_deref().unwrap_or("blind") {
+                "blind" if leg == Leg::A => match call.transfer(&target).await {
+                    Ok(()) => {
+                        *inv.directive.borrow_mut() = Some(Next::Transfer);
+                        done(&lua, true)
+                    }
+                    Err(_) => Ok(gone()),
+                },
+                // The peer leaves; the caller's leg stays (not a directive).
+                "blind" => match call.transfer_peer(&target) {
+                    Ok(moved) => done(&lua, moved),
+                    Err(_) => Ok(gone()),
+                },
+                "attended" => {
+                    let list: Table = match opt_value(opts, "endpoints")? {
+                        LuaValue::Table(list) => list,
+                        _ => {
+                            return Err(mlua::Error::runtime(
+                                "an attended call:transfer needs `endpoints` (what to ring for the target)",
+                            ));
+                        }
+                    };
+                    // `leg` is the one transferred: the other consults.
+                    let transferor = match leg {
+                        Leg::A => Leg::B,
+                        Leg::B => Leg::A,
+                    };
+                    attended(&lua, &call, &inv, target, &list, opts, transferor).await
+                }
+                other => Err(mlua::Error::runtime(format!(
+                    "a transfer's type is \"blind\" or \"attended\", not {other:?}"
+                ))),
+            }
+        }
+    );
     sync_fn!(lua, raw, "transfer_peer", |lua, target: String| {
         let call = call_of(&*current(lua)?, "transfer_peer")?;
         match call.transfer_peer(&target) {
@@ -607,8 +650,7 @@ fn register_transfers(lua: &Lua, raw: &Table) -> mlua::Result<()> {
         Option<Table>
     )| {
         let (target, list, opts) = args;
-        let opts = opts.as_ref();
-        let transferor = match opt_string(opts, "transferor")? {
+        let transferor = match opt_string(opts.as_ref(), "transferor")? {
             Some(leg) => leg_arg(&leg)?,
             None => {
                 return Err(mlua::Error::runtime(
@@ -616,44 +658,59 @@ fn register_transfers(lua: &Lua, raw: &Table) -> mlua::Result<()> {
                 ));
             }
         };
-        let timeout_s = opt_u64(opts, "timeout_s")?.unwrap_or(20);
-        let mut endpoints = Vec::new();
-        for item in list.sequence_values::<LuaValue>() {
-            endpoints.push(bridge_endpoint(item?, timeout_s, &call.caller_id())?);
-        }
-        if call.peer().is_none() {
-            return done(&lua, (LuaValue::Nil, "no bridge is up"));
-        }
-        let request = ConsultRequest {
-            target,
-            endpoints,
-            transferor,
-            timeout_s,
-            takeback: opt_digits(opts, "takeback")?,
-            moh: opt_string(opts, "moh")?,
-            ringback: opt_string(opts, "ringback")?,
-            complete_on_answer: opt_bool(opts, "complete_on_answer")?.unwrap_or(false),
-            caller_id: call.caller_id(),
-        };
-        let runner = nested(&lua, &inv)?;
-        match call
-            .attended_transfer(&request, &Listening::new(&call, &runner))
-            .await
-        {
-            Ok(outcome) => {
-                let table = lua.create_table()?;
-                table.set("result", snake(&outcome.result))?;
-                table.set("answered_by", outcome.answered_by)?;
-                table.set("duration_ms", outcome.duration_ms)?;
-                done(&lua, table)
-            }
-            Err(_) => Ok(gone()),
-        }
+        attended(&lua, &call, &inv, target, &list, opts.as_ref(), transferor).await
     });
     Ok(())
 }
 
-/// Call control: answer, hang up, ring, wait, DTMF, SIP responses, transfer.
+/// An attended transfer (`call:attended_transfer`, `call:transfer` with
+/// `type = "attended"`): `transferor` consults the target while the other
+/// leg waits.
+async fn attended(
+    lua: &Lua,
+    call: &Rc<Call>,
+    inv: &Rc<Invocation>,
+    target: String,
+    list: &Table,
+    opts: Option<&Table>,
+    transferor: Leg,
+) -> mlua::Result<MultiValue> {
+    let timeout_s = opt_u64(opts, "timeout_s")?.unwrap_or(20);
+    let mut endpoints = Vec::new();
+    for item in list.sequence_values::<LuaValue>() {
+        endpoints.push(bridge_endpoint(item?, timeout_s, &call.caller_id())?);
+    }
+    if call.peer().is_none() {
+        return done(lua, (LuaValue::Nil, "no bridge is up"));
+    }
+    let request = ConsultRequest {
+        target,
+        endpoints,
+        transferor,
+        timeout_s,
+        takeback: opt_digits(opts, "takeback")?,
+        moh: opt_string(opts, "moh")?,
+        ringback: opt_string(opts, "ringback")?,
+        complete_on_answer: opt_bool(opts, "complete_on_answer")?.unwrap_or(false),
+        caller_id: call.caller_id(),
+    };
+    let runner = nested(lua, inv)?;
+    match call
+        .attended_transfer(&request, &Listening::new(call, &runner))
+        .await
+    {
+        Ok(outcome) => {
+            let table = lua.create_table()?;
+            table.set("result", snake(&outcome.result))?;
+            table.set("answered_by", outcome.answered_by)?;
+            table.set("duration_ms", outcome.duration_ms)?;
+            done(lua, table)
+        }
+        Err(_) => Ok(gone()),
+    }
+}
+
+/// Call control: answer, hang up, ring, wait, DTMF, SIP responses.
 fn register_control(lua: &Lua, raw: &Table) -> mlua::Result<()> {
     async_fn!(lua, raw, "answer", |lua, call, inv, _args: ()| {
         let _ = &inv;
@@ -725,15 +782,6 @@ fn register_control(lua: &Lua, raw: &Table) -> mlua::Result<()> {
             }
         }
     );
-    async_fn!(lua, raw, "transfer", |lua, call, inv, target: String| {
-        match call.transfer(&target).await {
-            Ok(()) => {
-                *inv.directive.borrow_mut() = Some(Next::Transfer);
-                done(&lua, true)
-            }
-            Err(_) => Ok(gone()),
-        }
-    });
     Ok(())
 }
 
@@ -746,22 +794,33 @@ fn register_background(lua: &Lua, raw: &Table) -> mlua::Result<()> {
             Err(_) => Ok(gone()),
         }
     });
-    async_fn!(lua, raw, "record_call", |lua, call, inv, action: String| {
-        let _ = &inv;
-        let start = match action.as_str() {
-            "start" => true,
-            "stop" => false,
-            other => {
-                return Err(mlua::Error::runtime(format!(
-                    "record_call takes \"start\" or \"stop\", not {other:?}"
-                )));
+    async_fn!(
+        lua,
+        raw,
+        "record_call",
+        |lua, call, inv, args: (String, Option<Table>)| {
+            let _ = &inv;
+            let (action, opts) = args;
+            let opts = opts.as_ref();
+            recording_format(opts)?;
+            let time_limit_ms = opt_u64(opts, "time_limit_s")?
+                .filter(|s| *s > 0)
+                .map(|s| s.saturating_mul(1000));
+            let start = match action.as_str() {
+                "start" => true,
+                "stop" => false,
+                other => {
+                    return Err(mlua::Error::runtime(format!(
+                        "record_call takes \"start\" or \"stop\", not {other:?}"
+                    )));
+                }
+            };
+            match call.record_call(start, time_limit_ms).await {
+                Ok(id) => done(&lua, id),
+                Err(_) => Ok(gone()),
             }
-        };
-        match call.record_call(start).await {
-            Ok(id) => done(&lua, id),
-            Err(_) => Ok(gone()),
         }
-    });
+    );
     async_fn!(
         lua,
         raw,
@@ -1043,6 +1102,7 @@ fn register_input(lua: &Lua, raw: &Table) -> mlua::Result<()> {
     );
     async_fn!(lua, raw, "record", |lua, call, inv, opts: Option<Table>| {
         let opts = opts.as_ref();
+        recording_format(opts)?;
         let request = RecordRequest {
             time_limit_ms: opt_u64(opts, "time_limit_s")?.unwrap_or(3600) * 1000,
             terminators: opt_digits(opts, "terminators")?.unwrap_or_else(|| "#".to_owned()),
@@ -1715,6 +1775,17 @@ pub(crate) fn check_sip_header(name: &str, value: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// A recording's `format` option: both backends make WAV files (8 kHz,
+/// 16-bit mono), so `"wav"` is the one format there is.
+fn recording_format(opts: Option<&Table>) -> mlua::Result<()> {
+    match opt_string(opts, "format")?.as_deref() {
+        None | Some("wav") => Ok(()),
+        Some(other) => Err(mlua::Error::runtime(format!(
+            "recordings are WAV files (8 kHz, 16-bit mono): format {other:?} is not made here"
+        ))),
+    }
 }
 
 /// `call:bridge`'s options beyond whom to ring and how.

@@ -1246,7 +1246,13 @@ impl CallControl for SimBackend {
         })
     }
 
-    fn record_call(&self, start: bool) -> LocalFuture<'_, Result<String, Gone>> {
+    // The limit of a whole-call recording is the engine's to keep
+    // (`Call::recording`): the simulator records no audio.
+    fn record_call(
+        &self,
+        start: bool,
+        _time_limit_ms: Option<u64>,
+    ) -> LocalFuture<'_, Result<String, Gone>> {
         Box::pin(async move {
             self.alive()?;
             Ok(self.recording(start))

@@ -44,6 +44,29 @@ return {
 				return doc
 			end)
 			call:log("info", "a save inside: " .. tostring(ok) .. " " .. tostring(err))
+		elseif what == "record_call" then
+			local first = call:record_call("start", { time_limit_s = 2, format = "wav" })
+			call:log("info", "started " .. first .. " running=" .. tostring(call:recording()))
+			call:sleep(1000)
+			call:log("info", "after 1 s running=" .. tostring(call:recording()))
+			call:sleep(1500)
+			call:log("info", "after 2.5 s running=" .. tostring(call:recording()))
+			local second = call:record_call("start")
+			call:log("info", "started again " .. second .. " running=" .. tostring(call:recording()))
+			call:record_call("stop")
+			local ok, err = pcall(call.record_call, call, "start", { format = "mp3" })
+			call:log("info", "mp3: " .. tostring(ok) .. " " .. tostring(err))
+			ok, err = pcall(call.record, call, { format = "ogg" })
+			call:log("info", "ogg: " .. tostring(ok) .. " " .. tostring(err))
+		elseif what == "transfer" then
+			call:log("info", "peer, no bridge: " .. tostring(call:transfer("2001", { leg = "b" })))
+			local ok, err = pcall(call.transfer, call, "2001", { type = "attended" })
+			call:log("info", "attended without endpoints: " .. tostring(ok) .. " " .. tostring(err))
+			local outcome, why = call:transfer("2001", { type = "attended", endpoints = { "dev_bob" } })
+			call:log("info", "attended, no bridge: " .. tostring(outcome) .. " " .. tostring(why))
+			ok, err = pcall(call.transfer, call, "2001", { type = "warm" })
+			call:log("info", "unknown type: " .. tostring(ok) .. " " .. tostring(err))
+			return call:transfer("2001", { type = "blind", leg = "a" })
 		end
 		return nil
 	end,
