@@ -197,11 +197,7 @@ fn two_callers_leaving_a_message_in_one_box_of_the_flows_directory_both_keep_it(
             .document("vmboxes", "vm-main")
             .is_some()
     );
-    let names: Vec<String> = std::fs::read_dir(flows.join("acme/vmboxes"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+    crate::support::assert_no_hidden_files(&flows.join("acme/vmboxes"));
 }
 
 #[test]
