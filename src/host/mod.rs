@@ -135,6 +135,9 @@ pub(crate) struct Invocation {
     /// The call's documents' generation those conversions are of: another
     /// call of a world that saved a document since makes them stale.
     pub documents_generation: Cell<u64>,
+    /// `call:update_doc`'s function is running: verbs are refused (it may
+    /// run several times and must not yield).
+    pub updating: Cell<bool>,
 }
 
 impl Invocation {
@@ -164,6 +167,7 @@ impl Invocation {
             directive: RefCell::new(None),
             documents: RefCell::new(BTreeMap::new()),
             documents_generation: Cell::new(0),
+            updating: Cell::new(false),
         }
     }
 

@@ -300,6 +300,7 @@ impl SimBackend {
                         delay_s: 0,
                         timeout_s: 0,
                         call_waiting: true,
+                        caller_id: None,
                     },
                     call_id: by.clone(),
                     hangup_at: u64::MAX,
@@ -1038,6 +1039,7 @@ impl SimBackend {
             delay_s: 0,
             timeout_s: 0,
             call_waiting: true,
+            caller_id: None,
         };
         let serial = {
             let mut state = self.state.borrow_mut();
@@ -1855,7 +1857,13 @@ impl CallControl for SimBackend {
         })
     }
 
-    fn record_call(&self, start: bool) -> LocalFuture<'_, Result<String, Gone>> {
+    // The limit of a whole-call recording is the engine's to keep
+    // (`Call::recording`): the simulator records no audio.
+    fn record_call(
+        &self,
+        start: bool,
+        _time_limit_ms: Option<u64>,
+    ) -> LocalFuture<'_, Result<String, Gone>> {
         Box::pin(async move {
             self.alive()?;
             Ok(self.recording(start))
