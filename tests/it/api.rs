@@ -715,7 +715,7 @@ fn listing_pages_and_filters() {
         .iter()
         .map(|i| i["id"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(ids.len(), 19);
+    assert_eq!(ids.len(), 22);
     let mut sorted = ids.clone();
     sorted.sort();
     assert_eq!(ids, sorted, "ordered by id");
@@ -764,7 +764,7 @@ fn listing_pages_and_filters() {
         "{feature_codes:?}"
     );
     let plain = names("key_missing=featurecode");
-    assert_eq!(plain.len() + feature_codes.len(), 19);
+    assert_eq!(plain.len() + feature_codes.len(), 22);
     let bad = send(
         "GET",
         &server.url(&format!("{CALLFLOWS}?page_size=0")),
@@ -897,7 +897,7 @@ fn concurrent_writes_lose_nothing_and_claim_a_number_once() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
-    assert_eq!(names.len(), 19 + 80 + 10);
+    assert_eq!(names.len(), 22 + 80 + 10);
     let check = callflow(&root(), &["check", "--flows", flows.to_str().unwrap()]);
     assert_eq!(check.status.code(), Some(0), "{}", render_output(&check));
     assert_eq!(race_winners.len(), 10);

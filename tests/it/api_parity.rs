@@ -54,7 +54,7 @@ fn stamped_server() -> (tempfile::TempDir, Server, String, Vec<String>) {
     let server = Server::start(&flows, Config::default());
     let token = login(&server, &flows, "acme");
     let all = ids(&server, &token, "");
-    assert_eq!(all.len(), 21);
+    assert_eq!(all.len(), 24);
     (dir, server, token, all)
 }
 
