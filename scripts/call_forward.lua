@@ -9,7 +9,7 @@
 -- (`call.calling_device`), else the device itself. They live in that
 -- user's (or device's) document under `call_forward`: `enabled` and
 -- `number` are changed here (`require_keypress`, `keep_caller_id` and
--- other keys are kept); the document is saved whole with call:save_doc
+-- other keys are kept); the document is saved with call:update_doc
 -- (a `store` event), and a log line says what was saved. No calling
 -- device, or no such document: plays "cf-not_available" and stops.
 --
@@ -172,15 +172,18 @@ local ACTIONS = {
 }
 
 -- Re-reads the document (as Kazoo's update_callfwd does) and saves it with
--- the new settings.
+-- the new settings, atomically (call:update_doc: a change another call made
+-- meanwhile is kept).
 local function save(call, doc_type, id, doc, cf)
-	local body = copy(call:doc(doc_type, id) or doc)
-	body.id = nil
-	local settings = type(body.call_forward) == "table" and body.call_forward or {}
-	settings.enabled = cf.enabled
-	settings.number = cf.number
-	body.call_forward = settings
-	call:save_doc(doc_type, id, body)
+	call:update_doc(doc_type, id, function(stored)
+		local body = copy(stored or doc)
+		body.id = nil
+		local settings = type(body.call_forward) == "table" and body.call_forward or {}
+		settings.enabled = cf.enabled
+		settings.number = cf.number
+		body.call_forward = settings
+		return body
+	end)
 	call:log(
 		"info",
 		string.format("call_forward: %s/%s enabled=%s number=%s", doc_type, id, tostring(cf.enabled), cf.number)

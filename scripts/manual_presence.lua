@@ -52,15 +52,17 @@ return {
 		if state == nil then
 			error("manual_presence: unknown status " .. status)
 		end
-		local stored = call:doc("manual_presence", "manual_presence") or {}
-		local doc = {}
-		for key, value in stored do
-			if key ~= "id" then
-				doc[key] = value
+		-- Atomic: another call setting another presence id meanwhile is kept.
+		call:update_doc("manual_presence", "manual_presence", function(stored)
+			local doc = {}
+			for key, value in stored or {} do
+				if key ~= "id" then
+					doc[key] = value
+				end
 			end
-		end
-		doc[presence_id] = state
-		call:save_doc("manual_presence", "manual_presence", doc)
+			doc[presence_id] = state
+			return doc
+		end)
 		call:emit({ event = "presence", presence_id = presence_id, state = state })
 	end,
 }

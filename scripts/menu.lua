@@ -135,11 +135,14 @@ local function record_greeting(call, menu)
 			media.content_type = "audio/mpeg"
 			media.recording_id = recording.recording_id
 			call:save_doc("media", media_id, media)
-			local doc = kazoo.copy(call:doc("menus", menu.id) or {})
-			doc.id = nil
-			doc.media = if type(doc.media) == "table" then doc.media else {}
-			doc.media.greeting = media_id
-			call:save_doc("menus", menu.id, doc)
+			-- Atomic (call:update_doc): another change made meanwhile is kept.
+			call:update_doc("menus", menu.id, function(stored)
+				local doc = stored or {}
+				doc.id = nil
+				doc.media = if type(doc.media) == "table" then doc.media else {}
+				doc.media.greeting = media_id
+				return doc
+			end)
 			call:play("vm-saved", { terminators = {} })
 			return media_id
 		end

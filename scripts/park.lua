@@ -16,7 +16,7 @@
 -- ({"slots": {"<n>": slot}}, slot fields as Kazoo's: Call-ID,
 -- Parker-Call-ID, Attended, Ringback-ID, CID-Name, CID-Number,
 -- Presence-ID, Presence-Type, Hold-Media), read with call:doc and written
--- with call:save_doc, so parked calls outlive the call. A slot with a
+-- with call:update_doc (atomic), so parked calls outlive the call. A slot with a
 -- Call-ID that is not its Parker-Call-ID is occupied.
 --
 -- Actions and exits:
@@ -77,9 +77,8 @@ local kazoo = require("kazoo")
 
 local DOC_TYPE, DOC_ID = "parked_calls", "slots"
 
--- The slots document as a mutable copy: {slots = {[n] = slot}}.
-local function load_slots(call)
-	local doc = call:doc(DOC_TYPE, DOC_ID)
+-- The slots of a slots document as a mutable copy: {[n] = slot}.
+local function slots_of(doc)
 	local slots = {}
 	if doc and type(doc.slots) == "table" then
 		for number, slot in doc.slots do
@@ -93,8 +92,22 @@ local function load_slots(call)
 	return slots
 end
 
-local function save_slots(call, slots)
-	call:save_doc(DOC_TYPE, DOC_ID, { slots = slots })
+-- The slots document as this call sees it.
+local function load_slots(call)
+	return slots_of(call:doc(DOC_TYPE, DOC_ID))
+end
+
+-- Changes the slots atomically (call:update_doc: a slot another call took
+-- meanwhile is seen, `change` then runs again on the slots as they are
+-- now); `change(slots)` returning false leaves them unchanged.
+local function update_slots(call, change: ({ [string]: any }) -> boolean?)
+	call:update_doc(DOC_TYPE, DOC_ID, function(doc)
+		local slots = slots_of(doc)
+		if change(slots) == false then
+			return nil
+		end
+		return { slots = slots }
+	end)
 end
 
 -- Kazoo's find_slot_number over the occupied slot numbers.
@@ -188,14 +201,23 @@ local function save_slot(call, data, slots, number, slot)
 		call:log("info", string.format("park: no more slots available, max_slot_number (%d) exceeded", max))
 		return "max_slot_exceeded"
 	end
-	local current = slots[number]
-	local parked = parked_call_id(current)
-	if parked and parked ~= kazoo.string(current["Parker-Call-ID"]) then
-		call:log("info", "park: slot " .. number .. " has active call " .. parked)
+	-- The slot is checked again on the slots as stored now.
+	local occupant = nil
+	update_slots(call, function(now)
+		local current = now[number]
+		local parked = parked_call_id(current)
+		if parked and parked ~= kazoo.string(current["Parker-Call-ID"]) then
+			occupant = parked
+			return false
+		end
+		occupant = nil
+		now[number] = slot
+		return true
+	end)
+	if occupant then
+		call:log("info", "park: slot " .. number .. " has active call " .. occupant)
 		return "occupied"
 	end
-	slots[number] = slot
-	save_slots(call, slots)
 	return nil
 end
 
@@ -205,12 +227,19 @@ end
 
 -- Kazoo's cleanup_slot: frees the slot if `call_id` still holds it.
 local function cleanup_slot(call, number, call_id)
-	local slots = load_slots(call)
-	local slot = slots[number]
-	if slot and parked_call_id(slot) == call_id then
-		slots[number] = nil
-		save_slots(call, slots)
-		presence(call, slot, "terminated")
+	local freed = nil
+	update_slots(call, function(slots)
+		local slot = slots[number]
+		if slot and parked_call_id(slot) == call_id then
+			freed = slot
+			slots[number] = nil
+			return true
+		end
+		freed = nil
+		return false
+	end)
+	if freed then
+		presence(call, freed, "terminated")
 	end
 end
 

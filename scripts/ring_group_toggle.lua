@@ -90,15 +90,18 @@ return {
 			found_any = found_any or found
 		end)
 		if found_any then
-			local state = call:doc("ring_group_toggles", callflow_id :: string) or {}
-			local users = {}
-			if type(state.users) == "table" then
-				for k, v in state.users do
-					users[k] = v
+			-- Atomic: another member toggling meanwhile is kept.
+			call:update_doc("ring_group_toggles", callflow_id :: string, function(stored)
+				local state = stored or {}
+				local users = {}
+				if type(state.users) == "table" then
+					for k, v in state.users do
+						users[k] = v
+					end
 				end
-			end
-			users[owner :: string] = disable_until
-			call:save_doc("ring_group_toggles", callflow_id :: string, { users = users })
+				users[owner :: string] = disable_until
+				return { users = users }
+			end)
 		end
 		return nil
 	end,

@@ -47,7 +47,7 @@
 --
 -- Actions: "enable" / "disable" / "reset" set `enabled: true` / `false` /
 -- remove `enabled` on each document of `rules` (not on rule sets or
--- children), saving it with call:save_doc (a missing document is skipped),
+-- children), saving it with call:update_doc (a missing document is skipped),
 -- then play "temporal-marked_enabled" / "temporal-marked_disabled" /
 -- "temporal-marker_reset". "menu" plays "temporal-menu" and collects one
 -- digit (timeout 5000 ms, the interdigit timeout, "#" ends): 1 enables, 2
@@ -276,18 +276,20 @@ local function set_enabled(call, ids: { string }, action: string)
 	for _, id in ids do
 		local doc = call:doc("temporal_rules", id)
 		if doc then
-			local copy = {}
-			for key, value in doc do
-				copy[key] = value
-			end
-			if action == "enable" then
-				copy.enabled = true
-			elseif action == "disable" then
-				copy.enabled = false
-			else
-				copy.enabled = nil
-			end
-			local ok, err = pcall(call.save_doc, call, "temporal_rules", id, copy)
+			-- Atomic (call:update_doc): another change made meanwhile is kept.
+			local ok, err = pcall(call.update_doc, call, "temporal_rules", id, function(stored)
+				if not stored then
+					return nil
+				end
+				if action == "enable" then
+					stored.enabled = true
+				elseif action == "disable" then
+					stored.enabled = false
+				else
+					stored.enabled = nil
+				end
+				return stored
+			end)
 			if not ok then
 				call:log("warning", string.format("unable to update temporal rule %s: %s", id, tostring(err)))
 			end

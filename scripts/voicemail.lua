@@ -12,7 +12,8 @@
 -- `messages` array with Kazoo's message metadata {media_id, call_id,
 -- caller_id_number, caller_id_name, from, to, length (ms), timestamp
 -- (Gregorian seconds), folder = "new" | "saved" | "deleted"}, changed with
--- call:save_doc. Settings Kazoo takes from its configuration (max message
+-- call:update_doc (atomic: two callers leaving a message at once both
+-- keep it). Settings Kazoo takes from its configuration (max message
 -- count 100, minimum message length 500 ms, login attempts 3, PIN length 6,
 -- box number length 15, operator key "0", the `keys`) come from account.json
 -- `configs` (see lib/vmbox.lua).
@@ -365,9 +366,13 @@ local function record_greeting(call, box, kind)
 			if kind == "name" then
 				local owner = box.owner_id and vmbox.doc(call, "users", box.owner_id)
 				if owner then
-					local copy = vmbox.copy(owner)
-					set_media(copy)
-					call:save_doc("users", box.owner_id, copy)
+					call:update_doc("users", box.owner_id, function(doc)
+						if not doc then
+							return nil
+						end
+						set_media(doc)
+						return doc
+					end)
 				else
 					vmbox.update(call, box.id, set_media)
 				end

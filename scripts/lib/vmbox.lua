@@ -308,16 +308,21 @@ function vmbox.folder_messages(call, box, folder: string): { any }
 	return out
 end
 
--- Changes the box document with `change(doc)` and saves it whole.
+-- Changes the box document with `change(doc)` atomically (call:update_doc:
+-- a message another call left meanwhile is kept, `change` then runs again
+-- on the box as it is now). False when there is no such box.
 function vmbox.update(call, box_id: string, change: (any) -> ()): boolean
-	local doc = vmbox.doc(call, "vmboxes", box_id)
-	if not doc then
+	if not vmbox.doc(call, "vmboxes", box_id) then
 		return false
 	end
-	local copy = vmbox.copy(doc)
-	change(copy)
-	call:save_doc("vmboxes", box_id, copy)
-	return true
+	local saved = call:update_doc("vmboxes", box_id, function(doc)
+		if not doc then
+			return nil
+		end
+		change(doc)
+		return doc
+	end)
+	return saved ~= nil
 end
 
 -- Appends a message to the box's `messages`.

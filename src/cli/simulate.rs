@@ -9,8 +9,6 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 
 use super::{Format, ScriptsArgs, load_flows, report_problems};
-use callflow::ids::{AccountId, DocId, DocType};
-use callflow::model::Object;
 use callflow::sim::scenario::{CallerAction, InceptionName, Trigger, resolve};
 use callflow::sim::{self, Options, Persist, Scenario};
 use callflow::store::FlowsDir;
@@ -289,17 +287,9 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     let account = sim::account_for(&scenario, &catalog)
         .map_err(anyhow::Error::from)
         .context("bad scenario")?;
-    let persist: Option<Persist> = args.persist.then(|| {
-        let store = FlowsDir::new(&flows_dir);
-        Arc::new(
-            move |account: &AccountId, doc_type: &DocType, id: &DocId, body: &Object| {
-                store
-                    .write_document(account, doc_type, id, body)
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            },
-        ) as Persist
-    });
+    let persist: Option<Persist> = args
+        .persist
+        .then(|| Arc::new(FlowsDir::new(&flows_dir)) as Persist);
     let options = Options {
         allow_network: args.allow_network,
         allow_private_http: args.allow_private_http,

@@ -19,12 +19,29 @@ use super::control::{
     ConsultOutcome, ConsultRequest, Gone, Hangup, HttpOutcome, HttpRequest, Leg, Legs, PeerInfo,
     PlayOutcome, PlayRequest, RecordOutcome, RecordRequest, SleepReason, SpeakRequest,
 };
-use super::documents::Documents;
+use super::documents::{Documents, Swap};
 use crate::catalog::AccountFlows;
 use crate::ids::DocId;
 use crate::metaflow::Listener;
 use crate::routing::Inception;
 use crate::trace::{Event, Trace};
+
+/// How many times [`Call::update_document`] tries before giving up.
+pub const UPDATE_TRIES: usize = 10;
+
+/// Why [`Call::update_document`] saved nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError<E: std::error::Error + 'static> {
+    /// The change itself failed.
+    #[error(transparent)]
+    Change(E),
+    /// The store failed.
+    #[error("{0}")]
+    Store(String),
+    /// Other writes won every try.
+    #[error("the document kept changing meanwhile ({tries} tries)")]
+    Busy { tries: usize },
+}
 
 /// Facts about a call that never change while it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +99,10 @@ struct CallState {
     ended: bool,
     on_end: Vec<OnEnd>,
     metaflows: MetaflowState,
+    /// The module of the node running now and of the one that ran before.
+    modules: (Option<String>, Option<String>),
+    /// When the whole-call recording's time limit runs out.
+    recording_until: Option<u64>,
 }
 
 /// The call's metaflows at run time.
@@ -181,6 +202,8 @@ impl Call {
                 ended: false,
                 on_end: Vec::new(),
                 metaflows: MetaflowState::default(),
+                modules: (None, None),
+                recording_until: None,
             }),
             runner_data: RefCell::new(None),
             kept: Cell::new(0),
@@ -368,6 +391,25 @@ impl Call {
         self.state.borrow().variables.get(name).cloned()
     }
 
+    /// Every call variable, by name.
+    pub fn variables(&self) -> BTreeMap<String, Value> {
+        self.state.borrow().variables.clone()
+    }
+
+    /// A node's module starts running (the walk's nodes, not metaflows or
+    /// `on_end` handlers): the one running until now becomes the previous.
+    pub fn enter_module(&self, module: &str) {
+        let mut state = self.state.borrow_mut();
+        let previous = state.modules.0.replace(module.to_owned());
+        state.modules.1 = previous;
+    }
+
+    /// The module of the node that ran before the one running now (skipped
+    /// nodes do not count); `None` for the first.
+    pub fn previous_module(&self) -> Option<String> {
+        self.state.borrow().modules.1.clone()
+    }
+
     /// Sets (or with `Value::Null` removes) a call variable.
     pub fn set_variable(&self, name: &str, value: Value) {
         self.record(
@@ -475,6 +517,52 @@ impl Call {
                 .with("id", id.as_str()),
         );
         Ok(())
+    }
+
+    /// Changes a document atomically: reads it as stored now (other calls'
+    /// writes included), gives it to `change` and writes what `change`
+    /// returns only if the document did not change meanwhile; on a conflict
+    /// it starts again, at most [`UPDATE_TRIES`] times. `change` returning
+    /// `None` leaves the document as it is. Returns the document saved (or
+    /// `None`); recorded as a `store` event (with `conflicts` when some
+    /// tries lost a race).
+    pub fn update_document<E: std::error::Error + 'static>(
+        &self,
+        doc_type: &crate::ids::DocType,
+        id: &DocId,
+        mut change: impl FnMut(Option<Arc<Map<String, Value>>>) -> Result<Option<Map<String, Value>>, E>,
+    ) -> Result<Option<Map<String, Value>>, UpdateError<E>> {
+        for conflicts in 0..UPDATE_TRIES {
+            let (now, revision) = self
+                .docs
+                .current(doc_type, id)
+                .map_err(UpdateError::Store)?;
+            let Some(mut body) = change(now).map_err(UpdateError::Change)? else {
+                return Ok(None);
+            };
+            body.remove("id");
+            match self
+                .docs
+                .put_if(doc_type, id, revision, body.clone())
+                .map_err(UpdateError::Store)?
+            {
+                Swap::Written => {
+                    let mut event = self
+                        .event("store")
+                        .with("doc_type", doc_type.as_str())
+                        .with("id", id.as_str());
+                    if conflicts > 0 {
+                        event = event.with("conflicts", conflicts);
+                    }
+                    self.record(event);
+                    return Ok(Some(body));
+                }
+                Swap::Conflict => {}
+            }
+        }
+        Err(UpdateError::Busy {
+            tries: UPDATE_TRIES,
+        })
     }
 
     // Verbs: each checks the call is alive, records its event, runs on the
@@ -628,11 +716,13 @@ impl Call {
     ) -> Result<BridgeOutcome, Gone> {
         self.alive()?;
         let endpoints: Vec<&str> = request.endpoints.iter().map(|e| e.id.as_str()).collect();
-        let event = self
-            .event("bridge")
-            .with("endpoints", json!(endpoints))
-            .with("strategy", json!(request.strategy))
-            .with("timeout_s", request.timeout_s);
+        let event = bridge_option_fields(
+            self.event("bridge")
+                .with("endpoints", json!(endpoints))
+                .with("strategy", json!(request.strategy))
+                .with("timeout_s", request.timeout_s),
+            request,
+        );
         let pending = self.trace.borrow_mut().begin(event);
         // Without the module's ringback, the callflow's (`ringback.early`,
         // Kazoo's Ringback-Media).
@@ -711,6 +801,35 @@ impl Call {
         outcome_fields.insert("duration_ms".into(), json!(outcome.duration_ms));
         self.trace.borrow_mut().complete(pending, outcome_fields);
         Ok(outcome)
+    }
+
+    /// Waits at a place until woken, a digit, the time or the hang-up; one
+    /// `wait` event with the outcome.
+    pub async fn wait_at(
+        &self,
+        place: &str,
+        opts: &crate::engine::control::WaitRequest,
+        beside: &dyn Beside,
+    ) -> Result<crate::engine::control::WaitOutcome, Gone> {
+        self.alive()?;
+        let mut event = self.event("wait").with("place", place);
+        if opts.ms != u64::MAX {
+            event = event.with("timeout_ms", opts.ms);
+        }
+        let pending = self.trace.borrow_mut().begin(event);
+        let outcome = self.backend.wait(place, opts, beside).await?;
+        let mut outcome_fields = fields(json!({ "reason": outcome.reason }));
+        if let Some(digit) = outcome.digit {
+            outcome_fields.insert("digit".into(), json!(digit.to_string()));
+        }
+        outcome_fields.insert("duration_ms".into(), json!(outcome.duration_ms));
+        self.trace.borrow_mut().complete(pending, outcome_fields);
+        Ok(outcome)
+    }
+
+    /// Wakes the calls waiting at a place; how many.
+    pub fn wake(&self, place: &str) -> usize {
+        self.backend.wake(place)
     }
 
     /// In a conference room until the caller hangs up; one `conference`
@@ -807,15 +926,34 @@ impl Call {
         Ok(())
     }
 
-    /// Starts or stops recording the whole call.
-    pub async fn record_call(&self, start: bool) -> Result<String, Gone> {
+    /// Starts or stops recording the whole call; a recording started with
+    /// a time limit is over once it is reached ([`Call::recording`]).
+    pub async fn record_call(
+        &self,
+        start: bool,
+        time_limit_ms: Option<u64>,
+    ) -> Result<String, Gone> {
         self.alive()?;
-        let id = self.backend.record_call(start).await?;
-        self.record(
-            self.event("record_call")
-                .with("action", if start { "start" } else { "stop" })
-                .with("recording_id", id.as_str()),
-        );
+        let new = start && self.recording().is_none();
+        if new && self.backend.recording().is_some() {
+            // Past its time limit: over, though the backend still has it.
+            self.backend.record_call(false, None).await?;
+        }
+        let id = self.backend.record_call(start, time_limit_ms).await?;
+        let mut event = self
+            .event("record_call")
+            .with("action", if start { "start" } else { "stop" })
+            .with("recording_id", id.as_str());
+        if new && let Some(limit) = time_limit_ms {
+            event = event.with("time_limit_ms", limit);
+        }
+        self.record(event);
+        let mut state = self.state.borrow_mut();
+        if !start {
+            state.recording_until = None;
+        } else if new {
+            state.recording_until = time_limit_ms.map(|ms| self.now_ms().saturating_add(ms));
+        }
         Ok(id)
     }
 
@@ -868,6 +1006,10 @@ impl Call {
 
     /// The id of the whole-call recording running, if any.
     pub fn recording(&self) -> Option<String> {
+        let until = self.state.borrow().recording_until;
+        if until.is_some_and(|until| self.now_ms() >= until) {
+            return None;
+        }
         self.backend.recording()
     }
 
@@ -979,4 +1121,48 @@ fn play_fields(outcome: &PlayOutcome) -> Map<String, Value> {
     }
     map.insert("duration_ms".into(), json!(outcome.duration_ms));
     map
+}
+
+/// The bridge event's fields for the options a module set (none when it set
+/// none, so traces of plain bridges stay as they were).
+fn bridge_option_fields(mut event: Event, request: &BridgeRequest) -> Event {
+    let options = &request.options;
+    if options.caller_id_set {
+        event = event.with(
+            "caller_id",
+            json!({"name": request.caller_id_name, "number": request.caller_id_number}),
+        );
+    }
+    let per_endpoint: Map<String, Value> = request
+        .endpoints
+        .iter()
+        .filter_map(|e| {
+            let (name, number) = e.caller_id.as_ref()?;
+            Some((e.id.clone(), json!({"name": name, "number": number})))
+        })
+        .collect();
+    if !per_endpoint.is_empty() {
+        event = event.with("endpoint_caller_ids", Value::Object(per_endpoint));
+    }
+    if !options.headers.is_empty() {
+        let headers: Map<String, Value> = options
+            .headers
+            .iter()
+            .map(|(name, value)| (name.clone(), json!(value)))
+            .collect();
+        event = event.with("headers", Value::Object(headers));
+    }
+    if let Some(confirm) = &options.confirm {
+        event = event.with("confirm_key", confirm.key.to_string());
+        if let Some(media) = &confirm.media {
+            event = event.with("confirm_media", media.as_str());
+        }
+    }
+    if let Some(limit) = options.time_limit_s {
+        event = event.with("time_limit_s", limit);
+    }
+    if options.ignore_early_media {
+        event = event.with("ignore_early_media", true);
+    }
+    event
 }

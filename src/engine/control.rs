@@ -222,6 +222,36 @@ pub struct BridgeEndpoint {
     /// It rings even while on another call (its call waiting is on, as
     /// Kazoo's default is); with it off, a device on a call is busy.
     pub call_waiting: bool,
+    /// The caller id this endpoint sees (name, number), when not the
+    /// bridge's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caller_id: Option<(String, String)>,
+}
+
+/// What a bridge asks beyond whom to ring (`call:bridge`'s options).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BridgeOptions {
+    /// The caller id was set by the module (not the call's).
+    pub caller_id_set: bool,
+    /// Custom SIP headers on every INVITE (`X-` headers only).
+    pub headers: Vec<(String, String)>,
+    /// The callee must press this key after answering to take the call
+    /// (Kazoo's `confirm_key`), hearing `media` first. Recorded only:
+    /// neither backend asks yet, the bridge connects on answer.
+    pub confirm: Option<Confirm>,
+    /// Talk time limit in seconds: the live backend ends the bridge (and
+    /// the call) then; the simulator records it (its talk times come from
+    /// the scenario).
+    pub time_limit_s: Option<u64>,
+    /// The caller hears ringback instead of callees' early media.
+    pub ignore_early_media: bool,
+}
+
+/// A callee's confirmation of a bridge (see [`BridgeOptions::confirm`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confirm {
+    pub key: char,
+    pub media: Option<String>,
 }
 
 /// Ring endpoints and connect the caller to the first that answers.
@@ -240,6 +270,7 @@ pub struct BridgeRequest {
     /// For off-net numbers: which carriers (Kazoo's resources) to use.
     /// Simulations ignore it (the scenario plays the carrier).
     pub carriers: Option<Carriers>,
+    pub options: BridgeOptions,
 }
 
 /// The carriers an off-net call may use (what Kazoo's stepswitch reads of
@@ -372,6 +403,7 @@ impl ConsultRequest {
             caller_id_name: self.caller_id.0.clone(),
             caller_id_number: self.caller_id.1.clone(),
             carriers: None,
+            options: BridgeOptions::default(),
         }
     }
 }
@@ -581,8 +613,13 @@ pub trait CallControl {
         beside: &'a dyn Beside,
     ) -> LocalFuture<'a, HttpOutcome>;
     /// Starts (`true`) or stops recording the whole call; returns the
-    /// recording's id.
-    fn record_call(&self, start: bool) -> LocalFuture<'_, Result<String, Gone>>;
+    /// recording's id. A recording started with `time_limit_ms` holds at
+    /// most that much audio.
+    fn record_call(
+        &self,
+        start: bool,
+        time_limit_ms: Option<u64>,
+    ) -> LocalFuture<'_, Result<String, Gone>>;
     /// The id of the whole-call recording running, if any.
     fn recording(&self) -> Option<String>;
     /// Listens up to `ms` for fax tones; true when the caller is a fax.
@@ -615,6 +652,35 @@ pub trait CallControl {
     /// order they began. A backend without a world sees none.
     fn channels(&self) -> Vec<Channel> {
         Vec::new()
+    }
+    /// Waits at `place` (a name: a queue) until another call wakes it
+    /// ([`CallControl::wake`]), the caller presses one of `digits`, the
+    /// time is up or the caller hangs up. A backend without a world is
+    /// never woken.
+    fn wait<'a>(
+        &'a self,
+        place: &'a str,
+        opts: &'a WaitRequest,
+        beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, Result<WaitOutcome, Gone>> {
+        let _ = (place, beside);
+        Box::pin(async move {
+            let start = self.now_ms();
+            let reason = match self.sleep(opts.ms, beside).await? {
+                SleepReason::Completed => "timeout",
+                SleepReason::Hangup => "hangup",
+            };
+            Ok(WaitOutcome {
+                reason,
+                digit: None,
+                duration_ms: self.now_ms().saturating_sub(start),
+            })
+        })
+    }
+    /// Wakes the other calls waiting at `place`; how many.
+    fn wake(&self, place: &str) -> usize {
+        let _ = place;
+        0
     }
     /// Joins conference room `room` until the caller hangs up; the other
     /// members hear it join and leave. A backend without a world has an
@@ -712,6 +778,26 @@ pub struct ParkOutcome {
     pub talk_ms: u64,
 }
 
+/// What [`CallControl::wait`] waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitRequest {
+    /// At most this long (`u64::MAX`: until woken or the hang-up).
+    pub ms: u64,
+    /// Digits of the caller that end the wait.
+    pub digits: String,
+    /// Since when the call says it waits (shown to others).
+    pub since: Option<i64>,
+}
+
+/// How a [`CallControl::wait`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitOutcome {
+    /// `woken` (another call), `digit`, `timeout` or `hangup`.
+    pub reason: &'static str,
+    pub digit: Option<char>,
+    pub duration_ms: u64,
+}
+
 /// How a stay in a conference ended ([`CallControl::conference`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConferenceOutcome {
@@ -746,6 +832,8 @@ pub struct Channel {
     pub ringing: Vec<String>,
     /// While answered: who it talks to (a device id, number or call id).
     pub answered_by: Option<String>,
-    /// While parked: the slot.
+    /// While parked: the slot; in a conference: the room; waiting: where.
     pub slot: Option<String>,
+    /// While waiting: since when, as the call said (ms since the epoch).
+    pub since: Option<i64>,
 }

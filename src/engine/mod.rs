@@ -35,9 +35,12 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-pub use call::{Call, CallFacts, CallerIdChanges, MAX_ON_END, OnEnd, OverBudget, RouteFacts};
+pub use call::{
+    Call, CallFacts, CallerIdChanges, MAX_ON_END, OnEnd, OverBudget, RouteFacts, UPDATE_TRIES,
+    UpdateError,
+};
 pub use control::{CallControl, Gone, Hangup, HungUpBy, LocalFuture};
-pub use documents::{Documents, Overlay};
+pub use documents::{DocumentStore, Documents, MemoryStore, Overlay, Revision, Swap};
 pub use metaflows::Listening;
 
 use crate::limits::Limits;
@@ -437,6 +440,7 @@ async fn run_node(call: &Rc<Call>, node: &ModuleNode, runner: &dyn ModuleRunner)
         call.record(skip(call, node, "unknown_module"));
         return Next::Continue("_".to_owned());
     }
+    call.enter_module(&node.module);
     match runner.invoke(call, node).await {
         Ok(next) => next,
         Err(err) => {
@@ -624,7 +628,13 @@ mod tests {
         }
     }
 
-    fn run_with(callflows: &[(&str, &str)], limits: Limits) -> String {
+    /// A call of an account `a` holding `callflows` `(id, text)`, its
+    /// writes going to `store` (if any), and its trace.
+    fn test_call(
+        callflows: &[(&str, &str)],
+        limits: Limits,
+        store: Option<Arc<dyn DocumentStore>>,
+    ) -> (Rc<Call>, Rc<RefCell<Trace>>) {
         let sources = Sources {
             accounts: vec![AccountSource {
                 id: AccountId::new("a").unwrap(),
@@ -670,15 +680,112 @@ mod tests {
             start_epoch_ms: 0,
             seed: 1,
         };
-        let docs = Rc::new(Overlay::new(Arc::clone(&account), None));
-        let call = Rc::new(Call::new(
-            facts,
-            Arc::clone(&account),
-            backend,
-            docs,
-            Rc::clone(&trace),
+        let docs = Rc::new(Overlay::new(Arc::clone(&account), store));
+        let call = Rc::new(Call::new(facts, account, backend, docs, Rc::clone(&trace)));
+        (call, trace)
+    }
+
+    /// A call of an empty account whose writes go to a new memory store.
+    fn call_on_memory() -> (Arc<MemoryStore>, Rc<Call>, Rc<RefCell<Trace>>) {
+        let store = Arc::new(MemoryStore::new(&Catalog::default()));
+        let (call, trace) = test_call(&[], Limits::default(), Some(Arc::clone(&store) as _));
+        (store, call, trace)
+    }
+
+    /// The voicemail box the update tests change.
+    fn box_key() -> (AccountId, crate::ids::DocType, DocId) {
+        (
+            AccountId::new("a").unwrap(),
+            crate::ids::DocType::new("vmboxes").unwrap(),
+            DocId::new("box").unwrap(),
+        )
+    }
+
+    fn messages(doc: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {
+        doc["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Appends `message` to the `messages` of a document.
+    fn with_message(
+        doc: Option<&serde_json::Map<String, serde_json::Value>>,
+        message: &str,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let mut doc = doc.cloned().unwrap_or_default();
+        let list = doc
+            .entry("messages")
+            .or_insert_with(|| serde_json::json!([]));
+        list.as_array_mut().unwrap().push(message.into());
+        doc
+    }
+
+    #[test]
+    fn a_conflicting_update_is_retried_on_the_new_document() {
+        let (store, call, trace) = call_on_memory();
+        let (account, vmboxes, id) = box_key();
+        let mut seen = Vec::new();
+        let saved = call
+            .update_document(&vmboxes, &id, |now| {
+                seen.push(now.as_deref().map(messages).unwrap_or_default());
+                if seen.len() == 1 {
+                    // Another call leaves its message between this read
+                    // and this write.
+                    let other = with_message(None, "other");
+                    let written = store.save(&account, &vmboxes, &id, &other, None);
+                    assert_eq!(written, Ok(Swap::Written));
+                }
+                Ok::<_, std::convert::Infallible>(Some(with_message(now.as_deref(), "mine")))
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(seen, [Vec::<String>::new(), vec!["other".to_owned()]]);
+        assert_eq!(messages(&saved), ["other", "mine"]);
+        let stored = store.get("a", "vmboxes", "box").unwrap();
+        assert_eq!(messages(&stored), ["other", "mine"]);
+        assert_eq!(
+            messages(&call.documents().get("vmboxes", "box").unwrap()),
+            ["other", "mine"],
+            "the call's own reads see what it saved"
+        );
+        let trace = trace.borrow();
+        let store_event = trace.events().iter().find(|e| e.name == "store").unwrap();
+        assert_eq!(store_event.fields["conflicts"], 1);
+    }
+
+    #[test]
+    fn an_update_that_always_loses_gives_up_and_none_leaves_the_document() {
+        let (store, call, trace) = call_on_memory();
+        let (account, vmboxes, id) = box_key();
+        let mut tries = 0;
+        let lost = call.update_document(&vmboxes, &id, |now| {
+            tries += 1;
+            let other = with_message(now.as_deref(), "other");
+            store.save(&account, &vmboxes, &id, &other, None).unwrap();
+            Ok::<_, std::convert::Infallible>(Some(with_message(now.as_deref(), "mine")))
+        });
+        assert!(matches!(
+            lost,
+            Err(UpdateError::Busy {
+                tries: UPDATE_TRIES
+            })
         ));
-        let start = Arc::clone(&account.callflows["main"]);
+        assert_eq!(tries, UPDATE_TRIES);
+        let kept = call.update_document(&vmboxes, &id, |_| Ok::<_, std::convert::Infallible>(None));
+        assert!(matches!(kept, Ok(None)));
+        assert_eq!(
+            messages(&store.get("a", "vmboxes", "box").unwrap()).len(),
+            UPDATE_TRIES
+        );
+        assert!(trace.borrow().events().iter().all(|e| e.name != "store"));
+    }
+
+    fn run_with(callflows: &[(&str, &str)], limits: Limits) -> String {
+        let (call, trace) = test_call(callflows, limits, None);
+        let start = Arc::clone(&call.account.callflows["main"]);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();

@@ -24,11 +24,14 @@ use serde_json::{Value, json};
 use super::convert::{from_lua, to_lua, to_lua_frozen};
 use super::{Current, Invocation, Pinned, Vm};
 use crate::engine::control::{
-    BridgeEndpoint, BridgeRequest, Carriers, CollectRequest, ConsultRequest, HttpRequest, Leg,
-    Legs, PlayOutcome, PlayRequest, RecordRequest, SpeakRequest, Strategy,
+    BridgeEndpoint, BridgeOptions, BridgeRequest, Carriers, CollectRequest, Confirm,
+    ConsultRequest, HttpRequest, Leg, Legs, PlayOutcome, PlayRequest, RecordRequest, SpeakRequest,
+    Strategy, WaitRequest,
 };
-use crate::engine::{BranchTarget, Call, CallerIdChanges, Listening, Next, RouteFacts};
-use crate::ids::DocId;
+use crate::engine::{
+    BranchTarget, Call, CallerIdChanges, Listening, Next, RouteFacts, UpdateError,
+};
+use crate::ids::{DocId, DocType};
 use crate::limits::Limits;
 use crate::model::{Callflow, Object, parse_flow};
 use crate::pattern::{self, Pattern};
@@ -59,17 +62,19 @@ pub const API: &[ApiItem] = api![
     "call:tts": "call:tts(text, {voice, language, terminators, leg}?) -> {reason, digit, duration_ms}" => "Speak text.",
     "call:say": "call:say(text, {type, method, language, terminators, leg}?) -> {reason, digit, duration_ms}" => "Say a number, date, spelled name, ...",
     "call:collect_digits": "call:collect_digits({max, min, timeout_ms, interdigit_ms, terminators, prompt, collection}?) -> {digits, reason, duration_ms}" => "Collect DTMF digits.",
-    "call:record": "call:record({time_limit_s, terminators, name, silence_s}?) -> {recording_id, duration_ms, reason}" => "Record the caller.",
-    "call:bridge": "call:bridge(endpoints, {timeout_s, strategy, ringback, page, carriers}?) -> {status, cause, sip, answered_by, duration_ms, talk_ms}" => "Ring devices or off-net numbers and connect the caller to the first that answers.",
+    "call:record": "call:record({time_limit_s, terminators, name, silence_s, format}?) -> {recording_id, duration_ms, reason}" => "Record the caller.",
+    "call:bridge": "call:bridge(endpoints, {timeout_s, strategy, ringback, page, carriers, caller_id, headers, confirm, time_limit_s, ignore_early_media}?) -> {status, cause, sip, answered_by, duration_ms, talk_ms}" => "Ring devices or off-net numbers and connect the caller to the first that answers.",
     "call:sleep": "call:sleep(ms) -> {reason}" => "Wait, or until the caller hangs up.",
     "call:send_dtmf": "call:send_dtmf(digits)" => "Send DTMF to the caller.",
     "call:respond": "call:respond(code, message?)" => "Send a SIP response; a final one (>= 300) ends the call.",
-    "call:transfer": "call:transfer(target) -> directive" => "Transfer the call; the flow ends without a hang-up.",
+    "call:transfer": "call:transfer(target, {type, leg, endpoints, ...}?) -> directive | boolean | {result, answered_by, duration_ms}?, error" => "Transfer the call (a directive: the flow ends without a hang-up), or blind-transfer the peer, or an attended transfer.",
     "call:wait_for_hangup": "call:wait_for_hangup()" => "Wait until the call ends.",
-    "call:record_call": "call:record_call(\"start\" | \"stop\") -> recording_id" => "Start or stop recording the whole call.",
+    "call:record_call": "call:record_call(\"start\" | \"stop\", {time_limit_s, format}?) -> recording_id" => "Start or stop recording the whole call.",
     "call:detect_fax": "call:detect_fax(seconds?) -> \"fax\" | \"voice\"" => "Listen for fax tones.",
     "call:get": "call:get(name) -> value" => "Read a call variable.",
     "call:set": "call:set(name, value)" => "Set (or with nil remove) a call variable.",
+    "call:variables": "call:variables() -> {[string]: any}" => "Every call variable, as a new table.",
+    "call:previous_module": "call:previous_module() -> string?" => "The module of the node that ran before this one.",
     "call:caller_id": "call:caller_id() -> {name, number, original_name, original_number, prefix_name, prefix_number}" => "The caller id bridges present.",
     "call:set_caller_id": "call:set_caller_id({name, number, prefix_name, prefix_number})" => "Rewrite or prefix the caller id.",
     "call:language": "call:language() -> string?" => "The call's language.",
@@ -77,6 +82,7 @@ pub const API: &[ApiItem] = api![
     "call:doc": "call:doc(type, id) -> table?" => "Read an account document (read-only).",
     "call:docs": "call:docs(type) -> {table, ...}" => "Every account document of a type, by id.",
     "call:save_doc": "call:save_doc(type, id, doc)" => "Save a document that must outlive the call.",
+    "call:update_doc": "call:update_doc(type, id, fn) -> table?" => "Change a document atomically: fn(doc) returns the new document (or nil), retried if another call changed it meanwhile.",
     "call:lookup": "call:lookup(number, {normalize}?) -> route?, reason" => "Route a number as the router would.",
     "call:normalize": "call:normalize(number) -> string" => "A number as routing normalizes it (dial plan, E.164).",
     "call:account": "call:account() -> table" => "The account document (read-only).",
@@ -98,6 +104,8 @@ pub const API: &[ApiItem] = api![
     "call:http": "call:http({url, method, headers, body, timeout_ms}) -> {status, body, headers, error}" => "Make an HTTP request.",
     "call:peer": "call:peer() -> {call_id, endpoint, held}?" => "The peer bridged to the call now (metaflows run during bridges).",
     "call:channels": "call:channels() -> {{call_id, name, from, to, calling_device, state, ringing, answered_by, slot}}" => "The other calls of the world (a multi-call scenario's), in the order they began.",
+    "call:wait": "call:wait(place, {timeout_ms, digits, since}?) -> {reason, digit, duration_ms}" => "Wait at a place (a queue) until another call wakes it, a digit, the time or the hang-up.",
+    "call:wake": "call:wake(place) -> number" => "Wake the other calls waiting at a place; how many.",
     "call:conference": "call:conference(room, {moderator}?) -> {members, reason, duration_ms}" => "Join a conference room until the caller hangs up; the members hear each other join and leave.",
     "call:eavesdrop": "call:eavesdrop(call_id) -> {reason, duration_ms}" => "Listen to another call until it ends (digits 1, 2, 3, 0: whisper to its caller, to its peer, three-way, listen).",
     "call:park": "call:park(slot, {timeout_ms}?) -> {reason, by, duration_ms, talk_ms}" => "Wait in a parking slot (until timeout_ms, or hang-up) where another call may retrieve it (call:pickup).",
@@ -411,6 +419,7 @@ macro_rules! async_fn {
                 let result: mlua::Result<MultiValue> = async {
                     let $inv = current(&$lua)?;
                     let $call = call_of(&$inv, $name)?;
+                    not_updating(&$inv, $name)?;
                     $body
                 }
                 .await;
@@ -432,6 +441,7 @@ fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
     register_input(lua, &raw)?;
     register_outside(lua, &raw)?;
     register_world(lua, &raw)?;
+    register_places(lua, &raw)?;
     register_state(lua, &raw)?;
     register_flow(lua, &raw)?;
     register_directives(lua, &raw)?;
@@ -539,9 +549,14 @@ fn register_legs(lua: &Lua, raw: &Table) -> mlua::Result<()> {
             table.set("ringing", lua.create_sequence_from(channel.ringing)?)?;
             table.set("answered_by", channel.answered_by)?;
             table.set("slot", channel.slot)?;
+            table.set("since", channel.since)?;
             list.push(table)?;
         }
         done(lua, list)
+    });
+    sync_fn!(lua, raw, "wake", |lua, place: String| {
+        let call = call_of(&*current(lua)?, "wake")?;
+        done(lua, call.wake(&place))
     });
     sync_fn!(lua, raw, "peer", |lua, (): ()| {
         let call = call_of(&*current(lua)?, "peer")?;
@@ -587,9 +602,52 @@ fn register_legs(lua: &Lua, raw: &Table) -> mlua::Result<()> {
     Ok(())
 }
 
-/// For metaflow modules: transfers, the peer's hang-up, the whole-call
-/// recording, `break`.
+/// Transfers (`call:transfer` and, for metaflow modules, the peer's and
+/// attended ones), the peer's hang-up, the whole-call recording, `break`.
 fn register_transfers(lua: &Lua, raw: &Table) -> mlua::Result<()> {
+    async_fn!(
+        lua,
+        raw,
+        "transfer",
+        |lua, call, inv, args: (String, Option<Table>)| {
+            let (target, opts) = args;
+            let opts = opts.as_ref();
+            let leg = leg_arg(opt_string(opts, "leg")?.as_deref().unwrap_or("a"))?;
+            match opt_string(opts, "type")?.as_deref().unwrap_or("blind") {
+                "blind" if leg == Leg::A => match call.transfer(&target).await {
+                    Ok(()) => {
+                        *inv.directive.borrow_mut() = Some(Next::Transfer);
+                        done(&lua, true)
+                    }
+                    Err(_) => Ok(gone()),
+                },
+                // The peer leaves; the caller's leg stays (not a directive).
+                "blind" => match call.transfer_peer(&target) {
+                    Ok(moved) => done(&lua, moved),
+                    Err(_) => Ok(gone()),
+                },
+                "attended" => {
+                    let list: Table = match opt_value(opts, "endpoints")? {
+                        LuaValue::Table(list) => list,
+                        _ => {
+                            return Err(mlua::Error::runtime(
+                                "an attended call:transfer needs `endpoints` (what to ring for the target)",
+                            ));
+                        }
+                    };
+                    // `leg` is the one transferred: the other consults.
+                    let transferor = match leg {
+                        Leg::A => Leg::B,
+                        Leg::B => Leg::A,
+                    };
+                    attended(&lua, &call, &inv, target, &list, opts, transferor).await
+                }
+                other => Err(mlua::Error::runtime(format!(
+                    "a transfer's type is \"blind\" or \"attended\", not {other:?}"
+                ))),
+            }
+        }
+    );
     sync_fn!(lua, raw, "transfer_peer", |lua, target: String| {
         let call = call_of(&*current(lua)?, "transfer_peer")?;
         match call.transfer_peer(&target) {
@@ -627,8 +685,7 @@ fn register_transfers(lua: &Lua, raw: &Table) -> mlua::Result<()> {
         Option<Table>
     )| {
         let (target, list, opts) = args;
-        let opts = opts.as_ref();
-        let transferor = match opt_string(opts, "transferor")? {
+        let transferor = match opt_string(opts.as_ref(), "transferor")? {
             Some(leg) => leg_arg(&leg)?,
             None => {
                 return Err(mlua::Error::runtime(
@@ -636,44 +693,59 @@ fn register_transfers(lua: &Lua, raw: &Table) -> mlua::Result<()> {
                 ));
             }
         };
-        let timeout_s = opt_u64(opts, "timeout_s")?.unwrap_or(20);
-        let mut endpoints = Vec::new();
-        for item in list.sequence_values::<LuaValue>() {
-            endpoints.push(bridge_endpoint(item?, timeout_s)?);
-        }
-        if call.peer().is_none() {
-            return done(&lua, (LuaValue::Nil, "no bridge is up"));
-        }
-        let request = ConsultRequest {
-            target,
-            endpoints,
-            transferor,
-            timeout_s,
-            takeback: opt_digits(opts, "takeback")?,
-            moh: opt_string(opts, "moh")?,
-            ringback: opt_string(opts, "ringback")?,
-            complete_on_answer: opt_bool(opts, "complete_on_answer")?.unwrap_or(false),
-            caller_id: call.caller_id(),
-        };
-        let runner = nested(&lua, &inv)?;
-        match call
-            .attended_transfer(&request, &Listening::new(&call, &runner))
-            .await
-        {
-            Ok(outcome) => {
-                let table = lua.create_table()?;
-                table.set("result", snake(&outcome.result))?;
-                table.set("answered_by", outcome.answered_by)?;
-                table.set("duration_ms", outcome.duration_ms)?;
-                done(&lua, table)
-            }
-            Err(_) => Ok(gone()),
-        }
+        attended(&lua, &call, &inv, target, &list, opts.as_ref(), transferor).await
     });
     Ok(())
 }
 
-/// Call control: answer, hang up, ring, wait, DTMF, SIP responses, transfer.
+/// An attended transfer (`call:attended_transfer`, `call:transfer` with
+/// `type = "attended"`): `transferor` consults the target while the other
+/// leg waits.
+async fn attended(
+    lua: &Lua,
+    call: &Rc<Call>,
+    inv: &Rc<Invocation>,
+    target: String,
+    list: &Table,
+    opts: Option<&Table>,
+    transferor: Leg,
+) -> mlua::Result<MultiValue> {
+    let timeout_s = opt_u64(opts, "timeout_s")?.unwrap_or(20);
+    let mut endpoints = Vec::new();
+    for item in list.sequence_values::<LuaValue>() {
+        endpoints.push(bridge_endpoint(item?, timeout_s, &call.caller_id())?);
+    }
+    if call.peer().is_none() {
+        return done(lua, (LuaValue::Nil, "no bridge is up"));
+    }
+    let request = ConsultRequest {
+        target,
+        endpoints,
+        transferor,
+        timeout_s,
+        takeback: opt_digits(opts, "takeback")?,
+        moh: opt_string(opts, "moh")?,
+        ringback: opt_string(opts, "ringback")?,
+        complete_on_answer: opt_bool(opts, "complete_on_answer")?.unwrap_or(false),
+        caller_id: call.caller_id(),
+    };
+    let runner = nested(lua, inv)?;
+    match call
+        .attended_transfer(&request, &Listening::new(call, &runner))
+        .await
+    {
+        Ok(outcome) => {
+            let table = lua.create_table()?;
+            table.set("result", snake(&outcome.result))?;
+            table.set("answered_by", outcome.answered_by)?;
+            table.set("duration_ms", outcome.duration_ms)?;
+            done(lua, table)
+        }
+        Err(_) => Ok(gone()),
+    }
+}
+
+/// Call control: answer, hang up, ring, wait, DTMF, SIP responses.
 fn register_control(lua: &Lua, raw: &Table) -> mlua::Result<()> {
     async_fn!(lua, raw, "answer", |lua, call, inv, _args: ()| {
         let _ = &inv;
@@ -745,15 +817,6 @@ fn register_control(lua: &Lua, raw: &Table) -> mlua::Result<()> {
             }
         }
     );
-    async_fn!(lua, raw, "transfer", |lua, call, inv, target: String| {
-        match call.transfer(&target).await {
-            Ok(()) => {
-                *inv.directive.borrow_mut() = Some(Next::Transfer);
-                done(&lua, true)
-            }
-            Err(_) => Ok(gone()),
-        }
-    });
     Ok(())
 }
 
@@ -766,22 +829,33 @@ fn register_background(lua: &Lua, raw: &Table) -> mlua::Result<()> {
             Err(_) => Ok(gone()),
         }
     });
-    async_fn!(lua, raw, "record_call", |lua, call, inv, action: String| {
-        let _ = &inv;
-        let start = match action.as_str() {
-            "start" => true,
-            "stop" => false,
-            other => {
-                return Err(mlua::Error::runtime(format!(
-                    "record_call takes \"start\" or \"stop\", not {other:?}"
-                )));
+    async_fn!(
+        lua,
+        raw,
+        "record_call",
+        |lua, call, inv, args: (String, Option<Table>)| {
+            let _ = &inv;
+            let (action, opts) = args;
+            let opts = opts.as_ref();
+            recording_format(opts)?;
+            let time_limit_ms = opt_u64(opts, "time_limit_s")?
+                .filter(|s| *s > 0)
+                .map(|s| s.saturating_mul(1000));
+            let start = match action.as_str() {
+                "start" => true,
+                "stop" => false,
+                other => {
+                    return Err(mlua::Error::runtime(format!(
+                        "record_call takes \"start\" or \"stop\", not {other:?}"
+                    )));
+                }
+            };
+            match call.record_call(start, time_limit_ms).await {
+                Ok(id) => done(&lua, id),
+                Err(_) => Ok(gone()),
             }
-        };
-        match call.record_call(start).await {
-            Ok(id) => done(&lua, id),
-            Err(_) => Ok(gone()),
         }
-    });
+    );
     async_fn!(
         lua,
         raw,
@@ -874,6 +948,11 @@ fn register_documents(lua: &Lua, raw: &Table) -> mlua::Result<()> {
         list.set_readonly(true);
         done(lua, list)
     });
+    register_writes(lua, raw)
+}
+
+/// Saving documents that outlive the call: whole, or atomically changed.
+fn register_writes(lua: &Lua, raw: &Table) -> mlua::Result<()> {
     sync_fn!(lua, raw, "save_doc", |lua,
                                     (doc_type, id, body): (
         String,
@@ -882,14 +961,8 @@ fn register_documents(lua: &Lua, raw: &Table) -> mlua::Result<()> {
     )| {
         let inv = current(lua)?;
         let call = call_of(&inv, "save_doc")?;
-        let doc_type =
-            crate::ids::DocType::new(&doc_type).map_err(|e| mlua::Error::runtime(e.to_string()))?;
-        if matches!(doc_type.as_str(), "callflows" | super::functions::DOC_TYPE) {
-            return Err(mlua::Error::runtime(format!(
-                "{doc_type} are not saved by modules; use the REST API or the flows directory"
-            )));
-        }
-        let id = DocId::new(&id).map_err(|e| mlua::Error::runtime(e.to_string()))?;
+        not_updating(&inv, "save_doc")?;
+        let (doc_type, id) = writable(&doc_type, &id)?;
         let Value::Object(body) = from_lua(lua, &LuaValue::Table(body))? else {
             return Err(mlua::Error::runtime("a document is a table of fields"));
         };
@@ -900,7 +973,89 @@ fn register_documents(lua: &Lua, raw: &Table) -> mlua::Result<()> {
             .remove(&(doc_type.to_string(), id.to_string()));
         done(lua, ())
     });
+    sync_fn!(lua, raw, "update_doc", |lua,
+                                      (doc_type, id, change): (
+        String,
+        String,
+        Function
+    )| {
+        let inv = current(lua)?;
+        let call = call_of(&inv, "update_doc")?;
+        not_updating(&inv, "update_doc")?;
+        let (doc_type, id) = writable(&doc_type, &id)?;
+        let saved = call
+            .update_document(&doc_type, &id, |now| {
+                // A fresh, writable copy each try (with its id, as call:doc
+                // gives it), so a change may edit and return it.
+                let doc = match now {
+                    Some(body) => {
+                        let mut value = (*body).clone();
+                        value.shift_insert(0, "id".into(), json!(id.as_str()));
+                        to_lua(lua, &Value::Object(value))?
+                    }
+                    None => LuaValue::Nil,
+                };
+                // Called without yielding: a change that calls a verb fails
+                // (it may run several times, so it must only compute).
+                inv.updating.set(true);
+                let returned = change.call::<LuaValue>(doc);
+                inv.updating.set(false);
+                match returned? {
+                    LuaValue::Nil => Ok(None),
+                    table @ LuaValue::Table(_) => match from_lua(lua, &table)? {
+                        Value::Object(body) => Ok(Some(body)),
+                        _ => Err(mlua::Error::runtime(
+                            "update_doc: the function returned a list, not a document",
+                        )),
+                    },
+                    other => Err(mlua::Error::runtime(format!(
+                        "update_doc: the function must return a document (a table) or nil (got {})",
+                        other.type_name()
+                    ))),
+                }
+            })
+            .map_err(|e| match e {
+                UpdateError::Change(e) => e,
+                e => mlua::Error::runtime(format!("cannot update {doc_type}/{id}: {e}")),
+            })?;
+        inv.documents
+            .borrow_mut()
+            .remove(&(doc_type.to_string(), id.to_string()));
+        match saved {
+            Some(mut body) => {
+                body.shift_insert(0, "id".into(), json!(id.as_str()));
+                done(lua, to_lua(lua, &Value::Object(body))?)
+            }
+            None => done(lua, LuaValue::Nil),
+        }
+    });
     Ok(())
+}
+
+/// Fails while `call:update_doc`'s function runs: writing (or a verb) there
+/// would happen once per try.
+fn not_updating(inv: &Invocation, name: &str) -> mlua::Result<()> {
+    if inv.updating.get() {
+        return Err(mlua::Error::runtime(format!(
+            "call:{name} cannot run inside call:update_doc's function (it may run several times: it only computes the document)"
+        )));
+    }
+    Ok(())
+}
+
+/// A document modules may write: a valid type (not callflows or
+/// functions) and id.
+fn writable(doc_type: &str, id: &str) -> mlua::Result<(DocType, DocId)> {
+    let doc_type = DocType::new(doc_type).map_err(|e| mlua::Error::runtime(e.to_string()))?;
+    // Callflows and functions are what calls run: written by people (the
+    // REST API, the flows directory), never by a call.
+    if matches!(doc_type.as_str(), "callflows" | super::functions::DOC_TYPE) {
+        return Err(mlua::Error::runtime(format!(
+            "{doc_type} are not saved by modules; use the REST API or the flows directory"
+        )));
+    }
+    let id = DocId::new(id).map_err(|e| mlua::Error::runtime(e.to_string()))?;
+    Ok((doc_type, id))
 }
 
 /// Media: playback and speech.
@@ -985,6 +1140,7 @@ fn register_input(lua: &Lua, raw: &Table) -> mlua::Result<()> {
     );
     async_fn!(lua, raw, "record", |lua, call, inv, opts: Option<Table>| {
         let opts = opts.as_ref();
+        recording_format(opts)?;
         let request = RecordRequest {
             time_limit_ms: opt_u64(opts, "time_limit_s")?.unwrap_or(3600) * 1000,
             terminators: opt_digits(opts, "terminators")?.unwrap_or_else(|| "#".to_owned()),
@@ -1013,8 +1169,37 @@ fn register_input(lua: &Lua, raw: &Table) -> mlua::Result<()> {
     Ok(())
 }
 
-/// Reaching other calls of the world: parking and pickups.
-fn register_world(lua: &Lua, raw: &Table) -> mlua::Result<()> {
+/// Places other calls of the world meet at: waiting lines and conference
+/// rooms.
+fn register_places(lua: &Lua, raw: &Table) -> mlua::Result<()> {
+    async_fn!(
+        lua,
+        raw,
+        "wait",
+        |lua, call, inv, args: (String, Option<Table>)| {
+            let (place, opts) = args;
+            let opts = opts.as_ref();
+            let request = WaitRequest {
+                ms: opt_u64(opts, "timeout_ms")?.unwrap_or(u64::MAX),
+                digits: opt_digits(opts, "digits")?.unwrap_or_default(),
+                since: opt_u64(opts, "since")?.and_then(|ms| i64::try_from(ms).ok()),
+            };
+            let runner = nested(&lua, &inv)?;
+            match call
+                .wait_at(&place, &request, &Listening::new(&call, &runner))
+                .await
+            {
+                Ok(outcome) => {
+                    let table = lua.create_table()?;
+                    table.set("reason", outcome.reason)?;
+                    table.set("digit", outcome.digit.map(String::from))?;
+                    table.set("duration_ms", outcome.duration_ms)?;
+                    done(&lua, table)
+                }
+                Err(_) => Ok(gone()),
+            }
+        }
+    );
     async_fn!(
         lua,
         raw,
@@ -1038,6 +1223,11 @@ fn register_world(lua: &Lua, raw: &Table) -> mlua::Result<()> {
             }
         }
     );
+    Ok(())
+}
+
+/// Reaching other calls of the world: parking and pickups.
+fn register_world(lua: &Lua, raw: &Table) -> mlua::Result<()> {
     async_fn!(lua, raw, "eavesdrop", |lua, call, inv, call_id: String| {
         let runner = nested(&lua, &inv)?;
         match call
@@ -1122,11 +1312,15 @@ fn register_outside(lua: &Lua, raw: &Table) -> mlua::Result<()> {
                     )));
                 }
             };
+            let (caller_id_name, caller_id_number) =
+                opt_caller_id(opts, "caller_id", call.caller_id())?
+                    .unwrap_or_else(|| call.caller_id());
+            let bridge_caller_id = (caller_id_name.clone(), caller_id_number.clone());
             let mut endpoints = Vec::new();
             for item in list.sequence_values::<LuaValue>() {
-                endpoints.push(bridge_endpoint(item?, timeout_s)?);
+                endpoints.push(bridge_endpoint(item?, timeout_s, &bridge_caller_id)?);
             }
-            let (caller_id_name, caller_id_number) = call.caller_id();
+            let options = bridge_options(opts)?;
             let request = BridgeRequest {
                 endpoints,
                 strategy,
@@ -1136,6 +1330,7 @@ fn register_outside(lua: &Lua, raw: &Table) -> mlua::Result<()> {
                 caller_id_name,
                 caller_id_number,
                 carriers: carriers_option(opts)?,
+                options,
             };
             let runner = nested(&lua, &inv)?;
             match call.bridge(&request, &Listening::new(&call, &runner)).await {
@@ -1182,6 +1377,15 @@ fn register_state(lua: &Lua, raw: &Table) -> mlua::Result<()> {
             None => LuaValue::Nil,
         };
         done(lua, value)
+    });
+    sync_fn!(lua, raw, "variables", |lua, (): ()| {
+        let call = call_of(&*current(lua)?, "variables")?;
+        let variables: serde_json::Map<String, Value> = call.variables().into_iter().collect();
+        done(lua, to_lua(lua, &Value::Object(variables))?)
+    });
+    sync_fn!(lua, raw, "previous_module", |lua, (): ()| {
+        let call = call_of(&*current(lua)?, "previous_module")?;
+        done(lua, call.previous_module())
     });
     sync_fn!(lua, raw, "set", |lua, (name, value): (String, LuaValue)| {
         let call = call_of(&*current(lua)?, "set")?;
@@ -1404,6 +1608,7 @@ fn register_functions(lua: &Lua, raw: &Table) -> mlua::Result<()> {
                 Err(err) => return failed(&lua, &err),
             };
             let prepared = (|| -> mlua::Result<Result<(String, String, Table), String>> {
+                not_updating(&inv, "run_function")?;
                 let call = call_of(&inv, "run_function")?;
                 let id = DocId::new(&id).map_err(|e| mlua::Error::runtime(e.to_string()))?;
                 let file =
@@ -1547,6 +1752,7 @@ fn cached_document(
     id: &str,
 ) -> mlua::Result<LuaValue> {
     let key = (doc_type.to_owned(), id.to_owned());
+    fresh_documents(inv, call);
     if let Some(table) = inv.documents.borrow().get(&key) {
         return Ok(table.clone());
     }
@@ -1563,6 +1769,16 @@ fn cached_document(
     };
     inv.documents.borrow_mut().insert(key, table.clone());
     Ok(table)
+}
+
+/// Forgets the invocation's converted documents when the call's documents
+/// were written since (by another call of the world, or this one).
+fn fresh_documents(inv: &Invocation, call: &Call) {
+    let generation = call.documents().generation();
+    if inv.documents_generation.get() != generation {
+        inv.documents.borrow_mut().clear();
+        inv.documents_generation.set(generation);
+    }
 }
 
 /// Documents converted by this VM (bodies and callflows), by the address
@@ -1689,7 +1905,11 @@ fn branch_target(
 
 /// One element of `call:bridge`'s endpoint list: a device id, a
 /// `{id, delay, timeout}` table, or `{number = ...}` for an off-net number.
-fn bridge_endpoint(item: LuaValue, timeout_s: u64) -> mlua::Result<BridgeEndpoint> {
+fn bridge_endpoint(
+    item: LuaValue,
+    timeout_s: u64,
+    caller_id: &(String, String),
+) -> mlua::Result<BridgeEndpoint> {
     match item {
         LuaValue::String(id) => Ok(BridgeEndpoint {
             id: id.to_string_lossy(),
@@ -1697,6 +1917,7 @@ fn bridge_endpoint(item: LuaValue, timeout_s: u64) -> mlua::Result<BridgeEndpoin
             delay_s: 0,
             timeout_s,
             call_waiting: true,
+            caller_id: None,
         }),
         LuaValue::Table(t) => {
             let (id, offnet) = match (
@@ -1717,6 +1938,7 @@ fn bridge_endpoint(item: LuaValue, timeout_s: u64) -> mlua::Result<BridgeEndpoin
                 delay_s: opt_u64(Some(&t), "delay")?.unwrap_or(0),
                 timeout_s: opt_u64(Some(&t), "timeout")?.unwrap_or(timeout_s),
                 call_waiting: opt_bool(Some(&t), "call_waiting")?.unwrap_or(true),
+                caller_id: opt_caller_id(Some(&t), "caller_id", caller_id.clone())?,
             })
         }
         other => Err(mlua::Error::runtime(format!(
@@ -1724,6 +1946,116 @@ fn bridge_endpoint(item: LuaValue, timeout_s: u64) -> mlua::Result<BridgeEndpoin
             other.type_name()
         ))),
     }
+}
+
+/// Option `key` as a caller id `{name, number}` (either may be left out:
+/// it keeps `default`'s); `None` when not given.
+fn opt_caller_id(
+    opts: Option<&Table>,
+    key: &str,
+    default: (String, String),
+) -> mlua::Result<Option<(String, String)>> {
+    match opt_value(opts, key)? {
+        LuaValue::Nil => Ok(None),
+        LuaValue::Table(t) => {
+            let name = opt_string(Some(&t), "name")?.unwrap_or(default.0);
+            let number = opt_string(Some(&t), "number")?.unwrap_or(default.1);
+            if name.contains(['\r', '\n', '"'])
+                || number.contains(['\r', '\n', '"', '<', '>', '@', ' '])
+            {
+                return Err(mlua::Error::runtime(format!(
+                    "option `{key}`: a caller id cannot hold quotes, angle brackets, line breaks (or, in the number, @ and spaces)"
+                )));
+            }
+            Ok(Some((name, number)))
+        }
+        other => Err(mlua::Error::runtime(format!(
+            "option `{key}` must be a table {{name, number}}, not {}",
+            other.type_name()
+        ))),
+    }
+}
+
+/// Headers a module may add to a bridge's INVITEs: `X-` headers, a SIP
+/// token for a name, a value on one line.
+fn sip_headers(opts: Option<&Table>) -> mlua::Result<Vec<(String, String)>> {
+    let table = match opt_value(opts, "headers")? {
+        LuaValue::Nil => return Ok(Vec::new()),
+        LuaValue::Table(t) => t,
+        other => {
+            return Err(mlua::Error::runtime(format!(
+                "option `headers` must be a table of name = value, not {}",
+                other.type_name()
+            )));
+        }
+    };
+    let mut headers = Vec::new();
+    for pair in table.pairs::<String, String>() {
+        let (name, value) = pair?;
+        check_sip_header(&name, &value).map_err(mlua::Error::runtime)?;
+        headers.push((name, value));
+    }
+    headers.sort();
+    Ok(headers)
+}
+
+/// Why a custom SIP header is refused (only `X-` headers, SIP tokens for
+/// names, one-line values of at most 256 bytes).
+pub(crate) fn check_sip_header(name: &str, value: &str) -> Result<(), String> {
+    let token = |c: char| c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c);
+    if !(name.len() > 2 && name[..2].eq_ignore_ascii_case("x-") && name.chars().all(token)) {
+        return Err(format!(
+            "bridge header {name:?}: only X- headers with a SIP token for a name can be added"
+        ));
+    }
+    if value.len() > 256 || value.chars().any(char::is_control) {
+        return Err(format!(
+            "bridge header {name}: a value is one line of at most 256 bytes"
+        ));
+    }
+    Ok(())
+}
+
+/// A recording's `format` option: both backends make WAV files (8 kHz,
+/// 16-bit mono), so `"wav"` is the one format there is.
+fn recording_format(opts: Option<&Table>) -> mlua::Result<()> {
+    match opt_string(opts, "format")?.as_deref() {
+        None | Some("wav") => Ok(()),
+        Some(other) => Err(mlua::Error::runtime(format!(
+            "recordings are WAV files (8 kHz, 16-bit mono): format {other:?} is not made here"
+        ))),
+    }
+}
+
+/// `call:bridge`'s options beyond whom to ring and how.
+fn bridge_options(opts: Option<&Table>) -> mlua::Result<BridgeOptions> {
+    let confirm = match opt_value(opts, "confirm")? {
+        LuaValue::Nil => None,
+        LuaValue::Table(t) => {
+            let key = opt_digits(Some(&t), "key")?.unwrap_or_else(|| "1".to_owned());
+            let mut keys = key.chars();
+            let (Some(key), None) = (keys.next(), keys.next()) else {
+                return Err(mlua::Error::runtime("option `confirm.key` is one digit"));
+            };
+            Some(Confirm {
+                key,
+                media: opt_string(Some(&t), "media")?,
+            })
+        }
+        other => {
+            return Err(mlua::Error::runtime(format!(
+                "option `confirm` must be a table {{key, media}}, not {}",
+                other.type_name()
+            )));
+        }
+    };
+    Ok(BridgeOptions {
+        caller_id_set: !opt_value(opts, "caller_id")?.is_nil(),
+        headers: sip_headers(opts)?,
+        confirm,
+        time_limit_s: opt_u64(opts, "time_limit_s")?.filter(|s| *s > 0),
+        ignore_early_media: opt_bool(opts, "ignore_early_media")?.unwrap_or(false),
+    })
 }
 
 fn http_request(lua: &Lua, table: &Table) -> mlua::Result<HttpRequest> {
@@ -2316,6 +2648,22 @@ fn sanitize(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bridges_add_only_one_line_x_headers() {
+        assert!(check_sip_header("X-Account-Tag", "gold; tier=1").is_ok());
+        assert!(check_sip_header("x-lower", "").is_ok());
+        for (name, value) in [
+            ("Via", "SIP/2.0/UDP evil"),
+            ("X-", "v"),
+            ("X-Bad Name", "v"),
+            ("X-Colon:", "v"),
+            ("X-Split", "a\r\nVia: SIP/2.0/UDP evil"),
+            ("X-Long", &"a".repeat(257)),
+        ] {
+            assert!(check_sip_header(name, value).is_err(), "{name}: {value:?}");
+        }
+    }
 
     #[test]
     fn long_log_messages_are_cut_at_a_character() {

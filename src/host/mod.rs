@@ -135,6 +135,12 @@ pub(crate) struct Invocation {
     /// Documents converted for this invocation, by (type, id) (`("", "")`
     /// for the account); a save drops its entry.
     pub documents: RefCell<BTreeMap<(String, String), LuaValue>>,
+    /// The call's documents' generation those conversions are of: another
+    /// call of a world that saved a document since makes them stale.
+    pub documents_generation: Cell<u64>,
+    /// `call:update_doc`'s function is running: verbs are refused (it may
+    /// run several times and must not yield).
+    pub updating: Cell<bool>,
 }
 
 impl Invocation {
@@ -163,6 +169,8 @@ impl Invocation {
             memory_killed: Cell::new(false),
             directive: RefCell::new(None),
             documents: RefCell::new(BTreeMap::new()),
+            documents_generation: Cell::new(0),
+            updating: Cell::new(false),
         }
     }
 

@@ -453,11 +453,11 @@ impl LiveBackend {
 
     /// What an answered bridge waits for: a hang-up of either side, a
     /// metaflow taking the call, the peer leaving.
-    pub(super) async fn wait_connected(&self, beside: &dyn Beside) -> Stop {
+    pub(super) async fn wait_connected(&self, beside: &dyn Beside, until: Option<u64>) -> Stop {
         if self.state.borrow().peer.is_none() {
             return Stop::PeerGone;
         }
-        self.wait_inner(None, false, &|_, _| false, beside, &|_| false, false)
+        self.wait_inner(until, false, &|_, _| false, beside, &|_| false, false)
             .await
     }
 
@@ -1371,7 +1371,11 @@ impl CallControl for LiveBackend {
         })
     }
 
-    fn record_call(&self, start: bool) -> LocalFuture<'_, Result<String, Gone>> {
+    fn record_call(
+        &self,
+        start: bool,
+        time_limit_ms: Option<u64>,
+    ) -> LocalFuture<'_, Result<String, Gone>> {
         Box::pin(async move {
             self.alive()?;
             if !start {
@@ -1389,7 +1393,8 @@ impl CallControl for LiveBackend {
             }
             let recording_id = self.recording_id();
             let tap_id = self.next_id();
-            let (tap, file) = super::record::whole_call(&self.context, &recording_id, tap_id);
+            let (tap, file) =
+                super::record::whole_call(&self.context, &recording_id, tap_id, time_limit_ms);
             self.media.send(Control::Tap { id: tap_id, tap });
             self.made.borrow_mut().push(super::Recording {
                 id: recording_id.clone(),

@@ -221,14 +221,27 @@ impl LiveBackend {
                 "<sip:127.0.0.1>;answer-after=0".to_owned(),
             ));
         }
+        // The module's own headers (X- only, checked by the API).
+        headers.extend(request.options.headers.iter().cloned());
+        // What this endpoint sees: its own caller id, else the bridge's.
+        let (caller_id_name, caller_id_number) = request
+            .endpoints
+            .get(index)
+            .and_then(|e| e.caller_id.clone())
+            .unwrap_or_else(|| {
+                (
+                    request.caller_id_name.clone(),
+                    request.caller_id_number.clone(),
+                )
+            });
         let progress_until = target
             .progress_timeout_s
             .map(|s| self.now().saturating_add(s.saturating_mul(1000)));
         let dial = Dial {
             uri: target.uri,
             destination: target.destination,
-            from_user: request.caller_id_number.clone(),
-            from_display: Some(request.caller_id_name.clone()).filter(|n| !n.is_empty()),
+            from_user: caller_id_number,
+            from_display: Some(caller_id_name).filter(|n| !n.is_empty()),
             headers,
             credential: target.credential,
             codecs: target.codecs,
@@ -385,7 +398,8 @@ impl LiveBackend {
             }
             return outcome_of_failures(request, &ringing, self.now());
         };
-        self.connect_winner(ringing, winner, beside).await
+        self.connect_winner(ringing, winner, request.options.time_limit_s, beside)
+            .await
     }
 
     /// Ends the ringing of endpoints whose time ran out; when the ringing
@@ -483,7 +497,16 @@ impl LiveBackend {
                     let play = self.start_ringback(request, &ringing.listener).await;
                     ringing.ringback = Some(play);
                 }
-                PeerEvent::Leg(LegEvent::Early(body)) => {
+                PeerEvent::Leg(LegEvent::Early(_))
+                    if request.options.ignore_early_media
+                        && ringing.ringback.is_none()
+                        && !matches!(ringing.listener, Listener::Nobody) =>
+                {
+                    // Ringback instead of the callee's early media.
+                    let play = self.start_ringback(request, &ringing.listener).await;
+                    ringing.ringback = Some(play);
+                }
+                PeerEvent::Leg(LegEvent::Early(body)) if !request.options.ignore_early_media => {
                     called.telephone_events = configure(&called.media, &body);
                     if ringing.early.is_none() {
                         let media = called.media.clone();
@@ -558,6 +581,7 @@ impl LiveBackend {
         &self,
         mut ringing: Ringing,
         winner: u64,
+        time_limit_s: Option<u64>,
         beside: &dyn Beside,
     ) -> BridgeOutcome {
         let start = ringing.start;
@@ -591,7 +615,8 @@ impl LiveBackend {
             telephone_events: called.telephone_events,
         });
         beside.bridged(Some(&endpoint));
-        self.talk(beside).await;
+        let limit = time_limit_s.map(|s| answered_at.saturating_add(s.saturating_mul(1000)));
+        self.talk(beside, limit).await;
         beside.bridged(None);
         BridgeOutcome::answered(endpoint.id, self.now() - start, self.now() - answered_at)
     }
@@ -750,10 +775,13 @@ impl LiveBackend {
 
     /// The answered bridge's talk: until a side hangs up, a metaflow takes
     /// the call elsewhere, or the peer leaves; then the peer's leg ends.
-    async fn talk(&self, beside: &dyn Beside) {
+    async fn talk(&self, beside: &dyn Beside, limit: Option<u64>) {
         loop {
-            match self.wait_connected(beside).await {
+            match self.wait_connected(beside, limit).await {
                 Stop::Hangup | Stop::TakenOver | Stop::PeerGone => break,
+                // The bridge's time limit: both legs end, as at a callee's
+                // hang-up.
+                Stop::Deadline if limit.is_some_and(|at| self.now() >= at) => break,
                 _ => {}
             }
         }

@@ -164,12 +164,18 @@ struct CallRecorder {
     inbound: VecDeque<Vec<i16>>,
     outbound: VecDeque<Vec<i16>>,
     samples: u64,
+    /// The recording's time limit, in samples: nothing is written past it.
+    max_samples: Option<u64>,
     tap_id: u64,
 }
 
 impl CallRecorder {
     fn write(&mut self, a: Option<&[i16]>, b: Option<&[i16]>) {
-        let len = a.map_or(0, <[i16]>::len).max(b.map_or(0, <[i16]>::len));
+        let mut len = a.map_or(0, <[i16]>::len).max(b.map_or(0, <[i16]>::len));
+        if let Some(max) = self.max_samples {
+            let room = usize::try_from(max.saturating_sub(self.samples)).unwrap_or(usize::MAX);
+            len = len.min(room);
+        }
         self.samples += len as u64;
         let Some(writer) = &mut self.writer else {
             return;
@@ -230,7 +236,13 @@ impl Tap for CallRecorder {
 }
 
 /// A tap recording the whole call (`record_call`).
-pub fn whole_call(context: &Context, id: &str, tap_id: u64) -> (Box<dyn Tap>, PathBuf) {
+/// With `time_limit_ms`, the file ends there.
+pub fn whole_call(
+    context: &Context,
+    id: &str,
+    tap_id: u64,
+    time_limit_ms: Option<u64>,
+) -> (Box<dyn Tap>, PathBuf) {
     let (path, part) = paths(context, id);
     let tap = CallRecorder {
         writer: writer(&part),
@@ -239,6 +251,7 @@ pub fn whole_call(context: &Context, id: &str, tap_id: u64) -> (Box<dyn Tap>, Pa
         inbound: VecDeque::new(),
         outbound: VecDeque::new(),
         samples: 0,
+        max_samples: time_limit_ms.map(|ms| ms.saturating_mul(u64::from(RATE)) / 1000),
         tap_id,
     };
     (Box::new(tap), path)

@@ -230,6 +230,11 @@ pub const PROMPTS: &[Prompt] = &[
         &[],
         "Please enter the first few letters of the person's last name.",
     ),
+    prompt(
+        "dir-enter_person_name",
+        &[],
+        "Please enter the first few letters of the person's first or last name.",
+    ),
     prompt("dir-first_name", &[], "first name"),
     prompt("dir-found", &[], "One match was found."),
     prompt("dir-invalid_key", &[], "That key is not valid."),
@@ -877,6 +882,7 @@ pub(crate) mod tests {
 
     /// Literals of `scripts/` shaped like prompts that are not prompts.
     const NOT_PROMPTS: &[&str] = &[
+        "ad-hoc",
         "content-type",
         "e-mail_address",
         "fr-ca",

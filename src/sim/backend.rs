@@ -42,6 +42,7 @@ use crate::engine::control::{
     ConsultRequest, ConsultResult, EavesdropOutcome, Gone, Hangup, HttpOutcome, HttpRequest,
     HungUpBy, Leg, Legs, LocalFuture, ParkOutcome, PeerInfo, PlayOutcome, PlayReason, PlayRequest,
     RecordOutcome, RecordReason, RecordRequest, Resume, SleepReason, SpeakRequest, Strategy,
+    WaitOutcome, WaitRequest,
 };
 use crate::engine::rules;
 use crate::trace::{Event, Trace};
@@ -149,6 +150,9 @@ enum Reach {
     /// Its bridge is answered (by an endpoint): another call may
     /// intercept it.
     Intercept,
+    /// It waits somewhere ([`CallControl::wait`]): another call may wake
+    /// it.
+    Wake,
 }
 
 /// Until when [`SimBackend::advance`] runs.
@@ -175,6 +179,8 @@ enum Stop {
     PeerHangup,
     /// Another call joined this one ([`State::joined_by`] says which).
     Joined,
+    /// Another call woke this one from a wait ([`Message::Wake`]).
+    Woken,
 }
 
 /// What happens next on the timeline.
@@ -294,6 +300,7 @@ impl SimBackend {
                         delay_s: 0,
                         timeout_s: 0,
                         call_waiting: true,
+                        caller_id: None,
                     },
                     call_id: by.clone(),
                     hangup_at: u64::MAX,
@@ -310,6 +317,7 @@ impl SimBackend {
                 self.set_activity(Activity::Answered(id));
                 None
             }
+            Message::Wake => (self.state.borrow().reach == Reach::Wake).then_some(Stop::Woken),
             Message::RoomJoined { by, moderator } => {
                 let mut event = Event::new(self.now(), "conference_member")
                     .with("action", "join")
@@ -410,6 +418,11 @@ impl SimBackend {
                 }
             }
             joined.shared.set_activity(&joined.call_id, Activity::Ended);
+            // Its devices may be free now: whoever waits for one looks
+            // again (a queue's callers, for its agents).
+            for waiting in joined.shared.all_waiting(&joined.call_id) {
+                joined.shared.poke(&waiting, Message::Wake);
+            }
             for listener in joined.shared.take_listeners(&joined.call_id) {
                 joined.shared.poke(
                     &listener,
@@ -678,9 +691,12 @@ impl SimBackend {
             )
             .await;
         let (reason, digit) = match stop {
-            Stop::Deadline | Stop::Break | Stop::PeerGone | Stop::PeerHangup | Stop::Joined => {
-                (PlayReason::Completed, None)
-            }
+            Stop::Deadline
+            | Stop::Break
+            | Stop::PeerGone
+            | Stop::PeerHangup
+            | Stop::Joined
+            | Stop::Woken => (PlayReason::Completed, None),
             Stop::Digit(_, d) => (PlayReason::Terminator, Some(d)),
             Stop::Hangup | Stop::TakenOver => (PlayReason::Hangup, None),
         };
@@ -735,7 +751,8 @@ impl SimBackend {
                     | Stop::Break
                     | Stop::PeerGone
                     | Stop::PeerHangup
-                    | Stop::Joined => rules::Waited::Again,
+                    | Stop::Joined
+                    | Stop::Woken => rules::Waited::Again,
                 }
             },
         )
@@ -992,7 +1009,8 @@ impl SimBackend {
                         | Stop::Digit(..)
                         | Stop::Break
                         | Stop::PeerHangup
-                        | Stop::Joined => {}
+                        | Stop::Joined
+                        | Stop::Woken => {}
                     }
                 }
                 self.state.borrow_mut().reach = Reach::Nothing;
@@ -1021,6 +1039,7 @@ impl SimBackend {
             delay_s: 0,
             timeout_s: 0,
             call_waiting: true,
+            caller_id: None,
         };
         let serial = {
             let mut state = self.state.borrow_mut();
@@ -1048,7 +1067,8 @@ impl SimBackend {
                 | Stop::Digit(..)
                 | Stop::Break
                 | Stop::PeerHangup
-                | Stop::Joined => {}
+                | Stop::Joined
+                | Stop::Woken => {}
             }
         }
         self.disconnect_peer();
@@ -1089,6 +1109,51 @@ impl SimBackend {
             },
         );
         self.talk_to_call(target, None, start, beside).await
+    }
+
+    /// Waits at `place` (see [`CallControl::wait`]).
+    async fn run_wait(
+        &self,
+        place: &str,
+        ms: u64,
+        digits: &str,
+        since: Option<i64>,
+        beside: &dyn Beside,
+    ) -> WaitOutcome {
+        let start = self.now();
+        if let Some(joined) = &self.shared {
+            joined.shared.set_waiting(&joined.call_id, place, since);
+        }
+        self.state.borrow_mut().reach = Reach::Wake;
+        let stop = self
+            .advance(
+                Until::At(start.saturating_add(ms)),
+                true,
+                &|leg, digit| leg == Leg::A && digits.contains(digit),
+                beside,
+            )
+            .await;
+        self.state.borrow_mut().reach = Reach::Nothing;
+        self.set_activity(Activity::Busy);
+        let (reason, digit) = match stop {
+            Stop::Woken => ("woken", None),
+            Stop::Digit(_, digit) => {
+                // The digit is the wait's answer, not one to collect later.
+                let mut state = self.state.borrow_mut();
+                if state.buffer.back() == Some(&digit) {
+                    state.buffer.pop_back();
+                }
+                ("digit", Some(digit))
+            }
+            Stop::Hangup | Stop::TakenOver => ("hangup", None),
+            _ => ("timeout", None),
+        };
+        park().await;
+        WaitOutcome {
+            reason,
+            digit,
+            duration_ms: self.now() - start,
+        }
     }
 
     /// In conference room `room` until the caller hangs up: the members
@@ -1171,7 +1236,7 @@ impl SimBackend {
                 }
                 Stop::PeerGone => break "target_ended",
                 Stop::Hangup | Stop::TakenOver => break "hangup",
-                Stop::Deadline | Stop::Break | Stop::PeerHangup | Stop::Joined => {}
+                Stop::Deadline | Stop::Break | Stop::PeerHangup | Stop::Joined | Stop::Woken => {}
             }
         };
         self.state.borrow_mut().listening_to = None;
@@ -1308,7 +1373,7 @@ impl SimBackend {
                 Stop::Digit(..) => return Waited::Takeback,
                 Stop::PeerHangup => return Waited::PeerHangup,
                 Stop::Hangup | Stop::TakenOver => return Waited::CallerGone,
-                Stop::Break | Stop::PeerGone | Stop::Joined => {}
+                Stop::Break | Stop::PeerGone | Stop::Joined | Stop::Woken => {}
             }
         }
     }
@@ -1572,9 +1637,12 @@ impl CallControl for SimBackend {
                 )
                 .await;
             let reason = match stop {
-                Stop::Deadline | Stop::Break | Stop::PeerGone | Stop::PeerHangup | Stop::Joined => {
-                    RecordReason::MaxLength
-                }
+                Stop::Deadline
+                | Stop::Break
+                | Stop::PeerGone
+                | Stop::PeerHangup
+                | Stop::Joined
+                | Stop::Woken => RecordReason::MaxLength,
                 Stop::Digit(..) => RecordReason::Terminator,
                 Stop::Hangup | Stop::TakenOver => RecordReason::Hangup,
             };
@@ -1612,13 +1680,14 @@ impl CallControl for SimBackend {
                 let (ringing, answered_by, slot) = match &channel.activity {
                     Activity::Ringing(endpoints) => (endpoints.clone(), None, None),
                     Activity::Answered(by) => (Vec::new(), Some(by.clone()), None),
-                    Activity::Parked(slot) | Activity::Conference(slot) => {
-                        (Vec::new(), None, Some(slot.clone()))
-                    }
+                    Activity::Parked(slot)
+                    | Activity::Conference(slot)
+                    | Activity::Waiting(slot) => (Vec::new(), None, Some(slot.clone())),
                     Activity::Busy | Activity::Ended => (Vec::new(), None, None),
                 };
                 Channel {
                     state: channel.activity.as_str(),
+                    since: channel.since,
                     call_id: channel.call_id,
                     name: channel.name,
                     from: channel.from,
@@ -1630,6 +1699,26 @@ impl CallControl for SimBackend {
                 }
             })
             .collect()
+    }
+
+    fn wait<'a>(
+        &'a self,
+        place: &'a str,
+        opts: &'a WaitRequest,
+        beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, Result<WaitOutcome, Gone>> {
+        Box::pin(self.verb(self.run_wait(place, opts.ms, &opts.digits, opts.since, beside)))
+    }
+
+    fn wake(&self, place: &str) -> usize {
+        let Some(joined) = &self.shared else {
+            return 0;
+        };
+        let waiting = joined.shared.waiting_at(place, &joined.call_id);
+        for call in &waiting {
+            joined.shared.poke(call, Message::Wake);
+        }
+        waiting.len()
     }
 
     fn conference<'a>(
@@ -1731,7 +1820,8 @@ impl CallControl for SimBackend {
                 | Stop::Break
                 | Stop::PeerGone
                 | Stop::PeerHangup
-                | Stop::Joined => SleepReason::Completed,
+                | Stop::Joined
+                | Stop::Woken => SleepReason::Completed,
             })
         })
     }
@@ -1767,7 +1857,13 @@ impl CallControl for SimBackend {
         })
     }
 
-    fn record_call(&self, start: bool) -> LocalFuture<'_, Result<String, Gone>> {
+    // The limit of a whole-call recording is the engine's to keep
+    // (`Call::recording`): the simulator records no audio.
+    fn record_call(
+        &self,
+        start: bool,
+        _time_limit_ms: Option<u64>,
+    ) -> LocalFuture<'_, Result<String, Gone>> {
         Box::pin(async move {
             self.alive()?;
             Ok(self.recording(start))

@@ -27,17 +27,16 @@ use backend::InWorld;
 use world::Shared;
 
 use crate::catalog::{AccountFlows, Catalog};
-use crate::engine::documents::Sink;
 use crate::engine::{self, Call, CallFacts, EndReason, ModuleRunner, Overlay};
-use crate::ids::{AccountId, DocId, DocType};
+use crate::ids::DocId;
 use crate::limits::Limits;
-use crate::model::Object;
 use crate::routing::Inception;
 use crate::trace::{Event, Trace};
 
-/// Persists a document a call wrote: (account, type, id, body).
-pub type Persist =
-    Arc<dyn Fn(&AccountId, &DocType, &DocId, &Object) -> Result<(), String> + Send + Sync>;
+/// Where the documents calls write are kept, shared by every call that uses
+/// it (the flows directory, or an [`engine::MemoryStore`] for calls
+/// simulated side by side): `call:update_doc` compares and swaps there.
+pub type Persist = Arc<dyn engine::DocumentStore>;
 
 /// How to run simulations.
 #[derive(Clone, Default)]
@@ -215,7 +214,7 @@ pub async fn simulate(
     if scenario.is_multi_call() {
         return simulate_calls(scenario, account, runner, options, index).await;
     }
-    let docs = Rc::new(Overlay::new(Arc::clone(account), sink(account, options)));
+    let docs = Rc::new(Overlay::new(Arc::clone(account), options.persist.clone()));
     let setup = Setup {
         call_id: call_id(scenario.seed, index),
         seed: scenario.seed.wrapping_add(index),
@@ -228,16 +227,6 @@ pub async fn simulate(
         end,
         calls: Vec::new(),
     }
-}
-
-/// Where documents calls write go.
-fn sink(account: &Arc<AccountFlows>, options: &Options) -> Option<Sink> {
-    options.persist.clone().map(|persist| {
-        let account_id = account.account.id.clone();
-        Box::new(move |doc_type: &DocType, id: &DocId, body: &Object| {
-            persist(&account_id, doc_type, id, body)
-        }) as Sink
-    })
 }
 
 /// What sets one call of a simulation apart.
@@ -333,7 +322,7 @@ async fn simulate_calls(
     index: u64,
 ) -> Outcome {
     let shared = Shared::new();
-    let docs = Rc::new(Overlay::new(Arc::clone(account), sink(account, options)));
+    let docs = Rc::new(Overlay::new(Arc::clone(account), options.persist.clone()));
     let planned = scenario.planned_calls();
     let results: Rc<RefCell<Vec<Option<Finished>>>> =
         Rc::new(RefCell::new(vec![None; planned.len()]));

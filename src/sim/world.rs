@@ -35,6 +35,8 @@ pub enum Message {
     RoomJoined { by: String, moderator: bool },
     /// `by` left the conference room this call is in.
     RoomLeft { by: String },
+    /// Wakes a call waiting somewhere ([`Shared::waiting_at`]).
+    Wake,
 }
 
 /// What a call is doing, as others see it.
@@ -50,6 +52,8 @@ pub enum Activity {
     Parked(String),
     /// In a conference room.
     Conference(String),
+    /// Waiting somewhere (a queue), where another call may wake it.
+    Waiting(String),
     /// Over.
     Ended,
 }
@@ -62,6 +66,7 @@ impl Activity {
             Activity::Answered(_) => "answered",
             Activity::Parked(_) => "parked",
             Activity::Conference(_) => "conference",
+            Activity::Waiting(_) => "waiting",
             Activity::Ended => "ended",
         }
     }
@@ -77,6 +82,9 @@ pub struct Slot {
     pub to: String,
     pub calling_device: Option<String>,
     pub activity: Activity,
+    /// What the call said, while it waits, of when it began waiting (a
+    /// queue's entry time, ms since the epoch).
+    pub since: Option<i64>,
     inbox: VecDeque<Message>,
     /// The wait the call is in, if any: what [`Shared::poke`] cuts short.
     waiting: Option<Rc<Wait>>,
@@ -91,6 +99,7 @@ pub struct Channel {
     pub to: String,
     pub calling_device: Option<String>,
     pub activity: Activity,
+    pub since: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -157,6 +166,7 @@ impl Shared {
                 to: slot.to,
                 calling_device: slot.calling_device,
                 activity: Activity::Busy,
+                since: None,
                 inbox: VecDeque::new(),
                 waiting: None,
             },
@@ -240,6 +250,48 @@ impl Shared {
         self.running.set(self.running.get() + 1);
     }
 
+    /// `call` waits at `place`, saying since when.
+    pub fn set_waiting(&self, call: &str, place: &str, since: Option<i64>) {
+        if let Some(slot) = self.calls.borrow_mut().get_mut(call)
+            && slot.activity != Activity::Ended
+        {
+            slot.activity = Activity::Waiting(place.to_owned());
+            slot.since = since;
+        }
+    }
+
+    /// The calls but `except` waiting at `place`.
+    pub fn waiting_at(&self, place: &str, except: &str) -> Vec<String> {
+        let calls = self.calls.borrow();
+        self.order
+            .borrow()
+            .iter()
+            .filter(|id| id.as_str() != except)
+            .filter(|id| {
+                calls
+                    .get(id.as_str())
+                    .is_some_and(|slot| slot.activity == Activity::Waiting(place.to_owned()))
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// The calls but `except` waiting anywhere.
+    pub fn all_waiting(&self, except: &str) -> Vec<String> {
+        let calls = self.calls.borrow();
+        self.order
+            .borrow()
+            .iter()
+            .filter(|id| id.as_str() != except)
+            .filter(|id| {
+                calls
+                    .get(id.as_str())
+                    .is_some_and(|slot| matches!(slot.activity, Activity::Waiting(_)))
+            })
+            .cloned()
+            .collect()
+    }
+
     /// The calls but `except` in conference room `room`, in the order they
     /// began.
     pub fn room_members(&self, room: &str, except: &str) -> Vec<String> {
@@ -289,6 +341,7 @@ impl Shared {
             && slot.activity != Activity::Ended
         {
             slot.activity = activity;
+            slot.since = None;
         }
     }
 
@@ -316,6 +369,7 @@ impl Shared {
                 to: slot.to.clone(),
                 calling_device: slot.calling_device.clone(),
                 activity: slot.activity.clone(),
+                since: slot.since,
             })
             .collect()
     }

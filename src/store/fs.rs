@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use super::files::{self, Kind};
 use super::{Store, StoreError};
 use crate::catalog::{AccountSource, SourceFile, Sources};
+use crate::engine::documents::{DocumentStore, Revision, Swap};
 use crate::ids::{AccountId, DocId, DocType, IdError};
 use crate::model::{Code, Diagnostic};
 
@@ -70,6 +71,58 @@ impl FlowsDir {
     /// Writes a document atomically and durably (see [`write_atomic`]).
     /// Returns the path written.
     pub fn write_document(
+        &self,
+        account: &AccountId,
+        doc_type: &DocType,
+        id: &DocId,
+        body: &crate::model::Object,
+    ) -> Result<PathBuf, StoreError> {
+        let _lock = self.lock_folder(account, doc_type)?;
+        self.write_locked(account, doc_type, id, body)
+    }
+
+    /// Writes a document only if `unchanged` says yes to the text it holds
+    /// now (`None`: no such file), the read, the check and the write done
+    /// under an exclusive lock on the document's folder, which every write
+    /// of a document takes ([`FlowsDir::write_document`] too): so the
+    /// check and the write are one step for every thread and process
+    /// writing there. Returns whether it wrote.
+    pub fn write_document_if(
+        &self,
+        account: &AccountId,
+        doc_type: &DocType,
+        id: &DocId,
+        body: &crate::model::Object,
+        unchanged: impl FnOnce(Option<&str>) -> bool,
+    ) -> Result<bool, StoreError> {
+        let _lock = self.lock_folder(account, doc_type)?;
+        let now = self.read_document(account, doc_type, id)?;
+        if !unchanged(now.as_deref()) {
+            return Ok(false);
+        }
+        self.write_locked(account, doc_type, id, body)?;
+        Ok(true)
+    }
+
+    /// Locks a document folder (created if missing) for writing: released
+    /// when the lock is dropped.
+    fn lock_folder(
+        &self,
+        account: &AccountId,
+        doc_type: &DocType,
+    ) -> Result<FolderLock, StoreError> {
+        let dir = self.account_dir(account).join(doc_type.as_str());
+        let io = |source| StoreError::Io {
+            path: dir.clone(),
+            source,
+        };
+        if !files::ensure_dir_inside(&dir, &self.account_root(account)).map_err(io)? {
+            return Err(StoreError::Outside { path: dir });
+        }
+        FolderLock::exclusive(&dir).map_err(io)
+    }
+
+    fn write_locked(
         &self,
         account: &AccountId,
         doc_type: &DocType,
@@ -230,6 +283,71 @@ impl FlowsDir {
         let source = read_account(account.clone(), &dir, &root, &mut sources.diagnostics);
         sources.accounts.push(source);
         Ok(Some(sources))
+    }
+}
+
+/// An exclusive lock (`flock`) on a folder, held until dropped. Each lock
+/// opens the folder afresh, so two threads of one process exclude each
+/// other as two processes do.
+struct FolderLock(#[allow(dead_code, reason = "held for its lock, released on drop")] fs::File);
+
+impl FolderLock {
+    fn exclusive(dir: &Path) -> io::Result<Self> {
+        let folder = fs::File::open(dir)?;
+        folder.lock()?;
+        Ok(Self(folder))
+    }
+}
+
+/// The flows directory as the store of the documents calls write
+/// (`callflow simulate --persist`; a server publishes each write too):
+/// a document's revision is the SHA-256 of its file.
+impl DocumentStore for FlowsDir {
+    fn load(
+        &self,
+        account: &AccountId,
+        doc_type: &DocType,
+        id: &DocId,
+    ) -> Result<Option<(crate::model::Object, Revision)>, String> {
+        let Some(text) = self
+            .read_document(account, doc_type, id)
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        let path = self.document_path(account, doc_type, id);
+        match serde_json::from_str(&text) {
+            Ok(serde_json::Value::Object(mut body)) => {
+                // The id is the file name, not part of the document.
+                body.remove("id");
+                Ok(Some((body, Revision::of_bytes(text.as_bytes()))))
+            }
+            Ok(_) => Err(format!("{}: not a JSON object", path.display())),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
+    fn save(
+        &self,
+        account: &AccountId,
+        doc_type: &DocType,
+        id: &DocId,
+        body: &crate::model::Object,
+        expected: Option<Revision>,
+    ) -> Result<Swap, String> {
+        let written = match expected {
+            None => self
+                .write_document(account, doc_type, id, body)
+                .map(|_| true),
+            Some(expected) => self.write_document_if(account, doc_type, id, body, |now| {
+                now.map_or(Revision::ABSENT, |text| Revision::of_bytes(text.as_bytes())) == expected
+            }),
+        };
+        if written.map_err(|e| e.to_string())? {
+            Ok(Swap::Written)
+        } else {
+            Ok(Swap::Conflict)
+        }
     }
 }
 

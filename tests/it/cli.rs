@@ -513,11 +513,7 @@ fn persisted_voicemail_messages_survive_the_process() {
     // The box is still a valid document, and no temporary file is left.
     let check = callflow(dir.path(), &["check", "--flows", flows.to_str().unwrap()]);
     assert_eq!(check.status.code(), Some(0), "{}", render_output(&check));
-    let names: Vec<String> = std::fs::read_dir(flows.join("acme/vmboxes"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+    crate::support::assert_no_hidden_files(&flows.join("acme/vmboxes"));
 }
 
 /// `--version` names the commit and its date (build.rs), or `unknown`

@@ -23,6 +23,9 @@ mod bridging;
 mod check;
 /// The real binary on the bundled sample flows, as the README uses it.
 mod cli;
+/// Calls side by side against one store: `call:update_doc` keeps every
+/// caller's voicemail message.
+mod concurrent;
 /// A real server SIGKILLed during a storm of writes: every acknowledged
 /// write is on disk, no file is corrupt, a restarted server serves them.
 mod crash;

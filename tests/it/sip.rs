@@ -547,6 +547,49 @@ fn retransmitted_until_ack(
     Ok(())
 }
 
+/// Two callers leave a voicemail message in one box at once, on a real
+/// server (its worker threads, the flows directory): both messages are in
+/// the box afterwards (`call:update_doc`'s compare-and-swap on the file).
+#[test]
+fn two_real_callers_leaving_a_message_in_one_box_both_keep_it() {
+    let Some(tools) = tools("two_real_callers_leaving_a_message_in_one_box_both_keep_it") else {
+        return;
+    };
+    let server = Server::start(Trust::Loopback, 10);
+    let run = Sipp {
+        scenario: sip_dir().join("answer-play-bye.xml"),
+        service: "+15550100020".to_owned(),
+        server: server.sip,
+        port: free_port(),
+        transport: Transport::Udp,
+        calls: 2,
+        extra: Vec::new(),
+    }
+    .run(tools);
+    let failed =
+        |what: String| format!("{what}\n{}\n--- server log\n{}", run.report(), server.log());
+    assert_eq!(run.successful_calls(), Some(2), "{}", failed(String::new()));
+    let traces = server
+        .wait_for_traces(2, TRACES_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{}", failed(e)));
+    assert_eq!(traces.len(), 2, "{}", failed(String::new()));
+    let text = std::fs::read_to_string(server.flows().join("siptest/vmboxes/box.json")).unwrap();
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    let mut calls: Vec<String> = doc["messages"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", failed(format!("no messages in {text}"))))
+        .iter()
+        .map(|m| m["call_id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    calls.sort();
+    let mut expected: Vec<String> = traces
+        .iter()
+        .map(|t| t["call_id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    expected.sort();
+    assert_eq!(calls, expected, "{}", failed(text));
+}
+
 /// A failure to an INVITE is retransmitted over UDP until the caller's ACK
 /// (RFC 3261 §17.2.1), and stops with it: the 487 after a CANCEL, and a
 /// flow's 486.
