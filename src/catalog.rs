@@ -60,6 +60,14 @@ pub trait Modules {
     fn provides_metaflow(&self, name: &str) -> bool;
     /// The schema of a metaflow module's node data, when it declares one.
     fn metaflow_schema(&self, name: &str) -> Option<&Value>;
+    /// Whether the Luau source of a `functions` document compiles: `Err`
+    /// with the source's line and the message when it does not. Only the
+    /// module host can tell; by default (Kazoo's names alone) every source
+    /// passes.
+    fn compile_function(&self, source: &str) -> Result<(), (Option<u32>, String)> {
+        let _ = source;
+        Ok(())
+    }
 }
 
 /// Kazoo's module inventory, without schemas.
@@ -594,8 +602,35 @@ fn document_of(
     {
         check_endpoint_metaflows(&doc.body, modules, &mut diags);
     }
+    if let Some(doc) = &doc
+        && doc_type.as_str() == "functions"
+    {
+        check_function_source(&doc.body, modules, &mut diags);
+    }
     let diags = diags.into_iter().map(|d| d.in_file(&file.path)).collect();
     (doc, diags)
+}
+
+/// A function document's Luau source must compile (the schema has checked
+/// its `language` and that `source` is a string).
+fn check_function_source(body: &Object, modules: &dyn Modules, diags: &mut Vec<Diagnostic>) {
+    let Some(Value::String(source)) = body.get("source") else {
+        return;
+    };
+    if body
+        .get("language")
+        .is_some_and(|language| language != "luau")
+    {
+        return;
+    }
+    if let Err((line, message)) = modules.compile_function(source) {
+        let at = line.map_or_else(String::new, |line| format!(" (line {line} of the source)"));
+        diags.push(Diagnostic::error(
+            Code::Script,
+            "/source",
+            format!("the function does not compile{at}: {message}"),
+        ));
+    }
 }
 
 /// E.164 numbers (`+...`) claimed by callflows of two accounts. A call from

@@ -89,6 +89,7 @@ pub const API: &[ApiItem] = api![
     "call:branch": "call:branch(callflow_id | route | flow) -> directive?, error" => "Enter another flow when handle returns.",
     "call:stop": "call:stop(cause?) -> directive" => "Return from this sub-flow, or end the call.",
     "call:replace_flow": "call:replace_flow(flow) -> directive?, error" => "Replace the current node with a flow (Kazoo's pivot hand-off).",
+    "call:run_function": "call:run_function(id, data?) -> value?, error" => "Run the account's function document `id` (Luau) with (call, data); what it returns (a flow, for the function module).",
     "call:on_end": "call:on_end(data?)" => "Run this module's on_end(call, data) once the call has ended.",
     "call:usurp": "call:usurp(app) -> directive" => "Hand the call to another application; the flow ends without a hang-up.",
     "call:children": "call:children() -> {key, ...}" => "The node's child keys, in document order.",
@@ -204,6 +205,7 @@ const MAKE_FACTS: &str = "callflow.make_facts";
 pub(crate) fn register(lua: &Lua, current: Rc<Current>) -> mlua::Result<()> {
     lua.set_app_data(current);
     lua.set_app_data(DocumentCache::default());
+    lua.set_app_data(super::functions::Compiled::default());
     super::convert::register(lua)?;
     lua.set_app_data(AccountCache::default());
     super::instances::register(lua)?;
@@ -443,6 +445,7 @@ fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
     register_state(lua, &raw)?;
     register_flow(lua, &raw)?;
     register_directives(lua, &raw)?;
+    register_functions(lua, &raw)?;
     register_trace(lua, &raw)?;
     register_legs(lua, &raw)?;
     register_transfers(lua, &raw)?;
@@ -1040,13 +1043,16 @@ fn not_updating(inv: &Invocation, name: &str) -> mlua::Result<()> {
     Ok(())
 }
 
-/// A document modules may write: a valid type (not callflows) and id.
+/// A document modules may write: a valid type (not callflows or
+/// functions) and id.
 fn writable(doc_type: &str, id: &str) -> mlua::Result<(DocType, DocId)> {
     let doc_type = DocType::new(doc_type).map_err(|e| mlua::Error::runtime(e.to_string()))?;
-    if doc_type.as_str() == "callflows" {
-        return Err(mlua::Error::runtime(
-            "callflows are not saved by modules; use the REST API or the flows directory",
-        ));
+    // Callflows and functions are what calls run: written by people (the
+    // REST API, the flows directory), never by a call.
+    if matches!(doc_type.as_str(), "callflows" | super::functions::DOC_TYPE) {
+        return Err(mlua::Error::runtime(format!(
+            "{doc_type} are not saved by modules; use the REST API or the flows directory"
+        )));
     }
     let id = DocId::new(id).map_err(|e| mlua::Error::runtime(e.to_string()))?;
     Ok((doc_type, id))
@@ -1585,6 +1591,70 @@ fn register_directives(lua: &Lua, raw: &Table) -> mlua::Result<()> {
             .map_err(mlua::Error::runtime)?;
         done(lua, ())
     });
+    Ok(())
+}
+
+/// `run_function`: a function document run with the module's call object
+/// (`functions.rs`). Usage errors and a missing document are the usual
+/// `false, message` and `nil, error`; the function's own errors (syntax,
+/// raised, a budget) are raised as they are, so the error event names its
+/// document and line.
+fn register_functions(lua: &Lua, raw: &Table) -> mlua::Result<()> {
+    raw.set(
+        "run_function",
+        lua.create_async_function(|lua: Lua, (id, data): (String, LuaValue)| async move {
+            let inv = match current(&lua) {
+                Ok(inv) => inv,
+                Err(err) => return failed(&lua, &err),
+            };
+            let prepared = (|| -> mlua::Result<Result<(String, String, Table), String>> {
+                not_updating(&inv, "run_function")?;
+                let call = call_of(&inv, "run_function")?;
+                let id = DocId::new(&id).map_err(|e| mlua::Error::runtime(e.to_string()))?;
+                let file =
+                    super::functions::chunk_name(call.account.account.id.as_str(), id.as_str());
+                let Some(body) = call
+                    .documents()
+                    .get(super::functions::DOC_TYPE, id.as_str())
+                else {
+                    return Ok(Err(format!(
+                        "no {} document {:?} in this account",
+                        super::functions::DOC_TYPE,
+                        id.as_str()
+                    )));
+                };
+                let source = match super::functions::source_of(&body) {
+                    Ok(source) => source.to_owned(),
+                    Err(why) => return Ok(Err(format!("{file}: {why}"))),
+                };
+                let name = inv
+                    .instance
+                    .borrow()
+                    .as_ref()
+                    .map(|ready| ready.name.clone())
+                    .ok_or_else(|| mlua::Error::runtime("no module is running"))?;
+                Ok(Ok((file, source, call_object(&lua, &inv, &name)?)))
+            })();
+            let (file, source, call_object) = match prepared {
+                Ok(Ok(ready)) => ready,
+                Ok(Err(reason)) => return done(&lua, (LuaValue::Nil, reason)),
+                Err(err) => return failed(&lua, &err),
+            };
+            let function = super::functions::load(&lua, &file, &source)?;
+            // What decides is what the function returns: a directive it
+            // gives (call:branch, call:stop, ...) is not the module's.
+            let before = inv.directive.borrow_mut().take();
+            let returned = super::Headroom {
+                lua: lua.clone(),
+                inner: Some(Box::pin(
+                    function.call_async::<LuaValue>((call_object, data)),
+                )),
+            }
+            .await;
+            *inv.directive.borrow_mut() = before;
+            done(&lua, returned?)
+        })?,
+    )?;
     Ok(())
 }
 
@@ -2498,10 +2568,13 @@ fn split_location(text: &str) -> Option<(String, u32, &str)> {
     Some((file.to_owned(), line.parse().ok()?, message))
 }
 
+/// A script file, or the chunk of a function document
+/// (`<account>/functions/<id>.json`).
 fn is_lua_file(name: &str) -> bool {
     std::path::Path::new(name)
         .extension()
         .is_some_and(|ext| ext.eq_ignore_ascii_case("lua"))
+        || super::functions::is_function_file(name)
 }
 
 /// The innermost script frame of a traceback.

@@ -15,6 +15,8 @@
 //! * `api.rs`: the whole Lua-facing API (the `call` object, `re`, `require`).
 //! * `scripts.rs`: built-in and user scripts, compiled into a [`ModuleSet`].
 //! * `convert.rs`: JSON ⇄ Lua.
+//! * `functions.rs`: function documents (`call:run_function`), compiled and
+//!   run in the same sandbox, within the asking module's budgets.
 //! * `instances.rs`: shared module instances, frozen.
 //! * `bytecode.rs`: which functions of a script assign outer variables.
 //! * `ffi.rs`: the one `unsafe` (reading upvalues).
@@ -24,6 +26,7 @@ pub mod bytecode;
 mod convert;
 #[allow(unsafe_code)]
 mod ffi;
+pub mod functions;
 mod instances;
 mod sandbox;
 pub mod scripts;

@@ -50,7 +50,10 @@ pub(crate) fn new_vm(limits: &Limits, current: Rc<Current>) -> mlua::Result<Lua>
     lua.array_metatable().set_readonly(true);
     lua.set_memory_limit(limits.vm_memory_bytes)?;
     lua.set_interrupt(move |lua| match current.borrowed().as_deref() {
-        Some(inv) if !inv.tick() => Err(mlua::Error::runtime("interrupt budget exceeded")),
+        Some(inv) if !inv.tick() => Err(mlua::Error::runtime(located(
+            lua,
+            "interrupt budget exceeded",
+        ))),
         Some(inv) if !inv.within_memory(lua.used_memory()) => {
             Err(mlua::Error::runtime(located(lua, "memory budget exceeded")))
         }

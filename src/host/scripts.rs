@@ -218,43 +218,48 @@ fn read_into(
 
 /// Compiles Luau source to bytecode; errors carry the line.
 pub fn compile(source: &ScriptSource) -> Result<Compiled, ScriptError> {
-    // Debug level 1 keeps line numbers for error messages.
-    match Compiler::new().set_debug_level(1).compile(&source.text) {
-        Ok(bytecode) => {
-            // Level 2 adds variable names, for the host's refusal of shared
-            // state (see `bytecode.rs`); the VM runs the level-1 bytecode,
-            // so error messages stay as they were.
-            let writes = Compiler::new()
-                .set_debug_level(2)
-                .compile(&source.text)
-                .map_err(|e| e.to_string())
-                .and_then(|named| super::bytecode::analyze(&named));
-            Ok(Compiled {
-                name: source.name.clone(),
-                file: source.file.clone(),
-                bytecode: bytecode.into(),
-                writes: Arc::new(writes),
-            })
-        }
-        Err(err) => {
+    let bytecode = bytecode(&source.text).map_err(|(line, message)| ScriptError {
+        file: source.file.clone(),
+        line,
+        message,
+    })?;
+    // Level 2 adds variable names, for the host's refusal of shared
+    // state (see `bytecode.rs`); the VM runs the level-1 bytecode,
+    // so error messages stay as they were.
+    let writes = Compiler::new()
+        .set_debug_level(2)
+        .compile(&source.text)
+        .map_err(|e| e.to_string())
+        .and_then(|named| super::bytecode::analyze(&named));
+    Ok(Compiled {
+        name: source.name.clone(),
+        file: source.file.clone(),
+        bytecode: bytecode.into(),
+        writes: Arc::new(writes),
+    })
+}
+
+/// Luau source compiled to the bytecode the VM runs (debug level 1: line
+/// numbers for error messages), or the line and message of its syntax
+/// error (`syntax error: ...`). Modules and function documents
+/// (`host::functions`) compile through it.
+pub(crate) fn bytecode(text: &str) -> Result<Vec<u8>, (Option<u32>, String)> {
+    Compiler::new()
+        .set_debug_level(1)
+        .compile(text)
+        .map_err(|err| {
             let text = match &err {
                 mlua::Error::SyntaxError { message, .. } => message.clone(),
                 other => other.to_string(),
             };
             // Luau reports "<line>: <message>".
-            let (line, message) = match text.split_once(": ") {
+            match text.split_once(": ") {
                 Some((line, rest)) if line.parse::<u32>().is_ok() => {
-                    (line.parse().ok(), rest.to_owned())
+                    (line.parse().ok(), format!("syntax error: {rest}"))
                 }
-                _ => (None, text),
-            };
-            Err(ScriptError {
-                file: source.file.clone(),
-                line,
-                message: format!("syntax error: {message}"),
-            })
-        }
-    }
+                _ => (None, format!("syntax error: {text}")),
+            }
+        })
 }
 
 impl ScriptError {
@@ -442,5 +447,9 @@ impl crate::catalog::Modules for ModuleSet {
             Loaded::Ready(module) => module.schema.as_ref(),
             Loaded::Broken(_) => None,
         }
+    }
+
+    fn compile_function(&self, source: &str) -> Result<(), (Option<u32>, String)> {
+        bytecode(source).map(drop)
     }
 }

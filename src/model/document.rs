@@ -32,6 +32,10 @@ const SCHEMA_FILES: &[(&str, &str)] = &[
         include_str!("../../schemas/documents/devices.json"),
     ),
     (
+        "functions",
+        include_str!("../../schemas/documents/functions.json"),
+    ),
+    (
         "groups",
         include_str!("../../schemas/documents/groups.json"),
     ),
