@@ -145,3 +145,20 @@ fn every_built_in_module_has_a_readme_section() {
         "`#### <module>` sections of \"Metaflow modules\" in scripts/README.md vs scripts/metaflows/*.lua"
     );
 }
+
+/// Every callflow module Kazoo has is built in, but `skel` (Kazoo's
+/// template for writing modules, which does nothing).
+#[test]
+fn every_kazoo_module_is_built_in() {
+    use callflow::host::scripts::BUILTIN;
+    let built_in: Vec<&str> = BUILTIN
+        .iter()
+        .filter_map(|(path, _)| path.strip_suffix(".lua"))
+        .filter(|name| !name.contains('/'))
+        .collect();
+    let missing: Vec<&&str> = callflow::model::kazoo::KAZOO_MODULES
+        .iter()
+        .filter(|name| **name != "skel" && !built_in.contains(name))
+        .collect();
+    assert!(missing.is_empty(), "Kazoo modules with no built-in script: {missing:?}");
+}
