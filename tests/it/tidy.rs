@@ -160,5 +160,8 @@ fn every_kazoo_module_is_built_in() {
         .iter()
         .filter(|name| **name != "skel" && !built_in.contains(name))
         .collect();
-    assert!(missing.is_empty(), "Kazoo modules with no built-in script: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "Kazoo modules with no built-in script: {missing:?}"
+    );
 }
