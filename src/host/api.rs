@@ -1276,16 +1276,7 @@ fn register_world(lua: &Lua, raw: &Table) -> mlua::Result<()> {
                 .pickup(&call_id, intercept, &Listening::new(&call, &runner))
                 .await
             {
-                Ok(outcome) => {
-                    let table = lua.create_table()?;
-                    table.set("status", outcome.status.as_str())?;
-                    table.set("cause", outcome.cause)?;
-                    table.set("sip", outcome.sip)?;
-                    table.set("answered_by", outcome.answered_by)?;
-                    table.set("duration_ms", outcome.duration_ms)?;
-                    table.set("talk_ms", outcome.talk_ms)?;
-                    done(&lua, table)
-                }
+                Ok(outcome) => done(&lua, bridge_outcome(&lua, outcome)?),
                 Err(_) => Ok(gone()),
             }
         }
@@ -1334,16 +1325,7 @@ fn register_outside(lua: &Lua, raw: &Table) -> mlua::Result<()> {
             };
             let runner = nested(&lua, &inv)?;
             match call.bridge(&request, &Listening::new(&call, &runner)).await {
-                Ok(outcome) => {
-                    let table = lua.create_table()?;
-                    table.set("status", outcome.status.as_str())?;
-                    table.set("cause", outcome.cause)?;
-                    table.set("sip", outcome.sip)?;
-                    table.set("answered_by", outcome.answered_by)?;
-                    table.set("duration_ms", outcome.duration_ms)?;
-                    table.set("talk_ms", outcome.talk_ms)?;
-                    done(&lua, table)
-                }
+                Ok(outcome) => done(&lua, bridge_outcome(&lua, outcome)?),
                 Err(_) => Ok(gone()),
             }
         }
@@ -1768,6 +1750,21 @@ fn cached_document(
         }
     };
     inv.documents.borrow_mut().insert(key, table.clone());
+    Ok(table)
+}
+
+/// A bridge's (or a pickup's) outcome as the table `call:bridge` returns.
+fn bridge_outcome(
+    lua: &Lua,
+    outcome: crate::engine::control::BridgeOutcome,
+) -> mlua::Result<Table> {
+    let table = lua.create_table()?;
+    table.set("status", outcome.status.as_str())?;
+    table.set("cause", outcome.cause)?;
+    table.set("sip", outcome.sip)?;
+    table.set("answered_by", outcome.answered_by)?;
+    table.set("duration_ms", outcome.duration_ms)?;
+    table.set("talk_ms", outcome.talk_ms)?;
     Ok(table)
 }
 

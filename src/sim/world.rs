@@ -260,8 +260,9 @@ impl Shared {
         }
     }
 
-    /// The calls but `except` waiting at `place`.
-    pub fn waiting_at(&self, place: &str, except: &str) -> Vec<String> {
+    /// The calls but `except` whose activity `wanted` accepts, in the order
+    /// they joined the world.
+    fn calls_where(&self, except: &str, wanted: impl Fn(&Activity) -> bool) -> Vec<String> {
         let calls = self.calls.borrow();
         self.order
             .borrow()
@@ -270,43 +271,31 @@ impl Shared {
             .filter(|id| {
                 calls
                     .get(id.as_str())
-                    .is_some_and(|slot| slot.activity == Activity::Waiting(place.to_owned()))
+                    .is_some_and(|slot| wanted(&slot.activity))
             })
             .cloned()
             .collect()
+    }
+
+    /// The calls but `except` waiting at `place`.
+    pub fn waiting_at(&self, place: &str, except: &str) -> Vec<String> {
+        self.calls_where(
+            except,
+            |activity| matches!(activity, Activity::Waiting(at) if at == place),
+        )
     }
 
     /// The calls but `except` waiting anywhere.
     pub fn all_waiting(&self, except: &str) -> Vec<String> {
-        let calls = self.calls.borrow();
-        self.order
-            .borrow()
-            .iter()
-            .filter(|id| id.as_str() != except)
-            .filter(|id| {
-                calls
-                    .get(id.as_str())
-                    .is_some_and(|slot| matches!(slot.activity, Activity::Waiting(_)))
-            })
-            .cloned()
-            .collect()
+        self.calls_where(except, |activity| matches!(activity, Activity::Waiting(_)))
     }
 
-    /// The calls but `except` in conference room `room`, in the order they
-    /// began.
+    /// The calls but `except` in conference room `room`.
     pub fn room_members(&self, room: &str, except: &str) -> Vec<String> {
-        let calls = self.calls.borrow();
-        self.order
-            .borrow()
-            .iter()
-            .filter(|id| id.as_str() != except)
-            .filter(|id| {
-                calls
-                    .get(id.as_str())
-                    .is_some_and(|slot| slot.activity == Activity::Conference(room.to_owned()))
-            })
-            .cloned()
-            .collect()
+        self.calls_where(
+            except,
+            |activity| matches!(activity, Activity::Conference(at) if at == room),
+        )
     }
 
     /// `listener` eavesdrops on `target`: it hears when `target` ends.
