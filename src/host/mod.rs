@@ -645,8 +645,10 @@ impl Vm {
         let returned = match result {
             Ok(value) => value,
             // A verb called after the caller hung up (or after a metaflow
-            // took the call elsewhere) ends the module; the engine sees why.
-            Err(_) if call.is_gone() || call.has_takeover() => {
+            // took the call elsewhere) ends the module, raising "hangup";
+            // the engine sees why. Any other error is the script's own, and
+            // is reported even when the call is over.
+            Err(err) if (call.is_gone() || call.has_takeover()) && err.message == "hangup" => {
                 return Ok(Next::Continue("_".to_owned()));
             }
             Err(err) => return Err(err),

@@ -68,9 +68,11 @@ fn the_type_checker_is_built_beside_callflow() {
 /// get it; a variable naming no file is an error naming it.
 #[test]
 fn without_the_type_checker_types_says_how_to_get_it() {
-    let tmp = tempfile::tempdir().unwrap();
+    // A hard link, not a copy: a copy's file is open for writing while
+    // other tests fork, and running it could then fail with ETXTBSY.
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let alone = tmp.path().join("callflow");
-    std::fs::copy(env!("CARGO_BIN_EXE_callflow"), &alone).unwrap();
+    std::fs::hard_link(env!("CARGO_BIN_EXE_callflow"), &alone).unwrap();
     let case = crate::support::root().join("tests/check/types");
     let run = |env: Option<&str>| {
         let mut command = std::process::Command::new(&alone);
