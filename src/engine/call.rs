@@ -748,22 +748,31 @@ impl Call {
             request
         };
         let outcome = self.backend.bridge(request, beside).await?;
+        let outcome_fields = self.bridged(&outcome, true);
+        self.trace.borrow_mut().complete(pending, outcome_fields);
+        Ok(outcome)
+    }
+
+    /// A bridge's (or pickup's) outcome fields for its event, in order
+    /// (`answered_by` when `show_by`); an answered one sets Kazoo's
+    /// `call_bridged` flag (read by missed-call alerts).
+    fn bridged(&self, outcome: &BridgeOutcome, show_by: bool) -> Map<String, Value> {
         let mut outcome_fields = fields(json!({
             "status": outcome.status.as_str(),
             "cause": outcome.cause,
             "sip": outcome.sip,
         }));
         if let Some(by) = &outcome.answered_by {
-            outcome_fields.insert("answered_by".into(), json!(by));
-            // Kazoo's `call_bridged` flag (read by missed-call alerts).
+            if show_by {
+                outcome_fields.insert("answered_by".into(), json!(by));
+            }
             self.state
                 .borrow_mut()
                 .variables
                 .insert("call_bridged".to_owned(), Value::Bool(true));
         }
         outcome_fields.insert("duration_ms".into(), json!(outcome.duration_ms));
-        self.trace.borrow_mut().complete(pending, outcome_fields);
-        Ok(outcome)
+        outcome_fields
     }
 
     /// The other calls this call can see.
@@ -787,18 +796,7 @@ impl Call {
         }
         let pending = self.trace.borrow_mut().begin(event);
         let outcome = self.backend.pickup(call_id, intercept, beside).await?;
-        let mut outcome_fields = fields(json!({
-            "status": outcome.status.as_str(),
-            "cause": outcome.cause,
-            "sip": outcome.sip,
-        }));
-        if outcome.answered_by.is_some() {
-            self.state
-                .borrow_mut()
-                .variables
-                .insert("call_bridged".to_owned(), Value::Bool(true));
-        }
-        outcome_fields.insert("duration_ms".into(), json!(outcome.duration_ms));
+        let outcome_fields = self.bridged(&outcome, false);
         self.trace.borrow_mut().complete(pending, outcome_fields);
         Ok(outcome)
     }
