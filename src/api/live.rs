@@ -174,3 +174,55 @@ pub(crate) async fn call(
         None => Err(ApiError::BadIdentifier(requested.to_owned())),
     }
 }
+
+/// A running call as `GET .../channels` shows it: Kazoo's channel fields
+/// where they mean the same (`uuid`, `destination`, `answered`,
+/// `authorizing_id`), and ours (`state`, `ringing`, `answered_by`, `slot`,
+/// `since`): what `call:channels()` gives a module.
+fn channel(channel: &crate::engine::control::Channel) -> Value {
+    let mut out = Map::new();
+    out.insert("uuid".into(), json!(channel.call_id));
+    out.insert("call_id".into(), json!(channel.call_id));
+    out.insert("from".into(), json!(channel.from));
+    out.insert("destination".into(), json!(channel.to));
+    out.insert("to".into(), json!(channel.to));
+    out.insert("state".into(), json!(channel.state));
+    out.insert("answered".into(), json!(channel.answered_by.is_some()));
+    if let Some(device) = &channel.calling_device {
+        out.insert("authorizing_id".into(), json!(device));
+        out.insert("authorizing_type".into(), json!("device"));
+    }
+    if !channel.ringing.is_empty() {
+        out.insert("ringing".into(), json!(channel.ringing));
+    }
+    if let Some(by) = &channel.answered_by {
+        out.insert("answered_by".into(), json!(by));
+    }
+    if let Some(slot) = &channel.slot {
+        out.insert("slot".into(), json!(slot));
+    }
+    if let Some(since) = channel.since {
+        out.insert("since".into(), json!(since));
+    }
+    Value::Object(out)
+}
+
+/// `GET /v2/accounts/{ACCOUNT_ID}/channels`: the account's calls running
+/// now, in the order they began, with Crossbar's paging and filters.
+pub(crate) async fn channels(
+    State(state): State<Arc<AppState>>,
+    Authed(account): Authed,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<Success, ApiError> {
+    let live = state.live()?;
+    let listing = Listing::parse(&params, state.config.page_size)?;
+    let shown = live
+        .world
+        .channels(account.as_str(), None)
+        .iter()
+        .enumerate()
+        .map(|(order, running)| (order, channel(running)))
+        .filter(|(_, doc)| listing.passes(doc))
+        .collect::<Vec<_>>();
+    listing.answer(shown, |(order, _)| *order, Order::Ascending, |(_, doc)| doc)
+}

@@ -105,6 +105,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v2/accounts/{account_id}/registrations"),
     ("GET", "/v2/accounts/{account_id}/calls"),
     ("GET", "/v2/accounts/{account_id}/calls/{call_id}"),
+    ("GET", "/v2/accounts/{account_id}/channels"),
 ];
 
 /// A request body, or why it could not be read (too large, ...).
@@ -269,6 +270,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(live::registrations),
         )
         .route("/v2/accounts/{account_id}/calls", get(live::calls))
+        .route("/v2/accounts/{account_id}/channels", get(live::channels))
         .route("/v2/accounts/{account_id}/calls/{call_id}", get(live::call))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

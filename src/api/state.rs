@@ -166,6 +166,7 @@ pub struct AppState {
 pub(crate) struct Live {
     pub sip: Arc<SipServer>,
     pub calls: Arc<CallLog>,
+    pub world: Arc<crate::live::world::World>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -214,11 +215,13 @@ impl AppState {
             .map_err(Clone::clone)
     }
 
-    /// Lets the API show real calls: registrations and call traces.
-    pub fn set_live(&self, sip: &Arc<SipServer>, calls: &Arc<CallLog>) {
+    /// Lets the API show real calls: registrations, the calls running
+    /// now and the traces of calls.
+    pub fn set_live(&self, live: &crate::live::Live) {
         let _ = self.live.set(Live {
-            sip: Arc::clone(sip),
-            calls: Arc::clone(calls),
+            sip: Arc::clone(live.sip()),
+            calls: Arc::clone(live.calls()),
+            world: Arc::clone(live.world()),
         });
     }
 

@@ -333,7 +333,7 @@ pub(super) fn serve(args: &ServeArgs, reloader: &Arc<Reloader>) -> anyhow::Resul
                     live.sip_addr(),
                     traces.display()
                 );
-                state.set_live(live.sip(), live.calls());
+                state.set_live(&live);
                 Some(live)
             }
             None => None,

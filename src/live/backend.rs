@@ -24,10 +24,11 @@ use super::Incoming;
 use super::PeerEvent;
 use crate::catalog::AccountFlows;
 use crate::engine::control::{
-    Beside, BridgeOutcome, BridgeRequest, CallControl, CollectOutcome, CollectReason,
-    CollectRequest, ConsultOutcome, ConsultRequest, Gone, Hangup, HttpOutcome, HttpRequest,
-    HungUpBy, Leg, Legs, LocalFuture, PeerInfo, PlayOutcome, PlayReason, PlayRequest,
-    RecordOutcome, RecordReason, RecordRequest, Resume, SleepReason, SpeakRequest,
+    Beside, BridgeOutcome, BridgeRequest, CallControl, Channel, CollectOutcome, CollectReason,
+    CollectRequest, ConferenceOutcome, ConsultOutcome, ConsultRequest, EavesdropOutcome, Gone,
+    Hangup, HttpOutcome, HttpRequest, HungUpBy, Leg, Legs, LocalFuture, ParkOutcome, PeerInfo,
+    PlayOutcome, PlayReason, PlayRequest, RecordOutcome, RecordReason, RecordRequest, Resume,
+    SleepReason, SpeakRequest, WaitOutcome, WaitRequest,
 };
 use crate::engine::rules::{self, Waited};
 use crate::media::library::{Library, Resolved};
@@ -58,6 +59,8 @@ pub struct Context {
     pub media_ip: std::net::IpAddr,
     /// The call's own event channel (the legs a bridge calls report there).
     pub events: mpsc::UnboundedSender<Incoming>,
+    /// The server's running calls.
+    pub world: Arc<super::world::World>,
 }
 
 /// What the far end did to the dialog, noted by the task that hears it
@@ -127,6 +130,11 @@ pub(super) enum Stop {
     PeerGone,
     /// A phone asked for a transfer (SIP REFER) to this number.
     Refer(Leg, String),
+    /// Another call picked this one up or retrieved it (see
+    /// [`LiveBackend::take_joiner`]).
+    Joined,
+    /// Another call woke this one where it waits.
+    Woken,
 }
 
 /// The callee a bridge connected the caller to.
@@ -159,6 +167,12 @@ struct State {
     legs: u64,
     /// A hold in progress.
     hold: Option<super::midcall::Holding>,
+    /// The call of the world joined to this one.
+    world_peer: Option<super::crosscall::WorldPeer>,
+    /// A call whose join was accepted, for the verb to connect.
+    joiner: Option<super::crosscall::Joiner>,
+    /// The call this one eavesdrops on.
+    listening_to: Option<String>,
 }
 
 /// One real call's outside world.
@@ -194,6 +208,10 @@ pub struct LiveBackend {
     /// Digits taken (both legs) and the caller's other events.
     digits: rules::Cap,
     caller_events: rules::Cap,
+    /// What messages of other calls may end the verb waiting now.
+    reach: Cell<super::crosscall::Reach>,
+    /// The device the call comes from (for the calls it joins).
+    device: RefCell<Option<String>>,
 }
 
 impl LiveBackend {
@@ -229,6 +247,8 @@ impl LiveBackend {
             consulting: Cell::new(false),
             digits: rules::Cap::new("dtmf_digits", context.max_dtmf_digits),
             caller_events: rules::Cap::new("caller_events", context.max_caller_events),
+            reach: Cell::new(super::crosscall::Reach::Nothing),
+            device: RefCell::new(None),
             context,
         }
     }
@@ -329,6 +349,7 @@ impl LiveBackend {
             event = event.with("sip_code", code);
         }
         self.record(event.with("by", by.as_str()));
+        self.world_ended();
     }
 
     /// Ends the call from our side: BYE after the answer, a final response
@@ -401,6 +422,7 @@ impl LiveBackend {
             self.media.send(Control::Untap { id: tap });
         }
         self.media.send(Control::Close);
+        self.context.world.leave(&self.call_id);
         self.media.ended().await;
     }
 
@@ -468,7 +490,7 @@ impl LiveBackend {
             .await
     }
 
-    async fn wait_inner(
+    pub(super) async fn wait_inner(
         &self,
         until: Option<u64>,
         buffer: bool,
@@ -584,6 +606,7 @@ impl LiveBackend {
                 return done(&event).then_some(Stop::Media(event));
             }
             Incoming::Peer(id, event) => return self.peer_event(id, event, stop_on, beside),
+            Incoming::World(event) => return self.on_world(event),
             Incoming::Leg(LegEvent::Reoffer(agreed)) => {
                 self.reoffered(Leg::A, agreed);
                 return None;
@@ -722,6 +745,91 @@ impl LiveBackend {
 
     pub(super) fn context(&self) -> &Context {
         &self.context
+    }
+
+    pub(super) fn call_id(&self) -> &str {
+        &self.call_id
+    }
+
+    /// The call joins the server's world of calls (see
+    /// [`super::world::World`]): the others of its account see it.
+    pub fn enter_world(&self, facts: &crate::engine::CallFacts) {
+        *self.device.borrow_mut() = facts.calling_device.as_ref().map(|d| d.as_str().to_owned());
+        self.context.world.enter(
+            self.context.account.account.id.as_str(),
+            facts,
+            self.media.clone(),
+            self.context.events.clone(),
+        );
+    }
+
+    pub(super) fn calling_device(&self) -> Option<String> {
+        self.device.borrow().clone()
+    }
+
+    pub(super) fn is_answered(&self) -> bool {
+        self.state.borrow().answered
+    }
+
+    pub(super) fn state_hangup(&self) -> Option<Hangup> {
+        self.state.borrow().hangup.clone()
+    }
+
+    pub(super) fn reach(&self) -> super::crosscall::Reach {
+        self.reach.get()
+    }
+
+    pub(super) fn set_reach(&self, reach: super::crosscall::Reach) {
+        self.reach.set(reach);
+    }
+
+    pub(super) fn joiner_slot<T>(
+        &self,
+        f: impl FnOnce(&mut Option<super::crosscall::Joiner>) -> T,
+    ) -> T {
+        f(&mut self.state.borrow_mut().joiner)
+    }
+
+    pub(super) fn world_peer<T>(
+        &self,
+        f: impl FnOnce(&mut Option<super::crosscall::WorldPeer>) -> T,
+    ) -> T {
+        f(&mut self.state.borrow_mut().world_peer)
+    }
+
+    pub(super) fn listening_to<T>(&self, f: impl FnOnce(&mut Option<String>) -> T) -> T {
+        f(&mut self.state.borrow_mut().listening_to)
+    }
+
+    /// Ends the call now (once), recording the `hangup` event.
+    pub(super) fn end_at_now(&self, by: HungUpBy, cause: &str) {
+        self.end_at(self.now(), by, cause);
+    }
+
+    pub(super) fn trace_event(&self, event: Event) {
+        self.record(event);
+    }
+
+    /// Takes `digit` back out of the buffer when it is the last one there
+    /// (a digit that answered a wait).
+    pub(super) fn unbuffer(&self, digit: char) {
+        let mut state = self.state.borrow_mut();
+        if state.buffer.back() == Some(&digit) {
+            state.buffer.pop_back();
+        }
+    }
+
+    /// Waits for anything that ends a verb: the hang-up, `until`, a digit
+    /// of `stop_on`, a message of another call the verb reaches for.
+    pub(super) async fn wait_any(
+        &self,
+        until: Option<u64>,
+        buffer: bool,
+        stop_on: &dyn Fn(Leg, char) -> bool,
+        beside: &dyn Beside,
+    ) -> Stop {
+        self.wait_inner(until, buffer, stop_on, beside, &|_| false, false)
+            .await
     }
 
     pub(super) fn sip_leg(&self) -> &SipLeg {
@@ -927,7 +1035,9 @@ impl LiveBackend {
             | Stop::Break
             | Stop::Peer
             | Stop::PeerGone
-            | Stop::Refer(..) => (PlayReason::Completed, None),
+            | Stop::Refer(..)
+            | Stop::Joined
+            | Stop::Woken => (PlayReason::Completed, None),
             Stop::Digit(_, d) => (PlayReason::Terminator, Some(d)),
             Stop::Hangup | Stop::TakenOver => (PlayReason::Hangup, None),
         };
@@ -980,7 +1090,9 @@ impl LiveBackend {
                     | Stop::Media(_)
                     | Stop::Peer
                     | Stop::PeerGone
-                    | Stop::Refer(..) => Waited::Again,
+                    | Stop::Refer(..)
+                    | Stop::Joined
+                    | Stop::Woken => Waited::Again,
                 }
             },
         )
@@ -1204,9 +1316,13 @@ impl CallControl for LiveBackend {
                 )
                 .await;
             let reason = match stop {
-                Stop::Deadline | Stop::Break | Stop::Peer | Stop::PeerGone | Stop::Refer(..) => {
-                    RecordReason::MaxLength
-                }
+                Stop::Deadline
+                | Stop::Break
+                | Stop::Peer
+                | Stop::PeerGone
+                | Stop::Refer(..)
+                | Stop::Joined
+                | Stop::Woken => RecordReason::MaxLength,
                 Stop::Media(_) => RecordReason::Silence,
                 Stop::Digit(..) => RecordReason::Terminator,
                 Stop::Hangup | Stop::TakenOver => RecordReason::Hangup,
@@ -1503,6 +1619,73 @@ impl CallControl for LiveBackend {
         Box::pin(async move {
             self.alive()?;
             Ok(self.run_consult(request, beside).await)
+        })
+    }
+
+    fn channels(&self) -> Vec<Channel> {
+        self.world_channels()
+    }
+
+    fn wait<'a>(
+        &'a self,
+        place: &'a str,
+        opts: &'a WaitRequest,
+        beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, Result<WaitOutcome, Gone>> {
+        Box::pin(async move {
+            self.alive()?;
+            Ok(self.run_wait(place, opts, beside).await)
+        })
+    }
+
+    fn wake(&self, place: &str) -> usize {
+        self.run_wake(place)
+    }
+
+    fn conference<'a>(
+        &'a self,
+        room: &'a str,
+        moderator: bool,
+        beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, Result<ConferenceOutcome, Gone>> {
+        Box::pin(async move {
+            self.alive()?;
+            Ok(self.run_conference(room, moderator, beside).await)
+        })
+    }
+
+    fn eavesdrop<'a>(
+        &'a self,
+        call_id: &'a str,
+        beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, Result<EavesdropOutcome, Gone>> {
+        Box::pin(async move {
+            self.alive()?;
+            Ok(self.run_eavesdrop(call_id, beside).await)
+        })
+    }
+
+    fn park<'a>(
+        &'a self,
+        slot: &'a str,
+        ms: u64,
+        beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, Result<ParkOutcome, Gone>> {
+        Box::pin(async move {
+            self.alive()?;
+            Ok(self.run_park(slot, ms, beside).await)
+        })
+    }
+
+    fn pickup<'a>(
+        &'a self,
+        call_id: &'a str,
+        intercept: bool,
+        beside: &'a dyn Beside,
+    ) -> LocalFuture<'a, Result<BridgeOutcome, Gone>> {
+        Box::pin(async move {
+            self.alive()?;
+            Ok(self.run_pickup(call_id, intercept, beside).await)
         })
     }
 }

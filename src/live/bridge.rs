@@ -11,13 +11,16 @@
 
 use super::backend::{Connected, LiveBackend, Stop};
 use super::carriers;
+use super::crosscall::Reach;
 use super::{Incoming, PeerEvent};
 use crate::engine::control::{
     Beside, BridgeEndpoint, BridgeOutcome, BridgeRequest, BridgeStatus, Strategy,
 };
 use crate::media::session::{self, Control, Handle, MediaEvent};
 use crate::media::{Offer, sdp};
+use crate::sim::world::Activity;
 use crate::sip::{Dial, Leg as SipLeg, LegEvent};
+use crate::trace::Event;
 
 /// What the caller hears while callees ring without early media (the
 /// callflow's or account's `ringback` wins when the module names one).
@@ -371,6 +374,11 @@ impl LiveBackend {
             return self.run_page(request, beside).await;
         }
         let mut ringing = Ringing::new(request, start, Listener::Caller);
+        // Ringing: another call may pick it up.
+        self.set_activity(Activity::Ringing(
+            request.endpoints.iter().map(|e| e.id.clone()).collect(),
+        ));
+        self.set_reach(Reach::Join);
         let winner = loop {
             self.start_due(request, &mut ringing);
             if let Some(id) = self.leg_events(request, &mut ringing).await {
@@ -379,7 +387,19 @@ impl LiveBackend {
             let Some(deadline) = self.ring_out(request, &mut ringing).await else {
                 break None;
             };
-            if let Stop::Hangup | Stop::TakenOver = self.wait_peers(deadline, beside).await {
+            let stop = self.wait_peers(deadline, beside).await;
+            if let Stop::Joined = stop
+                && let Some(joiner) = self.take_joiner()
+            {
+                self.set_reach(Reach::Nothing);
+                self.end_legs(&mut ringing.legs, |_| true).await;
+                self.stop_ringback(&mut ringing);
+                session::unrelay(&[self.media()]);
+                return self.talk_to_joiner(joiner, start, beside).await;
+            }
+            if let Stop::Hangup | Stop::TakenOver = stop {
+                self.set_reach(Reach::Nothing);
+                self.set_activity(Activity::Busy);
                 self.end_legs(&mut ringing.legs, |_| true).await;
                 self.stop_ringback(&mut ringing);
                 let (cause, sip) = if self.timed_out() {
@@ -390,6 +410,8 @@ impl LiveBackend {
                 return BridgeOutcome::failed(self.now() - start, BridgeStatus::Hangup, cause, sip);
             }
         };
+        self.set_reach(Reach::Nothing);
+        self.set_activity(Activity::Busy);
         self.stop_ringback(&mut ringing);
         let Some(winner) = winner else {
             self.end_legs(&mut ringing.legs, |_| true).await;
@@ -616,7 +638,9 @@ impl LiveBackend {
         });
         beside.bridged(Some(&endpoint));
         let limit = time_limit_s.map(|s| answered_at.saturating_add(s.saturating_mul(1000)));
+        self.set_activity(Activity::Answered(endpoint.id.clone()));
         self.talk(beside, limit).await;
+        self.set_activity(Activity::Busy);
         beside.bridged(None);
         BridgeOutcome::answered(endpoint.id, self.now() - start, self.now() - answered_at)
     }
@@ -775,21 +799,42 @@ impl LiveBackend {
 
     /// The answered bridge's talk: until a side hangs up, a metaflow takes
     /// the call elsewhere, or the peer leaves; then the peer's leg ends.
+    ///
+    /// Another call may intercept it (`call:pickup` with `intercept`): the
+    /// callee is hung up and the intercepting call takes its place.
     async fn talk(&self, beside: &dyn Beside, limit: Option<u64>) {
-        loop {
+        self.set_reach(Reach::Intercept);
+        let joiner = loop {
             match self.wait_connected(beside, limit).await {
-                Stop::Hangup | Stop::TakenOver | Stop::PeerGone => break,
+                Stop::Hangup | Stop::TakenOver | Stop::PeerGone => break None,
                 // The bridge's time limit: both legs end, as at a callee's
                 // hang-up.
-                Stop::Deadline if limit.is_some_and(|at| self.now() >= at) => break,
+                Stop::Deadline if limit.is_some_and(|at| self.now() >= at) => break None,
+                Stop::Joined => {
+                    if let Some(joiner) = self.take_joiner() {
+                        break Some(joiner);
+                    }
+                }
                 _ => {}
             }
-        }
+        };
+        self.set_reach(Reach::Nothing);
         self.end_hold(false);
-        if let Some(peer) = self.disconnect() {
+        let old = self.disconnect();
+        if let Some(peer) = &old {
             session::unrelay(&[self.media(), &peer.media]);
             peer.leg.hangup().await;
             peer.media.send(Control::Close);
+        }
+        if let Some(joiner) = joiner {
+            let id = joiner.device.clone().unwrap_or_else(|| joiner.by.clone());
+            let mut event = Event::new(self.now(), "intercepted").with("by", joiner.by.as_str());
+            if let Some(peer) = &old {
+                event = event.with("peer", peer.endpoint.id.as_str());
+            }
+            self.trace_event(event.with("answered_by", id));
+            self.talk_to_joiner(joiner, self.now(), beside).await;
+            return;
         }
         // The callee hung up: the caller's leg ends too (a BYE).
         self.finish_after_callee().await;

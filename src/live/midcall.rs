@@ -82,7 +82,7 @@ impl LiveBackend {
         id
     }
 
-    fn stop_moh(&self, media: &Handle, id: u64) {
+    pub(super) fn stop_moh(&self, media: &Handle, id: u64) {
         let slot = self.moh_slot();
         let mut wanted = slot.lock().unwrap_or_else(PoisonError::into_inner);
         if *wanted == id {

@@ -12,6 +12,9 @@
 //! * `calls.rs`: the trace files and the index of recent calls.
 //! * `directory.rs`: realms, devices and numbers, from the current
 //!   generation of flows.
+//! * `world.rs`: the calls running now, as the others see them;
+//!   `crosscall.rs`: the verbs that reach across calls (pickup, park,
+//!   wait, conference, eavesdrop).
 //!
 //! This is the one place (with the media sessions) that reads the wall
 //! clock for calls: a real call's `t_ms` is milliseconds since its INVITE.
@@ -21,10 +24,12 @@ mod bridge;
 pub mod calls;
 mod carriers;
 mod consult;
+mod crosscall;
 mod directory;
 mod midcall;
 mod record;
 mod workers;
+pub mod world;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -55,6 +60,8 @@ pub enum Incoming {
     Leg(LegEvent),
     Media(MediaEvent),
     Peer(u64, PeerEvent),
+    /// Another call of the server acted on this one.
+    World(world::WorldEvent),
 }
 
 /// What a leg a bridge called did.
@@ -113,6 +120,7 @@ pub enum LiveError {
 pub struct Live {
     sip: Arc<SipServer>,
     calls: Arc<CallLog>,
+    world: Arc<world::World>,
     _workers: Arc<workers::Workers>,
     /// The runtime of the RTP sessions (taken on drop).
     media: Option<tokio::runtime::Runtime>,
@@ -149,6 +157,11 @@ impl Live {
     pub fn calls(&self) -> &Arc<CallLog> {
         &self.calls
     }
+
+    /// The calls running now.
+    pub fn world(&self) -> &Arc<world::World> {
+        &self.world
+    }
 }
 
 /// What every call of the service shares.
@@ -159,6 +172,7 @@ struct Service {
     library: Arc<Library>,
     workers: Arc<workers::Workers>,
     calls: Arc<CallLog>,
+    world: Arc<world::World>,
     options: Options,
     /// What goes into our SDP.
     media_ip: IpAddr,
@@ -215,6 +229,7 @@ pub async fn start(options: Options, reloader: Arc<Reloader>) -> Result<Live, Li
         .build()
         .map_err(|e| LiveError::Workers(format!("the RTP runtime: {e}")))?;
     let bind_ip = sip.local_addr().ip();
+    let world = Arc::new(world::World::default());
     let service = Arc::new(Service {
         sip: Arc::clone(&sip),
         ports: Arc::new(Ports::new(bind_ip, options.rtp_ports)),
@@ -223,6 +238,7 @@ pub async fn start(options: Options, reloader: Arc<Reloader>) -> Result<Live, Li
         library,
         workers: Arc::clone(&workers),
         calls: Arc::clone(&calls),
+        world: Arc::clone(&world),
         options,
         runtime: tokio::runtime::Handle::current(),
         media_runtime: media.handle().clone(),
@@ -231,6 +247,7 @@ pub async fn start(options: Options, reloader: Arc<Reloader>) -> Result<Live, Li
     Ok(Live {
         sip,
         calls,
+        world,
         _workers: workers,
         media: Some(media),
     })
@@ -381,6 +398,7 @@ async fn accept(service: &Arc<Service>, invite: Invite) {
         media_runtime: service.media_runtime.clone(),
         media_ip: service.media_ip,
         events: events_tx,
+        world: Arc::clone(&service.world),
     });
     let notices = service.reloader.notices(account.account.id.as_str());
     let job = workers::CallJob {

@@ -210,6 +210,7 @@ async fn run_call(job: CallJob, host: &ModuleHost) {
         Rc::clone(&trace),
         Arc::clone(&job.context),
     ));
+    backend.enter_world(&job.facts);
     let account_id = job.account.account.id.clone();
     let store: Arc<dyn DocumentStore> = Arc::new(Published {
         reloader: Arc::clone(&job.reloader),

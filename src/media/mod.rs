@@ -4,6 +4,8 @@
 //!
 //! * `sdp.rs`: the offer parsed, a codec chosen, the answer written.
 //! * `session.rs`: one leg's RTP task (send, receive, symmetric RTP, taps).
+//! * `mixer.rs`: conference rooms and eavesdrops: each member hears the
+//!   sum of the others.
 //! * `g711.rs`, `dtmf.rs`: the codecs and telephone events.
 //! * `audio.rs`: clips (8 kHz mono), from WAV files and tone streams.
 //! * `ports.rs`: the RTP port range.
@@ -22,6 +24,7 @@ pub mod dtmf;
 pub mod fetch;
 pub mod g711;
 pub mod library;
+pub mod mixer;
 pub mod ports;
 pub mod prompts;
 pub mod say;

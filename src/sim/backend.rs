@@ -319,21 +319,16 @@ impl SimBackend {
             }
             Message::Wake => (self.state.borrow().reach == Reach::Wake).then_some(Stop::Woken),
             Message::RoomJoined { by, moderator } => {
-                let mut event = Event::new(self.now(), "conference_member")
-                    .with("action", "join")
-                    .with("call_id", by);
-                if moderator {
-                    event = event.with("moderator", true);
-                }
-                self.record(event);
+                self.record(super::world::member_event(
+                    self.now(),
+                    "join",
+                    by,
+                    moderator,
+                ));
                 None
             }
             Message::RoomLeft { by } => {
-                self.record(
-                    Event::new(self.now(), "conference_member")
-                        .with("action", "leave")
-                        .with("call_id", by),
-                );
+                self.record(super::world::member_event(self.now(), "leave", by, false));
                 None
             }
             Message::Left { by } if self.state.borrow().listening_to.as_deref() == Some(&by) => {
@@ -1226,13 +1221,7 @@ impl SimBackend {
                 .await;
             match stop {
                 Stop::Digit(_, digit) => {
-                    let mode = match digit {
-                        '1' => "whisper_caller",
-                        '2' => "whisper_peer",
-                        '3' => "three_way",
-                        _ => "listen",
-                    };
-                    self.record(Event::new(self.now(), "eavesdrop_mode").with("mode", mode));
+                    self.record(super::world::eavesdrop_mode_event(self.now(), digit));
                 }
                 Stop::PeerGone => break "target_ended",
                 Stop::Hangup | Stop::TakenOver => break "hangup",
@@ -1676,28 +1665,7 @@ impl CallControl for SimBackend {
             .shared
             .channels(&joined.call_id)
             .into_iter()
-            .map(|channel| {
-                let (ringing, answered_by, slot) = match &channel.activity {
-                    Activity::Ringing(endpoints) => (endpoints.clone(), None, None),
-                    Activity::Answered(by) => (Vec::new(), Some(by.clone()), None),
-                    Activity::Parked(slot)
-                    | Activity::Conference(slot)
-                    | Activity::Waiting(slot) => (Vec::new(), None, Some(slot.clone())),
-                    Activity::Busy | Activity::Ended => (Vec::new(), None, None),
-                };
-                Channel {
-                    state: channel.activity.as_str(),
-                    since: channel.since,
-                    call_id: channel.call_id,
-                    name: channel.name,
-                    from: channel.from,
-                    to: channel.to,
-                    calling_device: channel.calling_device,
-                    ringing,
-                    answered_by,
-                    slot,
-                }
-            })
+            .map(Channel::from)
             .collect()
     }
 

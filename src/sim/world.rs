@@ -72,6 +72,58 @@ impl Activity {
     }
 }
 
+impl From<Channel> for crate::engine::control::Channel {
+    /// What a module sees of another call (`call:channels`).
+    fn from(channel: Channel) -> Self {
+        let (ringing, answered_by, slot) = match &channel.activity {
+            Activity::Ringing(endpoints) => (endpoints.clone(), None, None),
+            Activity::Answered(by) => (Vec::new(), Some(by.clone()), None),
+            Activity::Parked(slot) | Activity::Conference(slot) | Activity::Waiting(slot) => {
+                (Vec::new(), None, Some(slot.clone()))
+            }
+            Activity::Busy | Activity::Ended => (Vec::new(), None, None),
+        };
+        Self {
+            state: channel.activity.as_str(),
+            since: channel.since,
+            call_id: channel.call_id,
+            name: channel.name,
+            from: channel.from,
+            to: channel.to,
+            calling_device: channel.calling_device,
+            ringing,
+            answered_by,
+            slot,
+        }
+    }
+}
+
+/// A `conference_member` event: `by` came into (`join`) or left (`leave`)
+/// the room of the call whose trace shows it; the simulator's and real
+/// calls' rooms say it alike.
+pub fn member_event(t_ms: u64, action: &str, by: String, moderator: bool) -> crate::trace::Event {
+    let mut event = crate::trace::Event::new(t_ms, "conference_member")
+        .with("action", action)
+        .with("call_id", by);
+    if moderator {
+        event = event.with("moderator", true);
+    }
+    event
+}
+
+/// The `eavesdrop_mode` event of a listener's `digit` (FreeSWITCH's
+/// eavesdrop with DTMF: 1 whispers to the target's caller, 2 to its peer,
+/// 3 makes it three-way, any other listens again).
+pub fn eavesdrop_mode_event(t_ms: u64, digit: char) -> crate::trace::Event {
+    let mode = match digit {
+        '1' => "whisper_caller",
+        '2' => "whisper_peer",
+        '3' => "three_way",
+        _ => "listen",
+    };
+    crate::trace::Event::new(t_ms, "eavesdrop_mode").with("mode", mode)
+}
+
 /// One call, as the world knows it.
 #[derive(Debug)]
 pub struct Slot {

@@ -101,7 +101,7 @@ impl Server {
                         let live = live::start(options, Arc::clone(state.reloader()))
                             .await
                             .unwrap();
-                        state.set_live(live.sip(), live.calls());
+                        state.set_live(&live);
                         Some(live)
                     }
                     None => None,

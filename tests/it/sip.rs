@@ -13,6 +13,8 @@
 //! * `malformed.rs`: the malformed corpus over UDP and TCP;
 //! * `reload.rs`: a call keeps its generation across a reload, the next
 //!   call runs the new code;
+//! * `world.rs`: calls that reach each other (park and retrieve, pickup,
+//!   a conference room);
 //! * `harness.rs`: tools, ports, the server, SIPp runs, traces, sox;
 //! * `raw.rs`: the raw SIP client and its digests.
 
@@ -22,6 +24,7 @@ pub(crate) mod harness;
 mod malformed;
 mod raw;
 mod reload;
+mod world;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

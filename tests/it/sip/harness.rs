@@ -347,6 +347,29 @@ impl Server {
     }
 
     /// What the server printed so far.
+    /// Where the server's API listens (`host:port`), from its console
+    /// (said just after where SIP listens).
+    pub fn api_address(&self) -> String {
+        let deadline = Deadline::after(Duration::from_secs(30));
+        loop {
+            if let Some(address) = self
+                .log()
+                .lines()
+                .find_map(|line| line.split("http://").nth(1))
+                .and_then(|rest| rest.split('/').next())
+            {
+                return address.to_owned();
+            }
+            assert!(
+                deadline.left().is_some(),
+                "the server never said where its API listens:\n{}",
+                self.log()
+            );
+            // Waiting for the server's console, on the wall clock.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
