@@ -4,7 +4,9 @@
 //! `softphone.rs` for why). Each test checks what people would: that both
 //! sides hear each other, that hang-ups propagate, that `*2` + extension
 //! and a phone's own transfer button move the caller, that a hold plays
-//! music to the held side; and that the trace of each call says so.
+//! music to the held side, that one phone picks up the call ringing
+//! another, retrieves a parked call, or meets another in a conference
+//! room; and that the trace of each call says so.
 
 // Audio: sample counts and levels move between integers and floats.
 #![allow(
@@ -333,6 +335,20 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// The account's music on hold: a tone we can recognise ([`MUSIC_HZ`]).
+fn hold_music(account: &Path) {
+    let path = account.join("account.json");
+    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    doc["music_on_hold"] = serde_json::json!({"media_id": "hold-music"});
+    std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    std::fs::write(
+        account.join("media/hold-music.json"),
+        r#"{"name": "Hold music", "media_source": "upload"}"#,
+    )
+    .unwrap();
+    write_tone(&account.join("media/hold-music.wav"), MUSIC_HZ, 8000, 5.0);
+}
+
 /// The index of the first event having every `needle`, after `from`.
 fn find(events: &[String], from: usize, needles: &[&str]) -> Option<usize> {
     events
@@ -552,20 +568,7 @@ fn a_phones_hold_button_plays_music_to_the_other_side() {
     if !should_run() {
         return;
     }
-    let pbx = Pbx::start(|account| {
-        // The account's music on hold: a tone we can recognise.
-        let path = account.join("account.json");
-        let mut doc: Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        doc["music_on_hold"] = serde_json::json!({"media_id": "hold-music"});
-        std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
-        std::fs::write(
-            account.join("media/hold-music.json"),
-            r#"{"name": "Hold music", "media_source": "upload"}"#,
-        )
-        .unwrap();
-        write_tone(&account.join("media/hold-music.wav"), MUSIC_HZ, 8000, 5.0);
-    });
+    let pbx = Pbx::start(hold_music);
     let mut alice = pbx.phone("alice-desk", 5062, ALICE_HZ, false);
     let mut bob = pbx.phone("bob-desk", 5064, BOB_HZ, true);
 
@@ -681,4 +684,155 @@ fn a_page_reaches_every_phone_one_way() {
     for paged in &media[1..] {
         assert!(paged["relayed"].as_u64().unwrap() > 50, "{media:?}");
     }
+}
+
+#[test]
+fn a_phone_picks_up_the_call_ringing_another() {
+    if !should_run() {
+        return;
+    }
+    let pbx = Pbx::start(|_| {});
+    let mut alice = pbx.phone("alice-desk", 5062, ALICE_HZ, false);
+    let mut bob = pbx.phone("bob-desk", 5064, BOB_HZ, false);
+    let mut carol = pbx.phone("carol-desk", 5066, CAROL_HZ, false);
+
+    // Alice calls Bob, whose phone rings; Carol dials *8 + his extension.
+    alice.send("/dial 1002");
+    bob.expect("Incoming call");
+    carol.send("/dial *81002");
+    carol.expect("Call established");
+    alice.expect("Call established");
+    // Bob's phone stops ringing (the CANCEL: baresip says its session
+    // closed); Alice and Carol talk.
+    bob.expect("session closed");
+    alice.expect_to_hear(CAROL_HZ, 2.0);
+    carol.expect_to_hear(ALICE_HZ, 2.0);
+    assert_eq!(alice.heard_of(BOB_HZ), 0, "Bob never answered");
+    alice.send("/hangup");
+    carol.expect("terminated");
+
+    let traces = pbx.traces(2);
+    assert_in_order(
+        &traces[0],
+        &[
+            &[
+                r#""event":"bridge""#,
+                r#""status":"answered""#,
+                r#""answered_by":"dev_carol""#,
+            ],
+            &[r#""event":"hangup""#, r#""by":"caller""#],
+        ],
+    );
+    assert_in_order(
+        &traces[1],
+        &[
+            &[r#""event":"pickup""#, r#""status":"answered""#],
+            &[r#""event":"hangup""#, r#""by":"callee""#],
+        ],
+    );
+}
+
+#[test]
+fn a_parked_call_waits_with_music_until_another_phone_retrieves_it() {
+    if !should_run() {
+        return;
+    }
+    let pbx = Pbx::start(hold_music);
+    let mut alice = pbx.phone("alice-desk", 5062, ALICE_HZ, false);
+    let mut carol = pbx.phone("carol-desk", 5066, CAROL_HZ, false);
+
+    // Alice dials *4 (valet park): she hears the slot, then the music.
+    alice.send("/dial *4");
+    alice.expect("Call established");
+    alice.expect_to_hear(MUSIC_HZ, 2.0);
+    // Carol retrieves slot 101: the two talk.
+    carol.send("/dial *5101");
+    carol.expect("Call established");
+    alice.expect_to_hear(CAROL_HZ, 2.0);
+    carol.expect_to_hear(ALICE_HZ, 2.0);
+    carol.send("/hangup");
+    alice.expect("terminated");
+
+    let traces = pbx.traces(2);
+    assert_in_order(
+        &traces[0],
+        &[
+            &[
+                r#""event":"park""#,
+                r#""slot":"101""#,
+                r#""reason":"retrieved""#,
+            ],
+            &[r#""event":"hangup""#, r#""by":"callee""#],
+        ],
+    );
+    assert_in_order(
+        &traces[1],
+        &[
+            &[r#""event":"pickup""#, r#""status":"answered""#],
+            &[r#""event":"hangup""#, r#""by":"caller""#],
+        ],
+    );
+}
+
+#[test]
+fn phones_in_a_conference_room_hear_each_other() {
+    if !should_run() {
+        return;
+    }
+    let pbx = Pbx::start(|account| {
+        std::fs::create_dir_all(account.join("conferences")).unwrap();
+        std::fs::write(
+            account.join("conferences/room1.json"),
+            r#"{"name": "Room 1"}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            account.join("callflows/room.json"),
+            r#"{"name": "Room 1", "numbers": ["2200"],
+                "flow": {"module": "conference", "data": {"id": "room1",
+                    "welcome_prompt": {"play": false}}, "children": {}}}"#,
+        )
+        .unwrap();
+    });
+    let mut alice = pbx.phone("alice-desk", 5062, ALICE_HZ, false);
+    let mut bob = pbx.phone("bob-desk", 5064, BOB_HZ, false);
+
+    alice.send("/dial 2200");
+    alice.expect("Call established");
+    bob.send("/dial 2200");
+    bob.expect("Call established");
+    // Each hears the other through the room's mixer, never itself.
+    alice.expect_to_hear(BOB_HZ, 2.0);
+    bob.expect_to_hear(ALICE_HZ, 2.0);
+    assert_eq!(alice.heard_of(ALICE_HZ), 0, "Alice heard herself");
+    assert_eq!(bob.heard_of(BOB_HZ), 0, "Bob heard himself");
+    // Bob leaves first (his call's trace written: it is over), then Alice.
+    bob.send("/hangup");
+    bob.expect("terminated");
+    pbx.traces(1);
+    alice.send("/hangup");
+    alice.expect("terminated");
+
+    let traces = pbx.traces(2);
+    assert_in_order(
+        &traces[0],
+        &[
+            // The verb's event shows when it began, with its outcome.
+            &[
+                r#""event":"conference""#,
+                r#""room":"room1""#,
+                r#""members":0"#,
+            ],
+            &[r#""event":"conference_member""#, r#""action":"join""#],
+            &[r#""event":"conference_member""#, r#""action":"leave""#],
+        ],
+    );
+    assert_in_order(
+        &traces[1],
+        &[&[
+            r#""event":"conference""#,
+            r#""room":"room1""#,
+            r#""members":1"#,
+        ]],
+    );
 }
