@@ -236,16 +236,21 @@ pub struct BridgeOptions {
     /// Custom SIP headers on every INVITE (`X-` headers only).
     pub headers: Vec<(String, String)>,
     /// The callee must press this key after answering to take the call
-    /// (Kazoo's `confirm_key`), hearing `media` first. Recorded only:
-    /// neither backend asks yet, the bridge connects on answer.
+    /// (Kazoo's `confirm_key`), hearing `media` meanwhile, within
+    /// [`CONFIRM_TIMEOUT_MS`]; until it does, the caller still hears
+    /// ringing and the other endpoints still ring.
     pub confirm: Option<Confirm>,
-    /// Talk time limit in seconds: the live backend ends the bridge (and
-    /// the call) then; the simulator records it (its talk times come from
-    /// the scenario).
+    /// Talk time limit in seconds: both backends end the call then (both
+    /// legs, `ALLOTTED_TIMEOUT` by the system), unless a side hung up first.
     pub time_limit_s: Option<u64>,
     /// The caller hears ringback instead of callees' early media.
     pub ignore_early_media: bool,
 }
+
+/// How long a callee asked to confirm a bridge has, from its answer, to
+/// press the key (the prompt plays meanwhile); then it is hung up, as a
+/// callee that never answered.
+pub const CONFIRM_TIMEOUT_MS: u64 = 10_000;
 
 /// A callee's confirmation of a bridge (see [`BridgeOptions::confirm`]).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,7 +14,8 @@ use super::carriers;
 use super::crosscall::Reach;
 use super::{Incoming, PeerEvent};
 use crate::engine::control::{
-    Beside, BridgeEndpoint, BridgeOutcome, BridgeRequest, BridgeStatus, Strategy,
+    Beside, BridgeEndpoint, BridgeOutcome, BridgeRequest, BridgeStatus, CONFIRM_TIMEOUT_MS,
+    Strategy,
 };
 use crate::media::session::{self, Control, Handle, MediaEvent};
 use crate::media::{Offer, sdp};
@@ -39,6 +40,9 @@ pub(super) struct Called {
     progress_until: Option<u64>,
     /// Any response came (a provisional one, or the answer).
     progressed: bool,
+    /// Answered, it hears the confirm prompt (this play) until it presses
+    /// the bridge's confirm key.
+    confirming: Option<u64>,
 }
 
 /// Where a leg of a bridge goes.
@@ -102,6 +106,10 @@ struct Endpoint {
     /// Off-net: the gateways still to try.
     gateways: std::collections::VecDeque<carriers::Gateway>,
 }
+
+/// What a callee asked to confirm a bridge hears when the bridge names no
+/// prompt (FreeSWITCH's group confirm file, as Kazoo sends it).
+const CONFIRM_PROMPT: &str = "ivr-group_confirm";
 
 /// Who hears a bridge's ringback or its callee's early media.
 pub(super) enum Listener {
@@ -276,6 +284,7 @@ impl LiveBackend {
             over: false,
             progress_until,
             progressed: false,
+            confirming: None,
         })
     }
 
@@ -545,6 +554,28 @@ impl LiveBackend {
                 }
                 PeerEvent::Leg(LegEvent::Answered(body)) => {
                     called.telephone_events = configure(&called.media, &body);
+                    let Some(confirm) = &request.options.confirm else {
+                        return Some(id);
+                    };
+                    // It takes the call by pressing the key while the
+                    // prompt plays; meanwhile the caller hears ringing and
+                    // the others ring on. Not in time: its endpoint is over
+                    // (`ring_out`), as one that never answered.
+                    called.media.send(Control::Start);
+                    let prompt = confirm.media.as_deref().unwrap_or(CONFIRM_PROMPT);
+                    called.confirming = Some(self.play_to(&called.media, prompt));
+                    let index = called.endpoint;
+                    ringing.endpoints[index].ring =
+                        Ring::Ringing(now.saturating_add(CONFIRM_TIMEOUT_MS));
+                }
+                PeerEvent::Leg(LegEvent::Dtmf(digit))
+                | PeerEvent::Media(MediaEvent::Dtmf(digit))
+                    if called.confirming.is_some()
+                        && request.options.confirm.as_ref().map(|c| c.key) == Some(digit) =>
+                {
+                    if let Some(play) = called.confirming.take() {
+                        called.media.send(Control::Stop { id: play });
+                    }
                     return Some(id);
                 }
                 PeerEvent::Leg(LegEvent::Failed(code, _)) => {
@@ -804,12 +835,16 @@ impl LiveBackend {
     /// callee is hung up and the intercepting call takes its place.
     async fn talk(&self, beside: &dyn Beside, limit: Option<u64>) {
         self.set_reach(Reach::Intercept);
+        let mut out_of_time = false;
         let joiner = loop {
             match self.wait_connected(beside, limit).await {
                 Stop::Hangup | Stop::TakenOver | Stop::PeerGone => break None,
-                // The bridge's time limit: both legs end, as at a callee's
-                // hang-up.
-                Stop::Deadline if limit.is_some_and(|at| self.now() >= at) => break None,
+                // The bridge's time limit: the call ends, both legs
+                // (`ALLOTTED_TIMEOUT`, as FreeSWITCH's scheduled hang-up).
+                Stop::Deadline if limit.is_some_and(|at| self.now() >= at) => {
+                    out_of_time = true;
+                    break None;
+                }
                 Stop::Joined => {
                     if let Some(joiner) = self.take_joiner() {
                         break Some(joiner);
@@ -834,6 +869,10 @@ impl LiveBackend {
             }
             self.trace_event(event.with("answered_by", id));
             self.talk_to_joiner(joiner, self.now(), beside).await;
+            return;
+        }
+        if out_of_time {
+            self.end_ours("ALLOTTED_TIMEOUT").await;
             return;
         }
         // The callee hung up: the caller's leg ends too (a BYE).

@@ -61,6 +61,29 @@ impl LiveBackend {
         let slot = self.moh_slot();
         *slot.lock().unwrap_or_else(PoisonError::into_inner) = id;
         let name = name.map_or_else(|| self.account_moh(), str::to_owned);
+        self.load_and_play(media, id, name, 0, Some(slot));
+        id
+    }
+
+    /// Plays `name` once on `media` (another leg than the caller's: a
+    /// callee's prompt); its play id. It loads off the call's thread.
+    pub(super) fn play_to(&self, media: &Handle, name: &str) -> u64 {
+        let id = self.next_id();
+        self.load_and_play(media, id, name.to_owned(), 1, None);
+        id
+    }
+
+    /// Resolves `name` off the call's thread and plays it `times` (0:
+    /// until stopped) as play `id` on `media`; with `wanted`, only if that
+    /// slot still holds `id` by then.
+    fn load_and_play(
+        &self,
+        media: &Handle,
+        id: u64,
+        name: String,
+        times: u32,
+        wanted: Option<super::midcall::MohSlot>,
+    ) {
         let library = Arc::clone(&self.context().library);
         let account = Arc::clone(&self.context().account);
         let media = media.clone();
@@ -70,16 +93,19 @@ impl LiveBackend {
                 .ok()
                 .and_then(Result::ok);
             let Some(resolved) = found else { return };
-            let wanted = slot.lock().unwrap_or_else(PoisonError::into_inner);
-            if *wanted == id {
+            // Held while sending: a stop in between would miss the play.
+            let guard = wanted
+                .as_ref()
+                .map(|slot| slot.lock().unwrap_or_else(PoisonError::into_inner));
+            if guard.as_ref().is_none_or(|wanted| **wanted == id) {
                 media.send(Control::Play {
                     id,
                     clip: resolved.clip,
-                    times: Some(0),
+                    times: Some(times),
                 });
             }
+            drop(guard);
         });
-        id
     }
 
     pub(super) fn stop_moh(&self, media: &Handle, id: u64) {

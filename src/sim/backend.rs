@@ -37,12 +37,12 @@ use serde_json::Value;
 
 use super::scenario::{CallerAction, EndpointBehaviour, HttpStubs, Media, Trigger};
 use crate::engine::control::{
-    Beside, BridgeEndpoint, BridgeOutcome, BridgeRequest, BridgeStatus, CallControl, Channel,
-    CollectOutcome, CollectReason, CollectRequest, ConferenceOutcome, ConsultOutcome,
-    ConsultRequest, ConsultResult, EavesdropOutcome, Gone, Hangup, HttpOutcome, HttpRequest,
-    HungUpBy, Leg, Legs, LocalFuture, ParkOutcome, PeerInfo, PlayOutcome, PlayReason, PlayRequest,
-    RecordOutcome, RecordReason, RecordRequest, Resume, SleepReason, SpeakRequest, Strategy,
-    WaitOutcome, WaitRequest,
+    Beside, BridgeEndpoint, BridgeOutcome, BridgeRequest, BridgeStatus, CONFIRM_TIMEOUT_MS,
+    CallControl, Channel, CollectOutcome, CollectReason, CollectRequest, ConferenceOutcome,
+    ConsultOutcome, ConsultRequest, ConsultResult, EavesdropOutcome, Gone, Hangup, HttpOutcome,
+    HttpRequest, HungUpBy, Leg, Legs, LocalFuture, ParkOutcome, PeerInfo, PlayOutcome, PlayReason,
+    PlayRequest, RecordOutcome, RecordReason, RecordRequest, Resume, SleepReason, SpeakRequest,
+    Strategy, WaitOutcome, WaitRequest,
 };
 use crate::engine::rules;
 use crate::trace::{Event, Trace};
@@ -159,8 +159,9 @@ enum Reach {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Until {
     At(u64),
-    /// While the peer of this serial number is connected.
-    PeerGone(u64),
+    /// While the peer of this serial number is connected, until the time
+    /// given at most (`u64::MAX`: no limit).
+    PeerGone(u64, u64),
 }
 
 /// Why [`SimBackend::advance`] returned.
@@ -499,11 +500,11 @@ impl SimBackend {
         loop {
             let end = match until {
                 Until::At(t) => t,
-                Until::PeerGone(serial) => {
+                Until::PeerGone(serial, end) => {
                     if self.peer_serial() != Some(serial) {
                         return Stop::PeerGone;
                     }
-                    u64::MAX
+                    end
                 }
             };
             let capped = end.min(limit);
@@ -772,7 +773,7 @@ impl SimBackend {
     fn bridge_plan(&self, request: &BridgeRequest, start: u64) -> Plan {
         let overall_end = start.saturating_add(request.timeout_s.saturating_mul(1000));
         let mut failures: Vec<Failure> = Vec::new();
-        let mut winner: Option<(usize, u64)> = None;
+        let mut winner: Option<(usize, u64, u64)> = None;
         let mut ring_from = start;
         for (index, endpoint) in request.endpoints.iter().enumerate() {
             let begins = match request.strategy {
@@ -785,30 +786,31 @@ impl SimBackend {
             }
             let fate = self.fate(
                 endpoint,
-                request.page,
+                request,
                 begins,
                 endpoint.timeout_s.saturating_mul(1000),
             );
             match fate {
-                Fate::Answer(at) if at <= overall_end => {
-                    if winner.is_none_or(|(_, best)| at < best) {
-                        winner = Some((index, at));
+                Fate::Answer { at, origin } if at <= overall_end => {
+                    if winner.is_none_or(|(_, best, _)| at < best) {
+                        winner = Some((index, at, origin));
                     }
                     if request.strategy == Strategy::Single {
                         break;
                     }
                 }
-                Fate::Answer(_) => failures.push(Failure::no_answer(overall_end)),
+                Fate::Answer { .. } => failures.push(Failure::no_answer(overall_end)),
                 Fate::Fail(failure) => {
                     ring_from = failure.at;
                     failures.push(failure);
                 }
             }
         }
-        if let Some((index, at)) = winner {
+        if let Some((index, at, origin)) = winner {
             return Plan::Answered {
                 endpoint: request.endpoints[index].clone(),
                 at,
+                origin,
             };
         }
         let Some(last) = failures.iter().max_by_key(|f| f.at) else {
@@ -852,7 +854,18 @@ impl SimBackend {
 
     /// How one endpoint answers or fails. Off-net numbers are looked up by
     /// number, then under `"offnet"` (any carrier call).
-    fn fate(&self, endpoint: &BridgeEndpoint, page: bool, begins: u64, timeout_ms: u64) -> Fate {
+    /// What becomes of `endpoint` rung from `begins` for `timeout_ms`: a
+    /// bridge asking for confirmation (`confirm`) connects it only once the
+    /// device pressed the key, within [`CONFIRM_TIMEOUT_MS`] of answering
+    /// (else it is hung up: no answer).
+    fn fate(
+        &self,
+        endpoint: &BridgeEndpoint,
+        request: &BridgeRequest,
+        begins: u64,
+        timeout_ms: u64,
+    ) -> Fate {
+        let page = request.page;
         let behaviour = self.behaviour(endpoint);
         let fail = |status, cause: &str, sip| {
             Fate::Fail(Failure {
@@ -879,11 +892,26 @@ impl SimBackend {
         }
         if page {
             // Paged devices answer by themselves.
-            return Fate::Answer(begins);
+            return Fate::Answer {
+                at: begins,
+                origin: begins,
+            };
         }
-        match behaviour.answer_after_ms {
-            Some(after) if after <= timeout_ms => Fate::Answer(begins.saturating_add(after)),
-            _ => Fate::Fail(Failure::no_answer(begins.saturating_add(timeout_ms))),
+        let origin = match behaviour.answer_after_ms {
+            Some(after) if after <= timeout_ms => begins.saturating_add(after),
+            _ => return Fate::Fail(Failure::no_answer(begins.saturating_add(timeout_ms))),
+        };
+        let Some(confirm) = &request.options.confirm else {
+            return Fate::Answer { at: origin, origin };
+        };
+        match confirm_press(&behaviour, confirm.key) {
+            Some(after) if after <= CONFIRM_TIMEOUT_MS => Fate::Answer {
+                at: origin.saturating_add(after),
+                origin,
+            },
+            _ => Fate::Fail(Failure::no_answer(
+                origin.saturating_add(CONFIRM_TIMEOUT_MS),
+            )),
         }
     }
 
@@ -900,7 +928,10 @@ impl SimBackend {
 
     /// Makes `endpoint`, answered at `at`, the peer: it talks until its
     /// `hangup_after_ms` and presses its `dtmf` (those still to come).
-    fn connect_peer(&self, endpoint: &BridgeEndpoint, at: u64) -> u64 {
+    /// The callee answered at `origin` and is connected `at` (later when
+    /// it confirmed the call first): its talk time and digits count from
+    /// its answer, and a digit that confirmed the call is not heard again.
+    fn connect_peer(&self, endpoint: &BridgeEndpoint, at: u64, origin: u64) -> u64 {
         let behaviour = self.behaviour(endpoint);
         let talk = behaviour.hangup_after_ms.unwrap_or(DEFAULT_TALK_MS);
         let mut state = self.state.borrow_mut();
@@ -910,18 +941,15 @@ impl SimBackend {
             serial,
             endpoint: endpoint.clone(),
             call_id: format!("{}-b{serial}", self.world.call_id),
-            hangup_at: at.saturating_add(talk),
+            hangup_at: origin.saturating_add(talk).max(at),
             world: false,
         });
         state.hold = None;
         let now = state.now;
-        for press in &behaviour.dtmf {
-            let mut t = at.saturating_add(press.at_ms);
-            for digit in press.digits.chars() {
-                if t >= now {
-                    insert(&mut state, t, Action::PeerDigit { serial, digit });
-                }
-                t = t.saturating_add(DEFAULT_INTERDIGIT_MS);
+        for (offset, digit) in presses(&behaviour) {
+            let t = origin.saturating_add(offset);
+            if t >= now && (origin == at || t > at) {
+                insert(&mut state, t, Action::PeerDigit { serial, digit });
             }
         }
         serial
@@ -982,17 +1010,26 @@ impl SimBackend {
                 &failure.cause,
                 failure.sip,
             ),
-            Plan::Answered { endpoint, at } => {
-                let mut serial = self.connect_peer(&endpoint, at);
+            Plan::Answered {
+                endpoint,
+                at,
+                origin,
+            } => {
+                let mut serial = self.connect_peer(&endpoint, at, origin);
                 self.set_activity(Activity::Answered(endpoint.id.clone()));
                 self.state.borrow_mut().reach = Reach::Intercept;
                 beside.bridged(Some(&endpoint));
+                // The talk time allowed: then the call ends, both legs.
+                let limit = request
+                    .options
+                    .time_limit_s
+                    .map_or(u64::MAX, |s| at.saturating_add(s.saturating_mul(1000)));
                 // Talking: digits go to the other party, not to our buffer,
                 // until a side hangs up (the callee's hang-up ends the
-                // caller's leg too) or the peer leaves.
+                // caller's leg too), the peer leaves or the time is up.
                 loop {
                     match self
-                        .advance(Until::PeerGone(serial), false, &|_, _| false, beside)
+                        .advance(Until::PeerGone(serial, limit), false, &|_, _| false, beside)
                         .await
                     {
                         Stop::PeerGone => match self.peer_serial() {
@@ -1000,6 +1037,11 @@ impl SimBackend {
                             None => break,
                         },
                         Stop::Hangup | Stop::TakenOver => break,
+                        Stop::Deadline if self.now() >= limit => {
+                            self.disconnect_peer();
+                            self.end(HungUpBy::System, "ALLOTTED_TIMEOUT", true);
+                            break;
+                        }
                         Stop::Deadline
                         | Stop::Digit(..)
                         | Stop::Break
@@ -1054,7 +1096,12 @@ impl SimBackend {
         beside.bridged(Some(&endpoint));
         loop {
             match self
-                .advance(Until::PeerGone(serial), false, &|_, _| false, beside)
+                .advance(
+                    Until::PeerGone(serial, u64::MAX),
+                    false,
+                    &|_, _| false,
+                    beside,
+                )
                 .await
             {
                 Stop::Hangup | Stop::TakenOver | Stop::PeerGone => break,
@@ -1267,7 +1314,11 @@ impl SimBackend {
         let plan = self.begin_consult(request, start);
         let takeback = rules::Takeback::new(request);
         let (answer, ring_end, failure) = match plan {
-            Plan::Answered { endpoint, at } => (Some((endpoint, at)), at, None),
+            Plan::Answered {
+                endpoint,
+                at,
+                origin,
+            } => (Some((endpoint, at, origin)), at, None),
             Plan::Failed(failure) => (None, failure.at, Some(failure.status)),
         };
         let failed = match failure {
@@ -1275,7 +1326,7 @@ impl SimBackend {
             Some(BridgeStatus::NoAnswer) => ConsultResult::NoAnswer,
             _ => ConsultResult::Failed,
         };
-        let answered_by = answer.as_ref().map(|(endpoint, _)| endpoint.id.clone());
+        let answered_by = answer.as_ref().map(|(endpoint, _, _)| endpoint.id.clone());
         // Phase 1: the target rings.
         let peer_left = match self.consult_ring(ring_end, &takeback, beside).await {
             Rang::Takeback => return done(ConsultResult::Takeback, None),
@@ -1289,7 +1340,7 @@ impl SimBackend {
         // The peer hung up while the target rang: the transferor (a partial
         // transfer) or the transferee.
         let transferor_gone = peer_left && transferor == Leg::B;
-        let Some((target, answered_at)) = answer else {
+        let Some((target, answered_at, origin)) = answer else {
             if transferor_gone {
                 // A partial transfer nobody answered: Kazoo hangs up the
                 // transferee.
@@ -1301,7 +1352,7 @@ impl SimBackend {
             return done(failed, None);
         };
         let connect_target = || {
-            self.connect_peer(&target, answered_at);
+            self.connect_peer(&target, answered_at, origin);
             // Kazoo starts no metaflow binding for a transfer's target.
             beside.bridged(None);
         };
@@ -1468,7 +1519,12 @@ impl Failure {
 }
 
 enum Fate {
-    Answer(u64),
+    /// Connected `at`; the device answered at `origin` (earlier when it
+    /// had to confirm the call first).
+    Answer {
+        at: u64,
+        origin: u64,
+    },
     Fail(Failure),
 }
 
@@ -1495,8 +1551,36 @@ enum Waited {
 }
 
 enum Plan {
-    Answered { endpoint: BridgeEndpoint, at: u64 },
+    /// Connected `at` (the device answered at `origin`).
+    Answered {
+        endpoint: BridgeEndpoint,
+        at: u64,
+        origin: u64,
+    },
     Failed(Failure),
+}
+
+/// The digits a simulated device presses once answered: each with its
+/// time from the answer (an entry's digits [`DEFAULT_INTERDIGIT_MS`] apart).
+fn presses(behaviour: &EndpointBehaviour) -> Vec<(u64, char)> {
+    let mut out = Vec::new();
+    for press in &behaviour.dtmf {
+        let mut t = press.at_ms;
+        for digit in press.digits.chars() {
+            out.push((t, digit));
+            t = t.saturating_add(DEFAULT_INTERDIGIT_MS);
+        }
+    }
+    out
+}
+
+/// When (from its answer) a device first presses `key`.
+fn confirm_press(behaviour: &EndpointBehaviour, key: char) -> Option<u64> {
+    presses(behaviour)
+        .into_iter()
+        .filter(|(_, digit)| *digit == key)
+        .map(|(t, _)| t)
+        .min()
 }
 
 fn collected(digits: String, reason: CollectReason, duration_ms: u64) -> CollectOutcome {
