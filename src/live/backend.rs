@@ -884,6 +884,9 @@ impl LiveBackend {
 
     pub(super) fn connect(&self, peer: Connected) {
         self.note_media(&peer.endpoint.id, &peer.media);
+        self.context
+            .world
+            .set_peer_media(&self.call_id, Some(peer.media.clone()));
         self.state.borrow_mut().peer = Some(peer);
     }
 
@@ -927,7 +930,11 @@ impl LiveBackend {
     }
 
     pub(super) fn disconnect(&self) -> Option<Connected> {
-        self.state.borrow_mut().peer.take()
+        let peer = self.state.borrow_mut().peer.take();
+        if peer.is_some() {
+            self.context.world.set_peer_media(&self.call_id, None);
+        }
+        peer
     }
 
     pub(super) fn timed_out(&self) -> bool {

@@ -10,7 +10,9 @@
 //! * a conference room is a [`crate::media::mixer::Mixer`]: each member's
 //!   session feeds it through a tap and hears the others' sum;
 //! * an eavesdrop taps the listened-to caller's session both ways (what
-//!   its caller says and hears) into a mixer only the listener hears.
+//!   its caller says and hears) into a mixer only the listener hears; its
+//!   whisper modes mix the listener's voice into what the chosen sides
+//!   send ([`Control::Whisper`]).
 //!
 //! When a call ends, the call joined to it, the calls listening to it and
 //! its room's members are told (`end_at_with` → [`LiveBackend::world_ended`]).
@@ -240,6 +242,10 @@ impl LiveBackend {
                 call_id: call_id.to_owned(),
             });
         });
+        let other = media
+            .cloned()
+            .or_else(|| self.world().media(self.account_id(), call_id));
+        self.world().set_peer_media(self.call_id(), other);
         if self.state_hangup().is_some() {
             // The joiner left while this side answered.
             self.world_peer(|peer| *peer = None);
@@ -271,6 +277,7 @@ impl LiveBackend {
             );
         }
         session::unrelay(&[self.media()]);
+        self.world().set_peer_media(self.call_id(), None);
         beside.bridged(None);
         self.set_activity(Activity::Busy);
         self.finish_after_callee().await;
@@ -495,8 +502,7 @@ impl LiveBackend {
 
     /// `call:eavesdrop`: hears both sides of `target` (what its caller
     /// says and hears) until it ends or this call hangs up. Digits 1, 2, 3
-    /// and 0 are Kazoo's mode changes, recorded (`eavesdrop_mode`); the
-    /// audio stays listen-only.
+    /// and 0 change the mode (`eavesdrop_mode`; see [`Whisper`]).
     pub(super) async fn run_eavesdrop(
         &self,
         target: &str,
@@ -527,6 +533,7 @@ impl LiveBackend {
         let mixer = Mixer::start(&self.context().media_runtime);
         let member = world.foreign_tap();
         let tap = self.hear_mixer(&mixer, member, &their, Some(member + 2));
+        let mut whisper = Whisper::start(self, target);
         let reason = loop {
             if self.listening_to(|to| to.is_none()) {
                 break "target_ended";
@@ -542,6 +549,7 @@ impl LiveBackend {
             match stop {
                 Stop::Digit(_, digit) => {
                     self.trace_event(eavesdrop_mode_event(self.now(), digit));
+                    whisper.mode(self, digit);
                 }
                 Stop::PeerGone => break "target_ended",
                 Stop::Hangup | Stop::TakenOver => break "hangup",
@@ -551,10 +559,85 @@ impl LiveBackend {
         their.send(Control::Untap { id: tap });
         self.media().send(Control::RelayIn(None));
         mixer.leave(member);
+        whisper.stop(self);
         self.listening_to(|to| *to = None);
         EavesdropOutcome {
             reason,
             duration_ms: self.now() - start,
         }
+    }
+}
+
+/// An eavesdropper's voice, heard by the sides its mode says: nobody
+/// (listen, `0`), the target's caller (`1`), its peer (`2`) or both (`3`,
+/// three-way). The voice is a mixer fed by a tap on the eavesdropper's
+/// session; each side hearing it mixes it into what it sends
+/// ([`Control::Whisper`]).
+struct Whisper {
+    target: String,
+    voice: Mixer,
+    tap: u64,
+    /// The sessions whispered to now.
+    to: Vec<Handle>,
+}
+
+/// The voice's input in its mixer, and the ids of the sides hearing it.
+const VOICE: u64 = 1;
+const TO_CALLER: u64 = 2;
+const TO_PEER: u64 = 3;
+
+impl Whisper {
+    fn start(call: &LiveBackend, target: &str) -> Self {
+        let voice = Mixer::start(&call.context().media_runtime);
+        let tap = call.world().foreign_tap();
+        call.media().send(Control::Tap {
+            id: tap,
+            tap: Box::new(voice.input(VOICE, None)),
+        });
+        Self {
+            target: target.to_owned(),
+            voice,
+            tap,
+            to: Vec::new(),
+        }
+    }
+
+    /// The mode `digit` asks for.
+    fn mode(&mut self, call: &LiveBackend, digit: char) {
+        self.silence();
+        let world = call.world();
+        let account = call.account_id();
+        let caller = || world.media(account, &self.target).map(|m| (TO_CALLER, m));
+        let peer = || {
+            world
+                .peer_media(account, &self.target)
+                .map(|m| (TO_PEER, m))
+        };
+        let sides: Vec<(u64, Handle)> = match digit {
+            '1' => caller().into_iter().collect(),
+            '2' => peer().into_iter().collect(),
+            '3' => caller().into_iter().chain(peer()).collect(),
+            _ => Vec::new(),
+        };
+        for (id, side) in sides {
+            let (tx, rx) = mpsc::unbounded_channel();
+            self.voice.join(id, tx);
+            side.send(Control::Whisper(Some(rx)));
+            self.to.push(side);
+        }
+    }
+
+    /// Nobody hears the voice any more.
+    fn silence(&mut self) {
+        for side in self.to.drain(..) {
+            side.send(Control::Whisper(None));
+        }
+        self.voice.leave(TO_CALLER);
+        self.voice.leave(TO_PEER);
+    }
+
+    fn stop(mut self, call: &LiveBackend) {
+        self.silence();
+        call.media().send(Control::Untap { id: self.tap });
     }
 }

@@ -18,6 +18,7 @@ use std::path::PathBuf;
 
 use super::backend::Context;
 use crate::engine::control::RecordRequest;
+use crate::media::audio::tone_share;
 use crate::media::g711::RATE;
 use crate::media::session::{MediaEvent, Tap};
 
@@ -255,32 +256,6 @@ pub fn whole_call(
         tap_id,
     };
     (Box::new(tap), path)
-}
-
-/// The power of one frequency in a frame, relative to the frame's power
-/// (Goertzel's algorithm: a single DFT bin, a few lines of arithmetic).
-fn tone_share(samples: &[i16], frequency: f64) -> f64 {
-    let n = samples.len() as f64;
-    if n == 0.0 {
-        return 0.0;
-    }
-    let k = (n * frequency / f64::from(RATE)).round();
-    let coefficient = 2.0 * (2.0 * std::f64::consts::PI * k / n).cos();
-    let (mut s1, mut s2) = (0.0_f64, 0.0_f64);
-    let mut energy = 0.0_f64;
-    for &sample in samples {
-        let x = f64::from(sample);
-        energy += x * x;
-        let s0 = x + coefficient * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    if energy < 1.0 {
-        return 0.0;
-    }
-    let power = s1 * s1 + s2 * s2 - coefficient * s1 * s2;
-    // A pure tone in the bin gives power = energy * n / 2.
-    power / (energy * n / 2.0)
 }
 
 /// Listens for CNG: 1100 Hz in bursts of half a second.

@@ -117,6 +117,9 @@ struct Entry {
     activity: Activity,
     since: Option<i64>,
     media: Handle,
+    /// The session of whoever the call talks to (its callee's, or the
+    /// joined call's): an eavesdropper whispers to it.
+    peer_media: Option<Handle>,
     inbox: mpsc::UnboundedSender<Incoming>,
 }
 
@@ -177,6 +180,7 @@ impl World {
                 activity: Activity::Busy,
                 since: None,
                 media,
+                peer_media: None,
                 inbox,
             },
         );
@@ -223,6 +227,22 @@ impl World {
             .get(call_id)
             .filter(|entry| entry.account == account)
             .map(|entry| entry.media.clone())
+    }
+
+    /// `call_id` talks to whoever `media` is (`None`: nobody now).
+    pub fn set_peer_media(&self, call_id: &str, media: Option<Handle>) {
+        if let Some(entry) = self.lock().calls.get_mut(call_id) {
+            entry.peer_media = media;
+        }
+    }
+
+    /// The session of whoever `call_id` of `account` talks to.
+    pub fn peer_media(&self, account: &str, call_id: &str) -> Option<Handle> {
+        self.lock()
+            .calls
+            .get(call_id)
+            .filter(|entry| entry.account == account)
+            .and_then(|entry| entry.peer_media.clone())
     }
 
     /// The running calls of `account` but `except`, in the order they

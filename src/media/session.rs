@@ -39,6 +39,9 @@ use super::sdp::Negotiated;
 /// The packet interval.
 pub const PTIME: Duration = Duration::from_millis(20);
 
+/// At most this much whispered audio waits to be mixed in (60 ms).
+const WHISPER_QUEUE: usize = FRAME * 3;
+
 /// Something that listens to the audio of a leg: a recorder, a detector.
 /// `inbound` gets the far end's audio in order (lost packets as silence),
 /// `outbound` what this side sends, 160 samples (20 ms) at a time.
@@ -83,6 +86,9 @@ pub enum Control {
     /// plays, ringback or music on hold, win over it while they play);
     /// `None` stops.
     RelayIn(Option<mpsc::UnboundedReceiver<Relayed>>),
+    /// Mixes this audio into whatever the session sends (an eavesdropper
+    /// whispering to this leg); `None` stops.
+    Whisper(Option<mpsc::UnboundedReceiver<Relayed>>),
 }
 
 /// An audio packet relayed from one leg to another.
@@ -273,6 +279,10 @@ struct Session {
     /// (the first relayed timestamp, the timestamp it was sent with): the
     /// relayed stream keeps its spacing on our timeline.
     relay_ts: Option<(u32, u32)>,
+    /// Audio mixed into what we send ([`Control::Whisper`]), decoded, at
+    /// most [`WHISPER_QUEUE`] samples.
+    whisper_in: Option<mpsc::UnboundedReceiver<Relayed>>,
+    whisper: std::collections::VecDeque<i16>,
     events: mpsc::UnboundedSender<MediaEvent>,
     frame: Vec<i16>,
     encoded: Vec<u8>,
@@ -314,6 +324,8 @@ impl Session {
             relay_out: Vec::new(),
             relay_in: None,
             relay_ts: None,
+            whisper_in: None,
+            whisper: std::collections::VecDeque::new(),
             events,
             frame: Vec::with_capacity(FRAME),
             encoded: Vec::with_capacity(FRAME),
@@ -359,6 +371,14 @@ impl Session {
                     Some(packet) => self.send_relayed(packet).await,
                     None => self.relay_in = None,
                 },
+                whispered = next_relayed(&mut self.whisper_in) => {
+                    if let Some(packet) = whispered {
+                        self.whispered(&packet);
+                    } else {
+                        self.whisper_in = None;
+                        self.whisper.clear();
+                    }
+                }
             }
         }
         for (_, tap) in std::mem::take(&mut self.taps) {
@@ -461,7 +481,33 @@ impl Session {
                 self.relay_in = receiver;
                 self.relay_ts = None;
             }
+            Control::Whisper(receiver) => {
+                self.whisper_in = receiver;
+                self.whisper.clear();
+            }
         }
+    }
+
+    /// A whispered packet: queued (decoded) for what we send next.
+    fn whispered(&mut self, packet: &Relayed) {
+        let mut samples = Vec::with_capacity(packet.payload.len());
+        packet.codec.decode(&packet.payload, &mut samples);
+        self.whisper.extend(samples);
+        let excess = self.whisper.len().saturating_sub(WHISPER_QUEUE);
+        self.whisper.drain(..excess);
+    }
+
+    /// Adds the whispered audio waiting to `samples` (saturating); false
+    /// when nothing was whispered.
+    fn add_whisper(whisper: &mut std::collections::VecDeque<i16>, samples: &mut [i16]) -> bool {
+        if whisper.is_empty() {
+            return false;
+        }
+        let take = whisper.len().min(samples.len());
+        for (sample, added) in samples.iter_mut().zip(whisper.drain(..take)) {
+            *sample = sample.saturating_add(added);
+        }
+        true
     }
 
     /// The next 20 ms of what plays (silence when nothing does), advancing
@@ -534,6 +580,7 @@ impl Session {
                     return;
                 }
                 self.next_frame();
+                Self::add_whisper(&mut self.whisper, &mut self.frame);
                 let mut encoded = std::mem::take(&mut self.encoded);
                 self.codec.encode(&self.frame, &mut encoded);
                 self.encoded = encoded;
@@ -557,11 +604,12 @@ impl Session {
         let (first_in, first_out) = *self.relay_ts.get_or_insert((packet.timestamp, now_slot));
         let timestamp = first_out.wrapping_add(packet.timestamp.wrapping_sub(first_in));
         self.encoded.clear();
-        if packet.codec == self.codec {
+        if packet.codec == self.codec && self.whisper.is_empty() {
             self.encoded.extend_from_slice(&packet.payload);
         } else {
             self.decoded.clear();
             packet.codec.decode(&packet.payload, &mut self.decoded);
+            Self::add_whisper(&mut self.whisper, &mut self.decoded);
             let mut encoded = std::mem::take(&mut self.encoded);
             self.codec.encode(&self.decoded, &mut encoded);
             self.encoded = encoded;

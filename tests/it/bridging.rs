@@ -5,8 +5,9 @@
 //! sides hear each other, that hang-ups propagate, that `*2` + extension
 //! and a phone's own transfer button move the caller, that a hold plays
 //! music to the held side, that one phone picks up the call ringing
-//! another, retrieves a parked call, or meets another in a conference
-//! room; and that the trace of each call says so.
+//! another, retrieves a parked call, meets another in a conference room,
+//! or listens to a call and whispers to each side; and that the trace of
+//! each call says so.
 
 // Audio: sample counts and levels move between integers and floats.
 #![allow(
@@ -152,6 +153,17 @@ impl Phone {
     /// What the phone heard so far: the frequency of each loud 100 ms of
     /// its received audio (zero crossings), in order.
     fn heard(&self) -> Vec<f64> {
+        self.loud_windows()
+            .iter()
+            .map(|w| {
+                let crossings = w.windows(2).filter(|p| (p[0] < 0) != (p[1] < 0)).count();
+                crossings as f64 / 2.0 / 0.1
+            })
+            .collect()
+    }
+
+    /// The loud 100 ms windows of what the phone heard so far, in order.
+    fn loud_windows(&self) -> Vec<Vec<i16>> {
         let mut samples = Vec::new();
         let mut dumps: Vec<PathBuf> = std::fs::read_dir(&self.dir)
             .unwrap()
@@ -166,15 +178,21 @@ impl Phone {
         samples
             .chunks(800)
             .filter(|w| w.len() == 800)
-            .filter_map(|w| {
+            .filter(|w| {
                 let energy: f64 = w.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
-                if (energy / w.len() as f64).sqrt() < 1000.0 {
-                    return None;
-                }
-                let crossings = w.windows(2).filter(|p| (p[0] < 0) != (p[1] < 0)).count();
-                Some(crossings as f64 / 2.0 / 0.1)
+                (energy / w.len() as f64).sqrt() >= 1000.0
             })
+            .map(<[i16]>::to_vec)
             .collect()
+    }
+
+    /// How many loud 100 ms windows heard so far carry `hz` as a good part
+    /// (a fifth or more) of their energy, among other sounds: a mix.
+    fn heard_in_mix(&self, hz: f64) -> usize {
+        self.loud_windows()
+            .iter()
+            .filter(|w| callflow::media::audio::tone_share(w, hz) >= 0.2)
+            .count()
     }
 
     /// How many 100 ms windows heard so far are `hz` (± 4 %).
@@ -188,11 +206,16 @@ impl Phone {
     /// Waits until the phone heard `hz` for at least `seconds` more than
     /// it had when asked.
     fn hears(&self, hz: f64, seconds: f64) -> bool {
-        let before = self.heard_of(hz);
+        self.hears_by(|phone| phone.heard_of(hz), seconds)
+    }
+
+    /// Waits until `count` (100 ms windows) grew by `seconds` worth.
+    fn hears_by(&self, count: impl Fn(&Self) -> usize, seconds: f64) -> bool {
+        let before = count(self);
         let wanted = before + (seconds * 10.0) as usize;
         let deadline = Deadline::after(PATIENCE);
         while deadline.left().is_some() {
-            if self.heard_of(hz) >= wanted {
+            if count(self) >= wanted {
                 return true;
             }
             // Waiting for audio to arrive, on the wall clock.
@@ -834,5 +857,61 @@ fn phones_in_a_conference_room_hear_each_other() {
             r#""room":"room1""#,
             r#""members":1"#,
         ]],
+    );
+}
+
+#[test]
+fn an_eavesdropper_listens_then_whispers_to_each_side() {
+    if !should_run() {
+        return;
+    }
+    let pbx = Pbx::start(|account| {
+        std::fs::write(
+            account.join("callflows/listen.json"),
+            r#"{"name": "Listen to Bob's calls", "numbers": ["2300"],
+                "flow": {"module": "eavesdrop", "data": {"device_id": "dev_bob",
+                    "approved_device_id": "dev_carol"}, "children": {}}}"#,
+        )
+        .unwrap();
+    });
+    let (mut alice, bob, mut carol) = pbx.alice_talks_to_bob();
+    let expect_in_mix = |phone: &Phone, hz: f64| {
+        assert!(
+            phone.hears_by(|p| p.heard_in_mix(hz), 1.0),
+            "{} never heard {hz} Hz in what it heard (Hz per 100 ms): {:?}",
+            phone.name,
+            phone.heard().iter().map(|f| f.round()).collect::<Vec<_>>()
+        );
+    };
+    // Carol listens: she hears both sides; nobody hears her.
+    carol.send("/dial 2300");
+    carol.expect("Call established");
+    expect_in_mix(&carol, ALICE_HZ);
+    expect_in_mix(&carol, BOB_HZ);
+    assert_eq!(alice.heard_in_mix(CAROL_HZ) + bob.heard_in_mix(CAROL_HZ), 0);
+    // 1: she whispers to the caller, Alice; Bob still hears only Alice.
+    carol.press("1");
+    expect_in_mix(&alice, CAROL_HZ);
+    assert_eq!(bob.heard_in_mix(CAROL_HZ), 0, "Bob heard the whisper");
+    // 2: to the peer, Bob; Alice hears Bob alone again.
+    carol.press("2");
+    expect_in_mix(&bob, CAROL_HZ);
+    alice.expect_to_hear(BOB_HZ, 1.0);
+    // 0: listening again: Bob hears Alice alone again. Then Alice hangs up
+    // and Carol's listening ends.
+    carol.press("0");
+    bob.expect_to_hear(ALICE_HZ, 1.0);
+    alice.send("/hangup");
+    carol.expect("terminated");
+
+    let traces = pbx.traces(2);
+    assert_in_order(
+        &traces[1],
+        &[
+            &[r#""event":"eavesdrop""#, r#""reason":"target_ended""#],
+            &[r#""event":"eavesdrop_mode""#, r#""mode":"whisper_caller""#],
+            &[r#""event":"eavesdrop_mode""#, r#""mode":"whisper_peer""#],
+            &[r#""event":"eavesdrop_mode""#, r#""mode":"listen""#],
+        ],
     );
 }
