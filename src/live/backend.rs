@@ -1175,6 +1175,18 @@ fn q850(cause: &str) -> u16 {
     }
 }
 
+/// A call that ends without [`LiveBackend::close`] (its task dropped)
+/// leaves the world too: the calls joined to it or listening are told, and
+/// no other call sees a ghost.
+impl Drop for LiveBackend {
+    fn drop(&mut self) {
+        if self.state.borrow().hangup.is_none() {
+            self.world_ended();
+        }
+        self.context.world.leave(&self.call_id);
+    }
+}
+
 impl CallControl for LiveBackend {
     fn now_ms(&self) -> u64 {
         self.now()
