@@ -212,6 +212,8 @@ pub struct LiveBackend {
     reach: Cell<super::crosscall::Reach>,
     /// The device the call comes from (for the calls it joins).
     device: RefCell<Option<String>>,
+    /// The world was told the call ended ([`LiveBackend::world_ended`]).
+    pub(super) world_told: Cell<bool>,
 }
 
 impl LiveBackend {
@@ -249,6 +251,7 @@ impl LiveBackend {
             caller_events: rules::Cap::new("caller_events", context.max_caller_events),
             reach: Cell::new(super::crosscall::Reach::Nothing),
             device: RefCell::new(None),
+            world_told: Cell::new(false),
             context,
         }
     }
@@ -422,6 +425,9 @@ impl LiveBackend {
             self.media.send(Control::Untap { id: tap });
         }
         self.media.send(Control::Close);
+        // A call that left without a hang-up (a transfer) tells the world
+        // here.
+        self.world_ended();
         self.context.world.leave(&self.call_id);
         self.media.ended().await;
     }
@@ -526,7 +532,12 @@ impl LiveBackend {
                 None => {
                     let now = self.now();
                     if listener.is_some_and(|t| t <= now) {
-                        match beside.fire().await {
+                        // The metaflow's verbs reach for nothing of the
+                        // verb waiting here, which reaches again after.
+                        let reach = self.reach.replace(super::crosscall::Reach::Nothing);
+                        let resumed = beside.fire().await;
+                        self.reach.set(reach);
+                        match resumed {
                             Resume::Continue if !self.is_gone() => continue,
                             Resume::Break if !self.is_gone() => return Stop::Break,
                             Resume::Stop if !self.is_gone() => return Stop::TakenOver,
@@ -1180,9 +1191,7 @@ fn q850(cause: &str) -> u16 {
 /// no other call sees a ghost.
 impl Drop for LiveBackend {
     fn drop(&mut self) {
-        if self.state.borrow().hangup.is_none() {
-            self.world_ended();
-        }
+        self.world_ended();
         self.context.world.leave(&self.call_id);
     }
 }

@@ -90,8 +90,8 @@ impl LiveBackend {
             } => {
                 let reach = self.reach();
                 let open = reach == Reach::Join || (intercept && reach == Reach::Intercept);
-                if open && self.joiner_slot(|slot| slot.is_none()) {
-                    reply.accept();
+                // Accepted only while the joining call still waits for it.
+                if open && self.joiner_slot(|slot| slot.is_none()) && reply.accept() {
                     self.joiner_slot(|slot| *slot = Some(Joiner { by, device, media }));
                     return Some(Stop::Joined);
                 }
@@ -123,10 +123,14 @@ impl LiveBackend {
         }
     }
 
-    /// The call ended: the call joined to it, those listening to it and
-    /// its room's members are told, the waiting calls are woken (as in the
-    /// simulator); the world sees it ended.
+    /// The call ended (once: its hang-up, or leaving without one): the
+    /// call joined to it, those listening to it and its room's members are
+    /// told, the waiting calls are woken (as in the simulator); the world
+    /// sees it ended.
     pub(super) fn world_ended(&self) {
+        if self.world_told.replace(true) {
+            return;
+        }
         let world = self.world();
         let me = self.call_id().to_owned();
         let account = self.account_id();
@@ -434,9 +438,7 @@ impl LiveBackend {
         let world = self.world();
         let account = self.account_id();
         let me = self.call_id().to_owned();
-        let others = world.room_members(account, room, &me);
-        let mixer = world.room(account, room, &self.context().media_runtime);
-        self.set_activity(Activity::Conference(room.to_owned()));
+        let (mixer, others) = world.join_room(account, room, &me, &self.context().media_runtime);
         for member in &others {
             world.send(
                 account,
@@ -464,9 +466,8 @@ impl LiveBackend {
             for other in world.room_members(account, room, &me) {
                 world.send(account, &other, WorldEvent::RoomLeft { by: me.clone() });
             }
-            self.set_activity(Activity::Busy);
         }
-        world.close_room_if_empty(account, room);
+        world.leave_room(account, room, &me);
         ConferenceOutcome {
             members: others.len(),
             reason: "hangup",
@@ -560,6 +561,7 @@ impl LiveBackend {
         self.media().send(Control::RelayIn(None));
         mixer.leave(member);
         whisper.stop(self);
+        world.unlisten(target, &me);
         self.listening_to(|to| *to = None);
         EavesdropOutcome {
             reason,
@@ -622,7 +624,10 @@ impl Whisper {
         for (id, side) in sides {
             let (tx, rx) = mpsc::unbounded_channel();
             self.voice.join(id, tx);
-            side.send(Control::Whisper(Some(rx)));
+            side.send(Control::Whisper {
+                owner: self.tap,
+                input: Some(rx),
+            });
             self.to.push(side);
         }
     }
@@ -630,7 +635,10 @@ impl Whisper {
     /// Nobody hears the voice any more.
     fn silence(&mut self) {
         for side in self.to.drain(..) {
-            side.send(Control::Whisper(None));
+            side.send(Control::Whisper {
+                owner: self.tap,
+                input: None,
+            });
         }
         self.voice.leave(TO_CALLER);
         self.voice.leave(TO_PEER);

@@ -93,11 +93,14 @@ impl Reply {
         (Self(Arc::new(Mutex::new(Some(tx)))), rx)
     }
 
-    /// The join is accepted: the two calls are connected.
-    pub fn accept(&self) {
-        if let Some(tx) = self.0.lock().unwrap_or_else(PoisonError::into_inner).take() {
-            let _ = tx.send(());
-        }
+    /// The join is accepted: the two calls are connected; false when the
+    /// joining call gave up waiting (then nothing is connected).
+    pub fn accept(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .is_some_and(|tx| tx.send(()).is_ok())
     }
 
     /// The join is refused (the call is no longer where the picker saw it).
@@ -186,13 +189,25 @@ impl World {
         );
     }
 
-    /// A call is over: gone from the registry (and from any listener list).
+    /// A call is over: gone from the registry (and from any listener
+    /// list); a room it leaves empty closes.
     pub fn leave(&self, call_id: &str) {
         let mut inner = self.lock();
-        inner.calls.remove(call_id);
+        let gone = inner.calls.remove(call_id);
         inner.listeners.remove(call_id);
         for listeners in inner.listeners.values_mut() {
             listeners.retain(|l| l != call_id);
+        }
+        if let Some(gone) = gone {
+            let rooms: Vec<String> = inner
+                .rooms
+                .keys()
+                .filter(|(account, _)| *account == gone.account)
+                .map(|(_, room)| room.clone())
+                .collect();
+            for room in rooms {
+                Self::close_if_empty(&mut inner, &gone.account, &room);
+            }
         }
     }
 
@@ -328,19 +343,54 @@ impl World {
         )
     }
 
-    /// The mixer of `account`'s room `room`, started on `runtime` when the
-    /// room is empty.
-    pub fn room(&self, account: &str, room: &str, runtime: &tokio::runtime::Handle) -> Mixer {
-        self.lock()
+    /// `call_id` of `account` enters room `room`: the room's mixer
+    /// (started on `runtime` when the room was empty) and the members
+    /// there before it, in one step (a room closing meanwhile cannot split
+    /// its members between two mixers).
+    pub fn join_room(
+        &self,
+        account: &str,
+        room: &str,
+        call_id: &str,
+        runtime: &tokio::runtime::Handle,
+    ) -> (Mixer, Vec<String>) {
+        let mut inner = self.lock();
+        let mut others: Vec<(u64, String)> = inner
+            .calls
+            .iter()
+            .filter(|(id, entry)| {
+                entry.account == account
+                    && id.as_str() != call_id
+                    && matches!(&entry.activity, Activity::Conference(at) if at == room)
+            })
+            .map(|(id, entry)| (entry.seq, id.clone()))
+            .collect();
+        others.sort();
+        if let Some(entry) = inner.calls.get_mut(call_id) {
+            entry.activity = Activity::Conference(room.to_owned());
+            entry.since = None;
+        }
+        let mixer = inner
             .rooms
             .entry((account.to_owned(), room.to_owned()))
             .or_insert_with(|| Mixer::start(runtime))
-            .clone()
+            .clone();
+        (mixer, others.into_iter().map(|(_, id)| id).collect())
     }
 
-    /// Closes the room's mixer once nobody is in it.
-    pub fn close_room_if_empty(&self, account: &str, room: &str) {
+    /// `call_id` leaves room `room` (still running: busy again); the room
+    /// closes once nobody is in it.
+    pub fn leave_room(&self, account: &str, room: &str, call_id: &str) {
         let mut inner = self.lock();
+        if let Some(entry) = inner.calls.get_mut(call_id)
+            && matches!(&entry.activity, Activity::Conference(at) if at == room)
+        {
+            entry.activity = Activity::Busy;
+        }
+        Self::close_if_empty(&mut inner, account, room);
+    }
+
+    fn close_if_empty(inner: &mut Inner, account: &str, room: &str) {
         let empty = !inner.calls.values().any(|entry| {
             entry.account == account
                 && matches!(&entry.activity, Activity::Conference(at) if at == room)
@@ -357,6 +407,13 @@ impl World {
             .entry(target.to_owned())
             .or_default()
             .push(listener.to_owned());
+    }
+
+    /// `listener` no longer listens to `target`.
+    pub fn unlisten(&self, target: &str, listener: &str) {
+        if let Some(listeners) = self.lock().listeners.get_mut(target) {
+            listeners.retain(|l| l != listener);
+        }
     }
 
     /// The calls listening to `target`, forgotten.
@@ -425,7 +482,11 @@ mod tests {
         reply.refuse();
         assert!(rx.try_recv().is_err());
         let (reply, mut rx) = Reply::new();
-        reply.clone().accept();
+        assert!(reply.clone().accept());
         assert!(rx.try_recv().is_ok());
+        // The joining call gave up: the accept says so.
+        let (reply, rx) = Reply::new();
+        drop(rx);
+        assert!(!reply.accept());
     }
 }

@@ -135,6 +135,8 @@ struct Member {
 #[derive(Default)]
 struct Mix {
     members: BTreeMap<u64, Member>,
+    /// Members that left: their audio still in flight is dropped.
+    left: std::collections::BTreeSet<u64>,
     timestamp: u32,
     ticks: u64,
     encoded: Vec<u8>,
@@ -143,10 +145,15 @@ struct Mix {
 impl Mix {
     fn command(&mut self, command: Command) {
         match command {
-            Command::Join { id, out } => self.members.entry(id).or_default().out = out,
+            Command::Join { id, out } => {
+                self.left.remove(&id);
+                self.members.entry(id).or_default().out = out;
+            }
             Command::Leave { id } => {
                 self.members.remove(&id);
+                self.left.insert(id);
             }
+            Command::Audio { id, .. } if self.left.contains(&id) => {}
             Command::Audio { id, samples } => {
                 let member = self.members.entry(id).or_default();
                 member.queued.extend(samples);
@@ -286,6 +293,9 @@ mod tests {
         let mut mix = Mix::default();
         let mut a = member(&mut mix, 1);
         mix.command(Command::Leave { id: 1 });
+        // Its audio still in flight brings no ghost back.
+        say(&mut mix, 1, 1000, FRAME);
+        assert!(!mix.members.contains_key(&1));
         mix.tick();
         assert!(a.try_recv().is_err());
         drop(a);

@@ -42,6 +42,9 @@ pub const PTIME: Duration = Duration::from_millis(20);
 /// At most this much whispered audio waits to be mixed in (60 ms).
 const WHISPER_QUEUE: usize = FRAME * 3;
 
+/// How many plays stopped before they started a session remembers.
+const STOPPED_EARLY: usize = 16;
+
 /// Something that listens to the audio of a leg: a recorder, a detector.
 /// `inbound` gets the far end's audio in order (lost packets as silence),
 /// `outbound` what this side sends, 160 samples (20 ms) at a time.
@@ -86,9 +89,13 @@ pub enum Control {
     /// plays, ringback or music on hold, win over it while they play);
     /// `None` stops.
     RelayIn(Option<mpsc::UnboundedReceiver<Relayed>>),
-    /// Mixes this audio into whatever the session sends (an eavesdropper
-    /// whispering to this leg); `None` stops.
-    Whisper(Option<mpsc::UnboundedReceiver<Relayed>>),
+    /// Mixes this audio into whatever the session sends (an eavesdropper,
+    /// `owner`, whispering to this leg; one at a time, the last wins);
+    /// `None` stops it if `owner` still whispers.
+    Whisper {
+        owner: u64,
+        input: Option<mpsc::UnboundedReceiver<Relayed>>,
+    },
 }
 
 /// An audio packet relayed from one leg to another.
@@ -282,7 +289,11 @@ struct Session {
     /// Audio mixed into what we send ([`Control::Whisper`]), decoded, at
     /// most [`WHISPER_QUEUE`] samples.
     whisper_in: Option<mpsc::UnboundedReceiver<Relayed>>,
+    whisper_owner: u64,
     whisper: std::collections::VecDeque<i16>,
+    /// Plays stopped before they started (their clip loads elsewhere):
+    /// they never start. The last few only: ids are never reused.
+    stopped_early: std::collections::VecDeque<u64>,
     events: mpsc::UnboundedSender<MediaEvent>,
     frame: Vec<i16>,
     encoded: Vec<u8>,
@@ -325,7 +336,9 @@ impl Session {
             relay_in: None,
             relay_ts: None,
             whisper_in: None,
+            whisper_owner: 0,
             whisper: std::collections::VecDeque::new(),
+            stopped_early: std::collections::VecDeque::new(),
             events,
             frame: Vec::with_capacity(FRAME),
             encoded: Vec::with_capacity(FRAME),
@@ -401,6 +414,10 @@ impl Session {
                     ticker.reset_at(now);
                 }
             }
+            Control::Play { id, .. } if self.stopped_early.contains(&id) => {
+                self.stopped_early.retain(|stopped| *stopped != id);
+                self.report(MediaEvent::Played { id, ms: 0 });
+            }
             Control::Play { id, clip, times } => {
                 let left = match (times, clip.repeat) {
                     (Some(0), _) | (None | Some(_), Repeat::Forever) => None,
@@ -419,15 +436,7 @@ impl Session {
                     });
                 }
             }
-            Control::Stop { id } => {
-                if let Some(index) = self.plays.iter().position(|p| p.id == id) {
-                    let playing = self.plays.remove(index);
-                    self.report(MediaEvent::Played {
-                        id,
-                        ms: playing.frames * 20,
-                    });
-                }
-            }
+            Control::Stop { id } => self.stop_play(id),
             Control::Dtmf { id, digits } => {
                 let mut packets: Vec<Outgoing> = Vec::new();
                 for digit in digits.chars() {
@@ -481,10 +490,29 @@ impl Session {
                 self.relay_in = receiver;
                 self.relay_ts = None;
             }
-            Control::Whisper(receiver) => {
-                self.whisper_in = receiver;
-                self.whisper.clear();
+            Control::Whisper { owner, input } => {
+                if input.is_some() || owner == self.whisper_owner {
+                    self.whisper_owner = owner;
+                    self.whisper_in = input;
+                    self.whisper.clear();
+                }
             }
+        }
+    }
+
+    /// Stops play `id`, reporting its end; one not started yet never will.
+    fn stop_play(&mut self, id: u64) {
+        if let Some(index) = self.plays.iter().position(|p| p.id == id) {
+            let playing = self.plays.remove(index);
+            self.report(MediaEvent::Played {
+                id,
+                ms: playing.frames * 20,
+            });
+        } else {
+            if self.stopped_early.len() >= STOPPED_EARLY {
+                self.stopped_early.pop_front();
+            }
+            self.stopped_early.push_back(id);
         }
     }
 
@@ -580,9 +608,17 @@ impl Session {
                     return;
                 }
                 self.next_frame();
-                Self::add_whisper(&mut self.whisper, &mut self.frame);
                 let mut encoded = std::mem::take(&mut self.encoded);
-                self.codec.encode(&self.frame, &mut encoded);
+                if self.whisper.is_empty() {
+                    self.codec.encode(&self.frame, &mut encoded);
+                } else {
+                    // Taps (an eavesdropper among them) hear the frame
+                    // without the whisper.
+                    self.decoded.clear();
+                    self.decoded.extend_from_slice(&self.frame);
+                    Self::add_whisper(&mut self.whisper, &mut self.decoded);
+                    self.codec.encode(&self.decoded, &mut encoded);
+                }
                 self.encoded = encoded;
                 self.send_payload(self.payload_type, false, timestamp).await;
             }
@@ -816,6 +852,31 @@ impl Reorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A play stopped before it arrived (its clip loads on another task)
+    /// never starts, and still reports its end once.
+    #[test]
+    fn a_play_stopped_before_it_arrives_never_starts() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let (events, mut reported) = mpsc::unbounded_channel();
+        let session = start(socket, None, events, runtime.handle());
+        session.send(Control::Stop { id: 7 });
+        session.send(Control::Play {
+            id: 7,
+            clip: Arc::new(Clip::silence(60_000)),
+            times: Some(1),
+        });
+        let event = runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), reported.recv()).await
+        });
+        assert_eq!(
+            event.ok().flatten(),
+            Some(MediaEvent::Played { id: 7, ms: 0 })
+        );
+        session.send(Control::Close);
+    }
 
     fn seqs(frames: &[Frame]) -> Vec<String> {
         frames
