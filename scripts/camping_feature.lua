@@ -1,8 +1,9 @@
 -- camping_feature: camp on a busy extension (Kazoo's cf_camping_feature,
 -- kazoo-callflows.md §3.1): `*7<ext>`-style codes.
 --
--- Data (Kazoo's camper settings, passed on): `timeout` (minutes), `tries`,
--- `try_interval` (minutes), `stop_after` (minutes).
+-- Data (Kazoo's camper settings, passed on in the request): `timeout` (the
+-- callback's ring time, s), `tries`, `try_interval` (minutes), `stop_after`
+-- (minutes).
 --
 -- It answers and looks the capture group up as a callflow. The target is
 -- that callflow's first node: a `user` or `device` (with its `data.id`),
@@ -15,9 +16,12 @@
 --   to Kazoo's camper application (a `camping.request` event with the
 --   targets, number and settings), the caller hears "camper-queue", stop.
 --
--- Deviation: the camper application (another process, which calls the
--- caller back when the target is free and then rings the target) is not
--- simulated: the trace ends with the request.
+-- The camper itself is call:camp: for a user's or device's devices, the
+-- world calls the caller's device back once they are all free (for
+-- `timeout` s, default 20; the camp lasts `stop_after` minutes, default 31;
+-- one try) and the answered leg dials the number. Deviations: `tries` and
+-- `try_interval` are not used; an off-net number has only the request; real
+-- calls have only the request for now (call:camp answers false there).
 local kazoo = require("kazoo")
 local endpoints = require("endpoints")
 
@@ -80,6 +84,15 @@ return {
 			try_interval = kazoo.integer(data.try_interval),
 			stop_after = kazoo.integer(data.stop_after),
 		})
+		-- The world calls back once the devices are free (call:camp); an
+		-- off-net number, or a world that cannot watch, has only the
+		-- request.
+		if #devices > 0 then
+			call:camp(number, devices, {
+				timeout_s = kazoo.integer(data.timeout),
+				stop_after_s = kazoo.integer(data.stop_after) and kazoo.integer(data.stop_after) * 60,
+			})
+		end
 		call:play("camper-queue")
 		return call:stop()
 	end,

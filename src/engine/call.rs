@@ -830,6 +830,35 @@ impl Call {
         self.backend.wake(place)
     }
 
+    /// Camps on busy devices for this call's device (see
+    /// [`crate::engine::control::CallControl::camp`]); one `camp` event.
+    /// False without a calling device, or when the backend cannot watch.
+    pub fn camp(&self, number: &str, targets: &[String], ring_ms: u64, stop_after_ms: u64) -> bool {
+        let device = self
+            .facts
+            .calling_device
+            .as_ref()
+            .map(|d| d.as_str().to_owned());
+        let camped = device.is_some_and(|device| {
+            self.backend.camp(&crate::engine::control::CampRequest {
+                device,
+                from: self.facts.from.clone(),
+                caller_id_name: self.facts.caller_id_name.clone(),
+                number: number.to_owned(),
+                targets: targets.to_vec(),
+                ring_ms,
+                stop_after_ms,
+            })
+        });
+        self.record(
+            self.event("camp")
+                .with("number", number)
+                .with("targets", json!(targets))
+                .with("camped", camped),
+        );
+        camped
+    }
+
     /// In a conference room until the caller hangs up; one `conference`
     /// event with the outcome.
     pub async fn conference(

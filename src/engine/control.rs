@@ -687,6 +687,14 @@ pub trait CallControl {
         let _ = place;
         0
     }
+    /// Camps on `request.targets`: once none of them is on a call, the
+    /// world rings `request.device` and, when it answers, that answered
+    /// leg dials `request.number` as a new call. False when nothing can
+    /// watch the devices (a backend without a world).
+    fn camp(&self, request: &CampRequest) -> bool {
+        let _ = request;
+        false
+    }
     /// Joins conference room `room` until the caller hangs up; the other
     /// members hear it join and leave. A backend without a world has an
     /// empty room: it waits for the hang-up.
@@ -768,6 +776,24 @@ pub trait CallControl {
             ))
         })
     }
+}
+
+/// A camp on busy devices ([`CallControl::camp`]): Kazoo's camper.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampRequest {
+    /// The device to call back (the camping call's).
+    pub device: String,
+    /// Who the callback is from, as the camping call was.
+    pub from: String,
+    pub caller_id_name: String,
+    /// What the callback dials once the device answers.
+    pub number: String,
+    /// The devices that must all be free.
+    pub targets: Vec<String>,
+    /// How long the device rings for the callback.
+    pub ring_ms: u64,
+    /// How long the camp lasts.
+    pub stop_after_ms: u64,
 }
 
 /// How a wait in a parking slot ended ([`CallControl::park`]).

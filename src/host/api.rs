@@ -106,6 +106,7 @@ pub const API: &[ApiItem] = api![
     "call:channels": "call:channels() -> {{call_id, name, from, to, calling_device, state, ringing, answered_by, slot}}" => "The other calls of the world (a multi-call scenario's), in the order they began.",
     "call:wait": "call:wait(place, {timeout_ms, digits, since}?) -> {reason, digit, duration_ms}" => "Wait at a place (a queue) until another call wakes it, a digit, the time or the hang-up.",
     "call:wake": "call:wake(place) -> number" => "Wake the other calls waiting at a place; how many.",
+    "call:camp": "call:camp(number, targets, {timeout_s, stop_after_s}?) -> boolean" => "Camp on busy devices: once all are free, ring this call's device back and dial number from it.",
     "call:conference": "call:conference(room, {moderator}?) -> {members, reason, duration_ms}" => "Join a conference room until the caller hangs up; the members hear each other join and leave.",
     "call:eavesdrop": "call:eavesdrop(call_id) -> {reason, duration_ms}" => "Listen to another call until it ends (digits 1, 2, 3, 0: whisper to its caller, to its peer, three-way, listen).",
     "call:park": "call:park(slot, {timeout_ms}?) -> {reason, by, duration_ms, talk_ms}" => "Wait in a parking slot (until timeout_ms, or hang-up) where another call may retrieve it (call:pickup).",
@@ -557,6 +558,26 @@ fn register_legs(lua: &Lua, raw: &Table) -> mlua::Result<()> {
     sync_fn!(lua, raw, "wake", |lua, place: String| {
         let call = call_of(&*current(lua)?, "wake")?;
         done(lua, call.wake(&place))
+    });
+    sync_fn!(lua, raw, "camp", |lua,
+                                (number, targets, opts): (
+        String,
+        Table,
+        Option<Table>
+    )| {
+        let call = call_of(&*current(lua)?, "camp")?;
+        let targets = targets
+            .sequence_values::<String>()
+            .collect::<mlua::Result<Vec<String>>>()
+            .map_err(|_| mlua::Error::runtime("camp: targets must be a list of device ids"))?;
+        let opts = opts.as_ref();
+        let ring_ms = opt_u64(opts, "timeout_s")?
+            .unwrap_or(CAMP_RING_S)
+            .saturating_mul(1000);
+        let stop_after_ms = opt_u64(opts, "stop_after_s")?
+            .unwrap_or(CAMP_STOP_AFTER_S)
+            .saturating_mul(1000);
+        done(lua, call.camp(&number, &targets, ring_ms, stop_after_ms))
     });
     sync_fn!(lua, raw, "peer", |lua, (): ()| {
         let call = call_of(&*current(lua)?, "peer")?;
@@ -2187,6 +2208,12 @@ fn opt_value(opts: Option<&Table>, key: &str) -> mlua::Result<LuaValue> {
         None => Ok(LuaValue::Nil),
     }
 }
+
+/// How long a camp's callback rings the caller's phone by default (s).
+const CAMP_RING_S: u64 = 20;
+/// How long a camp lasts by default (s): Kazoo's camper gives up after
+/// 31 minutes.
+const CAMP_STOP_AFTER_S: u64 = 31 * 60;
 
 fn opt_string(opts: Option<&Table>, key: &str) -> mlua::Result<Option<String>> {
     match opt_value(opts, key)? {

@@ -38,11 +38,11 @@ use serde_json::Value;
 use super::scenario::{CallerAction, EndpointBehaviour, HttpStubs, Media, Trigger};
 use crate::engine::control::{
     Beside, BridgeEndpoint, BridgeOutcome, BridgeRequest, BridgeStatus, CONFIRM_TIMEOUT_MS,
-    CallControl, Channel, CollectOutcome, CollectReason, CollectRequest, ConferenceOutcome,
-    ConsultOutcome, ConsultRequest, ConsultResult, EavesdropOutcome, Gone, Hangup, HttpOutcome,
-    HttpRequest, HungUpBy, Leg, Legs, LocalFuture, ParkOutcome, PeerInfo, PlayOutcome, PlayReason,
-    PlayRequest, RecordOutcome, RecordReason, RecordRequest, Resume, SleepReason, SpeakRequest,
-    Strategy, WaitOutcome, WaitRequest,
+    CallControl, CampRequest, Channel, CollectOutcome, CollectReason, CollectRequest,
+    ConferenceOutcome, ConsultOutcome, ConsultRequest, ConsultResult, EavesdropOutcome, Gone,
+    Hangup, HttpOutcome, HttpRequest, HungUpBy, Leg, Legs, LocalFuture, ParkOutcome, PeerInfo,
+    PlayOutcome, PlayReason, PlayRequest, RecordOutcome, RecordReason, RecordRequest, Resume,
+    SleepReason, SpeakRequest, Strategy, WaitOutcome, WaitRequest,
 };
 use crate::engine::rules;
 use crate::trace::{Event, Trace};
@@ -353,6 +353,39 @@ impl SimBackend {
         }
     }
 
+    /// A camp's devices are free at `now` (world time): its device rings;
+    /// answering in time, it dials the camped number as a new call (the
+    /// world places it). Not answering ends the camp (one try).
+    fn call_back(&self, shared: &Shared, camp: super::world::Camp, now: u64) {
+        let request = camp.request;
+        let endpoint = BridgeEndpoint {
+            id: request.device.clone(),
+            offnet: false,
+            delay_s: 0,
+            timeout_s: 0,
+            call_waiting: true,
+            caller_id: None,
+        };
+        let behaviour = self.behaviour(&endpoint);
+        let reachable = !behaviour.busy && !behaviour.unregistered && behaviour.reject.is_none();
+        let Some(after) = behaviour
+            .answer_after_ms
+            .filter(|after| reachable && *after <= request.ring_ms)
+        else {
+            return;
+        };
+        shared.spawn(super::world::Spawn {
+            id: shared.next_callback_id(),
+            at_ms: now.saturating_add(after),
+            to: request.number,
+            from: request.from,
+            caller_id_name: request.caller_id_name,
+            calling_device: request.device,
+            hangup_after_ms: behaviour.hangup_after_ms.unwrap_or(DEFAULT_TALK_MS),
+            dtmf: behaviour.dtmf,
+        });
+    }
+
     /// Tells the world what the call does now.
     fn set_activity(&self, activity: Activity) {
         if let Some(joined) = &self.shared {
@@ -415,9 +448,12 @@ impl SimBackend {
             }
             joined.shared.set_activity(&joined.call_id, Activity::Ended);
             // Its devices may be free now: whoever waits for one looks
-            // again (a queue's callers, for its agents).
+            // again (a queue's callers, for its agents; camps).
             for waiting in joined.shared.all_waiting(&joined.call_id) {
                 joined.shared.poke(&waiting, Message::Wake);
+            }
+            for camp in joined.shared.ready_camps() {
+                self.call_back(&joined.shared, camp, joined.offset_ms.saturating_add(t_ms));
             }
             for listener in joined.shared.take_listeners(&joined.call_id) {
                 joined.shared.poke(
@@ -1760,6 +1796,17 @@ impl CallControl for SimBackend {
         beside: &'a dyn Beside,
     ) -> LocalFuture<'a, Result<WaitOutcome, Gone>> {
         Box::pin(self.verb(self.run_wait(place, opts.ms, &opts.digits, opts.since, beside)))
+    }
+
+    fn camp(&self, request: &CampRequest) -> bool {
+        let Some(joined) = &self.shared else {
+            return false;
+        };
+        joined.shared.camp(super::world::Camp {
+            request: request.clone(),
+            expires_at: joined.shared.now().saturating_add(request.stop_after_ms),
+        });
+        true
     }
 
     fn wake(&self, place: &str) -> usize {

@@ -15,6 +15,8 @@ pub mod stubs;
 pub mod world;
 
 use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -24,6 +26,7 @@ pub use backend::{
 pub use scenario::{Scenario, ScenarioError};
 
 use backend::InWorld;
+use scenario::PlannedCall;
 use world::Shared;
 
 use crate::catalog::{AccountFlows, Catalog};
@@ -310,6 +313,10 @@ async fn run_call(
 /// A call's trace and how it ended.
 type Finished = (Trace, EndReason);
 
+/// The calls of a multi-call simulation (the scenario's, then the ones the
+/// world placed), each with its result once it ended.
+type CallList = Rc<RefCell<Vec<(PlannedCall, Option<Finished>)>>>;
+
 /// Simulates the calls of a multi-call scenario in one world: one clock,
 /// one set of documents, each call seeing the others
 /// ([`world::Shared`]). The outcome's trace merges theirs in time order,
@@ -323,52 +330,68 @@ async fn simulate_calls(
 ) -> Outcome {
     let shared = Shared::new();
     let docs = Rc::new(Overlay::new(Arc::clone(account), options.persist.clone()));
-    let planned = scenario.planned_calls();
-    let results: Rc<RefCell<Vec<Option<Finished>>>> =
-        Rc::new(RefCell::new(vec![None; planned.len()]));
-    let runs: Vec<_> = planned
-        .iter()
-        .enumerate()
-        .map(|(position, call)| {
+    // The scenario's calls, then the calls the world places (callbacks),
+    // each with its result once it ends.
+    let planned: CallList = Rc::new(RefCell::new(
+        scenario
+            .planned_calls()
+            .into_iter()
+            .map(|call| (call, None))
+            .collect(),
+    ));
+    let run = |position: usize| -> Pin<Box<dyn Future<Output = ()> + '_>> {
+        let shared = Rc::clone(&shared);
+        let docs = Rc::clone(&docs);
+        let planned = Rc::clone(&planned);
+        Box::pin(async move {
+            let call = planned.borrow()[position].0.clone();
+            shared.sleep_until(call.at_ms, None).await;
+            let call_id = if index == 0 {
+                format!("sim-{}-{}", scenario.seed, call.id)
+            } else {
+                format!("sim-{}-{index}-{}", scenario.seed, call.id)
+            };
+            shared.register(world::SlotInit {
+                call_id: call_id.clone(),
+                name: call.id.clone(),
+                from: call.scenario.from.clone(),
+                to: call.scenario.to.clone(),
+                calling_device: call.scenario.calling_device.clone(),
+            });
+            let setup = Setup {
+                call_id: call_id.clone(),
+                seed: scenario
+                    .seed
+                    .wrapping_add(index)
+                    .wrapping_add(position as u64),
+                offset_ms: call.at_ms,
+                world: Some(Rc::clone(&shared)),
+            };
+            let ran = run_call(&call.scenario, account, runner, options, &docs, setup).await;
+            shared.set_activity(&call_id, world::Activity::Ended);
+            planned.borrow_mut()[position].1 = Some(ran);
+            shared.leave();
+        })
+    };
+    let runs: Vec<_> = (0..planned.borrow().len())
+        .map(|position| {
             shared.enter();
-            let shared = Rc::clone(&shared);
-            let docs = Rc::clone(&docs);
-            let results = Rc::clone(&results);
-            async move {
-                shared.sleep_until(call.at_ms, None).await;
-                let call_id = if index == 0 {
-                    format!("sim-{}-{}", scenario.seed, call.id)
-                } else {
-                    format!("sim-{}-{index}-{}", scenario.seed, call.id)
-                };
-                shared.register(world::SlotInit {
-                    call_id: call_id.clone(),
-                    name: call.id.clone(),
-                    from: call.scenario.from.clone(),
-                    to: call.scenario.to.clone(),
-                    calling_device: call.scenario.calling_device.clone(),
-                });
-                let setup = Setup {
-                    call_id: call_id.clone(),
-                    seed: scenario
-                        .seed
-                        .wrapping_add(index)
-                        .wrapping_add(position as u64),
-                    offset_ms: call.at_ms,
-                    world: Some(Rc::clone(&shared)),
-                };
-                let ran = run_call(&call.scenario, account, runner, options, &docs, setup).await;
-                shared.set_activity(&call_id, world::Activity::Ended);
-                results.borrow_mut()[position] = Some(ran);
-                shared.leave();
-            }
+            run(position)
         })
         .collect();
-    world::drive(&shared, runs).await;
-    let results =
-        Rc::try_unwrap(results).map_or_else(|rc| rc.borrow().clone(), RefCell::into_inner);
+    let start = |spawn: world::Spawn| {
+        let position = {
+            let mut planned = planned.borrow_mut();
+            planned.push((scenario.callback(&spawn), None));
+            planned.len() - 1
+        };
+        run(position)
+    };
+    world::drive(&shared, runs, &start).await;
+    let planned =
+        Rc::try_unwrap(planned).map_or_else(|rc| rc.borrow().clone(), RefCell::into_inner);
     let mut calls = Vec::new();
-    for (call, result) in planned.iter().zip(results) {
+    for (call, result) in planned {
         // A call the driver could not finish (a bug) shows as an error.
         let (trace, end) = result.unwrap_or_else(|| {
             let mut trace = Trace::new();

@@ -173,6 +173,46 @@ impl Scenario {
             .collect()
     }
 
+    /// A call the world places (a camp's callback): the device's leg,
+    /// answered, dials `spawn.to`; its caller is the device's behaviour.
+    pub fn callback(&self, spawn: &super::world::Spawn) -> PlannedCall {
+        let mut caller: Vec<CallerAction> = spawn
+            .dtmf
+            .iter()
+            .map(|press| CallerAction {
+                at_ms: Some(press.at_ms),
+                on: None,
+                delay_ms: None,
+                dtmf: Some(press.digits.clone()),
+                interdigit_ms: None,
+                hangup: None,
+            })
+            .collect();
+        caller.push(CallerAction {
+            at_ms: Some(spawn.hangup_after_ms),
+            on: None,
+            delay_ms: None,
+            dtmf: None,
+            interdigit_ms: None,
+            hangup: Some(true),
+        });
+        PlannedCall {
+            id: spawn.id.clone(),
+            at_ms: spawn.at_ms,
+            scenario: Scenario {
+                to: spawn.to.clone(),
+                from: spawn.from.clone(),
+                caller_id_name: Some(spawn.caller_id_name.clone()),
+                inception: InceptionName::Onnet,
+                calling_device: Some(spawn.calling_device.clone()),
+                caller,
+                calls: Vec::new(),
+                expect: None,
+                ..self.clone()
+            },
+        }
+    }
+
     /// The checks of a multi-call scenario's calls.
     fn check_calls(&self) -> Result<(), ScenarioError> {
         let fail = |path: String, message: String| Err(ScenarioError { path, message });

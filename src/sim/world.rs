@@ -175,6 +175,35 @@ pub struct Shared {
     order: RefCell<Vec<String>>,
     /// The calls eavesdropping on each call.
     listeners: RefCell<BTreeMap<String, Vec<String>>>,
+    /// Camps waiting for their devices, in the order they were made.
+    camps: RefCell<Vec<Camp>>,
+    /// Calls the world places (callbacks), for the driver to start.
+    spawns: RefCell<Vec<Spawn>>,
+    /// Callbacks placed so far (their ids count up).
+    callbacks: Cell<u64>,
+}
+
+/// A camp on busy devices (see [`crate::engine::control::CampRequest`]),
+/// until `expires_at` (world time).
+#[derive(Debug, Clone)]
+pub struct Camp {
+    pub request: crate::engine::control::CampRequest,
+    pub expires_at: u64,
+}
+
+/// A call the world places: it starts at `at_ms` (world time) as a call
+/// from `calling_device` to `to`, whose caller hangs up after
+/// `hangup_after_ms` and presses `dtmf`.
+#[derive(Debug, Clone)]
+pub struct Spawn {
+    pub id: String,
+    pub at_ms: u64,
+    pub to: String,
+    pub from: String,
+    pub caller_id_name: String,
+    pub calling_device: String,
+    pub hangup_after_ms: u64,
+    pub dtmf: Vec<super::scenario::TimedDtmf>,
 }
 
 /// Why a wait ended.
@@ -415,6 +444,54 @@ impl Shared {
             .collect()
     }
 
+    /// Adds a camp.
+    pub fn camp(&self, camp: Camp) {
+        self.camps.borrow_mut().push(camp);
+    }
+
+    /// The camps whose devices are all free now, taken (and the expired
+    /// ones dropped), in the order they were made.
+    pub fn ready_camps(&self) -> Vec<Camp> {
+        let now = self.now();
+        let camps = std::mem::take(&mut *self.camps.borrow_mut());
+        let mut ready = Vec::new();
+        let mut waiting = Vec::new();
+        for camp in camps {
+            if camp.expires_at <= now {
+                continue;
+            }
+            if camp
+                .request
+                .targets
+                .iter()
+                .all(|t| !self.device_busy(t, ""))
+            {
+                ready.push(camp);
+            } else {
+                waiting.push(camp);
+            }
+        }
+        *self.camps.borrow_mut() = waiting;
+        ready
+    }
+
+    /// The id of the next callback the world places.
+    pub fn next_callback_id(&self) -> String {
+        let n = self.callbacks.get() + 1;
+        self.callbacks.set(n);
+        format!("callback-{n}")
+    }
+
+    /// Asks the driver to start a call.
+    pub fn spawn(&self, spawn: Spawn) {
+        self.spawns.borrow_mut().push(spawn);
+    }
+
+    /// The calls to start, taken.
+    pub fn take_spawns(&self) -> Vec<Spawn> {
+        std::mem::take(&mut *self.spawns.borrow_mut())
+    }
+
     /// True when `device` is on a call other than `except`: the calling
     /// device of a call that has not ended, or the endpoint a call talks to.
     pub fn device_busy(&self, device: &str, except: &str) -> bool {
@@ -485,11 +562,21 @@ impl Drop for Sleep<'_> {
 /// Runs the calls of a multi-call scenario to their end on one clock:
 /// `calls` are their futures, each already counted with
 /// [`Shared::enter`] and calling [`Shared::leave`] when it ends.
-pub async fn drive<F: Future<Output = ()>>(shared: &Shared, calls: Vec<F>) {
-    let mut calls: Vec<Pin<Box<F>>> = calls.into_iter().map(Box::pin).collect();
+pub async fn drive<'a>(
+    shared: &Shared,
+    calls: Vec<Pin<Box<dyn Future<Output = ()> + 'a>>>,
+    start: &dyn Fn(Spawn) -> Pin<Box<dyn Future<Output = ()> + 'a>>,
+) {
+    let mut calls = calls;
     let mut done = vec![false; calls.len()];
     std::future::poll_fn(|cx| {
         loop {
+            // Calls the world placed since (callbacks) join the others.
+            for spawn in shared.take_spawns() {
+                shared.enter();
+                calls.push(start(spawn));
+                done.push(false);
+            }
             // Poll every call that may have progress to make, in order.
             for (index, call) in calls.iter_mut().enumerate() {
                 if !done[index] && call.as_mut().poll(cx).is_ready() {
@@ -563,7 +650,7 @@ mod tests {
                 })
             },
         ];
-        runtime.block_on(drive(&shared, calls));
+        runtime.block_on(drive(&shared, calls, &|_| Box::pin(async {})));
         assert_eq!(
             *log.borrow(),
             [

@@ -23,6 +23,7 @@ pub const CORE_EVENTS: &[&str] = &[
     "branch",
     "branch_limit",
     "bridge",
+    "camp",
     "collect",
     "conference",
     "conference_member",
