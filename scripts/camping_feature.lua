@@ -20,8 +20,8 @@
 -- world calls the caller's device back once they are all free (for
 -- `timeout` s, default 20; the camp lasts `stop_after` minutes, default 31;
 -- one try) and the answered leg dials the number. Deviations: `tries` and
--- `try_interval` are not used; an off-net number has only the request; real
--- calls have only the request for now (call:camp answers false there).
+-- `try_interval` are not used; an off-net number has only the request. On
+-- real calls the server places the callback the same way.
 local kazoo = require("kazoo")
 local endpoints = require("endpoints")
 

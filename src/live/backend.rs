@@ -782,6 +782,15 @@ impl LiveBackend {
         self.state.borrow().answered
     }
 
+    /// The call's leg is one we placed and that answered (a callback):
+    /// its media runs, and `answer` has nothing to do.
+    pub fn answered_already(&self) {
+        let mut state = self.state.borrow_mut();
+        state.answered = true;
+        state.media_started = true;
+        state.signalled = false;
+    }
+
     pub(super) fn state_hangup(&self) -> Option<Hangup> {
         self.state.borrow().hangup.clone()
     }
@@ -1668,6 +1677,10 @@ impl CallControl for LiveBackend {
 
     fn wake(&self, place: &str) -> usize {
         self.run_wake(place)
+    }
+
+    fn camp(&self, request: &crate::engine::control::CampRequest) -> bool {
+        self.run_camp(request)
     }
 
     fn conference<'a>(

@@ -17,8 +17,8 @@ use crate::engine::control::{
     Beside, BridgeEndpoint, BridgeOutcome, BridgeRequest, BridgeStatus, CONFIRM_TIMEOUT_MS,
     Strategy,
 };
+use crate::media::Offer;
 use crate::media::session::{self, Control, Handle, MediaEvent};
-use crate::media::{Offer, sdp};
 use crate::sim::world::Activity;
 use crate::sip::{Dial, Leg as SipLeg, LegEvent};
 use crate::trace::Event;
@@ -209,16 +209,9 @@ impl LiveBackend {
     /// events come as [`Incoming::Peer`]. `None` when it cannot be placed.
     fn place(&self, index: usize, target: Target, request: &BridgeRequest) -> Option<Called> {
         let context = self.context();
-        let Ok(socket) = context.ports.bind() else {
+        let Some((socket, local)) = super::rtp_for_a_leg(&context.ports, context.media_ip) else {
             self.warn("no free RTP port for a bridged leg".to_owned());
             return None;
-        };
-        let port = socket.local_addr().ok()?.port();
-        let local = sdp::Local {
-            ip: context.media_ip,
-            port,
-            session_id: fastrand::u64(1..u64::MAX / 2),
-            version: 1,
         };
         let mut headers = Vec::new();
         if request.page {

@@ -146,10 +146,18 @@ impl LiveBackend {
         for listener in world.take_listeners(&me) {
             world.send(account, &listener, WorldEvent::Left { by: me.clone() });
         }
-        // A device may be free now: every waiting call looks again.
+        // A device may be free now: every waiting call looks again, and
+        // camps whose devices are all free call back.
         for waiting in world.all_waiting(account, &me) {
             world.send(account, &waiting, WorldEvent::Wake);
         }
+        world.call_back_free();
+    }
+
+    /// `call:camp` (see [`crate::engine::CallControl::camp`]): the server
+    /// places the callback ([`super::camper`]).
+    pub(super) fn run_camp(&self, request: &crate::engine::control::CampRequest) -> bool {
+        self.world().camp(self.account_id(), request.clone())
     }
 
     /// The calls of the account but this one.

@@ -22,6 +22,7 @@
 pub mod backend;
 mod bridge;
 pub mod calls;
+mod camper;
 mod carriers;
 mod consult;
 mod crosscall;
@@ -243,6 +244,7 @@ pub async fn start(options: Options, reloader: Arc<Reloader>) -> Result<Live, Li
         runtime: tokio::runtime::Handle::current(),
         media_runtime: media.handle().clone(),
     });
+    service.world.set_placer(camper::placer(&service));
     tokio::spawn(accept_loop(service, invites));
     Ok(Live {
         sip,
@@ -258,6 +260,19 @@ async fn accept_loop(service: Arc<Service>, mut invites: mpsc::Receiver<Invite>)
         let service = Arc::clone(&service);
         tokio::spawn(async move { accept(&service, invite).await });
     }
+}
+
+/// An RTP socket for a leg we place, and what our offer says of it.
+fn rtp_for_a_leg(ports: &Ports, ip: IpAddr) -> Option<(std::net::UdpSocket, sdp::Local)> {
+    let socket = ports.bind().ok()?;
+    let port = socket.local_addr().ok()?.port();
+    let local = sdp::Local {
+        ip,
+        port,
+        session_id: fastrand::u64(1..u64::MAX / 2),
+        version: 1,
+    };
+    Some((socket, local))
 }
 
 /// A new 32-hex call id.
@@ -362,9 +377,75 @@ async fn accept(service: &Arc<Service>, invite: Invite) {
             return;
         }
     };
+    launch(
+        service,
+        Launch {
+            started,
+            started_at,
+            generation,
+            account,
+            inception,
+            calling_device,
+            delayed_offer: agreed.is_none(),
+            info,
+            leg,
+            leg_events,
+            socket,
+            agreed,
+            sdp: our_sdp,
+            answered: false,
+        },
+    );
+}
+
+/// A call to start: its leg (an INVITE answered or to answer, or a leg
+/// the server placed that answered: a callback), media and facts.
+struct Launch {
+    started: Instant,
+    started_at: jiff::Timestamp,
+    generation: Arc<crate::reload::Generation>,
+    account: Arc<AccountFlows>,
+    inception: Inception,
+    calling_device: Option<String>,
+    info: sip::CallInfo,
+    leg: sip::Leg,
+    leg_events: mpsc::UnboundedReceiver<LegEvent>,
+    socket: std::net::UdpSocket,
+    agreed: Option<crate::media::Negotiated>,
+    /// Our SDP (the answer, or our offer).
+    sdp: String,
+    /// The INVITE had no offer: the ACK brings the answer.
+    delayed_offer: bool,
+    /// The leg is answered already (we placed it).
+    answered: bool,
+}
+
+/// Starts a call on a worker: its media, its facts, its backend's context.
+fn launch(service: &Arc<Service>, call: Launch) {
+    let Launch {
+        started,
+        started_at,
+        generation,
+        account,
+        inception,
+        calling_device,
+        info,
+        leg,
+        leg_events,
+        socket,
+        agreed,
+        sdp: our_sdp,
+        delayed_offer,
+        answered,
+    } = call;
     let (media_tx, media_events) = mpsc::unbounded_channel();
     let media = crate::media::session::start(socket, agreed, media_tx, &service.media_runtime);
     let far_end = Arc::new(backend::FarEnd::default());
+    if answered {
+        // We sent the ACK: a BYE need not wait for one.
+        far_end.confirmed();
+        media.send(crate::media::Control::Start);
+    }
     let (events_tx, events) = merge(leg_events, media_events, Arc::clone(&far_end));
     let call_id = new_call_id();
     let (name, number) = match &calling_device {
@@ -411,7 +492,8 @@ async fn accept(service: &Arc<Service>, invite: Invite) {
         leg,
         media,
         sdp: our_sdp,
-        delayed_offer: agreed.is_none(),
+        delayed_offer,
+        answered,
         events,
         far_end,
         started,

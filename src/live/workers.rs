@@ -39,6 +39,8 @@ pub struct CallJob {
     pub media: Handle,
     pub sdp: String,
     pub delayed_offer: bool,
+    /// The leg is one we placed and that answered (a callback).
+    pub answered: bool,
     pub events: mpsc::UnboundedReceiver<Incoming>,
     pub far_end: Arc<FarEnd>,
     pub started: Instant,
@@ -210,6 +212,9 @@ async fn run_call(job: CallJob, host: &ModuleHost) {
         Rc::clone(&trace),
         Arc::clone(&job.context),
     ));
+    if job.answered {
+        backend.answered_already();
+    }
     backend.enter_world(&job.facts);
     let account_id = job.account.account.id.clone();
     let store: Arc<dyn DocumentStore> = Arc::new(Published {

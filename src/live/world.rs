@@ -21,11 +21,14 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use std::time::Duration;
+
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use super::Incoming;
 use crate::engine::CallFacts;
-use crate::engine::control::Channel;
+use crate::engine::control::{CampRequest, Channel};
 use crate::media::Handle;
 use crate::media::mixer::Mixer;
 use crate::sim::world::{self as sim_world, Activity};
@@ -134,7 +137,12 @@ struct Inner {
     rooms: BTreeMap<(String, String), Mixer>,
     /// The calls listening to each call.
     listeners: BTreeMap<String, Vec<String>>,
+    /// Camps waiting for their devices: (account, request, until when).
+    camps: Vec<(String, CampRequest, Instant)>,
 }
+
+/// Who places a camp's callback (the service: it rings the device).
+pub type Placer = Arc<dyn Fn(String, CampRequest) + Send + Sync>;
 
 /// The registry of running calls (see the module docs).
 #[derive(Default)]
@@ -143,6 +151,8 @@ pub struct World {
     /// Ids of taps one call puts on another's session: far above the ids
     /// a call gives its own plays and taps.
     taps: AtomicU64,
+    /// Places camps' callbacks, once the service set it.
+    placer: std::sync::OnceLock<Placer>,
 }
 
 /// Tap ids a call puts on another call's session start here.
@@ -419,6 +429,64 @@ impl World {
     /// The calls listening to `target`, forgotten.
     pub fn take_listeners(&self, target: &str) -> Vec<String> {
         self.lock().listeners.remove(target).unwrap_or_default()
+    }
+
+    /// The service places callbacks with `placer`.
+    pub fn set_placer(&self, placer: Placer) {
+        let _ = self.placer.set(placer);
+    }
+
+    /// Camps on `request.targets` for a call of `account`; false when
+    /// nothing places callbacks.
+    pub fn camp(&self, account: &str, request: CampRequest) -> bool {
+        if self.placer.get().is_none() {
+            return false;
+        }
+        let until = Instant::now() + Duration::from_millis(request.stop_after_ms);
+        self.lock().camps.push((account.to_owned(), request, until));
+        true
+    }
+
+    /// Places the callbacks of the camps whose devices are all free now
+    /// (and forgets the expired ones).
+    pub fn call_back_free(&self) {
+        let now = Instant::now();
+        let ready: Vec<(String, CampRequest)> = {
+            let mut inner = self.lock();
+            let camps = std::mem::take(&mut inner.camps);
+            let mut ready = Vec::new();
+            for (account, request, until) in camps {
+                if until <= now {
+                    continue;
+                }
+                let busy = request
+                    .targets
+                    .iter()
+                    .any(|device| Self::device_busy(&inner, &account, device));
+                if busy {
+                    inner.camps.push((account, request, until));
+                } else {
+                    ready.push((account, request));
+                }
+            }
+            ready
+        };
+        if let Some(placer) = self.placer.get() {
+            for (account, request) in ready {
+                placer(account, request);
+            }
+        }
+    }
+
+    /// `device` of `account` is on a call: the device of a call running,
+    /// or the endpoint one talks to.
+    fn device_busy(inner: &Inner, account: &str, device: &str) -> bool {
+        inner.calls.values().any(|entry| {
+            entry.account == account
+                && entry.activity != Activity::Ended
+                && (entry.calling_device.as_deref() == Some(device)
+                    || entry.activity == Activity::Answered(device.to_owned()))
+        })
     }
 
     /// A tap id for a tap on another call's session.

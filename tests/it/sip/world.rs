@@ -39,6 +39,15 @@ struct World {
 
 impl World {
     fn start(far_ends: &[far::FarEnd]) -> (Self, std::collections::BTreeMap<String, u16>) {
+        Self::start_trusting(far_ends, Trust::Loopback)
+    }
+
+    /// [`World::start`] trusting only `trust` as a trunk (other sources
+    /// authenticate as devices).
+    fn start_trusting(
+        far_ends: &[far::FarEnd],
+        trust: Trust,
+    ) -> (Self, std::collections::BTreeMap<String, u16>) {
         let flows = tempfile::tempdir().unwrap();
         crate::support::copy_tree(&sip_dir().join("flows"), flows.path());
         let ports = far::ports(far_ends);
@@ -49,7 +58,7 @@ impl World {
         )
         .unwrap();
         let server = Server::launch(&Setup {
-            trust: Trust::Loopback,
+            trust,
             rtp_ports: 60,
             digest: "md5".to_owned(),
             flows: flows.path().to_path_buf(),
@@ -112,11 +121,22 @@ impl World {
     }
 
     fn call(&self, tools: &'static Tools, scenario: &str, dial: &str) -> JoinHandle<SippRun> {
+        self.call_from(tools, scenario, dial, free_port())
+    }
+
+    /// [`World::call`] from SIP port `port`.
+    fn call_from(
+        &self,
+        tools: &'static Tools,
+        scenario: &str,
+        dial: &str,
+        port: u16,
+    ) -> JoinHandle<SippRun> {
         let sipp = Sipp {
             scenario: sip_dir().join(scenario),
             service: dial.to_owned(),
             server: self.server.sip,
-            port: free_port(),
+            port,
             transport: Transport::Udp,
             calls: 1,
             extra: Vec::new(),
@@ -475,4 +495,80 @@ fn three_real_callers_share_a_conference_room() {
             trace["media"]
         );
     }
+}
+
+/// Alice's desk phone camps on the busy desk phone (`*51011`); when the
+/// desk's call ends, the server calls Alice's phone back (a SIPp phone
+/// registered as `dev_alice`), and once it answers, that leg dials 1011:
+/// the desk rings again and answers. The callback is a call of its own,
+/// from `dev_alice`, with its trace.
+#[test]
+fn a_camped_phone_is_called_back_when_the_target_is_free() {
+    let Some(tools) = ready("a_camped_phone_is_called_back_when_the_target_is_free") else {
+        return;
+    };
+    let desk = phone(
+        "desk",
+        "dev_desk",
+        "far/answer.xml",
+        &json!({"INVITE": 2, "ACK": 2, "BYE": 2}),
+        &["-m", "2"],
+    );
+    let alice = phone(
+        "alice",
+        "dev_alice",
+        "far/answer-bye.xml",
+        &json!({"INVITE": 1, "ACK": 1}),
+        &[],
+    );
+    // Only the trunk caller's port is a trunk: Alice's INVITE authenticates.
+    let trunk = free_port();
+    let far_ends = [desk, alice];
+    let (world, ports) = World::start_trusting(&far_ends, Trust::Port(trunk));
+    let flows = world.server.flows();
+    let running = far::start(
+        tools,
+        world.server.sip,
+        Path::new(&flows),
+        &far_ends,
+        &ports,
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", world.server.log()));
+    // The desk talks to a trunk caller for 15 s.
+    let talking = world.call_from(tools, "world-member.xml", "+15550100011", trunk);
+    world.wait_for("answered", 1);
+    // Alice's desk phone camps on it and hears camper-queue.
+    let camper = world
+        .call(tools, "device-call-sipp.xml", "*51011")
+        .join()
+        .unwrap();
+    let talking = talking.join().unwrap();
+    let problems = far::finish(running);
+    assert!(
+        problems.is_empty(),
+        "{}",
+        world.fail(&problems.join("\n"), &[&talking, &camper])
+    );
+    let traces = world.traces(&[&talking, &camper], 3);
+    let request = trace_to(&traces, "*51011");
+    let camp = events(request, "camp");
+    assert!(
+        camp.iter()
+            .any(|e| e["camped"] == true && e["number"] == "1011"),
+        "{request:#}"
+    );
+    let callback = trace_to(&traces, "1011");
+    assert_eq!(callback["calling_device"], "dev_alice", "{callback:#}");
+    let bridge = events(callback, "bridge");
+    assert!(
+        bridge
+            .iter()
+            .any(|e| e["status"] == "answered" && e["answered_by"] == "dev_desk"),
+        "{callback:#}"
+    );
+    assert_eq!(
+        events(callback, "hangup")[0]["by"],
+        "caller",
+        "{callback:#}"
+    );
 }
