@@ -160,6 +160,17 @@ impl LiveBackend {
         self.world().camp(self.account_id(), request.clone())
     }
 
+    /// Tells `call_id` this call left it (the call it was joined to).
+    fn tell_left(&self, call_id: &str) {
+        self.world().send(
+            self.account_id(),
+            call_id,
+            WorldEvent::Left {
+                by: self.call_id().to_owned(),
+            },
+        );
+    }
+
     /// The calls of the account but this one.
     pub(super) fn world_channels(&self) -> Vec<crate::engine::control::Channel> {
         self.world()
@@ -231,13 +242,7 @@ impl LiveBackend {
     ) -> BridgeOutcome {
         let id = device.unwrap_or_else(|| call_id.to_owned());
         if crate::engine::CallControl::answer(self).await.is_err() {
-            self.world().send(
-                self.account_id(),
-                call_id,
-                WorldEvent::Left {
-                    by: self.call_id().to_owned(),
-                },
-            );
+            self.tell_left(call_id);
             return BridgeOutcome::failed(
                 self.now() - start,
                 BridgeStatus::Hangup,
@@ -259,8 +264,10 @@ impl LiveBackend {
             .or_else(|| self.world().media(self.account_id(), call_id));
         self.world().set_peer_media(self.call_id(), other);
         if self.state_hangup().is_some() {
-            // The joiner left while this side answered.
+            // This call ended before it was joined (its end told nobody):
+            // the other call is told now.
             self.world_peer(|peer| *peer = None);
+            self.tell_left(call_id);
         }
         self.set_activity(Activity::Answered(id.clone()));
         let endpoint = BridgeEndpoint {
@@ -280,13 +287,7 @@ impl LiveBackend {
         }
         if let Some(peer) = self.world_peer(Option::take) {
             // Taken elsewhere by a metaflow: the other call is left alone.
-            self.world().send(
-                self.account_id(),
-                &peer.call_id,
-                WorldEvent::Left {
-                    by: self.call_id().to_owned(),
-                },
-            );
+            self.tell_left(&peer.call_id);
         }
         session::unrelay(&[self.media()]);
         self.world().set_peer_media(self.call_id(), None);

@@ -242,11 +242,26 @@ fn wait_listening(far_ends: &[FarEnd], ports: &BTreeMap<String, u16>) {
     let deadline = super::harness::Deadline::after(Duration::from_secs(10));
     for far in far_ends.iter().filter(|f| f.scenario.is_some()) {
         let port = ports[&far.name];
-        while deadline.left().is_some() && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        while deadline.left().is_some() && !udp_bound(port) {
             // Waiting for SIPp to start, on the wall clock.
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// Whether some socket has UDP `port` of 127.0.0.1, read from
+/// `/proc/net/udp`: probing by binding it ourselves could take it from
+/// SIPp at the very moment it starts (it then fails, "Address already in
+/// use").
+fn udp_bound(port: u16) -> bool {
+    let wanted = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/udp").is_ok_and(|table| {
+        table
+            .lines()
+            .skip(1)
+            .filter_map(|line| line.split_whitespace().nth(1))
+            .any(|local| local == wanted)
+    })
 }
 
 /// Waits for each far end and says what went wrong.
