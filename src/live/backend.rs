@@ -791,8 +791,9 @@ impl LiveBackend {
         state.signalled = false;
     }
 
-    pub(super) fn state_hangup(&self) -> Option<Hangup> {
-        self.state.borrow().hangup.clone()
+    /// The call has hung up (or left).
+    pub(super) fn has_ended(&self) -> bool {
+        self.state.borrow().hangup.is_some()
     }
 
     pub(super) fn reach(&self) -> super::crosscall::Reach {

@@ -73,7 +73,7 @@ impl LiveBackend {
 
     /// Tells the world what the call does now (nothing once it ended).
     pub(super) fn set_activity(&self, activity: Activity) {
-        if self.state_hangup().is_none() || activity == Activity::Ended {
+        if !self.has_ended() || activity == Activity::Ended {
             self.world().set_activity(self.call_id(), activity);
         }
     }
@@ -263,7 +263,7 @@ impl LiveBackend {
             .cloned()
             .or_else(|| self.world().media(self.account_id(), call_id));
         self.world().set_peer_media(self.call_id(), other);
-        if self.state_hangup().is_some() {
+        if self.has_ended() {
             // This call ended before it was joined (its end told nobody):
             // the other call is told now.
             self.world_peer(|peer| *peer = None);
@@ -469,7 +469,7 @@ impl LiveBackend {
         self.media().send(Control::Untap { id: tap });
         self.media().send(Control::RelayIn(None));
         mixer.leave(member);
-        if self.state_hangup().is_none() {
+        if !self.has_ended() {
             // Taken elsewhere: the room hears it leave (a hang-up tells it
             // in `world_ended`).
             for other in world.room_members(account, room, &me) {

@@ -112,6 +112,11 @@ impl Reply {
     }
 }
 
+/// Whether `activity` is being in conference room `room`.
+fn in_room(activity: &Activity, room: &str) -> bool {
+    matches!(activity, Activity::Conference(at) if at == room)
+}
+
 /// One running call.
 struct Entry {
     /// Order of arrival.
@@ -316,7 +321,16 @@ impl World {
         except: &str,
         matches: impl Fn(&Activity) -> bool,
     ) -> Vec<String> {
-        let inner = self.lock();
+        Self::calls_in(&self.lock(), account, except, matches)
+    }
+
+    /// [`World::calls_where`] with the lock held.
+    fn calls_in(
+        inner: &Inner,
+        account: &str,
+        except: &str,
+        matches: impl Fn(&Activity) -> bool,
+    ) -> Vec<String> {
         let mut calls: Vec<(&String, &Entry)> = inner
             .calls
             .iter()
@@ -346,11 +360,7 @@ impl World {
 
     /// The calls of `account` but `except` in conference room `room`.
     pub fn room_members(&self, account: &str, room: &str, except: &str) -> Vec<String> {
-        self.calls_where(
-            account,
-            except,
-            |activity| matches!(activity, Activity::Conference(at) if at == room),
-        )
+        self.calls_where(account, except, |activity| in_room(activity, room))
     }
 
     /// `call_id` of `account` enters room `room`: the room's mixer
@@ -365,17 +375,7 @@ impl World {
         runtime: &tokio::runtime::Handle,
     ) -> (Mixer, Vec<String>) {
         let mut inner = self.lock();
-        let mut others: Vec<(u64, String)> = inner
-            .calls
-            .iter()
-            .filter(|(id, entry)| {
-                entry.account == account
-                    && id.as_str() != call_id
-                    && matches!(&entry.activity, Activity::Conference(at) if at == room)
-            })
-            .map(|(id, entry)| (entry.seq, id.clone()))
-            .collect();
-        others.sort();
+        let others = Self::calls_in(&inner, account, call_id, |activity| in_room(activity, room));
         if let Some(entry) = inner.calls.get_mut(call_id) {
             entry.activity = Activity::Conference(room.to_owned());
             entry.since = None;
@@ -385,7 +385,7 @@ impl World {
             .entry((account.to_owned(), room.to_owned()))
             .or_insert_with(|| Mixer::start(runtime))
             .clone();
-        (mixer, others.into_iter().map(|(_, id)| id).collect())
+        (mixer, others)
     }
 
     /// `call_id` leaves room `room` (still running: busy again); the room
@@ -393,7 +393,7 @@ impl World {
     pub fn leave_room(&self, account: &str, room: &str, call_id: &str) {
         let mut inner = self.lock();
         if let Some(entry) = inner.calls.get_mut(call_id)
-            && matches!(&entry.activity, Activity::Conference(at) if at == room)
+            && in_room(&entry.activity, room)
         {
             entry.activity = Activity::Busy;
         }
@@ -401,10 +401,10 @@ impl World {
     }
 
     fn close_if_empty(inner: &mut Inner, account: &str, room: &str) {
-        let empty = !inner.calls.values().any(|entry| {
-            entry.account == account
-                && matches!(&entry.activity, Activity::Conference(at) if at == room)
-        });
+        let empty = !inner
+            .calls
+            .values()
+            .any(|entry| entry.account == account && in_room(&entry.activity, room));
         if empty {
             inner.rooms.remove(&(account.to_owned(), room.to_owned()));
         }
