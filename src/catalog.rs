@@ -588,8 +588,36 @@ fn callflow_of(
     Some((callflow, diags))
 }
 
+/// What `callflow check` finds in an account document's text, its
+/// pointers relative to the document: the one check of an API write of
+/// the account (`PUT`/`POST`/`PATCH` on the account or its metaflows).
+pub fn check_account_text(id: &AccountId, text: &str, modules: &dyn Modules) -> Vec<Diagnostic> {
+    let (account, mut diags) = parse_account(id, text);
+    if let Some(metaflows) = &account.metaflows {
+        diags.extend(check_metaflow_nodes(metaflows, "/metaflows", modules));
+    }
+    diags
+}
+
+/// What `callflow check` finds in one document of type `doc_type` (not a
+/// callflow), its pointers relative to the document: the one check of an
+/// API write of such a document.
+pub fn check_document_text(
+    doc_type: &DocType,
+    id: &DocId,
+    text: &str,
+    modules: &dyn Modules,
+) -> Vec<Diagnostic> {
+    let file = SourceFile {
+        path: String::new(),
+        text: text.to_owned(),
+    };
+    document_of(doc_type, id, &file, modules).1
+}
+
 /// One other document parsed (with its endpoint metaflows checked), its
-/// diagnostics in its file.
+/// diagnostics in its file; no document when it is soft-deleted (kept on
+/// disk to recover, invisible to calls and listings, as callflows are).
 fn document_of(
     doc_type: &DocType,
     id: &DocId,
@@ -597,6 +625,12 @@ fn document_of(
     modules: &dyn Modules,
 ) -> (Option<Document>, Vec<Diagnostic>) {
     let (doc, mut diags) = parse_document(doc_type, id, &file.text);
+    if doc
+        .as_ref()
+        .is_some_and(|doc| doc.body.get("pvt_deleted") == Some(&Value::Bool(true)))
+    {
+        return (None, Vec::new());
+    }
     if let Some(doc) = &doc
         && matches!(doc_type.as_str(), "devices" | "users")
     {

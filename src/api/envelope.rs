@@ -163,6 +163,9 @@ pub enum ApiError {
     /// A method the route does not have (405).
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// A Kazoo route that has nothing to do here (405), with why.
+    #[error("not supported: {0}")]
+    Unsupported(String),
     /// A body over the limit (413).
     #[error("the request body is larger than {0} bytes")]
     TooLarge(usize),
@@ -245,6 +248,11 @@ impl ApiError {
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 json!({"message": "method not allowed"}),
+            ),
+            ApiError::Unsupported(why) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "not_supported",
+                json!({"message": why}),
             ),
             ApiError::TooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,

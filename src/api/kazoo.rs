@@ -87,7 +87,26 @@ pub(crate) fn validate(
     }
 
     let mut errors = KazooErrors::new();
-    for diag in &diags {
+    add_diagnostics(&mut errors, &diags, doc, allow_private_urls);
+    unique(&callflow, account, &mut errors);
+    claimed_elsewhere(&callflow, account, catalog, &mut errors);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// `callflow check`'s diagnostics of `doc` as Kazoo's validation errors:
+/// every error, and an `internal_url` warning unless private addresses are
+/// allowed (warnings otherwise pass, as Crossbar's non-strict mode does).
+pub(crate) fn add_diagnostics(
+    errors: &mut KazooErrors,
+    diags: &[Diagnostic],
+    doc: &Object,
+    allow_private_urls: bool,
+) {
+    for diag in diags {
         let mut detail = Map::new();
         let (code, message) = match diag.code {
             // Crossbar's wording, which tools may match on.
@@ -110,18 +129,11 @@ pub(crate) fn validate(
         };
         detail.insert("message".into(), json!(message));
         add_error(
-            &mut errors,
+            errors,
             kazoo_path(&diag.pointer),
             code,
             Value::Object(detail),
         );
-    }
-    unique(&callflow, account, &mut errors);
-    claimed_elsewhere(&callflow, account, catalog, &mut errors);
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
     }
 }
 

@@ -41,11 +41,13 @@
 //! parsing and simulations run on `spawn_blocking` or the simulation
 //! workers).
 
+mod account;
 mod auth;
-mod callflows;
+mod documents;
 mod envelope;
 mod extras;
 mod kazoo;
+mod kinds;
 mod limit;
 mod live;
 mod paging;
@@ -58,7 +60,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
@@ -66,6 +67,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, put};
+use axum::{Extension, Router};
 use serde_json::Value;
 
 pub use auth::{API_KEYS_FIELD, KeyError, create_api_key, random_hex};
@@ -88,6 +90,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v2/openapi.json"),
     ("GET", "/v2/reload"),
     ("POST", "/v2/reload"),
+    ("GET", "/v2/accounts/{account_id}"),
+    ("POST", "/v2/accounts/{account_id}"),
+    ("PATCH", "/v2/accounts/{account_id}"),
+    ("GET", "/v2/accounts/{account_id}/metaflows"),
+    ("POST", "/v2/accounts/{account_id}/metaflows"),
+    ("PATCH", "/v2/accounts/{account_id}/metaflows"),
+    ("DELETE", "/v2/accounts/{account_id}/metaflows"),
     ("GET", "/v2/accounts/{account_id}/callflows"),
     ("PUT", "/v2/accounts/{account_id}/callflows"),
     ("GET", "/v2/accounts/{account_id}/callflows/{callflow_id}"),
@@ -100,6 +109,121 @@ pub const ROUTES: &[(&str, &str)] = &[
     (
         "GET",
         "/v2/accounts/{account_id}/callflows/{callflow_id}/graph",
+    ),
+    ("GET", "/v2/accounts/{account_id}/users"),
+    ("PUT", "/v2/accounts/{account_id}/users"),
+    ("GET", "/v2/accounts/{account_id}/users/{user_id}"),
+    ("POST", "/v2/accounts/{account_id}/users/{user_id}"),
+    ("PATCH", "/v2/accounts/{account_id}/users/{user_id}"),
+    ("DELETE", "/v2/accounts/{account_id}/users/{user_id}"),
+    ("GET", "/v2/accounts/{account_id}/devices"),
+    ("PUT", "/v2/accounts/{account_id}/devices"),
+    ("GET", "/v2/accounts/{account_id}/devices/{device_id}"),
+    ("POST", "/v2/accounts/{account_id}/devices/{device_id}"),
+    ("PATCH", "/v2/accounts/{account_id}/devices/{device_id}"),
+    ("DELETE", "/v2/accounts/{account_id}/devices/{device_id}"),
+    ("POST", "/v2/accounts/{account_id}/devices/{device_id}/sync"),
+    ("GET", "/v2/accounts/{account_id}/vmboxes"),
+    ("PUT", "/v2/accounts/{account_id}/vmboxes"),
+    ("GET", "/v2/accounts/{account_id}/vmboxes/{vmbox_id}"),
+    ("POST", "/v2/accounts/{account_id}/vmboxes/{vmbox_id}"),
+    ("PATCH", "/v2/accounts/{account_id}/vmboxes/{vmbox_id}"),
+    ("DELETE", "/v2/accounts/{account_id}/vmboxes/{vmbox_id}"),
+    ("GET", "/v2/accounts/{account_id}/media"),
+    ("PUT", "/v2/accounts/{account_id}/media"),
+    ("GET", "/v2/accounts/{account_id}/media/{media_id}"),
+    ("POST", "/v2/accounts/{account_id}/media/{media_id}"),
+    ("PATCH", "/v2/accounts/{account_id}/media/{media_id}"),
+    ("DELETE", "/v2/accounts/{account_id}/media/{media_id}"),
+    ("GET", "/v2/accounts/{account_id}/menus"),
+    ("PUT", "/v2/accounts/{account_id}/menus"),
+    ("GET", "/v2/accounts/{account_id}/menus/{menu_id}"),
+    ("POST", "/v2/accounts/{account_id}/menus/{menu_id}"),
+    ("PATCH", "/v2/accounts/{account_id}/menus/{menu_id}"),
+    ("DELETE", "/v2/accounts/{account_id}/menus/{menu_id}"),
+    ("GET", "/v2/accounts/{account_id}/temporal_rules"),
+    ("PUT", "/v2/accounts/{account_id}/temporal_rules"),
+    ("GET", "/v2/accounts/{account_id}/temporal_rules/{rule_id}"),
+    ("POST", "/v2/accounts/{account_id}/temporal_rules/{rule_id}"),
+    (
+        "PATCH",
+        "/v2/accounts/{account_id}/temporal_rules/{rule_id}",
+    ),
+    (
+        "DELETE",
+        "/v2/accounts/{account_id}/temporal_rules/{rule_id}",
+    ),
+    ("GET", "/v2/accounts/{account_id}/temporal_rules_sets"),
+    ("PUT", "/v2/accounts/{account_id}/temporal_rules_sets"),
+    (
+        "GET",
+        "/v2/accounts/{account_id}/temporal_rules_sets/{rule_set_id}",
+    ),
+    (
+        "POST",
+        "/v2/accounts/{account_id}/temporal_rules_sets/{rule_set_id}",
+    ),
+    (
+        "PATCH",
+        "/v2/accounts/{account_id}/temporal_rules_sets/{rule_set_id}",
+    ),
+    (
+        "DELETE",
+        "/v2/accounts/{account_id}/temporal_rules_sets/{rule_set_id}",
+    ),
+    ("GET", "/v2/accounts/{account_id}/groups"),
+    ("PUT", "/v2/accounts/{account_id}/groups"),
+    ("GET", "/v2/accounts/{account_id}/groups/{group_id}"),
+    ("POST", "/v2/accounts/{account_id}/groups/{group_id}"),
+    ("PATCH", "/v2/accounts/{account_id}/groups/{group_id}"),
+    ("DELETE", "/v2/accounts/{account_id}/groups/{group_id}"),
+    ("GET", "/v2/accounts/{account_id}/lists"),
+    ("PUT", "/v2/accounts/{account_id}/lists"),
+    ("GET", "/v2/accounts/{account_id}/lists/{list_id}"),
+    ("POST", "/v2/accounts/{account_id}/lists/{list_id}"),
+    ("PATCH", "/v2/accounts/{account_id}/lists/{list_id}"),
+    ("DELETE", "/v2/accounts/{account_id}/lists/{list_id}"),
+    ("GET", "/v2/accounts/{account_id}/lists/{list_id}/entries"),
+    ("PUT", "/v2/accounts/{account_id}/lists/{list_id}/entries"),
+    (
+        "GET",
+        "/v2/accounts/{account_id}/lists/{list_id}/entries/{entry_id}",
+    ),
+    (
+        "POST",
+        "/v2/accounts/{account_id}/lists/{list_id}/entries/{entry_id}",
+    ),
+    (
+        "PATCH",
+        "/v2/accounts/{account_id}/lists/{list_id}/entries/{entry_id}",
+    ),
+    (
+        "DELETE",
+        "/v2/accounts/{account_id}/lists/{list_id}/entries/{entry_id}",
+    ),
+    ("GET", "/v2/accounts/{account_id}/resources"),
+    ("PUT", "/v2/accounts/{account_id}/resources"),
+    ("GET", "/v2/accounts/{account_id}/resources/{resource_id}"),
+    ("POST", "/v2/accounts/{account_id}/resources/{resource_id}"),
+    ("PATCH", "/v2/accounts/{account_id}/resources/{resource_id}"),
+    (
+        "DELETE",
+        "/v2/accounts/{account_id}/resources/{resource_id}",
+    ),
+    ("GET", "/v2/accounts/{account_id}/webhooks"),
+    ("PUT", "/v2/accounts/{account_id}/webhooks"),
+    ("GET", "/v2/accounts/{account_id}/webhooks/{webhook_id}"),
+    ("POST", "/v2/accounts/{account_id}/webhooks/{webhook_id}"),
+    ("PATCH", "/v2/accounts/{account_id}/webhooks/{webhook_id}"),
+    ("DELETE", "/v2/accounts/{account_id}/webhooks/{webhook_id}"),
+    ("GET", "/v2/accounts/{account_id}/functions"),
+    ("PUT", "/v2/accounts/{account_id}/functions"),
+    ("GET", "/v2/accounts/{account_id}/functions/{function_id}"),
+    ("POST", "/v2/accounts/{account_id}/functions/{function_id}"),
+    ("PATCH", "/v2/accounts/{account_id}/functions/{function_id}"),
+    (
+        "DELETE",
+        "/v2/accounts/{account_id}/functions/{function_id}",
     ),
     ("POST", "/v2/accounts/{account_id}/simulate"),
     ("GET", "/v2/accounts/{account_id}/registrations"),
@@ -240,8 +364,7 @@ async fn body_deadline(
 /// gives each request its id and logs it.
 pub fn router(state: Arc<AppState>) -> Router {
     let max_body = state.config.max_body;
-    let callflows = "/v2/accounts/{account_id}/callflows";
-    Router::new()
+    let mut router = Router::new()
         .route("/v2/api_auth", put(auth::api_auth))
         .route("/v2/health", get(extras::health))
         .route("/v2/openapi.json", get(extras::openapi))
@@ -249,17 +372,46 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v2/reload",
             get(extras::reload_status).post(extras::reload_now),
         )
-        .route(callflows, get(callflows::index).put(callflows::create))
         .route(
-            &format!("{callflows}/{{callflow_id}}"),
-            get(callflows::fetch)
-                .post(callflows::replace_or_patch)
-                .patch(callflows::replace_or_patch)
-                .delete(callflows::delete),
+            "/v2/accounts/{account_id}",
+            get(account::fetch)
+                .post(account::replace_or_patch)
+                .patch(account::replace_or_patch),
         )
         .route(
-            &format!("{callflows}/{{callflow_id}}/graph"),
+            "/v2/accounts/{account_id}/metaflows",
+            get(account::metaflows)
+                .post(account::change_metaflows)
+                .patch(account::change_metaflows)
+                .delete(account::change_metaflows),
+        );
+    // The six calls of every document type: one implementation, the kind
+    // handed to it as an extension.
+    for kind in kinds::KINDS {
+        router = router
+            .route(
+                &kind.collection(),
+                get(documents::index)
+                    .put(documents::create)
+                    .layer(Extension(kind)),
+            )
+            .route(
+                &kind.item(),
+                get(documents::fetch)
+                    .post(documents::replace_or_patch)
+                    .patch(documents::replace_or_patch)
+                    .delete(documents::delete)
+                    .layer(Extension(kind)),
+            );
+    }
+    router
+        .route(
+            "/v2/accounts/{account_id}/callflows/{callflow_id}/graph",
             get(extras::graph),
+        )
+        .route(
+            "/v2/accounts/{account_id}/devices/{device_id}/sync",
+            axum::routing::post(documents::sync),
         )
         .route(
             "/v2/accounts/{account_id}/simulate",

@@ -926,10 +926,20 @@ fn the_openapi_description_matches_the_router() {
     let server = Server::start(&flows, Config::default());
     let token = login(&server, &flows, "acme");
     for (method, path) in ROUTES {
+        // Every other parameter names a document or a call that may not
+        // exist: a 404 `bad_identifier` still proves the route.
+        let path = path.replace("{account_id}", "acme");
         let path = path
-            .replace("{account_id}", "acme")
-            .replace("{callflow_id}", "main")
-            .replace("{call_id}", "c1");
+            .split('/')
+            .map(|segment| {
+                if segment.starts_with('{') {
+                    "main"
+                } else {
+                    segment
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/");
         let reply = send(
             method,
             &server.url(&path),
@@ -937,7 +947,9 @@ fn the_openapi_description_matches_the_router() {
             Some("{\"data\": {}}"),
         );
         assert!(
-            reply.status != 405 && reply.body["message"] != "not_found",
+            // `not_supported` is a route's own honest 405 (device sync).
+            (reply.status != 405 || reply.body["message"] == "not_supported")
+                && reply.body["message"] != "not_found",
             "{method} {path}: {}",
             reply.text
         );

@@ -1221,8 +1221,16 @@ fn api_path() -> impl Strategy<Value = (&'static str, String)> {
             } else {
                 template
                     .replace("{account_id}", &a)
-                    .replace("{callflow_id}", &c)
-                    .replace("{call_id}", &c)
+                    .split('/')
+                    .map(|segment| {
+                        if segment.starts_with('{') {
+                            c.as_str()
+                        } else {
+                            segment
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("/")
             };
             (other.unwrap_or(method), format!("{path}{query}"))
         })

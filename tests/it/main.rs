@@ -12,6 +12,9 @@ mod support;
 
 /// The REST API on a real server and a real HTTP client.
 mod api;
+/// The REST API's document types, one conversation per file
+/// (`tests/api/`).
+mod api_documents;
 /// Crossbar parity on the real server: negated filters, date ranges,
 /// internal URLs refused on save.
 mod api_parity;

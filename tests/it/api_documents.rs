@@ -1,0 +1,131 @@
+//! `tests/api/*.json`: one REST conversation per file, run against a real
+//! server on a copy of the sample flows; the transcript (each request, its
+//! status and the answer's data, ids of created documents shown as `{1}`,
+//! `{2}`, ...) and what `callflow check` then says of the flows directory
+//! are snapshotted.
+//!
+//! A case is `{"description": "...", "steps": [...]}`; a step is
+//! `{"method": "PUT", "path": "users", "body": {...}}` (the path under
+//! `/v2/accounts/acme/`, `{N}` the N-th created id; `"raw": true` sends
+//! the body as text) or `{"disk": "devices/{1}"}`, which shows the stored
+//! file (without its timestamps).
+
+use std::fs;
+use std::path::Path;
+
+use serde_json::{Map, Value, json};
+
+use callflow::api::Config;
+
+use crate::api::{Server, login, sample_flows, send};
+use crate::support::{callflow, insta_settings, root};
+
+/// Replaces `{N}` by the N-th created id.
+fn fill(text: &str, ids: &[String]) -> String {
+    let mut out = text.to_owned();
+    for (n, id) in ids.iter().enumerate().rev() {
+        out = out.replace(&format!("{{{}}}", n + 1), id);
+    }
+    out
+}
+
+/// Shows created ids as `{N}` again.
+fn unfill(text: &str, ids: &[String]) -> String {
+    let mut out = text.to_owned();
+    for (n, id) in ids.iter().enumerate() {
+        out = out.replace(id, &format!("{{{}}}", n + 1));
+    }
+    out
+}
+
+/// What the transcript shows of an answer: the status, and the envelope's
+/// `data`, `error` and `message` (ids, tokens and times vary).
+fn shown_reply(status: u16, body: &Value) -> Value {
+    let mut out = Map::new();
+    out.insert("status".into(), json!(status));
+    for key in ["error", "message", "data", "page_size", "next_start_key"] {
+        if let Some(value) = body.get(key) {
+            out.insert(key.into(), value.clone());
+        }
+    }
+    for key in ["auth_token", "request_id", "status", "timestamp", "version"] {
+        assert!(body.get(key).is_some(), "the envelope lacks {key}: {body}");
+    }
+    Value::Object(out)
+}
+
+fn stored(flows: &Path, path: &str) -> Value {
+    let text = fs::read_to_string(flows.join("acme").join(format!("{path}.json")))
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut doc: Map<String, Value> = serde_json::from_str(&text).unwrap();
+    doc.remove("pvt_created");
+    doc.remove("pvt_modified");
+    Value::Object(doc)
+}
+
+fn run_case(text: &str) -> String {
+    let case: Value = serde_json::from_str(text).unwrap();
+    let (_dir, flows) = sample_flows();
+    let server = Server::start(&flows, Config::default());
+    let token = login(&server, &flows, "acme");
+    let mut ids: Vec<String> = Vec::new();
+    let mut transcript = vec![format!(
+        "# {}",
+        case["description"].as_str().unwrap_or_default()
+    )];
+    for step in case["steps"].as_array().unwrap() {
+        if let Some(path) = step["disk"].as_str() {
+            let path = fill(path, &ids);
+            let doc = serde_json::to_string_pretty(&stored(&flows, &path)).unwrap();
+            transcript.push(format!(
+                "DISK {}\n{}",
+                unfill(&path, &ids),
+                unfill(&doc, &ids)
+            ));
+            continue;
+        }
+        let method = step["method"].as_str().unwrap();
+        let path = fill(step["path"].as_str().unwrap(), &ids);
+        let body = match &step["body"] {
+            Value::Null => None,
+            Value::String(raw) if step["raw"] == true => Some(raw.clone()),
+            other => Some(fill(&json!({ "data": other }).to_string(), &ids)),
+        };
+        let url = if path.is_empty() {
+            server.url("/v2/accounts/acme")
+        } else {
+            server.url(&format!("/v2/accounts/acme/{path}"))
+        };
+        let reply = send(method, &url, Some(&token), body.as_deref());
+        if method == "PUT"
+            && reply.status == 201
+            && let Some(id) = reply.body["data"]["id"].as_str()
+        {
+            ids.push(id.to_owned());
+        }
+        let shown = serde_json::to_string_pretty(&shown_reply(reply.status, &reply.body)).unwrap();
+        transcript.push(format!(
+            "{method} {}\n{}",
+            unfill(&path, &ids),
+            unfill(&shown, &ids)
+        ));
+    }
+    let check = callflow(&root(), &["check", "--flows", flows.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&check.stdout).replace(flows.to_str().unwrap(), "<flows>");
+    transcript.push(format!(
+        "callflow check: exit {}\n{}",
+        check.status.code().unwrap_or(-1),
+        unfill(said.trim_end(), &ids)
+    ));
+    transcript.join("\n\n")
+}
+
+#[test]
+fn api_conversations() {
+    insta_settings().bind(|| {
+        insta::glob!("../api", "*.json", |path| {
+            let text = fs::read_to_string(path).unwrap();
+            insta::assert_snapshot!(run_case(&text));
+        });
+    });
+}
