@@ -20,9 +20,10 @@
 //! | GET | `/v2/accounts/{account_id}/registrations` | live SIP registrations (Kazoo's fields, paging) |
 //! | GET | `/v2/accounts/{account_id}/calls` | recent real calls, newest first (paging) |
 //! | GET | `/v2/accounts/{account_id}/calls/{call_id}` | one real call with its trace |
+//! | GET | `/v2/websocket` | live call events (WebSocket, Kazoo's blackhole protocol) |
 //!
-//! The last three need `--sip`; without it they answer 404
-//! `real_calls_off`.
+//! Registrations and calls need `--sip`; without it they answer 404
+//! `real_calls_off`. The WebSocket works without it (no call, no event).
 //!
 //! * `envelope.rs`: Kazoo's envelope and [`ApiError`], the one error type.
 //! * `auth.rs`: API keys, tokens, the `Authed` extractor.
@@ -31,6 +32,7 @@
 //! * `paging.rs`: Crossbar's paging and filters, for every listing.
 //! * `extras.rs`: simulate, graph, health, OpenAPI, reload.
 //! * `live.rs`: registrations and real calls.
+//! * `websocket.rs`: the live call events WebSocket.
 //! * `state.rs`: what requests share.
 //! * `limit.rs`: the rate limits of logins.
 //!
@@ -52,6 +54,7 @@ mod limit;
 mod live;
 mod paging;
 mod state;
+mod websocket;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -230,6 +233,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v2/accounts/{account_id}/calls"),
     ("GET", "/v2/accounts/{account_id}/calls/{call_id}"),
     ("GET", "/v2/accounts/{account_id}/channels"),
+    ("GET", "/v2/websocket"),
 ];
 
 /// A request body, or why it could not be read (too large, ...).
@@ -424,6 +428,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v2/accounts/{account_id}/calls", get(live::calls))
         .route("/v2/accounts/{account_id}/channels", get(live::channels))
         .route("/v2/accounts/{account_id}/calls/{call_id}", get(live::call))
+        .route("/v2/websocket", get(websocket::websocket))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
@@ -540,8 +545,10 @@ pub async fn serve(
             builder
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(header_timeout);
-            let connection =
-                builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            // Upgrades: the WebSocket of `GET /v2/websocket`.
+            let connection = builder
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .with_upgrades();
             let mut connection = std::pin::pin!(connection);
             let mut draining = false;
             loop {

@@ -167,6 +167,8 @@ pub(crate) struct Live {
     pub sip: Arc<SipServer>,
     pub calls: Arc<CallLog>,
     pub world: Arc<crate::live::world::World>,
+    /// The calls' events, for the WebSocket.
+    pub events: crate::live::events::Bus,
 }
 
 impl std::fmt::Debug for AppState {
@@ -222,7 +224,15 @@ impl AppState {
             sip: Arc::clone(live.sip()),
             calls: Arc::clone(live.calls()),
             world: Arc::clone(live.world()),
+            events: live.events().clone(),
         });
+    }
+
+    /// A receiver of the real calls' events; `None` without `--sip`.
+    pub(crate) fn live_events(
+        &self,
+    ) -> Option<tokio::sync::broadcast::Receiver<Arc<crate::live::events::CallEvent>>> {
+        self.live.get().map(|live| live.events.subscribe())
     }
 
     /// Real calls, or the error their routes answer without `--sip`.

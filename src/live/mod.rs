@@ -12,6 +12,9 @@
 //! * `calls.rs`: the trace files and the index of recent calls.
 //! * `directory.rs`: realms, devices and numbers, from the current
 //!   generation of flows.
+//! * `events.rs`: the bus real calls publish their events on (channel
+//!   create, answer, destroy, callflow nodes); `hooks.rs`: Kazoo's
+//!   webhooks, sent from it.
 //! * `world.rs`: the calls running now, as the others see them;
 //!   `crosscall.rs`: the verbs that reach across calls (pickup, park,
 //!   wait, conference, eavesdrop).
@@ -27,6 +30,8 @@ mod carriers;
 mod consult;
 mod crosscall;
 mod directory;
+pub mod events;
+pub mod hooks;
 mod midcall;
 mod record;
 mod workers;
@@ -122,6 +127,8 @@ pub struct Live {
     sip: Arc<SipServer>,
     calls: Arc<CallLog>,
     world: Arc<world::World>,
+    events: events::Bus,
+    hooks: Arc<hooks::Stats>,
     _workers: Arc<workers::Workers>,
     /// The runtime of the RTP sessions (taken on drop).
     media: Option<tokio::runtime::Runtime>,
@@ -163,6 +170,16 @@ impl Live {
     pub fn world(&self) -> &Arc<world::World> {
         &self.world
     }
+
+    /// The bus of the calls' events (subscribe to hear them).
+    pub fn events(&self) -> &events::Bus {
+        &self.events
+    }
+
+    /// What became of the webhooks so far.
+    pub fn hooks(&self) -> &Arc<hooks::Stats> {
+        &self.hooks
+    }
 }
 
 /// What every call of the service shares.
@@ -174,6 +191,7 @@ struct Service {
     workers: Arc<workers::Workers>,
     calls: Arc<CallLog>,
     world: Arc<world::World>,
+    events: events::Bus,
     options: Options,
     /// What goes into our SDP.
     media_ip: IpAddr,
@@ -231,6 +249,15 @@ pub async fn start(options: Options, reloader: Arc<Reloader>) -> Result<Live, Li
         .map_err(|e| LiveError::Workers(format!("the RTP runtime: {e}")))?;
     let bind_ip = sip.local_addr().ip();
     let world = Arc::new(world::World::default());
+    let events = events::bus();
+    let hooks = hooks::start(
+        &events,
+        Arc::clone(&reloader),
+        hooks::Settings {
+            allow_private: options.allow_private_http,
+            ..hooks::Settings::default()
+        },
+    );
     let service = Arc::new(Service {
         sip: Arc::clone(&sip),
         ports: Arc::new(Ports::new(bind_ip, options.rtp_ports)),
@@ -240,6 +267,7 @@ pub async fn start(options: Options, reloader: Arc<Reloader>) -> Result<Live, Li
         workers: Arc::clone(&workers),
         calls: Arc::clone(&calls),
         world: Arc::clone(&world),
+        events: events.clone(),
         options,
         runtime: tokio::runtime::Handle::current(),
         media_runtime: media.handle().clone(),
@@ -250,6 +278,8 @@ pub async fn start(options: Options, reloader: Arc<Reloader>) -> Result<Live, Li
         sip,
         calls,
         world,
+        events,
+        hooks,
         _workers: workers,
         media: Some(media),
     })
@@ -482,6 +512,18 @@ fn launch(service: &Arc<Service>, call: Launch) {
         world: Arc::clone(&service.world),
     });
     let notices = service.reloader.notices(account.account.id.as_str());
+    let publisher = events::Publisher::new(
+        service.events.clone(),
+        events::Channel {
+            account: account.account.id.clone(),
+            call_id: call_id.clone(),
+            inception: inception.as_str().to_owned(),
+            caller_id_name: facts.caller_id_name.clone(),
+            caller_id_number: facts.from.clone(),
+            to: facts.to.clone(),
+            authorizing_id: calling_device.clone(),
+        },
+    );
     let job = workers::CallJob {
         call_id,
         generation,
@@ -503,6 +545,7 @@ fn launch(service: &Arc<Service>, call: Launch) {
         log: Arc::clone(&service.calls),
         reloader: Arc::clone(&service.reloader),
         limits: service.options.limits,
+        publisher,
     };
     service.workers.run(job);
 }

@@ -50,6 +50,8 @@ pub struct CallJob {
     pub log: Arc<CallLog>,
     pub reloader: Arc<Reloader>,
     pub limits: Limits,
+    /// Where the call's events go (webhooks, the WebSocket).
+    pub publisher: super::events::Publisher,
 }
 
 struct Worker {
@@ -197,9 +199,7 @@ impl DocumentStore for Published {
 }
 
 async fn run_call(job: CallJob, host: &ModuleHost) {
-    let trace = Rc::new(RefCell::new(Trace::with_max_events(
-        host.limits().max_trace_events,
-    )));
+    let trace = Rc::new(RefCell::new(observed_trace(&job, host)));
     let backend = Rc::new(LiveBackend::new(
         job.call_id.clone(),
         job.started,
@@ -251,6 +251,14 @@ async fn run_call(job: CallJob, host: &ModuleHost) {
     let hangup = call.hangup_info();
     let duration_ms = call.now_ms();
     drop(call);
+    let answered_at = trace.borrow().last("answer").map(|e| e.t_ms);
+    job.publisher.destroyed(
+        hangup
+            .as_ref()
+            .map_or("NORMAL_CLEARING", |h| h.cause.as_str()),
+        duration_ms,
+        answered_at.map(|at| duration_ms.saturating_sub(at)),
+    );
     let recordings = backend.made.take();
     let replay = backend.replay();
     let events = trace.borrow().to_json();
@@ -290,6 +298,21 @@ async fn run_call(job: CallJob, host: &ModuleHost) {
         Ok(Err(e)) => tracing::warn!("cannot write the trace of call {}: {e}", job.call_id),
         Err(e) => tracing::warn!("cannot write the trace of call {}: {e}", job.call_id),
     }
+}
+
+/// The call's trace, its events published as they are recorded; the
+/// call's `channel_create` published (and `channel_answer` for a leg that
+/// answered before the call started: a callback).
+fn observed_trace(job: &CallJob, host: &ModuleHost) -> Trace {
+    let mut trace = Trace::with_max_events(host.limits().max_trace_events);
+    trace.observe(job.publisher.observer());
+    job.publisher
+        .publish(super::events::Kind::ChannelCreate, serde_json::Map::new());
+    if job.answered {
+        job.publisher
+            .publish(super::events::Kind::ChannelAnswer, serde_json::Map::new());
+    }
+    trace
 }
 
 /// Writes the media document of each recording whose audio was saved.

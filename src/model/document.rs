@@ -63,6 +63,10 @@ const SCHEMA_FILES: &[(&str, &str)] = &[
         "vmboxes",
         include_str!("../../schemas/documents/vmboxes.json"),
     ),
+    (
+        "webhooks",
+        include_str!("../../schemas/documents/webhooks.json"),
+    ),
 ];
 
 static SCHEMAS: LazyLock<Vec<(&'static str, Value)>> = LazyLock::new(|| {

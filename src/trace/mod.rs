@@ -91,6 +91,27 @@ pub struct Trace {
     /// The `limit` event recorded when the trace filled up, and how many
     /// events were dropped since.
     full: Option<(usize, u64)>,
+    /// Told of each event as it is recorded (see [`Trace::observe`]).
+    observer: Option<Observer>,
+}
+
+/// Hears each event a trace records, as it is recorded: how a real call's
+/// events reach the live event bus. It must return at once (a channel's
+/// non-blocking send): it runs inside the call. The trace itself stays a
+/// value; what the observer does with the events is its own.
+#[derive(Clone)]
+pub struct Observer(std::sync::Arc<dyn Fn(&Event) + Send + Sync>);
+
+impl Observer {
+    pub fn new(hear: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        Self(std::sync::Arc::new(hear))
+    }
+}
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observer")
+    }
 }
 
 /// Events a full trace still records: how the call went wrong and ended.
@@ -174,9 +195,23 @@ impl Trace {
         }
     }
 
+    /// Tells `observer` of every event recorded from now on (the events
+    /// a full trace leaves out included: the observer hears what happened,
+    /// not what the trace kept).
+    pub fn observe(&mut self, observer: Observer) {
+        self.observer = Some(observer);
+    }
+
     pub fn push(&mut self, event: Event) {
+        self.tell(&event);
         if self.room_for(&event) {
             self.events.push(event);
+        }
+    }
+
+    fn tell(&self, event: &Event) {
+        if let Some(Observer(hear)) = &self.observer {
+            hear(event);
         }
     }
 
@@ -207,6 +242,7 @@ impl Trace {
 
     /// Records the start of a verb; fields added later with [`Trace::complete`].
     pub fn begin(&mut self, event: Event) -> Pending {
+        self.tell(&event);
         if !self.room_for(&event) {
             return Pending(usize::MAX);
         }

@@ -48,6 +48,8 @@ mod hardening;
 /// apart, reloading everyone the operator's, tokens capped, logins
 /// rate-limited, slow clients dropped.
 mod hardening_api;
+/// Live call events: webhooks of a real call, the WebSocket.
+mod hooks;
 /// `tests/invalid/*.json`: one broken callflow document per file, its
 /// diagnostics snapshotted.
 mod invalid;
