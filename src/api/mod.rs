@@ -20,12 +20,17 @@
 //! | GET | `/v2/accounts/{account_id}/registrations` | live SIP registrations (Kazoo's fields, paging) |
 //! | GET | `/v2/accounts/{account_id}/calls` | recent real calls, newest first (paging) |
 //! | GET | `/v2/accounts/{account_id}/calls/{call_id}` | one real call with its trace |
+//! | DELETE | `/v2/token_auth` | end the request's token |
+//! | GET | `/v2/accounts/{account_id}/api_keys` | the account's API keys (never the keys) |
+//! | PUT | `/v2/accounts/{account_id}/api_keys` | create an API key (shown once) |
+//! | DELETE | `/v2/accounts/{account_id}/api_keys/{key_id}` | revoke an API key and its tokens |
 //!
-//! The last three need `--sip`; without it they answer 404
-//! `real_calls_off`.
+//! The registrations and calls routes need `--sip`; without it they
+//! answer 404 `real_calls_off`.
 //!
 //! * `envelope.rs`: Kazoo's envelope and [`ApiError`], the one error type.
-//! * `auth.rs`: API keys, tokens, the `Authed` extractor.
+//! * `auth.rs`: logins, tokens, the `Authed` extractor.
+//! * `keys.rs`: API keys in `account.json`, and their routes.
 //! * `callflows.rs`: the six calls of the seed.
 //! * `kazoo.rs`: Crossbar's validation shape, PATCH merge, listing rules.
 //! * `paging.rs`: Crossbar's paging and filters, for every listing.
@@ -46,6 +51,7 @@ mod callflows;
 mod envelope;
 mod extras;
 mod kazoo;
+mod keys;
 mod limit;
 mod live;
 mod paging;
@@ -68,9 +74,13 @@ use axum::response::Response;
 use axum::routing::{get, put};
 use serde_json::Value;
 
-pub use auth::{API_KEYS_FIELD, KeyError, create_api_key, random_hex};
+pub use auth::random_hex;
 pub use envelope::ApiError;
 pub use extras::OPENAPI;
+pub use keys::{
+    API_KEYS_FIELD, ApiKey, KeyError, LAST_USE_RESOLUTION, check_name, create_api_key, create_key,
+    list_keys, revoke_key,
+};
 pub use state::{
     AppState, Config, DEFAULT_AUTH_PER_KEY, DEFAULT_AUTH_PER_SOURCE, DEFAULT_BODY_TIMEOUT,
     DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_SIMULATIONS, DEFAULT_MAX_TOKENS_PER_ACCOUNT, Rate,
@@ -106,6 +116,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v2/accounts/{account_id}/calls"),
     ("GET", "/v2/accounts/{account_id}/calls/{call_id}"),
     ("GET", "/v2/accounts/{account_id}/channels"),
+    ("DELETE", "/v2/token_auth"),
+    ("GET", "/v2/accounts/{account_id}/api_keys"),
+    ("PUT", "/v2/accounts/{account_id}/api_keys"),
+    ("DELETE", "/v2/accounts/{account_id}/api_keys/{key_id}"),
 ];
 
 /// A request body, or why it could not be read (too large, ...).
@@ -272,6 +286,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v2/accounts/{account_id}/calls", get(live::calls))
         .route("/v2/accounts/{account_id}/channels", get(live::channels))
         .route("/v2/accounts/{account_id}/calls/{call_id}", get(live::call))
+        .route("/v2/token_auth", axum::routing::delete(auth::end_token))
+        .route(
+            "/v2/accounts/{account_id}/api_keys",
+            get(keys::index).put(keys::create),
+        )
+        .route(
+            "/v2/accounts/{account_id}/api_keys/{key_id}",
+            axum::routing::delete(keys::delete),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

@@ -12,6 +12,9 @@ mod support;
 
 /// The REST API on a real server and a real HTTP client.
 mod api;
+/// API keys and tokens: an account's keys over the API, last use, revoked
+/// keys' tokens, `DELETE /v2/token_auth`.
+mod api_keys;
 /// Crossbar parity on the real server: negated filters, date ranges,
 /// internal URLs refused on save.
 mod api_parity;
