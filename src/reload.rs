@@ -566,6 +566,15 @@ impl Reloader {
         self.counters_mut().own_writes.insert(normal(path), hash);
     }
 
+    /// Remembers that the server wrote `path` itself with content that needs
+    /// no reload (a login noting an API key's last use in `account.json`):
+    /// the watcher and the poller leave it while it holds that content.
+    pub fn note_own_file(&self, path: &Path) {
+        if let Ok(bytes) = std::fs::read(path) {
+            self.note_own_write(path, Some(content_hash(bytes)));
+        }
+    }
+
     /// Whether every one of `paths` (changed, as the watcher saw them) is a
     /// file the server wrote and published and that still holds what was
     /// published: then there is nothing to reload. Waits for a publication

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use std::net::SocketAddr;
 
@@ -31,8 +31,7 @@ use crate::ids::AccountId;
 use crate::model::Object;
 use crate::store::{FlowsDir, StoreError};
 
-/// Where `account.json` keeps the hashes of the account's API keys.
-pub const API_KEYS_FIELD: &str = "pvt_api_keys";
+use super::keys::{self, KeyError};
 
 /// `n` random bytes from the operating system, as lower-case hex (ids,
 /// keys, tokens).
@@ -56,53 +55,9 @@ pub(crate) fn sha256_hex(text: &[u8]) -> String {
     hex(&Sha256::digest(text))
 }
 
-/// Why an API key could not be created.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    #[error("account {0} does not exist (create it with `callflow account create`)")]
-    NoAccount(String),
-    #[error("account.json of {account} is not a JSON object: {message}")]
-    BadAccountFile { account: String, message: String },
-    #[error("no randomness from the operating system: {0}")]
-    Random(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// Creates an API key for `account`: stores its SHA-256 in `account.json`
-/// (atomically) and returns the key, which is never stored.
-pub fn create_api_key(store: &FlowsDir, account: &AccountId) -> Result<String, KeyError> {
-    if !store.root().join(account.as_str()).is_dir() {
-        return Err(KeyError::NoAccount(account.to_string()));
-    }
-    let mut doc: Object = match store.read_account_file(account)? {
-        Some(text) => serde_json::from_str(&text).map_err(|e| KeyError::BadAccountFile {
-            account: account.to_string(),
-            message: e.to_string(),
-        })?,
-        None => Object::new(),
-    };
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| KeyError::Random(e.to_string()))?;
-    let key = hex(&bytes);
-    let entry = json!({
-        "sha256": sha256_hex(key.as_bytes()),
-        "created": jiff::Timestamp::now().to_string(),
-    });
-    match doc.get_mut(API_KEYS_FIELD) {
-        Some(Value::Array(keys)) => keys.push(entry),
-        _ => {
-            doc.insert(API_KEYS_FIELD.into(), Value::Array(vec![entry]));
-        }
-    }
-    store.write_account(account, &doc)?;
-    Ok(key)
-}
-
 /// The account whose `account.json` holds this key's hash (read from disk,
 /// so keys created while the server runs work at once).
-fn key_account(store: &FlowsDir, key: &str) -> Result<Option<AccountId>, StoreError> {
-    let hash = sha256_hex(key.as_bytes());
+fn key_account(store: &FlowsDir, hash: &str) -> Result<Option<AccountId>, StoreError> {
     for account in store.account_ids()? {
         let Some(text) = store.read_account_file(&account)? else {
             continue;
@@ -111,11 +66,11 @@ fn key_account(store: &FlowsDir, key: &str) -> Result<Option<AccountId>, StoreEr
             continue;
         };
         let known = doc
-            .get(API_KEYS_FIELD)
+            .get(super::keys::API_KEYS_FIELD)
             .and_then(Value::as_array)
             .is_some_and(|keys| {
                 keys.iter()
-                    .any(|k| k.get("sha256").and_then(Value::as_str) == Some(hash.as_str()))
+                    .any(|k| k.get("sha256").and_then(Value::as_str) == Some(hash))
             });
         if known {
             return Ok(Some(account));
@@ -166,25 +121,52 @@ pub(crate) async fn api_auth(
             retry_after_s: retry_after(wait),
         })?;
     if state.config.operator_key_sha256.as_deref() == Some(hash.as_str()) {
-        return token_reply(&state, Holder::Operator, ("operator", json!(true)));
+        return token_reply(&state, Holder::Operator, None, ("operator", json!(true)));
     }
-    let key = key.to_owned();
     let blocking = Arc::clone(&state);
-    let account = tokio::task::spawn_blocking(move || {
-        let Some(account) = key_account(&blocking.store, &key)? else {
-            return Ok(None);
-        };
-        if blocking.account(&account).is_none() {
-            // An account created since the server started.
-            blocking.reload_account(&account)?;
-        }
-        Ok::<_, StoreError>(Some(account))
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??
-    .ok_or(ApiError::InvalidCredentials)?;
+    let (account, key_id) = tokio::task::spawn_blocking(move || login(&blocking, &hash))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??
+        .ok_or(ApiError::InvalidCredentials)?;
     let who = ("account_id", json!(account.as_str()));
-    token_reply(&state, Holder::Account(account), who)
+    token_reply(&state, Holder::Account(account), Some(key_id), who)
+}
+
+/// The account and id of the key whose SHA-256 is `hash`, its use noted
+/// under the account's write lock (written at most once a minute).
+///
+/// That write is the server's own: the reloader is told so, sparing a
+/// reload per login, when the file's keys are those the catalog holds
+/// (else the file changed behind the server's back, and the watcher must
+/// read it). A key the catalog does not hold yet is confirmed for this
+/// generation, as [`key_is_live`] would find it on disk.
+fn login(state: &AppState, hash: &str) -> Result<Option<(AccountId, String)>, KeyError> {
+    let Some(account) = key_account(&state.store, hash)? else {
+        return Ok(None);
+    };
+    let generation = state.generation();
+    let flows = generation.catalog.account(account.as_str());
+    let lock = state.write_lock(&account);
+    let guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
+    let noted = match keys::note_use(&state.store, &account, hash) {
+        Ok(Some(noted)) => noted,
+        // Revoked, or the account removed, since the look-up.
+        Ok(None) | Err(KeyError::NoAccount(_)) => return Ok(None),
+        Err(other) => return Err(other),
+    };
+    let cached = flows.map(|f| keys::key_ids(&f.account.extra));
+    if noted.wrote
+        && cached.as_ref().is_some_and(|cached| {
+            cached.len() == noted.ids.len() && cached.iter().all(|id| noted.ids.contains(*id))
+        })
+    {
+        state.wrote_account_file(&account);
+    }
+    drop(guard);
+    if !cached.is_some_and(|cached| cached.contains(noted.id.as_str())) {
+        state.confirm_key(&account, &noted.id, Some(generation.number));
+    }
+    Ok(Some((account, noted.id)))
 }
 
 /// A new token for `holder` as Kazoo answers a login (201, the token beside
@@ -192,9 +174,10 @@ pub(crate) async fn api_auth(
 fn token_reply(
     state: &AppState,
     holder: Holder,
+    key_id: Option<String>,
     (key, value): (&str, Value),
 ) -> Result<Success, ApiError> {
-    let (token, expires) = state.issue_token(holder)?;
+    let (token, expires) = state.issue_token(holder, key_id)?;
     let mut success = Success::ok(json!({
         key: value,
         "expires": expires.to_string(),
@@ -227,11 +210,79 @@ pub(crate) fn token_from(headers: &HeaderMap, uri: &Uri) -> Option<String> {
 }
 
 /// Whom the request's live token was handed to (401 without one).
-fn token_holder(parts: &Parts, state: &AppState) -> Result<Holder, ApiError> {
+///
+/// A token from an API key works while the key does. The catalog's copy
+/// of `account.json` answers first (no file read per request): it follows
+/// the file through the server's own key writes, the file watcher, the
+/// poll, SIGHUP and `POST /v2/reload`. A key it does not hold is looked up
+/// on disk (off the runtime), once per generation while it is there. So a
+/// key revoked through the API ends its tokens at once, and one revoked by
+/// `callflow api-key revoke` when the server next reads `account.json`.
+/// A token whose key is gone is ended.
+async fn token_holder(parts: &Parts, state: &Arc<AppState>) -> Result<Holder, ApiError> {
     let token = token_from(&parts.headers, &parts.uri).ok_or(ApiError::InvalidCredentials)?;
-    state
-        .token_holder(&token)
-        .ok_or(ApiError::InvalidCredentials)
+    holder_of(state, &token).await
+}
+
+/// Whom a live token was handed to, its key still there (see
+/// [`token_holder`]); the WebSocket asks this too.
+pub(crate) async fn holder_of(state: &Arc<AppState>, token: &str) -> Result<Holder, ApiError> {
+    let (holder, key_id) = state
+        .token_holder(token)
+        .ok_or(ApiError::InvalidCredentials)?;
+    if let (Holder::Account(account), Some(key_id)) = (&holder, key_id)
+        && !key_is_live(state, account, key_id).await?
+    {
+        state.end_token(token);
+        return Err(ApiError::InvalidCredentials);
+    }
+    Ok(holder)
+}
+
+/// Whether the API key `key_id` of `account` still exists (see
+/// [`token_holder`]).
+async fn key_is_live(
+    state: &Arc<AppState>,
+    account: &AccountId,
+    key_id: String,
+) -> Result<bool, ApiError> {
+    let generation = state.generation();
+    let cached = generation
+        .catalog
+        .account(account.as_str())
+        .is_some_and(|flows| keys::has_key(&flows.account.extra, &key_id));
+    if cached || state.key_confirmed(account, &key_id, generation.number) {
+        return Ok(true);
+    }
+    let blocking = Arc::clone(state);
+    let account = account.clone();
+    tokio::task::spawn_blocking(move || {
+        let live = keys::key_on_disk(&blocking.store, &account, &key_id)?;
+        blocking.confirm_key(&account, &key_id, live.then_some(generation.number));
+        Ok::<_, KeyError>(live)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(ApiError::from)
+}
+
+/// `DELETE /v2/token_auth`: ends the token the request carries (401
+/// without a live one). As Kazoo answers: 200, empty `data`, and no
+/// `auth_token` echoed back.
+pub(crate) async fn end_token(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Caller(_): Caller,
+) -> Success {
+    if let Some(token) = token_from(&headers, &uri) {
+        state.end_token(&token);
+    }
+    let mut success = Success::ok(json!({}));
+    success
+        .extra
+        .insert("auth_token".into(), Value::String(String::new()));
+    success
 }
 
 /// A request authenticated for the account in its path.
@@ -245,7 +296,7 @@ impl FromRequestParts<Arc<AppState>> for Authed {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        let holder = token_holder(parts, state)?;
+        let holder = token_holder(parts, state).await?;
         let Path(params) = Path::<BTreeMap<String, String>>::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
@@ -277,6 +328,6 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        token_holder(parts, state).map(Caller)
+        token_holder(parts, state).await.map(Caller)
     }
 }

@@ -1,33 +1,43 @@
-//! The REST API (`callflow serve`): Kazoo's callflows API on the flows
-//! directory, Kazoo's registrations and the real calls of `--sip`, plus a
-//! few routes Kazoo lacks.
+//! The REST API (`callflow serve`): Kazoo's Crossbar API for an account
+//! and its documents on the flows directory, Kazoo's registrations and the
+//! real calls of `--sip`, live call events, plus a few routes Kazoo lacks.
 //!
 //! | method | path | |
 //! | --- | --- | --- |
 //! | PUT | `/v2/api_auth` | API key → auth token (no token needed) |
+//! | DELETE | `/v2/token_auth` | end the request's token |
 //! | GET | `/v2/health` | liveness (no token needed) |
 //! | GET | `/v2/openapi.json` | this API's OpenAPI description (no token needed) |
 //! | GET | `/v2/reload` | the current generation, the pending reload errors |
 //! | POST | `/v2/reload` | reload scripts and flows now (operator token only) |
-//! | GET | `/v2/accounts/{account_id}/callflows` | list (filters, paging) |
-//! | PUT | `/v2/accounts/{account_id}/callflows` | create |
-//! | GET | `/v2/accounts/{account_id}/callflows/{callflow_id}` | fetch |
-//! | POST | `/v2/accounts/{account_id}/callflows/{callflow_id}` | replace |
-//! | PATCH | `/v2/accounts/{account_id}/callflows/{callflow_id}` | merge |
-//! | DELETE | `/v2/accounts/{account_id}/callflows/{callflow_id}` | soft delete |
+//! | GET, POST, PATCH | `/v2/accounts/{account_id}` | the account document |
+//! | GET, POST, PATCH, DELETE | `/v2/accounts/{account_id}/metaflows` | the account's metaflows |
+//! | GET, PUT | `/v2/accounts/{account_id}/<type>` | list (summaries, filters, paging), create |
+//! | GET, POST, PATCH, DELETE | `/v2/accounts/{account_id}/<type>/{id}` | fetch, replace, merge, soft delete |
+//! | POST | `/v2/accounts/{account_id}/devices/{device_id}/sync` | 405: no provisioner here |
 //! | GET | `/v2/accounts/{account_id}/callflows/{callflow_id}/graph` | diagram |
 //! | POST | `/v2/accounts/{account_id}/simulate` | simulate a call |
+//! | GET, PUT | `/v2/accounts/{account_id}/api_keys` | the account's API keys (never the keys); create one (shown once) |
+//! | DELETE | `/v2/accounts/{account_id}/api_keys/{key_id}` | revoke an API key and its tokens |
 //! | GET | `/v2/accounts/{account_id}/registrations` | live SIP registrations (Kazoo's fields, paging) |
 //! | GET | `/v2/accounts/{account_id}/calls` | recent real calls, newest first (paging) |
 //! | GET | `/v2/accounts/{account_id}/calls/{call_id}` | one real call with its trace |
+//! | GET | `/v2/accounts/{account_id}/channels` | the calls running now |
 //! | GET | `/v2/websocket` | live call events (WebSocket, Kazoo's blackhole protocol) |
 //!
-//! Registrations and calls need `--sip`; without it they answer 404
-//! `real_calls_off`. The WebSocket works without it (no call, no event).
+//! `<type>` is each kind of `kinds.rs`: callflows, users, devices,
+//! vmboxes, media, menus, `temporal_rules`, `temporal_rules_sets`, groups,
+//! lists, `lists/{list_id}/entries`, resources, webhooks, functions.
+//! Registrations, calls and channels need `--sip`; without it they answer
+//! 404 `real_calls_off`. The WebSocket works without it (no call, no event).
 //!
 //! * `envelope.rs`: Kazoo's envelope and [`ApiError`], the one error type.
-//! * `auth.rs`: API keys, tokens, the `Authed` extractor.
-//! * `callflows.rs`: the six calls of the seed.
+//! * `auth.rs`: logins, tokens, the `Authed` extractor.
+//! * `keys.rs`: API keys in `account.json`, and their routes.
+//! * `kinds.rs`: the document types: folder, `pvt_type`, listing summary,
+//!   write-only fields, parent.
+//! * `documents.rs`: the six calls, once, for every kind.
+//! * `account.rs`: the account document and its metaflows.
 //! * `kazoo.rs`: Crossbar's validation shape, PATCH merge, listing rules.
 //! * `paging.rs`: Crossbar's paging and filters, for every listing.
 //! * `extras.rs`: simulate, graph, health, OpenAPI, reload.
@@ -49,6 +59,7 @@ mod documents;
 mod envelope;
 mod extras;
 mod kazoo;
+mod keys;
 mod kinds;
 mod limit;
 mod live;
@@ -73,9 +84,13 @@ use axum::routing::{get, put};
 use axum::{Extension, Router};
 use serde_json::Value;
 
-pub use auth::{API_KEYS_FIELD, KeyError, create_api_key, random_hex};
+pub use auth::random_hex;
 pub use envelope::ApiError;
 pub use extras::OPENAPI;
+pub use keys::{
+    API_KEYS_FIELD, ApiKey, KeyError, LAST_USE_RESOLUTION, check_name, create_api_key, create_key,
+    list_keys, revoke_key,
+};
 pub use state::{
     AppState, Config, DEFAULT_AUTH_PER_KEY, DEFAULT_AUTH_PER_SOURCE, DEFAULT_BODY_TIMEOUT,
     DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_SIMULATIONS, DEFAULT_MAX_TOKENS_PER_ACCOUNT, Rate,
@@ -234,6 +249,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v2/accounts/{account_id}/calls/{call_id}"),
     ("GET", "/v2/accounts/{account_id}/channels"),
     ("GET", "/v2/websocket"),
+    ("DELETE", "/v2/token_auth"),
+    ("GET", "/v2/accounts/{account_id}/api_keys"),
+    ("PUT", "/v2/accounts/{account_id}/api_keys"),
+    ("DELETE", "/v2/accounts/{account_id}/api_keys/{key_id}"),
 ];
 
 /// A request body, or why it could not be read (too large, ...).
@@ -429,6 +448,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v2/accounts/{account_id}/channels", get(live::channels))
         .route("/v2/accounts/{account_id}/calls/{call_id}", get(live::call))
         .route("/v2/websocket", get(websocket::websocket))
+        .route("/v2/token_auth", axum::routing::delete(auth::end_token))
+        .route(
+            "/v2/accounts/{account_id}/api_keys",
+            get(keys::index).put(keys::create),
+        )
+        .route(
+            "/v2/accounts/{account_id}/api_keys/{key_id}",
+            axum::routing::delete(keys::delete),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

@@ -129,6 +129,9 @@ pub(crate) enum Holder {
 #[derive(Debug, Clone)]
 struct Token {
     holder: Holder,
+    /// The id of the API key it came from (an account's token): it works
+    /// while the key is in `account.json`.
+    key_id: Option<String>,
     /// When it was issued: its place among its holder's tokens (the
     /// oldest expire first past the cap).
     issued: u64,
@@ -150,6 +153,11 @@ pub struct AppState {
     /// lock): those numbers are unique across accounts.
     e164: Mutex<()>,
     tokens: Mutex<Tokens>,
+    /// API keys found in `account.json` on disk but not in the catalog's
+    /// copy (created since it was read), with the generation they were
+    /// found in: their tokens work without another look until the next
+    /// generation.
+    confirmed_keys: Mutex<BTreeMap<(AccountId, String), u64>>,
     /// `PUT /v2/api_auth` attempts by source address and by key.
     pub(crate) logins: super::limit::Logins,
     /// Places for `POST .../simulate` requests ([`Config::max_simulations`]).
@@ -197,6 +205,7 @@ impl AppState {
             writes: Mutex::new(BTreeMap::new()),
             e164: Mutex::new(()),
             tokens: Mutex::new(Tokens::default()),
+            confirmed_keys: Mutex::new(BTreeMap::new()),
             logins: super::limit::Logins::new(config.auth_per_source, config.auth_per_key),
             simulations: super::limit::Simulations::new(config.max_simulations),
             live: OnceLock::new(),
@@ -295,6 +304,7 @@ impl AppState {
     pub(crate) fn issue_token(
         &self,
         holder: Holder,
+        key_id: Option<String>,
     ) -> Result<(String, jiff::Timestamp), super::envelope::ApiError> {
         let now = jiff::Timestamp::now();
         let ttl = jiff::SignedDuration::try_from(self.config.token_ttl)
@@ -306,7 +316,7 @@ impl AppState {
         // so its time says nothing about the tokens held.
         tokens.insert(
             super::auth::sha256_hex(token.as_bytes()),
-            holder,
+            (holder, key_id),
             expires,
             now,
             self.config.max_tokens_per_account,
@@ -314,14 +324,78 @@ impl AppState {
         Ok((token, expires))
     }
 
-    /// Whom a live token was handed to.
-    pub(crate) fn token_holder(&self, token: &str) -> Option<Holder> {
+    /// Whom a live token was handed to, and the id of the API key it came
+    /// from.
+    pub(crate) fn token_holder(&self, token: &str) -> Option<(Holder, Option<String>)> {
         let tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
         tokens
             .by_token
             .get(&super::auth::sha256_hex(token.as_bytes()))
             .filter(|t| t.expires > jiff::Timestamp::now())
-            .map(|t| t.holder.clone())
+            .map(|t| (t.holder.clone(), t.key_id.clone()))
+    }
+
+    /// Whether the key `key_id` of `account` was found on disk in
+    /// generation `generation`.
+    pub(crate) fn key_confirmed(&self, account: &AccountId, key_id: &str, generation: u64) -> bool {
+        let confirmed = self
+            .confirmed_keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        confirmed.get(&(account.clone(), key_id.to_owned())) == Some(&generation)
+    }
+
+    /// Notes that the key `key_id` of `account` was found on disk in
+    /// generation `generation` (`None`: it was not).
+    pub(crate) fn confirm_key(&self, account: &AccountId, key_id: &str, generation: Option<u64>) {
+        let mut confirmed = self
+            .confirmed_keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let key = (account.clone(), key_id.to_owned());
+        match generation {
+            Some(generation) => confirmed.insert(key, generation),
+            None => confirmed.remove(&key),
+        };
+    }
+
+    /// Ends a token (`DELETE /v2/token_auth`, or its key is gone).
+    pub(crate) fn end_token(&self, token: &str) {
+        let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
+        tokens.remove(&super::auth::sha256_hex(token.as_bytes()));
+    }
+
+    /// Ends the tokens an account's API key gave (the key was revoked).
+    pub(crate) fn end_tokens_of_key(&self, account: &AccountId, key_id: &str) {
+        let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
+        let holder = Holder::Account(account.clone());
+        let range = (holder.clone(), 0)..=(holder, u64::MAX);
+        let ended: Vec<String> = tokens
+            .by_holder
+            .range(range)
+            .map(|(_, token)| token.clone())
+            .filter(|token| {
+                tokens.by_token.get(token).and_then(|t| t.key_id.as_deref()) == Some(key_id)
+            })
+            .collect();
+        for token in ended {
+            tokens.remove(&token);
+        }
+        drop(tokens);
+        self.confirm_key(account, key_id, None);
+    }
+
+    /// Tells the reloader that the server wrote `account.json` of
+    /// `account` itself: its watcher and poller need not reload it (the
+    /// catalog's copy of the keys is only a cache, see `auth.rs`).
+    pub(crate) fn wrote_account_file(&self, account: &AccountId) {
+        self.reloader.note_own_file(
+            &self
+                .store
+                .root()
+                .join(account.as_str())
+                .join(crate::store::ACCOUNT_FILE),
+        );
     }
 }
 
@@ -341,7 +415,7 @@ impl Tokens {
     fn insert(
         &mut self,
         token: String,
-        holder: Holder,
+        (holder, key_id): (Holder, Option<String>),
         expires: jiff::Timestamp,
         now: jiff::Timestamp,
         cap: usize,
@@ -372,6 +446,7 @@ impl Tokens {
             token,
             Token {
                 holder,
+                key_id,
                 issued: self.issued,
                 expires,
             },
@@ -405,9 +480,9 @@ mod tests {
         let beta = Holder::Account(AccountId::new("beta").unwrap());
         let mut tokens = Tokens::default();
         for n in 0..5 {
-            tokens.insert(format!("a{n}"), acme.clone(), later, now, 3);
+            tokens.insert(format!("a{n}"), (acme.clone(), None), later, now, 3);
         }
-        tokens.insert("b0".into(), beta.clone(), later, now, 3);
+        tokens.insert("b0".into(), (beta.clone(), None), later, now, 3);
         assert_eq!(tokens.held_by(&acme), 3);
         assert_eq!(tokens.held_by(&beta), 1);
         for gone in ["a0", "a1"] {
@@ -417,7 +492,7 @@ mod tests {
             assert!(tokens.by_token.contains_key(kept), "{kept}");
         }
         // Expired tokens go first, whoever held them.
-        tokens.insert("o0".into(), Holder::Operator, later, later, 3);
+        tokens.insert("o0".into(), (Holder::Operator, None), later, later, 3);
         assert_eq!(tokens.by_token.len(), 1);
         assert_eq!(tokens.by_holder.len(), 1);
     }

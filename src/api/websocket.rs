@@ -29,7 +29,7 @@ use axum::response::Response;
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
-use super::auth::token_from;
+use super::auth::{holder_of, token_from};
 use super::envelope::ApiError;
 use super::state::{AppState, Holder};
 use crate::ids::AccountId;
@@ -50,10 +50,8 @@ pub(crate) async fn websocket(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let token = token_from(&headers, &uri);
-    if let Some(token) = &token
-        && state.token_holder(token).is_none()
-    {
-        return Err(ApiError::InvalidCredentials);
+    if let Some(token) = &token {
+        holder_of(&state, token).await?;
     }
     let upgrade = upgrade.map_err(|e| {
         ApiError::InvalidRequest(format!("GET /v2/websocket is a WebSocket upgrade: {e}"))
@@ -136,7 +134,7 @@ async fn run(
         let out = tokio::select! {
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Text(text))) => {
-                    Some(handle(&state, token.as_deref(), &mut subscriptions, text.as_str()))
+                    Some(handle(&state, token.as_deref(), &mut subscriptions, text.as_str()).await)
                 }
                 Some(Ok(Message::Binary(_))) => Some(error_reply(&Value::Null, "messages are JSON text")),
                 Some(Ok(Message::Close(_)) | Err(_)) | None => break,
@@ -194,8 +192,8 @@ fn error_reply(request_id: &Value, message: &str) -> Value {
 }
 
 /// Answers one client message.
-fn handle(
-    state: &AppState,
+async fn handle(
+    state: &Arc<AppState>,
     connection_token: Option<&str>,
     subscriptions: &mut Subscriptions,
     text: &str,
@@ -208,7 +206,7 @@ fn handle(
     let result = match action {
         "ping" => Ok(json!({})),
         "subscribe" | "unsubscribe" => {
-            subscribe(state, connection_token, subscriptions, &message, action)
+            subscribe(state, connection_token, subscriptions, &message, action).await
         }
         other => Err(format!(
             "unknown action {other:?}: subscribe, unsubscribe or ping"
@@ -226,8 +224,8 @@ fn handle(
 }
 
 /// A subscribe or unsubscribe: the token's account, the bindings checked.
-fn subscribe(
-    state: &AppState,
+async fn subscribe(
+    state: &Arc<AppState>,
     connection_token: Option<&str>,
     subscriptions: &mut Subscriptions,
     message: &Map<String, Value>,
@@ -238,12 +236,12 @@ fn subscribe(
         .and_then(Value::as_str)
         .or(connection_token)
         .ok_or("auth_token missing: give it in the message or when connecting")?;
-    let account = match state.token_holder(token) {
-        Some(Holder::Account(account)) => account,
-        Some(Holder::Operator) => {
+    let account = match holder_of(state, token).await {
+        Ok(Holder::Account(account)) => account,
+        Ok(Holder::Operator) => {
             return Err("the operator's token subscribes to no account's events".to_owned());
         }
-        None => return Err("invalid credentials".to_owned()),
+        Err(_) => return Err("invalid credentials".to_owned()),
     };
     let data = message.get("data").and_then(Value::as_object);
     if let Some(asked) = data.and_then(|d| d.get("account_id"))

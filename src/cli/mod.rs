@@ -141,7 +141,10 @@ enum Command {
     /// Manage accounts (folders of the flows directory).
     #[command(subcommand)]
     Account(account::AccountCommand),
-    /// Manage API keys.
+    /// Manage an account's API keys: create, list, revoke.
+    ///
+    /// Keys are kept in the account's account.json as SHA-256 hashes with
+    /// an id, a name, and when each was created and last used.
     #[command(subcommand, name = "api-key")]
     ApiKey(account::ApiKeyCommand),
 }

@@ -167,6 +167,9 @@ fn every_subcommand_has_help() {
         &["serve", "--help"],
         &["account", "--help"],
         &["api-key", "--help"],
+        &["api-key", "create", "--help"],
+        &["api-key", "list", "--help"],
+        &["api-key", "revoke", "--help"],
         &["scenario", "--help"],
         &["scenario", "from-trace", "--help"],
     ] {
@@ -563,5 +566,110 @@ fn version_names_the_commit_and_the_build_date() {
             date == "unknown" || (date.len() == 10 && date.as_bytes()[4] == b'-'),
             "{text}"
         );
+    }
+}
+
+#[test]
+fn api_keys_are_created_listed_and_revoked_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("flows");
+    copy_tree(&root().join("flows"), &flows);
+    let flows_arg = flows.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec!["api-key"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--flows", flows_arg]);
+        callflow(dir.path(), &all)
+    };
+
+    let created = run(&["create", "acme", "--name", "ci bot"]);
+    assert_eq!(
+        created.status.code(),
+        Some(0),
+        "{}",
+        render_output(&created)
+    );
+    let key = stdout(&created).trim().to_owned();
+    assert_eq!(key.len(), 64);
+    let said = String::from_utf8_lossy(&created.stderr).into_owned();
+    assert!(said.contains("(ci bot)"), "{said}");
+    assert!(
+        !std::fs::read_to_string(flows.join("acme/account.json"))
+            .unwrap()
+            .contains(&key)
+    );
+    let unnamed = run(&["create", "acme"]);
+    assert_eq!(
+        unnamed.status.code(),
+        Some(0),
+        "{}",
+        render_output(&unnamed)
+    );
+
+    let json = run(&["list", "acme", "--format", "json"]);
+    assert_eq!(json.status.code(), Some(0), "{}", render_output(&json));
+    let listed: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(listed["account"], "acme");
+    let keys = listed["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "{listed}");
+    let ci = &keys[0];
+    assert_eq!(ci["name"], "ci bot");
+    assert_eq!(ci["last_used"], Value::Null);
+    let id = ci["id"].as_str().unwrap().to_owned();
+    let created_at = ci["created"].as_str().unwrap();
+    assert!(
+        created_at.parse::<jiff::Timestamp>().is_ok(),
+        "ISO 8601: {created_at}"
+    );
+    let other = keys[1]["id"].as_str().unwrap();
+    assert_eq!(keys[1]["name"], format!("key-{other}"));
+
+    let table = run(&["list", "acme"]);
+    assert_eq!(table.status.code(), Some(0), "{}", render_output(&table));
+    let text = stdout(&table);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    for column in ["ID", "NAME", "CREATED", "LAST USED"] {
+        assert!(lines[0].contains(column), "{text}");
+    }
+    assert!(
+        lines[1].starts_with(&id) && lines[1].contains("ci bot"),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains(created_at) && lines[1].ends_with("never"),
+        "{text}"
+    );
+    assert!(!text.contains(&key));
+
+    let revoked = run(&["revoke", "acme", &id]);
+    assert_eq!(
+        revoked.status.code(),
+        Some(0),
+        "{}",
+        render_output(&revoked)
+    );
+    assert!(stdout(&revoked).contains(&id));
+    let after: Value =
+        serde_json::from_slice(&run(&["list", "acme", "--format", "json"]).stdout).unwrap();
+    assert_eq!(after["keys"].as_array().unwrap().len(), 1, "{after}");
+
+    // Unknown keys and accounts, bad names: exit 2 and a message naming them.
+    for (args, named) in [
+        (vec!["revoke", "acme", id.as_str()], id.as_str()),
+        (vec!["revoke", "nope", id.as_str()], "nope"),
+        (vec!["list", "nope"], "nope"),
+        (vec!["create", "nope"], "nope"),
+        (vec!["create", "acme", "--name", ""], "name"),
+    ] {
+        let output = run(&args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            render_output(&output)
+        );
+        let said = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(said.contains(named), "{args:?}: {said}");
     }
 }

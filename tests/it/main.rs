@@ -15,6 +15,9 @@ mod api;
 /// The REST API's document types, one conversation per file
 /// (`tests/api/`).
 mod api_documents;
+/// API keys and tokens: an account's keys over the API, last use, revoked
+/// keys' tokens, `DELETE /v2/token_auth`.
+mod api_keys;
 /// Crossbar parity on the real server: negated filters, date ranges,
 /// internal URLs refused on save.
 mod api_parity;
