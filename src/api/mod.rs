@@ -20,9 +20,16 @@
 //! | GET | `/v2/accounts/{account_id}/registrations` | live SIP registrations (Kazoo's fields, paging) |
 //! | GET | `/v2/accounts/{account_id}/calls` | recent real calls, newest first (paging) |
 //! | GET | `/v2/accounts/{account_id}/calls/{call_id}` | one real call with its trace |
+//! | GET | `/v2/accounts/{account_id}/media/{media_id}/raw` | a media document's audio (`audio/wav`) |
+//! | POST | `/v2/accounts/{account_id}/media/{media_id}/raw` | upload its audio (`audio/wav`, `audio/mpeg`) |
+//! | GET | `/v2/accounts/{account_id}/vmboxes/{vmbox_id}/messages` | a box's messages (`?folder=`, filters, paging) |
+//! | GET | `/v2/accounts/{account_id}/vmboxes/{vmbox_id}/messages/{media_id}` | one message |
+//! | POST | `/v2/accounts/{account_id}/vmboxes/{vmbox_id}/messages/{media_id}` | change its folder |
+//! | DELETE | `/v2/accounts/{account_id}/vmboxes/{vmbox_id}/messages/{media_id}` | move it to `deleted` |
+//! | GET | `/v2/accounts/{account_id}/vmboxes/{vmbox_id}/messages/{media_id}/raw` | its audio (`audio/wav`) |
 //!
-//! The last three need `--sip`; without it they answer 404
-//! `real_calls_off`.
+//! The registrations and calls routes need `--sip`; without it they answer
+//! 404 `real_calls_off`.
 //!
 //! * `envelope.rs`: Kazoo's envelope and [`ApiError`], the one error type.
 //! * `auth.rs`: API keys, tokens, the `Authed` extractor.
@@ -31,6 +38,8 @@
 //! * `paging.rs`: Crossbar's paging and filters, for every listing.
 //! * `extras.rs`: simulate, graph, health, OpenAPI, reload.
 //! * `live.rs`: registrations and real calls.
+//! * `media.rs`: media audio (download, upload converted for calls, TTS
+//!   rendered on save) and voicemail messages.
 //! * `state.rs`: what requests share.
 //! * `limit.rs`: the rate limits of logins.
 //!
@@ -48,6 +57,7 @@ mod extras;
 mod kazoo;
 mod limit;
 mod live;
+mod media;
 mod paging;
 mod state;
 
@@ -73,7 +83,8 @@ pub use envelope::ApiError;
 pub use extras::OPENAPI;
 pub use state::{
     AppState, Config, DEFAULT_AUTH_PER_KEY, DEFAULT_AUTH_PER_SOURCE, DEFAULT_BODY_TIMEOUT,
-    DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_SIMULATIONS, DEFAULT_MAX_TOKENS_PER_ACCOUNT, Rate,
+    DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_SIMULATIONS, DEFAULT_MAX_TOKENS_PER_ACCOUNT,
+    DEFAULT_MAX_UPLOAD, Rate,
 };
 
 use envelope::{REQUEST, RequestContext};
@@ -106,6 +117,28 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v2/accounts/{account_id}/calls"),
     ("GET", "/v2/accounts/{account_id}/calls/{call_id}"),
     ("GET", "/v2/accounts/{account_id}/channels"),
+    ("GET", "/v2/accounts/{account_id}/media/{media_id}/raw"),
+    ("POST", "/v2/accounts/{account_id}/media/{media_id}/raw"),
+    (
+        "GET",
+        "/v2/accounts/{account_id}/vmboxes/{vmbox_id}/messages",
+    ),
+    (
+        "GET",
+        "/v2/accounts/{account_id}/vmboxes/{vmbox_id}/messages/{media_id}",
+    ),
+    (
+        "POST",
+        "/v2/accounts/{account_id}/vmboxes/{vmbox_id}/messages/{media_id}",
+    ),
+    (
+        "DELETE",
+        "/v2/accounts/{account_id}/vmboxes/{vmbox_id}/messages/{media_id}",
+    ),
+    (
+        "GET",
+        "/v2/accounts/{account_id}/vmboxes/{vmbox_id}/messages/{media_id}/raw",
+    ),
 ];
 
 /// A request body, or why it could not be read (too large, ...).
@@ -241,6 +274,10 @@ async fn body_deadline(
 pub fn router(state: Arc<AppState>) -> Router {
     let max_body = state.config.max_body;
     let callflows = "/v2/accounts/{account_id}/callflows";
+    // Audio uploads have their own, larger, limit (the route's layer runs
+    // after the global one, so its limit is the one in force there).
+    let max_upload = state.config.max_upload;
+    let messages = "/v2/accounts/{account_id}/vmboxes/{vmbox_id}/messages";
     Router::new()
         .route("/v2/api_auth", put(auth::api_auth))
         .route("/v2/health", get(extras::health))
@@ -272,6 +309,23 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v2/accounts/{account_id}/calls", get(live::calls))
         .route("/v2/accounts/{account_id}/channels", get(live::channels))
         .route("/v2/accounts/{account_id}/calls/{call_id}", get(live::call))
+        .route(
+            "/v2/accounts/{account_id}/media/{media_id}/raw",
+            get(media::raw)
+                .post(media::upload)
+                .layer(DefaultBodyLimit::max(max_upload)),
+        )
+        .route(messages, get(media::messages))
+        .route(
+            &format!("{messages}/{{media_id}}"),
+            get(media::message)
+                .post(media::change_message)
+                .delete(media::delete_message),
+        )
+        .route(
+            &format!("{messages}/{{media_id}}/raw"),
+            get(media::message_raw),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
