@@ -12,6 +12,9 @@ mod support;
 
 /// The REST API on a real server and a real HTTP client.
 mod api;
+/// Media audio (uploads converted, downloads) and voicemail messages over
+/// the REST API.
+mod api_media;
 /// Crossbar parity on the real server: negated filters, date ranges,
 /// internal URLs refused on save.
 mod api_parity;
