@@ -271,7 +271,8 @@ impl FlowsDir {
     }
 
     /// Temporary files that interrupted writes left in the flows directory
-    /// (`.<id>.json.<random>.tmp` in an account's folders).
+    /// (`.<id>.json.<random>.tmp`, `.<id>.wav.<random>.tmp` in an account's
+    /// folders).
     pub fn leftovers(&self) -> Vec<PathBuf> {
         let mut found = Vec::new();
         let mut dirs = vec![self.root.clone()];
