@@ -291,7 +291,7 @@ fn write(
     mode: Write,
     data: Object,
     expected: Option<String>,
-) -> Result<(Object, String), ApiError> {
+) -> Result<Saved, ApiError> {
     let id = target.id()?;
     let lock = state.write_lock(account);
     let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
@@ -333,7 +333,43 @@ fn write(
         .read_document(account, &doc_type, id)?
         .unwrap_or_default();
     state.reload_document(account, &doc_type, id)?;
-    Ok((full, revision(&text)))
+    let note = if mode != Write::Delete && kind.folder == crate::store::MEDIA {
+        // A TTS media document is spoken into its audio now.
+        super::media::after_media_save(state, account, id, &full)?
+    } else {
+        None
+    };
+    Ok(Saved {
+        doc: full,
+        rev: revision(&text),
+        note,
+    })
+}
+
+/// What a write saved: the whole document, its revision, and a note for
+/// the answer (a TTS rendering's outcome).
+struct Saved {
+    doc: Object,
+    rev: String,
+    note: Option<String>,
+}
+
+/// The answer's document: `_read_only` says what else happened.
+fn answered(kind: &Kind, id: &DocId, saved: &Saved, deleted: bool) -> Value {
+    let mut shown = shown(kind, id, &saved.doc);
+    let mut read_only = Map::new();
+    if deleted {
+        read_only.insert("deleted".into(), Value::Bool(true));
+    }
+    if let Some(note) = &saved.note {
+        read_only.insert("tts".into(), json!(note));
+    }
+    if !read_only.is_empty()
+        && let Value::Object(obj) = &mut shown
+    {
+        obj.insert("_read_only".into(), Value::Object(read_only));
+    }
+    shown
 }
 
 /// Runs a write off the async runtime.
@@ -345,7 +381,7 @@ async fn write_blocking(
     mode: Write,
     data: Object,
     expected: Option<String>,
-) -> Result<(Object, String), ApiError> {
+) -> Result<Saved, ApiError> {
     tokio::task::spawn_blocking(move || {
         write(&state, &account, kind, &target, mode, data, expected)
     })
@@ -443,11 +479,10 @@ pub(crate) async fn create(
     let mut target = Target::of(kind, &params)?;
     let id = doc_id(&random_hex(16)?)?;
     target.id = Some(id.clone());
-    let (doc, rev) =
-        write_blocking(state, account, kind, target, Write::Create, data, None).await?;
-    Ok(Success::ok(shown(kind, &id, &doc))
+    let saved = write_blocking(state, account, kind, target, Write::Create, data, None).await?;
+    Ok(Success::ok(answered(kind, &id, &saved, false))
         .with_status(StatusCode::CREATED)
-        .with_revision(rev))
+        .with_revision(saved.rev))
 }
 
 /// `GET /v2/accounts/{ACCOUNT_ID}/<type>/{ID}`.
@@ -490,15 +525,8 @@ async fn update(
 ) -> Result<Success, ApiError> {
     let target = Target::of(kind, params)?;
     let id = target.id()?.clone();
-    let (doc, rev) =
-        write_blocking(state, account, kind, target, mode, data, if_match(headers)).await?;
-    let mut shown = shown(kind, &id, &doc);
-    if mode == Write::Delete
-        && let Value::Object(obj) = &mut shown
-    {
-        obj.insert("_read_only".into(), json!({"deleted": true}));
-    }
-    Ok(Success::ok(shown).with_revision(rev))
+    let saved = write_blocking(state, account, kind, target, mode, data, if_match(headers)).await?;
+    Ok(Success::ok(answered(kind, &id, &saved, mode == Write::Delete)).with_revision(saved.rev))
 }
 
 /// `POST /v2/accounts/{ACCOUNT_ID}/<type>/{ID}`: replace; `PATCH` on the

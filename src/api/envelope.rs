@@ -157,6 +157,10 @@ pub enum ApiError {
     /// The body is not the JSON envelope expected (400).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// A body of a type the route does not take (415); the message names
+    /// the types it does.
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(String),
     /// A stale revision (409).
     #[error("conflicting documents: {0}")]
     Conflict(String),
@@ -232,6 +236,11 @@ impl ApiError {
             ApiError::InvalidRequest(why) => (
                 StatusCode::BAD_REQUEST,
                 "invalid request",
+                json!({"message": why}),
+            ),
+            ApiError::UnsupportedMediaType(why) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
                 json!({"message": why}),
             ),
             ApiError::Unavailable(why) => (

@@ -15,6 +15,13 @@
 //! | GET, PUT | `/v2/accounts/{account_id}/<type>` | list (summaries, filters, paging), create |
 //! | GET, POST, PATCH, DELETE | `/v2/accounts/{account_id}/<type>/{id}` | fetch, replace, merge, soft delete |
 //! | POST | `/v2/accounts/{account_id}/devices/{device_id}/sync` | 405: no provisioner here |
+//! | GET | `/v2/accounts/{account_id}/media/{media_id}/raw` | a media document's audio (`audio/wav`) |
+//! | POST | `/v2/accounts/{account_id}/media/{media_id}/raw` | upload its audio (`audio/wav`, `audio/mpeg`) |
+//! | GET | `/v2/accounts/{account_id}/vmboxes/{vmbox_id}/messages` | a box's messages (`?folder=`, filters, paging) |
+//! | GET | `/v2/accounts/{account_id}/vmboxes/{vmbox_id}/messages/{media_id}` | one message |
+//! | POST | `/v2/accounts/{account_id}/vmboxes/{vmbox_id}/messages/{media_id}` | change its folder |
+//! | DELETE | `/v2/accounts/{account_id}/vmboxes/{vmbox_id}/messages/{media_id}` | move it to `deleted` |
+//! | GET | `/v2/accounts/{account_id}/vmboxes/{vmbox_id}/messages/{media_id}/raw` | its audio (`audio/wav`) |
 //! | GET | `/v2/accounts/{account_id}/callflows/{callflow_id}/graph` | diagram |
 //! | POST | `/v2/accounts/{account_id}/simulate` | simulate a call |
 //! | GET, PUT | `/v2/accounts/{account_id}/api_keys` | the account's API keys (never the keys); create one (shown once) |
@@ -43,6 +50,8 @@
 //! * `extras.rs`: simulate, graph, health, OpenAPI, reload.
 //! * `live.rs`: registrations and real calls.
 //! * `websocket.rs`: the live call events WebSocket.
+//! * `media.rs`: media audio (download, upload converted for calls, TTS
+//!   rendered on save) and voicemail messages.
 //! * `state.rs`: what requests share.
 //! * `limit.rs`: the rate limits of logins.
 //!
@@ -63,6 +72,7 @@ mod keys;
 mod kinds;
 mod limit;
 mod live;
+mod media;
 mod paging;
 mod state;
 mod websocket;
@@ -93,7 +103,8 @@ pub use keys::{
 };
 pub use state::{
     AppState, Config, DEFAULT_AUTH_PER_KEY, DEFAULT_AUTH_PER_SOURCE, DEFAULT_BODY_TIMEOUT,
-    DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_SIMULATIONS, DEFAULT_MAX_TOKENS_PER_ACCOUNT, Rate,
+    DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_SIMULATIONS, DEFAULT_MAX_TOKENS_PER_ACCOUNT,
+    DEFAULT_MAX_UPLOAD, Rate,
 };
 
 use envelope::{REQUEST, RequestContext};
@@ -253,6 +264,28 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v2/accounts/{account_id}/api_keys"),
     ("PUT", "/v2/accounts/{account_id}/api_keys"),
     ("DELETE", "/v2/accounts/{account_id}/api_keys/{key_id}"),
+    ("GET", "/v2/accounts/{account_id}/media/{media_id}/raw"),
+    ("POST", "/v2/accounts/{account_id}/media/{media_id}/raw"),
+    (
+        "GET",
+        "/v2/accounts/{account_id}/vmboxes/{vmbox_id}/messages",
+    ),
+    (
+        "GET",
+        "/v2/accounts/{account_id}/vmboxes/{vmbox_id}/messages/{media_id}",
+    ),
+    (
+        "POST",
+        "/v2/accounts/{account_id}/vmboxes/{vmbox_id}/messages/{media_id}",
+    ),
+    (
+        "DELETE",
+        "/v2/accounts/{account_id}/vmboxes/{vmbox_id}/messages/{media_id}",
+    ),
+    (
+        "GET",
+        "/v2/accounts/{account_id}/vmboxes/{vmbox_id}/messages/{media_id}/raw",
+    ),
 ];
 
 /// A request body, or why it could not be read (too large, ...).
@@ -387,6 +420,10 @@ async fn body_deadline(
 /// gives each request its id and logs it.
 pub fn router(state: Arc<AppState>) -> Router {
     let max_body = state.config.max_body;
+    // Audio uploads have their own, larger, limit (the route's layer runs
+    // after the global one, so its limit is the one in force there).
+    let max_upload = state.config.max_upload;
+    let messages = "/v2/accounts/{account_id}/vmboxes/{vmbox_id}/messages";
     let mut router = Router::new()
         .route("/v2/api_auth", put(auth::api_auth))
         .route("/v2/health", get(extras::health))
@@ -456,6 +493,23 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/v2/accounts/{account_id}/api_keys/{key_id}",
             axum::routing::delete(keys::delete),
+        )
+        .route(
+            "/v2/accounts/{account_id}/media/{media_id}/raw",
+            get(media::raw)
+                .post(media::upload)
+                .layer(DefaultBodyLimit::max(max_upload)),
+        )
+        .route(messages, get(media::messages))
+        .route(
+            &format!("{messages}/{{media_id}}"),
+            get(media::message)
+                .post(media::change_message)
+                .delete(media::delete_message),
+        )
+        .route(
+            &format!("{messages}/{{media_id}}/raw"),
+            get(media::message_raw),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

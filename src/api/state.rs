@@ -24,6 +24,9 @@ pub struct Config {
     pub page_size: usize,
     /// Largest request body accepted.
     pub max_body: usize,
+    /// Largest audio upload accepted (`POST .../media/{media_id}/raw`),
+    /// in place of `max_body` on that route.
+    pub max_upload: usize,
     /// Limits of simulated calls (`POST .../simulate`).
     pub limits: Limits,
     /// The SHA-256 (hex) of the operator's key, when one is set
@@ -96,6 +99,10 @@ pub const DEFAULT_MAX_SIMULATIONS: usize = 16;
 pub const DEFAULT_PAGE_SIZE: usize = 50;
 /// 1 MiB.
 pub const DEFAULT_MAX_BODY: usize = 1 << 20;
+/// 32 MiB: ten minutes (the longest upload, see
+/// [`crate::media::convert::MAX_SECONDS`]) of 16-bit 16 kHz mono WAV with
+/// room to spare, or hours of MP3.
+pub const DEFAULT_MAX_UPLOAD: usize = 32 << 20;
 
 impl Default for Config {
     fn default() -> Self {
@@ -103,6 +110,7 @@ impl Default for Config {
             token_ttl: Duration::from_hours(1),
             page_size: DEFAULT_PAGE_SIZE,
             max_body: DEFAULT_MAX_BODY,
+            max_upload: DEFAULT_MAX_UPLOAD,
             limits: Limits::default(),
             operator_key_sha256: None,
             header_timeout: DEFAULT_HEADER_TIMEOUT,

@@ -179,7 +179,7 @@ fn ms_to_samples(ms: u32) -> usize {
     (u64::from(ms) * u64::from(RATE) / 1000) as usize
 }
 
-fn to_i16(sample: f32) -> i16 {
+pub(crate) fn to_i16(sample: f32) -> i16 {
     (sample.clamp(-1.0, 1.0) * f32::from(i16::MAX)) as i16
 }
 
@@ -204,7 +204,7 @@ fn tone(ms: u32, freqs: &[f32], gain: f32) -> Vec<i16> {
 }
 
 /// Resamples mono audio at `rate` to 8 kHz.
-fn resample(mono: &[f32], rate: u32) -> Result<Vec<f32>, String> {
+pub(crate) fn resample(mono: &[f32], rate: u32) -> Result<Vec<f32>, String> {
     if rate == RATE || mono.is_empty() {
         return Ok(mono.to_vec());
     }

@@ -8,6 +8,8 @@
 //!   sum of the others.
 //! * `g711.rs`, `dtmf.rs`: the codecs and telephone events.
 //! * `audio.rs`: clips (8 kHz mono), from WAV files and tone streams.
+//! * `convert.rs`: uploaded WAV and MP3 audio made into what calls play
+//!   cheapest (8 kHz mono 16-bit PCM WAV).
 //! * `ports.rs`: the RTP port range.
 //! * `library.rs`: what a name played is (tone, URL, media document,
 //!   system prompt) and what `say` says; `fetch.rs`: media URLs downloaded
@@ -20,6 +22,7 @@
 //! session reports.
 
 pub mod audio;
+pub mod convert;
 pub mod dtmf;
 pub mod fetch;
 pub mod g711;

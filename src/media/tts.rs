@@ -3,8 +3,10 @@
 //! rendering is cached on disk by engine, voice, language and text.
 
 use std::fmt::Write;
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
@@ -40,7 +42,38 @@ impl Default for Espeak {
 /// Longest text spoken at once (characters).
 pub const MAX_TEXT: usize = 4000;
 
+/// Longest a rendering may take (espeak-ng speaks [`MAX_TEXT`] characters
+/// in well under a second); past it the process is killed.
+pub const RENDER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often [`wait_bounded`] looks at the process.
+const POLL: Duration = Duration::from_millis(10);
+
+/// Waits for `child` at most about `timeout` (counted in polls, not read
+/// from a clock): its exit status, or `None` when it is still running.
+fn wait_bounded(child: &mut Child, timeout: Duration) -> std::io::Result<Option<ExitStatus>> {
+    let polls = timeout.as_millis() / POLL.as_millis().max(1) + 1;
+    for _ in 0..polls {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        std::thread::sleep(POLL);
+    }
+    child.try_wait()
+}
+
 impl Espeak {
+    /// Whether the program can be found: a path that is a file, or a name
+    /// found in a `PATH` folder.
+    pub fn installed(&self) -> bool {
+        if self.program.components().count() > 1 {
+            return self.program.is_file();
+        }
+        std::env::var_os("PATH").is_some_and(|paths| {
+            std::env::split_paths(&paths).any(|dir| dir.join(&self.program).is_file())
+        })
+    }
+
     /// espeak's voice for Kazoo's `female/en-US` style voices and a
     /// language (`en-us`, `fr-ca`, ...).
     pub fn voice(voice: &str, language: Option<&str>) -> String {
@@ -84,25 +117,42 @@ impl Tts for Espeak {
         out: &Path,
     ) -> Result<(), String> {
         let text: String = text.chars().take(MAX_TEXT).collect();
-        let output = Command::new(&self.program)
+        let mut child = Command::new(&self.program)
             .arg("-v")
             .arg(Self::voice(voice, language))
             .arg("-w")
             .arg(out)
             .arg("--")
             .arg(&text)
-            .output()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
             .map_err(|e| {
                 format!(
                     "cannot run {} ({e}); install it (Debian: apt-get install espeak-ng)",
                     self.program.display()
                 )
             })?;
-        if !output.status.success() {
+        let status = wait_bounded(&mut child, RENDER_TIMEOUT)
+            .map_err(|e| format!("{}: {e}", self.program.display()))?;
+        let Some(status) = status else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "{} took longer than {RENDER_TIMEOUT:?}: stopped",
+                self.program.display()
+            ));
+        };
+        if !status.success() {
+            let mut stderr = String::new();
+            if let Some(pipe) = child.stderr.take() {
+                let _ = pipe.take(16 << 10).read_to_string(&mut stderr);
+            }
             return Err(format!(
                 "{} failed: {}",
                 self.program.display(),
-                String::from_utf8_lossy(&output.stderr).trim()
+                stderr.trim()
             ));
         }
         Ok(())

@@ -174,12 +174,13 @@ pub fn ensure_dir_inside(dir: &Path, root: &Path) -> io::Result<bool> {
 }
 
 /// Whether `name` is the temporary file of a write that never finished:
-/// `.<name>.json.<random>.tmp`, as `write_atomic` makes them.
+/// `.<name>.json.<random>.tmp` (a document) or `.<name>.wav.<random>.tmp`
+/// (media audio), as `write_atomic` makes them.
 pub fn is_leftover(name: &str) -> bool {
     name.starts_with('.')
         && Path::new(name).extension().is_some_and(|x| x == "tmp")
-        && name.len() > ".x.json..tmp".len()
-        && name.contains(".json.")
+        && name.len() > ".x.wav..tmp".len()
+        && (name.contains(".json.") || name.contains(".wav."))
 }
 
 #[cfg(test)]
@@ -274,6 +275,8 @@ mod tests {
     #[test]
     fn leftovers_are_told_from_documents() {
         assert!(is_leftover(".main.json.a1B2c3.tmp"));
+        assert!(is_leftover(".greeting.wav.a1B2c3.tmp"));
+        assert!(!is_leftover(".greeting.wav"));
         assert!(!is_leftover("main.json"));
         assert!(!is_leftover(".main.json.swp"));
     }

@@ -54,6 +54,69 @@ impl FlowsDir {
     pub fn root(&self) -> &Path {
         &self.root
     }
+
+    /// The bytes of a media document's audio (see [`FlowsDir::media_audio`]),
+    /// at most `limit` of them; `None` when there is no such file, or what is
+    /// there is not one to read (a FIFO, a link out of the account).
+    pub fn read_media_audio(
+        &self,
+        account: &AccountId,
+        id: &DocId,
+        limit: usize,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.media_audio(account, id);
+        match files::read_limited(&path, &self.account_root(account), limit) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(files::ReadError::Io(err)) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(files::ReadError::Refused(why)) => {
+                tracing::warn!("{}: ignored: {why}", path.display());
+                Ok(None)
+            }
+            Err(files::ReadError::Io(source)) => Err(StoreError::Io { path, source }),
+            Err(other) => Err(StoreError::Io {
+                path,
+                source: io::Error::other(other.to_string()),
+            }),
+        }
+    }
+
+    /// Writes a media document's audio atomically and durably, under the
+    /// media folder's lock as documents are.
+    pub fn write_media_audio(
+        &self,
+        account: &AccountId,
+        id: &DocId,
+        bytes: &[u8],
+    ) -> Result<PathBuf, StoreError> {
+        let media = DocType::new(MEDIA).map_err(|e| StoreError::Io {
+            path: self.root.clone(),
+            source: io::Error::other(e.to_string()),
+        })?;
+        let _lock = self.lock_folder(account, &media)?;
+        write_atomic(
+            &self.account_dir(account).join(MEDIA),
+            &format!("{id}.wav"),
+            bytes,
+            Some(&self.account_root(account)),
+        )
+    }
+
+    /// Removes a media document's audio; whether there was one.
+    pub fn remove_media_audio(&self, account: &AccountId, id: &DocId) -> Result<bool, StoreError> {
+        let path = self.media_audio(account, id);
+        // Not through a linked media folder (the file would be elsewhere).
+        match fs::canonicalize(self.account_dir(account).join(MEDIA)) {
+            Ok(dir) if dir.starts_with(self.account_root(account)) => {}
+            Ok(_) => return Err(StoreError::Outside { path }),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(source) => return Err(StoreError::Io { path, source }),
+        }
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(source) => Err(StoreError::Io { path, source }),
+        }
+    }
 }
 
 impl FlowsDir {
@@ -208,7 +271,8 @@ impl FlowsDir {
     }
 
     /// Temporary files that interrupted writes left in the flows directory
-    /// (`.<id>.json.<random>.tmp` in an account's folders).
+    /// (`.<id>.json.<random>.tmp`, `.<id>.wav.<random>.tmp` in an account's
+    /// folders).
     pub fn leftovers(&self) -> Vec<PathBuf> {
         let mut found = Vec::new();
         let mut dirs = vec![self.root.clone()];

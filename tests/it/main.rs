@@ -18,6 +18,9 @@ mod api_documents;
 /// API keys and tokens: an account's keys over the API, last use, revoked
 /// keys' tokens, `DELETE /v2/token_auth`.
 mod api_keys;
+/// Media audio (uploads converted, downloads) and voicemail messages over
+/// the REST API.
+mod api_media;
 /// Crossbar parity on the real server: negated filters, date ranges,
 /// internal URLs refused on save.
 mod api_parity;
