@@ -1052,6 +1052,48 @@ impl Poller {
     }
 }
 
+/// Where a server's calls (real ones, and simulations asked to persist)
+/// keep the documents they write (`call:save_doc`, `call:update_doc`): the flows directory, each write published as an API
+/// write is. Shared by every worker thread; the compare-and-swap of
+/// `update_doc` is the flows directory's (a lock on the document's folder).
+pub struct Published {
+    pub reloader: Arc<Reloader>,
+}
+
+impl Published {
+    fn flows(&self) -> FlowsDir {
+        FlowsDir::new(&self.reloader.paths().flows)
+    }
+}
+
+impl crate::engine::DocumentStore for Published {
+    fn load(
+        &self,
+        account: &AccountId,
+        doc_type: &DocType,
+        id: &DocId,
+    ) -> Result<Option<(crate::model::Object, crate::engine::Revision)>, String> {
+        self.flows().load(account, doc_type, id)
+    }
+
+    fn save(
+        &self,
+        account: &AccountId,
+        doc_type: &DocType,
+        id: &DocId,
+        body: &crate::model::Object,
+        expected: Option<crate::engine::Revision>,
+    ) -> Result<crate::engine::Swap, String> {
+        let swap = self.flows().save(account, doc_type, id, body, expected)?;
+        if swap == crate::engine::Swap::Written {
+            self.reloader
+                .reload_document(account, doc_type, id)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(swap)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,12 +45,26 @@ pub(crate) async fn openapi(_body: super::Body) -> Response {
 
 /// `POST /v2/accounts/{ACCOUNT_ID}/simulate`: `{"data": <scenario>}` →
 /// the trace. The account comes from the path; `flows` and `scripts` are the
-/// server's own; HTTP requests reach only the scenario's stubs.
+/// server's own; HTTP requests reach only the scenario's stubs. With
+/// `?persist=true` the documents the call writes (a voicemail message, a
+/// park slot, ...) are saved in the flows directory and published, as a
+/// real call's are (`callflow simulate --persist`); without it they last
+/// as long as the call.
 pub(crate) async fn simulate(
     State(state): State<Arc<AppState>>,
     Authed(account): Authed,
+    Query(query): Query<BTreeMap<String, String>>,
     body: Body,
 ) -> Result<Success, ApiError> {
+    let persist = match query.get("persist").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::InvalidRequest(format!(
+                "persist must be true or false, not {other:?}"
+            )));
+        }
+    };
     // Held to the end of the simulation: past the bound, 503 at once.
     let _place = state.simulations.admit().map_err(|max| {
         ApiError::Unavailable(format!(
@@ -76,6 +90,13 @@ pub(crate) async fn simulate(
             )));
         }
     }
+    if persist && !data.contains_key("seed") {
+        // A call's id (`sim-<seed>`) names what it saves (its recordings):
+        // kept calls get one of their own.
+        let seed = u64::from_str_radix(&super::random_hex(4)?, 16)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        data.insert("seed".into(), json!(seed));
+    }
     // The call keeps this generation to its end, whatever reloads happen.
     let generation = state.generation();
     let catalog = Arc::clone(&generation.catalog);
@@ -95,6 +116,11 @@ pub(crate) async fn simulate(
         limits: state.config.limits,
         // Only this account's problems (and the scripts'), never another's.
         notices: state.reloader.notices(account.as_str()),
+        persist: persist.then(|| {
+            Arc::new(crate::reload::Published {
+                reloader: Arc::clone(&state.reloader),
+            }) as sim::Persist
+        }),
         ..Options::default()
     };
     let modules = Arc::clone(&generation.modules);

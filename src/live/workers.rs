@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::backend::{Context, FarEnd, LiveBackend};
 use super::{CallLog, Incoming};
 use crate::catalog::AccountFlows;
-use crate::engine::{self, Call, CallControl, CallFacts, DocumentStore, Overlay, Revision, Swap};
+use crate::engine::{self, Call, CallControl, CallFacts, DocumentStore, Overlay};
 use crate::host::ModuleHost;
 use crate::ids::{AccountId, DocId, DocType};
 use crate::limits::Limits;
@@ -156,48 +156,6 @@ fn worker(
     });
 }
 
-/// Where a server's calls keep the documents they write (`call:save_doc`,
-/// `call:update_doc`): the flows directory, each write published as an API
-/// write is. Shared by every worker thread; the compare-and-swap of
-/// `update_doc` is the flows directory's (a lock on the document's folder).
-struct Published {
-    reloader: Arc<Reloader>,
-}
-
-impl Published {
-    fn flows(&self) -> FlowsDir {
-        FlowsDir::new(&self.reloader.paths().flows)
-    }
-}
-
-impl DocumentStore for Published {
-    fn load(
-        &self,
-        account: &AccountId,
-        doc_type: &DocType,
-        id: &DocId,
-    ) -> Result<Option<(Object, Revision)>, String> {
-        self.flows().load(account, doc_type, id)
-    }
-
-    fn save(
-        &self,
-        account: &AccountId,
-        doc_type: &DocType,
-        id: &DocId,
-        body: &Object,
-        expected: Option<Revision>,
-    ) -> Result<Swap, String> {
-        let swap = self.flows().save(account, doc_type, id, body, expected)?;
-        if swap == Swap::Written {
-            self.reloader
-                .reload_document(account, doc_type, id)
-                .map_err(|e| e.to_string())?;
-        }
-        Ok(swap)
-    }
-}
-
 async fn run_call(job: CallJob, host: &ModuleHost) {
     let trace = Rc::new(RefCell::new(observed_trace(&job, host)));
     let backend = Rc::new(LiveBackend::new(
@@ -217,7 +175,7 @@ async fn run_call(job: CallJob, host: &ModuleHost) {
     }
     backend.enter_world(&job.facts);
     let account_id = job.account.account.id.clone();
-    let store: Arc<dyn DocumentStore> = Arc::new(Published {
+    let store: Arc<dyn DocumentStore> = Arc::new(crate::reload::Published {
         reloader: Arc::clone(&job.reloader),
     });
     let docs = Rc::new(Overlay::new(Arc::clone(&job.account), Some(store)));

@@ -129,3 +129,57 @@ fn api_conversations() {
         });
     });
 }
+
+/// The README's provisioning walkthrough, run as written (bash and curl)
+/// against a fresh server on a copy of the sample flows: every answer a
+/// success, the message left and moved, `callflow check` clean.
+#[test]
+fn the_readme_walkthrough_runs_as_written() {
+    let readme = fs::read_to_string(root().join("README.md")).unwrap();
+    let section = &readme[readme
+        .find("### Provision an extension with curl")
+        .expect("the README's walkthrough")..];
+    let start = section.find("```sh\n").unwrap() + "```sh\n".len();
+    let script = &section[start..start + section[start..].find("\n```").unwrap()];
+
+    let dir = tempfile::tempdir().unwrap();
+    crate::support::copy_tree(&root().join("flows"), &dir.path().join("flows"));
+    let greeting = "tests/sip/flows/siptest/media/hello.wav";
+    fs::create_dir_all(dir.path().join(greeting).parent().unwrap()).unwrap();
+    fs::copy(root().join(greeting), dir.path().join(greeting)).unwrap();
+    let flows = dir.path().join("flows");
+    let key = callflow::api::create_api_key(
+        &callflow::store::FlowsDir::new(&flows),
+        &callflow::ids::AccountId::new("acme").unwrap(),
+    )
+    .unwrap();
+    let server = Server::start(&flows, Config::default());
+    let script = script
+        .replace("http://127.0.0.1:8000", &server.url(""))
+        .replace("cargo run -q --", env!("CARGO_BIN_EXE_callflow"));
+    let output = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .env("KEY", &key)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{said}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!said.contains("\"status\":\"error\""), "{said}");
+    assert!(
+        said.contains("\"event\":\"voicemail.new_message\""),
+        "{said}"
+    );
+    assert!(said.contains("\"folder\":\"saved\""), "{said}");
+    assert!(said.contains("no errors, no warnings"), "{said}");
+    assert!(
+        !said.contains("s3cret-Pa55"),
+        "a device's password is never shown"
+    );
+    let greeting = fs::read(dir.path().join("greeting.wav")).unwrap();
+    assert_eq!(&greeting[..4], b"RIFF", "the greeting downloaded as WAV");
+}
