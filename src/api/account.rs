@@ -38,6 +38,18 @@ fn load(state: &AppState, account: &AccountId) -> Result<(Object, Option<String>
     }
 }
 
+/// [`load`] off the runtime.
+async fn load_off(
+    state: &Arc<AppState>,
+    account: &AccountId,
+) -> Result<(Object, Option<String>), ApiError> {
+    let state = Arc::clone(state);
+    let account = account.clone();
+    tokio::task::spawn_blocking(move || load(&state, &account))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+}
+
 /// The public account as shown.
 fn shown(account: &AccountId, doc: &Object) -> Value {
     let mut out = serde_json::Map::new();
@@ -105,16 +117,7 @@ pub(crate) async fn fetch(
     State(state): State<Arc<AppState>>,
     Authed(account): Authed,
 ) -> Result<Success, ApiError> {
-    if state.account(&account).is_none() {
-        return Err(ApiError::BadIdentifier(account.to_string()));
-    }
-    let (doc, rev) = {
-        let state = Arc::clone(&state);
-        let account = account.clone();
-        tokio::task::spawn_blocking(move || load(&state, &account))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))??
-    };
+    let (doc, rev) = load_off(&state, &account).await?;
     let reply = Success::ok(shown(&account, &doc));
     Ok(match rev {
         Some(rev) => reply.with_revision(rev),
@@ -160,16 +163,7 @@ pub(crate) async fn metaflows(
     State(state): State<Arc<AppState>>,
     Authed(account): Authed,
 ) -> Result<Success, ApiError> {
-    if state.account(&account).is_none() {
-        return Err(ApiError::BadIdentifier(account.to_string()));
-    }
-    let (doc, rev) = {
-        let state = Arc::clone(&state);
-        let account = account.clone();
-        tokio::task::spawn_blocking(move || load(&state, &account))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))??
-    };
+    let (doc, rev) = load_off(&state, &account).await?;
     let reply = Success::ok(metaflows_of(&doc));
     Ok(match rev {
         Some(rev) => reply.with_revision(rev),

@@ -78,30 +78,40 @@ impl Target {
     }
 }
 
-/// A stored, not deleted, document and its revision (`None` also when a
-/// nested document belongs to another parent).
+/// A stored, not deleted, document of type `doc_type` and its file's text.
+pub(crate) fn load_text(
+    state: &AppState,
+    account: &AccountId,
+    doc_type: &DocType,
+    id: &DocId,
+) -> Result<Option<(Object, String)>, ApiError> {
+    let Some(text) = state.store.read_document(account, doc_type, id)? else {
+        return Ok(None);
+    };
+    let Ok(doc) = serde_json::from_str::<Object>(&text) else {
+        // A hand-broken file: the API cannot serve or merge it.
+        return Err(ApiError::Internal(format!(
+            "{doc_type} {id} of account {account} is not a JSON object on disk (see `callflow check`)"
+        )));
+    };
+    if doc.get("pvt_deleted") == Some(&Value::Bool(true)) {
+        return Ok(None);
+    }
+    Ok(Some((doc, text)))
+}
+
+/// A stored, not deleted, document of a kind and its revision.
 pub(crate) fn load_stored(
     state: &AppState,
     account: &AccountId,
     kind: &Kind,
     id: &DocId,
 ) -> Result<Option<(Object, String)>, ApiError> {
-    let Some(text) = state.store.read_document(account, &doc_type(kind), id)? else {
-        return Ok(None);
-    };
-    let Ok(doc) = serde_json::from_str::<Object>(&text) else {
-        // A hand-broken file: the API cannot serve or merge it.
-        return Err(ApiError::Internal(format!(
-            "{} {id} of account {account} is not a JSON object on disk (see `callflow check`)",
-            kind.pvt_type
-        )));
-    };
-    if doc.get("pvt_deleted") == Some(&Value::Bool(true)) {
-        return Ok(None);
-    }
-    Ok(Some((doc, revision(&text))))
+    Ok(load_text(state, account, &doc_type(kind), id)?.map(|(doc, text)| (doc, revision(&text))))
 }
 
+/// The stored document a route names (`None` also when a nested document
+/// belongs to another parent) and its revision.
 fn load(
     state: &AppState,
     account: &AccountId,

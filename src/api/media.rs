@@ -32,7 +32,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use super::auth::{Authed, sha256_hex};
+use super::auth::Authed;
+use super::documents::{load_text, revision, shown};
 use super::envelope::{ApiError, Success};
 use super::kazoo;
 use super::paging::{Listing, Order};
@@ -79,44 +80,6 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
-/// The revision of a stored file, as the callflows API gives it.
-fn revision(text: &str) -> String {
-    sha256_hex(text.as_bytes())[..32].to_owned()
-}
-
-/// A stored, not deleted, document: its body and its file's text.
-fn load(
-    state: &AppState,
-    account: &AccountId,
-    kind: &DocType,
-    id: &DocId,
-) -> Result<Option<(Object, String)>, ApiError> {
-    let Some(text) = state.store.read_document(account, kind, id)? else {
-        return Ok(None);
-    };
-    let Ok(doc) = serde_json::from_str::<Object>(&text) else {
-        return Err(ApiError::Internal(format!(
-            "{kind} {id} of account {account} is not a JSON object on disk (see `callflow check`)"
-        )));
-    };
-    if doc.get("pvt_deleted") == Some(&Value::Bool(true)) {
-        return Ok(None);
-    }
-    Ok(Some((doc, text)))
-}
-
-/// The public document with its id, as responses show it.
-fn shown(id: &DocId, doc: &Object) -> Value {
-    let mut out = Map::new();
-    out.insert("id".into(), json!(id.as_str()));
-    for (key, value) in kazoo::public(doc) {
-        if key != "id" {
-            out.insert(key, value);
-        }
-    }
-    Value::Object(out)
-}
-
 /// A WAV file as the answer (Kazoo answers raw audio, not an envelope).
 fn audio_response(bytes: Vec<u8>) -> Response {
     (StatusCode::OK, [(header::CONTENT_TYPE, "audio/wav")], bytes).into_response()
@@ -130,7 +93,7 @@ pub(crate) async fn raw(
 ) -> Result<Response, ApiError> {
     let id = id_param(&params, "media_id")?;
     let audio = blocking(move || {
-        if load(&state, &account, &doc_type(MEDIA), &id)?.is_none() {
+        if load_text(&state, &account, &doc_type(MEDIA), &id)?.is_none() {
             return Err(ApiError::BadIdentifier(id.to_string()));
         }
         state
@@ -189,15 +152,15 @@ fn store_upload(
 ) -> Result<Success, ApiError> {
     let media = doc_type(MEDIA);
     // Missing documents first, before the work of decoding.
-    if load(state, account, &media, id)?.is_none() {
+    if load_text(state, account, &media, id)?.is_none() {
         return Err(ApiError::BadIdentifier(id.to_string()));
     }
     let converted = convert::to_phone_wav(bytes, format)
         .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     let lock = state.write_lock(account);
     let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
-    let (mut doc, _) =
-        load(state, account, &media, id)?.ok_or_else(|| ApiError::BadIdentifier(id.to_string()))?;
+    let (mut doc, _) = load_text(state, account, &media, id)?
+        .ok_or_else(|| ApiError::BadIdentifier(id.to_string()))?;
     state.store.write_media_audio(account, id, &converted.wav)?;
     doc.insert("content_type".into(), json!("audio/wav"));
     doc.insert("content_length".into(), json!(converted.wav.len()));
@@ -216,7 +179,7 @@ fn store_upload(
         "media {id} of {account}: {} ms of uploaded audio stored",
         converted.duration_ms
     );
-    Ok(Success::ok(shown(id, &doc)).with_revision(revision(&text)))
+    Ok(Success::ok(shown(&super::kinds::MEDIA, id, &doc)).with_revision(revision(&text)))
 }
 
 /// Called by the document writer after it saved a media document (under
@@ -323,7 +286,7 @@ fn load_box(
     account: &AccountId,
     box_id: &DocId,
 ) -> Result<(Object, String), ApiError> {
-    load(state, account, &doc_type(VMBOXES), box_id)?
+    load_text(state, account, &doc_type(VMBOXES), box_id)?
         .ok_or_else(|| ApiError::BadIdentifier(box_id.to_string()))
 }
 

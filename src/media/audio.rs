@@ -87,21 +87,7 @@ impl Clip {
                 frames / spec.sample_rate.max(1) as usize
             )));
         }
-        let interleaved: Vec<f32> = match spec.sample_format {
-            hound::SampleFormat::Float => reader
-                .samples::<f32>()
-                .collect::<Result<_, _>>()
-                .map_err(|e| error(e.to_string()))?,
-            hound::SampleFormat::Int => {
-                // Full scale is 2^(bits-1) whatever the width.
-                let scale = 1.0 / (1_i64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f32;
-                reader
-                    .samples::<i32>()
-                    .map(|s| s.map(|s| s as f32 * scale))
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| error(e.to_string()))?
-            }
-        };
+        let interleaved = wav_samples(&mut reader).map_err(|e| error(e.to_string()))?;
         let mono: Vec<f32> = interleaved
             .chunks(channels)
             .map(|frame| frame.iter().sum::<f32>() / frame.len() as f32)
@@ -219,6 +205,26 @@ pub(crate) fn resample(mono: &[f32], rate: u32) -> Result<Vec<f32>, String> {
         .process_all(&input, mono.len(), None)
         .map_err(|e| e.to_string())?;
     Ok(output.take_data())
+}
+
+/// A WAV reader's samples, interleaved, as floats at full scale 1.0 (8 to
+/// 32-bit integers, or 32-bit floats): what playing a file and converting
+/// an upload both read.
+pub(crate) fn wav_samples<R: std::io::Read>(
+    reader: &mut hound::WavReader<R>,
+) -> Result<Vec<f32>, hound::Error> {
+    let spec = reader.spec();
+    match spec.sample_format {
+        hound::SampleFormat::Float => reader.samples::<f32>().collect(),
+        hound::SampleFormat::Int => {
+            // Full scale is 2^(bits-1) whatever the width.
+            let scale = 1.0 / (1_i64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f32;
+            reader
+                .samples::<i32>()
+                .map(|s| s.map(|s| s as f32 * scale))
+                .collect()
+        }
+    }
 }
 
 /// Our own music on hold when no music is installed: a slow arpeggio

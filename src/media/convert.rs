@@ -137,21 +137,7 @@ fn decode_wav(bytes: &[u8]) -> Result<(Vec<f32>, u32), ConvertError> {
         return Err(ConvertError::TooLong { limit: MAX_SECONDS });
     }
     let channels = usize::from(spec.channels.max(1));
-    let interleaved: Vec<f32> = match spec.sample_format {
-        hound::SampleFormat::Float => reader
-            .samples::<f32>()
-            .collect::<Result<_, _>>()
-            .map_err(|e| error(e.to_string()))?,
-        hound::SampleFormat::Int => {
-            // Full scale is 2^(bits-1) whatever the width.
-            let scale = 1.0 / (1_i64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f32;
-            reader
-                .samples::<i32>()
-                .map(|s| s.map(|s| s as f32 * scale))
-                .collect::<Result<_, _>>()
-                .map_err(|e| error(e.to_string()))?
-        }
-    };
+    let interleaved = super::audio::wav_samples(&mut reader).map_err(|e| error(e.to_string()))?;
     Ok((mix_down(&interleaved, channels), spec.sample_rate))
 }
 
