@@ -283,6 +283,9 @@ fn validate(
             .collect();
             let mut errors = kazoo::KazooErrors::new();
             kazoo::add_diagnostics(&mut errors, &diags, doc, state.config.allow_private_urls);
+            if let Some(check) = kind.check {
+                check(doc, id, flows, &generation.catalog, &mut errors);
+            }
             if errors.is_empty() {
                 Ok(())
             } else {

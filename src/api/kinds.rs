@@ -8,6 +8,8 @@ use md5::Digest;
 use serde_json::{Map, Value, json};
 
 use super::envelope::ApiError;
+use super::kazoo::KazooErrors;
+use crate::catalog::{AccountFlows, Catalog};
 use crate::ids::DocId;
 use crate::model::Object;
 
@@ -44,7 +46,14 @@ pub(crate) struct Kind {
     /// What a write does to the document (public, private) before it is
     /// validated: users' passwords become Kazoo's hashes.
     pub prepare: Option<Prepare>,
+    /// A rule across documents the schema cannot say (devices' SIP
+    /// usernames are unique in their realm).
+    pub check: Option<Check>,
 }
+
+/// A kind's check of a document about to be saved as `id`, against the
+/// server's published documents.
+pub(crate) type Check = fn(&Object, &DocId, &AccountFlows, &Catalog, &mut KazooErrors);
 
 /// A kind's change to a document about to be saved (public, private).
 pub(crate) type Prepare = fn(&mut Object, &mut Object) -> Result<(), ApiError>;
@@ -228,6 +237,55 @@ fn field_error(path: &str, code: &str, message: &str) -> Map<String, Value> {
     errors
 }
 
+/// A device's SIP username is its login: as Kazoo's `cb_devices` does, one
+/// already in use in the same realm (the device's `sip.realm`, else its
+/// account's realm) by another device, of any account, is refused (the
+/// registrar would take only one of them).
+fn unique_sip_username(
+    doc: &Object,
+    id: &DocId,
+    account: &AccountFlows,
+    catalog: &Catalog,
+    errors: &mut KazooErrors,
+) {
+    let realm_of = |doc: &Object, account: &AccountFlows| {
+        get_path(doc, &["sip", "realm"])
+            .and_then(Value::as_str)
+            .filter(|r| !r.is_empty())
+            .map_or_else(|| crate::live::account_realm(account), str::to_owned)
+            .to_ascii_lowercase()
+    };
+    let Some(username) = get_path(doc, &["sip", "username"])
+        .and_then(Value::as_str)
+        .filter(|u| !u.is_empty())
+    else {
+        return;
+    };
+    let realm = realm_of(doc, account);
+    for other in catalog.accounts() {
+        let Some(devices) = other.documents.get("devices") else {
+            continue;
+        };
+        for (other_id, device) in devices {
+            let same_device = other.account.id == account.account.id && other_id == id;
+            if !same_device
+                && get_path(&device.body, &["sip", "username"]).and_then(Value::as_str)
+                    == Some(username)
+                && realm_of(&device.body, other) == realm
+            {
+                errors.insert(
+                    "sip.username".into(),
+                    json!({"unique": {
+                        "message": format!("SIP credentials already in use in realm {realm}"),
+                        "cause": username,
+                    }}),
+                );
+                return;
+            }
+        }
+    }
+}
+
 /// Kazoo's devices listing: the SIP username (never the password).
 fn device(id: &DocId, doc: &Object) -> Value {
     let mut row = pick(
@@ -338,6 +396,7 @@ pub(crate) static CALLFLOWS: Kind = Kind {
     write_only: &[],
     parent: None,
     prepare: None,
+    check: None,
 };
 
 static LISTS: Kind = Kind {
@@ -350,6 +409,7 @@ static LISTS: Kind = Kind {
     write_only: &[],
     parent: None,
     prepare: None,
+    check: None,
 };
 
 pub(crate) static MEDIA: Kind = Kind {
@@ -362,6 +422,7 @@ pub(crate) static MEDIA: Kind = Kind {
     write_only: &[],
     parent: None,
     prepare: None,
+    check: None,
 };
 
 pub(crate) static VMBOXES: Kind = Kind {
@@ -374,6 +435,7 @@ pub(crate) static VMBOXES: Kind = Kind {
     write_only: &[],
     parent: None,
     prepare: None,
+    check: None,
 };
 
 /// A kind with the listing of `named` and no rules of its own.
@@ -393,6 +455,7 @@ const fn plain(
         write_only: &[],
         parent: None,
         prepare: None,
+        check: None,
     }
 }
 
@@ -404,6 +467,7 @@ static USERS: Kind = Kind {
 static DEVICES: Kind = Kind {
     write_only: &[&["sip", "password"]],
     summary: device,
+    check: Some(unique_sip_username),
     ..plain("devices", "devices", "device", "device_id")
 };
 static MENUS: Kind = plain("menus", "menus", "menu", "menu_id");
