@@ -224,11 +224,13 @@ fn compose(
         (Write::Replace, Some((stored, _))) => {
             let mut request = request;
             kind.keep_write_only(&mut request, &stored);
+            kind.keep_owned(&mut request, &stored);
             (request, kazoo::private(&stored))
         }
         (Write::Patch, Some((stored, _))) => {
             let mut doc = kazoo::public(&stored);
             kazoo::merge_patch(&mut doc, &request);
+            kind.keep_owned(&mut doc, &stored);
             (doc, kazoo::private(&stored))
         }
         (Write::Delete, Some((stored, _))) => {
@@ -240,33 +242,27 @@ fn compose(
 }
 
 /// Validates a document about to be saved: a callflow with Crossbar's
-/// rules (defaults, normalized numbers, `unique`, modules), anything else
+/// rules (`unique`, modules; [`prepared`] wrote its defaults and
+/// normalized its numbers), anything else
 /// with `callflow check`'s checks of its type.
 fn validate(
     state: &AppState,
     kind: &Kind,
     id: &DocId,
-    doc: &mut Object,
+    doc: &Object,
     flows: &AccountFlows,
 ) -> Result<(), ApiError> {
     let generation = state.generation();
     match kind.family {
-        Family::Callflow => {
-            // Crossbar writes the schema's defaults into the document.
-            for key in ["numbers", "patterns"] {
-                doc.entry(key).or_insert_with(|| json!([]));
-            }
-            kazoo::normalize_numbers(doc, flows);
-            kazoo::validate(
-                doc,
-                id,
-                flows,
-                &generation.catalog,
-                generation.modules.as_ref(),
-                state.config.allow_private_urls,
-            )
-            .map_err(ApiError::Validation)
-        }
+        Family::Callflow => kazoo::validate(
+            doc,
+            id,
+            flows,
+            &generation.catalog,
+            generation.modules.as_ref(),
+            state.config.allow_private_urls,
+        )
+        .map_err(ApiError::Validation),
         Family::Document => {
             let text = serde_json::to_string(doc).map_err(|e| ApiError::Internal(e.to_string()))?;
             let diags: Vec<_> = crate::catalog::check_document_text(
@@ -295,7 +291,16 @@ fn validate(
     }
 }
 
+/// How often a write tries again when a call changed the document between
+/// its read and its write.
+const WRITE_TRIES: usize = 5;
+
 /// One write, under the account's lock (blocking: run it off the runtime).
+/// Calls save documents without that lock (through the flows directory's
+/// compare-and-swap), so the write is one too: the file is replaced only
+/// if it still holds what was read, else everything is done again on
+/// what the call left (a message left meanwhile is never lost); an
+/// `If-Match` that no longer holds is then a 409.
 fn write(
     state: &AppState,
     account: &AccountId,
@@ -308,55 +313,87 @@ fn write(
     let id = target.id()?;
     let lock = state.write_lock(account);
     let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
-    let stored = load(state, account, kind, target)?;
     let (request, body_rev) = from_request(data);
     let expected = expected.or(body_rev);
-    check_revision(
-        expected.as_ref(),
-        stored.as_ref().map(|(_, rev)| rev),
-        id.as_str(),
-    )?;
-    let flows = state
-        .account(account)
-        .ok_or_else(|| ApiError::BadIdentifier(account.to_string()))?;
+    let doc_type = doc_type(kind);
+    for _ in 0..WRITE_TRIES {
+        let stored = load(state, account, kind, target)?;
+        let read = stored.as_ref().map(|(_, rev)| rev.clone());
+        check_revision(expected.as_ref(), read.as_ref(), id.as_str())?;
+        let (full, claims) = prepared(state, account, kind, target, mode, request.clone(), stored)?;
+        // Claims across accounts (E.164 numbers, SIP usernames) hold this
+        // lock from validation to publication, so two accounts cannot
+        // both make the same one.
+        let _claims = claims.then(|| state.e164_lock());
+        if mode != Write::Delete {
+            let flows = state
+                .account(account)
+                .ok_or_else(|| ApiError::BadIdentifier(account.to_string()))?;
+            validate(state, kind, id, &full, &flows)?;
+        }
+        let unchanged = |now: Option<&str>| now.map(revision) == read;
+        if state
+            .store
+            .write_document_if(account, &doc_type, id, &full, unchanged)?
+        {
+            let text = state
+                .store
+                .read_document(account, &doc_type, id)?
+                .unwrap_or_default();
+            state.reload_document(account, &doc_type, id)?;
+            return Ok(Saved {
+                doc: full,
+                rev: revision(&text),
+                note: None,
+            });
+        }
+    }
+    Err(ApiError::Conflict(format!(
+        "{id} kept changing (calls writing it) through {WRITE_TRIES} tries"
+    )))
+}
+
+/// The document a write saves, whole (public and private fields, defaults
+/// and normalized numbers in), and whether it makes a claim across
+/// accounts.
+fn prepared(
+    state: &AppState,
+    account: &AccountId,
+    kind: &Kind,
+    target: &Target,
+    mode: Write,
+    request: Object,
+    stored: Option<(Object, String)>,
+) -> Result<(Object, bool), ApiError> {
+    let id = target.id()?;
     let (mut doc, mut private) = compose(kind, mode, id, request, stored)?;
     if let (Some((_, field)), Some(parent)) = (kind.parent, &target.parent) {
         // A nested document names its parent, whatever the body said.
         doc.insert(field.to_owned(), json!(parent.as_str()));
     }
-    // E.164 numbers belong to one account server-wide: a write claiming one
-    // holds this lock from validation to publication, so two accounts
-    // cannot both claim a number.
-    let _e164 =
-        (mode != Write::Delete && kind.family == Family::Callflow && kazoo::claims_e164(&doc))
-            .then(|| state.e164_lock());
+    let mut claims = false;
     if mode != Write::Delete {
         if let Some(prepare) = kind.prepare {
             prepare(&mut doc, &mut private)?;
         }
-        validate(state, kind, id, &mut doc, &flows)?;
+        if kind.family == Family::Callflow {
+            // Crossbar writes the schema's defaults into the document, and
+            // numbers as the account's dial plan normalizes them.
+            for key in ["numbers", "patterns"] {
+                doc.entry(key).or_insert_with(|| json!([]));
+            }
+            let flows = state
+                .account(account)
+                .ok_or_else(|| ApiError::BadIdentifier(account.to_string()))?;
+            kazoo::normalize_numbers(&mut doc, &flows);
+            claims = kazoo::claims_e164(&doc);
+        } else {
+            claims = kind.check.is_some();
+        }
     }
     private.insert("pvt_modified".into(), now_seconds());
-    let mut full = doc;
-    full.extend(private);
-    let doc_type = doc_type(kind);
-    state.store.write_document(account, &doc_type, id, &full)?;
-    let text = state
-        .store
-        .read_document(account, &doc_type, id)?
-        .unwrap_or_default();
-    state.reload_document(account, &doc_type, id)?;
-    let note = if mode != Write::Delete && kind.folder == crate::store::MEDIA {
-        // A TTS media document is spoken into its audio now.
-        super::media::after_media_save(state, account, id, &full)?
-    } else {
-        None
-    };
-    Ok(Saved {
-        doc: full,
-        rev: revision(&text),
-        note,
-    })
+    doc.extend(private);
+    Ok((doc, claims))
 }
 
 /// What a write saved: the whole document, its revision, and a note for
@@ -396,18 +433,28 @@ async fn write_blocking(
     expected: Option<String>,
 ) -> Result<Saved, ApiError> {
     tokio::task::spawn_blocking(move || {
-        write(&state, &account, kind, &target, mode, data, expected)
+        let mut saved = write(&state, &account, kind, &target, mode, data, expected)?;
+        if mode != Write::Delete && kind.folder == crate::store::MEDIA {
+            // A TTS media document is spoken into its audio now, once the
+            // account's lock is released (speaking takes seconds).
+            let id = target.id()?;
+            saved.note = super::media::after_media_save(&state, &account, id, &saved.doc)?;
+        }
+        Ok(saved)
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
-/// Whether a listed document passes the request's filters.
-fn passes(listing: &Listing, id: &DocId, full: &Object) -> bool {
+/// Whether a listed document passes the request's filters, which see what
+/// a fetch shows (never a write-only field: a filter must not confirm a
+/// guessed password).
+fn passes(listing: &Listing, kind: &Kind, id: &DocId, full: &Object) -> bool {
     if listing.filters.is_empty() {
         return true;
     }
     let mut public = kazoo::public(full);
+    kind.hide(&mut public);
     public.insert("id".into(), json!(id.as_str()));
     listing.passes_document(&Value::Object(public), &kazoo::private(full))
 }
@@ -424,7 +471,7 @@ fn list(
             let Value::Object(full) = callflow.to_value() else {
                 return false;
             };
-            passes(listing, &callflow.id, &full)
+            passes(listing, kind, &callflow.id, &full)
         });
         return listing.answer(
             matching,
@@ -445,7 +492,7 @@ fn list(
             }
             _ => true,
         })
-        .filter(|doc| passes(listing, &doc.id, &doc.body));
+        .filter(|doc| passes(listing, kind, &doc.id, &doc.body));
     listing.answer(
         documents,
         |doc| doc.id.to_string(),

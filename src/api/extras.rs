@@ -93,7 +93,7 @@ pub(crate) async fn simulate(
     if persist && !data.contains_key("seed") {
         // A call's id (`sim-<seed>`) names what it saves (its recordings):
         // kept calls get one of their own.
-        let seed = u64::from_str_radix(&super::random_hex(4)?, 16)
+        let seed = u64::from_str_radix(&super::random_hex(8)?, 16)
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         data.insert("seed".into(), json!(seed));
     }

@@ -40,6 +40,9 @@ pub(crate) struct Kind {
     /// Fields never shown (paths of keys); a replace that leaves one out
     /// keeps the stored value.
     pub write_only: &'static [&'static [&'static str]],
+    /// Top-level fields calls keep (a box's `messages`): a replace or
+    /// patch leaves them as stored, whatever the body says.
+    pub kept: &'static [&'static str],
     /// The kind whose document owns these (list entries belong to a list),
     /// with the field naming the owner.
     pub parent: Option<(&'static Kind, &'static str)>,
@@ -82,6 +85,16 @@ impl Kind {
     pub(crate) fn hide(&self, doc: &mut Object) {
         for path in self.write_only {
             remove_path(doc, path);
+        }
+    }
+
+    /// A replace or patch keeps the stored value of the fields calls own.
+    pub(crate) fn keep_owned(&self, doc: &mut Object, stored: &Object) {
+        for key in self.kept {
+            doc.remove(*key);
+            if let Some(value) = stored.get(*key) {
+                doc.insert((*key).to_owned(), value.clone());
+            }
         }
     }
 
@@ -394,6 +407,7 @@ pub(crate) static CALLFLOWS: Kind = Kind {
     family: Family::Callflow,
     summary: callflow,
     write_only: &[],
+    kept: &[],
     parent: None,
     prepare: None,
     check: None,
@@ -407,6 +421,7 @@ static LISTS: Kind = Kind {
     family: Family::Document,
     summary: list,
     write_only: &[],
+    kept: &[],
     parent: None,
     prepare: None,
     check: None,
@@ -420,6 +435,7 @@ pub(crate) static MEDIA: Kind = Kind {
     family: Family::Document,
     summary: media,
     write_only: &[],
+    kept: &[],
     parent: None,
     prepare: None,
     check: None,
@@ -433,6 +449,9 @@ pub(crate) static VMBOXES: Kind = Kind {
     family: Family::Document,
     summary: vmbox,
     write_only: &[],
+    // Messages are the voicemail module's (and `.../messages`'): Kazoo
+    // keeps them out of the box's own writes too.
+    kept: &["messages"],
     parent: None,
     prepare: None,
     check: None,
@@ -453,6 +472,7 @@ const fn plain(
         family: Family::Document,
         summary: named,
         write_only: &[],
+        kept: &[],
         parent: None,
         prepare: None,
         check: None,

@@ -194,8 +194,11 @@ pub(crate) fn resample(mono: &[f32], rate: u32) -> Result<Vec<f32>, String> {
     if rate == RATE || mono.is_empty() {
         return Ok(mono.to_vec());
     }
-    if rate == 0 {
-        return Err("the sample rate is 0".to_owned());
+    if !resamplable(rate) {
+        return Err(format!(
+            "a sample rate of {rate} Hz is not one we convert: rates from 1 to 384 kHz that \
+             share a large factor with 8 kHz (8000, 11025, 16000, 22050, 32000, 44100, 48000, ...)"
+        ));
     }
     let mut resampler = Fft::<f32>::new(rate as usize, RATE as usize, 1024, 1, FixedSync::Both)
         .map_err(|e| e.to_string())?;
@@ -205,6 +208,19 @@ pub(crate) fn resample(mono: &[f32], rate: u32) -> Result<Vec<f32>, String> {
         .process_all(&input, mono.len(), None)
         .map_err(|e| e.to_string())?;
     Ok(output.take_data())
+}
+
+/// Whether audio at `rate` Hz is converted to 8 kHz. The resampler's
+/// filter (and its work) grows with `rate / gcd(rate, 8000)`: a header
+/// claiming an odd rate (a prime near 2^32, say) would ask for gigabytes,
+/// so only rates whose ratio stays small are taken: every common one is at
+/// most 441 (44.1 kHz and its family).
+pub(crate) fn resamplable(rate: u32) -> bool {
+    const MAX_RATIO: u32 = 2000;
+    fn gcd(a: u32, b: u32) -> u32 {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    (1000..=384_000).contains(&rate) && rate / gcd(rate, RATE) <= MAX_RATIO
 }
 
 /// A WAV reader's samples, interleaved, as floats at full scale 1.0 (8 to
@@ -342,5 +358,18 @@ mod tests {
         let peak = clip.samples.iter().map(|s| s.unsigned_abs()).max().unwrap();
         assert!((14000..18000).contains(&peak), "{peak}");
         assert!(Clip::from_wav(&dir.path().join("missing.wav")).is_err());
+    }
+
+    #[test]
+    fn only_rates_with_a_small_ratio_are_resampled() {
+        for rate in [
+            8000, 11_025, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000, 96_000, 192_000,
+        ] {
+            assert!(resamplable(rate), "{rate}");
+        }
+        for rate in [0, 999, 4_294_967_291, 44_101, 400_000] {
+            assert!(!resamplable(rate), "{rate}");
+            assert!(resample(&[0.0; 16], rate).is_err(), "{rate}");
+        }
     }
 }

@@ -170,11 +170,16 @@ pub fn guard(url: &str, allow_private: bool) -> Result<(), String> {
 
 /// Makes the request; `Err` says why it failed. Unless `allow_private`, a
 /// host that resolves to a private address is refused before connecting.
+/// Redirects are not followed: a 3xx is the answer (its `location` header
+/// says where), so a public address cannot send the request on to a
+/// private one unchecked; a caller that follows it asks again, checked.
 pub fn request(request: &HttpRequest, allow_private: bool) -> Result<HttpOutcome, String> {
     guard(&request.url, allow_private)?;
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_millis(request.timeout_ms)))
         .http_status_as_error(false)
+        .max_redirects(0)
+        .max_redirects_will_error(false)
         .build()
         .into();
     let mut builder = ureq::http::Request::builder()
@@ -210,6 +215,53 @@ pub fn request(request: &HttpRequest, allow_private: bool) -> Result<HttpOutcome
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A one-request HTTP server on loopback answering `reply`; the
+    /// request line it got comes out of the channel.
+    fn one_shot(reply: String) -> (u16, std::sync::mpsc::Receiver<String>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            if let Ok((stream, _)) = listener.accept() {
+                let mut line = String::new();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let _ = reader.read_line(&mut line);
+                let _ = tx.send(line);
+                let mut stream = stream;
+                let _ = stream.write_all(reply.as_bytes());
+            }
+        });
+        (port, rx)
+    }
+
+    #[test]
+    fn redirects_come_back_unfollowed() {
+        let (target, hits) = one_shot("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n".into());
+        let (first, _) = one_shot(format!(
+            "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:{target}/inside\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        ));
+        let outcome = request(
+            &HttpRequest {
+                method: "GET".into(),
+                url: format!("http://127.0.0.1:{first}/"),
+                headers: BTreeMap::new(),
+                body: None,
+                timeout_ms: 5000,
+            },
+            true,
+        )
+        .unwrap();
+        assert_eq!(outcome.status, 302);
+        assert_eq!(
+            outcome.headers["location"],
+            format!("http://127.0.0.1:{target}/inside")
+        );
+        // The redirect's target never heard from us (its server would have
+        // sent the request line at once).
+        assert!(hits.try_recv().is_err());
+    }
 
     #[test]
     fn refuses_private_hosts() {

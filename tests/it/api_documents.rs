@@ -183,3 +183,81 @@ fn the_readme_walkthrough_runs_as_written() {
     let greeting = fs::read(dir.path().join("greeting.wav")).unwrap();
     assert_eq!(&greeting[..4], b"RIFF", "the greeting downloaded as WAV");
 }
+
+/// An API write and calls saving the same document (a box getting
+/// messages, through the store's compare-and-swap as calls do) never
+/// lose each other's changes: every message the "calls" left is there,
+/// and so is the API's last name.
+#[test]
+fn api_writes_and_calls_saving_the_same_box_lose_nothing() {
+    use callflow::engine::{DocumentStore, Swap};
+    use callflow::ids::{AccountId, DocId, DocType};
+
+    let (_dir, flows) = sample_flows();
+    let server = Server::start(&flows, Config::default());
+    let token = login(&server, &flows, "acme");
+    let created = send(
+        "PUT",
+        &server.url("/v2/accounts/acme/vmboxes"),
+        Some(&token),
+        Some(&json!({"data": {"name": "Race", "mailbox": "2900"}}).to_string()),
+    );
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.body["data"]["id"].as_str().unwrap().to_owned();
+
+    let store = callflow::store::FlowsDir::new(&flows);
+    let (account, doc_type) = (
+        AccountId::new("acme").unwrap(),
+        DocType::new("vmboxes").unwrap(),
+    );
+    let box_id = DocId::new(&id).unwrap();
+    let calls = std::thread::spawn(move || {
+        for n in 0..40 {
+            loop {
+                let (mut doc, revision) =
+                    store.load(&account, &doc_type, &box_id).unwrap().unwrap();
+                let messages = doc.entry("messages").or_insert_with(|| json!([]));
+                messages
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"media_id": format!("m{n}"), "folder": "new"}));
+                let swap = store
+                    .save(&account, &doc_type, &box_id, &doc, Some(revision))
+                    .unwrap();
+                if swap == Swap::Written {
+                    break;
+                }
+            }
+        }
+    });
+    for n in 0..40 {
+        let url = server.url(&format!("/v2/accounts/acme/vmboxes/{id}"));
+        let (method, body) = if n % 2 == 0 {
+            ("PATCH", json!({"data": {"name": format!("Race {n}")}}))
+        } else {
+            (
+                "POST",
+                json!({"data": {"name": format!("Race {n}"), "mailbox": "2900"}}),
+            )
+        };
+        let reply = send(method, &url, Some(&token), Some(&body.to_string()));
+        assert!(reply.status == 200 || reply.status == 409, "{}", reply.text);
+    }
+    calls.join().unwrap();
+    let stored = stored(&flows, &format!("vmboxes/{id}"));
+    let left: Vec<&str> = stored["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["media_id"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (0..40).map(|n| format!("m{n}")).collect();
+    assert_eq!(
+        left,
+        expected.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    assert!(
+        stored["name"].as_str().unwrap().starts_with("Race"),
+        "{stored}"
+    );
+}
