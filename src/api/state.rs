@@ -54,6 +54,12 @@ pub struct Config {
     /// ...) name loopback, private or link-local addresses (`serve
     /// --allow-private-http`, for lab setups); else such a write is a 400.
     pub allow_private_urls: bool,
+    /// A WebSocket (`GET /v2/websocket`) holding no subscription this long
+    /// (from its upgrade, or since its last subscription ended) is closed.
+    pub websocket_idle: Duration,
+    /// Sockets of `GET /v2/websocket` open at once, all clients together:
+    /// past it, the upgrade is a 503.
+    pub max_websockets: usize,
 }
 
 impl Config {
@@ -103,6 +109,10 @@ pub const DEFAULT_MAX_BODY: usize = 1 << 20;
 /// [`crate::media::convert::MAX_SECONDS`]) of 16-bit 16 kHz mono WAV with
 /// room to spare, or hours of MP3.
 pub const DEFAULT_MAX_UPLOAD: usize = 32 << 20;
+/// A minute to subscribe after connecting.
+pub const DEFAULT_WEBSOCKET_IDLE: Duration = Duration::from_mins(1);
+/// Sockets of `GET /v2/websocket` open at once: each is a task and a bus receiver.
+pub const DEFAULT_MAX_WEBSOCKETS: usize = 1024;
 
 impl Default for Config {
     fn default() -> Self {
@@ -120,6 +130,8 @@ impl Default for Config {
             auth_per_key: DEFAULT_AUTH_PER_KEY,
             max_simulations: DEFAULT_MAX_SIMULATIONS,
             allow_private_urls: false,
+            websocket_idle: DEFAULT_WEBSOCKET_IDLE,
+            max_websockets: DEFAULT_MAX_WEBSOCKETS,
         }
     }
 }
@@ -170,6 +182,9 @@ pub struct AppState {
     pub(crate) logins: super::limit::Logins,
     /// Places for `POST .../simulate` requests ([`Config::max_simulations`]).
     pub(crate) simulations: super::limit::Simulations,
+    /// Places for open sockets of `GET /v2/websocket` ([`Config::max_websockets`]), a permit
+    /// held by each socket's task.
+    pub(crate) websockets: Arc<tokio::sync::Semaphore>,
     /// Real calls, when the server answers SIP: registrations and the
     /// traces of calls.
     live: OnceLock<Live>,
@@ -216,6 +231,11 @@ impl AppState {
             confirmed_keys: Mutex::new(BTreeMap::new()),
             logins: super::limit::Logins::new(config.auth_per_source, config.auth_per_key),
             simulations: super::limit::Simulations::new(config.max_simulations),
+            websockets: Arc::new(tokio::sync::Semaphore::new(
+                config
+                    .max_websockets
+                    .min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
             live: OnceLock::new(),
             simulators: OnceLock::new(),
             config,

@@ -5,7 +5,10 @@
 //! seen); a WebSocket client of the call's account sees the same events,
 //! one of another account none; a server without `--allow-private-http`
 //! refuses the same hook and sends nothing. Without `--sip` the socket
-//! takes subscriptions and checks tokens.
+//! takes subscriptions and checks tokens. A token ended by `DELETE
+//! /v2/token_auth` takes its subscriptions with it (a call then reaches
+//! only the socket of a live token; without a call, the periodic re-check
+//! tells); sockets are capped and idle ones closed.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -215,6 +218,114 @@ fn the_websocket_checks_tokens_and_bindings_without_sip() {
     socket.close(None).unwrap();
 }
 
+/// Reads until the server closes: the JSON messages before, and the close
+/// frame's reason.
+fn until_closed(socket: &mut Socket) -> (Vec<Value>, String) {
+    let mut messages = Vec::new();
+    loop {
+        match socket.read().expect("a WebSocket message") {
+            Message::Text(text) => messages.push(serde_json::from_str(text.as_str()).unwrap()),
+            Message::Close(frame) => {
+                let frame = frame.expect("a close frame with a reason");
+                assert_eq!(u16::from(frame.code), 1008, "{frame:?}");
+                return (messages, frame.reason.to_string());
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn an_ended_token_ends_its_subscriptions_without_sip() {
+    let (_dir, flows) = sample_flows();
+    let server = ApiServer::start(&flows, Config::default());
+    let token = login(&server, &flows, "acme");
+    let kept = login(&server, &flows, "acme");
+    let api = server.addr().to_string();
+    let mut socket = connect(&api, Some(&token)).unwrap();
+    let reply = subscribe(&mut socket, "acme", &["call.#", "callflow.*"]);
+    assert_eq!(reply["status"], "success", "{reply}");
+    let mut other = connect(&api, Some(&kept)).unwrap();
+    let reply = subscribe(&mut other, "acme", &["call.#"]);
+    assert_eq!(reply["status"], "success", "{reply}");
+
+    let ended = send("DELETE", &server.url("/v2/token_auth"), Some(&token), None);
+    assert_eq!(ended.status, 200, "{}", ended.text);
+    // No call here: the periodic re-check finds it (within 5 s).
+    let (messages, reason) = until_closed(&mut socket);
+    assert_eq!(reason, "token ended");
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let notice = &messages[0];
+    assert_eq!(notice["action"], "notice", "{notice}");
+    assert_eq!(notice["name"], "token_ended", "{notice}");
+    assert_eq!(notice["data"]["account_id"], "acme");
+    assert_eq!(notice["data"]["dropped"], json!(["call.#", "callflow.*"]));
+    // The socket of a live token keeps its binding.
+    let reply = subscribe(&mut other, "acme", &["callflow.*"]);
+    assert_eq!(
+        reply["data"]["subscribed"],
+        json!(["call.#", "callflow.*"]),
+        "{reply}"
+    );
+}
+
+#[test]
+fn websockets_are_capped_and_idle_ones_closed() {
+    let (_dir, flows) = sample_flows();
+    let config = Config {
+        max_websockets: 1,
+        ..Config::default()
+    };
+    let server = ApiServer::start(&flows, config);
+    let api = server.addr().to_string();
+    let mut first = connect(&api, None).unwrap();
+    match connect(&api, None) {
+        Err(tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503);
+            let body: Value = serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
+            assert_eq!(body["error"], "503", "{body}");
+            assert_eq!(body["message"], "unavailable", "{body}");
+            assert!(
+                body["data"]["cause"]
+                    .as_str()
+                    .unwrap()
+                    .contains("1 WebSockets are open"),
+                "{body}"
+            );
+        }
+        other => panic!("expected a 503, got {other:?}"),
+    }
+    // Its place is free again once it closed.
+    first.close(None).unwrap();
+    while !matches!(first.read(), Err(_) | Ok(Message::Close(_))) {}
+    let deadline = Deadline::after(Duration::from_mins(1));
+    let mut again = loop {
+        match connect(&api, None) {
+            Ok(socket) => break socket,
+            Err(tungstenite::Error::Http(response)) if response.status() == 503 => {
+                assert!(deadline.left().is_some(), "the place was never freed");
+                // The server frees it when the socket's task ends.
+                std::thread::yield_now();
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let reply = ask(&mut again, &json!({"action": "ping"}));
+    assert_eq!(reply["status"], "success");
+
+    // A socket that never subscribes is closed after the idle limit.
+    let config = Config {
+        websocket_idle: Duration::from_millis(200),
+        ..Config::default()
+    };
+    let server = ApiServer::start(&flows, config);
+    let mut idle = connect(&server.addr().to_string(), None).unwrap();
+    let (messages, reason) = until_closed(&mut idle);
+    assert_eq!(reason, "idle");
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(messages[0]["name"], "idle", "{messages:?}");
+}
+
 /// A SIP server on a copy of the SIP flows with the hook written, and an
 /// API key for `siptest` and one for `other`.
 struct Lab {
@@ -398,6 +509,56 @@ fn a_real_call_fires_its_webhooks_and_websocket_events() {
     // Another account's socket, bound to everything, got none of them.
     let reply = ask(&mut theirs, &json!({"action": "ping", "request_id": "p"}));
     assert_eq!(reply["status"], "success");
+}
+
+#[test]
+fn a_call_after_its_token_ended_reaches_only_live_subscriptions() {
+    if tools("a_call_after_its_token_ended_reaches_only_live_subscriptions").is_none() {
+        return;
+    }
+    let (hook, _received) = receiver();
+    let lab = lab(&hook, true);
+    let (ended, live) = (lab.token(0), lab.token(0));
+    let bindings = ["call.#"];
+    let mut gone = connect(&lab.api, Some(&ended)).unwrap();
+    assert_eq!(
+        subscribe(&mut gone, "siptest", &bindings)["status"],
+        "success"
+    );
+    let mut kept = connect(&lab.api, Some(&live)).unwrap();
+    assert_eq!(
+        subscribe(&mut kept, "siptest", &bindings)["status"],
+        "success"
+    );
+    let reply = send(
+        "DELETE",
+        &format!("http://{}/v2/token_auth", lab.api),
+        Some(&ended),
+        None,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text);
+
+    let trace = lab.call();
+    let call_id = trace["call_id"].as_str().unwrap();
+    // The live token's socket: the call's events.
+    let mut names = Vec::new();
+    while names.len() < 3 {
+        let event = next_json(&mut kept);
+        assert_eq!(event["action"], "event", "{event}");
+        assert_eq!(event["data"]["call_id"], call_id);
+        names.push(event["name"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        names,
+        ["CHANNEL_CREATE", "CHANNEL_ANSWER", "CHANNEL_DESTROY"]
+    );
+    // The ended token's: told, closed, no event (whether the first event
+    // or the periodic re-check found the token ended).
+    let (messages, reason) = until_closed(&mut gone);
+    assert_eq!(reason, "token ended");
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(messages[0]["name"], "token_ended", "{messages:?}");
+    assert_eq!(messages[0]["data"]["dropped"], json!(bindings));
 }
 
 #[test]
