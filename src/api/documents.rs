@@ -329,7 +329,7 @@ fn write(
     // cannot both claim a number.
     let _e164 =
         (mode != Write::Delete && kind.family == Family::Callflow && kazoo::claims_e164(&doc))
-            .then(|| state.e164_lock());
+            .then(|| state.claims_lock());
     if mode != Write::Delete {
         if let Some(prepare) = kind.prepare {
             prepare(&mut doc, &mut private)?;
