@@ -109,6 +109,18 @@ pub struct AccountFlows {
     pub files: BTreeMap<DocId, String>,
 }
 
+impl AccountFlows {
+    /// The account's realm: `realm` in `account.json`, else its id.
+    pub fn realm(&self) -> String {
+        self.account
+            .extra
+            .get("realm")
+            .and_then(Value::as_str)
+            .filter(|r| !r.is_empty())
+            .map_or_else(|| self.account.id.to_string(), str::to_owned)
+    }
+}
+
 impl Catalog {
     /// Parses and validates everything in `sources`. Returns the catalog and
     /// every diagnostic, the store's included, sorted by file.
@@ -118,12 +130,17 @@ impl Catalog {
     pub fn build(sources: Sources, modules: &dyn Modules) -> (Self, Vec<Diagnostic>) {
         let mut diagnostics = sources.diagnostics;
         let mut accounts = BTreeMap::new();
+        let mut account_files = BTreeMap::new();
         for source in sources.accounts {
             let id = source.id.clone();
             let flows = build_account(&source, modules, &mut diagnostics);
+            if let Some(file) = source.account {
+                account_files.insert(id.clone(), file.path);
+            }
             accounts.insert(id, Arc::new(flows));
         }
         check_numbers_across_accounts(&accounts, &mut diagnostics);
+        check_realms_across_accounts(&accounts, &account_files, &mut diagnostics);
         // A stable sort keeps each file's diagnostics in discovery order.
         diagnostics.sort_by(|a, b| a.file.cmp(&b.file));
         (Self { accounts }, diagnostics)
@@ -702,6 +719,66 @@ fn check_numbers_across_accounts(
     }
 }
 
+/// Realms two accounts have (after trimming, in any case). The SIP
+/// directory finds a device by realm and user name (`live::directory`), and
+/// the first account in id order wins: the other's devices could not log
+/// in, or logins would reach the wrong account. An account without `realm`
+/// has its id as realm and keeps it; of accounts that name it in `realm`,
+/// the first in id order keeps it when no account has it as id. Every
+/// other one gets an error in its `account.json`.
+fn check_realms_across_accounts(
+    accounts: &BTreeMap<AccountId, Arc<AccountFlows>>,
+    account_files: &BTreeMap<AccountId, String>,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    // Lower-case realm → the accounts with it: those that have it as id
+    // first, then in id order.
+    let mut by_realm: BTreeMap<String, Vec<(bool, &AccountId, String)>> = BTreeMap::new();
+    for (id, flows) in accounts {
+        let realm = flows.realm();
+        let named = realm != id.as_str();
+        by_realm
+            .entry(realm.trim().to_ascii_lowercase())
+            .or_default()
+            .push((named, id, realm));
+    }
+    for holders in by_realm.values_mut() {
+        holders.sort_by_key(|(named, id, _)| (*named, *id));
+        let Some(((_, first, _), others)) = holders.split_first() else {
+            continue;
+        };
+        for (_, id, realm) in others {
+            let Some(file) = account_files.get(*id) else {
+                continue;
+            };
+            diagnostics.push(
+                Diagnostic::error(
+                    Code::RealmInOtherAccount,
+                    "/realm",
+                    realm_elsewhere(realm.trim(), first),
+                )
+                .in_file(file),
+            );
+        }
+    }
+}
+
+/// The message of [`Code::RealmInOtherAccount`].
+pub fn realm_elsewhere(realm: &str, account: &AccountId) -> String {
+    format!(
+        "realm {realm} is also the realm of account {account}: SIP devices of one could not \
+         log in, or would log in to the other"
+    )
+}
+
+/// [`realm_elsewhere`] as a tenant sees it, from its message: which
+/// account has the realm is not its business.
+#[must_use]
+pub fn realm_tenant_message(message: &str) -> String {
+    let realm = message.split(' ').nth(1).unwrap_or_default();
+    format!("realm {realm} is already in use by another account")
+}
+
 /// The message of [`Code::NumberInOtherAccount`].
 pub fn claimed_elsewhere(number: &str, account: &AccountId, callflow: &DocId) -> String {
     format!(
@@ -836,4 +913,21 @@ pub fn check_nodes(
             }
     });
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tenant sees the realm it cannot have, not which account has it.
+    #[test]
+    fn the_tenant_message_of_a_realm_names_no_account() {
+        let holder = AccountId::new("acme").unwrap();
+        let message = realm_elsewhere("sip.example.com", &holder);
+        assert!(message.contains("acme"), "{message}");
+        assert_eq!(
+            realm_tenant_message(&message),
+            "realm sip.example.com is already in use by another account"
+        );
+    }
 }

@@ -674,10 +674,16 @@ impl Reloader {
                 allowed.then(|| {
                     let mut d = d.clone();
                     d.file = file;
-                    if matches!(viewer, Viewer::Account(_))
-                        && d.code == crate::model::Code::NumberInOtherAccount
-                    {
-                        d.message = crate::catalog::tenant_message(&d.message);
+                    if matches!(viewer, Viewer::Account(_)) {
+                        match d.code {
+                            crate::model::Code::NumberInOtherAccount => {
+                                d.message = crate::catalog::tenant_message(&d.message);
+                            }
+                            crate::model::Code::RealmInOtherAccount => {
+                                d.message = crate::catalog::realm_tenant_message(&d.message);
+                            }
+                            _ => {}
+                        }
                     }
                     d
                 })

@@ -62,8 +62,59 @@ fn shown(account: &AccountId, doc: &Object) -> Value {
     Value::Object(out)
 }
 
+/// The realm an account document gives its account (`realm`, else the
+/// account's id, as [`crate::live::account_realm`] has it), as written, and
+/// as compared: trimmed, in lower case.
+fn realm_of(account: &AccountId, doc: &Object) -> (String, String) {
+    let realm = doc
+        .get("realm")
+        .and_then(Value::as_str)
+        .filter(|r| !r.is_empty())
+        .unwrap_or(account.as_str())
+        .trim()
+        .to_owned();
+    let key = realm.to_ascii_lowercase();
+    (realm, key)
+}
+
+/// Refuses a realm another account has (Kazoo's `unique` error on
+/// `realm`): the SIP directory finds devices by realm and user name, so
+/// the account that came first would keep the other's logins. Only a
+/// change of realm is checked, so an account is never kept from editing
+/// by a clash it did not make (`callflow check` reports those).
+fn check_realm(
+    state: &AppState,
+    account: &AccountId,
+    stored: &Object,
+    doc: &Object,
+) -> Result<(), ApiError> {
+    let (realm, key) = realm_of(account, doc);
+    if key == realm_of(account, stored).1 {
+        return Ok(());
+    }
+    let taken = state.catalog().accounts().any(|other| {
+        other.account.id != *account
+            && crate::live::account_realm(other)
+                .trim()
+                .to_ascii_lowercase()
+                == key
+    });
+    if !taken {
+        return Ok(());
+    }
+    let mut errors = kazoo::KazooErrors::new();
+    errors.insert(
+        "realm".into(),
+        json!({"unique": {"message": format!("realm {realm} is already in use"), "cause": realm}}),
+    );
+    Err(ApiError::Validation(errors))
+}
+
 /// Changes the public part of `account.json` with `change`, validates the
-/// result and saves it.
+/// result and saves it: under the account's write lock, then the file's
+/// own lock (other processes write it too: `callflow api-key`), from the
+/// read to the write; a change of realm holds the server's claims lock
+/// until it is published too.
 fn edit(
     state: &AppState,
     account: &AccountId,
@@ -75,11 +126,17 @@ fn edit(
     if state.account(account).is_none() {
         return Err(ApiError::BadIdentifier(account.to_string()));
     }
+    let _file = state.store.lock_account(account)?;
     let (stored, current) = load(state, account)?;
     check_revision(expected, current.as_ref(), "account.json")?;
     let mut doc = kazoo::public(&stored);
     change(&mut doc)?;
     doc.remove("id");
+    // Realms belong to one account server-wide: held from the check to
+    // the publication, so two accounts cannot both take one.
+    let _claims =
+        (realm_of(account, &doc).1 != realm_of(account, &stored).1).then(|| state.claims_lock());
+    check_realm(state, account, &stored, &doc)?;
     let mut errors = kazoo::KazooErrors::new();
     let text = serde_json::to_string(&doc).map_err(|e| ApiError::Internal(e.to_string()))?;
     let generation = state.generation();

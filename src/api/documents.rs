@@ -324,7 +324,7 @@ fn write(
         // Claims across accounts (E.164 numbers, SIP usernames) hold this
         // lock from validation to publication, so two accounts cannot
         // both make the same one.
-        let _claims = claims.then(|| state.e164_lock());
+        let _claims = claims.then(|| state.claims_lock());
         if mode != Write::Delete {
             let flows = state
                 .account(account)

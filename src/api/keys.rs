@@ -12,8 +12,12 @@
 //! key operation, a login with the key included). Every other key of
 //! `account.json` is written back as it was.
 //!
-//! These functions read and write the file without locking: the server
-//! calls them under the account's write lock, the CLI on its own.
+//! Each operation that may write the file holds the account's file lock
+//! ([`FlowsDir::lock_account`]) from its read to its write, as every
+//! writer of `account.json` does: a key revoked by `callflow api-key
+//! revoke` while the server notes a login is not brought back by the
+//! server's write. The server calls them under the account's write lock
+//! too (which orders its own writes), taken before the file lock.
 
 use std::sync::{Arc, PoisonError};
 
@@ -29,7 +33,7 @@ use super::state::AppState;
 use super::{Body, request_data};
 use crate::ids::AccountId;
 use crate::model::Object;
-use crate::store::{FlowsDir, StoreError};
+use crate::store::{AccountLock, FlowsDir, StoreError};
 
 /// Where `account.json` keeps the account's API keys (their hashes).
 pub const API_KEYS_FIELD: &str = "pvt_api_keys";
@@ -136,10 +140,26 @@ struct KeyRing {
     /// Entries of an older version were given an id and a name: the file
     /// must be written even when the operation changes nothing else.
     migrated: bool,
+    /// The file's lock, held from the read to the write (`None`: read
+    /// only, never saved).
+    lock: Option<AccountLock>,
 }
 
 impl KeyRing {
+    /// Reads the keys to change them: holds the file's lock until dropped.
     fn load(store: &FlowsDir, account: &AccountId) -> Result<Self, KeyError> {
+        if !store.root().join(account.as_str()).is_dir() {
+            return Err(KeyError::NoAccount(account.to_string()));
+        }
+        let lock = store.lock_account(account)?;
+        let mut ring = Self::read(store, account)?;
+        ring.lock = Some(lock);
+        Ok(ring)
+    }
+
+    /// Reads the keys only (the file is replaced atomically, so a read
+    /// without the lock sees one whole version of it).
+    fn read(store: &FlowsDir, account: &AccountId) -> Result<Self, KeyError> {
         if !store.root().join(account.as_str()).is_dir() {
             return Err(KeyError::NoAccount(account.to_string()));
         }
@@ -154,6 +174,7 @@ impl KeyRing {
             account: account.clone(),
             doc,
             migrated: false,
+            lock: None,
         };
         ring.migrate()?;
         Ok(ring)
@@ -205,6 +226,7 @@ impl KeyRing {
     }
 
     fn save(&self, store: &FlowsDir) -> Result<(), KeyError> {
+        debug_assert!(self.lock.is_some(), "account.json written without its lock");
         store.write_account(&self.account, &self.doc)?;
         Ok(())
     }
@@ -372,7 +394,7 @@ pub(crate) fn key_on_disk(
     account: &AccountId,
     id: &str,
 ) -> Result<bool, KeyError> {
-    match KeyRing::load(store, account) {
+    match KeyRing::read(store, account) {
         Ok(ring) => Ok(has_key(&ring.doc, id)),
         Err(KeyError::NoAccount(_)) => Ok(false),
         Err(other) => Err(other),
@@ -513,4 +535,46 @@ pub(crate) async fn delete(
         obj.insert("_read_only".into(), json!({"deleted": true}));
     }
     Ok(Success::ok(data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two writers of one `account.json` (two handles, as the server and
+    /// `callflow api-key` are), one creating keys while the other revokes:
+    /// every read-modify-write holds the file's lock, so no key revoked
+    /// comes back and no key created is lost.
+    #[test]
+    fn interleaved_creates_and_revokes_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let account = AccountId::new("acme").unwrap();
+        let store = FlowsDir::new(dir.path());
+        store.create_account(&account, &Object::new()).unwrap();
+        let old: Vec<String> = (0..30)
+            .map(|_| create_key(&store, &account, None).unwrap().0.id)
+            .collect();
+        let creator = {
+            let store = FlowsDir::new(dir.path());
+            let account = account.clone();
+            std::thread::spawn(move || {
+                (0..30)
+                    .map(|i| {
+                        let name = format!("new-{i}");
+                        create_key(&store, &account, Some(&name)).unwrap().0.id
+                    })
+                    .collect::<std::collections::BTreeSet<_>>()
+            })
+        };
+        for id in &old {
+            revoke_key(&store, &account, id).unwrap();
+        }
+        let added = creator.join().unwrap();
+        let left: std::collections::BTreeSet<_> = list_keys(&store, &account)
+            .unwrap()
+            .into_iter()
+            .map(|key| key.id)
+            .collect();
+        assert_eq!(left, added);
+    }
 }

@@ -169,9 +169,9 @@ pub struct AppState {
     /// two requests claiming the same number cannot both pass the `unique`
     /// check.
     writes: Mutex<BTreeMap<AccountId, Arc<Mutex<()>>>>,
-    /// Held by writes that claim E.164 numbers (taken after the account's
-    /// lock): those numbers are unique across accounts.
-    e164: Mutex<()>,
+    /// Held by writes that claim something unique across accounts (see
+    /// [`AppState::claims_lock`]).
+    claims: Mutex<()>,
     tokens: Mutex<Tokens>,
     /// API keys found in `account.json` on disk but not in the catalog's
     /// copy (created since it was read), with the generation they were
@@ -226,7 +226,7 @@ impl AppState {
             store: FlowsDir::new(&reloader.paths().flows),
             reloader,
             writes: Mutex::new(BTreeMap::new()),
-            e164: Mutex::new(()),
+            claims: Mutex::new(()),
             tokens: Mutex::new(Tokens::default()),
             confirmed_keys: Mutex::new(BTreeMap::new()),
             logins: super::limit::Logins::new(config.auth_per_source, config.auth_per_key),
@@ -303,10 +303,14 @@ impl AppState {
         Arc::clone(locks.entry(account.clone()).or_default())
     }
 
-    /// The lock of writes claiming E.164 numbers (take it after the
-    /// account's own).
-    pub(crate) fn e164_lock(&self) -> MutexGuard<'_, ()> {
-        self.e164.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The server-wide lock of claims across accounts: it serializes every
+    /// write that claims something no other account may have (E.164
+    /// numbers, realms, SIP user names of a realm), held from the check
+    /// that nobody else has it to the write's publication. Take it after
+    /// the account's write lock (and after the lock of its
+    /// `account.json` when the write holds that), never before.
+    pub(crate) fn claims_lock(&self) -> MutexGuard<'_, ()> {
+        self.claims.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Re-reads one account from disk and publishes it in a new generation:

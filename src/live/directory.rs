@@ -14,13 +14,7 @@ use crate::sip::{DeviceCredentials, Directory};
 
 /// The realm of an account: `realm` in account.json, else its id.
 pub fn account_realm(account: &AccountFlows) -> String {
-    account
-        .account
-        .extra
-        .get("realm")
-        .and_then(Value::as_str)
-        .filter(|r| !r.is_empty())
-        .map_or_else(|| account.account.id.to_string(), str::to_owned)
+    account.realm()
 }
 
 /// The account whose callflows claim an E.164 number (`+...`): what a

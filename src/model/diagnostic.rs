@@ -44,6 +44,10 @@ pub enum Code {
     /// An E.164 number is also claimed by a callflow of another account: a
     /// call from a trunk, routed by number alone, could reach either.
     NumberInOtherAccount,
+    /// An account's realm is also another account's: SIP devices are found
+    /// by realm and user name, so one account could take the other's
+    /// logins.
+    RealmInOtherAccount,
     /// The same value appears twice in one list.
     UniqueItems,
     /// A list has more entries than allowed (Kazoo's `maxItems`).
@@ -118,6 +122,7 @@ impl Code {
             Code::Required => "required",
             Code::Unique => "unique",
             Code::NumberInOtherAccount => "number_in_other_account",
+            Code::RealmInOtherAccount => "realm_in_other_account",
             Code::UniqueItems => "uniqueItems",
             Code::MaxItems => "maxItems",
             Code::Limit => "limit",

@@ -201,7 +201,9 @@ impl FlowsDir {
         )
     }
 
-    /// Writes `account.json` atomically and durably.
+    /// Writes `account.json` atomically and durably. A read-modify-write
+    /// of the file holds [`FlowsDir::lock_account`] from the read to this
+    /// write.
     pub fn write_account(
         &self,
         account: &AccountId,
@@ -215,17 +217,49 @@ impl FlowsDir {
         )
     }
 
+    /// Locks an account's `account.json` for a read-modify-write: an
+    /// exclusive lock on the account's folder, which every writer of the
+    /// file takes (the server's account and API key routes, a login noting
+    /// its key's use, `callflow api-key`, `callflow account create`), so a
+    /// change read from the file is never undone by a write based on an
+    /// older read, whichever thread or process made it. Released when
+    /// dropped; not reentrant (a second lock by the same thread waits for
+    /// ever). An error when the account has no folder of its own (none, or
+    /// a link to one).
+    pub fn lock_account(&self, account: &AccountId) -> Result<AccountLock, StoreError> {
+        let dir = self.account_dir(account);
+        match fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Err(StoreError::NotADirectory { path: dir }),
+            Err(source) => return Err(StoreError::Io { path: dir, source }),
+        }
+        FolderLock::exclusive(&dir)
+            .map(AccountLock)
+            .map_err(|source| StoreError::Io { path: dir, source })
+    }
+
     /// Creates an account folder with its `account.json`; an error when the
-    /// account exists.
+    /// account exists (the folder is made first, so of two creations of
+    /// one account only one succeeds).
     pub fn create_account(
         &self,
         account: &AccountId,
         body: &crate::model::Object,
     ) -> Result<PathBuf, StoreError> {
         let dir = self.account_dir(account);
-        if dir.exists() {
-            return Err(StoreError::Exists { path: dir });
+        let io = |source| StoreError::Io {
+            path: dir.clone(),
+            source,
+        };
+        fs::create_dir_all(&self.root).map_err(io)?;
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(StoreError::Exists { path: dir });
+            }
+            Err(err) => return Err(io(err)),
         }
+        let _lock = self.lock_account(account)?;
         self.write_account(account, body)
     }
 
@@ -353,7 +387,15 @@ impl FlowsDir {
 /// An exclusive lock (`flock`) on a folder, held until dropped. Each lock
 /// opens the folder afresh, so two threads of one process exclude each
 /// other as two processes do.
+#[derive(Debug)]
 struct FolderLock(#[allow(dead_code, reason = "held for its lock, released on drop")] fs::File);
+
+/// The lock of an account's `account.json` ([`FlowsDir::lock_account`]),
+/// held until dropped.
+#[derive(Debug)]
+pub struct AccountLock(
+    #[allow(dead_code, reason = "held for its lock, released on drop")] FolderLock,
+);
 
 impl FolderLock {
     fn exclusive(dir: &Path) -> io::Result<Self> {
@@ -803,6 +845,32 @@ fn io_error(path: &str, err: &io::Error) -> Diagnostic {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The lock of `account.json` is an exclusive lock on the account's
+    /// folder, which any other opener (another process) meets, and it is
+    /// released on drop.
+    #[test]
+    fn the_account_lock_excludes_other_openers_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FlowsDir::new(dir.path());
+        let account = AccountId::new("acme").unwrap();
+        assert!(store.lock_account(&account).is_err(), "no such account");
+        store
+            .create_account(&account, &crate::model::Object::new())
+            .unwrap();
+        assert!(matches!(
+            store.create_account(&account, &crate::model::Object::new()),
+            Err(StoreError::Exists { .. })
+        ));
+        let held = store.lock_account(&account).unwrap();
+        let other = fs::File::open(dir.path().join("acme")).unwrap();
+        assert!(matches!(
+            other.try_lock(),
+            Err(fs::TryLockError::WouldBlock)
+        ));
+        drop(held);
+        other.try_lock().unwrap();
+    }
 
     #[test]
     fn writes_are_atomic_and_read_back() {

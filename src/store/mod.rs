@@ -9,7 +9,7 @@ mod fs;
 
 use std::path::PathBuf;
 
-pub use fs::{ACCOUNT_FILE, CALLFLOWS, FlowsDir, MEDIA, write_bytes, write_file};
+pub use fs::{ACCOUNT_FILE, AccountLock, CALLFLOWS, FlowsDir, MEDIA, write_bytes, write_file};
 
 use crate::catalog::Sources;
 

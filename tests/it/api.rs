@@ -632,6 +632,69 @@ fn an_e164_number_of_another_account_is_refused() {
     assert_eq!(check.status.code(), Some(0), "{}", render_output(&check));
 }
 
+/// A realm is one account's: the SIP directory finds devices by realm and
+/// user name, so a second account with it could take the first's logins.
+/// A PATCH taking another account's realm (its `realm`, or its id when it
+/// has none; in any case, trimmed) is refused as Kazoo refuses it, and
+/// nothing is written.
+#[test]
+fn a_realm_of_another_account_is_refused() {
+    let (_dir, flows) = sample_flows();
+    add_other_account(&flows);
+    let server = Server::start(&flows, Config::default());
+    let other = login(&server, &flows, "other");
+    let acme = login(&server, &flows, "acme");
+    let other_file = flows.join("other/account.json");
+    let before = std::fs::read(&other_file).unwrap();
+    let patch = |account: &str, token: &str, body: &Value| {
+        let url = server.url(&format!("/v2/accounts/{account}"));
+        send("PATCH", &url, Some(token), Some(&envelope(body)))
+    };
+    let reply = patch("other", &other, &json!({"realm": " ACME.sip.example.com "}));
+    assert_error(&reply, 400, "validation error");
+    assert_eq!(
+        reply.body["data"],
+        json!({"realm": {"unique": {
+            "message": "realm ACME.sip.example.com is already in use",
+            "cause": "ACME.sip.example.com"
+        }}}),
+        "{}",
+        reply.text
+    );
+    assert_eq!(
+        std::fs::read(&other_file).unwrap(),
+        before,
+        "nothing written"
+    );
+    // `other` has no realm: its id is its realm.
+    let reply = patch("acme", &acme, &json!({"realm": "Other"}));
+    assert_error(&reply, 400, "validation error");
+    assert_eq!(reply.body["data"]["realm"]["unique"]["cause"], "Other");
+    // A free realm is taken; an edit keeping the realm is not checked.
+    let reply = patch("other", &other, &json!({"realm": "pbx.other.example"}));
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let reply = patch("acme", &acme, &json!({"name": "Acme Corp."}));
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    // Two accounts racing for one realm: exactly one gets it.
+    for round in 0..5 {
+        let racers: Vec<_> = [("acme", acme.clone()), ("other", other.clone())]
+            .into_iter()
+            .map(|(account, token)| {
+                let url = server.url(&format!("/v2/accounts/{account}"));
+                std::thread::spawn(move || {
+                    let body = envelope(&json!({"realm": format!("r{round}.example")}));
+                    send("PATCH", &url, Some(&token), Some(&body)).status
+                })
+            })
+            .collect();
+        let mut statuses: Vec<u16> = racers.into_iter().map(|t| t.join().unwrap()).collect();
+        statuses.sort_unstable();
+        assert_eq!(statuses, [200, 400], "round {round}");
+    }
+    let check = callflow(&root(), &["check", "--flows", flows.to_str().unwrap()]);
+    assert_eq!(check.status.code(), Some(0), "{}", render_output(&check));
+}
+
 #[test]
 fn stale_revisions_conflict_and_tokens_expire() {
     let (_dir, flows) = sample_flows();
