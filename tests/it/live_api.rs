@@ -112,6 +112,24 @@ impl Phone {
     /// Registers `contact` with digest credentials (MD5 or SHA-256, as the
     /// challenge offers), as a phone does: challenged, then answered.
     fn register(&mut self, server: SocketAddr, contact: &str, password: &str, sha256: bool) {
+        let answer = self.try_register(server, contact, password, sha256);
+        assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
+    }
+
+    /// Whether a registration with `password` (MD5) is refused.
+    fn register_refused(&mut self, server: SocketAddr, contact: &str, password: &str) -> bool {
+        let answer = self.try_register(server, contact, password, false);
+        answer.starts_with("SIP/2.0 401") || answer.starts_with("SIP/2.0 403")
+    }
+
+    /// A challenged REGISTER answered with `password`: the final response.
+    fn try_register(
+        &mut self,
+        server: SocketAddr,
+        contact: &str,
+        password: &str,
+        sha256: bool,
+    ) -> String {
         let challenged = self.send(server, contact, None);
         assert!(challenged.starts_with("SIP/2.0 401"), "{challenged}");
         let algorithm = if sha256 { "SHA-256" } else { "MD5" };
@@ -140,8 +158,7 @@ impl Phone {
              response=\"{response}\", algorithm={algorithm}, qop=auth, nc=00000001, cnonce=\"c0ffee\"",
             self.username
         );
-        let answer = self.send(server, contact, Some(&authorization));
-        assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
+        self.send(server, contact, Some(&authorization))
     }
 }
 
@@ -505,4 +522,62 @@ fn serve_with_sip_shows_its_traces_and_registrations() {
             "{route}"
         );
     }
+}
+
+/// A device provisioned through the REST API takes real registrations at
+/// once (the write is published to the SIP directory), a password changed
+/// with a PATCH replaces the old one, and a deleted device registers no
+/// more.
+#[test]
+fn a_device_written_through_the_api_registers_at_once() {
+    let (dir, flows) = sample_flows();
+    let server = Server::start_live(
+        &flows,
+        &dir.path().join("traces"),
+        &dir.path().join("cache"),
+    );
+    let sip = server.sip.unwrap();
+    let token = login(&server, &flows, "acme");
+    let devices = server.url("/v2/accounts/acme/devices");
+    let created = send(
+        "PUT",
+        &devices,
+        Some(&token),
+        Some(
+            &json!({"data": {"name": "Dana desk phone", "owner_id": "alice",
+                "sip": {"username": "dana-desk", "password": "first-Pa55"}}})
+            .to_string(),
+        ),
+    );
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.body["data"]["id"].as_str().unwrap().to_owned();
+    let mut phone = Phone::new("dana-desk");
+    phone.register(sip, "sip:dana-desk@127.0.0.1:5090", "first-Pa55", false);
+    let listed = all(&server, REGISTRATIONS, &token);
+    assert_eq!(
+        listed.body["data"][0]["username"], "dana-desk",
+        "{}",
+        listed.text
+    );
+    assert_eq!(
+        listed.body["data"][0]["authorizing_id"],
+        id.as_str(),
+        "{}",
+        listed.text
+    );
+
+    let device = format!("{devices}/{id}");
+    let patched = send(
+        "PATCH",
+        &device,
+        Some(&token),
+        Some(&json!({"data": {"sip": {"password": "second-Pa55"}}}).to_string()),
+    );
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    assert!(phone.register_refused(sip, "sip:dana-desk@127.0.0.1:5090", "first-Pa55"));
+    phone.register(sip, "sip:dana-desk@127.0.0.1:5090", "second-Pa55", true);
+
+    let deleted = send("DELETE", &device, Some(&token), None);
+    assert_eq!(deleted.status, 200, "{}", deleted.text);
+    assert!(phone.register_refused(sip, "sip:dana-desk@127.0.0.1:5090", "second-Pa55"));
 }
