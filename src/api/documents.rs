@@ -341,6 +341,11 @@ fn write(
                 .read_document(account, &doc_type, id)?
                 .unwrap_or_default();
             state.reload_document(account, &doc_type, id)?;
+            if mode == Write::Delete
+                && let Some(children) = kind.children
+            {
+                delete_children(state, account, children, id)?;
+            }
             return Ok(Saved {
                 doc: full,
                 rev: revision(&text),
@@ -351,6 +356,50 @@ fn write(
     Err(ApiError::Conflict(format!(
         "{id} kept changing (calls writing it) through {WRITE_TRIES} tries"
     )))
+}
+
+/// Soft-deletes the documents of kind `children` that belong to `parent`
+/// (a deleted list's entries), each only if no call changed it meanwhile
+/// (then it is read again), so none is left to match for a list that is
+/// gone.
+fn delete_children(
+    state: &AppState,
+    account: &AccountId,
+    children: &Kind,
+    parent: &DocId,
+) -> Result<(), ApiError> {
+    let Some((_, field)) = children.parent else {
+        return Ok(());
+    };
+    let Some(flows) = state.account(account) else {
+        return Ok(());
+    };
+    let doc_type = doc_type(children);
+    let ids: Vec<DocId> = flows
+        .documents
+        .get(children.folder)
+        .into_iter()
+        .flat_map(|docs| docs.values())
+        .filter(|doc| doc.body.get(field).and_then(Value::as_str) == Some(parent.as_str()))
+        .map(|doc| doc.id.clone())
+        .collect();
+    for id in ids {
+        for _ in 0..WRITE_TRIES {
+            let Some((mut doc, text)) = load_text(state, account, &doc_type, &id)? else {
+                break;
+            };
+            doc.insert("pvt_deleted".into(), Value::Bool(true));
+            doc.insert("pvt_modified".into(), now_seconds());
+            if state
+                .store
+                .write_document_if(account, &doc_type, &id, &doc, |now| now == Some(text.as_str()))?
+            {
+                state.reload_document(account, &doc_type, &id)?;
+                break;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The document a write saves, whole (public and private fields, defaults
@@ -366,6 +415,11 @@ fn prepared(
     stored: Option<(Object, String)>,
 ) -> Result<(Object, bool), ApiError> {
     let id = target.id()?;
+    // What a kind's `prepare` compares with (users: the username).
+    let before = kind
+        .prepare
+        .and(stored.as_ref())
+        .map(|(doc, _)| kazoo::public(doc));
     let (mut doc, mut private) = compose(kind, mode, id, request, stored)?;
     if let (Some((_, field)), Some(parent)) = (kind.parent, &target.parent) {
         // A nested document names its parent, whatever the body said.
@@ -374,7 +428,7 @@ fn prepared(
     let mut claims = false;
     if mode != Write::Delete {
         if let Some(prepare) = kind.prepare {
-            prepare(&mut doc, &mut private)?;
+            prepare(&mut doc, &mut private, before.as_ref())?;
         }
         if kind.family == Family::Callflow {
             // Crossbar writes the schema's defaults into the document, and

@@ -46,6 +46,9 @@ pub(crate) struct Kind {
     /// The kind whose document owns these (list entries belong to a list),
     /// with the field naming the owner.
     pub parent: Option<(&'static Kind, &'static str)>,
+    /// The kind whose documents belong to these (a list's entries): a
+    /// delete takes them along, as Kazoo's does.
+    pub children: Option<&'static Kind>,
     /// What a write does to the document (public, private) before it is
     /// validated: users' passwords become Kazoo's hashes.
     pub prepare: Option<Prepare>,
@@ -58,8 +61,9 @@ pub(crate) struct Kind {
 /// server's published documents.
 pub(crate) type Check = fn(&Object, &DocId, &AccountFlows, &Catalog, &mut KazooErrors);
 
-/// A kind's change to a document about to be saved (public, private).
-pub(crate) type Prepare = fn(&mut Object, &mut Object) -> Result<(), ApiError>;
+/// A kind's change to a document about to be saved (public, private; the
+/// stored document, when there is one).
+pub(crate) type Prepare = fn(&mut Object, &mut Object, Option<&Object>) -> Result<(), ApiError>;
 
 impl Kind {
     /// The collection's route: `/v2/accounts/{account_id}/users`, or under
@@ -217,9 +221,28 @@ fn user(id: &DocId, doc: &Object) -> Value {
 /// A user's `password` is never stored: as Kazoo does, it becomes
 /// `pvt_md5_hash`, the MD5 of `username:password` (the username in lower
 /// case), what Kazoo's `user_auth` compares with. A password needs a
-/// username.
-fn user_password(doc: &mut Object, private: &mut Object) -> Result<(), ApiError> {
+/// username; a new username needs the password too (the hash covers both,
+/// so one changed alone would leave a hash that matches nothing).
+fn user_password(
+    doc: &mut Object,
+    private: &mut Object,
+    stored: Option<&Object>,
+) -> Result<(), ApiError> {
+    let username = |doc: &Object| {
+        doc.get("username")
+            .and_then(Value::as_str)
+            .map(str::to_lowercase)
+    };
     let Some(password) = doc.remove("password") else {
+        if private.contains_key("pvt_md5_hash")
+            && stored.is_some_and(|stored| username(stored) != username(doc))
+        {
+            return Err(ApiError::Validation(field_error(
+                "password",
+                "required",
+                "a new `username` needs the `password` too (it is kept as a hash of both)",
+            )));
+        }
         return Ok(());
     };
     let Value::String(password) = password else {
@@ -229,14 +252,14 @@ fn user_password(doc: &mut Object, private: &mut Object) -> Result<(), ApiError>
             "must be a string",
         )));
     };
-    let Some(username) = doc.get("username").and_then(Value::as_str) else {
+    let Some(username) = username(doc) else {
         return Err(ApiError::Validation(field_error(
             "username",
             "required",
             "a user with a password needs a `username` (the password is kept as a hash of both)",
         )));
     };
-    let credentials = format!("{}:{password}", username.to_lowercase());
+    let credentials = format!("{username}:{password}");
     private.insert(
         "pvt_md5_hash".into(),
         json!(super::auth::hex(&md5::Md5::digest(credentials.as_bytes()))),
@@ -409,6 +432,7 @@ pub(crate) static CALLFLOWS: Kind = Kind {
     write_only: &[],
     kept: &[],
     parent: None,
+    children: None,
     prepare: None,
     check: None,
 };
@@ -423,6 +447,7 @@ static LISTS: Kind = Kind {
     write_only: &[],
     kept: &[],
     parent: None,
+    children: Some(&LIST_ENTRIES),
     prepare: None,
     check: None,
 };
@@ -437,6 +462,7 @@ pub(crate) static MEDIA: Kind = Kind {
     write_only: &[],
     kept: &[],
     parent: None,
+    children: None,
     prepare: None,
     check: None,
 };
@@ -453,6 +479,7 @@ pub(crate) static VMBOXES: Kind = Kind {
     // keeps them out of the box's own writes too.
     kept: &["messages"],
     parent: None,
+    children: None,
     prepare: None,
     check: None,
 };
@@ -474,6 +501,7 @@ const fn plain(
         write_only: &[],
         kept: &[],
         parent: None,
+        children: None,
         prepare: None,
         check: None,
     }
