@@ -392,7 +392,9 @@ fn delete_children(
             doc.insert("pvt_modified".into(), now_seconds());
             if state
                 .store
-                .write_document_if(account, &doc_type, &id, &doc, |now| now == Some(text.as_str()))?
+                .write_document_if(account, &doc_type, &id, &doc, |now| {
+                    now == Some(text.as_str())
+                })?
             {
                 state.reload_document(account, &doc_type, &id)?;
                 break;
