@@ -82,13 +82,15 @@ pub fn cached(
 
 /// The body at `url`, following redirects; `Err` says what failed.
 pub fn download(url: &str, allow_private: bool, limits: Limits) -> Result<Vec<u8>, String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(limits.timeout))
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .max_redirects_will_error(false)
-        .build()
-        .into();
+    let agent = crate::sim::network::agent(
+        ureq::Agent::config_builder()
+            .timeout_global(Some(limits.timeout))
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .build(),
+        allow_private,
+    );
     let mut current = url.to_owned();
     for _ in 0..=MAX_REDIRECTS {
         crate::sim::network::guard(&current, allow_private)

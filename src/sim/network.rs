@@ -168,6 +168,55 @@ pub fn guard(url: &str, allow_private: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// The HTTP agent of calls' requests (`call:http`, webhooks, media URLs)
+/// with `config`. Unless `allow_private`, its resolver refuses a host any of
+/// whose addresses is private when it connects: the addresses checked are
+/// the ones used, so a name that resolves to a public address for
+/// [`guard`] and to a private one a moment later (DNS rebinding) is
+/// refused too.
+pub fn agent(config: ureq::config::Config, allow_private: bool) -> ureq::Agent {
+    if allow_private {
+        ureq::Agent::new_with_config(config)
+    } else {
+        ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            PublicOnly::default(),
+        )
+    }
+}
+
+/// ureq's resolver, refusing private addresses (see [`agent`]). ureq's
+/// resolver trait is outside its semver promise (`unversioned`): the lock
+/// file pins the version, and a change there fails to compile here.
+#[derive(Debug, Default)]
+struct PublicOnly {
+    inner: ureq::unversioned::resolver::DefaultResolver,
+}
+
+impl ureq::unversioned::resolver::Resolver for PublicOnly {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let addrs = self.inner.resolve(uri, config, timeout)?;
+        if let Some(private) = addrs.iter().find(|addr| is_private(addr.ip())) {
+            return Err(ureq::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "refused: {} resolves to {}, a private address (allow private addresses to \
+                     reach it)",
+                    uri.host().unwrap_or_default(),
+                    private.ip()
+                ),
+            )));
+        }
+        Ok(addrs)
+    }
+}
+
 /// Makes the request; `Err` says why it failed. Unless `allow_private`, a
 /// host that resolves to a private address is refused before connecting.
 /// Redirects are not followed: a 3xx is the answer (its `location` header
@@ -175,13 +224,15 @@ pub fn guard(url: &str, allow_private: bool) -> Result<(), String> {
 /// private one unchecked; a caller that follows it asks again, checked.
 pub fn request(request: &HttpRequest, allow_private: bool) -> Result<HttpOutcome, String> {
     guard(&request.url, allow_private)?;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_millis(request.timeout_ms)))
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .max_redirects_will_error(false)
-        .build()
-        .into();
+    let agent = agent(
+        ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_millis(request.timeout_ms)))
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .build(),
+        allow_private,
+    );
     let mut builder = ureq::http::Request::builder()
         .method(request.method.as_str())
         .uri(request.url.as_str());
@@ -234,6 +285,36 @@ mod tests {
             }
         });
         (port, rx)
+    }
+
+    #[test]
+    fn the_connecting_resolver_refuses_private_addresses() {
+        use ureq::unversioned::resolver::Resolver;
+        let config = ureq::config::Config::default();
+        let resolve = |url: &str| {
+            PublicOnly::default().resolve(
+                &url.parse().unwrap(),
+                &config,
+                ureq::unversioned::transport::NextTimeout::default(),
+            )
+        };
+        for url in [
+            "http://localhost:8080/x",
+            "http://127.0.0.1/",
+            "http://[::1]:80/",
+        ] {
+            let refused = resolve(url).unwrap_err().to_string();
+            assert!(refused.contains("a private address"), "{url}: {refused}");
+        }
+        // And an agent that refuses them never connects: the request fails
+        // at resolution, whatever `guard` said.
+        let agent = agent(ureq::config::Config::default(), false);
+        let refused = agent
+            .get("http://localhost:9/")
+            .call()
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("a private address"), "{refused}");
     }
 
     #[test]
