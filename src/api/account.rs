@@ -18,7 +18,7 @@ use super::documents::{check_revision, if_match, now_seconds, revision};
 use super::envelope::{ApiError, Success};
 use super::kazoo;
 use super::state::AppState;
-use super::{Body, request_data_off};
+use super::{Body, blocking, request_data_off};
 use crate::ids::AccountId;
 use crate::model::Object;
 
@@ -45,9 +45,7 @@ async fn load_off(
 ) -> Result<(Object, Option<String>), ApiError> {
     let state = Arc::clone(state);
     let account = account.clone();
-    tokio::task::spawn_blocking(move || load(&state, &account))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
+    blocking(move || load(&state, &account)).await
 }
 
 /// The public account as shown.
@@ -164,9 +162,7 @@ async fn edit_blocking(
     expected: Option<String>,
     change: impl FnOnce(&mut Object) -> Result<(), ApiError> + Send + 'static,
 ) -> Result<(Object, String), ApiError> {
-    tokio::task::spawn_blocking(move || edit(&state, &account, expected.as_ref(), change))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
+    blocking(move || edit(&state, &account, expected.as_ref(), change)).await
 }
 
 /// `GET /v2/accounts/{ACCOUNT_ID}`.

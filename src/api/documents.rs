@@ -24,7 +24,7 @@ use super::kazoo;
 use super::kinds::{Family, Kind};
 use super::paging::{Listing, Order};
 use super::state::AppState;
-use super::{Body, request_data_off};
+use super::{Body, blocking, request_data_off};
 use crate::catalog::AccountFlows;
 use crate::ids::{AccountId, DocId, DocType};
 use crate::model::{Code, Object};
@@ -38,7 +38,7 @@ enum Write {
     Delete,
 }
 
-fn doc_type(kind: &Kind) -> DocType {
+pub(crate) fn doc_type(kind: &Kind) -> DocType {
     // The table's folders are fixed names a test holds to the id rule.
     DocType::new(kind.folder).expect("every kind's folder follows the id rule")
 }
@@ -488,7 +488,7 @@ async fn write_blocking(
     data: Object,
     expected: Option<String>,
 ) -> Result<Saved, ApiError> {
-    tokio::task::spawn_blocking(move || {
+    blocking(move || {
         let mut saved = write(&state, &account, kind, &target, mode, data, expected)?;
         if mode != Write::Delete && kind.folder == crate::store::MEDIA {
             // A TTS media document is spoken into its audio now, once the
@@ -499,7 +499,6 @@ async fn write_blocking(
         Ok(saved)
     })
     .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
 /// Whether a listed document passes the request's filters, which see what
@@ -575,12 +574,11 @@ pub(crate) async fn index(
     let listing = Listing::parse(&query, state.config.page_size)?;
     let target = Target::of(kind, &params)?;
     // Filtering and summarizing a large account is work: off the runtime.
-    tokio::task::spawn_blocking(move || {
+    blocking(move || {
         check_parent(&state, &account, kind, &target)?;
         list(&flows, kind, target.parent.as_ref(), &listing)
     })
     .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
 /// `PUT /v2/accounts/{ACCOUNT_ID}/<type>`: create, 201.
@@ -613,9 +611,7 @@ pub(crate) async fn fetch(
     let found = {
         let state = Arc::clone(&state);
         let account = account.clone();
-        tokio::task::spawn_blocking(move || load(&state, &account, kind, &target))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))??
+        blocking(move || load(&state, &account, kind, &target)).await?
     };
     let (doc, rev) = found.ok_or_else(|| ApiError::BadIdentifier(id.to_string()))?;
     let mut data = shown(kind, &id, &doc);

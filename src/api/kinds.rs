@@ -423,65 +423,33 @@ fn callflow(id: &DocId, doc: &Object) -> Value {
 }
 
 pub(crate) static CALLFLOWS: Kind = Kind {
-    path: "callflows",
-    folder: crate::store::CALLFLOWS,
-    pvt_type: "callflow",
-    id_param: "callflow_id",
     family: Family::Callflow,
     summary: callflow,
-    write_only: &[],
-    kept: &[],
-    parent: None,
-    children: None,
-    prepare: None,
-    check: None,
+    ..plain(
+        "callflows",
+        crate::store::CALLFLOWS,
+        "callflow",
+        "callflow_id",
+    )
 };
 
 static LISTS: Kind = Kind {
-    path: "lists",
-    folder: "lists",
-    pvt_type: "list",
-    id_param: "list_id",
-    family: Family::Document,
     summary: list,
-    write_only: &[],
-    kept: &[],
-    parent: None,
     children: Some(&LIST_ENTRIES),
-    prepare: None,
-    check: None,
+    ..plain("lists", "lists", "list", "list_id")
 };
 
 pub(crate) static MEDIA: Kind = Kind {
-    path: "media",
-    folder: crate::store::MEDIA,
-    pvt_type: "media",
-    id_param: "media_id",
-    family: Family::Document,
     summary: media,
-    write_only: &[],
-    kept: &[],
-    parent: None,
-    children: None,
-    prepare: None,
-    check: None,
+    ..plain("media", crate::store::MEDIA, "media", "media_id")
 };
 
 pub(crate) static VMBOXES: Kind = Kind {
-    path: "vmboxes",
-    folder: "vmboxes",
-    pvt_type: "vmbox",
-    id_param: "vmbox_id",
-    family: Family::Document,
     summary: vmbox,
-    write_only: &[],
     // Messages are the voicemail module's (and `.../messages`'): Kazoo
     // keeps them out of the box's own writes too.
     kept: &["messages"],
-    parent: None,
-    children: None,
-    prepare: None,
-    check: None,
+    ..plain("vmboxes", "vmboxes", "vmbox", "vmbox_id")
 };
 
 /// A kind with the listing of `named` and no rules of its own.

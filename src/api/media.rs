@@ -33,20 +33,17 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::auth::Authed;
-use super::documents::{load_text, revision, shown};
+use super::documents::{doc_id, doc_type, load_text, revision, shown};
 use super::envelope::{ApiError, Success};
 use super::kazoo;
+use super::kinds;
 use super::paging::{Listing, Order};
 use super::state::AppState;
-use super::{Body, request_data_off};
-use crate::ids::{AccountId, DocId, DocType};
+use super::{Body, blocking, request_data_off};
+use crate::ids::{AccountId, DocId};
 use crate::media::convert::{self, Format};
 use crate::media::tts::{Espeak, MAX_TEXT, Tts};
 use crate::model::Object;
-use crate::store::MEDIA;
-
-/// The folder of voicemail boxes.
-const VMBOXES: &str = "vmboxes";
 
 /// The largest audio file served: 30 minutes of 8 kHz 16-bit audio (the
 /// longest clip a call plays) is 28.8 MB.
@@ -61,23 +58,8 @@ const DEFAULT_VOICE: &str = "female/en-US";
 /// Tries of a folder change against calls writing the same box.
 const SWAP_ATTEMPTS: usize = 5;
 
-fn doc_type(name: &'static str) -> DocType {
-    // Both names used here ("media", "vmboxes") follow the id rule.
-    DocType::new(name).unwrap_or_else(|_| unreachable!("{name} follows the id rule"))
-}
-
 fn id_param(params: &BTreeMap<String, String>, name: &str) -> Result<DocId, ApiError> {
-    let text = params.get(name).map_or("", String::as_str);
-    DocId::new(text).map_err(|_| ApiError::BadIdentifier(text.to_owned()))
-}
-
-/// Runs blocking work (files, decoding, processes) off the runtime.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
+    doc_id(params.get(name).map_or("", String::as_str))
 }
 
 /// A WAV file as the answer (Kazoo answers raw audio, not an envelope).
@@ -93,7 +75,7 @@ pub(crate) async fn raw(
 ) -> Result<Response, ApiError> {
     let id = id_param(&params, "media_id")?;
     let audio = blocking(move || {
-        if load_text(&state, &account, &doc_type(MEDIA), &id)?.is_none() {
+        if load_text(&state, &account, &doc_type(&kinds::MEDIA), &id)?.is_none() {
             return Err(ApiError::BadIdentifier(id.to_string()));
         }
         state
@@ -150,7 +132,7 @@ fn store_upload(
     format: Format,
     bytes: &[u8],
 ) -> Result<Success, ApiError> {
-    let media = doc_type(MEDIA);
+    let media = doc_type(&kinds::MEDIA);
     // Missing documents first, before the work of decoding.
     if load_text(state, account, &media, id)?.is_none() {
         return Err(ApiError::BadIdentifier(id.to_string()));
@@ -286,7 +268,7 @@ fn load_box(
     account: &AccountId,
     box_id: &DocId,
 ) -> Result<(Object, String), ApiError> {
-    load_text(state, account, &doc_type(VMBOXES), box_id)?
+    load_text(state, account, &doc_type(&kinds::VMBOXES), box_id)?
         .ok_or_else(|| ApiError::BadIdentifier(box_id.to_string()))
 }
 
@@ -420,7 +402,7 @@ fn set_folder(
     media_id: &DocId,
     folder: &str,
 ) -> Result<Value, ApiError> {
-    let vmboxes = doc_type(VMBOXES);
+    let vmboxes = doc_type(&kinds::VMBOXES);
     let lock = state.write_lock(account);
     let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
     for _ in 0..SWAP_ATTEMPTS {

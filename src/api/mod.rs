@@ -307,6 +307,16 @@ pub(crate) async fn request_data_off(body: Body) -> Result<Object, ApiError> {
     }
 }
 
+/// Runs blocking work (files, locks, decoding, processes) off the
+/// runtime's threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+}
+
 /// The `data` object of a request envelope `{"data": {...}}`.
 pub(crate) fn request_data(body: Body) -> Result<Object, ApiError> {
     let bytes = body.map_err(|rejection| {
